@@ -1,0 +1,140 @@
+// durable/http.h: the Fetch API's value types (Headers, URL, Request, Response).
+//
+// They behave as in a Worker: header names are case-insensitive, a string body without a
+// content-type gets `text/plain;charset=UTF-8`, Response::json() gets `application/json`.
+// All are plain values: copyable, movable, safe to hand to another shard by moving.
+#pragma once
+
+#include <boost/json/value.hpp>
+#include <boost/url/url.hpp>
+
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace durable {
+
+using Json = boost::json::value;
+
+// A JSON text of `v`, as JSON.stringify gives it.
+std::string stringify(const Json& v);
+// Parses JSON text; throws durable::Error(kInvalidArgument) with the parser's message.
+Json parseJson(std::string_view text);
+
+class Headers {
+ public:
+  Headers() = default;
+  Headers(std::initializer_list<std::pair<std::string, std::string>> init);
+
+  // The value of `name`; several values are joined with ", " as in the Fetch API.
+  std::optional<std::string> get(std::string_view name) const;
+  bool has(std::string_view name) const;
+  void set(std::string_view name, std::string_view value);
+  void append(std::string_view name, std::string_view value);
+  void remove(std::string_view name);
+
+  // Entries in insertion order; names are stored lower-case.
+  const std::vector<std::pair<std::string, std::string>>& entries() const { return entries_; }
+  bool empty() const { return entries_.empty(); }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> entries_;
+};
+
+// The query of a URL, read as URLSearchParams does (values percent-decoded, '+' is a space).
+class SearchParams {
+ public:
+  explicit SearchParams(std::string_view query) : query_(query) {}
+  std::optional<std::string> get(std::string_view name) const;
+  std::vector<std::string> getAll(std::string_view name) const;
+  bool has(std::string_view name) const { return get(name).has_value(); }
+
+ private:
+  std::string query_;
+};
+
+class URL {
+ public:
+  // Throws durable::Error(kInvalidArgument) for anything that is not an absolute URL.
+  explicit URL(std::string_view href);
+
+  std::string href() const { return std::string(u_.buffer()); }
+  std::string protocol() const;  // "http:"
+  std::string host() const;      // "example.com:8080"
+  std::string hostname() const;
+  std::string port() const;
+  std::string pathname() const;  // percent-encoded, as in JavaScript; "/" at least
+  std::string search() const;    // "?a=1" or ""
+  SearchParams searchParams() const { return SearchParams(u_.encoded_query()); }
+
+ private:
+  boost::urls::url u_;
+};
+
+struct RequestInit {
+  std::string method = "GET";
+  Headers headers;
+  std::optional<std::string> body;
+};
+
+class Request {
+ public:
+  Request(std::string url, RequestInit init = {});
+
+  const std::string& method() const { return method_; }
+  const std::string& urlString() const { return url_; }
+  URL url() const { return URL(url_); }
+  Headers& headers() { return headers_; }
+  const Headers& headers() const { return headers_; }
+  const std::string& text() const { return body_; }
+  bool hasBody() const { return has_body_; }
+  Json json() const { return parseJson(body_); }
+
+ private:
+  std::string method_;
+  std::string url_;
+  Headers headers_;
+  std::string body_;
+  bool has_body_ = false;
+};
+
+struct ResponseInit {
+  int status = 200;
+  std::string statusText;
+  Headers headers;
+};
+
+class WebSocket;
+
+class Response {
+ public:
+  // A null body.
+  explicit Response(std::nullptr_t = nullptr, ResponseInit init = {});
+  // A text body; content-type defaults to text/plain;charset=UTF-8.
+  Response(std::string body, ResponseInit init = {});
+  Response(const char* body, ResponseInit init = {}) : Response(std::string(body), std::move(init)) {}
+
+  static Response json(const Json& value, ResponseInit init = {});
+
+  int status() const { return status_; }
+  bool ok() const { return status_ >= 200 && status_ <= 299; }
+  const std::string& statusText() const { return status_text_; }
+  Headers& headers() { return headers_; }
+  const Headers& headers() const { return headers_; }
+  const std::string& text() const { return body_; }
+  bool hasBody() const { return has_body_; }
+  Json json() const { return parseJson(body_); }
+
+ private:
+  int status_;
+  std::string status_text_;
+  Headers headers_;
+  std::string body_;
+  bool has_body_ = false;
+};
+
+}  // namespace durable

@@ -1,0 +1,74 @@
+// durable/namespace.h: a binding to one class of objects, and stubs to reach its objects.
+//
+// A Namespace makes IDs and stubs. It is immutable and safe to use from any thread; a Stub
+// is a small value (namespace + ID) and may be copied freely.
+#pragma once
+
+#include <durable/http.h>
+#include <durable/id.h>
+#include <durable/task.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace durable {
+
+namespace detail {
+struct NamespaceImpl;
+}
+
+struct UniqueIdOptions {
+  std::string jurisdiction;  // "", "eu" or "fedramp"
+};
+
+struct StubOptions {
+  // Where the object would prefer to live. Accepted and recorded; one node has one place.
+  std::string locationHint;
+};
+
+class Stub {
+ public:
+  const ObjectId& id() const { return id_; }
+  // Sends `request` to the object and completes with its response once the writes the object
+  // made before answering are durable.
+  Task<Response> fetch(Request request) const;
+  Task<Response> fetch(std::string url, RequestInit init = {}) const {
+    return fetch(Request(std::move(url), std::move(init)));
+  }
+
+  Stub(const detail::NamespaceImpl* ns, ObjectId id) : ns_(ns), id_(std::move(id)) {}
+
+ private:
+  const detail::NamespaceImpl* ns_;
+  ObjectId id_;
+};
+
+class Namespace {
+ public:
+  // Deterministic: the same name in this namespace (and jurisdiction) is always the same ID.
+  ObjectId idFromName(std::string_view name) const;
+  // A fresh random ID, carrying its jurisdiction.
+  ObjectId newUniqueId(const UniqueIdOptions& options = {}) const;
+  // Parses toString()'s output. Throws Error(kInvalidArgument) unless `hex` is 64 hex digits
+  // made for this namespace (and, for a jurisdiction's namespace, that jurisdiction).
+  ObjectId idFromString(std::string_view hex) const;
+
+  Stub get(const ObjectId& id, const StubOptions& options = {}) const;
+  Stub getByName(std::string_view name, const StubOptions& options = {}) const {
+    return get(idFromName(name), options);
+  }
+
+  // The same class restricted to a jurisdiction: its names map to other IDs, and its new
+  // IDs carry the jurisdiction. Throws Error(kInvalidArgument) for an unknown jurisdiction.
+  Namespace jurisdiction(std::string_view name) const;
+
+  Namespace(const detail::NamespaceImpl* impl, std::string jurisdiction = {})
+      : impl_(impl), jurisdiction_(std::move(jurisdiction)) {}
+
+ private:
+  const detail::NamespaceImpl* impl_;
+  std::string jurisdiction_;
+};
+
+}  // namespace durable

@@ -1,0 +1,95 @@
+// durable/object.h: what an object author subclasses, and the state the runtime gives it.
+//
+// The runtime constructs at most one instance per ObjectId at a time, on the shard that owns
+// the ID, from (State&, Env&), on the first event after the object was idle or never ran.
+// Handlers are coroutines. While one awaits something outside the object (another object,
+// the network, a timer), other events may start, as in JavaScript; while the object awaits
+// its own storage, or runs inside blockConcurrencyWhile or transaction, none do.
+#pragma once
+
+#include <durable/http.h>
+#include <durable/id.h>
+#include <durable/storage.h>
+#include <durable/task.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace durable {
+
+class Env;
+class Namespace;
+
+namespace detail {
+class ObjectHost;
+}
+
+// What alarm() is told about the run.
+struct AlarmInfo {
+  int retryCount = 0;      // 0 on the first run
+  bool isRetry = false;
+  std::int64_t scheduledTime = 0;  // epoch ms the alarm was set for
+};
+
+class State {
+ public:
+  const ObjectId& id() const;
+  Storage& storage();
+
+  // Runs fn and lets no other event into the object until it finishes. Returns at once with
+  // a Future of fn's completion; a constructor may ignore it, as in JavaScript. If fn throws,
+  // the object is reset (the next event constructs it again) and the Future carries the error.
+  Future<void> blockConcurrencyWhile(std::function<Task<void>()> fn);
+
+  // Keeps the object alive (not evicted) until `task` finishes; its result is ignored, its
+  // failure logged.
+  void waitUntil(Task<void> task);
+
+  explicit State(detail::ObjectHost* host) : host_(host) {}
+
+ private:
+  detail::ObjectHost* host_;
+};
+
+class DurableObject {
+ public:
+  DurableObject(State& state, Env& env) : state_(state), env_(env) {}
+  virtual ~DurableObject() = default;
+  DurableObject(const DurableObject&) = delete;
+  DurableObject& operator=(const DurableObject&) = delete;
+
+  // An HTTP request sent to this object through a Stub. An exception becomes a 500
+  // `{"error": message}` response; the object stays usable.
+  virtual Task<Response> fetch(Request request);
+  // The object's alarm fired. An exception schedules a retry.
+  virtual Task<void> alarm(AlarmInfo info);
+
+ protected:
+  State& state() { return state_; }
+  Storage& storage() { return state_.storage(); }
+  Env& env() { return env_; }
+
+ private:
+  State& state_;
+  Env& env_;
+};
+
+// The bindings a Worker and every object see: namespaces by binding name, and variables.
+class Env {
+ public:
+  // The namespace bound as `binding`; throws Error(kNotFound) naming it if there is none.
+  const Namespace& ns(std::string_view binding) const;
+  // A variable from the config's [vars] table, overridden by the process environment.
+  std::optional<std::string> var(std::string_view name) const;
+
+  struct Impl;
+  explicit Env(const Impl* impl) : impl_(impl) {}
+
+ private:
+  const Impl* impl_;
+};
+
+}  // namespace durable

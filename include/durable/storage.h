@@ -1,0 +1,115 @@
+// durable/storage.h: an object's transactional key-value storage (state.storage in JS).
+//
+// Keys are UTF-8 strings ordered by their bytes. Every call applies at once to the object's
+// cache and is visible to the next call; the writes of one turn (the code between two
+// awaits that really suspend) are committed together in one transaction, and every reply
+// or message the object sends afterwards is held until that commit is durable (the output
+// gate). Reads are served from the object's cache, falling back to the database.
+//
+// Thread safety: a Storage belongs to its object and is used only from the object's shard,
+// inside its handlers.
+#pragma once
+
+#include <durable/task.h>
+#include <durable/value.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace durable {
+
+// Limits, as Cloudflare's: each violation throws Error(kInvalidArgument) and changes nothing.
+inline constexpr std::size_t kMaxKeyBytes = 2048;
+inline constexpr std::size_t kDefaultMaxValueBytes = 128 * 1024;
+inline constexpr std::size_t kMaxValueBytesCeiling = 2 * 1024 * 1024;
+inline constexpr std::size_t kMaxKeysPerCall = 128;
+
+// list() options. A key is listed when it is in [start, end) (or (startAfter, end)) and
+// begins with prefix; all bounds are optional.
+struct ListOptions {
+  std::optional<std::string> start;       // first key, inclusive
+  std::optional<std::string> startAfter;  // first key, exclusive; not with start
+  std::optional<std::string> end;         // last key, exclusive
+  std::optional<std::string> prefix;
+  bool reverse = false;                   // descending key order; limit counts from the end
+  std::optional<std::size_t> limit;
+};
+
+// Entries in the order they were listed (key order, or reverse).
+using Entries = std::vector<std::pair<std::string, Value>>;
+
+namespace detail {
+class ObjectStore;
+struct TxnOverlay;
+}  // namespace detail
+
+class Storage {
+ public:
+  // One key. The value converted to T (see Value::as), or nullopt when absent.
+  template <class T = Value>
+  StorageOp<std::optional<T>> get(std::string_view key) {
+    auto v = getValue(key);
+    if (!v) return StorageOp<std::optional<T>>(std::nullopt);
+    return StorageOp<std::optional<T>>(v->template as<T>());
+  }
+  // Up to 128 keys; the found ones, in key order.
+  StorageOp<Entries> get(std::span<const std::string> keys);
+  StorageOp<Entries> get(std::initializer_list<std::string> keys) {
+    return get(std::span<const std::string>(keys.begin(), keys.size()));
+  }
+
+  StorageOp<void> put(std::string_view key, Value value);
+  // Up to 128 entries, atomically.
+  StorageOp<void> put(std::span<const std::pair<std::string, Value>> entries);
+  StorageOp<void> put(std::initializer_list<std::pair<std::string, Value>> entries) {
+    return put(std::span<const std::pair<std::string, Value>>(entries.begin(), entries.size()));
+  }
+
+  // `delete` in JavaScript. Whether the key existed.
+  StorageOp<bool> remove(std::string_view key);
+  // Up to 128 keys; how many existed.
+  StorageOp<std::size_t> remove(std::span<const std::string> keys);
+  StorageOp<std::size_t> remove(std::initializer_list<std::string> keys) {
+    return remove(std::span<const std::string>(keys.begin(), keys.size()));
+  }
+
+  StorageOp<Entries> list(const ListOptions& options = {});
+
+  // Deletes every key (and, with alarms, the alarm).
+  StorageOp<void> deleteAll();
+
+  // Runs `fn` with a transaction whose reads see its own writes. When fn returns, its writes
+  // apply atomically; when it throws, none of them do and the exception propagates. No other
+  // event enters the object while fn runs.
+  Task<void> transaction(std::function<Task<void>(Storage& txn)> fn);
+
+  // Completes when every write made so far is durable.
+  Future<void> sync();
+
+  // Alarms: epoch milliseconds. One per object; setAlarm replaces it.
+  StorageOp<std::optional<std::int64_t>> getAlarm();
+  StorageOp<void> setAlarm(std::int64_t epochMillis);
+  StorageOp<void> setAlarm(std::chrono::system_clock::time_point when) {
+    return setAlarm(std::chrono::duration_cast<std::chrono::milliseconds>(when.time_since_epoch()).count());
+  }
+  StorageOp<void> deleteAlarm();
+
+  // The untyped form of get<T>.
+  std::optional<Value> getValue(std::string_view key);
+
+  explicit Storage(detail::ObjectStore* store, detail::TxnOverlay* txn = nullptr) : store_(store), txn_(txn) {}
+
+ private:
+  detail::ObjectStore* store_;
+  detail::TxnOverlay* txn_;
+};
+
+}  // namespace durable

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs every Debian package the build, the tests and the demo need, and nothing
+# that is already there. Called by `make deps`, which every other target depends on.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libboost1.81-all-dev libboost-json1.81-dev libboost-url1.81-dev
+  libsqlite3-dev sqlite3 libssl-dev libtomlplusplus-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+)
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(wrk)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
