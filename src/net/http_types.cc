@@ -1,0 +1,212 @@
+#include <durable/error.h>
+#include <durable/http.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/url/parse.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <exception>
+
+namespace durable {
+
+std::string stringify(const Json& v) { return boost::json::serialize(v); }
+
+Json parseJson(std::string_view text) {
+  boost::system::error_code ec;
+  Json v;
+  try {
+    v = boost::json::parse(boost::json::string_view(text.data(), text.size()), ec);
+  } catch (const std::exception& e) {
+    // The non-throwing overload still throws for limits (e.g. nesting depth) on some versions.
+    throw Error(ErrorCode::kInvalidArgument, std::string("invalid JSON: ") + e.what());
+  }
+  if (ec) throw Error(ErrorCode::kInvalidArgument, "invalid JSON: " + ec.message());
+  return v;
+}
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// The Fetch API strips leading and trailing HTTP whitespace from header values.
+std::string_view trimValue(std::string_view v) {
+  auto ws = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+  while (!v.empty() && ws(v.front())) v.remove_prefix(1);
+  while (!v.empty() && ws(v.back())) v.remove_suffix(1);
+  return v;
+}
+
+bool equalsLower(std::string_view stored, std::string_view name) {
+  if (stored.size() != name.size()) return false;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    if (stored[i] != std::tolower(static_cast<unsigned char>(name[i]))) return false;
+  }
+  return true;
+}
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// application/x-www-form-urlencoded decoding: '+' is a space, bad escapes stay literal.
+std::string formDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '+') {
+      out.push_back(' ');
+    } else if (c == '%' && i + 2 < s.size() && hexValue(s[i + 1]) >= 0 && hexValue(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hexValue(s[i + 1]) * 16 + hexValue(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+bool isStandardMethod(std::string_view upper) {
+  return upper == "GET" || upper == "POST" || upper == "PUT" || upper == "DELETE" || upper == "HEAD" ||
+         upper == "OPTIONS" || upper == "PATCH";
+}
+
+constexpr std::string_view kTextPlain = "text/plain;charset=UTF-8";
+
+}  // namespace
+
+Headers::Headers(std::initializer_list<std::pair<std::string, std::string>> init) {
+  for (const auto& [name, value] : init) append(name, value);
+}
+
+std::optional<std::string> Headers::get(std::string_view name) const {
+  std::optional<std::string> out;
+  for (const auto& [n, v] : entries_) {
+    if (!equalsLower(n, name)) continue;
+    if (out) {
+      *out += ", ";
+      *out += v;
+    } else {
+      out = v;
+    }
+  }
+  return out;
+}
+
+bool Headers::has(std::string_view name) const {
+  return std::any_of(entries_.begin(), entries_.end(), [&](const auto& e) { return equalsLower(e.first, name); });
+}
+
+void Headers::set(std::string_view name, std::string_view value) {
+  // Keep the position of the first occurrence so iteration order stays stable, as in Fetch.
+  std::string key = lower(name);
+  auto first = std::find_if(entries_.begin(), entries_.end(), [&](const auto& e) { return e.first == key; });
+  if (first == entries_.end()) {
+    entries_.emplace_back(std::move(key), std::string(trimValue(value)));
+    return;
+  }
+  first->second = std::string(trimValue(value));
+  auto idx = static_cast<std::size_t>(first - entries_.begin());
+  entries_.erase(std::remove_if(entries_.begin() + static_cast<std::ptrdiff_t>(idx) + 1, entries_.end(),
+                                [&](const auto& e) { return e.first == key; }),
+                 entries_.end());
+}
+
+void Headers::append(std::string_view name, std::string_view value) {
+  entries_.emplace_back(lower(name), std::string(trimValue(value)));
+}
+
+void Headers::remove(std::string_view name) {
+  std::string key = lower(name);
+  entries_.erase(std::remove_if(entries_.begin(), entries_.end(), [&](const auto& e) { return e.first == key; }),
+                 entries_.end());
+}
+
+std::vector<std::string> SearchParams::getAll(std::string_view name) const {
+  std::vector<std::string> out;
+  std::string_view q = query_;
+  if (!q.empty() && q.front() == '?') q.remove_prefix(1);
+  while (true) {
+    auto amp = q.find('&');
+    std::string_view pair = q.substr(0, amp);
+    if (!pair.empty()) {
+      auto eq = pair.find('=');
+      std::string key = formDecode(pair.substr(0, eq));
+      if (key == name) out.push_back(eq == std::string_view::npos ? std::string() : formDecode(pair.substr(eq + 1)));
+    }
+    if (amp == std::string_view::npos) break;
+    q.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+std::optional<std::string> SearchParams::get(std::string_view name) const {
+  auto all = getAll(name);
+  if (all.empty()) return std::nullopt;
+  return std::move(all.front());
+}
+
+URL::URL(std::string_view href) {
+  auto parsed = boost::urls::parse_uri(boost::core::string_view(href.data(), href.size()));
+  if (!parsed) throw Error(ErrorCode::kInvalidArgument, "invalid URL: " + std::string(href));
+  u_ = *parsed;
+}
+
+std::string URL::protocol() const { return std::string(u_.scheme()) + ":"; }
+
+std::string URL::host() const { return std::string(u_.encoded_host_and_port()); }
+
+std::string URL::hostname() const { return std::string(u_.encoded_host()); }
+
+std::string URL::port() const { return std::string(u_.port()); }
+
+std::string URL::pathname() const {
+  std::string p(u_.encoded_path());
+  return p.empty() ? "/" : p;
+}
+
+std::string URL::search() const {
+  // As in JavaScript, a bare "?" reads as no query at all.
+  if (!u_.has_query() || u_.encoded_query().empty()) return "";
+  return "?" + std::string(u_.encoded_query());
+}
+
+Request::Request(std::string url, RequestInit init)
+    : method_(std::move(init.method)), url_(std::move(url)), headers_(std::move(init.headers)) {
+  std::string upper = method_;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (isStandardMethod(upper)) method_ = std::move(upper);
+  if (init.body) {
+    body_ = std::move(*init.body);
+    has_body_ = true;
+    if (!headers_.has("content-type")) headers_.set("content-type", kTextPlain);
+  }
+}
+
+Response::Response(std::nullptr_t, ResponseInit init)
+    : status_(init.status), status_text_(std::move(init.statusText)), headers_(std::move(init.headers)) {}
+
+Response::Response(std::string body, ResponseInit init)
+    : status_(init.status),
+      status_text_(std::move(init.statusText)),
+      headers_(std::move(init.headers)),
+      body_(std::move(body)),
+      has_body_(true) {
+  if (!headers_.has("content-type")) headers_.set("content-type", kTextPlain);
+}
+
+Response Response::json(const Json& value, ResponseInit init) {
+  if (!init.headers.has("content-type")) init.headers.set("content-type", "application/json");
+  return Response(stringify(value), std::move(init));
+}
+
+}  // namespace durable

@@ -1,0 +1,205 @@
+#include <durable/value.h>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace durable {
+
+namespace {
+
+enum Tag : unsigned char {
+  kTagNull = 0x00,
+  kTagFalse = 0x01,
+  kTagTrue = 0x02,
+  kTagInt = 0x03,
+  kTagDouble = 0x04,
+  kTagString = 0x05,
+  kTagBytes = 0x06,
+  kTagJson = 0x07,
+};
+
+// Explicit little-endian so the on-disk format does not depend on the host.
+void putLe64(std::string& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+std::uint64_t getLe64(std::string_view in) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  return v;
+}
+
+[[noreturn]] void corrupt(const std::string& why) {
+  throw Error(ErrorCode::kInternal, "corrupt stored value: " + why);
+}
+
+}  // namespace
+
+Value::Value(const Json& j) {
+  switch (j.kind()) {
+    case boost::json::kind::null:
+      break;
+    case boost::json::kind::bool_:
+      v_ = j.get_bool();
+      break;
+    case boost::json::kind::int64:
+      v_ = j.get_int64();
+      break;
+    case boost::json::kind::uint64:
+      if (j.get_uint64() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+        v_ = static_cast<std::int64_t>(j.get_uint64());
+      } else {
+        // Too large for int64; a double keeps the magnitude, as JavaScript would.
+        v_ = static_cast<double>(j.get_uint64());
+      }
+      break;
+    case boost::json::kind::double_:
+      v_ = j.get_double();
+      break;
+    case boost::json::kind::string:
+      v_ = std::string(j.get_string());
+      break;
+    case boost::json::kind::array:
+    case boost::json::kind::object:
+      v_ = j;
+      break;
+  }
+}
+
+std::int64_t Value::asInt() const {
+  switch (type()) {
+    case Type::kInt:
+      return std::get<std::int64_t>(v_);
+    case Type::kDouble: {
+      double d = std::get<double>(v_);
+      // 2^63 is exactly representable; every double below it and at least -2^63 fits.
+      constexpr double kLimit = 9223372036854775808.0;
+      if (std::trunc(d) == d && d >= -kLimit && d < kLimit) return static_cast<std::int64_t>(d);
+      throw Error(ErrorCode::kInvalidArgument, "stored value is not an integer");
+    }
+    default:
+      throw Error(ErrorCode::kInvalidArgument, "stored value is not a number");
+  }
+}
+
+double Value::asDouble() const {
+  switch (type()) {
+    case Type::kInt:
+      return static_cast<double>(std::get<std::int64_t>(v_));
+    case Type::kDouble:
+      return std::get<double>(v_);
+    default:
+      throw Error(ErrorCode::kInvalidArgument, "stored value is not a number");
+  }
+}
+
+Json Value::toJson() const {
+  switch (type()) {
+    case Type::kNull:
+      return nullptr;
+    case Type::kBool:
+      return std::get<bool>(v_);
+    case Type::kInt:
+      return std::get<std::int64_t>(v_);
+    case Type::kDouble:
+      return std::get<double>(v_);
+    case Type::kString:
+      return Json(std::get<std::string>(v_));
+    case Type::kBytes: {
+      boost::json::array a;
+      const std::string& data = std::get<Bytes>(v_).data;
+      a.reserve(data.size());
+      for (char c : data) a.emplace_back(static_cast<std::int64_t>(static_cast<unsigned char>(c)));
+      return a;
+    }
+    case Type::kJson:
+      return std::get<Json>(v_);
+  }
+  return nullptr;
+}
+
+std::string Value::encode() const {
+  std::string out;
+  switch (type()) {
+    case Type::kNull:
+      out.push_back(static_cast<char>(kTagNull));
+      break;
+    case Type::kBool:
+      out.push_back(static_cast<char>(std::get<bool>(v_) ? kTagTrue : kTagFalse));
+      break;
+    case Type::kInt:
+      out.reserve(9);
+      out.push_back(static_cast<char>(kTagInt));
+      putLe64(out, static_cast<std::uint64_t>(std::get<std::int64_t>(v_)));
+      break;
+    case Type::kDouble:
+      out.reserve(9);
+      out.push_back(static_cast<char>(kTagDouble));
+      putLe64(out, std::bit_cast<std::uint64_t>(std::get<double>(v_)));
+      break;
+    case Type::kString: {
+      const std::string& s = std::get<std::string>(v_);
+      out.reserve(1 + s.size());
+      out.push_back(static_cast<char>(kTagString));
+      out += s;
+      break;
+    }
+    case Type::kBytes: {
+      const std::string& s = std::get<Bytes>(v_).data;
+      out.reserve(1 + s.size());
+      out.push_back(static_cast<char>(kTagBytes));
+      out += s;
+      break;
+    }
+    case Type::kJson:
+      out.push_back(static_cast<char>(kTagJson));
+      out += stringify(std::get<Json>(v_));
+      break;
+  }
+  return out;
+}
+
+Value Value::decode(std::string_view encoded) {
+  if (encoded.empty()) corrupt("empty");
+  auto tag = static_cast<unsigned char>(encoded.front());
+  std::string_view payload = encoded.substr(1);
+  auto noPayload = [&] {
+    if (!payload.empty()) corrupt("unexpected payload after tag " + std::to_string(tag));
+  };
+  switch (tag) {
+    case kTagNull:
+      noPayload();
+      return Value();
+    case kTagFalse:
+      noPayload();
+      return Value(false);
+    case kTagTrue:
+      noPayload();
+      return Value(true);
+    case kTagInt:
+    case kTagDouble: {
+      if (payload.size() != 8) corrupt("number payload of " + std::to_string(payload.size()) + " bytes");
+      std::uint64_t bits = getLe64(payload);
+      if (tag == kTagInt) return Value(static_cast<std::int64_t>(bits));
+      return Value(std::bit_cast<double>(bits));
+    }
+    case kTagString:
+      return Value(std::string(payload));
+    case kTagBytes:
+      return Value(Bytes{std::string(payload)});
+    case kTagJson: {
+      boost::system::error_code ec;
+      Json j = boost::json::parse(boost::json::string_view(payload.data(), payload.size()), ec);
+      if (ec) corrupt("bad JSON: " + ec.message());
+      // Only arrays and objects are written with this tag; a scalar here still has one
+      // sensible reading, so take it rather than lose the value.
+      return Value(j);
+    }
+    default:
+      corrupt("unknown tag " + std::to_string(tag));
+  }
+}
+
+}  // namespace durable

@@ -1,0 +1,175 @@
+#include <durable/error.h>
+#include <durable/worker.h>
+
+#include <exception>
+#include <utility>
+
+namespace durable {
+
+namespace {
+
+int hexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::vector<std::string_view> splitPath(std::string_view s) {
+  std::vector<std::string_view> out;
+  while (true) {
+    auto slash = s.find('/');
+    out.push_back(s.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    s.remove_prefix(slash + 1);
+  }
+  return out;
+}
+
+// A literal pattern segment is written decoded ("a b"), while the path arrives encoded
+// ("a%20b"); both spellings of the same segment should route the same way.
+bool literalMatches(std::string_view literal, std::string_view segment) {
+  if (literal == segment) return true;
+  return segment.find('%') != std::string_view::npos && percentDecode(segment) == literal;
+}
+
+bool methodMatches(std::string_view route, std::string_view request) {
+  if (route == "*" || route == request) return true;
+  // A HEAD is a GET without the body; the server drops the body.
+  return request == "HEAD" && route == "GET";
+}
+
+Response errorResponse(int status, const char* message) {
+  ResponseInit init;
+  init.status = status;
+  return Response::json(boost::json::object{{"error", message}}, std::move(init));
+}
+
+}  // namespace
+
+std::string percentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hexDigit(s[i + 1]) >= 0 && hexDigit(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hexDigit(s[i + 1]) * 16 + hexDigit(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::string Context::param(std::string_view name) const {
+  auto it = params.find(name);
+  return it == params.end() ? std::string() : it->second;
+}
+
+std::optional<std::string> Context::query(std::string_view name) const { return req_.url().searchParams().get(name); }
+
+void Context::header(std::string_view name, std::string_view value) { responseHeaders.set(name, value); }
+
+Response Context::json(const Json& value, int status) const {
+  ResponseInit init;
+  init.status = status;
+  return Response::json(value, std::move(init));
+}
+
+Response Context::text(std::string body, int status) const {
+  ResponseInit init;
+  init.status = status;
+  init.headers.set("content-type", "text/plain; charset=UTF-8");
+  return Response(std::move(body), std::move(init));
+}
+
+Worker& Worker::on(std::string method, std::string pattern, Handler handler) {
+  routes_.push_back(Route{std::move(method), std::move(pattern), std::move(handler)});
+  return *this;
+}
+
+Worker& Worker::use(std::string pattern, Middleware middleware) {
+  middleware_.push_back(Use{std::move(pattern), std::move(middleware)});
+  return *this;
+}
+
+Worker& Worker::notFound(Handler handler) {
+  not_found_ = std::move(handler);
+  return *this;
+}
+
+bool Worker::match(std::string_view pattern, std::string_view path,
+                   std::map<std::string, std::string, std::less<>>* params) {
+  if (pattern == "*") return true;
+  auto pat = splitPath(pattern);
+  auto segs = splitPath(path);
+  std::map<std::string, std::string, std::less<>> found;
+  std::size_t i = 0;
+  for (; i < pat.size(); ++i) {
+    std::string_view p = pat[i];
+    if (p == "*" && i + 1 == pat.size()) {
+      // A trailing "*" also takes the bare prefix: "/api/*" answers "/api" as Hono does.
+      break;
+    }
+    if (i >= segs.size()) return false;
+    std::string_view s = segs[i];
+    if (p == "*") continue;  // a wildcard in the middle stands for one segment
+    if (p.size() > 1 && p.front() == ':') {
+      if (s.empty()) return false;
+      found.insert_or_assign(std::string(p.substr(1)), percentDecode(s));
+      continue;
+    }
+    if (!literalMatches(p, s)) return false;
+  }
+  if (i == pat.size() && segs.size() != pat.size()) return false;
+  if (params) {
+    for (auto& [k, v] : found) params->insert_or_assign(k, std::move(v));
+  }
+  return true;
+}
+
+Task<Response> Worker::fetch(Request request, Env& env) const {
+  Context c(request, env);
+  std::optional<Response> response;
+  try {
+    std::string path = request.url().pathname();
+    const Handler* handler = nullptr;
+    for (const Route& r : routes_) {
+      if (methodMatches(r.method, request.method()) && match(r.pattern, path, &c.params)) {
+        handler = &r.handler;
+        break;
+      }
+    }
+    if (!handler && not_found_) handler = &not_found_;
+    std::vector<const Middleware*> chain;
+    for (const Use& u : middleware_) {
+      if (match(u.pattern, path, nullptr)) chain.push_back(&u.middleware);
+    }
+    response.emplace(co_await run(c, std::move(chain), 0, handler));
+  } catch (const Error& e) {
+    response.emplace(errorResponse(e.httpStatus(), e.what()));
+  } catch (const std::exception& e) {
+    response.emplace(errorResponse(500, e.what()));
+  } catch (...) {
+    response.emplace(errorResponse(500, "unknown error"));
+  }
+  // Hono's c.header wins over whatever the handler put there; several values of one name
+  // set through the context all survive.
+  for (const auto& [name, value] : c.responseHeaders.entries()) response->headers().remove(name);
+  for (const auto& [name, value] : c.responseHeaders.entries()) response->headers().append(name, value);
+  co_return std::move(*response);
+}
+
+Task<Response> Worker::run(Context& c, std::vector<const Middleware*> chain, std::size_t i,
+                           const Handler* handler) const {
+  if (i < chain.size()) {
+    // `chain` lives in this frame, which outlives the middleware call awaited below, so the
+    // Next may refer to it instead of copying the rest of the chain at every layer.
+    Next next = [this, &c, &chain, i, handler]() { return run(c, chain, i + 1, handler); };
+    co_return co_await (*chain[i])(c, next);
+  }
+  if (handler) co_return co_await (*handler)(c);
+  co_return c.text("404 Not Found", 404);
+}
+
+}  // namespace durable
