@@ -1,0 +1,65 @@
+// config/config.h: the server's Wrangler-style TOML configuration.
+//
+// The file is a subset of wrangler.toml: Durable Object bindings, migrations and [vars], plus
+// a [durable] table for this runtime's own settings. Keys Wrangler knows and we do not need
+// (name, main, compatibility_date, ...) are ignored so the same file serves both tools.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace durable::config {
+
+struct Binding {
+  std::string name;
+  std::string className;
+  int line = 0;
+};
+
+struct Rename {
+  std::string from;
+  std::string to;
+};
+
+struct Migration {
+  std::string tag;
+  std::vector<std::string> newClasses, newSqliteClasses, deletedClasses;
+  std::vector<Rename> renamedClasses;
+  int line = 0;
+};
+
+enum class Durability { kFull, kRelaxed };
+
+struct Settings {
+  Durability durability = Durability::kFull;     // [durable] durability = "full" | "relaxed"
+  std::int64_t idleTimeoutMs = 60000;            // [durable] idle_timeout_ms (> 0)
+  std::size_t maxValueBytes = 128 * 1024;        // [durable] max_value_bytes (1 .. 2 MiB)
+  unsigned shards = 0;                           // [durable] shards (0 = one per core, at most 1024)
+  std::size_t maxBodyBytes = 100 * 1024 * 1024;  // [durable] max_body_bytes (1 .. 1 GiB)
+};
+
+struct Config {
+  std::string source;                        // file name used in error messages
+  std::vector<Binding> bindings;             // [[durable_objects.bindings]] name, class_name
+  std::vector<Migration> migrations;         // [[migrations]]
+  std::map<std::string, std::string> vars;  // [vars]; numbers and booleans as their text
+  Settings settings;
+};
+
+// Messages are "<source>:<line>: <message>", or "<source>: <message>" when no line applies.
+class ConfigError : public std::runtime_error {
+ public:
+  using runtime_error::runtime_error;
+};
+
+Config parseConfig(std::string_view tomlText, std::string_view sourceName);
+// Throws ConfigError naming the file if it cannot be read.
+Config loadConfig(const std::filesystem::path& path);
+
+}  // namespace durable::config
