@@ -75,10 +75,15 @@ class URL {
   boost::urls::url u_;
 };
 
+// The members are views, copied by the constructor that takes them. That keeps an init
+// written in place inside a co_await expression, `co_await stub.fetch(Request(url,
+// {.method = "POST"}))`, safe under g++ 12, which relocates such braced temporaries bitwise
+// (harmless for views, fatal for a std::string's inline buffer). For the same reason, build
+// Headers before the co_await expression rather than with a braced list inside it.
 struct RequestInit {
-  std::string method = "GET";
+  std::string_view method = "GET";
   Headers headers;
-  std::optional<std::string> body;
+  std::optional<std::string_view> body;
 };
 
 class Request {
@@ -102,9 +107,10 @@ class Request {
   bool has_body_ = false;
 };
 
+// Views for the reason given at RequestInit.
 struct ResponseInit {
   int status = 200;
-  std::string statusText;
+  std::string_view statusText;
   Headers headers;
 };
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <coroutine>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -195,18 +196,40 @@ void spawn(Task<T> task, std::function<void(Result<T>)> done = {}) {
   detail::runDetached<T>(std::move(task), std::move(done));
 }
 
+// The runtime's bookkeeping that must follow a coroutine across a suspension: which object
+// it runs in and which of that object's event flows it belongs to (for the input gate). The
+// runtime sets it when it starts or resumes a coroutine; awaitables capture it on suspension.
+struct ExecContext {
+  void* host = nullptr;
+  std::uint64_t flow = 0;
+};
+ExecContext& currentContext() noexcept;
+
+// Restores `ctx` for the extent of a resumption.
+class ContextScope {
+ public:
+  explicit ContextScope(ExecContext ctx) noexcept : prev_(currentContext()) { currentContext() = ctx; }
+  ~ContextScope() { currentContext() = prev_; }
+  ContextScope(const ContextScope&) = delete;
+  ContextScope& operator=(const ContextScope&) = delete;
+
+ private:
+  ExecContext prev_;
+};
+
 // Where a Future resumes its waiter. The runtime installs one per shard thread so that a
 // value set from a completion handler resumes the waiter on a fresh stack, not inside the
 // setter (which may be in the middle of releasing many waiters).
-using ResumeScheduler = void (*)(std::coroutine_handle<>);
+using ResumeScheduler = void (*)(std::coroutine_handle<>, ExecContext);
 void setResumeScheduler(ResumeScheduler scheduler) noexcept;
-void scheduleResume(std::coroutine_handle<> h);
+void scheduleResume(std::coroutine_handle<> h, ExecContext ctx);
 
 namespace detail {
 template <class T>
 struct FutureState {
   std::optional<Result<std::conditional_t<std::is_void_v<T>, std::monostate, T>>> result;
   std::coroutine_handle<> waiter;
+  ExecContext ctx;
 };
 }  // namespace detail
 
@@ -224,7 +247,10 @@ class [[nodiscard]] Future {
   bool ready() const noexcept { return state_ && state_->result.has_value(); }
 
   bool await_ready() const noexcept { return ready(); }
-  void await_suspend(std::coroutine_handle<> h) noexcept { state_->waiter = h; }
+  void await_suspend(std::coroutine_handle<> h) noexcept {
+    state_->waiter = h;
+    state_->ctx = currentContext();
+  }
   T await_resume() {
     if constexpr (std::is_void_v<T>) {
       state_->result->value();
@@ -264,7 +290,7 @@ class Promise {
   void complete(Result<Stored> r) {
     if (state_->result) return;
     state_->result.emplace(std::move(r));
-    if (auto w = std::exchange(state_->waiter, {})) scheduleResume(w);
+    if (auto w = std::exchange(state_->waiter, {})) scheduleResume(w, state_->ctx);
   }
   std::shared_ptr<detail::FutureState<T>> state_;
 };

@@ -181,23 +181,23 @@ std::string URL::search() const {
 }
 
 Request::Request(std::string url, RequestInit init)
-    : method_(std::move(init.method)), url_(std::move(url)), headers_(std::move(init.headers)) {
+    : method_(init.method), url_(std::move(url)), headers_(std::move(init.headers)) {
   std::string upper = method_;
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (isStandardMethod(upper)) method_ = std::move(upper);
   if (init.body) {
-    body_ = std::move(*init.body);
+    body_ = std::string(*init.body);
     has_body_ = true;
     if (!headers_.has("content-type")) headers_.set("content-type", kTextPlain);
   }
 }
 
 Response::Response(std::nullptr_t, ResponseInit init)
-    : status_(init.status), status_text_(std::move(init.statusText)), headers_(std::move(init.headers)) {}
+    : status_(init.status), status_text_(init.statusText), headers_(std::move(init.headers)) {}
 
 Response::Response(std::string body, ResponseInit init)
     : status_(init.status),
-      status_text_(std::move(init.statusText)),
+      status_text_(init.statusText),
       headers_(std::move(init.headers)),
       body_(std::move(body)),
       has_body_(true) {

@@ -1,0 +1,13 @@
+// durable/durable.h: everything an object author or a Worker needs.
+#pragma once
+
+#include <durable/error.h>
+#include <durable/http.h>
+#include <durable/id.h>
+#include <durable/namespace.h>
+#include <durable/object.h>
+#include <durable/server.h>
+#include <durable/storage.h>
+#include <durable/task.h>
+#include <durable/value.h>
+#include <durable/worker.h>

@@ -1,0 +1,210 @@
+#include "net/http_server.h"
+
+#include "runtime/log.h"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <sys/socket.h>
+
+namespace durable::detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+http::response<http::string_body> toBeast(const Response& r, unsigned version, bool keepAlive) {
+  http::response<http::string_body> res;
+  res.version(version);
+  res.result(static_cast<unsigned>(r.status()));
+  if (!r.statusText().empty()) res.reason(r.statusText());
+  for (const auto& [name, value] : r.headers().entries()) {
+    // Framing is ours to decide.
+    if (name == "content-length" || name == "transfer-encoding" || name == "connection") continue;
+    res.insert(name, value);
+  }
+  res.body() = r.text();
+  res.keep_alive(keepAlive);
+  res.prepare_payload();
+  return res;
+}
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, HttpServer& server, Shard& shard)
+      : stream_(std::move(socket)), server_(server), shard_(shard) {}
+
+  void run() { readRequest(); }
+
+ private:
+  void readRequest() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(server_.options().maxHeaderBytes));
+    parser_->body_limit(server_.options().maxBodyBytes);
+    stream_.expires_after(server_.options().readTimeout);
+    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::onRead, shared_from_this()));
+  }
+
+  void onRead(beast::error_code ec, std::size_t) {
+    if (ec) {
+      if (ec == http::error::body_limit) return fail(413, "request body is larger than the limit");
+      if (ec == http::error::header_limit) return fail(431, "request headers are larger than the limit");
+      if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
+          ec != http::error::end_of_stream && ec != http::error::partial_message) {
+        return fail(400, "malformed HTTP request: " + ec.message());
+      }
+      return close();
+    }
+    auto& req = parser_->get();
+    version_ = req.version();
+    keepAlive_ = req.keep_alive();
+
+    std::string host = std::string(req[http::field::host]);
+    if (host.empty()) host = server_.options().host + ":" + std::to_string(server_.port());
+    std::string target(req.target());
+    if (target.empty() || target.front() != '/') return fail(400, "malformed HTTP request: bad target");
+    RequestInit init;
+    init.method = req.method_string();
+    for (const auto& field : req) init.headers.append(field.name_string(), field.value());
+    if (!req.body().empty() || req.has_content_length()) init.body = req.body();
+    std::optional<Request> request;
+    try {
+      request.emplace("http://" + host + target, std::move(init));
+    } catch (const std::exception& e) {
+      return fail(400, e.what());
+    }
+
+    stream_.expires_never();
+    server_.inFlightCounter().fetch_add(1, std::memory_order_relaxed);
+    auto self = shared_from_this();
+    spawn(server_.worker().fetch(std::move(*request), server_.runtime().env()),
+          std::function<void(Result<Response>)>([self](Result<Response> r) {
+            if (r.ok()) {
+              self->write(toBeast(r.value(), self->version_, self->keepAlive_), true);
+            } else {
+              // Worker::fetch turns errors into responses; this is the last resort.
+              Response err = Response::json(boost::json::object{{"error", "internal error"}}, {.status = 500});
+              self->write(toBeast(err, self->version_, self->keepAlive_), true);
+            }
+          }));
+  }
+
+  void fail(int status, std::string message) {
+    keepAlive_ = false;
+    Response r = Response::json(boost::json::object{{"error", message}}, {.status = status});
+    write(toBeast(r, version_ ? version_ : 11, false), false);
+  }
+
+  void write(http::response<http::string_body>&& res, bool counted) {
+    res_ = std::make_unique<http::response<http::string_body>>(std::move(res));
+    stream_.expires_after(std::chrono::seconds(30));
+    http::async_write(stream_, *res_, [self = shared_from_this(), counted](beast::error_code ec, std::size_t) {
+      if (counted) self->server_.inFlightCounter().fetch_sub(1, std::memory_order_relaxed);
+      self->res_.reset();
+      if (ec || !self->keepAlive_) return self->close();
+      self->readRequest();
+    });
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.socket().close(ec);
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::unique_ptr<http::response<http::string_body>> res_;
+  HttpServer& server_;
+  Shard& shard_;
+  unsigned version_ = 11;
+  bool keepAlive_ = true;
+};
+
+}  // namespace
+
+class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Listener> {
+ public:
+  Listener(HttpServer& server, Shard& shard) : server_(server), shard_(shard), acceptor_(shard.context()), retry_(shard.context()) {}
+
+  std::uint16_t bind(const tcp::endpoint& endpoint) {
+    acceptor_.open(endpoint.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    int one = 1;
+    ::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    acceptor_.bind(endpoint);
+    acceptor_.listen(asio::socket_base::max_listen_connections);
+    return acceptor_.local_endpoint().port();
+  }
+
+  void start() {
+    asio::post(shard_.context(), [self = shared_from_this()] { self->accept(); });
+  }
+
+  void stop() {
+    asio::post(shard_.context(), [self = shared_from_this()] {
+      beast::error_code ec;
+      self->acceptor_.close(ec);
+      self->retry_.cancel();
+    });
+  }
+
+ private:
+  void accept() {
+    acceptor_.async_accept(shard_.context(), [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
+      if (ec) {
+        // Out of descriptors or similar: refuse by not accepting for a moment, never spin.
+        log("http: accept failed: ", ec.message());
+        self->retry_.expires_after(std::chrono::milliseconds(50));
+        self->retry_.async_wait([self](beast::error_code e) {
+          if (!e) self->accept();
+        });
+        return;
+      }
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      std::make_shared<Session>(std::move(socket), self->server_, self->shard_)->run();
+      self->accept();
+    });
+  }
+
+  HttpServer& server_;
+  Shard& shard_;
+  tcp::acceptor acceptor_;
+  asio::steady_timer retry_;
+};
+
+HttpServer::HttpServer(Runtime& runtime, const Worker& worker, HttpOptions options)
+    : runtime_(runtime), worker_(worker), options_(std::move(options)) {}
+
+HttpServer::~HttpServer() = default;
+
+void HttpServer::start() {
+  auto address = asio::ip::make_address(options_.host);
+  std::uint16_t port = options_.port;
+  for (unsigned i = 0; i < runtime_.shardCount(); ++i) {
+    auto listener = std::make_shared<Listener>(*this, runtime_.shard(i));
+    try {
+      port = listener->bind(tcp::endpoint(address, port));
+    } catch (const std::exception& e) {
+      throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(port) + ": " + e.what());
+    }
+    listeners_.push_back(std::move(listener));
+  }
+  port_ = port;
+  for (auto& l : listeners_) l->start();
+}
+
+void HttpServer::stopAccepting() {
+  for (auto& l : listeners_) l->stop();
+}
+
+}  // namespace durable::detail

@@ -1,0 +1,57 @@
+// The HTTP front: one acceptor per shard on the same port (SO_REUSEPORT), so the kernel
+// spreads connections over the shards and each connection lives on one shard thread for its
+// whole life. A request runs the Worker on that thread; requests to objects on other shards
+// are posted there by the runtime and answered back here.
+#pragma once
+
+#include "runtime/runtime.h"
+
+#include <durable/worker.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace durable::detail {
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8787;
+  std::size_t maxBodyBytes = 100 * 1024 * 1024;
+  std::size_t maxHeaderBytes = 32 * 1024;
+  // A connection that sends no complete request head for this long is dropped.
+  std::chrono::seconds readTimeout{30};
+};
+
+class HttpServer {
+ public:
+  HttpServer(Runtime& runtime, const Worker& worker, HttpOptions options);
+  ~HttpServer();
+
+  // Binds and starts accepting on every shard. Throws std::runtime_error when it cannot bind.
+  void start();
+  std::uint16_t port() const { return port_; }
+  // Closes the acceptors; open connections finish what they are doing.
+  void stopAccepting();
+  // Requests received whose responses are not yet fully written.
+  std::int64_t inFlight() const { return inFlight_.load(std::memory_order_relaxed); }
+
+  // Internal, for sessions.
+  const Worker& worker() const { return worker_; }
+  Runtime& runtime() { return runtime_; }
+  const HttpOptions& options() const { return options_; }
+  std::atomic<std::int64_t>& inFlightCounter() { return inFlight_; }
+
+ private:
+  class Listener;
+  Runtime& runtime_;
+  const Worker& worker_;
+  HttpOptions options_;
+  std::uint16_t port_ = 0;
+  std::vector<std::shared_ptr<Listener>> listeners_;
+  std::atomic<std::int64_t> inFlight_{0};
+};
+
+}  // namespace durable::detail

@@ -1,0 +1,499 @@
+#include "runtime/runtime.h"
+
+#include "runtime/log.h"
+
+#include <durable/error.h>
+
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+namespace durable::detail {
+
+namespace {
+thread_local Shard* t_shard = nullptr;
+
+Response errorResponse(int status, std::string_view message) {
+  return Response::json(boost::json::object{{"error", message}}, {.status = status});
+}
+}  // namespace
+
+void postTo(Shard& shard, std::function<void()> fn) { boost::asio::post(shard.context(), std::move(fn)); }
+
+// ---------------------------------------------------------------- ObjectHost
+
+ObjectHost::ObjectHost(Shard& shard, const NamespaceImpl& ns, const ObjectId& id, Partition& partition)
+    : shard_(shard),
+      ns_(ns),
+      id_(id),
+      store_(partition, ns.nsId, id, shard.runtime().options().settings.maxValueBytes, [this] { breakInstance(); }),
+      storage_(&store_),
+      state_(this),
+      lastActive_(std::chrono::steady_clock::now()) {
+  store_.host = this;
+}
+
+ObjectHost::~ObjectHost() {
+  // The instance goes first: its destructor may still touch State and Storage.
+  instance_.reset();
+}
+
+bool ObjectHost::admits(std::uint64_t flow) const {
+  return lockOwners_.empty() || std::find(lockOwners_.begin(), lockOwners_.end(), flow) != lockOwners_.end();
+}
+
+void ObjectHost::lockInput(std::uint64_t flow) { lockOwners_.push_back(flow); }
+
+void ObjectHost::unlockInput(std::uint64_t flow) {
+  auto it = std::find(lockOwners_.begin(), lockOwners_.end(), flow);
+  if (it != lockOwners_.end()) lockOwners_.erase(it);
+  if (lockOwners_.empty() && !queued_.empty()) drain();
+}
+
+void ObjectHost::resumeGated(std::coroutine_handle<> h, std::uint64_t flow) {
+  if (admits(flow)) {
+    ContextScope scope({this, flow});
+    h.resume();
+    return;
+  }
+  queued_.push_back({[this, h, flow] {
+                       ContextScope scope({this, flow});
+                       h.resume();
+                     },
+                     flow});
+}
+
+bool ObjectHost::ensureInstance() {
+  if (instance_) return true;
+  try {
+    ContextScope scope({this, shard_.nextFlow()});
+    instance_ = ns_.factory(state_, shard_.runtime().env());
+    constructError_.clear();
+    return true;
+  } catch (const std::exception& e) {
+    constructError_ = e.what();
+  } catch (...) {
+    constructError_ = "unknown error";
+  }
+  log("object ", ns_.className, " ", id_.toString(), ": constructor threw: ", constructError_);
+  return false;
+}
+
+void ObjectHost::enter(std::function<void()> start) {
+  if (broken_ || !lockOwners_.empty() || !queued_.empty()) {
+    queued_.push_back({std::move(start), 0});
+    return;
+  }
+  if (!instance_) {
+    ensureInstance();
+    // A constructor that called blockConcurrencyWhile holds every event, this one included.
+    if (!lockOwners_.empty()) {
+      queued_.push_back({std::move(start), 0});
+      return;
+    }
+  }
+  start();
+}
+
+void ObjectHost::drain() {
+  if (drainPosted_) return;
+  drainPosted_ = true;
+  postTo(shard_, [this] {
+    drainPosted_ = false;
+    // Resumptions of running flows go whenever the gate admits them; new events go in order
+    // once the gate is open and the instance is healthy.
+    std::size_t i = 0;
+    while (i < queued_.size()) {
+      std::uint64_t flow = queued_[i].flow;
+      bool isNew = flow == 0;
+      bool go = isNew ? (lockOwners_.empty() && !broken_) : admits(flow);
+      if (isNew && go && !instance_) {
+        ensureInstance();
+        go = lockOwners_.empty();
+      }
+      if (!go) {
+        ++i;
+        continue;
+      }
+      auto fn = std::move(queued_[i].fn);
+      queued_.erase(queued_.begin() + static_cast<std::ptrdiff_t>(i));
+      fn();
+      // fn may have changed the gate; rescan from the start.
+      i = 0;
+    }
+  });
+}
+
+void ObjectHost::endEvent() {
+  --running_;
+  lastActive_ = std::chrono::steady_clock::now();
+  if (running_ == 0 && broken_) {
+    instance_.reset();
+    broken_ = false;
+    lockOwners_.clear();
+  }
+  if (!queued_.empty()) drain();
+}
+
+void ObjectHost::breakInstance() {
+  log("object ", ns_.className, " ", id_.toString(), ": reset");
+  broken_ = true;
+  if (running_ == 0) {
+    instance_.reset();
+    broken_ = false;
+    if (!queued_.empty()) drain();
+  }
+}
+
+void ObjectHost::fetch(Request request, std::function<void(Response)> reply) {
+  enter([this, request = std::move(request), reply = std::move(reply)]() mutable {
+    if (!instance_) {
+      reply(errorResponse(500, "Durable Object constructor failed: " + constructError_));
+      return;
+    }
+    beginEvent();
+    ContextScope scope({this, shard_.nextFlow()});
+    spawn(runFetch(std::move(request)), std::function<void(Result<Response>)>([this, reply = std::move(reply)](Result<Response> r) {
+            endEvent();
+            reply(std::move(r).value());
+          }));
+  });
+}
+
+Task<Response> ObjectHost::runFetch(Request request) {
+  std::optional<Response> response;
+  std::string error;
+  try {
+    response.emplace(co_await instance_->fetch(std::move(request)));
+  } catch (const std::exception& e) {
+    error = e.what();
+  } catch (...) {
+    error = "unknown error";
+  }
+  if (!response) {
+    // The SafeDO pattern, built in: the caller gets the message, the object stays usable.
+    log("object ", ns_.className, " ", id_.toString(), ": fetch threw: ", error);
+    response.emplace(errorResponse(500, error));
+  }
+  std::string gateError;
+  try {
+    co_await store_.waitDurable();
+  } catch (const std::exception& e) {
+    gateError = e.what();
+  }
+  if (!gateError.empty()) co_return errorResponse(503, gateError);
+  co_return std::move(*response);
+}
+
+Future<void> ObjectHost::blockConcurrencyWhile(std::function<Task<void>()> fn) {
+  const std::uint64_t flow = shard_.nextFlow();
+  lockInput(flow);
+  beginEvent();
+  Promise<void> promise;
+  Future<void> future = promise.future();
+  auto holder = std::make_shared<std::function<Task<void>()>>(std::move(fn));
+  ContextScope scope({this, flow});
+  spawn((*holder)(), std::function<void(Result<void>)>([this, flow, holder, promise](Result<void> r) mutable {
+          unlockInput(flow);
+          if (!r.ok()) {
+            try {
+              r.value();
+            } catch (const std::exception& e) {
+              log("object ", ns_.className, " ", id_.toString(), ": blockConcurrencyWhile threw: ", e.what());
+            } catch (...) {
+            }
+            broken_ = true;
+            promise.setError(r.error());
+          } else {
+            promise.setValue();
+          }
+          endEvent();
+        }));
+  return future;
+}
+
+void ObjectHost::waitUntil(Task<void> task) {
+  beginEvent();
+  spawn(std::move(task), std::function<void(Result<void>)>([this](Result<void> r) {
+          if (!r.ok()) {
+            try {
+              r.value();
+            } catch (const std::exception& e) {
+              log("object ", ns_.className, " ", id_.toString(), ": waitUntil task failed: ", e.what());
+            } catch (...) {
+            }
+          }
+          endEvent();
+        }));
+}
+
+bool ObjectHost::evictable(std::chrono::steady_clock::time_point now, std::chrono::milliseconds idle) const {
+  return running_ == 0 && queued_.empty() && lockOwners_.empty() && store_.idle() && now - lastActive_ >= idle;
+}
+
+// ---------------------------------------------------------------- Shard
+
+std::size_t Shard::KeyHash::operator()(const Key& k) const noexcept {
+  std::size_t h;
+  std::memcpy(&h, k.id.data(), sizeof h);
+  return h ^ static_cast<std::size_t>(k.ns);
+}
+
+Shard::Shard(Runtime& runtime, int index)
+    : runtime_(runtime), index_(index), work_(ctx_.get_executor()), evictTimer_(ctx_) {}
+
+Shard::~Shard() {
+  join();
+  objects_.clear();
+  partitions.clear();
+}
+
+Shard* Shard::current() { return t_shard; }
+
+void Shard::start() {
+  thread_ = std::thread([this] {
+    t_shard = this;
+    setResumeScheduler([](std::coroutine_handle<> h, ExecContext ctx) {
+      boost::asio::post(t_shard->ctx_, [h, ctx] {
+        ContextScope scope(ctx);
+        h.resume();
+      });
+    });
+    scheduleEviction();
+    for (;;) {
+      try {
+        ctx_.run();
+        break;
+      } catch (const std::exception& e) {
+        log("shard ", index_, ": unhandled exception: ", e.what());
+      }
+    }
+    objects_.clear();
+    t_shard = nullptr;
+  });
+}
+
+void Shard::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Shard::scheduleEviction() {
+  auto idle = std::chrono::milliseconds(runtime_.options().settings.idleTimeoutMs);
+  auto period = std::clamp(idle / 2, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+  evictTimer_.expires_after(period);
+  evictTimer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    evictIdle();
+    scheduleEviction();
+  });
+}
+
+void Shard::evictIdle(bool all) {
+  auto now = std::chrono::steady_clock::now();
+  auto idle = all ? std::chrono::milliseconds(0) : std::chrono::milliseconds(runtime_.options().settings.idleTimeoutMs);
+  for (auto it = objects_.begin(); it != objects_.end();) {
+    if (it->second->evictable(now, idle)) {
+      it = objects_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+ObjectHost& Shard::host(const NamespaceImpl& ns, const ObjectId& id) {
+  Key key{ns.nsId, id.raw()};
+  auto it = objects_.find(key);
+  if (it != objects_.end()) return *it->second;
+  auto& partition = runtime_.partitionOf(id);
+  auto [pos, _] = objects_.emplace(key, std::make_unique<ObjectHost>(*this, ns, id, partition));
+  return *pos->second;
+}
+
+// ---------------------------------------------------------------- Runtime
+
+Runtime::Runtime(RuntimeOptions options, const std::vector<ClassBinding>& bindings,
+                 std::map<std::string, std::string, std::less<>> vars, const std::vector<std::int64_t>& purge,
+                 int partitions)
+    : options_(std::move(options)), partitionCount_(partitions), env_(&envImpl_) {
+  unsigned shards = options_.settings.shards;
+  if (shards == 0) shards = std::max(1u, std::thread::hardware_concurrency());
+  shards = std::min<unsigned>(shards, static_cast<unsigned>(partitionCount_));
+  for (unsigned i = 0; i < shards; ++i) shards_.push_back(std::make_unique<Shard>(*this, static_cast<int>(i)));
+
+  std::filesystem::create_directories(options_.persistDir / "partitions");
+  for (int p = 0; p < partitionCount_; ++p) {
+    Shard& s = *shards_[static_cast<unsigned>(p) % shards];
+    auto file = options_.persistDir / "partitions" / ("p" + std::to_string(p) + ".sqlite");
+    auto part = std::make_unique<Partition>(p, file, options_.settings.durability, s.context());
+    for (auto ns : purge) part->purgeNamespace(ns);
+    s.partitions.push_back(std::move(part));
+  }
+
+  for (const auto& b : bindings) {
+    auto ns = std::make_unique<NamespaceImpl>();
+    ns->binding = b.binding;
+    ns->className = b.className;
+    ns->nsId = b.nsId;
+    ns->key = b.key;
+    ns->factory = b.factory;
+    ns->runtime = this;
+    envImpl_.namespaces.emplace(b.binding, Namespace(ns.get()));
+    namespaces_.push_back(std::move(ns));
+  }
+  envImpl_.vars = std::move(vars);
+}
+
+Runtime::~Runtime() { stop(); }
+
+Partition& Runtime::partitionOf(const ObjectId& id) {
+  int p = partitionIndex(id);
+  return *shards_[static_cast<unsigned>(p) % shards_.size()]->partitions[static_cast<unsigned>(p) / shards_.size()];
+}
+
+void Runtime::start() {
+  if (started_) return;
+  started_ = true;
+  for (auto& s : shards_) s->start();
+}
+
+void Runtime::stop() {
+  if (!started_) return;
+  started_ = false;
+  // Each shard flushes its partitions and stops once every commit has landed.
+  for (auto& sp : shards_) {
+    Shard* s = sp.get();
+    auto check = std::make_shared<std::function<void()>>();
+    *check = [s, check] {
+      bool quiet = true;
+      for (auto& p : s->partitions) {
+        p->flush();
+        quiet = quiet && p->quiescent();
+      }
+      if (quiet) {
+        s->evictIdle(true);
+        s->context().stop();
+        *check = nullptr;  // break the self-reference
+        return;
+      }
+      auto timer = std::make_shared<boost::asio::steady_timer>(s->context(), std::chrono::milliseconds(1));
+      timer->async_wait([timer, check](boost::system::error_code) {
+        if (*check) (*check)();
+      });
+    };
+    postTo(*s, [check] { (*check)(); });
+  }
+  for (auto& s : shards_) s->join();
+}
+
+void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request,
+                            std::function<void(Response)> reply) {
+  Shard* caller = Shard::current();
+  Shard& owner = shardOf(id);
+  postTo(owner, [&owner, &ns, id, caller, request = std::move(request), reply = std::move(reply)]() mutable {
+    owner.host(ns, id).fetch(std::move(request), [caller, reply = std::move(reply)](Response r) mutable {
+      if (caller) {
+        postTo(*caller, [reply = std::move(reply), r = std::move(r)]() mutable { reply(std::move(r)); });
+      } else {
+        reply(std::move(r));
+      }
+    });
+  });
+}
+
+}  // namespace durable::detail
+
+// ---------------------------------------------------------------- public API
+
+namespace durable {
+
+using detail::ObjectHost;
+
+const ObjectId& State::id() const { return host_->id(); }
+Storage& State::storage() { return host_->storage(); }
+Future<void> State::blockConcurrencyWhile(std::function<Task<void>()> fn) {
+  return host_->blockConcurrencyWhile(std::move(fn));
+}
+void State::waitUntil(Task<void> task) { host_->waitUntil(std::move(task)); }
+
+Task<Response> DurableObject::fetch(Request) {
+  throw Error(ErrorCode::kInternal, "Handler does not export a fetch() function.");
+  co_return Response(nullptr);
+}
+
+Task<void> DurableObject::alarm(AlarmInfo) { co_return; }
+
+const Namespace& Env::ns(std::string_view binding) const {
+  if (impl_) {
+    if (auto it = impl_->namespaces.find(binding); it != impl_->namespaces.end()) return it->second;
+  }
+  throw Error(ErrorCode::kNotFound, "no Durable Object binding named " + std::string(binding));
+}
+
+std::optional<std::string> Env::var(std::string_view name) const {
+  if (const char* v = std::getenv(std::string(name).c_str())) return std::string(v);
+  if (impl_) {
+    if (auto it = impl_->vars.find(name); it != impl_->vars.end()) return it->second;
+  }
+  return std::nullopt;
+}
+
+ObjectId Namespace::idFromName(std::string_view name) const {
+  return detail::makeNamedId(impl_->key, jurisdiction_, name);
+}
+
+ObjectId Namespace::newUniqueId(const UniqueIdOptions& options) const {
+  if (!jurisdiction_.empty() && !options.jurisdiction.empty() && options.jurisdiction != jurisdiction_) {
+    throw Error(ErrorCode::kInvalidArgument, "newUniqueId: jurisdiction " + options.jurisdiction +
+                                                 " differs from this namespace's " + jurisdiction_);
+  }
+  return detail::makeUniqueId(impl_->key, options.jurisdiction.empty() ? jurisdiction_ : options.jurisdiction);
+}
+
+ObjectId Namespace::idFromString(std::string_view hex) const { return detail::parseId(impl_->key, jurisdiction_, hex); }
+
+Stub Namespace::get(const ObjectId& id, const StubOptions&) const {
+  // An ID made by another namespace fails its MAC here: it can never reach this class's data.
+  detail::parseId(impl_->key, jurisdiction_, id.toString());
+  return Stub(impl_, id);
+}
+
+Namespace Namespace::jurisdiction(std::string_view name) const {
+  detail::jurisdictionCode(name);  // validates
+  return Namespace(impl_, std::string(name));
+}
+
+namespace {
+struct FetchAwaiter {
+  const detail::NamespaceImpl* ns;
+  ObjectId id;
+  Request request;
+  std::optional<Response> result;
+
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    ExecContext ctx = currentContext();
+    ns->runtime->dispatchFetch(*ns, id, std::move(request), [this, h, ctx](Response r) {
+      result.emplace(std::move(r));
+      if (ctx.host) {
+        static_cast<ObjectHost*>(ctx.host)->resumeGated(h, ctx.flow);
+      } else {
+        ContextScope scope(ctx);
+        h.resume();
+      }
+    });
+  }
+  Response await_resume() { return std::move(*result); }
+};
+
+Task<Response> stubFetch(const detail::NamespaceImpl* ns, ObjectId id, Request request) {
+  // A named awaiter, not a braced temporary: see RequestInit in durable/http.h.
+  FetchAwaiter awaiter{ns, std::move(id), std::move(request), std::nullopt};
+  co_return co_await awaiter;
+}
+}  // namespace
+
+Task<Response> Stub::fetch(Request request) const { return stubFetch(ns_, id_, std::move(request)); }
+
+}  // namespace durable

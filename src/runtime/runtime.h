@@ -1,0 +1,216 @@
+// The runtime: shards that own objects, and the hosts that run them.
+//
+// Thread-per-core: each Shard is one thread with its own io_context, its own storage
+// partitions and the objects whose IDs hash to those partitions. Nothing here is shared
+// between shards except what is immutable after start (namespaces, Env, options), so the hot
+// path takes no locks: a request for an object on another shard is posted there, and the
+// reply is posted back.
+//
+// An ObjectHost is one live object: the author's instance, its State and ObjectStore, and the
+// two gates. The input gate is a list of event flows holding critical sections
+// (blockConcurrencyWhile, transaction); while it is non-empty no other flow starts or
+// resumes from outside (another object's reply). The output gate is the partition's durable
+// sequence: a reply leaves once the writes before it are committed.
+#pragma once
+
+#include "config/config.h"
+#include "ids/id_codec.h"
+#include "storage/object_store.h"
+#include "storage/partition.h"
+
+#include <durable/namespace.h>
+#include <durable/object.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace durable {
+struct Env::Impl {
+  std::map<std::string, Namespace, std::less<>> namespaces;
+  std::map<std::string, std::string, std::less<>> vars;
+};
+}  // namespace durable
+
+namespace durable::detail {
+
+class Runtime;
+class Shard;
+
+using ObjectFactory = std::function<std::unique_ptr<DurableObject>(State&, Env&)>;
+
+struct NamespaceImpl {
+  std::string binding;
+  std::string className;
+  std::int64_t nsId = 0;
+  NamespaceKey key{};
+  ObjectFactory factory;
+  Runtime* runtime = nullptr;
+};
+
+class ObjectHost {
+ public:
+  ObjectHost(Shard& shard, const NamespaceImpl& ns, const ObjectId& id, Partition& partition);
+  ~ObjectHost();
+  ObjectHost(const ObjectHost&) = delete;
+  ObjectHost& operator=(const ObjectHost&) = delete;
+
+  // Delivers a request; `reply` runs on this shard once the response may leave (output gate).
+  void fetch(Request request, std::function<void(Response)> reply);
+
+  // Input gate.
+  void lockInput(std::uint64_t flow);
+  void unlockInput(std::uint64_t flow);
+  bool admits(std::uint64_t flow) const;
+  // Resumes a coroutine of flow `flow` now if the gate admits it, else when it opens.
+  void resumeGated(std::coroutine_handle<> h, std::uint64_t flow);
+
+  Future<void> blockConcurrencyWhile(std::function<Task<void>()> fn);
+  void waitUntil(Task<void> task);
+
+  bool evictable(std::chrono::steady_clock::time_point now, std::chrono::milliseconds idle) const;
+  const ObjectId& id() const { return id_; }
+  ObjectStore& store() { return store_; }
+  Storage& storage() { return storage_; }
+  const NamespaceImpl& ns() const { return ns_; }
+  Shard& shard() { return shard_; }
+
+ private:
+  Task<Response> runFetch(Request request);
+  // Runs `start` now if the gate is open (and the instance is healthy), else queues it.
+  void enter(std::function<void()> start);
+  void drain();
+  bool ensureInstance();
+  void beginEvent() { ++running_; }
+  void endEvent();
+  void breakInstance();
+
+  Shard& shard_;
+  const NamespaceImpl& ns_;
+  const ObjectId id_;
+  ObjectStore store_;
+  Storage storage_;
+  State state_;
+  std::unique_ptr<DurableObject> instance_;
+
+  struct Pending {
+    std::function<void()> fn;
+    std::uint64_t flow;  // 0: a new event; else the running flow a resumption belongs to
+  };
+  std::vector<std::uint64_t> lockOwners_;
+  std::deque<Pending> queued_;
+  std::string constructError_;
+  bool drainPosted_ = false;
+  int running_ = 0;
+  bool broken_ = false;
+  std::chrono::steady_clock::time_point lastActive_;
+};
+
+class Shard {
+ public:
+  Shard(Runtime& runtime, int index);
+  ~Shard();
+
+  boost::asio::io_context& context() { return ctx_; }
+  int index() const { return index_; }
+  Runtime& runtime() { return runtime_; }
+
+  void start();
+  void join();
+  // The live host for an ID, constructed on first use. Shard thread only.
+  ObjectHost& host(const NamespaceImpl& ns, const ObjectId& id);
+  std::size_t liveObjects() const { return objects_.size(); }
+  // Removes hosts idle for longer than the idle timeout.
+  void evictIdle(bool all = false);
+
+  std::vector<std::unique_ptr<Partition>> partitions;  // indexed by partition / shard count
+
+  // The shard whose thread is running, or nullptr.
+  static Shard* current();
+  std::uint64_t nextFlow() { return ++flows_; }
+
+ private:
+  struct Key {
+    std::int64_t ns;
+    ObjectId::Raw id;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const noexcept;
+  };
+  void scheduleEviction();
+
+  Runtime& runtime_;
+  const int index_;
+  boost::asio::io_context ctx_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  boost::asio::steady_timer evictTimer_;
+  std::unordered_map<Key, std::unique_ptr<ObjectHost>, KeyHash> objects_;
+  std::uint64_t flows_ = 0;
+  std::thread thread_;
+};
+
+struct RuntimeOptions {
+  std::filesystem::path persistDir;
+  config::Settings settings;
+};
+
+struct ClassBinding {
+  std::string binding;
+  std::string className;
+  std::int64_t nsId;
+  NamespaceKey key;
+  ObjectFactory factory;
+};
+
+class Runtime {
+ public:
+  Runtime(RuntimeOptions options, const std::vector<ClassBinding>& bindings,
+          std::map<std::string, std::string, std::less<>> vars, const std::vector<std::int64_t>& purge,
+          int partitions);
+  ~Runtime();
+
+  void start();
+  // Flushes every partition and waits for the commits, then stops the shard threads.
+  void stop();
+
+  Env& env() { return env_; }
+  const RuntimeOptions& options() const { return options_; }
+  unsigned shardCount() const { return static_cast<unsigned>(shards_.size()); }
+  Shard& shard(unsigned i) { return *shards_[i]; }
+  Shard& shardOf(const ObjectId& id) { return *shards_[partitionIndex(id) % shards_.size()]; }
+  Partition& partitionOf(const ObjectId& id);
+  int partitionIndex(const ObjectId& id) const {
+    return static_cast<int>(id.hash() % static_cast<std::size_t>(partitionCount_));
+  }
+
+  // Sends a request to an object from any thread; `reply` runs on the caller's shard (or, when
+  // called from outside any shard, on the object's shard).
+  void dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request,
+                     std::function<void(Response)> reply);
+
+ private:
+  RuntimeOptions options_;
+  int partitionCount_;
+  std::vector<std::unique_ptr<NamespaceImpl>> namespaces_;
+  Env::Impl envImpl_;
+  Env env_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  bool started_ = false;
+};
+
+// Posts fn to the shard thread; the caller keeps everything fn references alive until it runs.
+void postTo(Shard& shard, std::function<void()> fn);
+
+}  // namespace durable::detail

@@ -1,0 +1,305 @@
+#include "storage/object_store.h"
+
+#include <durable/error.h>
+
+#include <algorithm>
+
+namespace durable::detail {
+
+namespace {
+
+// The smallest string greater than every string starting with `prefix`, or nullopt when there
+// is none (the prefix is empty or all 0xFF bytes).
+std::optional<std::string> prefixEnd(std::string prefix) {
+  while (!prefix.empty()) {
+    auto& c = reinterpret_cast<unsigned char&>(prefix.back());
+    if (c != 0xFF) {
+      ++c;
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return std::nullopt;
+}
+
+struct Range {
+  std::string lower;
+  bool lowerInclusive = true;
+  std::optional<std::string> upper;  // exclusive
+  bool empty = false;
+
+  bool contains(std::string_view k) const {
+    if (lowerInclusive ? k < lower : k <= lower) return false;
+    return !upper || k < *upper;
+  }
+};
+
+Range rangeOf(const ListOptions& o) {
+  if (o.start && o.startAfter) {
+    throw Error(ErrorCode::kInvalidArgument, "list(): start and startAfter cannot be combined");
+  }
+  Range r;
+  if (o.start) r.lower = *o.start;
+  if (o.startAfter) {
+    r.lower = *o.startAfter;
+    r.lowerInclusive = false;
+  }
+  r.upper = o.end;
+  if (o.prefix && !o.prefix->empty()) {
+    if (*o.prefix > r.lower) {
+      r.lower = *o.prefix;
+      r.lowerInclusive = true;
+    }
+    if (auto pe = prefixEnd(*o.prefix); pe && (!r.upper || *pe < *r.upper)) r.upper = std::move(pe);
+  }
+  if (r.upper && (*r.upper < r.lower || (*r.upper == r.lower))) r.empty = true;
+  return r;
+}
+
+}  // namespace
+
+ObjectStore::ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& id, std::size_t maxValueBytes,
+                         std::function<void()> onReset)
+    : partition_(partition), ns_(ns), id_(id), maxValueBytes_(maxValueBytes), onReset_(std::move(onReset)) {}
+
+ObjectStore::~ObjectStore() = default;
+
+void ObjectStore::checkKey(std::string_view key) const {
+  if (key.size() > kMaxKeyBytes) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "Keys cannot be larger than " + std::to_string(kMaxKeyBytes) + " bytes (got " +
+                    std::to_string(key.size()) + ")");
+  }
+}
+
+void ObjectStore::checkValue(std::string_view key, const std::string& encoded) const {
+  // The tag byte is ours, not the caller's: it does not count against the limit.
+  if (encoded.size() - 1 > maxValueBytes_) {
+    throw Error(ErrorCode::kInvalidArgument, "Values cannot be larger than " + std::to_string(maxValueBytes_) +
+                                                 " bytes (key \"" + std::string(key.substr(0, 64)) + "\" got " +
+                                                 std::to_string(encoded.size() - 1) + ")");
+  }
+}
+
+std::optional<std::string> ObjectStore::read(std::string_view key, const TxnOverlay* txn) {
+  if (txn) {
+    if (auto it = txn->writes.find(key); it != txn->writes.end()) return it->second;
+    if (txn->deleteAll) return std::nullopt;
+  }
+  if (auto it = cache_.find(key); it != cache_.end()) return it->second.value;
+  if (complete_) return std::nullopt;
+  auto v = partition_.read(ns_, id_.raw(), key);
+  cache_.emplace(std::string(key), Entry{v, 0});
+  return v;
+}
+
+void ObjectStore::markOpen(const std::string& key, Entry& e) {
+  if (e.seq != kOpen) {
+    e.seq = kOpen;
+    openKeys_.push_back(key);
+  }
+}
+
+void ObjectStore::touch() {
+  dirty_ = true;
+  lastWriteSeq_ = partition_.openSeq();
+  partition_.markDirty(this);
+}
+
+void ObjectStore::write(std::string_view key, std::optional<std::string> encoded, TxnOverlay* txn) {
+  if (txn) {
+    txn->writes.insert_or_assign(std::string(key), std::move(encoded));
+    return;
+  }
+  auto [it, inserted] = cache_.try_emplace(std::string(key));
+  it->second.value = std::move(encoded);
+  markOpen(it->first, it->second);
+  touch();
+}
+
+void ObjectStore::removeAll(TxnOverlay* txn) {
+  if (txn) {
+    txn->writes.clear();
+    txn->deleteAll = true;
+    txn->alarmChanged = true;
+    txn->alarm.reset();
+    return;
+  }
+  // In-flight entries stay known to committed() through inFlightKeys_; the cache itself
+  // restarts empty and complete.
+  cache_.clear();
+  openKeys_.clear();
+  complete_ = true;
+  openDeleteAll_ = true;
+  alarmLoaded_ = true;
+  alarm_.reset();
+  alarmSeq_ = kOpen;
+  touch();
+}
+
+std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOptions& o, const TxnOverlay* txn) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (o.limit && *o.limit == 0) return out;
+  Range r = rangeOf(o);
+  if (r.empty) return out;
+  const std::size_t limit = o.limit.value_or(SIZE_MAX);
+  const std::string* prefix = o.prefix && !o.prefix->empty() ? &*o.prefix : nullptr;
+  auto wanted = [&](std::string_view k) {
+    return r.contains(k) && (!prefix || k.substr(0, prefix->size()) == *prefix);
+  };
+
+  // Overrides of the database, in key order: the overlay's writes over the cache's undurable
+  // entries (or the whole cache when it is complete). nullopt means "deleted".
+  std::map<std::string_view, const std::optional<std::string>*> over;
+  bool skipDatabase = complete_ || (txn && txn->deleteAll);
+  if (!(txn && txn->deleteAll)) {
+    auto lo = r.lowerInclusive ? cache_.lower_bound(r.lower) : cache_.upper_bound(r.lower);
+    for (auto it = lo; it != cache_.end(); ++it) {
+      if (r.upper && it->first >= *r.upper) break;
+      if ((complete_ || it->second.seq != 0) && wanted(it->first)) over.emplace(it->first, &it->second.value);
+    }
+  }
+  if (txn) {
+    for (auto& [k, v] : txn->writes) {
+      if (wanted(k)) over.insert_or_assign(std::string_view(k), &v);
+    }
+  }
+
+  auto emit = [&](std::string_view k, std::string_view v) {
+    out.emplace_back(std::string(k), std::string(v));
+    return out.size() < limit;
+  };
+
+  if (skipDatabase) {
+    auto take = [&](auto begin, auto end) {
+      for (auto it = begin; it != end; ++it) {
+        if (*it->second && !emit(it->first, **it->second)) return;
+      }
+    };
+    if (o.reverse) {
+      take(over.rbegin(), over.rend());
+    } else {
+      take(over.begin(), over.end());
+    }
+    return out;
+  }
+
+  // Merge the database's rows with the overrides, both in list order.
+  if (!o.reverse) {
+    auto it = over.begin();
+    bool more = true;
+    partition_.scan(ns_, id_.raw(), r.lower, r.lowerInclusive, r.upper, false, [&](std::string_view k, std::string_view v) {
+      if (prefix && k.substr(0, prefix->size()) != *prefix) return true;
+      for (; it != over.end() && it->first < k; ++it) {
+        if (*it->second && !(more = emit(it->first, **it->second))) return false;
+      }
+      if (it != over.end() && it->first == k) {
+        bool keep = true;
+        if (*it->second) keep = more = emit(k, **it->second);
+        ++it;
+        return keep;
+      }
+      return more = emit(k, v);
+    });
+    for (; more && it != over.end(); ++it) {
+      if (*it->second && !(more = emit(it->first, **it->second))) break;
+    }
+  } else {
+    auto it = over.rbegin();
+    bool more = true;
+    partition_.scan(ns_, id_.raw(), r.lower, r.lowerInclusive, r.upper, true, [&](std::string_view k, std::string_view v) {
+      if (prefix && k.substr(0, prefix->size()) != *prefix) return true;
+      for (; it != over.rend() && it->first > k; ++it) {
+        if (*it->second && !(more = emit(it->first, **it->second))) return false;
+      }
+      if (it != over.rend() && it->first == k) {
+        bool keep = true;
+        if (*it->second) keep = more = emit(k, **it->second);
+        ++it;
+        return keep;
+      }
+      return more = emit(k, v);
+    });
+    for (; more && it != over.rend(); ++it) {
+      if (*it->second && !(more = emit(it->first, **it->second))) break;
+    }
+  }
+  return out;
+}
+
+std::optional<std::int64_t> ObjectStore::alarm(const TxnOverlay* txn) {
+  if (txn && txn->alarmChanged) return txn->alarm;
+  if (!alarmLoaded_) {
+    alarm_ = partition_.readAlarm(ns_, id_.raw());
+    alarmLoaded_ = true;
+  }
+  return alarm_;
+}
+
+void ObjectStore::setAlarm(std::optional<std::int64_t> time, TxnOverlay* txn) {
+  if (txn) {
+    txn->alarmChanged = true;
+    txn->alarm = time;
+    return;
+  }
+  alarmLoaded_ = true;
+  alarm_ = time;
+  alarmSeq_ = kOpen;
+  touch();
+}
+
+void ObjectStore::apply(TxnOverlay&& txn) {
+  if (txn.deleteAll) removeAll(nullptr);
+  for (auto& [k, v] : txn.writes) write(k, std::move(v), nullptr);
+  if (txn.alarmChanged && !txn.deleteAll) setAlarm(txn.alarm, nullptr);
+}
+
+std::uint64_t ObjectStore::requiredSeq() const { return dirty_ || inFlight_ ? lastWriteSeq_ : 0; }
+
+void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
+  out.ns = ns_;
+  out.id = id_.raw();
+  out.deleteAll = std::exchange(openDeleteAll_, false);
+  out.writes.reserve(openKeys_.size());
+  for (auto& key : openKeys_) {
+    auto it = cache_.find(key);
+    if (it == cache_.end() || it->second.seq != kOpen) continue;
+    it->second.seq = seq;
+    out.writes.push_back({key, it->second.value});
+  }
+  if (alarmSeq_ == kOpen) {
+    out.alarmChanged = true;
+    out.alarm = alarm_;
+    alarmSeq_ = seq;
+  }
+  inFlightKeys_ = std::move(openKeys_);
+  openKeys_.clear();
+  dirty_ = false;
+  ++inFlight_;
+}
+
+void ObjectStore::committed(std::uint64_t seq) {
+  for (auto& key : inFlightKeys_) {
+    if (auto it = cache_.find(key); it != cache_.end() && it->second.seq == seq) it->second.seq = 0;
+  }
+  inFlightKeys_.clear();
+  if (alarmSeq_ == seq) alarmSeq_ = 0;
+  --inFlight_;
+}
+
+void ObjectStore::reset() {
+  cache_.clear();
+  complete_ = false;
+  openKeys_.clear();
+  inFlightKeys_.clear();
+  openDeleteAll_ = false;
+  dirty_ = false;
+  inFlight_ = 0;
+  lastWriteSeq_ = 0;
+  alarmLoaded_ = false;
+  alarm_.reset();
+  alarmSeq_ = 0;
+  if (onReset_) onReset_();
+}
+
+}  // namespace durable::detail

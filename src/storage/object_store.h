@@ -1,0 +1,105 @@
+// One object's view of its storage: a cache over its rows in the partition, the writes not yet
+// durable, and transaction overlays.
+//
+// The cache is authoritative for every key it holds. An entry is clean (equal to the
+// database), open (written since the last flush), or in flight (handed to the commit thread
+// in batch `seq`). Dirty entries are never dropped, which is what lets a read of a key missing
+// from the cache go to the database: a key with an undurable write is always cached. After
+// deleteAll the cache is complete (every key it lacks is absent), so no read touches the
+// database again until the object is evicted.
+#pragma once
+
+#include "storage/partition.h"
+
+#include <durable/storage.h>
+#include <durable/value.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace durable::detail {
+
+// Writes made inside storage.transaction(), applied to the store only if it succeeds.
+struct TxnOverlay {
+  std::map<std::string, std::optional<std::string>, std::less<>> writes;  // nullopt: deleted
+  bool deleteAll = false;
+  bool alarmChanged = false;
+  std::optional<std::int64_t> alarm;
+};
+
+class ObjectStore {
+ public:
+  ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& id, std::size_t maxValueBytes,
+              std::function<void()> onReset);
+  ~ObjectStore();
+  ObjectStore(const ObjectStore&) = delete;
+  ObjectStore& operator=(const ObjectStore&) = delete;
+
+  // Encoded values (Value::encode()); nullopt when absent.
+  std::optional<std::string> read(std::string_view key, const TxnOverlay* txn);
+  void write(std::string_view key, std::optional<std::string> encoded, TxnOverlay* txn);
+  void removeAll(TxnOverlay* txn);
+  std::vector<std::pair<std::string, std::string>> list(const ListOptions& options, const TxnOverlay* txn);
+  std::optional<std::int64_t> alarm(const TxnOverlay* txn);
+  void setAlarm(std::optional<std::int64_t> time, TxnOverlay* txn);
+  void apply(TxnOverlay&& txn);
+
+  // Checks a key and an encoded value against the limits; throws Error(kInvalidArgument).
+  void checkKey(std::string_view key) const;
+  void checkValue(std::string_view key, const std::string& encoded) const;
+
+  // The batch every write so far will be durable with; 0 when all are durable.
+  std::uint64_t requiredSeq() const;
+  Future<void> waitDurable() { return partition_.waitDurable(requiredSeq()); }
+  // No write is open or in flight: the object may be evicted.
+  bool idle() const { return !dirty_ && inFlight_ == 0; }
+
+  // ---- Called by the partition. ----
+  void emit(std::uint64_t seq, ObjectBatch& out);
+  void committed(std::uint64_t seq);
+  // The cache cannot be trusted (a commit failed): forget everything and tell the owner.
+  void reset();
+
+  std::int64_t ns() const { return ns_; }
+  const ObjectId& id() const { return id_; }
+  Partition& partition() { return partition_; }
+
+  // The object this store belongs to, for the input gate (set by the host, may be null in
+  // tests of the store alone).
+  class ObjectHost* host = nullptr;
+
+ private:
+  static constexpr std::uint64_t kOpen = ~std::uint64_t{0};
+  struct Entry {
+    std::optional<std::string> value;
+    std::uint64_t seq = 0;  // 0 clean, kOpen open, else the in-flight batch
+  };
+  void markOpen(const std::string& key, Entry& e);
+  void touch();
+
+  Partition& partition_;
+  const std::int64_t ns_;
+  const ObjectId id_;
+  const std::size_t maxValueBytes_;
+  std::function<void()> onReset_;
+
+  std::map<std::string, Entry, std::less<>> cache_;
+  bool complete_ = false;
+  std::vector<std::string> openKeys_;
+  bool openDeleteAll_ = false;
+  bool dirty_ = false;
+  int inFlight_ = 0;
+  std::uint64_t lastWriteSeq_ = 0;
+  // Alarm: loaded lazily; alarmSeq_ like Entry::seq.
+  bool alarmLoaded_ = false;
+  std::optional<std::int64_t> alarm_;
+  std::uint64_t alarmSeq_ = 0;
+  std::vector<std::string> inFlightKeys_;
+};
+
+}  // namespace durable::detail

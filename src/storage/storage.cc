@@ -1,0 +1,129 @@
+#include "runtime/runtime.h"
+#include "storage/object_store.h"
+
+#include <durable/error.h>
+#include <durable/storage.h>
+
+#include <algorithm>
+
+namespace durable {
+
+namespace {
+void checkCount(std::size_t n, std::string_view what) {
+  if (n > kMaxKeysPerCall) {
+    throw Error(ErrorCode::kInvalidArgument, std::string(what) + ": at most " + std::to_string(kMaxKeysPerCall) +
+                                                 " keys per call (got " + std::to_string(n) + ")");
+  }
+}
+}  // namespace
+
+std::optional<Value> Storage::getValue(std::string_view key) {
+  store_->checkKey(key);
+  auto v = store_->read(key, txn_);
+  if (!v) return std::nullopt;
+  return Value::decode(*v);
+}
+
+StorageOp<Entries> Storage::get(std::span<const std::string> keys) {
+  checkCount(keys.size(), "get()");
+  for (const auto& k : keys) store_->checkKey(k);
+  std::vector<const std::string*> sorted;
+  sorted.reserve(keys.size());
+  for (const auto& k : keys) sorted.push_back(&k);
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return *a < *b; });
+  sorted.erase(std::unique(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return *a == *b; }), sorted.end());
+  Entries out;
+  for (const auto* k : sorted) {
+    if (auto v = store_->read(*k, txn_)) out.emplace_back(*k, Value::decode(*v));
+  }
+  return StorageOp<Entries>(std::move(out));
+}
+
+StorageOp<void> Storage::put(std::string_view key, Value value) {
+  store_->checkKey(key);
+  std::string encoded = value.encode();
+  store_->checkValue(key, encoded);
+  store_->write(key, std::move(encoded), txn_);
+  return {};
+}
+
+StorageOp<void> Storage::put(std::span<const std::pair<std::string, Value>> entries) {
+  checkCount(entries.size(), "put()");
+  // Validate everything before writing anything: a bad entry changes nothing.
+  std::vector<std::string> encoded;
+  encoded.reserve(entries.size());
+  for (const auto& [k, v] : entries) {
+    store_->checkKey(k);
+    encoded.push_back(v.encode());
+    store_->checkValue(k, encoded.back());
+  }
+  for (std::size_t i = 0; i < entries.size(); ++i) store_->write(entries[i].first, std::move(encoded[i]), txn_);
+  return {};
+}
+
+StorageOp<bool> Storage::remove(std::string_view key) {
+  store_->checkKey(key);
+  bool existed = store_->read(key, txn_).has_value();
+  store_->write(key, std::nullopt, txn_);
+  return StorageOp<bool>(existed);
+}
+
+StorageOp<std::size_t> Storage::remove(std::span<const std::string> keys) {
+  checkCount(keys.size(), "delete()");
+  for (const auto& k : keys) store_->checkKey(k);
+  std::size_t n = 0;
+  for (const auto& k : keys) {
+    if (store_->read(k, txn_)) {
+      ++n;
+      store_->write(k, std::nullopt, txn_);
+    }
+  }
+  return StorageOp<std::size_t>(n);
+}
+
+StorageOp<Entries> Storage::list(const ListOptions& options) {
+  Entries out;
+  for (auto& [k, v] : store_->list(options, txn_)) out.emplace_back(std::move(k), Value::decode(v));
+  return StorageOp<Entries>(std::move(out));
+}
+
+StorageOp<void> Storage::deleteAll() {
+  store_->removeAll(txn_);
+  return {};
+}
+
+Task<void> Storage::transaction(std::function<Task<void>(Storage& txn)> fn) {
+  if (txn_) throw Error(ErrorCode::kInvalidArgument, "transaction(): nested transactions are not supported");
+  detail::ObjectHost* host = store_->host;
+  const std::uint64_t flow = currentContext().flow;
+  if (host) host->lockInput(flow);
+  detail::TxnOverlay overlay;
+  Storage txn(store_, &overlay);
+  std::exception_ptr error;
+  try {
+    co_await fn(txn);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (!error) store_->apply(std::move(overlay));
+  if (host) host->unlockInput(flow);
+  if (error) std::rethrow_exception(error);
+}
+
+Future<void> Storage::sync() { return store_->waitDurable(); }
+
+StorageOp<std::optional<std::int64_t>> Storage::getAlarm() {
+  return StorageOp<std::optional<std::int64_t>>(store_->alarm(txn_));
+}
+
+StorageOp<void> Storage::setAlarm(std::int64_t epochMillis) {
+  store_->setAlarm(epochMillis, txn_);
+  return {};
+}
+
+StorageOp<void> Storage::deleteAlarm() {
+  store_->setAlarm(std::nullopt, txn_);
+  return {};
+}
+
+}  // namespace durable
