@@ -153,10 +153,19 @@ int Server::serve(const ServeOptions& options) {
       meta.setPartitions(partitions);
     }
 
-    std::vector<detail::ClassBinding> bindings;
+    std::vector<std::unique_ptr<detail::NamespaceImpl>> namespaces;
+    std::vector<detail::NamespaceImpl*> bindings;
     for (const auto& b : cfg.bindings) {
       for (const auto& c : state.classes) {
-        if (c.name == b.className) bindings.push_back({b.name, c.name, c.nsId, c.key, classes_.at(c.name)});
+        if (c.name != b.className) continue;
+        auto ns = std::make_unique<detail::NamespaceImpl>();
+        ns->binding = b.name;
+        ns->className = c.name;
+        ns->nsId = c.nsId;
+        ns->key = c.key;
+        ns->factory = classes_.at(c.name);
+        bindings.push_back(ns.get());
+        namespaces.push_back(std::move(ns));
       }
     }
     std::map<std::string, std::string, std::less<>> vars(cfg.vars.begin(), cfg.vars.end());

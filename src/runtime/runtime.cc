@@ -162,6 +162,32 @@ void ObjectHost::fetch(Request request, std::function<void(Response)> reply) {
   });
 }
 
+void ObjectHost::run(std::function<Task<void>(DurableObject&, State&)> fn, std::function<void(std::exception_ptr)> done) {
+  enter([this, fn = std::move(fn), done = std::move(done)]() mutable {
+    if (!instance_) {
+      done(std::make_exception_ptr(Error(ErrorCode::kInternal, "Durable Object constructor failed: " + constructError_)));
+      return;
+    }
+    beginEvent();
+    ContextScope scope({this, shard_.nextFlow()});
+    spawn(runInside(std::move(fn)), std::function<void(Result<void>)>([this, done = std::move(done)](Result<void> r) {
+            endEvent();
+            done(r.error());
+          }));
+  });
+}
+
+Task<void> ObjectHost::runInside(std::function<Task<void>(DurableObject&, State&)> fn) {
+  std::exception_ptr error;
+  try {
+    co_await fn(*instance_, state_);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  co_await store_.waitDurable();
+  if (error) std::rethrow_exception(error);
+}
+
 Task<Response> ObjectHost::runFetch(Request request) {
   std::optional<Response> response;
   std::string error;
@@ -313,7 +339,7 @@ ObjectHost& Shard::host(const NamespaceImpl& ns, const ObjectId& id) {
 
 // ---------------------------------------------------------------- Runtime
 
-Runtime::Runtime(RuntimeOptions options, const std::vector<ClassBinding>& bindings,
+Runtime::Runtime(RuntimeOptions options, const std::vector<NamespaceImpl*>& namespaces,
                  std::map<std::string, std::string, std::less<>> vars, const std::vector<std::int64_t>& purge,
                  int partitions)
     : options_(std::move(options)), partitionCount_(partitions), env_(&envImpl_) {
@@ -331,16 +357,9 @@ Runtime::Runtime(RuntimeOptions options, const std::vector<ClassBinding>& bindin
     s.partitions.push_back(std::move(part));
   }
 
-  for (const auto& b : bindings) {
-    auto ns = std::make_unique<NamespaceImpl>();
-    ns->binding = b.binding;
-    ns->className = b.className;
-    ns->nsId = b.nsId;
-    ns->key = b.key;
-    ns->factory = b.factory;
+  for (NamespaceImpl* ns : namespaces) {
     ns->runtime = this;
-    envImpl_.namespaces.emplace(b.binding, Namespace(ns.get()));
-    namespaces_.push_back(std::move(ns));
+    envImpl_.namespaces.emplace(ns->binding, Namespace(ns));
   }
   envImpl_.vars = std::move(vars);
 }
@@ -399,6 +418,15 @@ void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request
         reply(std::move(r));
       }
     });
+  });
+}
+
+void Runtime::dispatchRun(const NamespaceImpl& ns, const ObjectId& id,
+                          std::function<Task<void>(DurableObject&, State&)> fn,
+                          std::function<void(std::exception_ptr)> done) {
+  Shard& owner = shardOf(id);
+  postTo(owner, [&owner, &ns, id, fn = std::move(fn), done = std::move(done)]() mutable {
+    owner.host(ns, id).run(std::move(fn), std::move(done));
   });
 }
 

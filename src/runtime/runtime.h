@@ -55,6 +55,7 @@ struct NamespaceImpl {
   std::string className;
   std::int64_t nsId = 0;
   NamespaceKey key{};
+  // Set by the runtime that serves the namespace.
   ObjectFactory factory;
   Runtime* runtime = nullptr;
 };
@@ -68,6 +69,9 @@ class ObjectHost {
 
   // Delivers a request; `reply` runs on this shard once the response may leave (output gate).
   void fetch(Request request, std::function<void(Response)> reply);
+  // Runs fn as an event of this object (for durable/testing.h); `done` runs once its writes
+  // are durable, with its error if it threw.
+  void run(std::function<Task<void>(DurableObject&, State&)> fn, std::function<void(std::exception_ptr)> done);
 
   // Input gate.
   void lockInput(std::uint64_t flow);
@@ -88,6 +92,7 @@ class ObjectHost {
 
  private:
   Task<Response> runFetch(Request request);
+  Task<void> runInside(std::function<Task<void>(DurableObject&, State&)> fn);
   // Runs `start` now if the gate is open (and the instance is healthy), else queues it.
   void enter(std::function<void()> start);
   void drain();
@@ -166,17 +171,10 @@ struct RuntimeOptions {
   config::Settings settings;
 };
 
-struct ClassBinding {
-  std::string binding;
-  std::string className;
-  std::int64_t nsId;
-  NamespaceKey key;
-  ObjectFactory factory;
-};
-
 class Runtime {
  public:
-  Runtime(RuntimeOptions options, const std::vector<ClassBinding>& bindings,
+  // `namespaces` are owned by the caller and outlive the runtime; each gets runtime = this.
+  Runtime(RuntimeOptions options, const std::vector<NamespaceImpl*>& namespaces,
           std::map<std::string, std::string, std::less<>> vars, const std::vector<std::int64_t>& purge,
           int partitions);
   ~Runtime();
@@ -199,11 +197,13 @@ class Runtime {
   // called from outside any shard, on the object's shard).
   void dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request,
                      std::function<void(Response)> reply);
+  // Runs fn inside the object as an event; `done` runs on the object's shard.
+  void dispatchRun(const NamespaceImpl& ns, const ObjectId& id, std::function<Task<void>(DurableObject&, State&)> fn,
+                   std::function<void(std::exception_ptr)> done);
 
  private:
   RuntimeOptions options_;
   int partitionCount_;
-  std::vector<std::unique_ptr<NamespaceImpl>> namespaces_;
   Env::Impl envImpl_;
   Env env_;
   std::vector<std::unique_ptr<Shard>> shards_;

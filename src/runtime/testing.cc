@@ -1,0 +1,142 @@
+#include <durable/testing.h>
+
+#include "runtime/runtime.h"
+
+#include <durable/error.h>
+
+#include <openssl/sha.h>
+
+#include <atomic>
+#include <random>
+
+namespace durable::testing {
+
+namespace {
+std::filesystem::path makeTempDir() {
+  static std::atomic<int> counter{0};
+  std::random_device rd;
+  auto dir = std::filesystem::temp_directory_path() /
+             ("durable-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" +
+              std::to_string(rd()));
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+}  // namespace
+
+struct Env::Impl {
+  EnvOptions options;
+  std::filesystem::path dir;
+  bool ownsDir = false;
+  std::vector<std::unique_ptr<detail::NamespaceImpl>> namespaces;
+  std::map<std::string, std::string, std::less<>> vars;
+  std::unique_ptr<detail::Runtime> runtime;
+  std::map<std::string, Namespace> handles;
+
+  detail::Runtime& started() {
+    if (!runtime) {
+      detail::RuntimeOptions ro;
+      ro.persistDir = dir;
+      ro.settings.durability =
+          options.durability == "relaxed" ? config::Durability::kRelaxed : config::Durability::kFull;
+      ro.settings.shards = options.shards;
+      ro.settings.idleTimeoutMs = options.idleTimeoutMs;
+      ro.settings.maxValueBytes = options.maxValueBytes;
+      std::vector<detail::NamespaceImpl*> ns;
+      for (auto& n : namespaces) ns.push_back(n.get());
+      runtime = std::make_unique<detail::Runtime>(ro, ns, vars, std::vector<std::int64_t>{},
+                                                  static_cast<int>(std::max(1u, options.shards)));
+      runtime->start();
+    }
+    return *runtime;
+  }
+};
+
+Env::Env(EnvOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  if (impl_->options.persistDir.empty()) {
+    impl_->dir = makeTempDir();
+    impl_->ownsDir = true;
+  } else {
+    impl_->dir = impl_->options.persistDir;
+    std::filesystem::create_directories(impl_->dir);
+  }
+}
+
+Env::~Env() {
+  impl_->runtime.reset();
+  if (impl_->ownsDir) {
+    std::error_code ec;
+    std::filesystem::remove_all(impl_->dir, ec);
+  }
+}
+
+const Namespace& Env::exportClass(const std::string& binding, Factory factory) {
+  if (impl_->runtime) throw Error(ErrorCode::kInvalidArgument, "exportClass() must come before the first event");
+  auto ns = std::make_unique<detail::NamespaceImpl>();
+  ns->binding = binding;
+  ns->className = binding;
+  ns->nsId = static_cast<std::int64_t>(impl_->namespaces.size() + 1);
+  // A key derived from the binding, so that the same test over the same directory (a restart,
+  // or a second Env on persistDir) sees the same IDs.
+  std::string seed = "durable-testing:" + binding;
+  SHA256(reinterpret_cast<const unsigned char*>(seed.data()), seed.size(), ns->key.data());
+  ns->factory = std::move(factory);
+  auto [it, _] = impl_->handles.insert_or_assign(binding, Namespace(ns.get()));
+  impl_->namespaces.push_back(std::move(ns));
+  return it->second;
+}
+
+void Env::setVar(const std::string& name, const std::string& value) { impl_->vars[name] = value; }
+
+void Env::post(std::function<void()> fn) { detail::postTo(impl_->started().shard(0), std::move(fn)); }
+
+Response Env::fetch(const Stub& stub, Request request) {
+  auto s = std::make_shared<Stub>(stub);
+  return run([](std::shared_ptr<Stub> s, Request r) -> Task<Response> { co_return co_await s->fetch(std::move(r)); }(
+      s, std::move(request)));
+}
+
+void Env::runInObject(const Stub& stub, InObject fn) {
+  auto& rt = impl_->started();
+  const detail::NamespaceImpl* ns = nullptr;
+  for (auto& n : impl_->namespaces) {
+    try {
+      Namespace(n.get()).idFromString(stub.id().toString());
+      ns = n.get();
+      break;
+    } catch (const Error&) {
+      // Not this namespace's ID.
+    }
+  }
+  if (!ns) throw Error(ErrorCode::kInvalidArgument, "runInDurableObject: the stub belongs to no exported class");
+  std::promise<std::exception_ptr> done;
+  auto f = done.get_future();
+  auto holder = std::make_shared<InObject>(std::move(fn));
+  rt.dispatchRun(*ns, stub.id(),
+                 [holder](DurableObject& o, State& s) -> Task<void> { return (*holder)(o, s); },
+                 [&done, holder](std::exception_ptr e) { done.set_value(e); });
+  if (auto e = f.get()) std::rethrow_exception(e);
+}
+
+void Env::restart() {
+  impl_->runtime.reset();
+  impl_->started();
+}
+
+std::size_t Env::liveObjects() {
+  auto& rt = impl_->started();
+  std::size_t n = 0;
+  for (unsigned i = 0; i < rt.shardCount(); ++i) {
+    std::promise<std::size_t> p;
+    auto f = p.get_future();
+    detail::postTo(rt.shard(i), [&] { p.set_value(rt.shard(i).liveObjects()); });
+    n += f.get();
+  }
+  return n;
+}
+
+const std::filesystem::path& Env::dir() const { return impl_->dir; }
+
+durable::Env& Env::env() { return impl_->started().env(); }
+
+}  // namespace durable::testing
