@@ -15,6 +15,10 @@
 
 namespace durable {
 
+namespace detail {
+struct IdAccess;
+}
+
 class ObjectId {
  public:
   static constexpr std::size_t kBytes = 32;
@@ -35,8 +39,12 @@ class ObjectId {
   std::size_t hash() const;
 
  private:
+  friend struct detail::IdAccess;
   Raw raw_{};
   std::optional<std::string> name_;
+  // Which namespace key already verified this ID's MAC (0: none), so that get(idFromName(x))
+  // does not verify twice. A copy keeps it; it never leaves the process.
+  std::uint64_t verifiedBy_ = 0;
 };
 
 }  // namespace durable

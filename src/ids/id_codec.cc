@@ -122,6 +122,21 @@ const char* jurisdictionName(std::uint8_t code) {
 
 }  // namespace
 
+namespace {
+std::uint64_t keyTag(const NamespaceKey& key) {
+  std::uint64_t tag;
+  std::memcpy(&tag, key.data(), sizeof tag);
+  return tag | 1;
+}
+}  // namespace
+
+bool verifiedUnder(const ObjectId& id, const NamespaceKey& key) {
+  return IdAccess::verifiedBy(id) == keyTag(key);
+}
+
+void IdAccess::markVerified(ObjectId& id, const NamespaceKey& key) { id.verifiedBy_ = keyTag(key); }
+std::uint64_t IdAccess::verifiedBy(const ObjectId& id) { return id.verifiedBy_; }
+
 NamespaceKey randomNamespaceKey() {
   NamespaceKey key;
   if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1) {
@@ -144,7 +159,9 @@ ObjectId makeNamedId(const NamespaceKey& key, std::string_view jurisdiction, std
   ObjectId::Raw raw;
   std::memcpy(raw.data(), digest, kBodyBytes);
   raw[kJurisdictionByte] = code;
-  return ObjectId(seal(key, raw), std::string(name));
+  ObjectId id(seal(key, raw), std::string(name));
+  IdAccess::markVerified(id, key);
+  return id;
 }
 
 ObjectId makeUniqueId(const NamespaceKey& key, std::string_view jurisdiction) {
@@ -154,7 +171,9 @@ ObjectId makeUniqueId(const NamespaceKey& key, std::string_view jurisdiction) {
     throw Error(ErrorCode::kInternal, "OpenSSL RAND_bytes failed");
   }
   raw[kJurisdictionByte] = code;
-  return ObjectId(seal(key, raw), std::nullopt);
+  ObjectId id(seal(key, raw), std::nullopt);
+  IdAccess::markVerified(id, key);
+  return id;
 }
 
 ObjectId parseId(const NamespaceKey& key, std::string_view requiredJurisdiction, std::string_view hex) {
@@ -185,7 +204,9 @@ ObjectId parseId(const NamespaceKey& key, std::string_view requiredJurisdiction,
     invalid("the ID has " + has + ", but this namespace is restricted to jurisdiction \"" +
             std::string(requiredJurisdiction) + "\"");
   }
-  return ObjectId(raw, std::nullopt);
+  ObjectId id(raw, std::nullopt);
+  IdAccess::markVerified(id, key);
+  return id;
 }
 
 }  // namespace durable::detail

@@ -31,4 +31,13 @@ ObjectId makeUniqueId(const NamespaceKey& key, std::string_view jurisdiction);
 // Error(kInvalidArgument, "Invalid Durable Object ID: <reason>") otherwise.
 ObjectId parseId(const NamespaceKey& key, std::string_view requiredJurisdiction, std::string_view hex);
 
+// Whether `id` was made or parsed under `key` in this process, so its MAC need not be
+// checked again.
+bool verifiedUnder(const ObjectId& id, const NamespaceKey& key);
+
+struct IdAccess {
+  static void markVerified(ObjectId& id, const NamespaceKey& key);
+  static std::uint64_t verifiedBy(const ObjectId& id);
+};
+
 }  // namespace durable::detail

@@ -410,7 +410,7 @@ void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request
                             std::function<void(Response)> reply) {
   Shard* caller = Shard::current();
   Shard& owner = shardOf(id);
-  postTo(owner, [&owner, &ns, id, caller, request = std::move(request), reply = std::move(reply)]() mutable {
+  auto deliver = [&owner, &ns, id, caller, request = std::move(request), reply = std::move(reply)]() mutable {
     owner.host(ns, id).fetch(std::move(request), [caller, reply = std::move(reply)](Response r) mutable {
       if (caller) {
         postTo(*caller, [reply = std::move(reply), r = std::move(r)]() mutable { reply(std::move(r)); });
@@ -418,7 +418,14 @@ void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request
         reply(std::move(r));
       }
     });
-  });
+  };
+  // On the owner's own thread the event starts at once: the caller is suspended already, and
+  // the reply still comes back through the queue, on a fresh stack.
+  if (caller == &owner) {
+    deliver();
+  } else {
+    postTo(owner, std::move(deliver));
+  }
 }
 
 void Runtime::dispatchRun(const NamespaceImpl& ns, const ObjectId& id,
@@ -483,7 +490,11 @@ ObjectId Namespace::idFromString(std::string_view hex) const { return detail::pa
 
 Stub Namespace::get(const ObjectId& id, const StubOptions&) const {
   // An ID made by another namespace fails its MAC here: it can never reach this class's data.
-  detail::parseId(impl_->key, jurisdiction_, id.toString());
+  if (!detail::verifiedUnder(id, impl_->key)) {
+    detail::parseId(impl_->key, jurisdiction_, id.toString());
+  } else if (!jurisdiction_.empty() && id.jurisdiction() != jurisdiction_) {
+    throw Error(ErrorCode::kInvalidArgument, "Invalid Durable Object ID: the ID's jurisdiction is not " + jurisdiction_);
+  }
   return Stub(impl_, id);
 }
 
