@@ -42,8 +42,15 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void run() { readRequest(); }
 
+  // On stop: a connection waiting for a request that has not started closes now.
+  void closeIfIdle() {
+    if (reading_ && parser_ && !parser_->got_some()) close();
+  }
+
  private:
   void readRequest() {
+    if (server_.stopping()) return close();
+    reading_ = true;
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_.options().maxHeaderBytes));
     parser_->body_limit(server_.options().maxBodyBytes);
@@ -52,6 +59,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void onRead(beast::error_code ec, std::size_t) {
+    reading_ = false;
     if (ec) {
       if (ec == http::error::body_limit) return fail(413, "request body is larger than the limit");
       if (ec == http::error::header_limit) return fail(431, "request headers are larger than the limit");
@@ -63,7 +71,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     auto& req = parser_->get();
     version_ = req.version();
-    keepAlive_ = req.keep_alive();
+    keepAlive_ = req.keep_alive() && !server_.stopping();
 
     std::string host = std::string(req[http::field::host]);
     if (host.empty()) host = server_.options().host + ":" + std::to_string(server_.port());
@@ -126,6 +134,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Shard& shard_;
   unsigned version_ = 11;
   bool keepAlive_ = true;
+  bool reading_ = false;
 };
 
 }  // namespace
@@ -153,6 +162,10 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
       beast::error_code ec;
       self->acceptor_.close(ec);
       self->retry_.cancel();
+      for (auto& weak : self->sessions_) {
+        if (auto s = weak.lock()) s->closeIfIdle();
+      }
+      self->sessions_.clear();
     });
   }
 
@@ -171,15 +184,28 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
       }
       beast::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<Session>(std::move(socket), self->server_, self->shard_)->run();
+      auto session = std::make_shared<Session>(std::move(socket), self->server_, self->shard_);
+      self->track(session);
+      session->run();
       self->accept();
     });
+  }
+
+  // Sessions of this shard, so stop() can close the idle ones; only touched on the shard thread.
+  void track(const std::shared_ptr<Session>& session) {
+    if (sessions_.size() >= 2 * liveAfterPrune_ + 64) {
+      std::erase_if(sessions_, [](const std::weak_ptr<Session>& w) { return w.expired(); });
+      liveAfterPrune_ = sessions_.size();
+    }
+    sessions_.push_back(session);
   }
 
   HttpServer& server_;
   Shard& shard_;
   tcp::acceptor acceptor_;
   asio::steady_timer retry_;
+  std::vector<std::weak_ptr<Session>> sessions_;
+  std::size_t liveAfterPrune_ = 0;
 };
 
 HttpServer::HttpServer(Runtime& runtime, const Worker& worker, HttpOptions options)
@@ -190,6 +216,19 @@ HttpServer::~HttpServer() = default;
 void HttpServer::start() {
   auto address = asio::ip::make_address(options_.host);
   std::uint16_t port = options_.port;
+  if (port != 0) {
+    // SO_REUSEPORT would let us join another process's listeners on this port (same user)
+    // and silently split its traffic with it. A bind without SO_REUSEPORT fails while anyone
+    // listens there, so try one first.
+    try {
+      tcp::acceptor probe(runtime_.shard(0).context());
+      probe.open(address.is_v6() ? tcp::v6() : tcp::v4());
+      probe.set_option(asio::socket_base::reuse_address(true));
+      probe.bind(tcp::endpoint(address, port));
+    } catch (const std::exception& e) {
+      throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(port) + ": " + e.what());
+    }
+  }
   for (unsigned i = 0; i < runtime_.shardCount(); ++i) {
     auto listener = std::make_shared<Listener>(*this, runtime_.shard(i));
     try {
@@ -204,6 +243,7 @@ void HttpServer::start() {
 }
 
 void HttpServer::stopAccepting() {
+  stopping_.store(true, std::memory_order_release);
   for (auto& l : listeners_) l->stop();
 }
 

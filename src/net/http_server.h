@@ -33,8 +33,10 @@ class HttpServer {
   // Binds and starts accepting on every shard. Throws std::runtime_error when it cannot bind.
   void start();
   std::uint16_t port() const { return port_; }
-  // Closes the acceptors; open connections finish what they are doing.
+  // Closes the acceptors and idle connections; busy connections finish the request they are
+  // serving, answer it with "Connection: close" and close.
   void stopAccepting();
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
   // Requests received whose responses are not yet fully written.
   std::int64_t inFlight() const { return inFlight_.load(std::memory_order_relaxed); }
 
@@ -52,6 +54,7 @@ class HttpServer {
   std::uint16_t port_ = 0;
   std::vector<std::shared_ptr<Listener>> listeners_;
   std::atomic<std::int64_t> inFlight_{0};
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace durable::detail
