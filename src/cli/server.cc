@@ -51,6 +51,23 @@ std::pair<std::string, std::uint16_t> splitListen(const std::string& listen) {
   return {host, static_cast<std::uint16_t>(port)};
 }
 
+// The class names live after `migrations` (the config holds the whole history; recorded
+// tags must be a prefix of it). Names only: keys and namespace IDs come from meta.sqlite.
+config::MigrationState liveClassesAfter(const std::vector<config::Migration>& migrations) {
+  std::set<std::string> live;
+  for (const auto& m : migrations) {
+    live.insert(m.newClasses.begin(), m.newClasses.end());
+    live.insert(m.newSqliteClasses.begin(), m.newSqliteClasses.end());
+    for (const auto& r : m.renamedClasses) {
+      if (live.erase(r.from)) live.insert(r.to);
+    }
+    for (const auto& d : m.deletedClasses) live.erase(d);
+  }
+  config::MigrationState state;
+  for (const auto& name : live) state.classes.push_back({name, 0, {}});
+  return state;
+}
+
 }  // namespace
 
 Server::Server() : worker_(std::make_shared<Worker>()) {}
@@ -140,10 +157,15 @@ int Server::serve(const ServeOptions& options) {
     }
     auto [host, port] = splitListen(options.listen);
 
-    config::MetaStore meta(options.persistDir);
-    auto state = meta.apply(cfg);
     std::set<std::string> exported;
     for (const auto& [name, _] : classes_) exported.insert(name);
+    // Check the bindings against the classes the config's migrations leave live before
+    // applying them: a config refused here must not leave its migrations recorded in
+    // meta.sqlite (they would then conflict with the corrected config's).
+    config::validateBindings(cfg, liveClassesAfter(cfg.migrations), exported);
+
+    config::MetaStore meta(options.persistDir);
+    auto state = meta.apply(cfg);
     config::validateBindings(cfg, state, exported);
 
     int partitions = meta.partitions().value_or(0);
