@@ -251,7 +251,8 @@ void ObjectStore::setAlarm(std::optional<std::int64_t> time, TxnOverlay* txn) {
 void ObjectStore::apply(TxnOverlay&& txn) {
   if (txn.deleteAll) removeAll(nullptr);
   for (auto& [k, v] : txn.writes) write(k, std::move(v), nullptr);
-  if (txn.alarmChanged && !txn.deleteAll) setAlarm(txn.alarm, nullptr);
+  // Not skipped after deleteAll: the transaction may have set an alarm after it.
+  if (txn.alarmChanged) setAlarm(txn.alarm, nullptr);
 }
 
 std::uint64_t ObjectStore::requiredSeq() const { return dirty_ || inFlight_ ? lastWriteSeq_ : 0; }
