@@ -1,34 +1,72 @@
 #include "seed/app.h"
 
 #include "seed/counter.h"
+#include "seed/rate_limiter.h"
+#include "seed/safe_do.h"
+#include "seed/scheduled_task.h"
+
+#include <cstdlib>
 
 namespace seed {
 
 namespace {
+
 // `app.post('/counters/:id/increment', ...)` from the seed, and the same for the object's
-// other paths: forward to the counter named by :id.
-durable::Handler forwardToCounter(std::string path, std::string method) {
-  return [path = std::move(path), method = std::move(method)](durable::Context& c) -> durable::Task<durable::Response> {
-    const auto& counters = c.env().ns("COUNTER");
-    const auto id = counters.idFromName(c.param("id"));
-    const auto stub = counters.get(id);
+// other paths: forward to the object of `binding` named by :id.
+durable::Handler forwardTo(std::string binding, std::string path, std::string method) {
+  return [binding = std::move(binding), path = std::move(path),
+          method = std::move(method)](durable::Context& c) -> durable::Task<durable::Response> {
+    const auto& ns = c.env().ns(binding);
+    const auto id = ns.idFromName(c.param("id"));
+    const auto stub = ns.get(id);
     co_return co_await stub.fetch(durable::Request("http://do" + path, {.method = method}));
   };
 }
+
+std::int64_t fromEnvironment(const char* name, std::int64_t fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  return parseInt(v).value_or(fallback);
+}
+
 }  // namespace
 
 durable::Worker makeApp() {
   durable::Worker app;
 
+  // Usage, from the seed: app.use('/api/*', rateLimit({ limit: 100, windowMs: 60000 }));
+  app.use("/api/*", rateLimit({.limit = fromEnvironment("API_RATE_LIMIT", 100),
+                               .windowMs = fromEnvironment("API_RATE_WINDOW_MS", 60000)}));
+  app.use("/api-small/*", rateLimit({.limit = 5, .windowMs = 10000, .keyGenerator = [](durable::Context& c) {
+                                       return "small:" + c.header("cf-connecting-ip").value_or("anonymous");
+                                     }}));
+
   app.get("/health", [](durable::Context& c) -> durable::Task<durable::Response> { co_return c.text("ok"); });
 
-  app.post("/counters/:id/increment", forwardToCounter("/increment", "POST"));
-  app.get("/counters/:id", forwardToCounter("/get", "GET"));
-  app.post("/counters/:id/reset", forwardToCounter("/reset", "POST"));
+  app.post("/counters/:id/increment", forwardTo("COUNTER", "/increment", "POST"));
+  app.get("/counters/:id", forwardTo("COUNTER", "/get", "GET"));
+  app.post("/counters/:id/reset", forwardTo("COUNTER", "/reset", "POST"));
+
+  const auto pong = [](durable::Context& c) -> durable::Task<durable::Response> {
+    const boost::json::object body{{"pong", true}};
+    co_return c.json(body);
+  };
+  app.get("/api/ping", pong);
+  app.get("/api-small/ping", pong);
+
+  for (const char* method : {"GET", "POST"}) {
+    app.on(method, "/tasks/:id/schedule", forwardTo("TASK", "/schedule", method));
+    app.on(method, "/tasks/:id/cancel", forwardTo("TASK", "/cancel", method));
+  }
 
   return app;
 }
 
-void exportClasses(durable::Server& server) { server.exportClass<Counter>("Counter"); }
+void exportClasses(durable::Server& server) {
+  server.exportClass<Counter>("Counter");
+  server.exportClass<RateLimiter>("RateLimiter");
+  server.exportClass<ScheduledTask>("ScheduledTask");
+  server.exportClass<SafeDO>("SafeDO");
+}
 
 }  // namespace seed

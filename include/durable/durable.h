@@ -1,6 +1,7 @@
 // durable/durable.h: everything an object author or a Worker needs.
 #pragma once
 
+#include <durable/clock.h>
 #include <durable/error.h>
 #include <durable/http.h>
 #include <durable/id.h>

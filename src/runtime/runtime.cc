@@ -188,6 +188,43 @@ Task<void> ObjectHost::runInside(std::function<Task<void>(DurableObject&, State&
   if (error) std::rethrow_exception(error);
 }
 
+void ObjectHost::alarm(AlarmInfo info, std::function<void(bool)> done) {
+  enter([this, info, done = std::move(done)]() mutable {
+    if (!instance_) {
+      done(false);
+      return;
+    }
+    beginEvent();
+    ContextScope scope({this, shard_.nextFlow()});
+    store_.beginAlarm(info.scheduledTime);
+    spawn(runAlarm(info), std::function<void(Result<void>)>([this, done = std::move(done)](Result<void> r) {
+            endEvent();
+            done(r.ok());
+          }));
+  });
+}
+
+Task<void> ObjectHost::runAlarm(AlarmInfo info) {
+  std::string error;
+  try {
+    co_await instance_->alarm(info);
+  } catch (const std::exception& e) {
+    error = e.what();
+  } catch (...) {
+    error = "unknown error";
+  }
+  if (!error.empty()) {
+    log("object ", ns_.className, " ", id_.toString(), ": alarm threw (retry ", info.retryCount, "): ", error);
+  }
+  store_.endAlarm(error.empty());
+  co_await store_.waitDurable();
+  if (!error.empty()) throw Error(ErrorCode::kInternal, error);
+}
+
+void ObjectHost::abandonAlarm(std::int64_t scheduledTime) {
+  if (store_.alarm(nullptr) == scheduledTime) store_.setAlarm(std::nullopt, nullptr);
+}
+
 Task<Response> ObjectHost::runFetch(Request request) {
   std::optional<Response> response;
   std::string error;
@@ -288,6 +325,17 @@ void Shard::start() {
       });
     });
     scheduleEviction();
+    alarms_ = std::make_unique<AlarmScheduler>(*this);
+    for (auto& p : partitions) {
+      p->onAlarmDurable = [this](std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time) {
+        alarms_->onDurable(ns, id, time);
+      };
+    }
+    try {
+      alarms_->load();
+    } catch (const std::exception& e) {
+      log("shard ", index_, ": cannot load alarms: ", e.what());
+    }
     for (;;) {
       try {
         ctx_.run();
@@ -297,6 +345,8 @@ void Shard::start() {
       }
     }
     objects_.clear();
+    for (auto& p : partitions) p->onAlarmDurable = nullptr;
+    alarms_.reset();
     t_shard = nullptr;
   });
 }
@@ -359,12 +409,18 @@ Runtime::Runtime(RuntimeOptions options, const std::vector<NamespaceImpl*>& name
 
   for (NamespaceImpl* ns : namespaces) {
     ns->runtime = this;
+    byNsId_[ns->nsId] = ns;
     envImpl_.namespaces.emplace(ns->binding, Namespace(ns));
   }
   envImpl_.vars = std::move(vars);
 }
 
 Runtime::~Runtime() { stop(); }
+
+const NamespaceImpl* Runtime::namespaceById(std::int64_t nsId) const {
+  auto it = byNsId_.find(nsId);
+  return it == byNsId_.end() ? nullptr : it->second;
+}
 
 Partition& Runtime::partitionOf(const ObjectId& id) {
   int p = partitionIndex(id);

@@ -13,6 +13,7 @@
 // sequence: a reply leaves once the writes before it are committed.
 #pragma once
 
+#include "alarms/scheduler.h"
 #include "config/config.h"
 #include "ids/id_codec.h"
 #include "storage/object_store.h"
@@ -69,6 +70,10 @@ class ObjectHost {
 
   // Delivers a request; `reply` runs on this shard once the response may leave (output gate).
   void fetch(Request request, std::function<void(Response)> reply);
+  // Runs the object's alarm() as an event; `done(ok)` runs once its writes are durable.
+  void alarm(AlarmInfo info, std::function<void(bool)> done);
+  // Deletes the alarm set for `scheduledTime` (it failed every retry), if it is still that one.
+  void abandonAlarm(std::int64_t scheduledTime);
   // Runs fn as an event of this object (for durable/testing.h); `done` runs once its writes
   // are durable, with its error if it threw.
   void run(std::function<Task<void>(DurableObject&, State&)> fn, std::function<void(std::exception_ptr)> done);
@@ -92,6 +97,7 @@ class ObjectHost {
 
  private:
   Task<Response> runFetch(Request request);
+  Task<void> runAlarm(AlarmInfo info);
   Task<void> runInside(std::function<Task<void>(DurableObject&, State&)> fn);
   // Runs `start` now if the gate is open (and the instance is healthy), else queues it.
   void enter(std::function<void()> start);
@@ -144,6 +150,7 @@ class Shard {
   // The shard whose thread is running, or nullptr.
   static Shard* current();
   std::uint64_t nextFlow() { return ++flows_; }
+  AlarmScheduler& alarms() { return *alarms_; }
 
  private:
   struct Key {
@@ -163,6 +170,7 @@ class Shard {
   boost::asio::steady_timer evictTimer_;
   std::unordered_map<Key, std::unique_ptr<ObjectHost>, KeyHash> objects_;
   std::uint64_t flows_ = 0;
+  std::unique_ptr<AlarmScheduler> alarms_;
   std::thread thread_;
 };
 
@@ -189,6 +197,8 @@ class Runtime {
   Shard& shard(unsigned i) { return *shards_[i]; }
   Shard& shardOf(const ObjectId& id) { return *shards_[partitionIndex(id) % shards_.size()]; }
   Partition& partitionOf(const ObjectId& id);
+  // The bound class with this namespace id, or nullptr.
+  const NamespaceImpl* namespaceById(std::int64_t nsId) const;
   int partitionIndex(const ObjectId& id) const {
     return static_cast<int>(id.hash() % static_cast<std::size_t>(partitionCount_));
   }
@@ -204,6 +214,7 @@ class Runtime {
  private:
   RuntimeOptions options_;
   int partitionCount_;
+  std::map<std::int64_t, const NamespaceImpl*> byNsId_;
   Env::Impl envImpl_;
   Env env_;
   std::vector<std::unique_ptr<Shard>> shards_;

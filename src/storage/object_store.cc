@@ -227,8 +227,21 @@ std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOpt
   return out;
 }
 
+void ObjectStore::beginAlarm(std::int64_t scheduledTime) {
+  firing_ = true;
+  firingChanged_ = false;
+  firingTime_ = scheduledTime;
+}
+
+void ObjectStore::endAlarm(bool succeeded) {
+  if (!firing_) return;
+  firing_ = false;
+  if (succeeded && !firingChanged_ && alarm(nullptr) == firingTime_) setAlarm(std::nullopt, nullptr);
+}
+
 std::optional<std::int64_t> ObjectStore::alarm(const TxnOverlay* txn) {
   if (txn && txn->alarmChanged) return txn->alarm;
+  if (firing_ && !firingChanged_) return std::nullopt;
   if (!alarmLoaded_) {
     alarm_ = partition_.readAlarm(ns_, id_.raw());
     alarmLoaded_ = true;
@@ -245,6 +258,7 @@ void ObjectStore::setAlarm(std::optional<std::int64_t> time, TxnOverlay* txn) {
   alarmLoaded_ = true;
   alarm_ = time;
   alarmSeq_ = kOpen;
+  if (firing_) firingChanged_ = true;
   touch();
 }
 
@@ -300,6 +314,7 @@ void ObjectStore::reset() {
   alarmLoaded_ = false;
   alarm_.reset();
   alarmSeq_ = 0;
+  firing_ = false;
   if (onReset_) onReset_();
 }
 

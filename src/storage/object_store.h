@@ -49,6 +49,11 @@ class ObjectStore {
   void setAlarm(std::optional<std::int64_t> time, TxnOverlay* txn);
   void apply(TxnOverlay&& txn);
 
+  // While alarm() runs, getAlarm() answers null unless the handler set a new alarm; when it
+  // returns normally without doing so, the alarm is deleted.
+  void beginAlarm(std::int64_t scheduledTime);
+  void endAlarm(bool succeeded);
+
   // Checks a key and an encoded value against the limits; throws Error(kInvalidArgument).
   void checkKey(std::string_view key) const;
   void checkValue(std::string_view key, const std::string& encoded) const;
@@ -100,6 +105,9 @@ class ObjectStore {
   std::optional<std::int64_t> alarm_;
   std::uint64_t alarmSeq_ = 0;
   std::vector<std::string> inFlightKeys_;
+  bool firing_ = false;
+  bool firingChanged_ = false;
+  std::int64_t firingTime_ = 0;
 };
 
 }  // namespace durable::detail

@@ -7,6 +7,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <cstring>
+
 namespace durable::detail {
 
 namespace {
@@ -195,6 +197,20 @@ void Partition::purgeNamespace(std::int64_t ns) {
   check(writer_, sqlite3_step(alarms.get()), "purge");
 }
 
+void Partition::loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) {
+  Statement all(reader_, "SELECT ns, obj, time FROM alarms");
+  for (;;) {
+    int rc = sqlite3_step(all.get());
+    if (rc == SQLITE_DONE) return;
+    if (rc != SQLITE_ROW) fail(reader_, "load alarms");
+    auto blob = columnBlob(all.get(), 1);
+    if (blob.size() != ObjectId::kBytes) continue;
+    ObjectId::Raw id;
+    std::memcpy(id.data(), blob.data(), id.size());
+    fn(sqlite3_column_int64(all.get(), 0), id, sqlite3_column_int64(all.get(), 2));
+  }
+}
+
 void Partition::markDirty(ObjectStore* store) {
   if (dirtySet_.insert(store).second) dirty_.push_back(store);
   if (!flushPosted_) {
@@ -222,6 +238,10 @@ void Partition::flush() {
   for (ObjectStore* store : dirty_) {
     batch.objects.emplace_back();
     store->emit(batch.seq, batch.objects.back());
+  }
+  inFlightAlarms_.clear();
+  for (const auto& ob : batch.objects) {
+    if (ob.alarmChanged) inFlightAlarms_.push_back({ob.ns, ob.id, ob.alarm});
   }
   batch.stores = std::move(dirty_);
   dirty_.clear();
@@ -298,6 +318,10 @@ void Partition::onCommitted(std::uint64_t seq, std::string error) {
   if (error.empty()) {
     committedSeq_ = seq;
     for (ObjectStore* store : stores) store->committed(seq);
+    if (onAlarmDurable) {
+      for (const auto& a : inFlightAlarms_) onAlarmDurable(a.ns, a.id, a.time);
+    }
+    inFlightAlarms_.clear();
     // Waiters are released in arrival order; seq is monotonic per object, so a waiter for a
     // later batch never sits before one that this commit completes for the same object.
     std::deque<Waiter> still;
@@ -323,6 +347,7 @@ void Partition::onCommitted(std::uint64_t seq, std::string error) {
   dirty_.clear();
   dirtySet_.clear();
   openSeq_++;  // the open batch is abandoned with its objects
+  inFlightAlarms_.clear();
   for (ObjectStore* store : stores) store->reset();
   for (ObjectStore* store : open) store->reset();
   auto err = std::make_exception_ptr(

@@ -116,6 +116,11 @@ class Partition {
   bool quiescent() const { return dirty_.empty() && !inFlight_; }
   // Deletes all rows of a namespace (a deleted class), synchronously, at start-up.
   void purgeNamespace(std::int64_t ns);
+  // Calls fn(ns, id, time) for every stored alarm.
+  void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn);
+
+  // Called on the shard thread for each alarm change once its commit is durable.
+  std::function<void(std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time)> onAlarmDurable;
 
  private:
   struct Waiter {
@@ -126,6 +131,11 @@ class Partition {
     std::uint64_t seq = 0;
     std::vector<ObjectBatch> objects;
     std::vector<ObjectStore*> stores;
+  };
+  struct AlarmChange {
+    std::int64_t ns;
+    ObjectId::Raw id;
+    std::optional<std::int64_t> time;
   };
 
   void commitLoop();
@@ -148,6 +158,7 @@ class Partition {
   std::vector<ObjectStore*> dirty_;
   std::unordered_set<ObjectStore*> dirtySet_;
   std::vector<ObjectStore*> inFlightStores_;
+  std::vector<AlarmChange> inFlightAlarms_;
   std::deque<Waiter> waiters_;
 
   // Commit thread state, handed over under mu_.

@@ -1,0 +1,58 @@
+// The seed's Error Handling section: SafeDO, and the caller-side pattern callDO.
+#pragma once
+
+#include <durable/durable.h>
+
+#include <iostream>
+
+namespace seed {
+
+class SafeDO : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+
+  durable::Task<durable::Response> fetch(durable::Request request) override {
+    std::optional<durable::Response> failure;
+    try {
+      // DO logic: what the seed leaves to the reader. Here: /fail throws, anything else works.
+      if (request.url().pathname() == "/fail") throw std::runtime_error("something broke");
+      const boost::json::object body{{"success", true}};
+      co_return durable::Response::json(body);
+    } catch (const std::exception& error) {
+      std::cerr << "DO error: " << error.what() << std::endl;
+      const boost::json::object body{{"error", error.what()}};
+      failure.emplace(durable::Response::json(body, {.status = 500}));
+    } catch (...) {
+      std::cerr << "DO error: unknown" << std::endl;
+      const boost::json::object body{{"error", "Internal error"}};
+      failure.emplace(durable::Response::json(body, {.status = 500}));
+    }
+    co_return std::move(*failure);
+  }
+};
+
+// Caller-side error handling: throws std::runtime_error with the object's message when it
+// answers with an error status; otherwise returns its JSON.
+inline durable::Task<durable::Json> callDO(durable::Env& env, std::string name, std::string path = "/action") {
+  const auto& ns = env.ns("DO");
+  const auto id = ns.idFromName(name);
+  const auto stub = ns.get(id);
+
+  try {
+    durable::Request request("http://do" + path);
+    const auto response = co_await stub.fetch(std::move(request));
+
+    if (!response.ok()) {
+      const auto error = response.json();
+      throw std::runtime_error(std::string(error.as_object().at("error").as_string()));
+    }
+
+    co_return response.json();
+  } catch (const std::exception& error) {
+    // Network error or DO unavailable
+    std::cerr << "DO call failed: " << error.what() << std::endl;
+    throw;
+  }
+}
+
+}  // namespace seed

@@ -1,0 +1,168 @@
+#include "alarms/scheduler.h"
+
+#include "runtime/log.h"
+#include "runtime/runtime.h"
+
+#include <durable/clock.h>
+
+#include <boost/asio/post.hpp>
+
+namespace durable::detail {
+
+AlarmScheduler::AlarmScheduler(Shard& shard)
+    : shard_(shard), timer_(shard.context()), rng_(std::random_device{}()) {
+  // With a manual clock nothing moves by itself: advancing it is what wakes us.
+  if (auto* manual = dynamic_cast<const ManualClock*>(&clock())) {
+    clockSubscription_ = const_cast<ManualClock*>(manual)->subscribe([this] {
+      boost::asio::post(shard_.context(), [this] { poke(); });
+    });
+  }
+}
+
+AlarmScheduler::~AlarmScheduler() {
+  if (clockSubscription_) {
+    if (auto* manual = dynamic_cast<const ManualClock*>(&clock())) {
+      const_cast<ManualClock*>(manual)->unsubscribe(clockSubscription_);
+    }
+  }
+}
+
+void AlarmScheduler::load() {
+  for (auto& p : shard_.partitions) {
+    p->loadAlarms([this](std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
+      Key key{ns, id};
+      Entry& e = byKey_[key];
+      e.time = e.scheduledTime = time;
+      schedule(key, e);
+    });
+  }
+  arm();
+}
+
+void AlarmScheduler::schedule(const Key& key, Entry& e) { byTime_.emplace(e.time, key); }
+
+void AlarmScheduler::unschedule(const Key& key, const Entry& e) { byTime_.erase({e.time, key}); }
+
+void AlarmScheduler::onDurable(std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time) {
+  Key key{ns, id};
+  auto it = byKey_.find(key);
+  if (it == byKey_.end()) {
+    if (time) {
+      Entry& e = byKey_[key];
+      e.time = e.scheduledTime = *time;
+      schedule(key, e);
+    }
+    arm();
+    return;
+  }
+  Entry& e = it->second;
+  if (e.running) {
+    // Decided when the run ends (finished()): the newest durable state wins.
+    ++e.generation;
+    e.deleted = !time;
+    if (time) e.time = e.scheduledTime = *time;
+    e.retry = 0;
+    return;
+  }
+  unschedule(key, e);
+  if (!time) {
+    byKey_.erase(it);
+  } else {
+    e.time = e.scheduledTime = *time;
+    e.retry = 0;
+    schedule(key, e);
+  }
+  arm();
+}
+
+void AlarmScheduler::poke() {
+  fireDue();
+  arm();
+}
+
+void AlarmScheduler::arm() {
+  if (byTime_.empty()) {
+    if (armedFor_) timer_.cancel();
+    armedFor_.reset();
+    return;
+  }
+  const std::int64_t next = byTime_.begin()->first;
+  const std::int64_t now = durable::now();
+  if (next <= now) {
+    // Due now; fire from the event loop, not from inside whoever changed the schedule.
+    boost::asio::post(shard_.context(), [this] { poke(); });
+    return;
+  }
+  if (!clock().realTime()) return;
+  if (armedFor_ == next) return;
+  armedFor_ = next;
+  timer_.expires_after(std::chrono::milliseconds(next - now));
+  timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    armedFor_.reset();
+    poke();
+  });
+}
+
+void AlarmScheduler::fireDue() {
+  const std::int64_t now = durable::now();
+  while (!byTime_.empty() && byTime_.begin()->first <= now) {
+    Key key = byTime_.begin()->second;
+    byTime_.erase(byTime_.begin());
+    Entry& e = byKey_.at(key);
+    const NamespaceImpl* ns = shard_.runtime().namespaceById(key.ns);
+    if (!ns) {
+      log("alarms: no class is bound for namespace ", key.ns, "; alarm dropped");
+      byKey_.erase(key);
+      continue;
+    }
+    e.running = true;
+    AlarmInfo info;
+    info.retryCount = e.retry;
+    info.isRetry = e.retry > 0;
+    info.scheduledTime = e.scheduledTime;
+    const std::uint64_t generation = e.generation;
+    ObjectId id(key.id, std::nullopt);
+    shard_.host(*ns, id).alarm(info, [this, key, generation](bool ok) { finished(key, generation, ok); });
+  }
+}
+
+void AlarmScheduler::finished(const Key& key, std::uint64_t generation, bool ok) {
+  auto it = byKey_.find(key);
+  if (it == byKey_.end()) return;
+  Entry& e = it->second;
+  e.running = false;
+  if (e.generation != generation) {
+    // Changed durably while it ran (the handler's own clean-up, or a new alarm): that stands.
+    if (e.deleted) {
+      byKey_.erase(it);
+    } else {
+      schedule(key, e);
+    }
+    arm();
+    return;
+  }
+  if (ok) {
+    byKey_.erase(it);
+    arm();
+    return;
+  }
+  if (e.retry >= kMaxRetries) {
+    const NamespaceImpl* ns = shard_.runtime().namespaceById(key.ns);
+    log("alarms: alarm of ", ns ? ns->className : "?", " ", ObjectId(key.id, std::nullopt).toString(), " failed ",
+        kMaxRetries + 1, " times; abandoned");
+    const std::int64_t scheduledTime = e.scheduledTime;
+    byKey_.erase(it);
+    if (ns) shard_.host(*ns, ObjectId(key.id, std::nullopt)).abandonAlarm(scheduledTime);
+    arm();
+    return;
+  }
+  ++e.retry;
+  std::int64_t backoff = kFirstBackoffMs << (e.retry - 1);
+  backoff += static_cast<std::int64_t>(std::uniform_real_distribution<double>(0.0, 0.25)(rng_) * backoff);
+  e.time = durable::now() + backoff;
+  schedule(key, e);
+  arm();
+}
+
+}  // namespace durable::detail

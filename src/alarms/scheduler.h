@@ -1,0 +1,78 @@
+// The alarm scheduler: one per shard, holding every pending alarm of the shard's partitions
+// in memory, ordered by time.
+//
+// Why in memory and per shard: start-up reads each partition's `alarms` table once (one
+// indexed scan, no object is opened), so a node with 100,000 pending alarms starts in the time
+// of that scan. An alarm enters the schedule only once the write that set it is durable, so a
+// fired alarm always has a row on disk, and a crash before it ran leaves the row to be found
+// on restart: at-least-once.
+//
+// Retries: when alarm() throws, the alarm runs again after 2 s, 4 s, 8 s ... (each plus up to
+// 25 % jitter), at most 6 retries; then it is abandoned, logged, and its row deleted. Retry
+// state lives only here: after a restart a failing alarm starts again at retry 0.
+#pragma once
+
+#include <durable/id.h>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <utility>
+
+namespace durable::detail {
+
+class Shard;
+
+class AlarmScheduler {
+ public:
+  static constexpr int kMaxRetries = 6;
+  static constexpr std::int64_t kFirstBackoffMs = 2000;
+
+  explicit AlarmScheduler(Shard& shard);
+  ~AlarmScheduler();
+
+  // Shard thread only, from here on.
+
+  // Reads every alarm of the shard's partitions. Called once, before the first event.
+  void load();
+  // A committed change: the object's alarm is now `time`, or gone.
+  void onDurable(std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time);
+  // The clock may have moved (a manual clock was advanced): fire what is due, re-arm.
+  void poke();
+  std::size_t pending() const { return byKey_.size(); }
+
+ private:
+  struct Key {
+    std::int64_t ns;
+    ObjectId::Raw id;
+    auto operator<=>(const Key&) const = default;
+  };
+  struct Entry {
+    std::int64_t time = 0;           // when it runs next
+    std::int64_t scheduledTime = 0;  // what it was set for (AlarmInfo::scheduledTime)
+    int retry = 0;
+    bool running = false;
+    bool deleted = false;            // deleted while running
+    std::uint64_t generation = 0;    // bumped by every durable change
+  };
+
+  void schedule(const Key& key, Entry& e);
+  void unschedule(const Key& key, const Entry& e);
+  void arm();
+  void fireDue();
+  void finished(const Key& key, std::uint64_t generation, bool ok);
+
+  Shard& shard_;
+  std::map<Key, Entry> byKey_;
+  std::set<std::pair<std::int64_t, Key>> byTime_;
+  boost::asio::steady_timer timer_;
+  std::optional<std::int64_t> armedFor_;
+  std::mt19937_64 rng_;
+  int clockSubscription_ = 0;
+};
+
+}  // namespace durable::detail
