@@ -16,6 +16,7 @@
 // Thread safety: one test thread drives an Env; the objects run on the runtime's shards.
 #pragma once
 
+#include <durable/clock.h>
 #include <durable/namespace.h>
 #include <durable/object.h>
 #include <durable/task.h>
@@ -25,6 +26,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace durable::testing {
 
@@ -35,6 +37,9 @@ struct EnvOptions {
   std::size_t maxValueBytes = 128 * 1024;
   // Empty: a fresh temporary directory, removed with the Env.
   std::filesystem::path persistDir;
+  // Install a ManualClock for the Env's lifetime: durable::now() and alarms then move only
+  // with advanceClock(). The clock is process-wide: one such Env at a time.
+  bool manualClock = false;
 };
 
 class Env {
@@ -86,6 +91,18 @@ class Env {
     });
   }
   void runInObject(const Stub& stub, InObject fn);
+
+  // Fires the object's alarm now, if it has one, and waits for the handler; false when none is
+  // set. An exception from alarm() propagates.
+  bool runDurableObjectAlarm(const Stub& stub);
+  // The IDs of a namespace's objects that have stored keys or an alarm.
+  std::vector<ObjectId> listDurableObjectIds(const Namespace& ns);
+  // Moves the manual clock (EnvOptions::manualClock) and waits until every alarm that became
+  // due has run, including retries that fall due in the same step.
+  void advanceClock(std::chrono::milliseconds by);
+  // Waits until no alarm is due or running.
+  void settleAlarms();
+  ManualClock& clock();
 
   // Stops the runtime (every object evicted, every commit landed) and starts it again over the
   // same directory.

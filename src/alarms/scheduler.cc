@@ -75,6 +75,8 @@ void AlarmScheduler::onDurable(std::int64_t ns, const ObjectId::Raw& id, std::op
   arm();
 }
 
+bool AlarmScheduler::due() const { return !byTime_.empty() && byTime_.begin()->first <= durable::now(); }
+
 void AlarmScheduler::poke() {
   fireDue();
   arm();
@@ -117,6 +119,7 @@ void AlarmScheduler::fireDue() {
       continue;
     }
     e.running = true;
+    ++running_;
     AlarmInfo info;
     info.retryCount = e.retry;
     info.isRetry = e.retry > 0;
@@ -128,6 +131,7 @@ void AlarmScheduler::fireDue() {
 }
 
 void AlarmScheduler::finished(const Key& key, std::uint64_t generation, bool ok) {
+  --running_;
   auto it = byKey_.find(key);
   if (it == byKey_.end()) return;
   Entry& e = it->second;

@@ -44,6 +44,9 @@ class AlarmScheduler {
   // The clock may have moved (a manual clock was advanced): fire what is due, re-arm.
   void poke();
   std::size_t pending() const { return byKey_.size(); }
+  // Alarms whose handler runs now, and whether any is due and not yet started.
+  std::size_t running() const { return running_; }
+  bool due() const;
 
  private:
   struct Key {
@@ -73,6 +76,7 @@ class AlarmScheduler {
   std::optional<std::int64_t> armedFor_;
   std::mt19937_64 rng_;
   int clockSubscription_ = 0;
+  std::size_t running_ = 0;
 };
 
 }  // namespace durable::detail

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <random>
+#include <thread>
 
 namespace durable::testing {
 
@@ -25,6 +26,7 @@ std::filesystem::path makeTempDir() {
 
 struct Env::Impl {
   EnvOptions options;
+  std::shared_ptr<ManualClock> clock;
   std::filesystem::path dir;
   bool ownsDir = false;
   std::vector<std::unique_ptr<detail::NamespaceImpl>> namespaces;
@@ -53,6 +55,10 @@ struct Env::Impl {
 
 Env::Env(EnvOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
+  if (impl_->options.manualClock) {
+    impl_->clock = std::make_shared<ManualClock>();
+    setClock(impl_->clock);
+  }
   if (impl_->options.persistDir.empty()) {
     impl_->dir = makeTempDir();
     impl_->ownsDir = true;
@@ -64,6 +70,7 @@ Env::Env(EnvOptions options) : impl_(std::make_unique<Impl>()) {
 
 Env::~Env() {
   impl_->runtime.reset();
+  if (impl_->clock) setClock(nullptr);
   if (impl_->ownsDir) {
     std::error_code ec;
     std::filesystem::remove_all(impl_->dir, ec);
@@ -96,19 +103,113 @@ Response Env::fetch(const Stub& stub, Request request) {
       s, std::move(request)));
 }
 
-void Env::runInObject(const Stub& stub, InObject fn) {
-  auto& rt = impl_->started();
-  const detail::NamespaceImpl* ns = nullptr;
-  for (auto& n : impl_->namespaces) {
+namespace {
+const detail::NamespaceImpl* namespaceOf(const std::vector<std::unique_ptr<detail::NamespaceImpl>>& all,
+                                         const ObjectId& id) {
+  for (auto& n : all) {
     try {
-      Namespace(n.get()).idFromString(stub.id().toString());
-      ns = n.get();
-      break;
+      Namespace(n.get()).idFromString(id.toString());
+      return n.get();
     } catch (const Error&) {
       // Not this namespace's ID.
     }
   }
-  if (!ns) throw Error(ErrorCode::kInvalidArgument, "runInDurableObject: the stub belongs to no exported class");
+  throw Error(ErrorCode::kInvalidArgument, "the stub belongs to no exported class");
+}
+
+template <class T>
+T waitFor(std::future<T>& f) {
+  if (f.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    throw Error(ErrorCode::kInternal, "durable::testing: timed out waiting for the runtime");
+  }
+  return f.get();
+}
+}  // namespace
+
+bool Env::runDurableObjectAlarm(const Stub& stub) {
+  auto& rt = impl_->started();
+  const detail::NamespaceImpl* ns = namespaceOf(impl_->namespaces, stub.id());
+  auto done = std::make_shared<std::promise<int>>();  // 0 none, 1 ran, 2 threw
+  auto f = done->get_future();
+  ObjectId id = stub.id();
+  detail::Shard& shard = rt.shardOf(id);
+  detail::postTo(shard, [&shard, ns, id, done] {
+    auto& host = shard.host(*ns, id);
+    auto time = host.store().alarm(nullptr);
+    if (!time) {
+      done->set_value(0);
+      return;
+    }
+    AlarmInfo info;
+    info.scheduledTime = *time;
+    host.alarm(info, [done](bool ok) { done->set_value(ok ? 1 : 2); });
+  });
+  int r = waitFor(f);
+  if (r == 2) throw Error(ErrorCode::kInternal, "alarm() threw");
+  return r == 1;
+}
+
+std::vector<ObjectId> Env::listDurableObjectIds(const Namespace& ns) {
+  auto& rt = impl_->started();
+  // Namespaces differ by key, so the same name tells them apart.
+  std::int64_t nsId = -1;
+  for (auto& n : impl_->namespaces) {
+    if (Namespace(n.get()).idFromName("durable-testing-probe") == ns.idFromName("durable-testing-probe")) nsId = n->nsId;
+  }
+  if (nsId < 0) throw Error(ErrorCode::kInvalidArgument, "listDurableObjectIds: not a namespace of this Env");
+  std::vector<ObjectId> out;
+  for (unsigned i = 0; i < rt.shardCount(); ++i) {
+    std::promise<std::vector<ObjectId::Raw>> p;
+    auto f = p.get_future();
+    detail::postTo(rt.shard(i), [&] {
+      std::vector<ObjectId::Raw> all;
+      for (auto& part : rt.shard(i).partitions) {
+        auto ids = part->listObjects(nsId);
+        all.insert(all.end(), ids.begin(), ids.end());
+      }
+      p.set_value(std::move(all));
+    });
+    for (auto& raw : waitFor(f)) out.emplace_back(raw, std::nullopt);
+  }
+  return out;
+}
+
+void Env::advanceClock(std::chrono::milliseconds by) {
+  clock().advance(by);
+  settleAlarms();
+}
+
+void Env::settleAlarms() {
+  auto& rt = impl_->started();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    bool busy = false;
+    for (unsigned i = 0; i < rt.shardCount(); ++i) {
+      std::promise<bool> p;
+      auto f = p.get_future();
+      detail::postTo(rt.shard(i), [&] {
+        auto& a = rt.shard(i).alarms();
+        bool b = a.running() > 0 || a.due();
+        for (auto& part : rt.shard(i).partitions) b = b || !part->quiescent();
+        if (a.due()) a.poke();
+        p.set_value(b);
+      });
+      busy = waitFor(f) || busy;
+    }
+    if (!busy) return;
+    if (std::chrono::steady_clock::now() > deadline) throw Error(ErrorCode::kInternal, "alarms did not settle");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+ManualClock& Env::clock() {
+  if (!impl_->clock) throw Error(ErrorCode::kInvalidArgument, "this Env has no manual clock (EnvOptions::manualClock)");
+  return *impl_->clock;
+}
+
+void Env::runInObject(const Stub& stub, InObject fn) {
+  auto& rt = impl_->started();
+  const detail::NamespaceImpl* ns = namespaceOf(impl_->namespaces, stub.id());
   std::promise<std::exception_ptr> done;
   auto f = done.get_future();
   auto holder = std::make_shared<InObject>(std::move(fn));

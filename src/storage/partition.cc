@@ -197,6 +197,22 @@ void Partition::purgeNamespace(std::int64_t ns) {
   check(writer_, sqlite3_step(alarms.get()), "purge");
 }
 
+std::vector<ObjectId::Raw> Partition::listObjects(std::int64_t ns) {
+  Statement q(reader_, "SELECT DISTINCT obj FROM kv WHERE ns = ?1 UNION SELECT obj FROM alarms WHERE ns = ?1");
+  sqlite3_bind_int64(q.get(), 1, ns);
+  std::vector<ObjectId::Raw> out;
+  for (;;) {
+    int rc = sqlite3_step(q.get());
+    if (rc == SQLITE_DONE) return out;
+    if (rc != SQLITE_ROW) fail(reader_, "list objects");
+    auto blob = columnBlob(q.get(), 0);
+    if (blob.size() != ObjectId::kBytes) continue;
+    ObjectId::Raw id;
+    std::memcpy(id.data(), blob.data(), id.size());
+    out.push_back(id);
+  }
+}
+
 void Partition::loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) {
   Statement all(reader_, "SELECT ns, obj, time FROM alarms");
   for (;;) {

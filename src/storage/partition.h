@@ -116,6 +116,8 @@ class Partition {
   bool quiescent() const { return dirty_.empty() && !inFlight_; }
   // Deletes all rows of a namespace (a deleted class), synchronously, at start-up.
   void purgeNamespace(std::int64_t ns);
+  // The objects of a namespace with stored keys or an alarm.
+  std::vector<ObjectId::Raw> listObjects(std::int64_t ns);
   // Calls fn(ns, id, time) for every stored alarm.
   void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn);
 
