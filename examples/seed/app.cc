@@ -1,6 +1,9 @@
 #include "seed/app.h"
 
+#include "seed/chat_page.h"
+#include "seed/chat_room.h"
 #include "seed/counter.h"
+#include "seed/hibernating_room.h"
 #include "seed/rate_limiter.h"
 #include "seed/safe_do.h"
 #include "seed/scheduled_task.h"
@@ -21,6 +24,23 @@ durable::Handler forwardTo(std::string binding, std::string path, std::string me
     const auto stub = ns.get(id);
     co_return co_await stub.fetch(durable::Request("http://do" + path, {.method = method}));
   };
+}
+
+// What `new Request(`http://do/websocket?user=${user}`)` does to the interpolated text: the
+// URL parser percent-encodes what a query may not hold, and nothing else.
+std::string encodeQueryText(std::string_view s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (c <= 0x20 || c >= 0x7f || c == '"' || c == '<' || c == '>' || c == '`' || c == '\'' ) {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
 }
 
 std::int64_t fromEnvironment(const char* name, std::int64_t fallback) {
@@ -54,6 +74,35 @@ durable::Worker makeApp() {
   app.get("/api/ping", pong);
   app.get("/api-small/ping", pong);
 
+  // The seed's WebSocket route, and the room's history.
+  app.get("/rooms/:roomId/websocket", [](durable::Context& c) -> durable::Task<durable::Response> {
+    const auto roomId = c.param("roomId");
+    const auto user = c.query("user").value_or("anonymous");
+
+    const auto& rooms = c.env().ns("ROOM");
+    const auto id = rooms.idFromName(roomId);
+    const auto stub = rooms.get(id);
+
+    durable::Request forwarded("http://do/websocket?user=" + encodeQueryText(user), {.headers = c.req().headers()});
+    co_return co_await stub.fetch(std::move(forwarded));
+  });
+  app.get("/rooms/:roomId/history", [](durable::Context& c) -> durable::Task<durable::Response> {
+    const auto& rooms = c.env().ns("ROOM");
+    const auto stub = rooms.get(rooms.idFromName(c.param("roomId")));
+    co_return co_await stub.fetch(durable::Request("http://do/history"));
+  });
+  app.get("/rooms/:roomId", [](durable::Context& c) -> durable::Task<durable::Response> {
+    durable::Response page(kChatPage);
+    page.headers().set("content-type", "text/html; charset=UTF-8");
+    co_return page;
+  });
+  app.get("/hibernating/:id/websocket", [](durable::Context& c) -> durable::Task<durable::Response> {
+    const auto& rooms = c.env().ns("HIBERNATING_ROOM");
+    const auto stub = rooms.get(rooms.idFromName(c.param("id")));
+    durable::Request forwarded("http://do/websocket", {.headers = c.req().headers()});
+    co_return co_await stub.fetch(std::move(forwarded));
+  });
+
   for (const char* method : {"GET", "POST"}) {
     app.on(method, "/tasks/:id/schedule", forwardTo("TASK", "/schedule", method));
     app.on(method, "/tasks/:id/cancel", forwardTo("TASK", "/cancel", method));
@@ -67,6 +116,8 @@ void exportClasses(durable::Server& server) {
   server.exportClass<RateLimiter>("RateLimiter");
   server.exportClass<ScheduledTask>("ScheduledTask");
   server.exportClass<SafeDO>("SafeDO");
+  server.exportClass<ChatRoom>("ChatRoom");
+  server.exportClass<HibernatingRoom>("HibernatingRoom");
 }
 
 }  // namespace seed

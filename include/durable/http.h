@@ -5,7 +5,9 @@
 // All are plain values: copyable, movable, safe to hand to another shard by moving.
 #pragma once
 
-#include <boost/json/value.hpp>
+#include <durable/json.h>
+#include <durable/websocket.h>
+
 #include <boost/url/url.hpp>
 
 #include <cstdint>
@@ -17,13 +19,6 @@
 #include <vector>
 
 namespace durable {
-
-using Json = boost::json::value;
-
-// A JSON text of `v`, as JSON.stringify gives it.
-std::string stringify(const Json& v);
-// Parses JSON text; throws durable::Error(kInvalidArgument) with the parser's message.
-Json parseJson(std::string_view text);
 
 class Headers {
  public:
@@ -112,9 +107,9 @@ struct ResponseInit {
   int status = 200;
   std::string_view statusText;
   Headers headers;
+  // With status 101: the client end of a WebSocketPair whose server end the object accepted.
+  WebSocket webSocket;
 };
-
-class WebSocket;
 
 class Response {
  public:
@@ -134,6 +129,7 @@ class Response {
   const std::string& text() const { return body_; }
   bool hasBody() const { return has_body_; }
   Json json() const { return parseJson(body_); }
+  const WebSocket& webSocket() const { return web_socket_; }
 
  private:
   int status_;
@@ -141,6 +137,7 @@ class Response {
   Headers headers_;
   std::string body_;
   bool has_body_ = false;
+  WebSocket web_socket_;
 };
 
 }  // namespace durable

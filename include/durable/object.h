@@ -11,12 +11,14 @@
 #include <durable/id.h>
 #include <durable/storage.h>
 #include <durable/task.h>
+#include <durable/websocket.h>
 
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace durable {
 
@@ -48,6 +50,25 @@ class State {
   // failure logged.
   void waitUntil(Task<void> task);
 
+  // ---- WebSockets (hibernation API) ----
+
+  // Makes the object the owner of `ws` (the server end of a WebSocketPair): its messages and
+  // closes arrive as webSocketMessage/webSocketClose events, even after the object was evicted.
+  // At most 10 tags of at most 256 characters; throws Error(kInvalidArgument) otherwise.
+  void acceptWebSocket(WebSocket ws, std::vector<std::string> tags = {});
+  // The object's open sockets, all of them or those with `tag`.
+  std::vector<WebSocket> getWebSockets(std::optional<std::string_view> tag = std::nullopt);
+  std::vector<std::string> getTags(const WebSocket& ws);
+  // A text message equal to `request` is answered with `response` by the runtime, without
+  // waking the object. Without arguments: clears it.
+  void setWebSocketAutoResponse(std::string request, std::string response);
+  void setWebSocketAutoResponse();
+  // When the runtime last auto-responded on `ws` (epoch ms), if ever.
+  std::optional<std::int64_t> getWebSocketAutoResponseTimestamp(const WebSocket& ws);
+  // How long a WebSocket event handler may run; accepted and reported, not enforced.
+  void setHibernatableWebSocketEventTimeout(std::optional<std::int64_t> ms);
+  std::optional<std::int64_t> getHibernatableWebSocketEventTimeout();
+
   explicit State(detail::ObjectHost* host) : host_(host) {}
 
  private:
@@ -66,6 +87,12 @@ class DurableObject {
   virtual Task<Response> fetch(Request request);
   // The object's alarm fired. An exception schedules a retry.
   virtual Task<void> alarm(AlarmInfo info);
+  // A message on a socket the object accepted.
+  virtual Task<void> webSocketMessage(WebSocket ws, WebSocketMessage message);
+  // The client closed the socket (wasClean), or the connection dropped (code 1006).
+  virtual Task<void> webSocketClose(WebSocket ws, int code, std::string reason, bool wasClean);
+  // The socket failed (a protocol violation, an oversized message).
+  virtual Task<void> webSocketError(WebSocket ws, std::string error);
 
  protected:
   State& state() { return state_; }

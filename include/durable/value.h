@@ -16,7 +16,7 @@
 #pragma once
 
 #include <durable/error.h>
-#include <durable/http.h>
+#include <durable/json.h>
 
 #include <boost/json.hpp>
 

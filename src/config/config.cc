@@ -222,9 +222,14 @@ class Parser {
         s.shards = static_cast<unsigned>(integerIn(value, key, 0, kMaxShards));
       } else if (key == "max_body_bytes") {
         s.maxBodyBytes = static_cast<std::size_t>(integerIn(value, key, 1, kMaxBodyBytesLimit));
+      } else if (key == "hibernation_timeout_ms") {
+        s.hibernationTimeoutMs = integerIn(value, key, 1, std::numeric_limits<std::int64_t>::max());
+      } else if (key == "max_websocket_message_bytes") {
+        s.maxWebSocketMessageBytes = static_cast<std::size_t>(integerIn(value, key, 1, kMaxBodyBytesLimit));
       } else {
         fail(lineOf(value), "unknown setting durable." + std::string(key) +
-                                " (known: durability, idle_timeout_ms, max_value_bytes, shards, max_body_bytes)");
+                                " (known: durability, idle_timeout_ms, max_value_bytes, shards, max_body_bytes, "
+                                "hibernation_timeout_ms, max_websocket_message_bytes)");
       }
     }
   }

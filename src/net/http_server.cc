@@ -1,5 +1,6 @@
 #include "net/http_server.h"
 
+#include "net/websocket.h"
 #include "runtime/log.h"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -7,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 
 #include <sys/socket.h>
 
@@ -15,6 +17,7 @@ namespace durable::detail {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
 namespace {
@@ -93,7 +96,9 @@ class Session : public std::enable_shared_from_this<Session> {
     auto self = shared_from_this();
     spawn(server_.worker().fetch(std::move(*request), server_.runtime().env()),
           std::function<void(Result<Response>)>([self](Result<Response> r) {
-            if (r.ok()) {
+            if (r.ok() && r.value().status() == 101) {
+              self->upgrade(r.value());
+            } else if (r.ok()) {
               self->write(toBeast(r.value(), self->version_, self->keepAlive_), true);
             } else {
               // Worker::fetch turns errors into responses; this is the last resort.
@@ -101,6 +106,23 @@ class Session : public std::enable_shared_from_this<Session> {
               self->write(toBeast(err, self->version_, self->keepAlive_), true);
             }
           }));
+  }
+
+  // A 101 from an object: the connection becomes that object's WebSocket.
+  void upgrade(const Response& response) {
+    const auto& client = response.webSocket();
+    auto server = client.impl() ? client.impl()->partner.lock() : nullptr;
+    if (!websocket::is_upgrade(parser_->get()) || !server || !server->accepted) {
+      keepAlive_ = false;
+      Response err = Response::json(
+          boost::json::object{{"error", "a 101 response needs a WebSocket upgrade request and an accepted WebSocketPair"}},
+          {.status = 500});
+      return write(toBeast(err, version_, false), true);
+    }
+    server_.inFlightCounter().fetch_sub(1, std::memory_order_relaxed);
+    // RFC 6455: a client sends no frame before the 101, so nothing buffered is lost here.
+    auto request = parser_->release();
+    adoptWebSocket(client, stream_.release_socket(), std::move(request), shard_);
   }
 
   void fail(int status, std::string message) {

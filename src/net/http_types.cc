@@ -193,14 +193,18 @@ Request::Request(std::string url, RequestInit init)
 }
 
 Response::Response(std::nullptr_t, ResponseInit init)
-    : status_(init.status), status_text_(init.statusText), headers_(std::move(init.headers)) {}
+    : status_(init.status),
+      status_text_(init.statusText),
+      headers_(std::move(init.headers)),
+      web_socket_(std::move(init.webSocket)) {}
 
 Response::Response(std::string body, ResponseInit init)
     : status_(init.status),
       status_text_(init.statusText),
       headers_(std::move(init.headers)),
       body_(std::move(body)),
-      has_body_(true) {
+      has_body_(true),
+      web_socket_(std::move(init.webSocket)) {
   if (!headers_.has("content-type")) headers_.set("content-type", kTextPlain);
 }
 

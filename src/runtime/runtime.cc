@@ -345,6 +345,7 @@ void Shard::start() {
       }
     }
     objects_.clear();
+    sockets_.clear();
     for (auto& p : partitions) p->onAlarmDurable = nullptr;
     alarms_.reset();
     t_shard = nullptr;
@@ -368,14 +369,45 @@ void Shard::scheduleEviction() {
 
 void Shard::evictIdle(bool all) {
   auto now = std::chrono::steady_clock::now();
-  auto idle = all ? std::chrono::milliseconds(0) : std::chrono::milliseconds(runtime_.options().settings.idleTimeoutMs);
+  const auto& settings = runtime_.options().settings;
+  auto idle = all ? std::chrono::milliseconds(0) : std::chrono::milliseconds(settings.idleTimeoutMs);
+  // An object whose only live work is hibernatable sockets leaves memory sooner.
+  auto hibernate = all ? idle : std::min(idle, std::chrono::milliseconds(settings.hibernationTimeoutMs));
   for (auto it = objects_.begin(); it != objects_.end();) {
-    if (it->second->evictable(now, idle)) {
+    auto s = sockets_.find(it->first);
+    bool hasSockets = s != sockets_.end() && !s->second.sockets.empty();
+    if (it->second->evictable(now, hasSockets ? hibernate : idle)) {
       it = objects_.erase(it);
     } else {
       ++it;
     }
   }
+}
+
+ObjectHost* Shard::findHost(const NamespaceImpl& ns, const ObjectId& id) {
+  auto it = objects_.find(Key{ns.nsId, id.raw()});
+  return it == objects_.end() ? nullptr : it->second.get();
+}
+
+ObjectSockets& Shard::socketsOf(const NamespaceImpl& ns, const ObjectId& id) { return sockets_[Key{ns.nsId, id.raw()}]; }
+
+ObjectSockets* Shard::findSockets(const NamespaceImpl& ns, const ObjectId& id) {
+  auto it = sockets_.find(Key{ns.nsId, id.raw()});
+  return it == sockets_.end() ? nullptr : &it->second;
+}
+
+void Shard::dropSocket(const std::shared_ptr<WebSocketImpl>& ws) {
+  auto it = sockets_.find(Key{ws->ns->nsId, ws->id.raw()});
+  if (it == sockets_.end()) return;
+  std::erase(it->second.sockets, ws);
+  // The object's settings (auto-response) stay with it until the object has no sockets.
+  if (it->second.sockets.empty() && !it->second.autoResponse && !it->second.eventTimeoutMs) sockets_.erase(it);
+}
+
+std::size_t Shard::openSockets() const {
+  std::size_t n = 0;
+  for (auto& [_, os] : sockets_) n += os.sockets.size();
+  return n;
 }
 
 ObjectHost& Shard::host(const NamespaceImpl& ns, const ObjectId& id) {

@@ -16,6 +16,7 @@
 #include "alarms/scheduler.h"
 #include "config/config.h"
 #include "ids/id_codec.h"
+#include "net/websocket.h"
 #include "storage/object_store.h"
 #include "storage/partition.h"
 
@@ -141,6 +142,14 @@ class Shard {
   void join();
   // The live host for an ID, constructed on first use. Shard thread only.
   ObjectHost& host(const NamespaceImpl& ns, const ObjectId& id);
+  // The live host, or nullptr when the object is not in memory.
+  ObjectHost* findHost(const NamespaceImpl& ns, const ObjectId& id);
+
+  // The WebSockets of an object, which outlive its instance (hibernation).
+  ObjectSockets& socketsOf(const NamespaceImpl& ns, const ObjectId& id);
+  ObjectSockets* findSockets(const NamespaceImpl& ns, const ObjectId& id);
+  void dropSocket(const std::shared_ptr<WebSocketImpl>& ws);
+  std::size_t openSockets() const;
   std::size_t liveObjects() const { return objects_.size(); }
   // Removes hosts idle for longer than the idle timeout.
   void evictIdle(bool all = false);
@@ -169,6 +178,7 @@ class Shard {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   boost::asio::steady_timer evictTimer_;
   std::unordered_map<Key, std::unique_ptr<ObjectHost>, KeyHash> objects_;
+  std::unordered_map<Key, ObjectSockets, KeyHash> sockets_;
   std::uint64_t flows_ = 0;
   std::unique_ptr<AlarmScheduler> alarms_;
   std::thread thread_;

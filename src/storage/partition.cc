@@ -242,8 +242,22 @@ Future<void> Partition::waitDurable(std::uint64_t seq) {
   if (seq <= committedSeq_) return Future<void>::fromValue({});
   Promise<void> p;
   auto f = p.future();
-  waiters_.push_back({seq, std::move(p)});
+  waiters_.push_back({seq, [p](std::exception_ptr e) mutable {
+                        if (e) {
+                          p.setError(e);
+                        } else {
+                          p.setValue();
+                        }
+                      }});
   return f;
+}
+
+void Partition::whenDurable(std::uint64_t seq, std::function<void(std::exception_ptr)> done) {
+  if (seq <= committedSeq_) {
+    done(nullptr);
+    return;
+  }
+  waiters_.push_back({seq, std::move(done)});
 }
 
 void Partition::flush() {
@@ -338,17 +352,16 @@ void Partition::onCommitted(std::uint64_t seq, std::string error) {
       for (const auto& a : inFlightAlarms_) onAlarmDurable(a.ns, a.id, a.time);
     }
     inFlightAlarms_.clear();
-    // Waiters are released in arrival order; seq is monotonic per object, so a waiter for a
-    // later batch never sits before one that this commit completes for the same object.
-    std::deque<Waiter> still;
-    for (auto& w : waiters_) {
+    // Callbacks may register new waiters: walk a private copy.
+    auto waiters = std::move(waiters_);
+    waiters_.clear();
+    for (auto& w : waiters) {
       if (w.seq <= committedSeq_) {
-        w.promise.setValue();
+        w.done(nullptr);
       } else {
-        still.push_back(std::move(w));
+        waiters_.push_back(std::move(w));
       }
     }
-    waiters_ = std::move(still);
     flush();
     return;
   }
@@ -368,7 +381,7 @@ void Partition::onCommitted(std::uint64_t seq, std::string error) {
   for (ObjectStore* store : open) store->reset();
   auto err = std::make_exception_ptr(
       Error(ErrorCode::kUnavailable, "storage commit failed; the object was reset: " + error));
-  for (auto& w : waiters) w.promise.setError(err);
+  for (auto& w : waiters) w.done(err);
 }
 
 }  // namespace durable::detail

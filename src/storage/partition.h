@@ -110,6 +110,9 @@ class Partition {
   void markDirty(ObjectStore* store);
   // Completes once batch `seq` is durable; fails with Error(kUnavailable) if its commit failed.
   Future<void> waitDurable(std::uint64_t seq);
+  // The same as a callback: `done(nullptr)` once durable, `done(error)` if the commit failed.
+  // Runs inline when `seq` is durable already.
+  void whenDurable(std::uint64_t seq, std::function<void(std::exception_ptr)> done);
   // Hands the open batch to the commit thread now if none is running.
   void flush();
   // True when nothing is open or in flight.
@@ -127,7 +130,7 @@ class Partition {
  private:
   struct Waiter {
     std::uint64_t seq;
-    Promise<void> promise;
+    std::function<void(std::exception_ptr)> done;
   };
   struct Batch {
     std::uint64_t seq = 0;

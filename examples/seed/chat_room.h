@@ -1,0 +1,159 @@
+// The seed's ChatRoom (src/durable-objects/chat-room.ts), line by line, with one deliberate
+// improvement: the seed keeps who joined only in memory (`sessions`), so after hibernation
+// the room would drop messages and leaves silently. Here each socket's user also lives in its
+// attachment, and the constructor rebuilds `sessions` from the sockets that stayed open.
+#pragma once
+
+#include <durable/durable.h>
+
+#include <iostream>
+#include <unordered_map>
+
+namespace seed {
+
+class ChatRoom : public durable::DurableObject {
+ public:
+  struct Session {
+    std::string user;
+  };
+
+  ChatRoom(durable::State& state, durable::Env& env) : DurableObject(state, env) {
+    for (const auto& ws : state.getWebSockets()) {
+      const auto attachment = ws.deserializeAttachment();
+      if (!attachment.isNull()) sessions_[ws] = Session{attachment.as<std::string>()};
+    }
+  }
+
+  durable::Task<durable::Response> fetch(durable::Request request) override {
+    const auto url = request.url();
+
+    if (url.pathname() == "/websocket") {
+      if (lower(request.headers().get("Upgrade").value_or("")) != "websocket") {
+        co_return durable::Response("Expected WebSocket", {.status = 426});
+      }
+
+      const auto user = url.searchParams().get("user").value_or("anonymous");
+      auto [client, server] = durable::WebSocketPair();
+
+      co_await handleWebSocket(server, user);
+
+      co_return durable::Response(nullptr, {.status = 101, .webSocket = client});
+    }
+
+    if (url.pathname() == "/history") {
+      const auto history = (co_await state().storage().get<boost::json::array>("history")).value_or(boost::json::array{});
+      co_return durable::Response::json(lastOf(history, 100));  // Last 100 messages
+    }
+
+    co_return durable::Response("Not found", {.status = 404});
+  }
+
+  durable::Task<void> handleWebSocket(durable::WebSocket ws, std::string user) {
+    // Accept the WebSocket
+    state().acceptWebSocket(ws);
+    ws.serializeAttachment(user);
+    sessions_[ws] = Session{user};
+
+    // Broadcast join
+    boost::json::object join{{"type", "join"}, {"user", user}};
+    join["timestamp"] = durable::now();
+    co_await broadcast(join);
+
+    // Send recent history
+    const auto history = (co_await state().storage().get<boost::json::array>("history")).value_or(boost::json::array{});
+    boost::json::object frame{{"type", "history"}};
+    frame["messages"] = lastOf(history, 50);
+    ws.send(durable::stringify(frame));
+  }
+
+  durable::Task<void> webSocketMessage(durable::WebSocket ws, durable::WebSocketMessage message) override {
+    const auto session = sessions_.find(ws);
+    if (session == sessions_.end()) co_return;
+
+    try {
+      const auto data = durable::parseJson(message.text());
+      const auto* object = data.if_object();
+      const auto* type = object ? object->if_contains("type") : nullptr;
+      const auto* content = object ? object->if_contains("content") : nullptr;
+
+      if (type && type->is_string() && type->as_string() == "message" && content && truthy(*content)) {
+        boost::json::object chatMessage{{"type", "message"}, {"user", session->second.user}};
+        chatMessage["content"] = *content;
+        chatMessage["timestamp"] = durable::now();
+
+        // Save to history
+        auto history = (co_await state().storage().get<boost::json::array>("history")).value_or(boost::json::array{});
+        history.push_back(chatMessage);
+
+        // Keep only last 1000 messages
+        if (history.size() > 1000) {
+          history.erase(history.begin(), history.begin() + static_cast<std::ptrdiff_t>(history.size() - 1000));
+        }
+
+        co_await state().storage().put("history", history);
+
+        // Broadcast to all
+        co_await broadcast(chatMessage);
+      }
+    } catch (const std::exception& e) {
+      std::cerr << "Invalid message: " << e.what() << std::endl;
+    }
+  }
+
+  durable::Task<void> webSocketClose(durable::WebSocket ws, int code, std::string reason, bool wasClean) override {
+    const auto session = sessions_.find(ws);
+    if (session != sessions_.end()) {
+      const auto user = session->second.user;
+      sessions_.erase(session);
+      boost::json::object leave{{"type", "leave"}, {"user", user}};
+      leave["timestamp"] = durable::now();
+      co_await broadcast(leave);
+    }
+  }
+
+  durable::Task<void> webSocketError(durable::WebSocket ws, std::string error) override {
+    std::cerr << "WebSocket error: " << error << std::endl;
+    try {
+      ws.close(1011, "Internal error");
+    } catch (const std::exception&) {
+      // Already closed.
+    }
+    co_return;
+  }
+
+ private:
+  durable::Task<void> broadcast(const boost::json::object& message) {
+    const auto payload = durable::stringify(message);
+
+    for (auto& ws : state().getWebSockets()) {
+      try {
+        ws.send(payload);
+      } catch (const std::exception&) {
+        // WebSocket might be closed
+      }
+    }
+    co_return;
+  }
+
+  static boost::json::array lastOf(const boost::json::array& a, std::size_t n) {
+    if (a.size() <= n) return a;
+    return boost::json::array(a.end() - static_cast<std::ptrdiff_t>(n), a.end());
+  }
+  static bool truthy(const boost::json::value& v) {
+    if (v.is_null()) return false;
+    if (v.is_bool()) return v.as_bool();
+    if (v.is_string()) return !v.as_string().empty();
+    if (v.is_int64()) return v.as_int64() != 0;
+    if (v.is_uint64()) return v.as_uint64() != 0;
+    if (v.is_double()) return v.as_double() != 0 && v.as_double() == v.as_double();
+    return true;
+  }
+  static std::string lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  }
+
+  std::unordered_map<durable::WebSocket, Session> sessions_;
+};
+
+}  // namespace seed

@@ -1,0 +1,374 @@
+#include "net/websocket.h"
+
+#include "runtime/log.h"
+#include "runtime/runtime.h"
+
+#include <durable/clock.h>
+#include <durable/error.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <algorithm>
+
+namespace durable {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using detail::WebSocketImpl;
+
+// ---------------------------------------------------------------- public handles
+
+WebSocketPair::WebSocketPair()
+    : client(std::make_shared<WebSocketImpl>()), server(std::make_shared<WebSocketImpl>()) {
+  client.impl()->partner = server.impl();
+}
+
+void WebSocket::send(std::string_view text) {
+  if (!impl_) throw Error(ErrorCode::kInvalidArgument, "send() on an empty WebSocket");
+  impl_->send(std::string(text), false);
+}
+
+void WebSocket::send(const Bytes& data) {
+  if (!impl_) throw Error(ErrorCode::kInvalidArgument, "send() on an empty WebSocket");
+  impl_->send(data.data, true);
+}
+
+void WebSocket::close(int code, std::string_view reason) {
+  if (!impl_) throw Error(ErrorCode::kInvalidArgument, "close() on an empty WebSocket");
+  if (!(code == 1000 || (code >= 3000 && code <= 4999))) {
+    throw Error(ErrorCode::kInvalidArgument, "close(): the code must be 1000 or in 3000-4999, got " + std::to_string(code));
+  }
+  if (reason.size() > 123) throw Error(ErrorCode::kInvalidArgument, "close(): the reason is longer than 123 bytes");
+  impl_->close(code, std::string(reason));
+}
+
+int WebSocket::readyState() const { return impl_ ? impl_->readyState : kClosed; }
+
+void WebSocket::serializeAttachment(const Value& value) {
+  if (!impl_) throw Error(ErrorCode::kInvalidArgument, "serializeAttachment() on an empty WebSocket");
+  std::string encoded = value.encode();
+  if (encoded.size() - 1 > kMaxAttachmentBytes) {
+    throw Error(ErrorCode::kInvalidArgument, "serializeAttachment(): at most 16 KiB, got " +
+                                                 std::to_string(encoded.size() - 1) + " bytes");
+  }
+  impl_->attachment = std::move(encoded);
+}
+
+Value WebSocket::deserializeAttachment() const {
+  if (!impl_ || !impl_->attachment) return Value();
+  return Value::decode(*impl_->attachment);
+}
+
+}  // namespace durable
+
+namespace durable::detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+
+namespace {
+ObjectHost* liveHost(WebSocketImpl& ws) { return ws.shard ? ws.shard->findHost(*ws.ns, ws.id) : nullptr; }
+}  // namespace
+
+void WebSocketImpl::send(std::string data, bool binary) {
+  if (!accepted) throw Error(ErrorCode::kInvalidArgument, "send() on a WebSocket that no object accepted");
+  if (readyState == WebSocket::kClosing || readyState == WebSocket::kClosed) {
+    throw Error(ErrorCode::kInvalidArgument, "Can't call WebSocket send() after close().");
+  }
+  // The output gate: a frame waits for the writes its object made before sending it.
+  ObjectHost* host = liveHost(*this);
+  std::uint64_t seq = host ? host->store().requiredSeq() : 0;
+  held.push_back({seq, binary, std::move(data)});
+  release();
+}
+
+void WebSocketImpl::close(int code, std::string reason) {
+  if (readyState == WebSocket::kClosing || readyState == WebSocket::kClosed) return;
+  readyState = WebSocket::kClosing;
+  closeAfterHeld.emplace(code, std::move(reason));
+  release();
+}
+
+void WebSocketImpl::release() {
+  if (!conn || !shard) return;
+  Partition& partition = shard->runtime().partitionOf(id);
+  while (!held.empty()) {
+    auto& frame = held.front();
+    if (frame.seq > partition.committedSeq()) {
+      if (!waitingDurable) {
+        waitingDurable = true;
+        // The connection may end meanwhile; then there is nothing left to send.
+        std::weak_ptr<NetSocket> weak = conn;
+        partition.whenDurable(frame.seq, [this, weak](std::exception_ptr error) {
+          if (weak.expired()) return;
+          waitingDurable = false;
+          if (error) {
+            // Those frames were built on writes that never reached the disk: never send them.
+            held.clear();
+          }
+          release();
+        });
+      }
+      return;
+    }
+    conn->write(frame.binary, std::move(frame.data));
+    held.pop_front();
+  }
+  if (closeAfterHeld) {
+    auto [code, reason] = std::move(*closeAfterHeld);
+    closeAfterHeld.reset();
+    conn->close(code, std::move(reason));
+  }
+}
+
+// ---------------------------------------------------------------- NetSocket
+
+NetSocket::NetSocket(tcp::socket socket, std::shared_ptr<WebSocketImpl> impl, std::size_t maxMessageBytes)
+    : ws_(std::move(socket)), impl_(std::move(impl)) {
+  ws_.read_message_max(maxMessageBytes);
+  ws_.auto_fragment(false);
+  websocket::stream_base::timeout timeouts{};
+  timeouts.handshake_timeout = std::chrono::seconds(30);
+  // Idle sockets are the point of hibernation: never time them out, never ping them.
+  timeouts.idle_timeout = websocket::stream_base::none();
+  timeouts.keep_alive_pings = false;
+  ws_.set_option(timeouts);
+}
+
+void NetSocket::start(beast::http::request<beast::http::string_body> request) {
+  auto req = std::make_shared<beast::http::request<beast::http::string_body>>(std::move(request));
+  ws_.async_accept(*req, [self = shared_from_this(), req](beast::error_code ec) {
+    if (ec) return self->finish(1006, "", false, std::nullopt);
+    self->open_ = true;
+    if (self->impl_->readyState == WebSocket::kConnecting) self->impl_->readyState = WebSocket::kOpen;
+    self->impl_->release();
+    self->read();
+  });
+}
+
+void NetSocket::read() {
+  ws_.async_read(buffer_, beast::bind_front_handler(&NetSocket::onRead, shared_from_this()));
+}
+
+void NetSocket::onRead(beast::error_code ec, std::size_t bytes) {
+  if (ec) {
+    if (ec == websocket::error::closed) {
+      const auto& r = ws_.reason();
+      return finish(r.code ? static_cast<int>(r.code) : 1005, std::string(r.reason.c_str()), true, std::nullopt);
+    }
+    if (ec == websocket::error::message_too_big) return finish(1009, "message too big", false, std::nullopt);
+    if (ec.category() == websocket::make_error_code(websocket::error::bad_opcode).category()) {
+      return finish(1002, "", false, "WebSocket protocol error: " + ec.message());
+    }
+    return finish(1006, "", false, std::nullopt);
+  }
+  WebSocketMessage message;
+  message.binary = ws_.got_binary();
+  message.data = beast::buffers_to_string(buffer_.data());
+  buffer_.consume(bytes);
+  // An idle socket should hold no buffer: that is most of what hibernation saves.
+  if (buffer_.capacity() > 4096) buffer_.shrink_to_fit();
+
+  WebSocketImpl& ws = *impl_;
+  ObjectSockets& owner = ws.shard->socketsOf(*ws.ns, ws.id);
+  if (!message.binary && owner.autoResponse && message.data == owner.autoResponse->first) {
+    ws.autoResponseAt = durable::now();
+    write(false, owner.autoResponse->second);
+  } else if (!closing_) {
+    auto handle = impl_;
+    ws.shard->host(*ws.ns, ws.id)
+        .run([handle, message = std::move(message)](DurableObject& o, State&) -> Task<void> {
+               return o.webSocketMessage(WebSocket(handle), message);
+             },
+             [](std::exception_ptr e) {
+               if (!e) return;
+               try {
+                 std::rethrow_exception(e);
+               } catch (const std::exception& x) {
+                 log("webSocketMessage threw: ", x.what());
+               } catch (...) {
+               }
+             });
+  }
+  read();
+}
+
+void NetSocket::write(bool binary, std::string data) {
+  if (finished_) return;
+  queue_.emplace_back(binary, std::move(data));
+  if (!writing_ && open_) writeNext();
+}
+
+void NetSocket::writeNext() {
+  if (queue_.empty()) {
+    if (closeWhenDrained_) {
+      auto [code, reason] = std::move(*closeWhenDrained_);
+      closeWhenDrained_.reset();
+      close(code, std::move(reason));
+    }
+    return;
+  }
+  writing_ = true;
+  ws_.binary(queue_.front().first);
+  ws_.async_write(asio::buffer(queue_.front().second), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    self->writing_ = false;
+    self->queue_.pop_front();
+    if (ec) {
+      self->queue_.clear();
+      return;  // the read side sees the failure and finishes
+    }
+    self->writeNext();
+  });
+}
+
+void NetSocket::close(int code, std::string reason) {
+  if (finished_ || closing_) return;
+  if (writing_ || !queue_.empty() || !open_) {
+    closeWhenDrained_.emplace(code, std::move(reason));
+    return;
+  }
+  closing_ = true;
+  websocket::close_reason cr(static_cast<websocket::close_code>(code), reason);
+  ws_.async_close(cr, [self = shared_from_this()](beast::error_code) {
+    // The pending read completes with `closed` once the peer answers; nothing to do here.
+  });
+}
+
+void NetSocket::finish(int code, std::string reason, bool wasClean, std::optional<std::string> error) {
+  if (finished_) return;
+  finished_ = true;
+  queue_.clear();
+  auto impl = impl_;
+  impl->readyState = WebSocket::kClosed;
+  impl->held.clear();
+  impl->conn.reset();
+  Shard& shard = *impl->shard;
+  shard.dropSocket(impl);
+  beast::error_code ignored;
+  ws_.next_layer().socket().close(ignored);
+  // The object hears of it unless it closed the socket itself.
+  if (closing_ && wasClean) return;
+  shard.host(*impl->ns, impl->id)
+      .run(
+          [impl, code, reason = std::move(reason), wasClean, error](DurableObject& o, State&) -> Task<void> {
+            if (error) return o.webSocketError(WebSocket(impl), *error);
+            return o.webSocketClose(WebSocket(impl), code, reason, wasClean);
+          },
+          [](std::exception_ptr e) {
+            if (!e) return;
+            try {
+              std::rethrow_exception(e);
+            } catch (const std::exception& x) {
+              log("webSocketClose threw: ", x.what());
+            } catch (...) {
+            }
+          });
+}
+
+bool adoptWebSocket(const WebSocket& client, tcp::socket socket, beast::http::request<beast::http::string_body> request,
+                    Shard& from) {
+  if (!client.impl()) return false;
+  auto server = client.impl()->partner.lock();
+  if (!server || !server->accepted || !server->shard) return false;
+  Shard* to = server->shard;
+  const std::size_t maxMessage = to->runtime().options().settings.maxWebSocketMessageBytes;
+  if (to == &from) {
+    auto conn = std::make_shared<NetSocket>(std::move(socket), server, maxMessage);
+    server->conn = conn;
+    conn->start(std::move(request));
+    return true;
+  }
+  // Move the connection to the object's shard: same descriptor, new io_context.
+  const auto protocol = socket.local_endpoint().protocol();
+  const int fd = socket.release();
+  auto req = std::make_shared<beast::http::request<beast::http::string_body>>(std::move(request));
+  postTo(*to, [to, server, fd, protocol, req, maxMessage] {
+    tcp::socket moved(to->context());
+    boost::system::error_code ec;
+    moved.assign(protocol, fd, ec);
+    if (ec) {
+      ::close(fd);
+      return;
+    }
+    auto conn = std::make_shared<NetSocket>(std::move(moved), server, maxMessage);
+    server->conn = conn;
+    conn->start(std::move(*req));
+  });
+  return true;
+}
+
+}  // namespace durable::detail
+
+// ---------------------------------------------------------------- State's hibernation API
+
+namespace durable {
+
+void State::acceptWebSocket(WebSocket ws, std::vector<std::string> tags) {
+  auto impl = ws.impl();
+  if (!impl) throw Error(ErrorCode::kInvalidArgument, "acceptWebSocket(): empty WebSocket");
+  if (impl->accepted) throw Error(ErrorCode::kInvalidArgument, "acceptWebSocket(): this WebSocket was accepted already");
+  if (!impl->partner.expired()) {
+    throw Error(ErrorCode::kInvalidArgument, "acceptWebSocket(): pass the pair's server end, not its client end");
+  }
+  if (tags.size() > 10) throw Error(ErrorCode::kInvalidArgument, "acceptWebSocket(): at most 10 tags");
+  for (const auto& t : tags) {
+    if (t.size() > 256) throw Error(ErrorCode::kInvalidArgument, "acceptWebSocket(): a tag is longer than 256 characters");
+  }
+  detail::Shard& shard = host_->shard();
+  impl->shard = &shard;
+  impl->ns = &host_->ns();
+  impl->id = host_->id();
+  impl->accepted = true;
+  impl->tags = std::move(tags);
+  shard.socketsOf(host_->ns(), host_->id()).sockets.push_back(impl);
+}
+
+std::vector<WebSocket> State::getWebSockets(std::optional<std::string_view> tag) {
+  std::vector<WebSocket> out;
+  auto* os = host_->shard().findSockets(host_->ns(), host_->id());
+  if (!os) return out;
+  for (auto& s : os->sockets) {
+    if (s->readyState == WebSocket::kClosed) continue;
+    if (tag && std::find(s->tags.begin(), s->tags.end(), *tag) == s->tags.end()) continue;
+    out.emplace_back(s);
+  }
+  return out;
+}
+
+std::vector<std::string> State::getTags(const WebSocket& ws) {
+  if (!ws.impl() || !ws.impl()->accepted) throw Error(ErrorCode::kInvalidArgument, "getTags(): not an accepted WebSocket");
+  return ws.impl()->tags;
+}
+
+void State::setWebSocketAutoResponse(std::string request, std::string response) {
+  host_->shard().socketsOf(host_->ns(), host_->id()).autoResponse.emplace(std::move(request), std::move(response));
+}
+
+void State::setWebSocketAutoResponse() {
+  if (auto* os = host_->shard().findSockets(host_->ns(), host_->id())) os->autoResponse.reset();
+}
+
+std::optional<std::int64_t> State::getWebSocketAutoResponseTimestamp(const WebSocket& ws) {
+  return ws.impl() ? ws.impl()->autoResponseAt : std::nullopt;
+}
+
+void State::setHibernatableWebSocketEventTimeout(std::optional<std::int64_t> ms) {
+  host_->shard().socketsOf(host_->ns(), host_->id()).eventTimeoutMs = ms;
+}
+
+std::optional<std::int64_t> State::getHibernatableWebSocketEventTimeout() {
+  auto* os = host_->shard().findSockets(host_->ns(), host_->id());
+  return os ? os->eventTimeoutMs : std::nullopt;
+}
+
+Task<void> DurableObject::webSocketMessage(WebSocket, WebSocketMessage) { co_return; }
+Task<void> DurableObject::webSocketClose(WebSocket, int, std::string, bool) { co_return; }
+Task<void> DurableObject::webSocketError(WebSocket, std::string) { co_return; }
+
+}  // namespace durable
