@@ -20,6 +20,7 @@
 #include <durable/namespace.h>
 #include <durable/object.h>
 #include <durable/task.h>
+#include <durable/worker.h>
 
 #include <filesystem>
 #include <functional>
@@ -34,6 +35,8 @@ struct EnvOptions {
   std::string durability = "full";  // or "relaxed"
   unsigned shards = 1;
   std::int64_t idleTimeoutMs = 60'000;
+  std::int64_t hibernationTimeoutMs = 10'000;
+  std::size_t maxWebSocketMessageBytes = 32 * 1024 * 1024;
   std::size_t maxValueBytes = 128 * 1024;
   // Empty: a fresh temporary directory, removed with the Env.
   std::filesystem::path persistDir;
@@ -103,6 +106,10 @@ class Env {
   // Waits until no alarm is due or running.
   void settleAlarms();
   ManualClock& clock();
+
+  // Serves `worker` over real HTTP and WebSocket on 127.0.0.1 (a free port, returned), as
+  // `durable serve` would, until the Env is destroyed or restarted. The worker must outlive it.
+  std::uint16_t serve(const Worker& worker);
 
   // Stops the runtime (every object evicted, every commit landed) and starts it again over the
   // same directory.

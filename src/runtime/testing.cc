@@ -1,5 +1,6 @@
 #include <durable/testing.h>
 
+#include "net/http_server.h"
 #include "runtime/runtime.h"
 
 #include <durable/error.h>
@@ -32,6 +33,7 @@ struct Env::Impl {
   std::vector<std::unique_ptr<detail::NamespaceImpl>> namespaces;
   std::map<std::string, std::string, std::less<>> vars;
   std::unique_ptr<detail::Runtime> runtime;
+  std::unique_ptr<detail::HttpServer> http;
   std::map<std::string, Namespace> handles;
 
   detail::Runtime& started() {
@@ -43,6 +45,8 @@ struct Env::Impl {
       ro.settings.shards = options.shards;
       ro.settings.idleTimeoutMs = options.idleTimeoutMs;
       ro.settings.maxValueBytes = options.maxValueBytes;
+      ro.settings.hibernationTimeoutMs = options.hibernationTimeoutMs;
+      ro.settings.maxWebSocketMessageBytes = options.maxWebSocketMessageBytes;
       std::vector<detail::NamespaceImpl*> ns;
       for (auto& n : namespaces) ns.push_back(n.get());
       runtime = std::make_unique<detail::Runtime>(ro, ns, vars, std::vector<std::int64_t>{},
@@ -69,6 +73,9 @@ Env::Env(EnvOptions options) : impl_(std::make_unique<Impl>()) {
 }
 
 Env::~Env() {
+  // Threads stop first, then the acceptors go while their io_contexts still exist.
+  if (impl_->runtime) impl_->runtime->stop();
+  impl_->http.reset();
   impl_->runtime.reset();
   if (impl_->clock) setClock(nullptr);
   if (impl_->ownsDir) {
@@ -220,8 +227,21 @@ void Env::runInObject(const Stub& stub, InObject fn) {
 }
 
 void Env::restart() {
+  if (impl_->runtime) impl_->runtime->stop();
+  impl_->http.reset();
   impl_->runtime.reset();
   impl_->started();
+}
+
+std::uint16_t Env::serve(const Worker& worker) {
+  auto& rt = impl_->started();
+  if (impl_->http) throw Error(ErrorCode::kInvalidArgument, "serve(): this Env serves already");
+  detail::HttpOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  impl_->http = std::make_unique<detail::HttpServer>(rt, worker, options);
+  impl_->http->start();
+  return impl_->http->port();
 }
 
 std::size_t Env::liveObjects() {
