@@ -83,10 +83,12 @@ class Worker {
     std::string method;
     std::string pattern;
     Handler handler;
+    std::vector<std::string> segments;  // of `pattern`, owned: a Worker moves
   };
   struct Use {
     std::string pattern;
     Middleware middleware;
+    std::vector<std::string> segments;
   };
   Task<Response> run(Context& c, std::vector<const Middleware*> chain, std::size_t i, const Handler* handler) const;
 

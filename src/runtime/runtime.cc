@@ -563,7 +563,19 @@ std::optional<std::string> Env::var(std::string_view name) const {
 }
 
 ObjectId Namespace::idFromName(std::string_view name) const {
-  return detail::makeNamedId(impl_->key, jurisdiction_, name);
+  // Two HMACs per name cost more than the rest of a request; hot names repeat. The cache is
+  // per thread (no locks) and keyed by the namespace's key, so it can never mix namespaces.
+  thread_local std::unordered_map<std::string, ObjectId> cache;
+  thread_local std::string probe;
+  probe.assign(reinterpret_cast<const char*>(impl_->key.data()), 16);
+  probe += jurisdiction_;
+  probe += '\0';
+  probe += name;
+  if (auto it = cache.find(probe); it != cache.end()) return it->second;
+  ObjectId id = detail::makeNamedId(impl_->key, jurisdiction_, name);
+  if (cache.size() >= 16384) cache.clear();
+  cache.emplace(probe, id);
+  return id;
 }
 
 ObjectId Namespace::newUniqueId(const UniqueIdOptions& options) const {

@@ -84,12 +84,16 @@ Response Context::text(std::string body, int status) const {
 }
 
 Worker& Worker::on(std::string method, std::string pattern, Handler handler) {
-  routes_.push_back(Route{std::move(method), std::move(pattern), std::move(handler)});
+  auto segments = splitPath(pattern);
+  routes_.push_back(Route{std::move(method), std::move(pattern), std::move(handler),
+                          std::vector<std::string>(segments.begin(), segments.end())});
   return *this;
 }
 
 Worker& Worker::use(std::string pattern, Middleware middleware) {
-  middleware_.push_back(Use{std::move(pattern), std::move(middleware)});
+  auto segments = splitPath(pattern);
+  middleware_.push_back(Use{std::move(pattern), std::move(middleware),
+                            std::vector<std::string>(segments.begin(), segments.end())});
   return *this;
 }
 
@@ -98,12 +102,12 @@ Worker& Worker::notFound(Handler handler) {
   return *this;
 }
 
-bool Worker::match(std::string_view pattern, std::string_view path,
+namespace {
+template <class Segment>
+bool matchSegments(const std::vector<Segment>& pat, const std::vector<std::string_view>& segs,
                    std::map<std::string, std::string, std::less<>>* params) {
-  if (pattern == "*") return true;
-  auto pat = splitPath(pattern);
-  auto segs = splitPath(path);
-  std::map<std::string, std::string, std::less<>> found;
+  std::pair<std::string_view, std::string_view> found[16];
+  std::size_t nfound = 0;
   std::size_t i = 0;
   for (; i < pat.size(); ++i) {
     std::string_view p = pat[i];
@@ -116,26 +120,35 @@ bool Worker::match(std::string_view pattern, std::string_view path,
     if (p == "*") continue;  // a wildcard in the middle stands for one segment
     if (p.size() > 1 && p.front() == ':') {
       if (s.empty()) return false;
-      found.insert_or_assign(std::string(p.substr(1)), percentDecode(s));
+      if (nfound < std::size(found)) found[nfound++] = {p.substr(1), s};
       continue;
     }
     if (!literalMatches(p, s)) return false;
   }
   if (i == pat.size() && segs.size() != pat.size()) return false;
   if (params) {
-    for (auto& [k, v] : found) params->insert_or_assign(k, std::move(v));
+    for (std::size_t k = 0; k < nfound; ++k) params->insert_or_assign(std::string(found[k].first), percentDecode(found[k].second));
   }
   return true;
+}
+}  // namespace
+
+bool Worker::match(std::string_view pattern, std::string_view path,
+                   std::map<std::string, std::string, std::less<>>* params) {
+  if (pattern == "*") return true;
+  return matchSegments(splitPath(pattern), splitPath(path), params);
 }
 
 Task<Response> Worker::fetch(Request request, Env& env) const {
   Context c(request, env);
   std::optional<Response> response;
   try {
-    std::string path = request.url().pathname();
+    const std::string path = request.url().pathname();
+    const auto segments = splitPath(path);
     const Handler* handler = nullptr;
     for (const Route& r : routes_) {
-      if (methodMatches(r.method, request.method()) && match(r.pattern, path, &c.params)) {
+      if (methodMatches(r.method, request.method()) &&
+          (r.pattern == "*" || matchSegments(r.segments, segments, &c.params))) {
         handler = &r.handler;
         break;
       }
@@ -143,7 +156,7 @@ Task<Response> Worker::fetch(Request request, Env& env) const {
     if (!handler && not_found_) handler = &not_found_;
     std::vector<const Middleware*> chain;
     for (const Use& u : middleware_) {
-      if (match(u.pattern, path, nullptr)) chain.push_back(&u.middleware);
+      if (u.pattern == "*" || matchSegments(u.segments, segments, nullptr)) chain.push_back(&u.middleware);
     }
     response.emplace(co_await run(c, std::move(chain), 0, handler));
   } catch (const Error& e) {
