@@ -53,7 +53,11 @@ std::int64_t fromEnvironment(const char* name, std::int64_t fallback) {
 
 durable::Worker makeApp() {
   durable::Worker app;
+  addRoutes(app);
+  return app;
+}
 
+void addRoutes(durable::Worker& app) {
   // Usage, from the seed: app.use('/api/*', rateLimit({ limit: 100, windowMs: 60000 }));
   app.use("/api/*", rateLimit({.limit = fromEnvironment("API_RATE_LIMIT", 100),
                                .windowMs = fromEnvironment("API_RATE_WINDOW_MS", 60000)}));
@@ -107,8 +111,6 @@ durable::Worker makeApp() {
     app.on(method, "/tasks/:id/schedule", forwardTo("TASK", "/schedule", method));
     app.on(method, "/tasks/:id/cancel", forwardTo("TASK", "/cancel", method));
   }
-
-  return app;
 }
 
 void exportClasses(durable::Server& server) {

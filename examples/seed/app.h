@@ -7,6 +7,9 @@
 namespace seed {
 
 durable::Worker makeApp();
+// Adds the seed's middleware and routes to `app` (what makeApp() returns, on a Worker of
+// one's own that has more routes). The API_RATE_* variables are read now.
+void addRoutes(durable::Worker& app);
 // Registers every class of the seed under its exported name.
 void exportClasses(durable::Server& server);
 
