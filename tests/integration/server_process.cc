@@ -37,6 +37,14 @@ using Clock = std::chrono::steady_clock;
 fs::path binaryPath() { return fs::path(DURABLE_BINARY); }
 fs::path sourceDir() { return fs::path(DURABLE_SOURCE_DIR); }
 fs::path seedConfig() { return sourceDir() / "examples" / "seed" / "wrangler.toml"; }
+fs::path testServerPath() {
+#ifdef DURABLE_TEST_SERVER
+  return fs::path(DURABLE_TEST_SERVER);
+#else
+  throw std::runtime_error("built without DURABLE_TEST_SERVER");
+#endif
+}
+fs::path testServerConfig() { return sourceDir() / "tests" / "support" / "test_server.toml"; }
 
 std::string readFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -138,13 +146,14 @@ std::optional<ExitStatus> reap(pid_t pid, std::chrono::milliseconds timeout) {
 }  // namespace
 
 std::unique_ptr<ServerProcess> ServerProcess::start(Options options) {
+  if (options.binary.empty()) options.binary = binaryPath();
   if (options.config.empty()) options.config = seedConfig();
   if (options.persistDir.empty() || options.stderrLog.empty()) {
     throw std::invalid_argument("ServerProcess: persistDir and stderrLog are required");
   }
   std::unique_ptr<ServerProcess> p(new ServerProcess(options));
 
-  std::vector<std::string> args{binaryPath().string(), "serve", "--config", options.config.string(),
+  std::vector<std::string> args{options.binary.string(), "serve", "--config", options.config.string(),
                                 "--listen",           "127.0.0.1:0", "--persist-to", options.persistDir.string()};
   args.insert(args.end(), options.extraArgs.begin(), options.extraArgs.end());
   ExecPlan plan(std::move(args));

@@ -24,6 +24,9 @@ using namespace std::chrono_literals;
 std::filesystem::path binaryPath();
 std::filesystem::path sourceDir();
 std::filesystem::path seedConfig();  // examples/seed/wrangler.toml
+// The tests' own server (tests/support/test_server.cc: the seed plus AlarmProbe) and its config.
+std::filesystem::path testServerPath();
+std::filesystem::path testServerConfig();  // tests/support/test_server.toml
 
 std::string readFile(const std::filesystem::path& path);
 void writeFile(const std::filesystem::path& path, const std::string& text);
@@ -56,6 +59,7 @@ struct ExitStatus {
 class ServerProcess {
  public:
   struct Options {
+    std::filesystem::path binary;      // default: binaryPath()
     std::filesystem::path config;      // default: seedConfig()
     std::filesystem::path persistDir;  // required
     std::filesystem::path stderrLog;   // required

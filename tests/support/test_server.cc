@@ -1,0 +1,78 @@
+// The server the alarm and rate-limit integration tests run: the seed's classes and routes
+// (seed::exportClasses, seed::addRoutes) plus AlarmProbe, an object that counts its alarms.
+//
+//   GET /probe/:id/set?in=MS  -> setAlarm(now + MS); {"scheduledTime": T}
+//   GET /probe/:id/get        -> {"fired": N, "alarm": getAlarm() or null,
+//                                 "last": scheduledTime of the last run or null}
+//
+// Config: tests/support/test_server.toml.
+#include "seed/app.h"
+
+#include <durable/durable.h>
+
+#include <string>
+
+namespace {
+
+class AlarmProbe : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+
+  durable::Task<durable::Response> fetch(durable::Request request) override {
+    const auto url = request.url();
+    const auto path = url.pathname();
+    if (path == "/set") {
+      const auto in = std::stoll(url.searchParams().get("in").value_or("0"));
+      const std::int64_t scheduledTime = durable::now() + in;
+      co_await storage().setAlarm(scheduledTime);
+      boost::json::object body;
+      body["scheduledTime"] = scheduledTime;
+      co_return durable::Response::json(body);
+    }
+    if (path == "/get") {
+      const auto fired = (co_await storage().get<std::int64_t>("fired")).value_or(0);
+      const auto last = co_await storage().get<std::int64_t>("last");
+      const auto alarm = co_await storage().getAlarm();
+      boost::json::object body;
+      body["fired"] = fired;
+      body["alarm"] = alarm ? boost::json::value(*alarm) : boost::json::value(nullptr);
+      body["last"] = last ? boost::json::value(*last) : boost::json::value(nullptr);
+      co_return durable::Response::json(body);
+    }
+    durable::ResponseInit notFound;
+    notFound.status = 404;
+    co_return durable::Response("Not found", std::move(notFound));
+  }
+
+  durable::Task<void> alarm(durable::AlarmInfo info) override {
+    const auto fired = (co_await storage().get<std::int64_t>("fired")).value_or(0);
+    co_await storage().put("fired", fired + 1);
+    co_await storage().put("last", info.scheduledTime);
+  }
+};
+
+durable::Handler toProbe(std::string path) {
+  return [path = std::move(path)](durable::Context& c) -> durable::Task<durable::Response> {
+    const auto& ns = c.env().ns("PROBE");
+    const auto stub = ns.get(ns.idFromName(c.param("id")));
+    std::string target = "http://do" + path;
+    if (auto in = c.query("in")) target += "?in=" + *in;
+    durable::Request request(target);
+    co_return co_await stub.fetch(std::move(request));
+  };
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  durable::Server server;
+  seed::exportClasses(server);
+  server.exportClass<AlarmProbe>("AlarmProbe");
+
+  durable::Worker app;
+  app.get("/probe/:id/set", toProbe("/set"));
+  app.get("/probe/:id/get", toProbe("/get"));
+  seed::addRoutes(app);
+  server.setWorker(std::move(app));
+  return server.run(argc, argv);
+}
