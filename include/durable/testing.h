@@ -43,6 +43,9 @@ struct EnvOptions {
   // Install a ManualClock for the Env's lifetime: durable::now() and alarms then move only
   // with advanceClock(). The clock is process-wide: one such Env at a time.
   bool manualClock = false;
+  // Open storage through a fault-injecting VFS, so tests can fail commits (see
+  // failStorageWrites).
+  bool faultInjection = false;
 };
 
 class Env {
@@ -110,6 +113,11 @@ class Env {
   // Serves `worker` over real HTTP and WebSocket on 127.0.0.1 (a free port, returned), as
   // `durable serve` would, until the Env is destroyed or restarted. The worker must outlive it.
   std::uint16_t serve(const Worker& worker);
+
+  // With EnvOptions::faultInjection: from now on the next `count` storage writes (negative: all,
+  // until healStorage) fail with an I/O error, or a full disk.
+  void failStorageWrites(int count = -1, bool diskFull = false);
+  void healStorage();
 
   // Stops the runtime (every object evicted, every commit landed) and starts it again over the
   // same directory.

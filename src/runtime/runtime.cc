@@ -434,7 +434,7 @@ Runtime::Runtime(RuntimeOptions options, const std::vector<NamespaceImpl*>& name
   for (int p = 0; p < partitionCount_; ++p) {
     Shard& s = *shards_[static_cast<unsigned>(p) % shards];
     auto file = options_.persistDir / "partitions" / ("p" + std::to_string(p) + ".sqlite");
-    auto part = std::make_unique<Partition>(p, file, options_.settings.durability, s.context());
+    auto part = std::make_unique<Partition>(p, file, options_.settings.durability, s.context(), options_.faultInjection);
     for (auto ns : purge) part->purgeNamespace(ns);
     s.partitions.push_back(std::move(part));
   }

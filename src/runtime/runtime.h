@@ -187,6 +187,7 @@ class Shard {
 struct RuntimeOptions {
   std::filesystem::path persistDir;
   config::Settings settings;
+  bool faultInjection = false;  // tests only: partitions write through storage/fault_vfs.h
 };
 
 class Runtime {

@@ -2,6 +2,7 @@
 
 #include "net/http_server.h"
 #include "runtime/runtime.h"
+#include "storage/fault_vfs.h"
 
 #include <durable/error.h>
 
@@ -45,6 +46,7 @@ struct Env::Impl {
       ro.settings.shards = options.shards;
       ro.settings.idleTimeoutMs = options.idleTimeoutMs;
       ro.settings.maxValueBytes = options.maxValueBytes;
+      ro.faultInjection = options.faultInjection;
       ro.settings.hibernationTimeoutMs = options.hibernationTimeoutMs;
       ro.settings.maxWebSocketMessageBytes = options.maxWebSocketMessageBytes;
       std::vector<detail::NamespaceImpl*> ns;
@@ -73,6 +75,7 @@ Env::Env(EnvOptions options) : impl_(std::make_unique<Impl>()) {
 }
 
 Env::~Env() {
+  if (impl_->options.faultInjection) detail::disarmStorageFaults();
   // Threads stop first, then the acceptors go while their io_contexts still exist.
   if (impl_->runtime) impl_->runtime->stop();
   impl_->http.reset();
@@ -208,6 +211,16 @@ void Env::settleAlarms() {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
+
+void Env::failStorageWrites(int count, bool diskFull) {
+  if (!impl_->options.faultInjection) {
+    throw Error(ErrorCode::kInvalidArgument, "failStorageWrites() needs EnvOptions::faultInjection");
+  }
+  impl_->started();
+  detail::armStorageFaults(diskFull ? detail::StorageFault::kDiskFull : detail::StorageFault::kIoError, count);
+}
+
+void Env::healStorage() { detail::disarmStorageFaults(); }
 
 ManualClock& Env::clock() {
   if (!impl_->clock) throw Error(ErrorCode::kInvalidArgument, "this Env has no manual clock (EnvOptions::manualClock)");

@@ -1,6 +1,7 @@
 #include "storage/partition.h"
 
 #include "runtime/log.h"
+#include "storage/fault_vfs.h"
 #include "storage/object_store.h"
 
 #include <durable/error.h>
@@ -75,10 +76,11 @@ void execSql(sqlite3* db, const char* sql) {
   }
 }
 
-sqlite3* openDatabase(const std::filesystem::path& path, config::Durability durability, bool readOnly) {
+sqlite3* openDatabase(const std::filesystem::path& path, config::Durability durability, bool readOnly,
+                      const char* vfs) {
   sqlite3* db = nullptr;
   int flags = SQLITE_OPEN_NOMUTEX | (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
-  if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(path.c_str(), &db, flags, vfs) != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
     throw Error(ErrorCode::kUnavailable, "cannot open " + path.string() + ": " + msg);
@@ -98,9 +100,9 @@ sqlite3* openDatabase(const std::filesystem::path& path, config::Durability dura
 }
 
 Partition::Partition(int index, std::filesystem::path file, config::Durability durability,
-                     boost::asio::io_context& shard)
+                     boost::asio::io_context& shard, bool faultInjection)
     : index_(index), file_(std::move(file)), shard_(shard) {
-  writer_ = openDatabase(file_, durability, false);
+  writer_ = openDatabase(file_, durability, false, faultInjection ? faultVfsName() : nullptr);
   execSql(writer_,
           "CREATE TABLE IF NOT EXISTS kv(ns INTEGER NOT NULL, obj BLOB NOT NULL, key BLOB NOT NULL, "
           "value BLOB NOT NULL, PRIMARY KEY(ns, obj, key)) WITHOUT ROWID;"

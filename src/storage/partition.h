@@ -80,12 +80,15 @@ class Statement {
 };
 
 // Opens `path` with the pragmas durable uses; throws durable::Error(kUnavailable) on failure.
-sqlite3* openDatabase(const std::filesystem::path& path, config::Durability durability, bool readOnly);
+sqlite3* openDatabase(const std::filesystem::path& path, config::Durability durability, bool readOnly,
+                      const char* vfs = nullptr);
 void execSql(sqlite3* db, const char* sql);  // throws with SQLite's message
 
 class Partition {
  public:
-  Partition(int index, std::filesystem::path file, config::Durability durability, boost::asio::io_context& shard);
+  // `faultInjection`: open through the fault-injecting VFS (storage/fault_vfs.h), for tests.
+  Partition(int index, std::filesystem::path file, config::Durability durability, boost::asio::io_context& shard,
+            bool faultInjection = false);
   ~Partition();
   Partition(const Partition&) = delete;
   Partition& operator=(const Partition&) = delete;

@@ -1,0 +1,138 @@
+// Storage faults: I/O errors and a full disk injected under SQLite (storage/fault_vfs.h). A
+// commit that fails must release none of its replies: they fail with 503, the objects reset
+// and reload what is really on disk, nothing is half-applied, and the rest keeps serving.
+#include <durable/durable.h>
+#include <durable/testing.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+namespace {
+
+std::atomic<int> g_constructed{0};
+
+class Tally : public durable::DurableObject {
+ public:
+  Tally(durable::State& state, durable::Env& env) : DurableObject(state, env) { g_constructed++; }
+
+  durable::Task<durable::Response> fetch(durable::Request request) override {
+    const auto path = request.url().pathname();
+    auto n = (co_await storage().get<std::int64_t>("n")).value_or(0);
+    if (path == "/add") {
+      ++n;
+      co_await storage().put("n", n);
+      // Several keys in one turn: all or none of them must reach the disk.
+      co_await storage().put("copy", n);
+    }
+    if (path == "/pair") {
+      const auto copy = (co_await storage().get<std::int64_t>("copy")).value_or(0);
+      co_return durable::Response(std::to_string(n) + "," + std::to_string(copy));
+    }
+    co_return durable::Response(std::to_string(n));
+  }
+};
+
+durable::testing::EnvOptions faulty() {
+  durable::testing::EnvOptions o;
+  o.faultInjection = true;
+  return o;
+}
+
+void expectFailedCommit(const durable::Response& r) {
+  EXPECT_EQ(r.status(), 503);
+  const auto body = r.json();
+  ASSERT_TRUE(body.is_object());
+  EXPECT_TRUE(body.as_object().contains("error"));
+}
+
+class StorageFaults : public ::testing::TestWithParam<bool> {};
+
+TEST_P(StorageFaults, FailedCommitReleasesNoReplyAndReloadsFromDisk) {
+  const bool diskFull = GetParam();
+  durable::testing::Env env(faulty());
+  const auto& ns = env.exportClass<Tally>("TALLY");
+  const auto a = ns.getByName("a");
+
+  EXPECT_EQ(env.fetch(a, "http://do/add").text(), "1");
+  EXPECT_EQ(env.fetch(a, "http://do/add").text(), "2");
+  const int before = g_constructed.load();
+
+  env.failStorageWrites(-1, diskFull);
+  expectFailedCommit(env.fetch(a, "http://do/add"));
+  expectFailedCommit(env.fetch(a, "http://do/add"));
+  env.healStorage();
+
+  // The instance was reset: a new one reads the durable state, not the failed increments.
+  EXPECT_EQ(env.fetch(a, "http://do/pair").text(), "2,2");
+  EXPECT_GT(g_constructed.load(), before);
+  EXPECT_EQ(env.fetch(a, "http://do/add").text(), "3");
+
+  env.restart();
+  EXPECT_EQ(env.fetch(a, "http://do/pair").text(), "3,3");
+}
+
+TEST_P(StorageFaults, OtherObjectsKeepServing) {
+  const bool diskFull = GetParam();
+  durable::testing::Env env(faulty());
+  const auto& ns = env.exportClass<Tally>("TALLY");
+  const auto a = ns.getByName("a");
+  const auto b = ns.getByName("b");
+  EXPECT_EQ(env.fetch(b, "http://do/add").text(), "1");
+
+  env.failStorageWrites(-1, diskFull);
+  expectFailedCommit(env.fetch(a, "http://do/add"));
+  // Reads of another object need no commit and are served while the disk is failing.
+  EXPECT_EQ(env.fetch(b, "http://do/get").text(), "1");
+  env.healStorage();
+
+  EXPECT_EQ(env.fetch(b, "http://do/add").text(), "2");
+  EXPECT_EQ(env.fetch(a, "http://do/add").text(), "1");
+}
+
+TEST_P(StorageFaults, OneFailedWriteFailsTheWholeBatch) {
+  const bool diskFull = GetParam();
+  durable::testing::Env env(faulty());
+  const auto& ns = env.exportClass<Tally>("TALLY");
+  const auto a = ns.getByName("a");
+  const auto b = ns.getByName("b");
+
+  // Two objects' writes in flight together; the first write of the commit fails.
+  env.failStorageWrites(1, diskFull);
+  // Both requests start before either finishes, so their writes share one commit.
+  auto results = env.run([](durable::Stub a, durable::Stub b) -> durable::Task<std::pair<int, int>> {
+    auto statuses = std::make_shared<std::pair<int, int>>(0, 0);
+    durable::Promise<void> both;
+    auto left = std::make_shared<int>(2);
+    auto done = [both, left]() mutable {
+      if (--*left == 0) both.setValue();
+    };
+    durable::spawn(a.fetch("http://do/add"), std::function<void(durable::Result<durable::Response>)>(
+                                                 [statuses, done](durable::Result<durable::Response> r) mutable {
+                                                   statuses->first = r.value().status();
+                                                   done();
+                                                 }));
+    durable::spawn(b.fetch("http://do/add"), std::function<void(durable::Result<durable::Response>)>(
+                                                 [statuses, done](durable::Result<durable::Response> r) mutable {
+                                                   statuses->second = r.value().status();
+                                                   done();
+                                                 }));
+    co_await both.future();
+    co_return *statuses;
+  }(a, b));
+  env.healStorage();
+  // Whatever succeeded is durable and whatever failed left nothing behind.
+  env.restart();
+  const auto va = env.fetch(a, "http://do/pair").text();
+  const auto vb = env.fetch(b, "http://do/pair").text();
+  EXPECT_EQ(va, results.first == 200 ? "1,1" : "0,0");
+  EXPECT_EQ(vb, results.second == 200 ? "1,1" : "0,0");
+  // One commit carried both: both failed together.
+  EXPECT_EQ(results.first, 503);
+  EXPECT_EQ(results.second, 503);
+}
+
+INSTANTIATE_TEST_SUITE_P(IoErrorAndDiskFull, StorageFaults, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "DiskFull" : "IoError"; });
+
+}  // namespace
