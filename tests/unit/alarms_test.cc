@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <cstdint>
@@ -127,6 +128,19 @@ class AlarmObject : public durable::DurableObject {
       g_calls[id].push_back(call);
     }
     if (fail) throw std::runtime_error("alarm failed on purpose");
+  }
+};
+
+// Its constructor throws while g_brokenConstructors is positive (counting down).
+std::atomic<int> g_brokenConstructors{0};
+
+class FragileObject : public AlarmObject {
+ public:
+  FragileObject(State& state, Env& env) : AlarmObject(state, env) {
+    int n = g_brokenConstructors.load();
+    while (n > 0 && !g_brokenConstructors.compare_exchange_weak(n, n - 1)) {
+    }
+    if (n > 0) throw std::runtime_error("constructor failed on purpose");
   }
 };
 
@@ -398,6 +412,66 @@ TEST_F(AlarmTest, SettingANewAlarmWhileRetryingStartsOver) {
   EXPECT_FALSE(c[1].info.isRetry);
   env.advanceClock(std::chrono::hours(1));
   EXPECT_EQ(calls(stub.id()).size(), 2u);
+}
+
+TEST_F(AlarmTest, AFailingConstructorCountsAsAFailedRun) {
+  dt::Env env(manual());
+  auto& ns = env.exportClass<FragileObject>("FRAGILE");
+  auto stub = ns.getByName("a");
+  const std::int64_t at = durable::now() + 1'000;
+  env.runInDurableObject<FragileObject>(stub, [at](FragileObject&, State& state) -> Task<void> {
+    co_await state.storage().setAlarm(at);
+  });
+  env.restart();  // the next construction is the alarm's
+
+  // Two constructions fail: the alarm is retried (2 s, then 4 s, each + up to 25 %), and the
+  // third run, a retry, reaches the handler.
+  g_brokenConstructors = 2;
+  while (durable::now() < at + 20'000) env.advanceClock(100ms);
+  EXPECT_EQ(g_brokenConstructors.load(), 0);
+  auto c = calls(stub.id());
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].info.retryCount, 2);
+  EXPECT_TRUE(c[0].info.isRetry);
+  EXPECT_EQ(c[0].info.scheduledTime, at);
+  EXPECT_GE(c[0].now, at + 6'000);
+
+  // A constructor that always fails: abandoned after 7 attempts, the alarm deleted.
+  const std::int64_t next = durable::now() + 1'000;
+  env.runInDurableObject<FragileObject>(stub, [next](FragileObject&, State& state) -> Task<void> {
+    co_await state.storage().setAlarm(next);
+  });
+  env.restart();
+  g_brokenConstructors = 1'000'000;
+  while (durable::now() < next + 200'000) env.advanceClock(1'000ms);
+  const int attempts = 1'000'000 - g_brokenConstructors.load();
+  g_brokenConstructors = 0;
+  EXPECT_EQ(attempts, 7);
+  EXPECT_EQ(calls(stub.id()).size(), 1u);
+  EXPECT_EQ(getAlarm(env, stub), std::nullopt);  // (a healthy constructor again)
+  EXPECT_TRUE(env.listDurableObjectIds(ns).empty());
+}
+
+TEST_F(AlarmTest, FiresOnTheRealClock) {
+  dt::Env env;  // the system clock: the scheduler arms a timer
+  auto& ns = env.exportClass<AlarmObject>("ALARMS");
+  auto early = ns.getByName("early");
+  auto late = ns.getByName("late");
+  const std::int64_t t0 = durable::now();
+  // Set the later one first, so the earlier one has to re-arm the timer.
+  setAlarm(env, late, t0 + 300);
+  setAlarm(env, early, t0 + 100);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (totalCalls() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  auto e = calls(early.id());
+  auto l = calls(late.id());
+  ASSERT_EQ(e.size(), 1u);
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_GE(e[0].now, t0 + 100);
+  EXPECT_GE(l[0].now, t0 + 300);
+  EXPECT_LE(e[0].now, l[0].now);
+  EXPECT_EQ(getAlarm(env, early), std::nullopt);
+  EXPECT_EQ(getAlarm(env, late), std::nullopt);
 }
 
 // ---------------------------------------------------------------- durability
