@@ -10,6 +10,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 namespace durable::detail {
@@ -41,7 +42,10 @@ http::response<http::string_body> toBeast(const Response& r, unsigned version, b
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServer& server, Shard& shard)
-      : stream_(std::move(socket)), server_(server), shard_(shard) {}
+      : stream_(std::move(socket)), server_(server), shard_(shard) {
+    server_.connectionCounter().fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Session() { server_.connectionCounter().fetch_sub(1, std::memory_order_relaxed); }
 
   void run() { readRequest(); }
 
@@ -205,6 +209,17 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
         return;
       }
       beast::error_code ignored;
+      if (static_cast<std::size_t>(self->server_.connectionCounter().load(std::memory_order_relaxed)) >=
+          self->server_.maxConnections()) {
+        // Refuse, visibly and cheaply: one small write that fits any socket buffer, then close.
+        static constexpr std::string_view kBusy =
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 32\r\n"
+            "connection: close\r\n\r\n{\"error\":\"too many connections\"}";
+        socket.write_some(asio::buffer(kBusy), ignored);
+        socket.close(ignored);
+        self->accept();
+        return;
+      }
       socket.set_option(tcp::no_delay(true), ignored);
       auto session = std::make_shared<Session>(std::move(socket), self->server_, self->shard_);
       self->track(session);
@@ -236,6 +251,13 @@ HttpServer::HttpServer(Runtime& runtime, const Worker& worker, HttpOptions optio
 HttpServer::~HttpServer() = default;
 
 void HttpServer::start() {
+  maxConnections_ = options_.maxConnections;
+  if (maxConnections_ == 0) {
+    rlimit limit{};
+    getrlimit(RLIMIT_NOFILE, &limit);
+    // Storage needs a few descriptors per partition, WebSockets one each: keep a quarter back.
+    maxConnections_ = std::max<std::size_t>(64, static_cast<std::size_t>(limit.rlim_cur) * 3 / 4);
+  }
   auto address = asio::ip::make_address(options_.host);
   std::uint16_t port = options_.port;
   if (port != 0) {

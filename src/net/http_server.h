@@ -23,6 +23,9 @@ struct HttpOptions {
   std::size_t maxHeaderBytes = 32 * 1024;
   // A connection that sends no complete request head for this long is dropped.
   std::chrono::seconds readTimeout{30};
+  // HTTP connections open at once; one more is answered 503 and closed. 0: what the process's
+  // descriptor limit allows, less a reserve for storage and WebSockets.
+  std::size_t maxConnections = 0;
 };
 
 class HttpServer {
@@ -45,6 +48,8 @@ class HttpServer {
   Runtime& runtime() { return runtime_; }
   const HttpOptions& options() const { return options_; }
   std::atomic<std::int64_t>& inFlightCounter() { return inFlight_; }
+  std::atomic<std::int64_t>& connectionCounter() { return connections_; }
+  std::size_t maxConnections() const { return maxConnections_; }
 
  private:
   class Listener;
@@ -55,6 +60,8 @@ class HttpServer {
   std::vector<std::shared_ptr<Listener>> listeners_;
   std::atomic<std::int64_t> inFlight_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<std::int64_t> connections_{0};
+  std::size_t maxConnections_ = 0;
 };
 
 }  // namespace durable::detail

@@ -1,5 +1,7 @@
 #include "storage/object_store.h"
 
+#include "runtime/utf8.h"
+
 #include <durable/error.h>
 
 #include <algorithm>
@@ -65,6 +67,7 @@ ObjectStore::ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& 
 ObjectStore::~ObjectStore() = default;
 
 void ObjectStore::checkKey(std::string_view key) const {
+  if (!validUtf8(key)) throw Error(ErrorCode::kInvalidArgument, "Keys must be UTF-8 text");
   if (key.size() > kMaxKeyBytes) {
     throw Error(ErrorCode::kInvalidArgument,
                 "Keys cannot be larger than " + std::to_string(kMaxKeyBytes) + " bytes (got " +

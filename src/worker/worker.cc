@@ -1,6 +1,8 @@
 #include <durable/error.h>
 #include <durable/worker.h>
 
+#include "runtime/utf8.h"
+
 #include <exception>
 #include <utility>
 
@@ -127,7 +129,14 @@ bool matchSegments(const std::vector<Segment>& pat, const std::vector<std::strin
   }
   if (i == pat.size() && segs.size() != pat.size()) return false;
   if (params) {
-    for (std::size_t k = 0; k < nfound; ++k) params->insert_or_assign(std::string(found[k].first), percentDecode(found[k].second));
+    for (std::size_t k = 0; k < nfound; ++k) {
+      std::string value = percentDecode(found[k].second);
+      // decodeURIComponent throws on bytes that are not UTF-8; so do we, as a 400.
+      if (!detail::validUtf8(value)) {
+        throw Error(ErrorCode::kInvalidArgument, "path parameter " + std::string(found[k].first) + " is not UTF-8");
+      }
+      params->insert_or_assign(std::string(found[k].first), std::move(value));
+    }
   }
   return true;
 }

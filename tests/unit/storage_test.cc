@@ -214,14 +214,14 @@ TEST_F(StorageTest, RemoveManyReturnsCount) {
 // Keys chosen for byte order: upper case before lower case, a prefix before its extensions,
 // an embedded NUL, and a high byte last.
 const std::vector<std::string>& orderedKeys() {
-  static const std::vector<std::string> keys = {"", "B", "a", std::string("a\0b", 3), "aa", "ab", "b", "\xff"};
+  static const std::vector<std::string> keys = {"", "B", "a", std::string("a\0b", 3), "aa", "ab", "b", "\xf4\x8f\xbf\xbf"};
   return keys;
 }
 
 TEST_F(StorageTest, ListWithoutOptionsIsInByteOrder) {
   in([](Storage& s) -> Task<void> {
     // Written out of order.
-    std::vector<std::string> shuffled = {"b", "\xff", "aa", "", std::string("a\0b", 3), "B", "ab", "a"};
+    std::vector<std::string> shuffled = {"b", "\xf4\x8f\xbf\xbf", "aa", "", std::string("a\0b", 3), "B", "ab", "a"};
     for (std::size_t i = 0; i < shuffled.size(); ++i) co_await s.put(shuffled[i], static_cast<std::int64_t>(i));
     auto r = co_await s.list();
     EXPECT_EQ(keysOf(r), orderedKeys());
@@ -271,15 +271,15 @@ class StorageListTest : public StorageTest {
 
     o = {};
     o.start = "a";
-    EXPECT_EQ(keys(o), (V{"a", nul, "aa", "ab", "b", "\xff"}));
+    EXPECT_EQ(keys(o), (V{"a", nul, "aa", "ab", "b", "\xf4\x8f\xbf\xbf"}));
     o.start = "aa0";  // between keys
-    EXPECT_EQ(keys(o), (V{"ab", "b", "\xff"}));
+    EXPECT_EQ(keys(o), (V{"ab", "b", "\xf4\x8f\xbf\xbf"}));
 
     o = {};
     o.startAfter = "a";
-    EXPECT_EQ(keys(o), (V{nul, "aa", "ab", "b", "\xff"}));
+    EXPECT_EQ(keys(o), (V{nul, "aa", "ab", "b", "\xf4\x8f\xbf\xbf"}));
     o.startAfter = "";
-    EXPECT_EQ(keys(o), (V{"B", "a", nul, "aa", "ab", "b", "\xff"}));
+    EXPECT_EQ(keys(o), (V{"B", "a", nul, "aa", "ab", "b", "\xf4\x8f\xbf\xbf"}));
 
     o = {};
     o.end = "aa";
@@ -301,8 +301,8 @@ class StorageListTest : public StorageTest {
     EXPECT_EQ(keys(o), (V{"a", nul, "aa", "ab"}));
     o.prefix = "";  // matches everything
     EXPECT_EQ(keys(o), orderedKeys());
-    o.prefix = "\xff";
-    EXPECT_EQ(keys(o), (V{"\xff"}));
+    o.prefix = "\xf4\x8f";  // a prefix of U+10FFFF
+    EXPECT_EQ(keys(o), (V{"\xf4\x8f\xbf\xbf"}));
     o.prefix = "z";
     EXPECT_EQ(keys(o), V{});
     o.prefix = nul;
@@ -325,7 +325,7 @@ class StorageListTest : public StorageTest {
     o = {};
     o.reverse = true;
     o.limit = 3;
-    EXPECT_EQ(keys(o), (V{"\xff", "b", "ab"}));
+    EXPECT_EQ(keys(o), (V{"\xf4\x8f\xbf\xbf", "b", "ab"}));
 
     // prefix + start: start inside the prefix range narrows it; before it, it does nothing.
     o = {};
@@ -887,3 +887,32 @@ TEST_F(StorageTest, DeleteAllClearsAlarm) {
 }
 
 }  // namespace
+
+namespace {
+class KeyProbe : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+};
+}  // namespace
+
+// Keys are text, as in JavaScript: bytes that are not UTF-8 are refused and change nothing.
+TEST(StorageKeys, InvalidUtf8IsRefused) {
+  durable::testing::Env env;
+  const auto& ns = env.exportClass<KeyProbe>("KEYS");
+  std::vector<std::string> refused;
+  // Stray byte, truncated sequence, UTF-16 surrogate, overlong '/'.
+  const std::vector<std::string> bad{"\xff", "a\xc3", "\xed\xa0\x80", "\xc0\xaf"};
+  env.runInDurableObject<KeyProbe>(ns.getByName("k"), [&](KeyProbe&, durable::State& state) -> durable::Task<void> {
+    for (const auto& key : bad) {
+      try {
+        co_await state.storage().put(key, 1);
+      } catch (const durable::Error& e) {
+        if (e.code() == durable::ErrorCode::kInvalidArgument) refused.push_back(key);
+      }
+    }
+    co_await state.storage().put("\xc3\xbf", 1);  // ÿ, valid
+    const auto all = co_await state.storage().list();
+    EXPECT_EQ(all.size(), 1u);
+  });
+  EXPECT_EQ(refused.size(), 4u);
+}

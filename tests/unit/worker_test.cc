@@ -312,3 +312,25 @@ TEST(WorkerErrorTest, HttpStatusForEveryCode) {
 
 }  // namespace
 }  // namespace durable
+
+namespace durable {
+namespace {
+
+// decodeURIComponent refuses bytes that are not UTF-8; the router answers 400 and runs nothing.
+TEST(WorkerErrorTest, ParamThatIsNotUtf8Gives400) {
+  Worker w;
+  bool ran = false;
+  w.get("/counters/:id", [&ran](Context& c) -> Task<Response> {
+    ran = true;
+    co_return c.text(c.param("id"));
+  });
+  EXPECT_EQ(get(w, "/counters/%C3%BF").text(), "\xc3\xbf");
+  ran = false;
+  Response bad = get(w, "/counters/%FF");
+  EXPECT_EQ(bad.status(), 400);
+  EXPECT_TRUE(bad.json().as_object().contains("error"));
+  EXPECT_FALSE(ran);
+}
+
+}  // namespace
+}  // namespace durable
