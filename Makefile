@@ -5,7 +5,7 @@ PERSIST ?= .durable/state
 CONFIG  ?= examples/seed/wrangler.toml
 JOBS    ?= $(shell nproc)
 
-.PHONY: deps build run test bench clean
+.PHONY: deps build run test bench clean crash-test test-asan test-tsan
 
 deps:
 	@bash scripts/deps.sh
@@ -19,6 +19,21 @@ run: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
+
+# The long crash proof: 100 rounds of kill -9 under load, every acknowledged write checked.
+crash-test: build
+	./$(BUILD)/crash_harness --rounds 100
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer, and under ThreadSanitizer.
+test-asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDURABLE_SANITIZE=address >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j 2 --timeout 900
+
+test-tsan: deps
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDURABLE_SANITIZE=thread >/dev/null
+	@cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest --output-on-failure -j 2 --timeout 900
 
 bench: build
 	@bash scripts/deps.sh --bench
