@@ -16,7 +16,7 @@ WORK=$(mktemp -d)
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 start() {  # durability
-  rm -rf "$WORK/state"
+  rm -rf "$WORK/state" "$WORK/out"
   "$BIN" serve --config examples/seed/wrangler.toml --listen 127.0.0.1:$PORT --persist-to "$WORK/state" \
     --durability "$1" ${SHARDS:+--shards $SHARDS} > "$WORK/out" 2> "$WORK/err" &
   SERVER=$!
