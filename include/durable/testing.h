@@ -124,6 +124,8 @@ class Env {
   void restart();
   // Objects currently live on all shards.
   std::size_t liveObjects();
+  // Storage commits that reached the disk since the runtime started (all partitions).
+  std::uint64_t commits();
 
   const std::filesystem::path& dir() const;
   durable::Env& env();

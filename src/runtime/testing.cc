@@ -269,6 +269,22 @@ std::size_t Env::liveObjects() {
   return n;
 }
 
+std::uint64_t Env::commits() {
+  auto& rt = impl_->started();
+  std::uint64_t n = 0;
+  for (unsigned i = 0; i < rt.shardCount(); ++i) {
+    std::promise<std::uint64_t> p;
+    auto f = p.get_future();
+    detail::postTo(rt.shard(i), [&] {
+      std::uint64_t c = 0;
+      for (auto& part : rt.shard(i).partitions) c += part->commits();
+      p.set_value(c);
+    });
+    n += f.get();
+  }
+  return n;
+}
+
 const std::filesystem::path& Env::dir() const { return impl_->dir; }
 
 durable::Env& Env::env() { return impl_->started().env(); }

@@ -349,6 +349,7 @@ void Partition::onCommitted(std::uint64_t seq, std::string error) {
   inFlightStores_.clear();
   if (error.empty()) {
     committedSeq_ = seq;
+    ++commits_;
     for (ObjectStore* store : stores) store->committed(seq);
     if (onAlarmDurable) {
       for (const auto& a : inFlightAlarms_) onAlarmDurable(a.ns, a.id, a.time);

@@ -118,6 +118,8 @@ class Partition {
   void whenDurable(std::uint64_t seq, std::function<void(std::exception_ptr)> done);
   // Hands the open batch to the commit thread now if none is running.
   void flush();
+  // Commits that reached the disk, for tests and metrics.
+  std::uint64_t commits() const { return commits_; }
   // True when nothing is open or in flight.
   bool quiescent() const { return dirty_.empty() && !inFlight_; }
   // Deletes all rows of a namespace (a deleted class), synchronously, at start-up.
@@ -161,6 +163,7 @@ class Partition {
   Statement listStmts_[8];
   std::uint64_t openSeq_ = 1;
   std::uint64_t committedSeq_ = 0;
+  std::uint64_t commits_ = 0;
   bool flushPosted_ = false;
   bool inFlight_ = false;
   std::vector<ObjectStore*> dirty_;
