@@ -8,8 +8,6 @@
 #include <durable/json.h>
 #include <durable/websocket.h>
 
-#include <boost/url/url.hpp>
-
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
@@ -57,17 +55,24 @@ class URL {
   // Throws durable::Error(kInvalidArgument) for anything that is not an absolute URL.
   explicit URL(std::string_view href);
 
-  std::string href() const { return std::string(u_.buffer()); }
-  std::string protocol() const;  // "http:"
-  std::string host() const;      // "example.com:8080"
-  std::string hostname() const;
-  std::string port() const;
+  std::string href() const { return href_; }
+  std::string protocol() const { return std::string(part(scheme_)) + ":"; }  // "http:"
+  std::string host() const { return std::string(part(host_)); }             // "example.com:8080"
+  std::string hostname() const { return std::string(part(hostname_)); }
+  std::string port() const { return std::string(part(port_)); }
   std::string pathname() const;  // percent-encoded, as in JavaScript; "/" at least
   std::string search() const;    // "?a=1" or ""
-  SearchParams searchParams() const { return SearchParams(u_.encoded_query()); }
+  SearchParams searchParams() const { return SearchParams(part(query_)); }
 
  private:
-  boost::urls::url u_;
+  struct Span {
+    std::uint32_t at = 0, size = 0;
+  };
+  std::string_view part(Span s) const { return std::string_view(href_).substr(s.at, s.size); }
+  bool parseSimple();
+
+  std::string href_;
+  Span scheme_, host_, hostname_, port_, path_, query_;
 };
 
 // The members are views, copied by the constructor that takes them. That keeps an init

@@ -155,29 +155,109 @@ std::optional<std::string> SearchParams::get(std::string_view name) const {
   return std::move(all.front());
 }
 
-URL::URL(std::string_view href) {
-  auto parsed = boost::urls::parse_uri(boost::core::string_view(href.data(), href.size()));
-  if (!parsed) throw Error(ErrorCode::kInvalidArgument, "invalid URL: " + std::string(href));
-  u_ = *parsed;
+namespace {
+
+bool isAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isHex(char c) { return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+// RFC 3986 pchar less pct-encoded: unreserved, sub-delims, ':' and '@'.
+bool isPchar(char c) {
+  if (isAlpha(c) || isDigit(c)) return true;
+  switch (c) {
+    case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'': case '(': case ')':
+    case '*': case '+': case ',': case ';': case '=': case ':': case '@':
+      return true;
+    default:
+      return false;
+  }
 }
 
-std::string URL::protocol() const { return std::string(u_.scheme()) + ":"; }
+}  // namespace
 
-std::string URL::host() const { return std::string(u_.encoded_host_and_port()); }
+// Most URLs a Worker sees are plain ("http://do/increment", "http://127.0.0.1:8787/a?b=c"):
+// those are split here in one pass. Anything unusual (userinfo, IPv6, fragments, dot
+// segments) goes to Boost.URL's full parser.
+bool URL::parseSimple() {
+  const std::string_view h = href_;
+  std::size_t i = 0;
+  if (h.empty() || !isAlpha(h[0])) return false;
+  while (i < h.size() && (isAlpha(h[i]) || isDigit(h[i]) || h[i] == '+' || h[i] == '-' || h[i] == '.')) ++i;
+  if (h.substr(i, 3) != "://") return false;
+  scheme_ = {0, static_cast<std::uint32_t>(i)};
+  i += 3;
+  const std::size_t hostAt = i;
+  while (i < h.size() && (isAlpha(h[i]) || isDigit(h[i]) || h[i] == '-' || h[i] == '.')) ++i;
+  if (i == hostAt) return false;
+  hostname_ = {static_cast<std::uint32_t>(hostAt), static_cast<std::uint32_t>(i - hostAt)};
+  port_ = {static_cast<std::uint32_t>(i), 0};
+  if (i < h.size() && h[i] == ':') {
+    const std::size_t portAt = ++i;
+    while (i < h.size() && isDigit(h[i])) ++i;
+    if (i - portAt > 5) return false;
+    port_ = {static_cast<std::uint32_t>(portAt), static_cast<std::uint32_t>(i - portAt)};
+  }
+  host_ = {static_cast<std::uint32_t>(hostAt), static_cast<std::uint32_t>(i - hostAt)};
+  const std::size_t pathAt = i;
+  if (i < h.size() && h[i] != '/' && h[i] != '?') return false;
+  std::size_t segment = i;
+  for (; i < h.size() && h[i] != '?'; ++i) {
+    const char c = h[i];
+    if (c == '/') {
+      const auto seg = h.substr(segment, i - segment);
+      if (seg == "/." || seg == "/..") return false;
+      segment = i;
+    } else if (c == '%') {
+      if (i + 2 >= h.size() || !isHex(h[i + 1]) || !isHex(h[i + 2])) return false;
+    } else if (!isPchar(c)) {
+      return false;
+    }
+  }
+  const auto last = h.substr(segment, i - segment);
+  if (last == "/." || last == "/..") return false;
+  path_ = {static_cast<std::uint32_t>(pathAt), static_cast<std::uint32_t>(i - pathAt)};
+  query_ = {static_cast<std::uint32_t>(i), 0};
+  if (i < h.size()) {
+    const std::size_t queryAt = ++i;
+    for (; i < h.size(); ++i) {
+      const char c = h[i];
+      if (c == '%') {
+        if (i + 2 >= h.size() || !isHex(h[i + 1]) || !isHex(h[i + 2])) return false;
+      } else if (!isPchar(c) && c != '/' && c != '?') {
+        return false;
+      }
+    }
+    query_ = {static_cast<std::uint32_t>(queryAt), static_cast<std::uint32_t>(i - queryAt)};
+  }
+  return true;
+}
 
-std::string URL::hostname() const { return std::string(u_.encoded_host()); }
-
-std::string URL::port() const { return std::string(u_.port()); }
+URL::URL(std::string_view href) : href_(href) {
+  if (href_.size() < (1u << 30) && parseSimple()) return;
+  auto parsed = boost::urls::parse_uri(boost::core::string_view(href.data(), href.size()));
+  if (!parsed) throw Error(ErrorCode::kInvalidArgument, "invalid URL: " + std::string(href));
+  const auto& u = *parsed;
+  // The parts are views into `href`, and so into href_ at the same offsets.
+  auto span = [&](boost::core::string_view part) {
+    if (part.empty()) return Span{};
+    return Span{static_cast<std::uint32_t>(part.data() - href.data()), static_cast<std::uint32_t>(part.size())};
+  };
+  scheme_ = span(u.scheme());
+  host_ = span(u.encoded_host_and_port());
+  hostname_ = span(u.encoded_host());
+  port_ = span(u.port());
+  path_ = span(u.encoded_path());
+  query_ = u.has_query() ? span(u.encoded_query()) : Span{};
+}
 
 std::string URL::pathname() const {
-  std::string p(u_.encoded_path());
+  std::string p(part(path_));
   return p.empty() ? "/" : p;
 }
 
 std::string URL::search() const {
   // As in JavaScript, a bare "?" reads as no query at all.
-  if (!u_.has_query() || u_.encoded_query().empty()) return "";
-  return "?" + std::string(u_.encoded_query());
+  if (query_.size == 0) return "";
+  return "?" + std::string(part(query_));
 }
 
 Request::Request(std::string url, RequestInit init)

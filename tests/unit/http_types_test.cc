@@ -209,3 +209,42 @@ TEST(HttpResponseTest, NullBodyHasNoContentType) {
 
 }  // namespace
 }  // namespace durable
+
+namespace durable {
+namespace {
+
+// The one-pass parser for plain URLs and Boost.URL's full parser must agree on the parts.
+TEST(HttpUrlTest, PlainAndUnusualUrlsSplitTheSame) {
+  URL plain("http://127.0.0.1:8787/a%20b/c?x=1&y=%2F");
+  EXPECT_EQ(plain.protocol(), "http:");
+  EXPECT_EQ(plain.host(), "127.0.0.1:8787");
+  EXPECT_EQ(plain.hostname(), "127.0.0.1");
+  EXPECT_EQ(plain.port(), "8787");
+  EXPECT_EQ(plain.pathname(), "/a%20b/c");
+  EXPECT_EQ(plain.search(), "?x=1&y=%2F");
+  EXPECT_EQ(plain.searchParams().get("y"), "/");
+
+  URL noPath("http://do");
+  EXPECT_EQ(noPath.pathname(), "/");
+  EXPECT_EQ(noPath.search(), "");
+  EXPECT_EQ(noPath.port(), "");
+
+  // Userinfo, a fragment, IPv6 and dot segments take the full parser.
+  URL unusual("http://user@example.com:81/p/q?z=2#frag");
+  EXPECT_EQ(unusual.hostname(), "example.com");
+  EXPECT_EQ(unusual.port(), "81");
+  EXPECT_EQ(unusual.pathname(), "/p/q");
+  EXPECT_EQ(unusual.search(), "?z=2");
+  URL v6("http://[::1]:8080/x");
+  EXPECT_EQ(v6.host(), "[::1]:8080");
+  EXPECT_EQ(v6.pathname(), "/x");
+  URL dots("http://h/a/../b");
+  EXPECT_EQ(dots.hostname(), "h");
+  EXPECT_FALSE(dots.pathname().empty());
+
+  EXPECT_THROW(URL("no scheme here"), Error);
+  EXPECT_THROW(URL("http://h/a b"), Error);
+}
+
+}  // namespace
+}  // namespace durable
