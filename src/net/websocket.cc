@@ -148,6 +148,8 @@ void NetSocket::start(beast::http::request<beast::http::string_body> request) {
     self->open_ = true;
     if (self->impl_->readyState == WebSocket::kConnecting) self->impl_->readyState = WebSocket::kOpen;
     self->impl_->release();
+    // Frames queued during the handshake (and a close() behind them) go now.
+    if (!self->writing_) self->writeNext();
     self->read();
   });
 }
@@ -158,6 +160,9 @@ void NetSocket::read() {
 
 void NetSocket::onRead(beast::error_code ec, std::size_t bytes) {
   if (ec) {
+    // Our own close() is under way: Beast ends the pending read (operation_aborted) and the
+    // closing handshake's completion reports how it went.
+    if (closing_ && ec != websocket::error::closed) return;
     if (ec == websocket::error::closed) {
       const auto& r = ws_.reason();
       return finish(r.code ? static_cast<int>(r.code) : 1005, std::string(r.reason.c_str()), true, std::nullopt);
@@ -219,7 +224,7 @@ void NetSocket::writeNext() {
   ws_.async_write(asio::buffer(queue_.front().second), [self = shared_from_this()](beast::error_code ec, std::size_t) {
     self->writing_ = false;
     self->queue_.pop_front();
-    if (ec) {
+    if (ec || self->finished_) {
       self->queue_.clear();
       return;  // the read side sees the failure and finishes
     }
@@ -235,15 +240,23 @@ void NetSocket::close(int code, std::string reason) {
   }
   closing_ = true;
   websocket::close_reason cr(static_cast<websocket::close_code>(code), reason);
-  ws_.async_close(cr, [self = shared_from_this()](beast::error_code) {
-    // The pending read completes with `closed` once the peer answers; nothing to do here.
+  ws_.async_close(cr, [self = shared_from_this()](beast::error_code ec) {
+    // The peer answered (or the handshake failed or timed out): the socket is done.
+    if (ec) return self->finish(1006, "", false, std::nullopt);
+    const auto& r = self->ws_.reason();
+    self->finish(r.code ? static_cast<int>(r.code) : 1005, std::string(r.reason.c_str()), true, std::nullopt);
   });
 }
 
 void NetSocket::finish(int code, std::string reason, bool wasClean, std::optional<std::string> error) {
   if (finished_) return;
   finished_ = true;
-  queue_.clear();
+  // A frame being written stays until its write completes: the write reads from it.
+  if (writing_) {
+    queue_.erase(queue_.begin() + 1, queue_.end());
+  } else {
+    queue_.clear();
+  }
   auto impl = impl_;
   impl->readyState = WebSocket::kClosed;
   impl->held.clear();
