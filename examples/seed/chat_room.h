@@ -7,6 +7,7 @@
 #include <durable/durable.h>
 
 #include <iostream>
+#include <optional>
 #include <unordered_map>
 
 namespace seed {
@@ -102,10 +103,17 @@ class ChatRoom : public durable::DurableObject {
 
   durable::Task<void> webSocketClose(durable::WebSocket ws, int code, std::string reason, bool wasClean) override {
     const auto session = sessions_.find(ws);
+    std::optional<std::string> user;
     if (session != sessions_.end()) {
-      const auto user = session->second.user;
+      user = session->second.user;
       sessions_.erase(session);
-      boost::json::object leave{{"type", "leave"}, {"user", user}};
+    } else if (const auto attachment = ws.deserializeAttachment(); !attachment.isNull()) {
+      // Woken from hibernation by this close: the closed socket is no longer among those
+      // the constructor rebuilt `sessions` from, but its attachment still names the user.
+      user = attachment.as<std::string>();
+    }
+    if (user) {
+      boost::json::object leave{{"type", "leave"}, {"user", *user}};
       leave["timestamp"] = durable::now();
       co_await broadcast(leave);
     }
