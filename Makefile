@@ -35,9 +35,12 @@ test-tsan: deps
 	@cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest --output-on-failure -j 2 --timeout 900
 
+# wrk against durable alone (bench/run.sh), then durable against workerd on the seed app
+# (bench/compare/run.sh: installs the pinned workerd from npm into bench/compare/node_modules).
 bench: build
 	@bash scripts/deps.sh --bench
 	bash bench/run.sh
+	bash bench/compare/run.sh
 
 clean:
 	rm -rf $(BUILD)
