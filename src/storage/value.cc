@@ -190,9 +190,13 @@ Value Value::decode(std::string_view encoded) {
     case kTagBytes:
       return Value(Bytes{std::string(payload)});
     case kTagJson: {
-      boost::system::error_code ec;
-      Json j = boost::json::parse(boost::json::string_view(payload.data(), payload.size()), ec);
-      if (ec) corrupt("bad JSON: " + ec.message());
+      // parseJson, not boost::json::parse: it reads doubles back exactly.
+      Json j;
+      try {
+        j = parseJson(payload);
+      } catch (const Error& e) {
+        corrupt(e.what());  // "invalid JSON: ..."
+      }
       // Only arrays and objects are written with this tag; a scalar here still has one
       // sensible reading, so take it rather than lose the value.
       return Value(j);
