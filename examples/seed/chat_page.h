@@ -22,6 +22,7 @@ inline constexpr const char* kChatPage = R"HTML(<!doctype html>
   input { flex: 1; padding: 8px; border: 1px solid #bbb; border-radius: 4px; font-size: 15px; }
   button { padding: 8px 14px; border: 0; border-radius: 4px; background: #2d6cdf; color: #fff; font-size: 15px; }
   #status { color: #666; font-size: 13px; margin-top: 6px; }
+  [hidden] { display: none !important; }  /* `form { display: flex }` would show a hidden form */
 </style>
 </head>
 <body>
