@@ -8,6 +8,7 @@ packages=(
   libboost1.81-all-dev libboost-json1.81-dev libboost-url1.81-dev
   libsqlite3-dev sqlite3 libssl-dev libtomlplusplus-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
+  chromium  # the browser test of the chat page (tests/browser)
 )
 if [ "${1:-}" = "--bench" ]; then
   packages+=(wrk)
