@@ -5,7 +5,7 @@ PERSIST ?= .durable/state
 CONFIG  ?= examples/seed/wrangler.toml
 JOBS    ?= $(shell nproc)
 
-.PHONY: deps build run test bench clean crash-test test-asan test-tsan
+.PHONY: deps build run test bench clean crash-test test-asan test-tsan fuzz
 
 deps:
 	@bash scripts/deps.sh
@@ -37,6 +37,32 @@ test-tsan: deps
 
 # wrk against durable alone (bench/run.sh), then durable against workerd on the seed app
 # (bench/compare/run.sh: installs the pinned workerd from npm into bench/compare/node_modules).
+# libFuzzer (clang) over the ID, value and config parsers, the router and the live HTTP and
+# WebSocket server; FUZZ_SECONDS per target (fuzz/README.md). Each target runs on a copy of
+# its corpus in build-fuzz/corpus (which keeps what it finds between runs); a crash leaves its
+# input in build-fuzz/artifacts/<target>/ and fails the target.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= id_codec value_decode router config http_server websocket websocket_frames
+fuzz:
+	@bash scripts/deps.sh --fuzz
+	@CC=clang CXX=clang++ cmake -S fuzz -B build-fuzz >/dev/null
+	@cmake --build build-fuzz -j $(JOBS)
+	@failed=""; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus/$$t build-fuzz/artifacts/$$t; \
+	  cp -n fuzz/corpus/$$t/* build-fuzz/corpus/$$t/; \
+	  dict=""; [ -f fuzz/$$t.dict ] && dict="-dict=fuzz/$$t.dict"; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS)s (log: build-fuzz/$$t.log)"; \
+	  if nice -n 10 ./build-fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict \
+	       -artifact_prefix=build-fuzz/artifacts/$$t/ build-fuzz/corpus/$$t >build-fuzz/$$t.log 2>&1; then \
+	    grep -E '^#[0-9]+[[:space:]]+DONE' build-fuzz/$$t.log | tail -1; \
+	  else \
+	    failed="$$failed $$t"; tail -40 build-fuzz/$$t.log; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed (inputs in build-fuzz/artifacts/)"; exit 1; fi; \
+	echo "fuzz: no crash in $(FUZZ_TARGETS)"
+
 bench: build
 	@bash scripts/deps.sh --bench
 	bash bench/run.sh

@@ -13,6 +13,12 @@ packages=(
 if [ "${1:-}" = "--bench" ]; then
   packages+=(wrk)
 fi
+# `make fuzz`: clang and its runtime libraries; libclang_rt.fuzzer-x86_64.a (libFuzzer, for
+# -fsanitize=fuzzer) and the sanitizer runtimes are in libclang-rt-14-dev, which clang only
+# recommends.
+if [ "${1:-}" = "--fuzz" ]; then
+  packages+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
