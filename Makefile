@@ -35,8 +35,6 @@ test-tsan: deps
 	@cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest --output-on-failure -j 2 --timeout 900
 
-# wrk against durable alone (bench/run.sh), then durable against workerd on the seed app
-# (bench/compare/run.sh: installs the pinned workerd from npm into bench/compare/node_modules).
 # libFuzzer (clang) over the ID, value and config parsers, the router and the live HTTP and
 # WebSocket server; FUZZ_SECONDS per target (fuzz/README.md). Each target runs on a copy of
 # its corpus in build-fuzz/corpus (which keeps what it finds between runs); a crash leaves its
@@ -63,6 +61,8 @@ fuzz:
 	if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed (inputs in build-fuzz/artifacts/)"; exit 1; fi; \
 	echo "fuzz: no crash in $(FUZZ_TARGETS)"
 
+# wrk against durable alone (bench/run.sh), then durable against workerd on the seed app
+# (bench/compare/run.sh: installs the pinned workerd from npm into bench/compare/node_modules).
 bench: build
 	@bash scripts/deps.sh --bench
 	bash bench/run.sh
