@@ -58,7 +58,8 @@ struct Ledger {
   std::map<int, std::int64_t> sent;   // counter -> increments ever sent
   // Each probe is set by one client thread only, so its acknowledgements are ordered.
   std::map<int, std::int64_t> alarm;  // probe -> latest acknowledged scheduledTime, not yet seen fired
-  std::map<int, std::vector<std::int64_t>> maybe;  // probe -> times of later sets that got no answer
+  // probe -> [earliest, latest] time of each later set that got no answer (it may have landed)
+  std::map<int, std::vector<std::pair<std::int64_t, std::int64_t>>> maybe;
   std::int64_t acks = 0;
   std::int64_t alarmAcks = 0;
 };
@@ -112,6 +113,11 @@ void client(const ServerProcess& server, Ledger& ledger, const Options& o, int s
     bool alarm = !mine.empty() && std::uniform_int_distribution<int>(0, 9)(rng) == 0;
     int p = alarm ? mine[std::uniform_int_distribution<std::size_t>(0, mine.size() - 1)(rng)] : -1;
     int in = std::uniform_int_distribution<int>(100, 1500)(rng);
+    auto wallNow = [] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+    };
+    const std::int64_t sentAt = wallNow();
     try {
       if (alarm) {
         auto r = conn.get("/probe/p" + std::to_string(p) + "/set?in=" + std::to_string(in));
@@ -138,13 +144,11 @@ void client(const ServerProcess& server, Ledger& ledger, const Options& o, int s
       }
     } catch (const std::exception&) {
       // The server died under us: expected, the request counts as sent and unacknowledged.
-      // An unanswered alarm set may still have landed, replacing the acknowledged one; it
-      // would carry a time within [now + in, now + in + its latency].
+      // An unanswered alarm set may still have landed, replacing the acknowledged one; the
+      // server read its clock between our send and our failure.
       if (alarm) {
-        auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count();
         std::lock_guard lock(ledger.mu);
-        ledger.maybe[p].push_back(now + in);
+        ledger.maybe[p].emplace_back(sentAt + in - 5, wallNow() + in + 5);
       }
       if (stop.load()) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -210,7 +214,7 @@ int main(int argc, char** argv) {
     // could have replaced it (those carry times no earlier than the acknowledged one's send),
     // and nothing is pending any more.
     std::map<int, std::int64_t> waiting;
-    std::map<int, std::vector<std::int64_t>> maybe;
+    std::map<int, std::vector<std::pair<std::int64_t, std::int64_t>>> maybe;
     {
       std::lock_guard lock(ledger.mu);
       waiting = ledger.alarm;
@@ -225,7 +229,7 @@ int main(int argc, char** argv) {
         if (last.is_int64() && body.at("alarm").is_null()) {
           const auto t = last.as_int64();
           fired = t == it->second;
-          for (auto m : maybe[it->first]) fired = fired || (t >= m && t <= m + 5000);
+          for (auto [earliest, latest] : maybe[it->first]) fired = fired || (t >= earliest && t <= latest);
         }
         if (fired) {
           it = waiting.erase(it);
