@@ -87,7 +87,9 @@ void addRoutes(durable::Worker& app) {
     const auto id = rooms.idFromName(roomId);
     const auto stub = rooms.get(id);
 
-    durable::Request forwarded("http://do/websocket?user=" + encodeQueryText(user), {.headers = c.req().headers()});
+    durable::RequestInit init;
+    init.headers = c.req().headers();
+    durable::Request forwarded("http://do/websocket?user=" + encodeQueryText(user), std::move(init));
     co_return co_await stub.fetch(std::move(forwarded));
   });
   app.get("/rooms/:roomId/history", [](durable::Context& c) -> durable::Task<durable::Response> {
@@ -103,7 +105,9 @@ void addRoutes(durable::Worker& app) {
   app.get("/hibernating/:id/websocket", [](durable::Context& c) -> durable::Task<durable::Response> {
     const auto& rooms = c.env().ns("HIBERNATING_ROOM");
     const auto stub = rooms.get(rooms.idFromName(c.param("id")));
-    durable::Request forwarded("http://do/websocket", {.headers = c.req().headers()});
+    durable::RequestInit init;
+    init.headers = c.req().headers();
+    durable::Request forwarded("http://do/websocket", std::move(init));
     co_return co_await stub.fetch(std::move(forwarded));
   });
 

@@ -357,7 +357,8 @@ void Shard::join() {
 }
 
 void Shard::scheduleEviction() {
-  auto idle = std::chrono::milliseconds(runtime_.options().settings.idleTimeoutMs);
+  const auto& settings = runtime_.options().settings;
+  auto idle = std::chrono::milliseconds(std::min(settings.idleTimeoutMs, settings.hibernationTimeoutMs));
   auto period = std::clamp(idle / 2, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
   evictTimer_.expires_after(period);
   evictTimer_.async_wait([this](boost::system::error_code ec) {
