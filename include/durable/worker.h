@@ -27,7 +27,8 @@ class Context {
   Request& req() { return req_; }
   Env& env() { return env_; }
 
-  // A route parameter, percent-decoded; "" when the route has none of that name.
+  // A route parameter, percent-decoded; "" when the route has none of that name. Throws
+  // Error(kInvalidArgument) (a 400) when the decoded bytes are not UTF-8.
   std::string param(std::string_view name) const;
   // A query parameter, decoded as URLSearchParams does.
   std::optional<std::string> query(std::string_view name) const;
@@ -39,7 +40,7 @@ class Context {
   Response json(const Json& value, int status = 200) const;
   Response text(std::string body, int status = 200) const;
 
-  // The router fills these.
+  // The router fills these; parameters as they appear in the path (percent-encoded).
   std::map<std::string, std::string, std::less<>> params;
   Headers responseHeaders;
 

@@ -65,7 +65,14 @@ std::string percentDecode(std::string_view s) {
 
 std::string Context::param(std::string_view name) const {
   auto it = params.find(name);
-  return it == params.end() ? std::string() : it->second;
+  if (it == params.end()) return std::string();
+  std::string value = percentDecode(it->second);
+  // As Hono's c.req.param(): decodeURIComponent throws on bytes that are not UTF-8, inside
+  // the handler, after the middleware ran; the Worker turns it into a 400.
+  if (!detail::validUtf8(value)) {
+    throw Error(ErrorCode::kInvalidArgument, "path parameter " + std::string(name) + " is not UTF-8");
+  }
+  return value;
 }
 
 std::optional<std::string> Context::query(std::string_view name) const { return req_.url().searchParams().get(name); }
@@ -107,7 +114,7 @@ Worker& Worker::notFound(Handler handler) {
 namespace {
 template <class Segment>
 bool matchSegments(const std::vector<Segment>& pat, const std::vector<std::string_view>& segs,
-                   std::map<std::string, std::string, std::less<>>* params) {
+                   std::map<std::string, std::string, std::less<>>* params, bool decode) {
   std::pair<std::string_view, std::string_view> found[16];
   std::size_t nfound = 0;
   std::size_t i = 0;
@@ -130,12 +137,8 @@ bool matchSegments(const std::vector<Segment>& pat, const std::vector<std::strin
   if (i == pat.size() && segs.size() != pat.size()) return false;
   if (params) {
     for (std::size_t k = 0; k < nfound; ++k) {
-      std::string value = percentDecode(found[k].second);
-      // decodeURIComponent throws on bytes that are not UTF-8; so do we, as a 400.
-      if (!detail::validUtf8(value)) {
-        throw Error(ErrorCode::kInvalidArgument, "path parameter " + std::string(found[k].first) + " is not UTF-8");
-      }
-      params->insert_or_assign(std::string(found[k].first), std::move(value));
+      params->insert_or_assign(std::string(found[k].first),
+                               decode ? percentDecode(found[k].second) : std::string(found[k].second));
     }
   }
   return true;
@@ -145,7 +148,7 @@ bool matchSegments(const std::vector<Segment>& pat, const std::vector<std::strin
 bool Worker::match(std::string_view pattern, std::string_view path,
                    std::map<std::string, std::string, std::less<>>* params) {
   if (pattern == "*") return true;
-  return matchSegments(splitPath(pattern), splitPath(path), params);
+  return matchSegments(splitPath(pattern), splitPath(path), params, true);
 }
 
 Task<Response> Worker::fetch(Request request, Env& env) const {
@@ -157,7 +160,7 @@ Task<Response> Worker::fetch(Request request, Env& env) const {
     const Handler* handler = nullptr;
     for (const Route& r : routes_) {
       if (methodMatches(r.method, request.method()) &&
-          (r.pattern == "*" || matchSegments(r.segments, segments, &c.params))) {
+          (r.pattern == "*" || matchSegments(r.segments, segments, &c.params, false))) {
         handler = &r.handler;
         break;
       }
@@ -165,7 +168,7 @@ Task<Response> Worker::fetch(Request request, Env& env) const {
     if (!handler && not_found_) handler = &not_found_;
     std::vector<const Middleware*> chain;
     for (const Use& u : middleware_) {
-      if (u.pattern == "*" || matchSegments(u.segments, segments, nullptr)) chain.push_back(&u.middleware);
+      if (u.pattern == "*" || matchSegments(u.segments, segments, nullptr, false)) chain.push_back(&u.middleware);
     }
     response.emplace(co_await run(c, std::move(chain), 0, handler));
   } catch (const Error& e) {
