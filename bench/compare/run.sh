@@ -15,7 +15,8 @@
 # Environment: SECS (10) CONNS (32) ROUNDS (3) WARM (2) COLD_N (5) BIN (build/durable)
 #              WRK_TIMEOUT (10: wrk's per-request timeout in seconds, so slow answers are
 #              counted as latency, not as socket errors)
-#              ONLY (space-separated workload keys, e.g. "hot get"; default all)
+#              WS_BUILD (build) WS_SOCKETS (10000) WS_SETTLE (12)
+#              ONLY (space-separated keys: hot many1k many100k get ping mixed cold ws; default all)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -26,6 +27,9 @@ ROUNDS=${ROUNDS:-3}
 WARM=${WARM:-2}
 COLD_N=${COLD_N:-5}
 WRK_TIMEOUT=${WRK_TIMEOUT:-10}
+WS_BUILD=${WS_BUILD:-build}
+WS_SOCKETS=${WS_SOCKETS:-10000}
+WS_SETTLE=${WS_SETTLE:-12}
 PORT_W=${PORT_W:-18911}
 PORT_D=${PORT_D:-18912}
 ONLY=${ONLY:-}
@@ -152,18 +156,57 @@ if selected cold; then
   done
 fi
 
-# WebSocket rows: the fan-out client and the idle-memory script are another piece of work.
-WS_FANOUT=
-for f in build/bench_ws_fanout build/bench/bench_ws_fanout; do [ -x "$f" ] && WS_FANOUT=$f; done
+# WebSockets, with bench/ws_fanout.cc and bench/ws_memory.cc (bench/README.md, "WebSockets"),
+# built as bench/ws.sh builds them. Fan-out: one room, 100 receivers + 1 sender keeping 32
+# broadcasts outstanding, deliveries/s and send-to-receipt p99, ROUNDS alternating rounds.
+# Memory: server VmRSS growth per idle socket at WS_SOCKETS sockets in 100 HibernatingRooms,
+# read WS_SETTLE s after the sockets open (both servers keep their default hibernation
+# timeouts: 10 s in durable), one round.
+WS_OK=
+if selected ws; then
+  if cmake -S . -B "$WS_BUILD" -DCMAKE_BUILD_TYPE=Release -DDURABLE_BUILD_BENCH=ON > "$WORK/ws-build.log" 2>&1 &&
+     cmake --build "$WS_BUILD" -j "$(nproc)" --target ws_fanout ws_memory >> "$WORK/ws-build.log" 2>&1; then
+    WS_OK=1
+  else
+    tail -20 "$WORK/ws-build.log" >&2
+    echo "compare: could not build ws_fanout / ws_memory in $WS_BUILD; WebSocket rows are TODO" >&2
+  fi
+fi
+if [ -n "$WS_OK" ]; then
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  for route in hibernating chat; do
+    for round in $(seq "$ROUNDS"); do
+      for server in workerd durable; do
+        start "$server"
+        out=$(timeout $((SECS + 60)) "$WS_BUILD/ws_fanout" --port "$(port_of $server)" --route $route \
+          --receivers 100 --window 32 --seconds "$SECS" --room "r$round" 2>&1) || true
+        stop
+        line=$(echo "$out" | sed -n 's/.*: \([0-9.]*\) deliveries\/s.* p99 \([0-9.]*\) ms.*/\1 \2 0 0/p')
+        echo "${line:-0 0 0 1}" >> "$WORK/ws-$route.$server"
+        printf '  ws-%-11s round %s  %-8s %s\n' "$route" "$round" "$server" "$(echo "$out" | tail -1)" >&2
+      done
+    done
+  done
+  for server in workerd durable; do
+    start "$server"
+    out=$(timeout 300 "$WS_BUILD/ws_memory" --port "$(port_of $server)" --pid "$SERVER" --sockets "$WS_SOCKETS" \
+      --rooms 100 --settle "$WS_SETTLE" 2>&1) || true
+    stop
+    kib=$(echo "$out" | sed -n 's/^per idle hibernated socket: \([0-9.]*\) KiB.*/\1/p')
+    reached=$(echo "$out" | sed -n 's/.*reached \([0-9]*\) of.*/\1/p')
+    echo "${kib:-0} ${reached:-0}" > "$WORK/ws-mem.$server"
+    echo "$out" | sed "s/^/  ws-memory $server: /" >&2
+  done
+fi
 
 # ---- the table ----
 {
   echo "# $(date -u '+%F %H:%M UTC'), $(nproc) cores ($(awk -F: '/model name/ {sub(/^ /, "", $2); print $2; exit}' /proc/cpuinfo)), load generator on the same cores"
   echo "# workerd $("$WORKERD" --version | awk '{print $2}') (npm), localDisk DO storage; durable --durability full, default shards"
   echo "# wrk -t1 -c$CONNS -d${SECS}s --timeout ${WRK_TIMEOUT}s after a ${WARM}s warm-up, fresh server + state per run, median of $ROUNDS alternating rounds"
-  echo "# ratio: durable / workerd req/s (> 1: durable faster); cold start: workerd ms / durable ms"
-  printf '| %-58s | %15s | %9s | %15s | %9s | %6s |\n' workload "workerd req/s" "p99 ms" "durable req/s" "p99 ms" ratio
-  printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' $(seq 60))" "$(printf -- '-%.0s' $(seq 17))" \
+  echo "# ratio: durable / workerd (> 1: durable better); cold start and memory: workerd / durable"
+  printf '| %-66s | %15s | %9s | %15s | %9s | %6s |\n' workload "workerd req/s" "p99 ms" "durable req/s" "p99 ms" ratio
+  printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' $(seq 68))" "$(printf -- '-%.0s' $(seq 17))" \
     "$(printf -- '-%.0s' $(seq 11))" "$(printf -- '-%.0s' $(seq 17))" "$(printf -- '-%.0s' $(seq 11))" "$(printf -- '-%.0s' $(seq 8))"
   notes=()
   for w in "${WORKLOADS[@]}"; do
@@ -172,7 +215,7 @@ for f in build/bench_ws_fanout build/bench/bench_ws_fanout; do [ -x "$f" ] && WS
     wr=$(median "$WORK/$key.workerd" 1); wp=$(median "$WORK/$key.workerd" 2)
     dr=$(median "$WORK/$key.durable" 1); dp=$(median "$WORK/$key.durable" 2)
     ratio=$(awk -v a="$dr" -v b="$wr" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-    printf '| %-58s | %15.0f | %9s | %15.0f | %9s | %6s |\n' "$label" "$wr" "$wp" "$dr" "$dp" "$ratio"
+    printf '| %-66s | %15.0f | %9s | %15.0f | %9s | %6s |\n' "$label" "$wr" "$wp" "$dr" "$dp" "$ratio"
     for s in workerd durable; do
       e=$(sum_col "$WORK/$key.$s" 3); t=$(sum_col "$WORK/$key.$s" 4)
       if [ "$e" -gt 0 ] || [ "$t" -gt 0 ]; then
@@ -183,11 +226,27 @@ for f in build/bench_ws_fanout build/bench/bench_ws_fanout; do [ -x "$f" ] && WS
   if selected cold; then
     wc=$(median "$WORK/cold.workerd" 1); dc=$(median "$WORK/cold.durable" 1)
     ratio=$(awk -v a="$wc" -v b="$dc" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-    printf '| %-58s | %15s | %9s | %15s | %9s | %6s |\n' "cold start to first 200 on /health (ms, median of $COLD_N)" "${wc} ms" "" "${dc} ms" "" "$ratio"
+    printf '| %-66s | %15s | %9s | %15s | %9s | %6s |\n' "cold start to first 200 on /health (ms, median of $COLD_N)" "${wc} ms" "" "${dc} ms" "" "$ratio"
   fi
-  if [ -z "$WS_FANOUT" ]; then
-    printf '| %-58s | %15s | %9s | %15s | %9s | %6s |\n' "TODO WebSocket fan-out (bench_ws_fanout not built yet)" - - - - -
-    printf '| %-58s | %15s | %9s | %15s | %9s | %6s |\n' "TODO idle WebSocket memory (memory script not there yet)" - - - - -
+  if [ -n "$WS_OK" ]; then
+    for route in hibernating chat; do
+      f=$WORK/ws-$route
+      wr=$(median "$f.workerd" 1); wp=$(median "$f.workerd" 2)
+      dr=$(median "$f.durable" 1); dp=$(median "$f.durable" 2)
+      ratio=$(awk -v a="$dr" -v b="$wr" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+      label="WebSocket fan-out, $([ $route = chat ] && echo ChatRoom || echo HibernatingRoom), 100 receivers (deliveries/s)"
+      printf '| %-66s | %15.0f | %9s | %15.0f | %9s | %6s |\n' "$label" "$wr" "$wp" "$dr" "$dp" "$ratio"
+      for s in workerd durable; do
+        if [ "$(sum_col "$f.$s" 4)" -gt 0 ]; then notes+=("$label: a $s run printed no result"); fi
+      done
+    done
+    read -r wk wn < "$WORK/ws-mem.workerd"; read -r dk dn < "$WORK/ws-mem.durable"
+    ratio=$(awk -v a="$wk" -v b="$dk" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+    printf '| %-66s | %15s | %9s | %15s | %9s | %6s |\n' "idle WebSocket memory, $WS_SOCKETS sockets (RSS KiB/socket)" "$wk KiB" "" "$dk KiB" "" "$ratio"
+    notes+=("idle WebSocket memory: after ${WS_SETTLE}s idle, one message per room reached $wn (workerd) and $dn (durable) of $WS_SOCKETS sockets; ratio = workerd / durable KiB")
+  else
+    printf '| %-66s | %15s | %9s | %15s | %9s | %6s |\n' "TODO WebSocket fan-out (ws_fanout not built)" - - - - -
+    printf '| %-66s | %15s | %9s | %15s | %9s | %6s |\n' "TODO idle WebSocket memory (ws_memory not built)" - - - - -
   fi
   for n in "${notes[@]+"${notes[@]}"}"; do echo "# note: $n"; done
   echo "# took $(( $(date +%s) - START )) s"
