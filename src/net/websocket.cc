@@ -84,7 +84,7 @@ void WebSocketImpl::send(std::string data, bool binary) {
   // The output gate: a frame waits for the writes its object made before sending it.
   ObjectHost* host = liveHost(*this);
   std::uint64_t seq = host ? host->store().requiredSeq() : 0;
-  held.push_back({seq, binary, std::move(data)});
+  held.emplace_back(Outgoing{seq, binary, std::move(data)});
   release();
 }
 
@@ -220,10 +220,12 @@ void NetSocket::writeNext() {
     return;
   }
   writing_ = true;
-  ws_.binary(queue_.front().first);
-  ws_.async_write(asio::buffer(queue_.front().second), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+  current_ = std::move(queue_.front());
+  queue_.pop_front();
+  ws_.binary(current_.first);
+  ws_.async_write(asio::buffer(current_.second), [self = shared_from_this()](beast::error_code ec, std::size_t) {
     self->writing_ = false;
-    self->queue_.pop_front();
+    std::string().swap(self->current_.second);
     if (ec || self->finished_) {
       self->queue_.clear();
       return;  // the read side sees the failure and finishes
@@ -251,12 +253,8 @@ void NetSocket::close(int code, std::string reason) {
 void NetSocket::finish(int code, std::string reason, bool wasClean, std::optional<std::string> error) {
   if (finished_) return;
   finished_ = true;
-  // A frame being written stays until its write completes: the write reads from it.
-  if (writing_) {
-    queue_.erase(queue_.begin() + 1, queue_.end());
-  } else {
-    queue_.clear();
-  }
+  // A frame being written stays (in current_) until its write completes.
+  queue_.clear();
   auto impl = impl_;
   impl->readyState = WebSocket::kClosed;
   impl->held.clear();
