@@ -72,10 +72,10 @@ namespace {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServer& server, Shard& shard)
-      : stream_(std::move(socket)), server_(server), shard_(shard) {
-    server_.connectionCounter().fetch_add(1, std::memory_order_relaxed);
+      : stream_(std::move(socket)), server_(server), shard_(shard), connections_(server.connectionCounter()) {
+    connections_->fetch_add(1, std::memory_order_relaxed);
   }
-  ~Session() { server_.connectionCounter().fetch_sub(1, std::memory_order_relaxed); }
+  ~Session() { connections_->fetch_sub(1, std::memory_order_relaxed); }
 
   void run() { readRequest(); }
 
@@ -192,6 +192,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool head_ = false;
   HttpServer& server_;
   Shard& shard_;
+  std::shared_ptr<std::atomic<std::int64_t>> connections_;
   unsigned version_ = 11;
   bool keepAlive_ = true;
   bool reading_ = false;
@@ -243,7 +244,7 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
         return;
       }
       beast::error_code ignored;
-      if (static_cast<std::size_t>(self->server_.connectionCounter().load(std::memory_order_relaxed)) >=
+      if (static_cast<std::size_t>(self->server_.connectionCounter()->load(std::memory_order_relaxed)) >=
           self->server_.maxConnections()) {
         // Refuse, visibly and cheaply: one small write that fits any socket buffer, then close.
         static constexpr std::string_view kBusy =

@@ -48,7 +48,8 @@ class HttpServer {
   Runtime& runtime() { return runtime_; }
   const HttpOptions& options() const { return options_; }
   std::atomic<std::int64_t>& inFlightCounter() { return inFlight_; }
-  std::atomic<std::int64_t>& connectionCounter() { return connections_; }
+  // Shared with the sessions: a session may outlive the server (its io_context ends later).
+  const std::shared_ptr<std::atomic<std::int64_t>>& connectionCounter() { return connections_; }
   std::size_t maxConnections() const { return maxConnections_; }
 
  private:
@@ -60,7 +61,7 @@ class HttpServer {
   std::vector<std::shared_ptr<Listener>> listeners_;
   std::atomic<std::int64_t> inFlight_{0};
   std::atomic<bool> stopping_{false};
-  std::atomic<std::int64_t> connections_{0};
+  std::shared_ptr<std::atomic<std::int64_t>> connections_ = std::make_shared<std::atomic<std::int64_t>>(0);
   std::size_t maxConnections_ = 0;
 };
 

@@ -96,7 +96,8 @@ void WebSocketImpl::close(int code, std::string reason) {
 }
 
 void WebSocketImpl::release() {
-  if (!conn || !shard) return;
+  auto connection = conn.lock();
+  if (!connection || !shard) return;
   Partition& partition = shard->runtime().partitionOf(id);
   while (!held.empty()) {
     auto& frame = held.front();
@@ -117,13 +118,13 @@ void WebSocketImpl::release() {
       }
       return;
     }
-    conn->write(frame.binary, std::move(frame.data));
+    connection->write(frame.binary, std::move(frame.data));
     held.pop_front();
   }
   if (closeAfterHeld) {
     auto [code, reason] = std::move(*closeAfterHeld);
     closeAfterHeld.reset();
-    conn->close(code, std::move(reason));
+    connection->close(code, std::move(reason));
   }
 }
 

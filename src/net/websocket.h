@@ -79,7 +79,9 @@ struct WebSocketImpl {
   std::vector<std::string> tags;
   std::optional<std::string> attachment;  // Value::encode()
   std::optional<std::int64_t> autoResponseAt;
-  std::shared_ptr<NetSocket> conn;
+  // Weak: the connection lives while it has an operation pending (a read always is, while it
+  // is open); a strong pointer both ways would keep a socket alive past its io_context.
+  std::weak_ptr<NetSocket> conn;
 
   // Frames sent but not yet written: held for the output gate, or for the connection.
   struct Outgoing {
