@@ -15,7 +15,7 @@
 # Environment: SECS (10) CONNS (32) ROUNDS (3) WARM (2) COLD_N (5) BIN (build/durable)
 #              WRK_TIMEOUT (10: wrk's per-request timeout in seconds, so slow answers are
 #              counted as latency, not as socket errors)
-#              WS_BUILD (build) WS_SOCKETS (10000) WS_SETTLE (12)
+#              WS_BUILD (build) WS_SOCKETS (5000) WS_SETTLE (12)
 #              ONLY (space-separated keys: hot many1k many100k get ping mixed cold ws; default all)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,7 +28,7 @@ WARM=${WARM:-2}
 COLD_N=${COLD_N:-5}
 WRK_TIMEOUT=${WRK_TIMEOUT:-10}
 WS_BUILD=${WS_BUILD:-build}
-WS_SOCKETS=${WS_SOCKETS:-10000}
+WS_SOCKETS=${WS_SOCKETS:-5000}  # workerd holds 2 descriptors per WebSocket: 10,000 hit EMFILE at ulimit 20,000
 WS_SETTLE=${WS_SETTLE:-12}
 PORT_W=${PORT_W:-18911}
 PORT_D=${PORT_D:-18912}
@@ -195,6 +195,7 @@ if [ -n "$WS_OK" ]; then
     kib=$(echo "$out" | sed -n 's/^per idle hibernated socket: \([0-9.]*\) KiB.*/\1/p')
     reached=$(echo "$out" | sed -n 's/.*reached \([0-9]*\) of.*/\1/p')
     echo "${kib:-0} ${reached:-0}" > "$WORK/ws-mem.$server"
+    echo "$out" > "$WORK/ws-mem-$server.log"
     echo "$out" | sed "s/^/  ws-memory $server: /" >&2
   done
 fi
@@ -241,8 +242,15 @@ fi
       done
     done
     read -r wk wn < "$WORK/ws-mem.workerd"; read -r dk dn < "$WORK/ws-mem.durable"
-    ratio=$(awk -v a="$wk" -v b="$dk" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-    printf '| %-66s | %15s | %9s | %15s | %9s | %6s |\n' "idle WebSocket memory, $WS_SOCKETS sockets (RSS KiB/socket)" "$wk KiB" "" "$dk KiB" "" "$ratio"
+    ratio=$(awk -v a="$wk" -v b="$dk" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }')
+    wcell="$wk KiB"; [ "$wk" = 0 ] && wcell=failed
+    dcell="$dk KiB"; [ "$dk" = 0 ] && dcell=failed
+    printf '| %-66s | %15s | %9s | %15s | %9s | %6s |\n' "idle WebSocket memory, $WS_SOCKETS sockets (RSS KiB/socket)" "$wcell" "" "$dcell" "" "$ratio"
+    for s in workerd durable; do
+      if [ "$(awk '{print $1}' "$WORK/ws-mem.$s")" = 0 ]; then
+        notes+=("idle WebSocket memory: $s: $(grep -m1 'failed to open' "$WORK/ws-mem-$s.log" || tail -1 "$WORK/ws-mem-$s.log"); server: $(grep -v 'Message from' "$WORK/$s.err" | tail -1)")
+      fi
+    done
     notes+=("idle WebSocket memory: after ${WS_SETTLE}s idle, one message per room reached $wn (workerd) and $dn (durable) of $WS_SOCKETS sockets; ratio = workerd / durable KiB")
   else
     printf '| %-66s | %15s | %9s | %15s | %9s | %6s |\n' "TODO WebSocket fan-out (ws_fanout not built)" - - - - -
