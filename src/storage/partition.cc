@@ -114,6 +114,9 @@ Partition::Partition(int index, std::filesystem::path file, config::Durability d
   deleteAllStmt_ = Statement(writer_, "DELETE FROM kv WHERE ns = ?1 AND obj = ?2");
   setAlarmStmt_ = Statement(writer_, "INSERT OR REPLACE INTO alarms(ns, obj, time) VALUES(?1, ?2, ?3)");
   deleteAlarmStmt_ = Statement(writer_, "DELETE FROM alarms WHERE ns = ?1 AND obj = ?2");
+  beginStmt_ = Statement(writer_, "BEGIN IMMEDIATE");
+  commitStmt_ = Statement(writer_, "COMMIT");
+  rollbackStmt_ = Statement(writer_, "ROLLBACK");
 
   reader_ = openDatabase(file_, durability, true);
   readStmt_ = Statement(reader_, "SELECT value FROM kv WHERE ns = ?1 AND obj = ?2 AND key = ?3");
@@ -137,6 +140,9 @@ Partition::~Partition() {
   deleteAllStmt_ = {};
   setAlarmStmt_ = {};
   deleteAlarmStmt_ = {};
+  beginStmt_ = {};
+  commitStmt_ = {};
+  rollbackStmt_ = {};
   sqlite3_close(reader_);
   sqlite3_close(writer_);
 }
@@ -311,7 +317,7 @@ std::string Partition::commit(const Batch& batch) {
     if (rc != SQLITE_DONE) fail(writer_, "commit");
   };
   try {
-    execSql(writer_, "BEGIN IMMEDIATE");
+    step(beginStmt_.get());
     try {
       for (const ObjectBatch& ob : batch.objects) {
         if (ob.deleteAll) {
@@ -332,9 +338,12 @@ std::string Partition::commit(const Batch& batch) {
           step(s);
         }
       }
-      execSql(writer_, "COMMIT");
+      step(commitStmt_.get());
     } catch (...) {
-      sqlite3_exec(writer_, "ROLLBACK", nullptr, nullptr, nullptr);
+      if (!sqlite3_get_autocommit(writer_)) {
+        sqlite3_step(rollbackStmt_.get());
+        sqlite3_reset(rollbackStmt_.get());
+      }
       throw;
     }
     return {};

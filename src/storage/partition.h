@@ -175,6 +175,7 @@ class Partition {
   // Commit thread state, handed over under mu_.
   sqlite3* writer_ = nullptr;
   Statement upsertStmt_, deleteStmt_, deleteAllStmt_, setAlarmStmt_, deleteAlarmStmt_;
+  Statement beginStmt_, commitStmt_, rollbackStmt_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::optional<Batch> submitted_;
