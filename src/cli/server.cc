@@ -209,6 +209,7 @@ int Server::serve(const ServeOptions& options) {
     httpOptions.host = host;
     httpOptions.port = port;
     httpOptions.maxBodyBytes = cfg.settings.maxBodyBytes;
+    httpOptions.maxConnections = cfg.settings.maxConnections;
     detail::HttpServer http(runtime, *worker_, httpOptions);
     http.start();
     std::cout << kListeningBanner << host << ":" << http.port() << std::endl;

@@ -45,6 +45,8 @@ struct Settings {
   // An object whose only live work is hibernatable WebSockets leaves memory after this long.
   std::int64_t hibernationTimeoutMs = 10000;     // [durable] hibernation_timeout_ms (> 0)
   std::size_t maxWebSocketMessageBytes = 32 * 1024 * 1024;  // [durable] max_websocket_message_bytes (1 .. 1 GiB)
+  // HTTP connections open at once; 0: three quarters of the descriptor limit.
+  std::size_t maxConnections = 0;                // [durable] max_connections (0 .. 1,000,000)
 };
 
 struct Config {
