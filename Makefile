@@ -33,7 +33,7 @@ test-asan: deps
 test-tsan: deps
 	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDURABLE_SANITIZE=thread >/dev/null
 	@cmake --build build-tsan -j $(JOBS)
-	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest --output-on-failure -j 2 --timeout 900
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/sanitizers/tsan.supp ctest --output-on-failure -j 2 --timeout 900
 
 # libFuzzer (clang) over the ID, value and config parsers, the router and the live HTTP and
 # WebSocket server; FUZZ_SECONDS per target (fuzz/README.md). Each target runs on a copy of
