@@ -50,6 +50,31 @@ int openIdle(std::uint16_t port) {
   return fd;
 }
 
+// A connection the server has surely accepted: one keep-alive request answered on it, then
+// left open and idle.
+int openServed(std::uint16_t port) {
+  int fd = openIdle(port);
+  if (fd < 0) return -1;
+  const std::string req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string got;
+  char buf[512];
+  while (got.find("\r\n\r\nok") == std::string::npos) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+      ::close(fd);
+      return -1;
+    }
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  return fd;
+}
+
 std::int64_t count(const HttpResponse& r) { return boost::json::parse(r.body).as_object().at("count").as_int64(); }
 
 TEST(LimitsTest, TenThousandIdleConnectionsDoNotDisturbService) {
@@ -84,11 +109,14 @@ TEST(LimitsTest, ConnectionsPastTheLimitAreRefusedNotCrashed) {
   TempDir dir;
   auto server = start(dir, configWith(dir, "max_connections = 20"));
   std::vector<int> idle;
-  for (int i = 0; i < 20; ++i) idle.push_back(openIdle(server->port()));
+  for (int i = 0; i < 20; ++i) {
+    idle.push_back(openServed(server->port()));
+    ASSERT_GE(idle.back(), 0) << "connection " << i;
+  }
   // The 21st is answered 503 and closed.
   auto refused = rawExchange(server->host(), server->port(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
   auto r = parseResponse(refused.received);
-  EXPECT_EQ(r.status, 503);
+  ASSERT_EQ(r.status, 503);
   EXPECT_EQ(boost::json::parse(r.body).as_object().at("error").as_string(), "too many connections");
   EXPECT_TRUE(refused.peerClosed);
   // Once some leave, service resumes.
