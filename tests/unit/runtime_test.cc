@@ -11,6 +11,8 @@
 #include <durable/value.h>
 #include <durable/worker.h>
 #include <gtest/gtest.h>
+
+#include "unit/test_support.h"
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -212,42 +214,8 @@ std::vector<std::string> concurrentFetches(dt::Env& env, const Stub& stub, std::
   }(stub, std::move(paths)));
 }
 
-// The value of `key` for whichever object wrote it, read straight from the partition file
-// with a separate SQLite connection: what is durable, not what a cache holds.
-std::optional<durable::Value> readFromDisk(const dt::Env& env, const std::string& key) {
-  sqlite3* db = nullptr;
-  auto file = env.dir() / "partitions" / "p0.sqlite";
-  EXPECT_EQ(sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  std::optional<durable::Value> out;
-  sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v2(db, "SELECT key, value FROM kv", -1, &s, nullptr) == SQLITE_OK) {
-    while (sqlite3_step(s) == SQLITE_ROW) {
-      std::string k(static_cast<const char*>(sqlite3_column_blob(s, 0)), sqlite3_column_bytes(s, 0));
-      if (k != key) continue;
-      std::string v(static_cast<const char*>(sqlite3_column_blob(s, 1)), sqlite3_column_bytes(s, 1));
-      out = durable::Value::decode(v);
-    }
-  } else {
-    ADD_FAILURE() << sqlite3_errmsg(db);
-  }
-  sqlite3_finalize(s);
-  sqlite3_close(db);
-  return out;
-}
-
-template <class F>
-std::optional<ErrorCode> errorCodeOf(F&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.code();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw a non-durable exception: " << e.what();
-    return std::nullopt;
-  }
-  ADD_FAILURE() << "did not throw";
-  return std::nullopt;
-}
+using durable::test_support::errorCodeOf;
+using durable::test_support::readFromDisk;
 
 // ---------------------------------------------------------------- instances
 

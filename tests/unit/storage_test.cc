@@ -13,6 +13,8 @@
 #include <durable/value.h>
 #include <gtest/gtest.h>
 
+#include "unit/test_support.h"
+
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -50,20 +52,7 @@ std::vector<std::string> keysOf(const Entries& entries) {
   return out;
 }
 
-// The code of the durable::Error `fn` throws; fails the test when it throws nothing else.
-template <class F>
-std::optional<ErrorCode> errorCodeOf(F&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.code();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw a non-durable exception: " << e.what();
-    return std::nullopt;
-  }
-  ADD_FAILURE() << "did not throw";
-  return std::nullopt;
-}
+using durable::test_support::errorCodeOf;
 
 class StorageTest : public ::testing::Test {
  protected:
