@@ -8,9 +8,13 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/websocket.hpp>
 
 #include <algorithm>
+#include <cerrno>
+
+#include <sys/socket.h>
 
 namespace durable {
 
@@ -128,23 +132,138 @@ void WebSocketImpl::release() {
   }
 }
 
+// ---------------------------------------------------------------- FrameAlignedSocket
+
+namespace {
+// The length of a frame header that starts with `b` (RFC 6455 5.2), or 0 when fewer than its
+// first two bytes are known.
+std::size_t headerLength(const std::uint8_t* b, std::size_t have) {
+  if (have < 2) return 0;
+  const unsigned len7 = b[1] & 0x7f;
+  return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((b[1] & 0x80) ? 4 : 0);
+}
+
+std::uint64_t payloadLength(const std::uint8_t* b) {
+  const unsigned len7 = b[1] & 0x7f;
+  if (len7 < 126) return len7;
+  std::uint64_t n = 0;
+  const int bytes = len7 == 126 ? 2 : 8;
+  for (int i = 0; i < bytes; ++i) n = (n << 8) | b[2 + i];
+  return n;
+}
+}  // namespace
+
+std::size_t FrameAlignedSocket::readLimit(std::size_t capacity, bool& wouldBlock) {
+  FrameCursor& c = *cursor_;
+  if (!c.frameKnown) {
+    ssize_t peeked;
+    do {
+      peeked = ::recv(socket_->native_handle(), c.header + c.headerHave, sizeof c.header - c.headerHave,
+                      MSG_PEEK | MSG_DONTWAIT);
+    } while (peeked < 0 && errno == EINTR);
+    if (peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      wouldBlock = true;
+      return 0;
+    }
+    // The end of the stream or an error: the read reports it.
+    if (peeked <= 0) return capacity;
+    const std::size_t have = c.headerHave + static_cast<std::size_t>(peeked);
+    const std::size_t headerBytes = headerLength(c.header, have);
+    if (headerBytes == 0 || have < headerBytes) {
+      // Only part of the header is here: deliver that much, and peek at the rest later.
+      return std::min(capacity, static_cast<std::size_t>(peeked));
+    }
+    const std::uint64_t payload = payloadLength(c.header);
+    // A length this large fails Beast's message limit before it matters; keep the sum finite.
+    const std::uint64_t frame = payload > (std::uint64_t{1} << 62) ? payload : headerBytes + payload;
+    c.frameKnown = true;
+    c.frameLeft = frame - c.headerHave;
+  }
+  return static_cast<std::size_t>(std::min<std::uint64_t>(capacity, c.frameLeft));
+}
+
+void FrameAlignedSocket::delivered(std::size_t bytes) {
+  FrameCursor& c = *cursor_;
+  if (!c.frameKnown) {
+    c.headerHave = static_cast<std::uint8_t>(c.headerHave + bytes);
+    return;
+  }
+  c.frameLeft -= std::min<std::uint64_t>(bytes, c.frameLeft);
+  if (c.frameLeft == 0) {
+    c.frameKnown = false;
+    c.headerHave = 0;
+  }
+}
+
+void teardown(beast::role_type role, FrameAlignedSocket& s, beast::error_code& ec) {
+  websocket::teardown(role, s.next_layer(), ec);
+}
+
 // ---------------------------------------------------------------- NetSocket
 
 NetSocket::NetSocket(tcp::socket socket, std::shared_ptr<WebSocketImpl> impl, std::size_t maxMessageBytes)
-    : ws_(std::move(socket)), impl_(std::move(impl)) {
-  ws_.read_message_max(maxMessageBytes);
-  ws_.auto_fragment(false);
+    : socket_(std::move(socket)), maxMessageBytes_(maxMessageBytes), impl_(std::move(impl)) {
+  configure(ws_.emplace(FrameAlignedSocket(socket_, cursor_)));
+}
+
+void NetSocket::configure(Stream& ws) {
+  ws.read_message_max(maxMessageBytes_);
+  ws.auto_fragment(false);
   websocket::stream_base::timeout timeouts{};
   timeouts.handshake_timeout = std::chrono::seconds(30);
   // Idle sockets are the point of hibernation: never time them out, never ping them.
   timeouts.idle_timeout = websocket::stream_base::none();
   timeouts.keep_alive_pings = false;
-  ws_.set_option(timeouts);
+  ws.set_option(timeouts);
+}
+
+namespace {
+// What restoring a released stream accepts: any valid upgrade does, since the response it
+// produces is discarded.
+const beast::http::request<beast::http::empty_body>& restoreRequest() {
+  static const auto request = [] {
+    beast::http::request<beast::http::empty_body> r(beast::http::verb::get, "/", 11);
+    r.set(beast::http::field::host, "localhost");
+    r.set(beast::http::field::upgrade, "websocket");
+    r.set(beast::http::field::connection, "Upgrade");
+    r.set(beast::http::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZQ==");
+    r.set(beast::http::field::sec_websocket_version, "13");
+    return r;
+  }();
+  return request;
+}
+}  // namespace
+
+NetSocket::Stream* NetSocket::stream() {
+  if (ws_) return &*ws_;
+  // Beast has no way to make a stream in the open state but its own handshake; the handshake
+  // is run again with its response discarded. Released streams were idle at a frame boundary,
+  // so the new one starts where the old one stood.
+  Stream& ws = ws_.emplace(FrameAlignedSocket(socket_, cursor_));
+  configure(ws);
+  cursor_.discardWrites = true;
+  beast::error_code ec;
+  ws.accept(restoreRequest(), ec);
+  cursor_.discardWrites = false;
+  if (ec) {
+    log("restoring a hibernated WebSocket failed: ", ec.message());
+    ws_.reset();
+    finish(1006, "", false, std::nullopt);
+    return nullptr;
+  }
+  return &ws;
+}
+
+void NetSocket::hibernate() {
+  if (ws_ && waitingIdle_ && open_ && !writing_ && queue_.empty() && !closing_ && !finished_ && !closeWhenDrained_ &&
+      cursor_.atFrameBoundary()) {
+    ws_.reset();
+  }
 }
 
 void NetSocket::start(beast::http::request<beast::http::string_body> request) {
   auto req = std::make_shared<beast::http::request<beast::http::string_body>>(std::move(request));
-  ws_.async_accept(*req, [self = shared_from_this(), req](beast::error_code ec) {
+  ws_->async_accept(*req, [self = shared_from_this(), req](beast::error_code ec) {
     if (ec) return self->finish(1006, "", false, std::nullopt);
     self->open_ = true;
     if (self->impl_->readyState == WebSocket::kConnecting) self->impl_->readyState = WebSocket::kOpen;
@@ -156,7 +275,20 @@ void NetSocket::start(beast::http::request<beast::http::string_body> request) {
 }
 
 void NetSocket::read() {
-  ws_.async_read(buffer_, beast::bind_front_handler(&NetSocket::onRead, shared_from_this()));
+  if (!cursor_.atFrameBoundary()) return readMessage();
+  waitingIdle_ = true;
+  socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code) {
+    self->waitingIdle_ = false;
+    // Our own close() reads the peer's answer itself; a failed wait is the read's to report.
+    if (self->closing_ || self->finished_) return;
+    self->readMessage();
+  });
+}
+
+void NetSocket::readMessage() {
+  Stream* ws = stream();
+  if (!ws) return;
+  ws->async_read(buffer_, beast::bind_front_handler(&NetSocket::onRead, shared_from_this()));
 }
 
 void NetSocket::onRead(beast::error_code ec, std::size_t bytes) {
@@ -165,7 +297,7 @@ void NetSocket::onRead(beast::error_code ec, std::size_t bytes) {
     // closing handshake's completion reports how it went.
     if (closing_ && ec != websocket::error::closed) return;
     if (ec == websocket::error::closed) {
-      const auto& r = ws_.reason();
+      const auto& r = ws_->reason();
       return finish(r.code ? static_cast<int>(r.code) : 1005, std::string(r.reason.c_str()), true, std::nullopt);
     }
     if (ec == websocket::error::message_too_big) return finish(1009, "message too big", false, std::nullopt);
@@ -175,11 +307,11 @@ void NetSocket::onRead(beast::error_code ec, std::size_t bytes) {
     return finish(1006, "", false, std::nullopt);
   }
   WebSocketMessage message;
-  message.binary = ws_.got_binary();
+  message.binary = ws_->got_binary();
   message.data = beast::buffers_to_string(buffer_.data());
   buffer_.consume(bytes);
-  // An idle socket should hold no buffer: that is most of what hibernation saves.
-  if (buffer_.capacity() > 4096) buffer_.shrink_to_fit();
+  // An idle socket holds no buffer: that is most of what hibernation saves.
+  buffer_.shrink_to_fit();
 
   WebSocketImpl& ws = *impl_;
   ObjectSockets& owner = ws.shard->socketsOf(*ws.ns, ws.id);
@@ -220,11 +352,13 @@ void NetSocket::writeNext() {
     }
     return;
   }
+  Stream* ws = stream();
+  if (!ws) return;
   writing_ = true;
   current_ = std::move(queue_.front());
   queue_.pop_front();
-  ws_.binary(current_.first);
-  ws_.async_write(asio::buffer(current_.second), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+  ws->binary(current_.first);
+  ws->async_write(asio::buffer(current_.second), [self = shared_from_this()](beast::error_code ec, std::size_t) {
     self->writing_ = false;
     std::string().swap(self->current_.second);
     if (ec || self->finished_) {
@@ -243,10 +377,12 @@ void NetSocket::close(int code, std::string reason) {
   }
   closing_ = true;
   websocket::close_reason cr(static_cast<websocket::close_code>(code), reason);
-  ws_.async_close(cr, [self = shared_from_this()](beast::error_code ec) {
+  Stream* ws = stream();
+  if (!ws) return;
+  ws->async_close(cr, [self = shared_from_this()](beast::error_code ec) {
     // The peer answered (or the handshake failed or timed out): the socket is done.
     if (ec) return self->finish(1006, "", false, std::nullopt);
-    const auto& r = self->ws_.reason();
+    const auto& r = self->ws_->reason();
     self->finish(r.code ? static_cast<int>(r.code) : 1005, std::string(r.reason.c_str()), true, std::nullopt);
   });
 }
@@ -263,7 +399,7 @@ void NetSocket::finish(int code, std::string reason, bool wasClean, std::optiona
   Shard& shard = *impl->shard;
   shard.dropSocket(impl);
   beast::error_code ignored;
-  ws_.next_layer().socket().close(ignored);
+  socket_.close(ignored);
   // The object hears of it unless it closed the socket itself.
   if (closing_ && wasClean) return;
   shard.host(*impl->ns, impl->id)

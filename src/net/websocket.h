@@ -16,7 +16,9 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/beast/core/buffers_prefix.hpp>
+#include <boost/beast/core/role.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/websocket/stream.hpp>
@@ -61,6 +63,120 @@ class LazyQueue {
   std::vector<T> items_;
   std::size_t head_ = 0;
 };
+
+// Where the next frame on a WebSocket's connection starts: what FrameAlignedSocket knows of
+// the bytes it has delivered. Lives in NetSocket, so it outlasts a released Beast stream.
+struct FrameCursor {
+  std::uint64_t frameLeft = 0;     // bytes of the current frame not yet delivered (frameKnown)
+  std::uint8_t header[14] = {};    // the current frame's header: delivered bytes, then peeked ones
+  std::uint8_t headerHave = 0;     // header bytes delivered
+  bool frameKnown = false;         // the header is complete and frameLeft counts what is left
+  bool discardWrites = false;      // restoring a stream: its handshake response goes nowhere
+
+  // True when every byte delivered so far belongs to a frame that was delivered whole.
+  bool atFrameBoundary() const noexcept { return !frameKnown && headerHave == 0; }
+};
+
+// The layer under an accepted WebSocket's Beast stream: a view of the NetSocket's TCP socket
+// that hands Beast's reader whole frames at most. It never delivers a byte past the end of the
+// frame being read (it peeks at each frame's header first), so when a message has been read,
+// Beast's buffer is empty, and an idle socket can wait for readability alone and even give up
+// its Beast stream (about 2.5 KiB with its read buffer) while it hibernates; a pending Beast
+// read costs another 2 KiB. Idle hibernated sockets are what there are many of.
+class FrameAlignedSocket {
+ public:
+  using socket_type = boost::asio::ip::tcp::socket;
+  using executor_type = socket_type::executor_type;
+  using next_layer_type = socket_type;
+
+  FrameAlignedSocket(socket_type& socket, FrameCursor& cursor) : socket_(&socket), cursor_(&cursor) {}
+
+  executor_type get_executor() noexcept { return socket_->get_executor(); }
+  socket_type& next_layer() noexcept { return *socket_; }
+  const socket_type& next_layer() const noexcept { return *socket_; }
+
+  template <class ConstBuffers, class Handler>
+  auto async_write_some(const ConstBuffers& buffers, Handler&& handler) {
+    return socket_->async_write_some(buffers, std::forward<Handler>(handler));
+  }
+
+  template <class MutableBuffers, class Handler>
+  auto async_read_some(const MutableBuffers& buffers, Handler&& handler);
+
+  // Synchronous calls serve only the restoring of a released stream: Beast's accept() writes
+  // its handshake response, which the client had long ago.
+  template <class ConstBuffers>
+  std::size_t write_some(const ConstBuffers& buffers, boost::system::error_code& ec) {
+    if (!cursor_->discardWrites) {
+      ec = boost::asio::error::operation_not_supported;
+      return 0;
+    }
+    ec = {};
+    return boost::asio::buffer_size(buffers);
+  }
+  template <class ConstBuffers>
+  std::size_t write_some(const ConstBuffers& buffers) {
+    boost::system::error_code ec;
+    const std::size_t n = write_some(buffers, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers&, boost::system::error_code& ec) {
+    ec = boost::asio::error::operation_not_supported;
+    return 0;
+  }
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers&) {
+    throw boost::system::system_error(boost::asio::error::operation_not_supported);
+  }
+
+ private:
+  template <class MutableBuffers>
+  struct ReadOp;
+
+  // How many of `capacity` bytes the next read may take. Sets `wouldBlock` when nothing has
+  // arrived; any other failure is left for the read itself to report.
+  std::size_t readLimit(std::size_t capacity, bool& wouldBlock);
+  void delivered(std::size_t bytes);
+
+  socket_type* socket_;
+  FrameCursor* cursor_;
+};
+
+template <class MutableBuffers>
+struct FrameAlignedSocket::ReadOp {
+  FrameAlignedSocket s;
+  MutableBuffers buffers;
+  bool reading = false;
+
+  template <class Self>
+  void operator()(Self& self, boost::system::error_code ec = {}, std::size_t bytes = 0) {
+    if (reading) {
+      if (!ec) s.delivered(bytes);
+      return self.complete(ec, bytes);
+    }
+    if (ec) return self.complete(ec, 0);  // the wait for readability failed
+    bool wouldBlock = false;
+    const std::size_t limit = s.readLimit(boost::asio::buffer_size(buffers), wouldBlock);
+    if (wouldBlock) return s.socket_->async_wait(socket_type::wait_read, std::move(self));
+    reading = true;
+    s.socket_->async_read_some(boost::beast::buffers_prefix(limit, buffers), std::move(self));
+  }
+};
+
+template <class MutableBuffers, class Handler>
+auto FrameAlignedSocket::async_read_some(const MutableBuffers& buffers, Handler&& handler) {
+  return boost::asio::async_compose<Handler, void(boost::system::error_code, std::size_t)>(
+      ReadOp<MutableBuffers>{*this, buffers}, handler, *socket_);
+}
+
+// Beast's closing handshake ends with a teardown of the layer below the WebSocket.
+template <class Handler>
+void async_teardown(boost::beast::role_type role, FrameAlignedSocket& s, Handler&& handler) {
+  boost::beast::websocket::async_teardown(role, s.next_layer(), std::forward<Handler>(handler));
+}
+void teardown(boost::beast::role_type role, FrameAlignedSocket& s, boost::system::error_code& ec);
 
 class NetSocket;
 class Shard;
@@ -110,21 +226,33 @@ struct ObjectSockets {
 // The network side of an accepted socket, on the object's shard.
 class NetSocket : public std::enable_shared_from_this<NetSocket> {
  public:
-  using Stream = boost::beast::websocket::stream<boost::beast::tcp_stream>;
+  using Stream = boost::beast::websocket::stream<FrameAlignedSocket, false>;
 
   NetSocket(boost::asio::ip::tcp::socket socket, std::shared_ptr<WebSocketImpl> impl, std::size_t maxMessageBytes);
   // Completes the handshake for `request`, then reads until the socket closes.
   void start(boost::beast::http::request<boost::beast::http::string_body> request);
   void write(bool binary, std::string data);
   void close(int code, std::string reason);
+  // The object went into hibernation: an idle socket gives up its Beast stream until the next
+  // frame arrives or the object sends.
+  void hibernate();
 
  private:
+  // The Beast stream, restored first if it was released; null (and the socket finished) if
+  // that failed.
+  Stream* stream();
+  void configure(Stream& ws);
+  // Waits for the next message: on readability alone while Beast holds no buffered bytes.
   void read();
+  void readMessage();
   void onRead(boost::beast::error_code ec, std::size_t bytes);
   void writeNext();
   void finish(int code, std::string reason, bool wasClean, std::optional<std::string> error);
 
-  Stream ws_;
+  boost::asio::ip::tcp::socket socket_;
+  FrameCursor cursor_;
+  std::optional<Stream> ws_;
+  std::size_t maxMessageBytes_;
   boost::beast::flat_buffer buffer_;
   std::shared_ptr<WebSocketImpl> impl_;
   LazyQueue<std::pair<bool, std::string>> queue_;
@@ -133,6 +261,7 @@ class NetSocket : public std::enable_shared_from_this<NetSocket> {
   bool open_ = false;
   bool closing_ = false;
   bool finished_ = false;
+  bool waitingIdle_ = false;  // a wait for readability is pending, and no Beast read
   std::optional<std::pair<int, std::string>> closeWhenDrained_;
 };
 

@@ -1,5 +1,7 @@
 #include "runtime/runtime.h"
 
+#include <malloc.h>
+
 #include "runtime/log.h"
 
 #include <durable/error.h>
@@ -374,15 +376,25 @@ void Shard::evictIdle(bool all) {
   auto idle = all ? std::chrono::milliseconds(0) : std::chrono::milliseconds(settings.idleTimeoutMs);
   // An object whose only live work is hibernatable sockets leaves memory sooner.
   auto hibernate = all ? idle : std::min(idle, std::chrono::milliseconds(settings.hibernationTimeoutMs));
+  std::size_t hibernated = 0;
   for (auto it = objects_.begin(); it != objects_.end();) {
     auto s = sockets_.find(it->first);
     bool hasSockets = s != sockets_.end() && !s->second.sockets.empty();
     if (it->second->evictable(now, hasSockets ? hibernate : idle)) {
       it = objects_.erase(it);
+      if (hasSockets) {
+        for (auto& ws : s->second.sockets) {
+          if (auto conn = ws->conn.lock()) conn->hibernate();
+        }
+        hibernated += s->second.sockets.size();
+      }
     } else {
       ++it;
     }
   }
+  // What hibernating sockets give up is scattered among what they keep, in pages malloc would
+  // hold forever; hand the free pages back to the system.
+  if (hibernated >= 64) ::malloc_trim(0);
 }
 
 ObjectHost* Shard::findHost(const NamespaceImpl& ns, const ObjectId& id) {

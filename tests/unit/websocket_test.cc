@@ -646,6 +646,75 @@ TEST_F(WebSocketTest, AutoResponseAndPingsDoNotWakeTheObject) {
   EXPECT_EQ(b->readText(), "none");
 }
 
+// A client frame (masked) with any FIN bit and opcode, in the shortest length form.
+std::string maskedFrame(const std::string& payload, std::uint8_t opcode = 0x1, bool fin = true) {
+  std::string f(1, static_cast<char>((fin ? 0x80 : 0x00) | opcode));
+  const std::uint64_t n = payload.size();
+  if (n < 126) {
+    f += static_cast<char>(0x80 | n);
+  } else if (n < 65536) {
+    f += static_cast<char>(0x80 | 126);
+    for (int i = 1; i >= 0; --i) f += static_cast<char>((n >> (8 * i)) & 0xff);
+  } else {
+    f += static_cast<char>(0x80 | 127);
+    for (int i = 7; i >= 0; --i) f += static_cast<char>((n >> (8 * i)) & 0xff);
+  }
+  const char key[4] = {0x12, 0x34, 0x56, 0x78};
+  f.append(key, 4);
+  for (std::size_t i = 0; i < n; ++i) f += static_cast<char>(payload[i] ^ key[i % 4]);
+  return f;
+}
+
+// The server reads frame by frame (so that an idle socket holds no buffer and, asleep, no
+// Beast stream); frames joined in one TCP write, split byte by byte, fragmented, or sent to a
+// socket whose object is asleep, must all arrive whole and in order.
+TEST_F(WebSocketTest, FramesArriveWholeHoweverTheBytesAreCut) {
+  ProbeServer s(hibernating());
+  auto a = s.connect("frames", "alice");
+  auto b = s.connect("frames", "bob");
+  const auto asleep = [&] { return eventually([&] { return s.env.liveObjects() == 0; }); };
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    ASSERT_TRUE(asleep());
+    // Two messages and a fragmented third, in one write.
+    a->sendRaw(maskedFrame("one") + maskedFrame("two") + maskedFrame("thr", 0x1, false) +
+               maskedFrame("ee", 0x0, true));
+    EXPECT_EQ(a->readText(), "echo:one");
+    EXPECT_EQ(a->readText(), "echo:two");
+    EXPECT_EQ(a->readText(), "echo:three");
+    ASSERT_TRUE(asleep());
+    // One byte at a time, headers split too, a ping between two fragments.
+    const std::string bytes = maskedFrame("sl", 0x1, false) + maskedFrame("p", 0x9) + maskedFrame("ow", 0x0, true) +
+                              maskedFrame(std::string(300, 'm'));
+    for (char c : bytes) {
+      a->sendRaw(std::string(1, c));
+      std::this_thread::sleep_for(1ms);
+    }
+    EXPECT_EQ(a->readText(), "echo:slow");
+    EXPECT_EQ(a->readText(), "echo:" + std::string(300, 'm'));
+    // The 64-bit length form, and its bytes cut at odd places.
+    const std::string big = maskedFrame(std::string(70000, 'b')) + maskedFrame("after");
+    a->sendRaw(big.substr(0, 5));
+    std::this_thread::sleep_for(5ms);
+    a->sendRaw(big.substr(5, 40000));
+    std::this_thread::sleep_for(5ms);
+    a->sendRaw(big.substr(40005));
+    EXPECT_EQ(a->readText(), "echo:" + std::string(70000, 'b'));
+    EXPECT_EQ(a->readText(), "echo:after");
+    // A broadcast from the woken object reaches the socket that stayed asleep.
+    ASSERT_TRUE(asleep());
+    a->send("all:hello");
+    EXPECT_EQ(a->readText(), "all:hello");
+    EXPECT_EQ(b->readText(), "all:hello");
+  }
+  // A close frame to a sleeping socket gets a clean close, and reaches a new instance.
+  ASSERT_TRUE(asleep());
+  b->close(4002, "bye");
+  ASSERT_TRUE(eventually([] { return events().size() == 1; }));
+  EXPECT_EQ(events()[0], "close bob 4002 'bye' clean");
+  EXPECT_TRUE(a->ping());
+}
+
 // ---------------------------------------------------------------- closes, limits, errors
 
 TEST_F(WebSocketTest, CloseCodesReachTheObject) {
