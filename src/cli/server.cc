@@ -210,6 +210,7 @@ int Server::serve(const ServeOptions& options) {
     httpOptions.port = port;
     httpOptions.maxBodyBytes = cfg.settings.maxBodyBytes;
     httpOptions.maxConnections = cfg.settings.maxConnections;
+    httpOptions.readTimeout = std::chrono::milliseconds(cfg.settings.requestTimeoutMs);
     detail::HttpServer http(runtime, *worker_, httpOptions);
     http.start();
     std::cout << kListeningBanner << host << ":" << http.port() << std::endl;

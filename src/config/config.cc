@@ -228,10 +228,12 @@ class Parser {
         s.maxWebSocketMessageBytes = static_cast<std::size_t>(integerIn(value, key, 1, kMaxBodyBytesLimit));
       } else if (key == "max_connections") {
         s.maxConnections = static_cast<std::size_t>(integerIn(value, key, 0, 1000000));
+      } else if (key == "request_timeout_ms") {
+        s.requestTimeoutMs = integerIn(value, key, 1, 3600 * 1000);
       } else {
         fail(lineOf(value), "unknown setting durable." + std::string(key) +
                                 " (known: durability, idle_timeout_ms, max_value_bytes, shards, max_body_bytes, "
-                                "hibernation_timeout_ms, max_websocket_message_bytes, max_connections)");
+                                "hibernation_timeout_ms, max_websocket_message_bytes, max_connections, request_timeout_ms)");
       }
     }
   }

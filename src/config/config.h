@@ -47,6 +47,8 @@ struct Settings {
   std::size_t maxWebSocketMessageBytes = 32 * 1024 * 1024;  // [durable] max_websocket_message_bytes (1 .. 1 GiB)
   // HTTP connections open at once; 0: three quarters of the descriptor limit.
   std::size_t maxConnections = 0;                // [durable] max_connections (0 .. 1,000,000)
+  // A connection that takes longer to send a whole request, or to start the next one, is dropped.
+  std::int64_t requestTimeoutMs = 30000;         // [durable] request_timeout_ms (1 .. 1 hour)
 };
 
 struct Config {

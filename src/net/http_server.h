@@ -21,8 +21,9 @@ struct HttpOptions {
   std::uint16_t port = 8787;
   std::size_t maxBodyBytes = 100 * 1024 * 1024;
   std::size_t maxHeaderBytes = 32 * 1024;
-  // A connection that sends no complete request head for this long is dropped.
-  std::chrono::seconds readTimeout{30};
+  // A connection that takes longer than this to send a whole request (or, between requests,
+  // to start one) is dropped: slow clients cannot hold connections forever.
+  std::chrono::milliseconds readTimeout{30000};
   // HTTP connections open at once; one more is answered 503 and closed. 0: what the process's
   // descriptor limit allows, less a reserve for storage and WebSockets.
   std::size_t maxConnections = 0;

@@ -132,6 +132,50 @@ TEST(LimitsTest, ConnectionsPastTheLimitAreRefusedNotCrashed) {
   EXPECT_EQ(server->stop().code, 0);
 }
 
+TEST(LimitsTest, ClientsThatNeverFinishTheirHeadersAreDropped) {
+  TempDir dir;
+  auto server = start(dir, configWith(dir, "request_timeout_ms = 500"));
+  // Two slowloris connections: one trickles a header byte every 50 ms, forever; one stops
+  // halfway through its head.
+  int trickler = openIdle(server->port());
+  int stalled = openIdle(server->port());
+  ASSERT_GE(trickler, 0);
+  ASSERT_GE(stalled, 0);
+  const std::string head = "GET /health HTTP/1.1\r\nHost: x\r\n";
+  ASSERT_EQ(::send(stalled, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  ASSERT_EQ(::send(trickler, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  const auto started = std::chrono::steady_clock::now();
+  const auto closedByPeer = [](int fd) {
+    char c;
+    const ssize_t n = ::recv(fd, &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+  };
+  bool tricklerDropped = false;
+  bool stalledDropped = false;
+  std::chrono::milliseconds tricklerAfter{0};
+  for (int i = 0; i < 200 && !(tricklerDropped && stalledDropped); ++i) {
+    const std::string byte = "X-Slow-" + std::to_string(i % 10) + ": 1\r\n";
+    if (!tricklerDropped && ::send(trickler, byte.data(), byte.size(), MSG_NOSIGNAL) < 0) tricklerDropped = true;
+    std::this_thread::sleep_for(50ms);
+    if (!tricklerDropped && closedByPeer(trickler)) tricklerDropped = true;
+    if (tricklerDropped && tricklerAfter.count() == 0) {
+      tricklerAfter = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    }
+    stalledDropped = stalledDropped || closedByPeer(stalled);
+    // Meanwhile everyone else is served.
+    if (i % 4 == 0) EXPECT_EQ(httpRequest(server->host(), server->port(), "GET", "/health").status, 200);
+  }
+  EXPECT_TRUE(tricklerDropped) << "a client trickling headers was never dropped";
+  EXPECT_TRUE(stalledDropped) << "a client that stopped halfway through its head was never dropped";
+  // Dropped near the limit, not at the first byte.
+  EXPECT_GE(tricklerAfter, 400ms);
+  EXPECT_LE(tricklerAfter, 3000ms);
+  ::close(trickler);
+  ::close(stalled);
+  EXPECT_EQ(httpRequest(server->host(), server->port(), "POST", "/counters/slow/increment").body, R"({"count":1})");
+  EXPECT_EQ(server->stop().code, 0);
+}
+
 TEST(LimitsTest, OversizedBodyGets413AndChangesNothing) {
   TempDir dir;
   auto server = start(dir, configWith(dir, "max_body_bytes = 1024"));

@@ -62,6 +62,7 @@ idle_timeout_ms = 5000
 max_value_bytes = 2097152
 shards = 4
 max_body_bytes = 1024
+request_timeout_ms = 1500
 )",
                                "wrangler.toml");
   EXPECT_EQ(c.source, "wrangler.toml");
@@ -97,6 +98,7 @@ max_body_bytes = 1024
   EXPECT_EQ(c.settings.maxValueBytes, 2097152u);
   EXPECT_EQ(c.settings.shards, 4u);
   EXPECT_EQ(c.settings.maxBodyBytes, 1024u);
+  EXPECT_EQ(c.settings.requestTimeoutMs, 1500);
 }
 
 TEST(Config, InlineBindingsArrayAndDefaults) {
@@ -119,6 +121,7 @@ bindings = [
   EXPECT_EQ(c.settings.maxValueBytes, 128u * 1024);
   EXPECT_EQ(c.settings.shards, 0u);
   EXPECT_EQ(c.settings.maxBodyBytes, 100u * 1024 * 1024);
+  EXPECT_EQ(c.settings.requestTimeoutMs, 30000);
 }
 
 TEST(Config, EmptyFileIsAnEmptyConfig) {
@@ -186,6 +189,7 @@ TEST(Config, SettingsErrors) {
   expectError("[durable]\nmax_value_bytes = 0\n", 2, "out of range");
   expectError("[durable]\nmax_value_bytes = 2097153\n", 2, "out of range (1 .. 2097152)");
   expectError("[durable]\nshards = -1\n", 2, "durable.shards = -1 is out of range");
+  expectError("[durable]\nrequest_timeout_ms = 0\n", 2, "durable.request_timeout_ms = 0 is out of range");
   expectError("[durable]\nmax_body_bytes = 0\n", 2, "out of range");
   expectError("\n[durable]\nshard = 2\n", 3, "unknown setting durable.shard");
 }
