@@ -27,9 +27,14 @@
 namespace durable {
 
 // Limits, as Cloudflare's: each violation throws Error(kInvalidArgument) and changes nothing.
+// A class created by a migration's new_classes (key-value backed on Cloudflare) takes values
+// up to [durable] max_value_bytes (128 KiB by default, at most 2 MiB); one created by
+// new_sqlite_classes takes a key and value of 2 MiB together, as SQLite-backed objects do.
+// Keys are at most 2 KiB in both.
 inline constexpr std::size_t kMaxKeyBytes = 2048;
 inline constexpr std::size_t kDefaultMaxValueBytes = 128 * 1024;
 inline constexpr std::size_t kMaxValueBytesCeiling = 2 * 1024 * 1024;
+inline constexpr std::size_t kMaxSqliteKeyValueBytes = 2 * 1024 * 1024;
 inline constexpr std::size_t kMaxKeysPerCall = 128;
 
 // list() options. A key is listed when it is in [start, end) (or (startAfter, end)) and

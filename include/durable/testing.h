@@ -38,6 +38,9 @@ struct EnvOptions {
   std::int64_t hibernationTimeoutMs = 10'000;
   std::size_t maxWebSocketMessageBytes = 32 * 1024 * 1024;
   std::size_t maxValueBytes = 128 * 1024;
+  // Exported classes as if created by new_sqlite_classes: key and value together up to 2 MiB,
+  // instead of values up to maxValueBytes (storage.h).
+  bool sqliteBacked = false;
   // Empty: a fresh temporary directory, removed with the Env.
   std::filesystem::path persistDir;
   // Install a ManualClock for the Env's lifetime: durable::now() and alarms then move only

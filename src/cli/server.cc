@@ -70,6 +70,19 @@ config::MigrationState liveClassesAfter(const std::vector<config::Migration>& mi
   return state;
 }
 
+// The classes that new_sqlite_classes created, under their names after every migration.
+std::set<std::string> sqliteBackedClasses(const std::vector<config::Migration>& migrations) {
+  std::set<std::string> sqlite;
+  for (const auto& m : migrations) {
+    sqlite.insert(m.newSqliteClasses.begin(), m.newSqliteClasses.end());
+    for (const auto& r : m.renamedClasses) {
+      if (sqlite.erase(r.from)) sqlite.insert(r.to);
+    }
+    for (const auto& d : m.deletedClasses) sqlite.erase(d);
+  }
+  return sqlite;
+}
+
 }  // namespace
 
 Server::Server() : worker_(std::make_shared<Worker>()) {}
@@ -185,6 +198,7 @@ int Server::serve(const ServeOptions& options) {
 
     std::vector<std::unique_ptr<detail::NamespaceImpl>> namespaces;
     std::vector<detail::NamespaceImpl*> bindings;
+    const std::set<std::string> sqliteClasses = sqliteBackedClasses(cfg.migrations);
     for (const auto& b : cfg.bindings) {
       for (const auto& c : state.classes) {
         if (c.name != b.className) continue;
@@ -193,6 +207,7 @@ int Server::serve(const ServeOptions& options) {
         ns->className = c.name;
         ns->nsId = c.nsId;
         ns->key = c.key;
+        ns->sqliteBacked = sqliteClasses.count(c.name) > 0;
         ns->factory = classes_.at(c.name);
         bindings.push_back(ns.get());
         namespaces.push_back(std::move(ns));

@@ -30,7 +30,10 @@ ObjectHost::ObjectHost(Shard& shard, const NamespaceImpl& ns, const ObjectId& id
     : shard_(shard),
       ns_(ns),
       id_(id),
-      store_(partition, ns.nsId, id, shard.runtime().options().settings.maxValueBytes, [this] { breakInstance(); }),
+      store_(partition, ns.nsId, id,
+             ns.sqliteBacked ? ObjectStore::Limits{kMaxSqliteKeyValueBytes, true}
+                             : ObjectStore::Limits{shard.runtime().options().settings.maxValueBytes, false},
+             [this] { breakInstance(); }),
       storage_(&store_),
       state_(this),
       lastActive_(std::chrono::steady_clock::now()) {

@@ -57,6 +57,8 @@ struct NamespaceImpl {
   std::string className;
   std::int64_t nsId = 0;
   NamespaceKey key{};
+  // Created by new_sqlite_classes: the storage limits of SQLite-backed objects (storage.h).
+  bool sqliteBacked = false;
   // Set by the runtime that serves the namespace.
   ObjectFactory factory;
   Runtime* runtime = nullptr;

@@ -98,6 +98,7 @@ const Namespace& Env::exportClass(const std::string& binding, Factory factory) {
   std::string seed = "durable-testing:" + binding;
   SHA256(reinterpret_cast<const unsigned char*>(seed.data()), seed.size(), ns->key.data());
   ns->factory = std::move(factory);
+  ns->sqliteBacked = impl_->options.sqliteBacked;
   auto [it, _] = impl_->handles.insert_or_assign(binding, Namespace(ns.get()));
   impl_->namespaces.push_back(std::move(ns));
   return it->second;

@@ -60,9 +60,9 @@ Range rangeOf(const ListOptions& o) {
 
 }  // namespace
 
-ObjectStore::ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& id, std::size_t maxValueBytes,
+ObjectStore::ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& id, Limits limits,
                          std::function<void()> onReset)
-    : partition_(partition), ns_(ns), id_(id), maxValueBytes_(maxValueBytes), onReset_(std::move(onReset)) {}
+    : partition_(partition), ns_(ns), id_(id), limits_(limits), onReset_(std::move(onReset)) {}
 
 ObjectStore::~ObjectStore() = default;
 
@@ -77,10 +77,18 @@ void ObjectStore::checkKey(std::string_view key) const {
 
 void ObjectStore::checkValue(std::string_view key, const std::string& encoded) const {
   // The tag byte is ours, not the caller's: it does not count against the limit.
-  if (encoded.size() - 1 > maxValueBytes_) {
-    throw Error(ErrorCode::kInvalidArgument, "Values cannot be larger than " + std::to_string(maxValueBytes_) +
+  const std::size_t size = encoded.size() - 1;
+  if (limits_.keyCounts) {
+    if (key.size() + size > limits_.maxValueBytes) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "Key and value together cannot be larger than " + std::to_string(limits_.maxValueBytes) +
+                      " bytes (key \"" + std::string(key.substr(0, 64)) + "\" got " + std::to_string(key.size() + size) +
+                      ")");
+    }
+  } else if (size > limits_.maxValueBytes) {
+    throw Error(ErrorCode::kInvalidArgument, "Values cannot be larger than " + std::to_string(limits_.maxValueBytes) +
                                                  " bytes (key \"" + std::string(key.substr(0, 64)) + "\" got " +
-                                                 std::to_string(encoded.size() - 1) + ")");
+                                                 std::to_string(size) + ")");
   }
 }
 

@@ -34,8 +34,11 @@ struct TxnOverlay {
 
 class ObjectStore {
  public:
-  ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& id, std::size_t maxValueBytes,
-              std::function<void()> onReset);
+  struct Limits {
+    std::size_t maxValueBytes = kDefaultMaxValueBytes;
+    bool keyCounts = false;  // the key's bytes count against maxValueBytes too (SQLite-backed)
+  };
+  ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& id, Limits limits, std::function<void()> onReset);
   ~ObjectStore();
   ObjectStore(const ObjectStore&) = delete;
   ObjectStore& operator=(const ObjectStore&) = delete;
@@ -90,7 +93,7 @@ class ObjectStore {
   Partition& partition_;
   const std::int64_t ns_;
   const ObjectId id_;
-  const std::size_t maxValueBytes_;
+  const Limits limits_;
   std::function<void()> onReset_;
 
   std::map<std::string, Entry, std::less<>> cache_;

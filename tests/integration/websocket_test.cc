@@ -157,6 +157,45 @@ TEST_F(WebSocketServerTest, ConfiguredHibernationAndMessageLimit) {
   EXPECT_EQ(str(next(*ann, "message"), "content"), "ok");
 }
 
+// Value limits follow the class's backend, as on Cloudflare: the seed's ChatRoom (new_classes,
+// key-value backed) keeps its whole history in one value, so once that passes 128 KiB a message
+// is refused ("Invalid message") and not broadcast; created by new_sqlite_classes, the room
+// takes up to 2 MiB.
+TEST_F(WebSocketServerTest, TheValueLimitFollowsTheClassBackend) {
+  const std::string content(1000, 'h');
+  const auto chat = [&](ServerProcess& server, int messages) {
+    auto ann = join(server, "big", "ann");
+    for (int i = 0; i < messages; ++i) sendChat(*ann, content);
+    // Count the broadcasts until none comes for a second.
+    int delivered = 0;
+    while (delivered < messages) {
+      auto m = ann->read(1000ms);
+      if (!m) break;
+      if (str(frame(m->data), "type") == "message") ++delivered;
+    }
+    return delivered;
+  };
+  {
+    auto server = startServer();
+    EXPECT_LT(chat(*server, 200), 140);
+    EXPECT_NE(readFile(lastLog_).find("Invalid message: Values cannot be larger than 131072 bytes"), std::string::npos);
+  }
+  std::string config = readFile(seedConfig());
+  const std::string kv = "new_classes = [\"ChatRoom\", \"HibernatingRoom\"]";
+  ASSERT_NE(config.find(kv), std::string::npos);
+  config.replace(config.find(kv), kv.size(), "new_classes = [\"HibernatingRoom\"]\nnew_sqlite_classes = [\"ChatRoom\"]");
+  ServerProcess::Options o;
+  o.persistDir = dir_ / "sqlite-state";
+  o.config = dir_ / "sqlite.toml";
+  o.stderrLog = lastLog_ = dir_ / "sqlite.log";
+  writeFile(o.config, config);
+  auto server = ServerProcess::start(std::move(o));
+  EXPECT_EQ(chat(*server, 200), 200);
+  auto hist = httpRequest(server->host(), server->port(), "GET", "/rooms/big/history");
+  ASSERT_EQ(hist.status, 200);
+  EXPECT_EQ(json::parse(hist.body).as_array().size(), 100u);
+}
+
 TEST_F(WebSocketServerTest, HibernatingRoom) {
   auto server = startServer();
   auto plain = httpRequest(server->host(), server->port(), "GET", "/hibernating/h/websocket");

@@ -686,6 +686,30 @@ TEST(StorageLimitTest, LargerMaxValueBytes) {
   });
 }
 
+TEST(StorageLimitTest, SqliteBackedClassesTakeKeyAndValueUpTo2MiBTogether) {
+  dt::EnvOptions options;
+  options.sqliteBacked = true;  // max_value_bytes does not apply to them
+  dt::Env env(options);
+  auto& ns = env.exportClass<Box>("BOX");
+  auto stub = ns.getByName("sqlite");
+  const std::size_t limit = durable::kMaxSqliteKeyValueBytes;
+  const std::string key(1000, 'k');
+  env.runInDurableObject<Box>(stub, [&](Box&, State& state) -> Task<void> {
+    auto& s = state.storage();
+    const Bytes fits{std::string(limit - key.size(), 'v')};
+    co_await s.put(key, fits);
+    const Bytes over{std::string(limit - key.size() + 1, 'v')};
+    EXPECT_EQ(errorCodeOf([&] { s.put(key + "2", over); }), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(errorCodeOf([&] { s.put(std::string(durable::kMaxKeyBytes + 1, 'k'), 1); }), ErrorCode::kInvalidArgument);
+  });
+  env.restart();
+  env.runInDurableObject<Box>(stub, [&](Box&, State& state) -> Task<void> {
+    auto b = co_await state.storage().get<Bytes>(key);
+    EXPECT_EQ(b ? b->data.size() : 0u, limit - key.size());
+    EXPECT_EQ(co_await state.storage().get(key + "2"), std::nullopt);
+  });
+}
+
 TEST_F(StorageTest, AtMost128KeysPerCall) {
   std::vector<std::string> keys129, keys128;
   KV entries129, entries128;
