@@ -67,6 +67,7 @@ bench: build
 	@bash scripts/deps.sh --bench
 	bash bench/run.sh
 	bash bench/compare/run.sh
+	bash bench/micro/run.sh
 
 clean:
 	rm -rf $(BUILD)

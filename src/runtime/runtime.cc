@@ -322,6 +322,8 @@ Shard* Shard::current() { return t_shard; }
 
 void Shard::start() {
   thread_ = std::thread([this] {
+    // Named for top -H, perf and gdb.
+    pthread_setname_np(pthread_self(), ("shard-" + std::to_string(index_)).c_str());
     t_shard = this;
     setResumeScheduler([](std::coroutine_handle<> h, ExecContext ctx) {
       boost::asio::post(t_shard->ctx_, [h, ctx] {

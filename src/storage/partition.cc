@@ -122,7 +122,10 @@ Partition::Partition(int index, std::filesystem::path file, config::Durability d
   readStmt_ = Statement(reader_, "SELECT value FROM kv WHERE ns = ?1 AND obj = ?2 AND key = ?3");
   readAlarmStmt_ = Statement(reader_, "SELECT time FROM alarms WHERE ns = ?1 AND obj = ?2");
 
-  thread_ = std::thread([this] { commitLoop(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), ("commit-" + std::to_string(index_)).c_str());
+    commitLoop();
+  });
 }
 
 Partition::~Partition() {
