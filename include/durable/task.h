@@ -25,7 +25,16 @@ class Task;
 
 namespace detail {
 
+// Coroutine frames come from a per-thread cache of freed frames (by size, up to 4 KiB): a
+// request passes through about ten coroutines, and their frames are larger than what malloc
+// serves from its fastest path.
+void* allocateFrame(std::size_t bytes);
+void freeFrame(void* frame, std::size_t bytes) noexcept;
+
 struct PromiseBase {
+  static void* operator new(std::size_t bytes) { return allocateFrame(bytes); }
+  static void operator delete(void* frame, std::size_t bytes) noexcept { freeFrame(frame, bytes); }
+
   std::coroutine_handle<> continuation = std::noop_coroutine();
   std::exception_ptr error;
 
@@ -121,6 +130,8 @@ inline Task<void> TaskPromise<void>::get_return_object() noexcept {
 // A fire-and-forget coroutine frame that owns the task it runs and frees itself at the end.
 struct Detached {
   struct promise_type {
+    static void* operator new(std::size_t bytes) { return allocateFrame(bytes); }
+    static void operator delete(void* frame, std::size_t bytes) noexcept { freeFrame(frame, bytes); }
     Detached get_return_object() noexcept { return {}; }
     std::suspend_never initial_suspend() noexcept { return {}; }
     std::suspend_never final_suspend() noexcept { return {}; }

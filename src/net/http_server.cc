@@ -69,15 +69,24 @@ void serialize(const Response& r, unsigned version, bool keepAlive, bool headReq
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+// A response the client does not take within this long is abandoned with its connection.
+constexpr std::chrono::seconds kWriteTimeout{30};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServer& server, Shard& shard)
-      : stream_(std::move(socket)), server_(server), shard_(shard), connections_(server.connectionCounter()) {
+      : socket_(std::move(socket)), server_(server), shard_(shard), connections_(server.connectionCounter()) {
     connections_->fetch_add(1, std::memory_order_relaxed);
   }
   ~Session() { connections_->fetch_sub(1, std::memory_order_relaxed); }
 
   void run() { readRequest(); }
+
+  // The Listener's sweep: ends a connection whose read or write has taken too long.
+  void closeIfLate(Clock::time_point now) {
+    if (now >= deadline_ && socket_.is_open()) close();
+  }
 
   // On stop: a connection waiting for a request that has not started closes now.
   void closeIfIdle() {
@@ -92,8 +101,8 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_.options().maxHeaderBytes));
     parser_->body_limit(server_.options().maxBodyBytes);
-    stream_.expires_after(server_.options().readTimeout);
-    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::onRead, shared_from_this()));
+    deadline_ = Clock::now() + server_.options().readTimeout;
+    http::async_read(socket_, buffer_, *parser_, beast::bind_front_handler(&Session::onRead, shared_from_this()));
   }
 
   void onRead(beast::error_code ec, std::size_t) {
@@ -127,7 +136,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return fail(400, e.what());
     }
 
-    stream_.expires_never();
+    deadline_ = Clock::time_point::max();
     server_.inFlightCounter().fetch_add(1, std::memory_order_relaxed);
     auto self = shared_from_this();
     spawn(server_.worker().fetch(std::move(*request), server_.runtime().env()),
@@ -158,7 +167,8 @@ class Session : public std::enable_shared_from_this<Session> {
     server_.inFlightCounter().fetch_sub(1, std::memory_order_relaxed);
     // RFC 6455: a client sends no frame before the 101, so nothing buffered is lost here.
     auto request = parser_->release();
-    adoptWebSocket(client, stream_.release_socket(), std::move(request), shard_);
+    deadline_ = Clock::time_point::max();
+    adoptWebSocket(client, std::move(socket_), std::move(request), shard_);
   }
 
   void fail(int status, std::string message) {
@@ -169,8 +179,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void write(const Response& res, bool counted) {
     serialize(res, version_ ? version_ : 11, keepAlive_, head_, out_);
-    stream_.expires_after(std::chrono::seconds(30));
-    asio::async_write(stream_, asio::buffer(out_), [self = shared_from_this(), counted](beast::error_code ec, std::size_t) {
+    deadline_ = Clock::now() + kWriteTimeout;
+    asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this(), counted](beast::error_code ec, std::size_t) {
       if (counted) self->server_.inFlightCounter().fetch_sub(1, std::memory_order_relaxed);
       // A large body's buffer is not worth keeping for the next request.
       if (self->out_.capacity() > 64 * 1024) std::string().swap(self->out_);
@@ -181,11 +191,15 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void close() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.socket().close(ec);
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    socket_.close(ec);
   }
 
-  beast::tcp_stream stream_;
+  tcp::socket socket_;
+  // When a read or write still pending then has taken too long; the Listener's sweep closes
+  // the connection. A timestamp, not a timer per request: arming and cancelling a timer for
+  // every read and write cost several percent of a request.
+  Clock::time_point deadline_ = Clock::time_point::max();
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::string out_;
@@ -202,7 +216,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Listener> {
  public:
-  Listener(HttpServer& server, Shard& shard) : server_(server), shard_(shard), acceptor_(shard.context()), retry_(shard.context()) {}
+  Listener(HttpServer& server, Shard& shard)
+      : server_(server), shard_(shard), acceptor_(shard.context()), retry_(shard.context()), sweep_(shard.context()) {}
 
   std::uint16_t bind(const tcp::endpoint& endpoint) {
     acceptor_.open(endpoint.protocol());
@@ -215,7 +230,10 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
   }
 
   void start() {
-    asio::post(shard_.context(), [self = shared_from_this()] { self->accept(); });
+    asio::post(shard_.context(), [self = shared_from_this()] {
+      self->accept();
+      self->scheduleSweep();
+    });
   }
 
   void stop() {
@@ -223,6 +241,7 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
       beast::error_code ec;
       self->acceptor_.close(ec);
       self->retry_.cancel();
+      self->sweep_.cancel();
       for (auto& weak : self->sessions_) {
         if (auto s = weak.lock()) s->closeIfIdle();
       }
@@ -263,7 +282,23 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
     });
   }
 
-  // Sessions of this shard, so stop() can close the idle ones; only touched on the shard thread.
+  // Closes the connections whose reads or writes are late, a few times per timeout.
+  void scheduleSweep() {
+    const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::min<Clock::duration>(server_.options().readTimeout, kWriteTimeout));
+    sweep_.expires_after(std::clamp(timeout / 4, std::chrono::milliseconds(5), std::chrono::milliseconds(1000)));
+    sweep_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || !self->acceptor_.is_open()) return;
+      const auto now = Clock::now();
+      for (auto& weak : self->sessions_) {
+        if (auto s = weak.lock()) s->closeIfLate(now);
+      }
+      self->scheduleSweep();
+    });
+  }
+
+  // Sessions of this shard, so stop() can close the idle ones and the sweep the late ones;
+  // only touched on the shard thread.
   void track(const std::shared_ptr<Session>& session) {
     if (sessions_.size() >= 2 * liveAfterPrune_ + 64) {
       std::erase_if(sessions_, [](const std::weak_ptr<Session>& w) { return w.expired(); });
@@ -276,6 +311,7 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
   Shard& shard_;
   tcp::acceptor acceptor_;
   asio::steady_timer retry_;
+  asio::steady_timer sweep_;
   std::vector<std::weak_ptr<Session>> sessions_;
   std::size_t liveAfterPrune_ = 0;
 };
