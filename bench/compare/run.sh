@@ -32,6 +32,7 @@ WS_SOCKETS=${WS_SOCKETS:-5000}  # workerd holds 2 descriptors per WebSocket: 10,
 WS_SETTLE=${WS_SETTLE:-12}
 PORT_W=${PORT_W:-18911}
 PORT_D=${PORT_D:-18912}
+PORT_B=${PORT_B:-18913}  # the bare Beast broadcast server (the fan-out ceiling)
 ONLY=${ONLY:-}
 
 [ -x "$BIN" ] || { echo "compare: $BIN is missing; run make build" >&2; exit 1; }
@@ -50,13 +51,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_of() { [ "$1" = workerd ] && echo "$PORT_W" || echo "$PORT_D"; }
+port_of() { case $1 in workerd) echo "$PORT_W" ;; bare) echo "$PORT_B" ;; *) echo "$PORT_D" ;; esac; }
 
 # The command line that serves the seed app as server $1 on port $2 with state in $3.
 server_cmd() {
   case $1 in
     workerd) echo "$WORKERD serve $WCONFIG --directory-path do-storage=$3 --socket-addr http=127.0.0.1:$2" ;;
     durable) echo "$ROOT/$BIN serve --config $ROOT/examples/seed/wrangler.toml --listen 127.0.0.1:$2 --persist-to $3 --durability full" ;;
+    bare) echo "$ROOT/$WS_BUILD/beast_broadcast --listen 127.0.0.1:$2" ;;  # no state
   esac
 }
 
@@ -161,22 +163,25 @@ fi
 # broadcasts outstanding, deliveries/s and send-to-receipt p99, ROUNDS alternating rounds.
 # Memory: server VmRSS growth per idle socket at WS_SOCKETS sockets in 100 HibernatingRooms,
 # read WS_SETTLE s after the sockets open (both servers keep their default hibernation
-# timeouts: 10 s in durable), one round.
+# timeouts: 10 s in durable), one round. The HibernatingRoom rounds also run the same client
+# against bench/beast_broadcast.cc, a bare Beast broadcast server (no storage, no objects), right
+# after durable: the ceiling row puts it in the workerd columns (ratio: durable / bare).
 WS_OK=
 if selected ws; then
   if cmake -S . -B "$WS_BUILD" -DCMAKE_BUILD_TYPE=Release -DDURABLE_BUILD_BENCH=ON > "$WORK/ws-build.log" 2>&1 &&
-     cmake --build "$WS_BUILD" -j "$(nproc)" --target ws_fanout ws_memory >> "$WORK/ws-build.log" 2>&1; then
+     cmake --build "$WS_BUILD" -j "$(nproc)" --target ws_fanout ws_memory beast_broadcast >> "$WORK/ws-build.log" 2>&1; then
     WS_OK=1
   else
     tail -20 "$WORK/ws-build.log" >&2
-    echo "compare: could not build ws_fanout / ws_memory in $WS_BUILD; WebSocket rows are TODO" >&2
+    echo "compare: could not build ws_fanout / ws_memory / beast_broadcast in $WS_BUILD; WebSocket rows are TODO" >&2
   fi
 fi
 if [ -n "$WS_OK" ]; then
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   for route in hibernating chat; do
+    servers="workerd durable"; [ $route = hibernating ] && servers="workerd durable bare"
     for round in $(seq "$ROUNDS"); do
-      for server in workerd durable; do
+      for server in $servers; do
         start "$server"
         out=$(timeout $((SECS + 60)) "$WS_BUILD/ws_fanout" --port "$(port_of $server)" --route $route \
           --receivers 100 --window 32 --seconds "$SECS" --room "r$round" 2>&1) || true
@@ -206,6 +211,7 @@ fi
   echo "# workerd $("$WORKERD" --version | awk '{print $2}') (npm), localDisk DO storage; durable --durability full, default shards"
   echo "# wrk -t1 -c$CONNS -d${SECS}s --timeout ${WRK_TIMEOUT}s after a ${WARM}s warm-up, fresh server + state per run, median of $ROUNDS alternating rounds"
   echo "# ratio: durable / workerd (> 1: durable better); cold start and memory: workerd / durable"
+  [ -n "$WS_OK" ] && echo "# fan-out ceiling row: bench/beast_broadcast.cc (bare Beast, no storage) in the workerd columns, durable's HibernatingRoom runs in the durable columns; ratio durable / bare"
   printf '| %-66s | %15s | %9s | %15s | %9s | %6s |\n' workload "workerd req/s" "p99 ms" "durable req/s" "p99 ms" ratio
   printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' $(seq 68))" "$(printf -- '-%.0s' $(seq 17))" \
     "$(printf -- '-%.0s' $(seq 11))" "$(printf -- '-%.0s' $(seq 17))" "$(printf -- '-%.0s' $(seq 11))" "$(printf -- '-%.0s' $(seq 8))"
@@ -240,6 +246,13 @@ fi
       for s in workerd durable; do
         if [ "$(sum_col "$f.$s" 4)" -gt 0 ]; then notes+=("$label: a $s run printed no result"); fi
       done
+      if [ $route = hibernating ]; then
+        br=$(median "$f.bare" 1); bp=$(median "$f.bare" 2)
+        ratio=$(awk -v a="$dr" -v b="$br" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+        label="WebSocket fan-out, ceiling: bare Beast broadcast (workerd columns)"
+        printf '| %-66s | %15.0f | %9s | %15.0f | %9s | %6s |\n' "$label" "$br" "$bp" "$dr" "$dp" "$ratio"
+        if [ "$(sum_col "$f.bare" 4)" -gt 0 ]; then notes+=("$label: a bare run printed no result"); fi
+      fi
     done
     read -r wk wn < "$WORK/ws-mem.workerd"; read -r dk dn < "$WORK/ws-mem.durable"
     ratio=$(awk -v a="$wk" -v b="$dk" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }')
