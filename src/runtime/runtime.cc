@@ -153,18 +153,28 @@ void ObjectHost::breakInstance() {
 }
 
 void ObjectHost::fetch(Request request, std::function<void(Response)> reply) {
+  // The common case, an open gate and a live instance, starts at once without wrapping the
+  // event for the queue.
+  if (instance_ && !broken_ && lockOwners_.empty() && queued_.empty()) {
+    startFetch(std::move(request), std::move(reply));
+    return;
+  }
   enter([this, request = std::move(request), reply = std::move(reply)]() mutable {
-    if (!instance_) {
-      reply(errorResponse(500, "Durable Object constructor failed: " + constructError_));
-      return;
-    }
-    beginEvent();
-    ContextScope scope({this, shard_.nextFlow()});
-    spawn(runFetch(std::move(request)), std::function<void(Result<Response>)>([this, reply = std::move(reply)](Result<Response> r) {
-            endEvent();
-            reply(std::move(r).value());
-          }));
+    startFetch(std::move(request), std::move(reply));
   });
+}
+
+void ObjectHost::startFetch(Request request, std::function<void(Response)> reply) {
+  if (!instance_) {
+    reply(errorResponse(500, "Durable Object constructor failed: " + constructError_));
+    return;
+  }
+  beginEvent();
+  ContextScope scope({this, shard_.nextFlow()});
+  spawn(runFetch(std::move(request)), std::function<void(Result<Response>)>([this, reply = std::move(reply)](Result<Response> r) {
+          endEvent();
+          reply(std::move(r).value());
+        }));
 }
 
 void ObjectHost::run(std::function<Task<void>(DurableObject&, State&)> fn, std::function<void(std::exception_ptr)> done) {

@@ -99,6 +99,7 @@ class ObjectHost {
   Shard& shard() { return shard_; }
 
  private:
+  void startFetch(Request request, std::function<void(Response)> reply);
   Task<Response> runFetch(Request request);
   Task<void> runAlarm(AlarmInfo info);
   Task<void> runInside(std::function<Task<void>(DurableObject&, State&)> fn);
