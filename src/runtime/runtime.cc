@@ -361,6 +361,26 @@ void Shard::start() {
         log("shard ", index_, ": unhandled exception: ", e.what());
       }
     }
+    // The stop came once every commit had landed, but coroutines resumed by those commits may
+    // still be queued: let them finish (and commit what they write), so that no event is left
+    // suspended forever. Bounded: a handler that keeps re-arming cannot hold the exit.
+    ctx_.restart();
+    for (int round = 0; round < 2000; ++round) {
+      std::size_t ran = 0;
+      try {
+        ran = ctx_.poll();
+      } catch (const std::exception& e) {
+        log("shard ", index_, ": unhandled exception: ", e.what());
+        continue;
+      }
+      bool quiet = true;
+      for (auto& p : partitions) {
+        p->flush();
+        quiet = quiet && p->quiescent();
+      }
+      if (quiet && ran == 0) break;
+      if (ran == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     objects_.clear();
     sockets_.clear();
     for (auto& p : partitions) p->onAlarmDurable = nullptr;
