@@ -367,6 +367,9 @@ void Partition::onCommitted(std::uint64_t seq, std::string error) {
       for (const auto& a : inFlightAlarms_) onAlarmDurable(a.ns, a.id, a.time);
     }
     inFlightAlarms_.clear();
+    // The next batch goes to the commit thread before the replies of this one are released:
+    // it then commits while this thread writes them, instead of waiting for it.
+    flush();
     // Callbacks may register new waiters: walk a private copy.
     auto waiters = std::move(waiters_);
     waiters_.clear();
@@ -377,7 +380,6 @@ void Partition::onCommitted(std::uint64_t seq, std::string error) {
         waiters_.push_back(std::move(w));
       }
     }
-    flush();
     return;
   }
   // The batch never reached the disk. Every reply that depends on it, or on the open batch
