@@ -51,13 +51,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# workerd's on-disk storage is SQLite-backed, which takes values of up to 2 MB; the seed
+# declares its classes with new_classes (key-value backed on Cloudflare: 128 KiB), and the
+# ChatRoom's history, one value, passes 128 KiB after about a thousand messages. Durable serves
+# the seed with ChatRoom under new_sqlite_classes, so that both run the same workload.
+DCONFIG=$WORK/wrangler.toml
+sed 's/^new_classes = \["ChatRoom", "HibernatingRoom"\]$/new_classes = ["HibernatingRoom"]\nnew_sqlite_classes = ["ChatRoom"]/' \
+  "$ROOT/examples/seed/wrangler.toml" > "$DCONFIG"
+grep -q 'new_sqlite_classes = \["ChatRoom"\]' "$DCONFIG" || { echo "compare: could not make the SQLite-backed config"; exit 1; }
+
 port_of() { case $1 in workerd) echo "$PORT_W" ;; bare) echo "$PORT_B" ;; *) echo "$PORT_D" ;; esac; }
 
 # The command line that serves the seed app as server $1 on port $2 with state in $3.
 server_cmd() {
   case $1 in
     workerd) echo "$WORKERD serve $WCONFIG --directory-path do-storage=$3 --socket-addr http=127.0.0.1:$2" ;;
-    durable) echo "$ROOT/$BIN serve --config $ROOT/examples/seed/wrangler.toml --listen 127.0.0.1:$2 --persist-to $3 --durability full" ;;
+    durable) echo "$ROOT/$BIN serve --config $DCONFIG --listen 127.0.0.1:$2 --persist-to $3 --durability full" ;;
     bare) echo "$ROOT/$WS_BUILD/beast_broadcast --listen 127.0.0.1:$2" ;;  # no state
   esac
 }
