@@ -56,6 +56,7 @@ class Value {
   Value(Bytes b) : v_(std::move(b)) {}
   // JSON scalars become the matching scalar type; arrays and objects stay JSON.
   Value(const Json& j);
+  Value(Json&& j);  // the same, moving an array or object instead of copying it
   Value(boost::json::array a) : v_(Json(std::move(a))) {}
   Value(boost::json::object o) : v_(Json(std::move(o))) {}
   // Anything else Boost.JSON can convert, e.g. std::vector<std::int64_t> or a struct with

@@ -68,6 +68,14 @@ Value::Value(const Json& j) {
   }
 }
 
+Value::Value(Json&& j) {
+  if (j.is_array() || j.is_object()) {
+    v_ = std::move(j);
+  } else {
+    *this = Value(static_cast<const Json&>(j));
+  }
+}
+
 std::int64_t Value::asInt() const {
   switch (type()) {
     case Type::kInt:
@@ -199,7 +207,7 @@ Value Value::decode(std::string_view encoded) {
       }
       // Only arrays and objects are written with this tag; a scalar here still has one
       // sensible reading, so take it rather than lose the value.
-      return Value(j);
+      return Value(std::move(j));
     }
     default:
       corrupt("unknown tag " + std::to_string(tag));
