@@ -7,6 +7,7 @@
 #include <durable/error.h>
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/websocket.hpp>
@@ -262,16 +263,25 @@ void NetSocket::hibernate() {
 }
 
 void NetSocket::start(beast::http::request<beast::http::string_body> request) {
-  auto req = std::make_shared<beast::http::request<beast::http::string_body>>(std::move(request));
-  ws_->async_accept(*req, [self = shared_from_this(), req](beast::error_code ec) {
-    if (ec) return self->finish(1006, "", false, std::nullopt);
-    self->open_ = true;
-    if (self->impl_->readyState == WebSocket::kConnecting) self->impl_->readyState = WebSocket::kOpen;
-    self->impl_->release();
-    // Frames queued during the handshake (and a close() behind them) go now.
-    if (!self->writing_) self->writeNext();
-    self->read();
-  });
+  // Beast validates the upgrade and builds the response (101, or its refusal), captured here;
+  // the stream then goes at once and comes back with the first frame or send. Most sockets of
+  // a hibernating room never need it: they cost no Beast state from the start.
+  auto response = std::make_shared<std::string>();
+  beast::error_code refused;
+  cursor_.captureWrites = response.get();
+  ws_->accept(request, refused);
+  cursor_.captureWrites = nullptr;
+  ws_.reset();
+  asio::async_write(socket_, asio::buffer(*response),
+                    [self = shared_from_this(), response, refused](beast::error_code ec, std::size_t) {
+                      if (ec || refused) return self->finish(1006, "", false, std::nullopt);
+                      self->open_ = true;
+                      if (self->impl_->readyState == WebSocket::kConnecting) self->impl_->readyState = WebSocket::kOpen;
+                      self->impl_->release();
+                      // Frames queued during the handshake (and a close() behind them) go now.
+                      if (!self->writing_) self->writeNext();
+                      self->read();
+                    });
 }
 
 void NetSocket::read() {

@@ -18,6 +18,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/asio/compose.hpp>
 #include <boost/beast/core/buffers_prefix.hpp>
+#include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/core/role.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -72,6 +73,7 @@ struct FrameCursor {
   std::uint8_t headerHave = 0;     // header bytes delivered
   bool frameKnown = false;         // the header is complete and frameLeft counts what is left
   bool discardWrites = false;      // restoring a stream: its handshake response goes nowhere
+  std::string* captureWrites = nullptr;  // accepting: the handshake response, to send ourselves
 
   // True when every byte delivered so far belongs to a frame that was delivered whole.
   bool atFrameBoundary() const noexcept { return !frameKnown && headerHave == 0; }
@@ -103,15 +105,20 @@ class FrameAlignedSocket {
   template <class MutableBuffers, class Handler>
   auto async_read_some(const MutableBuffers& buffers, Handler&& handler);
 
-  // Synchronous calls serve only the restoring of a released stream: Beast's accept() writes
-  // its handshake response, which the client had long ago.
+  // Synchronous calls serve only Beast's accept(): at the handshake its response is captured
+  // and sent by NetSocket, and on restoring a released stream it is dropped (the client had it
+  // long ago).
   template <class ConstBuffers>
   std::size_t write_some(const ConstBuffers& buffers, boost::system::error_code& ec) {
-    if (!cursor_->discardWrites) {
+    ec = {};
+    if (cursor_->captureWrites) {
+      for (auto b : boost::beast::buffers_range_ref(buffers)) {
+        cursor_->captureWrites->append(static_cast<const char*>(b.data()), b.size());
+      }
+    } else if (!cursor_->discardWrites) {
       ec = boost::asio::error::operation_not_supported;
       return 0;
     }
-    ec = {};
     return boost::asio::buffer_size(buffers);
   }
   template <class ConstBuffers>
