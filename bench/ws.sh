@@ -25,12 +25,9 @@ trap '[ -n "$SERVER" ] && kill $SERVER 2>/dev/null; [ -n "$BARE" ] && kill $BARE
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DDURABLE_BUILD_BENCH=ON >/dev/null
 cmake --build "$BUILD" -j "$(nproc)" --target durable_bin ws_fanout ws_memory beast_broadcast >/dev/null
 
-# The seed's config with a short hibernation timeout (its [durable] table comes last), and
-# ChatRoom SQLite-backed: the seed's new_classes would cap its history value at 128 KiB, which a
-# fan-out run passes after about a thousand messages (then, as on Cloudflare, messages are
-# refused). bench/compare/run.sh does the same, for workerd's storage is SQLite-backed.
-sed 's/^new_classes = \["ChatRoom", "HibernatingRoom"\]$/new_classes = ["HibernatingRoom"]\nnew_sqlite_classes = ["ChatRoom"]/' \
-  examples/seed/wrangler.toml > "$WORK/wrangler.toml"
+# The seed's config with ChatRoom SQLite-backed (bench/sqlite-chat-config.sh says why) and a
+# short hibernation timeout (its [durable] table comes last).
+bash bench/sqlite-chat-config.sh > "$WORK/wrangler.toml"
 printf '\nhibernation_timeout_ms = 500\n' >> "$WORK/wrangler.toml"
 
 start() {

@@ -51,14 +51,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# workerd's on-disk storage is SQLite-backed, which takes values of up to 2 MB; the seed
-# declares its classes with new_classes (key-value backed on Cloudflare: 128 KiB), and the
-# ChatRoom's history, one value, passes 128 KiB after about a thousand messages. Durable serves
-# the seed with ChatRoom under new_sqlite_classes, so that both run the same workload.
+# workerd's on-disk storage is SQLite-backed: durable serves the seed with ChatRoom
+# SQLite-backed too, so that both run the same workload (bench/sqlite-chat-config.sh).
 DCONFIG=$WORK/wrangler.toml
-sed 's/^new_classes = \["ChatRoom", "HibernatingRoom"\]$/new_classes = ["HibernatingRoom"]\nnew_sqlite_classes = ["ChatRoom"]/' \
-  "$ROOT/examples/seed/wrangler.toml" > "$DCONFIG"
-grep -q 'new_sqlite_classes = \["ChatRoom"\]' "$DCONFIG" || { echo "compare: could not make the SQLite-backed config"; exit 1; }
+bash "$ROOT/bench/sqlite-chat-config.sh" > "$DCONFIG"
 
 port_of() { case $1 in workerd) echo "$PORT_W" ;; bare) echo "$PORT_B" ;; *) echo "$PORT_D" ;; esac; }
 

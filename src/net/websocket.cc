@@ -242,10 +242,11 @@ NetSocket::Stream* NetSocket::stream() {
   // so the new one starts where the old one stood.
   Stream& ws = ws_.emplace(FrameAlignedSocket(socket_, cursor_));
   configure(ws);
-  cursor_.discardWrites = true;
+  std::string discarded;
+  cursor_.captureWrites = &discarded;
   beast::error_code ec;
   ws.accept(restoreRequest(), ec);
-  cursor_.discardWrites = false;
+  cursor_.captureWrites = nullptr;
   if (ec) {
     log("restoring a hibernated WebSocket failed: ", ec.message());
     ws_.reset();

@@ -72,8 +72,9 @@ struct FrameCursor {
   std::uint8_t header[14] = {};    // the current frame's header: delivered bytes, then peeked ones
   std::uint8_t headerHave = 0;     // header bytes delivered
   bool frameKnown = false;         // the header is complete and frameLeft counts what is left
-  bool discardWrites = false;      // restoring a stream: its handshake response goes nowhere
-  std::string* captureWrites = nullptr;  // accepting: the handshake response, to send ourselves
+  // While Beast's accept() runs: where its handshake response goes (NetSocket sends it, or
+  // drops it when restoring a released stream).
+  std::string* captureWrites = nullptr;
 
   // True when every byte delivered so far belongs to a frame that was delivered whole.
   bool atFrameBoundary() const noexcept { return !frameKnown && headerHave == 0; }
@@ -110,14 +111,13 @@ class FrameAlignedSocket {
   // long ago).
   template <class ConstBuffers>
   std::size_t write_some(const ConstBuffers& buffers, boost::system::error_code& ec) {
-    ec = {};
-    if (cursor_->captureWrites) {
-      for (auto b : boost::beast::buffers_range_ref(buffers)) {
-        cursor_->captureWrites->append(static_cast<const char*>(b.data()), b.size());
-      }
-    } else if (!cursor_->discardWrites) {
+    if (!cursor_->captureWrites) {
       ec = boost::asio::error::operation_not_supported;
       return 0;
+    }
+    ec = {};
+    for (auto b : boost::beast::buffers_range_ref(buffers)) {
+      cursor_->captureWrites->append(static_cast<const char*>(b.data()), b.size());
     }
     return boost::asio::buffer_size(buffers);
   }

@@ -103,7 +103,10 @@ class ObjectHost {
   Task<Response> runFetch(Request request);
   Task<void> runAlarm(AlarmInfo info);
   Task<void> runInside(std::function<Task<void>(DurableObject&, State&)> fn);
-  // Runs `start` now if the gate is open (and the instance is healthy), else queues it.
+  // Whether a new event may start now: the gate is open, nothing waits before it, and the
+  // instance exists (constructed here if it must be) without holding the gate itself.
+  bool admitsNewEvent();
+  // Runs `start` now if admitsNewEvent(), else queues it.
   void enter(std::function<void()> start);
   void drain();
   bool ensureInstance();
