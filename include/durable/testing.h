@@ -120,6 +120,9 @@ class Env {
   // With EnvOptions::faultInjection: from now on the next `count` storage writes (negative: all,
   // until healStorage) fail with an I/O error, or a full disk.
   void failStorageWrites(int count = -1, bool diskFull = false);
+  // The same for the syncs that make commits durable only: the writes reach the WAL, the sync
+  // fails, and the partition stops until restart() (storage/partition.h says why).
+  void failStorageSyncs(int count = -1);
   void healStorage();
 
   // Stops the runtime (every object evicted, every commit landed) and starts it again over the

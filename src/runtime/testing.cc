@@ -221,6 +221,14 @@ void Env::failStorageWrites(int count, bool diskFull) {
   detail::armStorageFaults(diskFull ? detail::StorageFault::kDiskFull : detail::StorageFault::kIoError, count);
 }
 
+void Env::failStorageSyncs(int count) {
+  if (!impl_->options.faultInjection) {
+    throw Error(ErrorCode::kInvalidArgument, "failStorageSyncs() needs EnvOptions::faultInjection");
+  }
+  impl_->started();
+  detail::armStorageFaults(detail::StorageFault::kIoError, count, /*syncsOnly=*/true);
+}
+
 void Env::healStorage() { detail::disarmStorageFaults(); }
 
 ManualClock& Env::clock() {

@@ -13,6 +13,7 @@ namespace {
 std::atomic<int> g_error{0};      // the SQLite error to return, 0 when disarmed
 std::atomic<int> g_remaining{0};  // how many more failures; negative: until disarmed
 std::atomic<int> g_injected{0};
+std::atomic<bool> g_syncsOnly{false};
 
 sqlite3_vfs* g_base = nullptr;
 sqlite3_vfs g_vfs;
@@ -45,15 +46,15 @@ int xClose(sqlite3_file* f) {
 }
 int xRead(sqlite3_file* f, void* p, int n, sqlite3_int64 off) { return real(f)->pMethods->xRead(real(f), p, n, off); }
 int xWrite(sqlite3_file* f, const void* p, int n, sqlite3_int64 off) {
-  if (int e = takeFault()) return e;
+  if (int e = g_syncsOnly.load() ? 0 : takeFault()) return e;
   return real(f)->pMethods->xWrite(real(f), p, n, off);
 }
 int xTruncate(sqlite3_file* f, sqlite3_int64 size) {
-  if (int e = takeFault()) return e;
+  if (int e = g_syncsOnly.load() ? 0 : takeFault()) return e;
   return real(f)->pMethods->xTruncate(real(f), size);
 }
 int xSync(sqlite3_file* f, int flags) {
-  if (int e = takeFault()) return e == SQLITE_FULL ? SQLITE_IOERR_FSYNC : e;
+  if (int e = takeSyncFault()) return e;
   return real(f)->pMethods->xSync(real(f), flags);
 }
 int xFileSize(sqlite3_file* f, sqlite3_int64* size) { return real(f)->pMethods->xFileSize(real(f), size); }
@@ -137,13 +138,20 @@ const char* faultVfsName() {
   return "durable-faults";
 }
 
-void armStorageFaults(StorageFault fault, int count) {
+int takeSyncFault() {
+  int e = takeFault();
+  return e == SQLITE_FULL ? SQLITE_IOERR_FSYNC : e;
+}
+
+void armStorageFaults(StorageFault fault, int count, bool syncsOnly) {
+  g_syncsOnly.store(syncsOnly);
   g_remaining.store(count);
   g_error.store(fault == StorageFault::kDiskFull ? SQLITE_FULL : SQLITE_IOERR_WRITE);
 }
 
 void disarmStorageFaults() {
   g_error.store(0);
+  g_syncsOnly.store(false);
   g_remaining.store(0);
 }
 

@@ -12,8 +12,12 @@ enum class StorageFault { kIoError, kDiskFull };
 
 // The registered VFS's name, registering it on first use.
 const char* faultVfsName();
-// Fails the next `count` writes/syncs (negative: all of them until disarmed).
-void armStorageFaults(StorageFault fault, int count = -1);
+// Fails the next `count` writes/syncs (negative: all of them until disarmed); with `syncsOnly`,
+// only syncs.
+void armStorageFaults(StorageFault fault, int count = -1, bool syncsOnly = false);
+// For a sync done outside SQLite (the partition's fdatasync of its WAL): the armed SQLite
+// error if this sync is to fail, else 0.
+int takeSyncFault();
 void disarmStorageFaults();
 // How many failures were injected so far.
 int injectedStorageFaults();

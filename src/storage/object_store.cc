@@ -298,17 +298,20 @@ void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
     out.alarm = alarm_;
     alarmSeq_ = seq;
   }
-  inFlightKeys_ = std::move(openKeys_);
+  inFlightKeys_.push_back(std::move(openKeys_));
   openKeys_.clear();
   dirty_ = false;
   ++inFlight_;
 }
 
 void ObjectStore::committed(std::uint64_t seq) {
-  for (auto& key : inFlightKeys_) {
-    if (auto it = cache_.find(key); it != cache_.end() && it->second.seq == seq) it->second.seq = 0;
+  // An entry written again in a later batch keeps that batch's seq: it is still in flight.
+  if (!inFlightKeys_.empty()) {
+    for (auto& key : inFlightKeys_.front()) {
+      if (auto it = cache_.find(key); it != cache_.end() && it->second.seq == seq) it->second.seq = 0;
+    }
+    inFlightKeys_.pop_front();
   }
-  inFlightKeys_.clear();
   if (alarmSeq_ == seq) alarmSeq_ = 0;
   --inFlight_;
 }

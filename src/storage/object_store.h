@@ -15,6 +15,7 @@
 #include <durable/value.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -107,7 +108,8 @@ class ObjectStore {
   bool alarmLoaded_ = false;
   std::optional<std::int64_t> alarm_;
   std::uint64_t alarmSeq_ = 0;
-  std::vector<std::string> inFlightKeys_;
+  // The keys of each batch in flight, oldest first (batches commit in order).
+  std::deque<std::vector<std::string>> inFlightKeys_;
   bool firing_ = false;
   bool firingChanged_ = false;
   std::int64_t firingTime_ = 0;

@@ -8,7 +8,12 @@
 
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace durable::detail {
 
@@ -47,6 +52,24 @@ struct ResetGuard {
     sqlite3_clear_bindings(s);
   }
 };
+
+// fdatasync, retried on EINTR; 0 or the errno.
+int syncDescriptor(int fd) {
+  for (;;) {
+    if (::fdatasync(fd) == 0) return 0;
+    if (errno != EINTR) return errno;
+  }
+}
+
+// Makes a file's directory entry durable, so a new file survives a power cut.
+void syncDirectoryOf(const std::filesystem::path& file) {
+  auto dir = file.parent_path();
+  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw Error(ErrorCode::kUnavailable, "cannot open " + dir.string() + ": " + std::strerror(errno));
+  int rc = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  if (rc) throw Error(ErrorCode::kUnavailable, "cannot sync " + dir.string() + ": " + std::strerror(rc));
+}
 
 }  // namespace
 
@@ -101,8 +124,10 @@ sqlite3* openDatabase(const std::filesystem::path& path, config::Durability dura
 
 Partition::Partition(int index, std::filesystem::path file, config::Durability durability,
                      boost::asio::io_context& shard, bool faultInjection)
-    : index_(index), file_(std::move(file)), shard_(shard) {
-  writer_ = openDatabase(file_, durability, false, faultInjection ? faultVfsName() : nullptr);
+    : index_(index), file_(std::move(file)), shard_(shard), faultInjection_(faultInjection) {
+  const bool syncThread = durability == config::Durability::kFull;
+  // Under "full" the sync thread flushes the WAL; SQLite itself runs as under "relaxed".
+  writer_ = openDatabase(file_, config::Durability::kRelaxed, false, faultInjection ? faultVfsName() : nullptr);
   execSql(writer_,
           "CREATE TABLE IF NOT EXISTS kv(ns INTEGER NOT NULL, obj BLOB NOT NULL, key BLOB NOT NULL, "
           "value BLOB NOT NULL, PRIMARY KEY(ns, obj, key)) WITHOUT ROWID;"
@@ -122,6 +147,21 @@ Partition::Partition(int index, std::filesystem::path file, config::Durability d
   readStmt_ = Statement(reader_, "SELECT value FROM kv WHERE ns = ?1 AND obj = ?2 AND key = ?3");
   readAlarmStmt_ = Statement(reader_, "SELECT time FROM alarms WHERE ns = ?1 AND obj = ?2");
 
+  if (syncThread) {
+    // The WAL exists from the schema statements on and SQLite only deletes it when the last
+    // connection closes, so this descriptor names the live WAL for the partition's lifetime.
+    const auto wal = file_.string() + "-wal";
+    walFd_ = ::open(wal.c_str(), O_RDWR | O_CLOEXEC);
+    if (walFd_ < 0) throw Error(ErrorCode::kUnavailable, "cannot open " + wal + ": " + std::strerror(errno));
+    if (int rc = syncDescriptor(walFd_)) {
+      throw Error(ErrorCode::kUnavailable, "cannot sync " + wal + ": " + std::strerror(rc));
+    }
+    syncDirectoryOf(file_);
+    syncThread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), ("sync-" + std::to_string(index_)).c_str());
+      syncLoop();
+    });
+  }
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), ("commit-" + std::to_string(index_)).c_str());
     commitLoop();
@@ -133,8 +173,16 @@ Partition::~Partition() {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  commitCv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // Only now: the commit thread may have written a last batch that still needs its sync.
+  {
+    std::lock_guard lock(mu_);
+    syncStopping_ = true;
+  }
+  syncCv_.notify_all();
+  if (syncThread_.joinable()) syncThread_.join();
+  if (walFd_ >= 0) ::close(walFd_);
   readStmt_ = {};
   readAlarmStmt_ = {};
   for (auto& s : listStmts_) s = {};
@@ -150,7 +198,12 @@ Partition::~Partition() {
   sqlite3_close(writer_);
 }
 
+void Partition::checkUsable() const {
+  if (!stopped_.empty()) throw Error(ErrorCode::kUnavailable, "storage is stopped until the server restarts: " + stopped_);
+}
+
 std::optional<std::string> Partition::read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) {
+  checkUsable();
   sqlite3_stmt* s = readStmt_.get();
   ResetGuard guard{s};
   bindObject(s, ns, id);
@@ -162,6 +215,7 @@ std::optional<std::string> Partition::read(std::int64_t ns, const ObjectId::Raw&
 }
 
 std::optional<std::int64_t> Partition::readAlarm(std::int64_t ns, const ObjectId::Raw& id) {
+  checkUsable();
   sqlite3_stmt* s = readAlarmStmt_.get();
   ResetGuard guard{s};
   bindObject(s, ns, id);
@@ -186,6 +240,7 @@ Statement& Partition::listStatement(bool lowerInclusive, bool hasUpper, bool rev
 void Partition::scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
                      const std::optional<std::string>& upper, bool reverse,
                      const std::function<bool(std::string_view, std::string_view)>& fn) {
+  checkUsable();
   sqlite3_stmt* s = listStatement(lowerInclusive, upper.has_value(), reverse).get();
   ResetGuard guard{s};
   bindObject(s, ns, id);
@@ -206,6 +261,9 @@ void Partition::purgeNamespace(std::int64_t ns) {
   sqlite3_bind_int64(alarms.get(), 1, ns);
   check(writer_, sqlite3_step(kv.get()), "purge");
   check(writer_, sqlite3_step(alarms.get()), "purge");
+  if (walFd_ >= 0) {
+    if (int rc = syncDescriptor(walFd_)) throw Error(ErrorCode::kUnavailable, std::string("purge: ") + std::strerror(rc));
+  }
 }
 
 std::vector<ObjectId::Raw> Partition::listObjects(std::int64_t ns) {
@@ -272,48 +330,112 @@ void Partition::whenDurable(std::uint64_t seq, std::function<void(std::exception
 }
 
 void Partition::flush() {
-  if (inFlight_ || dirty_.empty()) return;
+  if (dirty_.empty()) return;
   Batch batch;
   batch.seq = openSeq_++;
+  batch.epoch = epoch_;
   batch.objects.reserve(dirty_.size());
   for (ObjectStore* store : dirty_) {
     batch.objects.emplace_back();
     store->emit(batch.seq, batch.objects.back());
   }
-  inFlightAlarms_.clear();
+  InFlight& f = inFlight_.emplace_back();
+  f.seq = batch.seq;
   for (const auto& ob : batch.objects) {
-    if (ob.alarmChanged) inFlightAlarms_.push_back({ob.ns, ob.id, ob.alarm});
+    if (ob.alarmChanged) f.alarms.push_back({ob.ns, ob.id, ob.alarm});
   }
-  batch.stores = std::move(dirty_);
+  f.stores = std::move(dirty_);
   dirty_.clear();
   dirtySet_.clear();
-  inFlightStores_ = batch.stores;
-  inFlight_ = true;
+  bool wake;
   {
     std::lock_guard lock(mu_);
-    submitted_.emplace(std::move(batch));
+    submitted_.push_back(std::move(batch));
+    wake = commitWaiting_;
   }
-  cv_.notify_one();
+  if (wake) commitCv_.notify_one();
 }
 
 void Partition::commitLoop() {
+  const bool syncThread = walFd_ >= 0;
+  std::vector<Batch> batches;
   for (;;) {
-    Batch batch;
+    batches.clear();
+    std::string stopped;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || submitted_.has_value(); });
-      if (!submitted_) return;
-      batch = std::move(*submitted_);
-      submitted_.reset();
+      commitWaiting_ = true;
+      commitCv_.wait(lock, [this] { return stopping_ || !submitted_.empty(); });
+      commitWaiting_ = false;
+      if (submitted_.empty()) return;
+      batches.swap(submitted_);
+      stopped = syncFailure_;
     }
-    std::string error = commit(batch);
-    boost::asio::post(shard_, [this, seq = batch.seq, error = std::move(error)]() mutable {
-      onCommitted(seq, std::move(error));
-    });
+    if (!stopped.empty()) {
+      boost::asio::post(shard_, [this, seq = batches.back().seq, stopped] { onCommitted(seq, stopped, true); });
+      continue;
+    }
+    // Batches of a failed epoch come first (epochs only grow) and are refused unwritten.
+    auto live = batches.begin();
+    while (live != batches.end() && failedEpoch_ && live->epoch <= *failedEpoch_) ++live;
+    if (live != batches.begin()) {
+      boost::asio::post(shard_, [this, seq = std::prev(live)->seq] { onCommitted(seq, "an earlier commit failed"); });
+    }
+    if (live == batches.end()) continue;
+    std::vector<Batch> toCommit(std::make_move_iterator(live), std::make_move_iterator(batches.end()));
+    const std::uint64_t seq = toCommit.back().seq;
+    std::string error = commit(toCommit);
+    if (error.empty() && syncThread) {
+      bool wake;
+      {
+        std::lock_guard lock(mu_);
+        writtenSeq_ = seq;
+        wake = syncWaiting_;
+      }
+      if (wake) syncCv_.notify_one();
+      continue;
+    }
+    if (!error.empty()) {
+      failedEpoch_ = toCommit.back().epoch;
+      if (syncThread) {
+        // Batches written before this one must be reported durable before the failure resets
+        // their objects, or a reloaded object could answer with writes not yet flushed.
+        std::unique_lock lock(mu_);
+        commitCv_.wait(lock, [this] { return syncedSeq_ >= writtenSeq_ || !syncFailure_.empty(); });
+      }
+    }
+    boost::asio::post(shard_, [this, seq, error = std::move(error)]() mutable { onCommitted(seq, std::move(error)); });
   }
 }
 
-std::string Partition::commit(const Batch& batch) {
+void Partition::syncLoop() {
+  for (;;) {
+    std::uint64_t target;
+    {
+      std::unique_lock lock(mu_);
+      syncWaiting_ = true;
+      syncCv_.wait(lock, [this] { return syncStopping_ || writtenSeq_ > syncingSeq_; });
+      syncWaiting_ = false;
+      if (writtenSeq_ <= syncingSeq_) return;
+      target = syncingSeq_ = writtenSeq_;
+    }
+    int fault = faultInjection_ ? takeSyncFault() : 0;
+    int rc = fault ? EIO : syncDescriptor(walFd_);
+    std::lock_guard lock(mu_);
+    if (rc) {
+      // Whatever was written but not known durable is lost to us: fail all of it, and stop.
+      syncFailure_ = std::string("fdatasync of the WAL failed: ") + std::strerror(rc);
+      boost::asio::post(shard_, [this, seq = writtenSeq_, why = syncFailure_] { onCommitted(seq, why, true); });
+      commitCv_.notify_all();
+      return;
+    }
+    syncedSeq_ = target;
+    boost::asio::post(shard_, [this, target] { onCommitted(target, {}); });
+    commitCv_.notify_all();
+  }
+}
+
+std::string Partition::commit(const std::vector<Batch>& batches) {
   auto step = [this](sqlite3_stmt* s) {
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
@@ -322,23 +444,25 @@ std::string Partition::commit(const Batch& batch) {
   try {
     step(beginStmt_.get());
     try {
-      for (const ObjectBatch& ob : batch.objects) {
-        if (ob.deleteAll) {
-          bindObject(deleteAllStmt_.get(), ob.ns, ob.id);
-          step(deleteAllStmt_.get());
-        }
-        for (const WriteOp& w : ob.writes) {
-          sqlite3_stmt* s = w.value ? upsertStmt_.get() : deleteStmt_.get();
-          bindObject(s, ob.ns, ob.id);
-          bindBlob(s, 3, w.key.data(), w.key.size());
-          if (w.value) bindBlob(s, 4, w.value->data(), w.value->size());
-          step(s);
-        }
-        if (ob.alarmChanged) {
-          sqlite3_stmt* s = ob.alarm ? setAlarmStmt_.get() : deleteAlarmStmt_.get();
-          bindObject(s, ob.ns, ob.id);
-          if (ob.alarm) sqlite3_bind_int64(s, 3, *ob.alarm);
-          step(s);
+      for (const Batch& batch : batches) {
+        for (const ObjectBatch& ob : batch.objects) {
+          if (ob.deleteAll) {
+            bindObject(deleteAllStmt_.get(), ob.ns, ob.id);
+            step(deleteAllStmt_.get());
+          }
+          for (const WriteOp& w : ob.writes) {
+            sqlite3_stmt* s = w.value ? upsertStmt_.get() : deleteStmt_.get();
+            bindObject(s, ob.ns, ob.id);
+            bindBlob(s, 3, w.key.data(), w.key.size());
+            if (w.value) bindBlob(s, 4, w.value->data(), w.value->size());
+            step(s);
+          }
+          if (ob.alarmChanged) {
+            sqlite3_stmt* s = ob.alarm ? setAlarmStmt_.get() : deleteAlarmStmt_.get();
+            bindObject(s, ob.ns, ob.id);
+            if (ob.alarm) sqlite3_bind_int64(s, 3, *ob.alarm);
+            step(s);
+          }
         }
       }
       step(commitStmt_.get());
@@ -355,21 +479,23 @@ std::string Partition::commit(const Batch& batch) {
   }
 }
 
-void Partition::onCommitted(std::uint64_t seq, std::string error) {
-  inFlight_ = false;
-  auto stores = std::move(inFlightStores_);
-  inFlightStores_.clear();
+void Partition::onCommitted(std::uint64_t seq, std::string error, bool fatal) {
+  if (fatal && stopped_.empty()) {
+    stopped_ = error;
+    log("storage: partition ", index_, " is stopped until the server restarts: ", error);
+  }
+  if (seq <= committedSeq_) return;  // a refused batch of an epoch already failed below
   if (error.empty()) {
     committedSeq_ = seq;
     ++commits_;
-    for (ObjectStore* store : stores) store->committed(seq);
-    if (onAlarmDurable) {
-      for (const auto& a : inFlightAlarms_) onAlarmDurable(a.ns, a.id, a.time);
+    while (!inFlight_.empty() && inFlight_.front().seq <= seq) {
+      InFlight f = std::move(inFlight_.front());
+      inFlight_.pop_front();
+      for (ObjectStore* store : f.stores) store->committed(f.seq);
+      if (onAlarmDurable) {
+        for (const auto& a : f.alarms) onAlarmDurable(a.ns, a.id, a.time);
+      }
     }
-    inFlightAlarms_.clear();
-    // The next batch goes to the commit thread before the replies of this one are released:
-    // it then commits while this thread writes them, instead of waiting for it.
-    flush();
     // Callbacks may register new waiters: walk a private copy.
     auto waiters = std::move(waiters_);
     waiters_.clear();
@@ -382,22 +508,26 @@ void Partition::onCommitted(std::uint64_t seq, std::string error) {
     }
     return;
   }
-  // The batch never reached the disk. Every reply that depends on it, or on the open batch
-  // built on top of it, fails; every object that wrote to either is reset so its next event
-  // reloads what is really on disk.
+  // The batch never reached the disk, and every batch after it, in flight or open, was built
+  // on its writes. Every reply that depends on any of them fails; every object that wrote to
+  // one is reset so its next event reloads what is really on disk. The commit thread refuses
+  // the rest of this epoch's batches; the next batch starts a new one.
   log("storage: commit of partition ", index_, " batch ", seq, " failed: ", error);
-  committedSeq_ = seq;  // nothing of it is durable; later waiters must not wait for it forever
   auto waiters = std::move(waiters_);
   waiters_.clear();
-  auto open = std::move(dirty_);
+  std::vector<ObjectStore*> stores = std::move(dirty_);
   dirty_.clear();
   dirtySet_.clear();
-  openSeq_++;  // the open batch is abandoned with its objects
-  inFlightAlarms_.clear();
+  for (auto& f : inFlight_) stores.insert(stores.end(), f.stores.begin(), f.stores.end());
+  inFlight_.clear();
+  committedSeq_ = openSeq_++;  // the open batch is abandoned with its objects
+  ++epoch_;
+  // A store in several batches is reset once: reset() may end its object.
+  std::sort(stores.begin(), stores.end());
+  stores.erase(std::unique(stores.begin(), stores.end()), stores.end());
   for (ObjectStore* store : stores) store->reset();
-  for (ObjectStore* store : open) store->reset();
   auto err = std::make_exception_ptr(
-      Error(ErrorCode::kUnavailable, "storage commit failed; the object was reset: " + error));
+      Error(ErrorCode::kUnavailable, (fatal ? "storage failed; the object was reset: " : "storage commit failed; the object was reset: ") + error));
   for (auto& w : waiters) w.done(err);
 }
 

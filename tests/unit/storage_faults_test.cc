@@ -132,6 +132,36 @@ TEST_P(StorageFaults, OneFailedWriteFailsTheWholeBatch) {
   EXPECT_EQ(results.second, 503);
 }
 
+// A failed fdatasync may have dropped pages the kernel will not write again, while SQLite counts
+// the transaction as committed: the partition stops, PostgreSQL-style, and only a restart
+// serves it again. Nothing acknowledged is lost and the failed turn is all or nothing.
+TEST(StorageSyncFaults, AFailedSyncStopsThePartitionUntilRestart) {
+  durable::testing::Env env(faulty());
+  const auto& ns = env.exportClass<Tally>("TALLY");
+  const auto a = ns.getByName("a");
+  const auto b = ns.getByName("b");
+  EXPECT_EQ(env.fetch(a, "http://do/add").text(), "1");
+
+  env.failStorageSyncs(1);
+  expectFailedCommit(env.fetch(a, "http://do/add"));
+  env.healStorage();
+  // Stopped: no read from disk and no write, for this object or any other, until restart. The
+  // read throws inside the handler, which makes it a 500 like any uncaught exception.
+  for (const auto& [stub, path] : {std::pair{a, "http://do/add"}, {b, "http://do/get"}, {b, "http://do/add"}}) {
+    const auto r = env.fetch(stub, path);
+    EXPECT_EQ(r.status(), 500);
+    EXPECT_NE(r.text().find("storage is stopped until the server restarts"), std::string::npos) << r.text();
+  }
+
+  env.restart();
+  // The failed turn reached the WAL or not, both keys together; the acknowledged one did.
+  const auto pair = env.fetch(a, "http://do/pair").text();
+  EXPECT_TRUE(pair == "1,1" || pair == "2,2") << pair;
+  const auto after = env.fetch(a, "http://do/add").text();
+  EXPECT_EQ(after, pair == "1,1" ? "2" : "3");
+  EXPECT_EQ(env.fetch(b, "http://do/add").text(), "1");
+}
+
 INSTANTIATE_TEST_SUITE_P(IoErrorAndDiskFull, StorageFaults, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "DiskFull" : "IoError"; });
 
