@@ -31,7 +31,7 @@ Options:
   --listen HOST:PORT    where to serve HTTP and WebSocket (default 127.0.0.1:8787; port 0 picks one)
   --persist-to DIR      where objects' storage lives (default .durable/state)
   --durability MODE     full: a reply waits for fsync (default); relaxed: WAL synchronous=NORMAL
-  --shards N            shard threads (default: one per core)
+  --shards N            shard threads (default: one per core but one)
   --idle-timeout-ms N   evict an object after this long without events
 
 SIGTERM or SIGINT drains in-flight requests, commits, and exits 0.
@@ -191,7 +191,9 @@ int Server::serve(const ServeOptions& options) {
 
     int partitions = meta.partitions().value_or(0);
     if (partitions <= 0) {
-      unsigned n = cfg.settings.shards ? cfg.settings.shards : std::max(1u, std::thread::hardware_concurrency());
+      // Fixed for the life of the state directory: a later run with more shards has no
+      // partition to give them (Runtime caps shards at partitions).
+      unsigned n = cfg.settings.shards ? cfg.settings.shards : detail::defaultShardCount();
       partitions = static_cast<int>(n);
       meta.setPartitions(partitions);
     }

@@ -474,12 +474,17 @@ ObjectHost& Shard::host(const NamespaceImpl& ns, const ObjectId& id) {
 
 // ---------------------------------------------------------------- Runtime
 
+unsigned defaultShardCount() {
+  const unsigned cores = std::thread::hardware_concurrency();
+  return cores > 1 ? cores - 1 : 1;
+}
+
 Runtime::Runtime(RuntimeOptions options, const std::vector<NamespaceImpl*>& namespaces,
                  std::map<std::string, std::string, std::less<>> vars, const std::vector<std::int64_t>& purge,
                  int partitions)
     : options_(std::move(options)), partitionCount_(partitions), env_(&envImpl_) {
   unsigned shards = options_.settings.shards;
-  if (shards == 0) shards = std::max(1u, std::thread::hardware_concurrency());
+  if (shards == 0) shards = defaultShardCount();
   shards = std::min<unsigned>(shards, static_cast<unsigned>(partitionCount_));
   for (unsigned i = 0; i < shards; ++i) shards_.push_back(std::make_unique<Shard>(*this, static_cast<int>(i)));
 

@@ -196,6 +196,13 @@ struct RuntimeOptions {
   bool faultInjection = false;  // tests only: partitions write through storage/fault_vfs.h
 };
 
+// The shard count when the config says 0: one per core but one. Each shard also keeps a commit
+// and a sync thread per partition busy, and the kernel's network work needs a core too. On the
+// 2-core machine, with the load generator on the same cores, 1 shard against 2 did (wrk -c32,
+// durability full): GET 94k against 70k req/s, one hot object 55k against 41k, 1,000 objects
+// 32k against 30k, a mixed load 47k against 41k (bench/README.md).
+unsigned defaultShardCount();
+
 class Runtime {
  public:
   // `namespaces` are owned by the caller and outlive the runtime; each gets runtime = this.

@@ -181,6 +181,7 @@ int main(int argc, char** argv) {
     so.binary = testServerPath();
     so.config = testServerConfig();
     so.persistDir = state;
+    so.extraArgs = {"--shards", "2"};  // two shards and partitions whatever the machine's cores
     so.stderrLog = dir / ("server-" + std::to_string(round) + ".log");
     std::unique_ptr<ServerProcess> server;
     try {

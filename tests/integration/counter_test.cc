@@ -41,7 +41,9 @@ class CounterTest : public ::testing::Test {
  protected:
   fs::path stateDir() const { return dir_ / "state"; }
 
-  std::unique_ptr<ServerProcess> startServer(std::vector<std::string> extraArgs = {}) {
+  // Two shards whatever the machine (the default depends on its cores), so that requests
+  // accepted on one shard reach objects owned by the other.
+  std::unique_ptr<ServerProcess> startServer(std::vector<std::string> extraArgs = {"--shards", "2"}) {
     ServerProcess::Options o;
     o.persistDir = stateDir();
     o.stderrLog = dir_ / ("server-" + std::to_string(++starts_) + ".log");

@@ -1,7 +1,7 @@
 // WebSockets end to end through the real `durable` binary serving the seed app: the chat room
 // (join, history, broadcast, leave), persistence of the history across a restart, the
 // config's hibernation_timeout_ms and max_websocket_message_bytes, the HibernatingRoom, and a
-// SIGTERM with sockets open. The binary runs with its default shard count (one per core), so
+// SIGTERM with sockets open. The binary runs with two shards whatever the machine, so
 // upgrades accepted on one shard are handed to the room's.
 #include "integration/server_process.h"
 #include "integration/websocket_client.h"
@@ -49,6 +49,7 @@ class WebSocketServerTest : public ::testing::Test {
     ServerProcess::Options o;
     o.persistDir = dir_ / "state";
     o.stderrLog = dir_ / ("server-" + std::to_string(++starts_) + ".log");
+    o.extraArgs = {"--shards", "2"};
     if (!extraConfig.empty()) {
       // The seed's config ends with its [durable] table: the keys land there.
       o.config = dir_ / "wrangler.toml";
@@ -188,6 +189,7 @@ TEST_F(WebSocketServerTest, TheValueLimitFollowsTheClassBackend) {
   o.persistDir = dir_ / "sqlite-state";
   o.config = dir_ / "sqlite.toml";
   o.stderrLog = lastLog_ = dir_ / "sqlite.log";
+  o.extraArgs = {"--shards", "2"};
   writeFile(o.config, config);
   auto server = ServerProcess::start(std::move(o));
   EXPECT_EQ(chat(*server, 200), 200);
