@@ -26,8 +26,8 @@
 // anything written is not yet synced. A batch is durable once a sync that began after its
 // transaction committed has returned. So the next batches are written while the disk flushes
 // the previous ones, and one flush covers everything written before it began. Measured against
-// synchronous=FULL, where SQLite flushes inside COMMIT and the next batch waits for it: hot
-// object +16 %, 1,000 objects +10 % (bench/README.md).
+// synchronous=FULL, where SQLite flushes inside COMMIT and the next batch waits for it: 1.12x
+// on one hot object and 1.09x over 1,000 objects (bench/ab.sh, bench/README.md).
 // Checkpoints keep SQLite's own ordering: under NORMAL it syncs the WAL before copying it into
 // the database and syncs the database before the WAL is reused.
 // Durability "relaxed" has no sync thread: a batch counts as committed once written.
