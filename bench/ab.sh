@@ -3,13 +3,13 @@
 # rounds, each run with a fresh server and state directory. On a VM whose speed drifts by
 # 10-40 % within minutes, only figures measured this way, side by side, compare builds.
 #
-#   bash bench/ab.sh WORKLOAD BINARY...
+#   bash bench/ab.sh WORKLOAD BINARY[:SHARDS]...
 #   e.g. git worktree add /tmp/old HEAD~1 && make -C /tmp/old build
 #        bash bench/ab.sh hot /tmp/old/build/durable build/durable
 #
 # WORKLOAD: hot (increments of one object), many (increments over 1,000 objects), get (GET
 # of one counter). Environment: ROUNDS (4) SECS (5) CONNS (32) SHARDS (1) DURABILITY (full)
-# PORT (18905). Prints, per binary, req/s and p99 of every round and the median req/s; then, for
+# PORT (18905); BINARY:N runs that binary with --shards N instead. Prints, per binary, req/s and p99 of every round and the median req/s; then, for
 # every binary after the first, its rate over the first's round by round (each pair ran
 # back to back) and the median of those ratios, the figure to quote.
 set -euo pipefail
@@ -36,8 +36,10 @@ declare -A RESULTS
 for round in $(seq "$ROUNDS"); do
   for bin in "$@"; do
     rm -rf "$WORK/state"
-    "$bin" serve --config examples/seed/wrangler.toml --listen 127.0.0.1:$PORT --persist-to "$WORK/state" \
-      --durability "$DURABILITY" --shards "$SHARDS" > "$WORK/out" 2>&1 &
+    exe=$bin shards=$SHARDS
+    if [[ $bin =~ ^(.*):([0-9]+)$ ]]; then exe=${BASH_REMATCH[1]} shards=${BASH_REMATCH[2]}; fi
+    "$exe" serve --config examples/seed/wrangler.toml --listen 127.0.0.1:$PORT --persist-to "$WORK/state" \
+      --durability "$DURABILITY" --shards "$shards" > "$WORK/out" 2>&1 &
     SERVER=$!
     for _ in $(seq 100); do grep -q listening "$WORK/out" 2>/dev/null && break; sleep 0.05; done
     wrk -t1 -c"$CONNS" -d2s "${ARGS[@]}" > /dev/null
@@ -49,7 +51,7 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-echo "# $(date -u '+%F %H:%M UTC') $WORKLOAD, wrk -t1 -c$CONNS -d${SECS}s, --shards $SHARDS --durability $DURABILITY, $ROUNDS alternating rounds"
+echo "# $(date -u '+%F %H:%M UTC') $WORKLOAD, wrk -t1 -c$CONNS -d${SECS}s, --shards $SHARDS unless :N, --durability $DURABILITY, $ROUNDS alternating rounds"
 for bin in "$@"; do
   runs=${RESULTS[$bin]}
   median=$(echo "$runs" | tr ' ' '\n' | grep . | cut -d@ -f1 | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}')
