@@ -413,35 +413,22 @@ void Shard::evictIdle(bool all) {
   auto idle = all ? std::chrono::milliseconds(0) : std::chrono::milliseconds(settings.idleTimeoutMs);
   // An object whose only live work is hibernatable sockets leaves memory sooner.
   auto hibernate = all ? idle : std::min(idle, std::chrono::milliseconds(settings.hibernationTimeoutMs));
-  // Sweeping every object every time cost 4 % of the shard at a million objects
-  // (bench/scale.sh); past kSweepWhole each sweep takes the next eighth of the hash buckets.
-  const std::size_t buckets = objects_.bucket_count();
-  std::size_t first = 0;
-  std::size_t count = buckets;
-  if (!all && objects_.size() > kSweepWhole) {
-    count = (buckets + 7) / 8;
-    first = sweepBucket_ % buckets;
-    sweepBucket_ = (first + count) % buckets;
-  }
-  std::vector<Key> leaving;
-  for (std::size_t i = 0; i < count; ++i) {
-    const std::size_t b = (first + i) % buckets;
-    for (auto it = objects_.begin(b); it != objects_.end(b); ++it) {
-      auto s = sockets_.find(it->first);
-      bool hasSockets = s != sockets_.end() && !s->second.sockets.empty();
-      if (it->second->evictable(now, hasSockets ? hibernate : idle)) leaving.push_back(it->first);
-    }
-  }
   std::size_t hibernated = 0;
   std::size_t evicted = 0;
-  for (const Key& key : leaving) {
-    if (objects_.erase(key) == 0) continue;
-    ++evicted;
-    if (auto s = sockets_.find(key); s != sockets_.end() && !s->second.sockets.empty()) {
-      for (auto& ws : s->second.sockets) {
-        if (auto conn = ws->conn.lock()) conn->hibernate();
+  for (auto it = objects_.begin(); it != objects_.end();) {
+    auto s = sockets_.find(it->first);
+    bool hasSockets = s != sockets_.end() && !s->second.sockets.empty();
+    if (it->second->evictable(now, hasSockets ? hibernate : idle)) {
+      it = objects_.erase(it);
+      ++evicted;
+      if (hasSockets) {
+        for (auto& ws : s->second.sockets) {
+          if (auto conn = ws->conn.lock()) conn->hibernate();
+        }
+        hibernated += s->second.sockets.size();
       }
-      hibernated += s->second.sockets.size();
+    } else {
+      ++it;
     }
   }
   // What evicted objects and hibernating sockets give up is scattered among what stays, in

@@ -157,10 +157,8 @@ class Shard {
   void dropSocket(const std::shared_ptr<WebSocketImpl>& ws);
   std::size_t openSockets() const;
   std::size_t liveObjects() const { return objects_.size(); }
-  // Removes hosts idle for longer than the idle timeout. Past kSweepWhole objects one call looks
-  // at a rotating eighth of them, so an idle object leaves within eight sweeps.
+  // Removes hosts idle for longer than the idle timeout.
   void evictIdle(bool all = false);
-  static constexpr std::size_t kSweepWhole = 4096;
 
   std::vector<std::unique_ptr<Partition>> partitions;  // indexed by partition / shard count
 
@@ -185,7 +183,6 @@ class Shard {
   boost::asio::io_context ctx_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   boost::asio::steady_timer evictTimer_;
-  std::size_t sweepBucket_ = 0;  // where the next partial sweep of objects_ starts
   std::unordered_map<Key, std::unique_ptr<ObjectHost>, KeyHash> objects_;
   std::unordered_map<Key, ObjectSockets, KeyHash> sockets_;
   std::uint64_t flows_ = 0;

@@ -464,26 +464,6 @@ TEST_F(RuntimeTest, IdleObjectsAreEvictedAndComeBackIntact) {
   EXPECT_EQ(get(env, stub, "/get"), "2");
 }
 
-// Past a few thousand objects a sweep looks at a rotating eighth of them (Shard::evictIdle):
-// every idle object must still leave, whatever the table's growth did to its buckets.
-TEST_F(RuntimeTest, ManyIdleObjectsAreAllEvictedByPartialSweeps) {
-  dt::EnvOptions options;
-  options.idleTimeoutMs = 50;
-  dt::Env env(options);
-  auto& ns = env.exportClass<Counter>("COUNTER");
-  const int n = 6000;  // above Shard::kSweepWhole on the one shard
-  for (int i = 0; i < n; ++i) ASSERT_EQ(get(env, ns.getByName("o" + std::to_string(i)), "/get"), "0");
-  EXPECT_EQ(get(env, ns.getByName("o1"), "/increment"), "1");
-
-  // Eviction, not speed: a sleep is the point here.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (env.liveObjects() != 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  EXPECT_EQ(env.liveObjects(), 0u);
-  EXPECT_EQ(get(env, ns.getByName("o1"), "/get"), "1");
-}
-
 // ---------------------------------------------------------------- IDs
 
 TEST_F(RuntimeTest, IdFromNameIsDeterministicPerNamespaceAndJurisdiction) {
