@@ -198,9 +198,9 @@ struct RuntimeOptions {
 
 // The shard count when the config says 0: one per core but one. Each shard also keeps a commit
 // and a sync thread per partition busy, and the kernel's network work needs a core too. On the
-// 2-core machine, with the load generator on the same cores, 1 shard against 2 did (wrk -c32,
-// durability full): GET 94k against 70k req/s, one hot object 55k against 41k, 1,000 objects
-// 32k against 30k, a mixed load 47k against 41k (bench/README.md).
+// 2-core machine, with the load generator on the same cores, two shards over one, side by side
+// (bench/ab.sh, wrk -c32, durability full): GET 0.67, one hot object 0.94, 1,000 objects 1.02
+// (bench/README.md).
 unsigned defaultShardCount();
 
 class Runtime {

@@ -527,7 +527,8 @@ void Partition::onCommitted(std::uint64_t seq, std::string error, bool fatal) {
   stores.erase(std::unique(stores.begin(), stores.end()), stores.end());
   for (ObjectStore* store : stores) store->reset();
   auto err = std::make_exception_ptr(
-      Error(ErrorCode::kUnavailable, (fatal ? "storage failed; the object was reset: " : "storage commit failed; the object was reset: ") + error));
+      Error(ErrorCode::kUnavailable,
+            std::string(fatal ? "storage failed" : "storage commit failed") + "; the object was reset: " + error));
   for (auto& w : waiters) w.done(err);
 }
 
