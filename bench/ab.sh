@@ -33,6 +33,7 @@ SERVER=
 trap '[ -n "$SERVER" ] && kill -KILL $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 
 declare -A RESULTS
+DISK_BEFORE=$(bash bench/disk-probe.sh)
 for round in $(seq "$ROUNDS"); do
   for bin in "$@"; do
     rm -rf "$WORK/state"
@@ -51,7 +52,7 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-echo "# $(date -u '+%F %H:%M UTC') $WORKLOAD, wrk -t1 -c$CONNS -d${SECS}s, --shards $SHARDS unless :N, --durability $DURABILITY, $ROUNDS alternating rounds"
+echo "# $(date -u '+%F %H:%M UTC') $WORKLOAD, wrk -t1 -c$CONNS -d${SECS}s, --shards $SHARDS unless :N, --durability $DURABILITY, $ROUNDS alternating rounds, disk $DISK_BEFORE then $(bash bench/disk-probe.sh) us per synced 4 KiB write (bench/disk-probe.sh)"
 for bin in "$@"; do
   runs=${RESULTS[$bin]}
   median=$(echo "$runs" | tr ' ' '\n' | grep . | cut -d@ -f1 | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}')

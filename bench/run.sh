@@ -34,7 +34,7 @@ run() {  # name, wrk args...
     "$(echo "$out" | awk '$1=="99%" {print $2}')"
 }
 
-echo "# $(date -u +%F) $(nproc) cores, wrk -t1 -c$CONNS -d${SECS}s, shards=${SHARDS:-default}"
+echo "# $(date -u +%F) $(nproc) cores, wrk -t1 -c$CONNS -d${SECS}s, shards=${SHARDS:-default}, disk $(bash bench/disk-probe.sh) us per synced 4 KiB write"
 for durability in full relaxed; do
   start "$durability"
   # Warm up: activate the objects.
