@@ -61,6 +61,7 @@ class URL {
   std::string hostname() const { return std::string(part(hostname_)); }
   std::string port() const { return std::string(part(port_)); }
   std::string pathname() const;  // percent-encoded, as in JavaScript; "/" at least
+  std::string_view pathnameView() const;  // the same without a copy; valid while this URL lives
   std::string search() const;    // "?a=1" or ""
   SearchParams searchParams() const { return SearchParams(part(query_)); }
 

@@ -347,9 +347,11 @@ URL::URL(std::string_view href) : href_(href) {
   query_ = u.has_query() ? span(u.encoded_query()) : Span{};
 }
 
-std::string URL::pathname() const {
-  std::string p(part(path_));
-  return p.empty() ? "/" : p;
+std::string URL::pathname() const { return std::string(pathnameView()); }
+
+std::string_view URL::pathnameView() const {
+  const std::string_view p = part(path_);
+  return p.empty() ? std::string_view("/") : p;
 }
 
 std::string URL::search() const {

@@ -154,28 +154,40 @@ void ObjectHost::breakInstance() {
   }
 }
 
-void ObjectHost::fetch(Request request, std::function<void(Response)> reply) {
+void ObjectHost::fetch(Request request, Shard* replyTo, std::function<void(Response)> reply) {
   // Admitted at once, the event is not wrapped for the queue.
   if (admitsNewEvent()) {
-    startFetch(std::move(request), std::move(reply));
+    startFetch(std::move(request), replyTo, std::move(reply));
     return;
   }
-  queued_.push_back({[this, request = std::move(request), reply = std::move(reply)]() mutable {
-                       startFetch(std::move(request), std::move(reply));
+  queued_.push_back({[this, request = std::move(request), replyTo, reply = std::move(reply)]() mutable {
+                       startFetch(std::move(request), replyTo, std::move(reply));
                      },
                      0});
 }
 
-void ObjectHost::startFetch(Request request, std::function<void(Response)> reply) {
+void ObjectHost::sendReply(Shard* replyTo, std::function<void(Response)> reply, Response response) {
+  if (!replyTo) {
+    reply(std::move(response));
+    return;
+  }
+  // Straight to Asio, not through postTo(): one allocation fewer on every request.
+  boost::asio::post(replyTo->context(), [reply = std::move(reply), response = std::move(response)]() mutable {
+    reply(std::move(response));
+  });
+}
+
+void ObjectHost::startFetch(Request request, Shard* replyTo, std::function<void(Response)> reply) {
   if (!instance_) {
-    reply(errorResponse(500, "Durable Object constructor failed: " + constructError_));
+    sendReply(replyTo, std::move(reply), errorResponse(500, "Durable Object constructor failed: " + constructError_));
     return;
   }
   beginEvent();
   ContextScope scope({this, shard_.nextFlow()});
-  spawn(runFetch(std::move(request)), std::function<void(Result<Response>)>([this, reply = std::move(reply)](Result<Response> r) {
+  spawn(runFetch(std::move(request)),
+        std::function<void(Result<Response>)>([this, replyTo, reply = std::move(reply)](Result<Response> r) mutable {
           endEvent();
-          reply(std::move(r).value());
+          sendReply(replyTo, std::move(reply), std::move(r).value());
         }));
 }
 
@@ -201,7 +213,9 @@ Task<void> ObjectHost::runInside(std::function<Task<void>(DurableObject&, State&
   } catch (...) {
     error = std::current_exception();
   }
-  co_await store_.waitDurable();
+  // Named, not a temporary in the co_await: the waiter must stay where it was registered.
+  auto gate = store_.durable();
+  co_await gate;
   if (error) std::rethrow_exception(error);
 }
 
@@ -234,7 +248,8 @@ Task<void> ObjectHost::runAlarm(AlarmInfo info) {
     log("object ", ns_.className, " ", id_.toString(), ": alarm threw (retry ", info.retryCount, "): ", error);
   }
   store_.endAlarm(error.empty());
-  co_await store_.waitDurable();
+  auto gate = store_.durable();
+  co_await gate;
   if (!error.empty()) throw Error(ErrorCode::kInternal, error);
 }
 
@@ -259,7 +274,8 @@ Task<Response> ObjectHost::runFetch(Request request) {
   }
   std::string gateError;
   try {
-    co_await store_.waitDurable();
+    auto gate = store_.durable();
+    co_await gate;
   } catch (const std::exception& e) {
     gateError = e.what();
   }
@@ -557,13 +573,7 @@ void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request
   Shard* caller = Shard::current();
   Shard& owner = shardOf(id);
   auto deliver = [&owner, &ns, id, caller, request = std::move(request), reply = std::move(reply)]() mutable {
-    owner.host(ns, id).fetch(std::move(request), [caller, reply = std::move(reply)](Response r) mutable {
-      if (caller) {
-        postTo(*caller, [reply = std::move(reply), r = std::move(r)]() mutable { reply(std::move(r)); });
-      } else {
-        reply(std::move(r));
-      }
-    });
+    owner.host(ns, id).fetch(std::move(request), caller, std::move(reply));
   };
   // On the owner's own thread the event starts at once: the caller is suspended already, and
   // the reply still comes back through the queue, on a fresh stack.
@@ -667,17 +677,21 @@ struct FetchAwaiter {
   ObjectId id;
   Request request;
   std::optional<Response> result;
+  std::coroutine_handle<> handle;
+  ExecContext ctx;
 
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h) {
-    ExecContext ctx = currentContext();
-    ns->runtime->dispatchFetch(*ns, id, std::move(request), [this, h, ctx](Response r) {
+    handle = h;
+    ctx = currentContext();
+    // Only `this` is captured: the callback fits std::function's inline buffer.
+    ns->runtime->dispatchFetch(*ns, id, std::move(request), [this](Response r) {
       result.emplace(std::move(r));
       if (ctx.host) {
-        static_cast<ObjectHost*>(ctx.host)->resumeGated(h, ctx.flow);
+        static_cast<ObjectHost*>(ctx.host)->resumeGated(handle, ctx.flow);
       } else {
         ContextScope scope(ctx);
-        h.resume();
+        handle.resume();
       }
     });
   }
@@ -686,7 +700,7 @@ struct FetchAwaiter {
 
 Task<Response> stubFetch(const detail::NamespaceImpl* ns, ObjectId id, Request request) {
   // A named awaiter, not a braced temporary: see RequestInit in durable/http.h.
-  FetchAwaiter awaiter{ns, std::move(id), std::move(request), std::nullopt};
+  FetchAwaiter awaiter{ns, std::move(id), std::move(request), std::nullopt, {}, {}};
   co_return co_await awaiter;
 }
 }  // namespace

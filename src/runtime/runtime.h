@@ -71,8 +71,10 @@ class ObjectHost {
   ObjectHost(const ObjectHost&) = delete;
   ObjectHost& operator=(const ObjectHost&) = delete;
 
-  // Delivers a request; `reply` runs on this shard once the response may leave (output gate).
-  void fetch(Request request, std::function<void(Response)> reply);
+  // Delivers a request; once the response may leave (output gate), `reply` runs: posted to
+  // `replyTo`'s queue when given (a caller on any shard, this one included: a fresh stack),
+  // else inline on this shard.
+  void fetch(Request request, Shard* replyTo, std::function<void(Response)> reply);
   // Runs the object's alarm() as an event; `done(ok)` runs once its writes are durable.
   void alarm(AlarmInfo info, std::function<void(bool)> done);
   // Deletes the alarm set for `scheduledTime` (it failed every retry), if it is still that one.
@@ -99,7 +101,8 @@ class ObjectHost {
   Shard& shard() { return shard_; }
 
  private:
-  void startFetch(Request request, std::function<void(Response)> reply);
+  void startFetch(Request request, Shard* replyTo, std::function<void(Response)> reply);
+  static void sendReply(Shard* replyTo, std::function<void(Response)> reply, Response response);
   Task<Response> runFetch(Request request);
   Task<void> runAlarm(AlarmInfo info);
   Task<void> runInside(std::function<Task<void>(DurableObject&, State&)> fn);

@@ -3,6 +3,8 @@
 
 #include "runtime/utf8.h"
 
+#include <boost/container/small_vector.hpp>
+
 #include <exception>
 #include <utility>
 
@@ -17,8 +19,11 @@ int hexDigit(char c) {
   return -1;
 }
 
-std::vector<std::string_view> splitPath(std::string_view s) {
-  std::vector<std::string_view> out;
+// Paths rarely have more than a handful of segments: keep them off the heap.
+using Segments = boost::container::small_vector<std::string_view, 16>;
+
+Segments splitPath(std::string_view s) {
+  Segments out;
   while (true) {
     auto slash = s.find('/');
     out.push_back(s.substr(0, slash));
@@ -112,8 +117,8 @@ Worker& Worker::notFound(Handler handler) {
 }
 
 namespace {
-template <class Segment>
-bool matchSegments(const std::vector<Segment>& pat, const std::vector<std::string_view>& segs,
+template <class Pattern>
+bool matchSegments(const Pattern& pat, const Segments& segs,
                    std::map<std::string, std::string, std::less<>>* params, bool decode) {
   std::pair<std::string_view, std::string_view> found[16];
   std::size_t nfound = 0;
@@ -155,8 +160,8 @@ Task<Response> Worker::fetch(Request request, Env& env) const {
   Context c(request, env);
   std::optional<Response> response;
   try {
-    const std::string path = request.url().pathname();
-    const auto segments = splitPath(path);
+    const URL url = request.url();
+    const auto segments = splitPath(url.pathnameView());
     const Handler* handler = nullptr;
     for (const Route& r : routes_) {
       if (methodMatches(r.method, request.method()) &&
