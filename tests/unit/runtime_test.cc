@@ -464,6 +464,36 @@ TEST_F(RuntimeTest, IdleObjectsAreEvictedAndComeBackIntact) {
   EXPECT_EQ(get(env, stub, "/get"), "2");
 }
 
+TEST_F(RuntimeTest, EvictionTakesTheIdleObjectsAndKeepsTheActiveOne) {
+  dt::EnvOptions options;
+  options.idleTimeoutMs = 400;
+  dt::Env env(options);
+  auto& ns = env.exportClass<Counter>("COUNTER");
+  const Stub active = ns.getByName("active");
+  std::vector<Stub> idle;
+  for (int i = 0; i < 20; ++i) idle.push_back(ns.getByName("idle-" + std::to_string(i)));
+  EXPECT_EQ(get(env, active, "/increment"), "1");
+  for (const Stub& s : idle) EXPECT_EQ(get(env, s, "/increment"), "1");
+  EXPECT_EQ(env.liveObjects(), 21u);
+
+  // The active object is used every 40 ms, well inside its timeout, for four timeouts; the
+  // others only came first. Eviction, not speed: sleeping is the point here.
+  int count = 1;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1600);
+  while (std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+    EXPECT_EQ(get(env, active, "/increment"), std::to_string(++count));
+  }
+  EXPECT_EQ(env.liveObjects(), 1u);
+  EXPECT_EQ(constructions(active.id()), 1);
+
+  // The evicted ones come back from storage.
+  for (const Stub& s : idle) {
+    EXPECT_EQ(get(env, s, "/increment"), "2");
+    EXPECT_EQ(constructions(s.id()), 2);
+  }
+}
+
 // ---------------------------------------------------------------- IDs
 
 TEST_F(RuntimeTest, IdFromNameIsDeterministicPerNamespaceAndJurisdiction) {
