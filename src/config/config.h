@@ -40,7 +40,7 @@ struct Settings {
   Durability durability = Durability::kFull;     // [durable] durability = "full" | "relaxed"
   std::int64_t idleTimeoutMs = 60000;            // [durable] idle_timeout_ms (> 0)
   std::size_t maxValueBytes = 128 * 1024;        // [durable] max_value_bytes (1 .. 2 MiB)
-  unsigned shards = 0;                           // [durable] shards (0 = one per core, at most 1024)
+  unsigned shards = 0;                           // [durable] shards (0 = one per core but one, at least 1; at most 1024)
   std::size_t maxBodyBytes = 100 * 1024 * 1024;  // [durable] max_body_bytes (1 .. 1 GiB)
   // An object whose only live work is hibernatable WebSockets leaves memory after this long.
   std::int64_t hibernationTimeoutMs = 10000;     // [durable] hibernation_timeout_ms (> 0)

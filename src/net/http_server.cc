@@ -3,6 +3,7 @@
 #include "net/websocket.h"
 #include "runtime/log.h"
 
+#include <cctype>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -73,6 +74,32 @@ using Clock = std::chrono::steady_clock;
 // A response the client does not take within this long is abandoned with its connection.
 constexpr std::chrono::seconds kWriteTimeout{30};
 
+// RFC 3986 authority without userinfo: reg-name or IPv4, or an IPv6 literal in brackets, then
+// an optional ":port". Empty is allowed (HTTP/1.0 without Host).
+bool validAuthority(std::string_view h) {
+  std::size_t i = 0;
+  if (!h.empty() && h.front() == '[') {
+    const auto close = h.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    for (char c : h.substr(1, close - 1)) {
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
+    }
+    i = close + 1;
+  } else {
+    for (; i < h.size() && h[i] != ':'; ++i) {
+      const char c = h[i];
+      if (std::isalnum(static_cast<unsigned char>(c))) continue;
+      if (std::string_view("-._~!$&'()*+,;=%").find(c) == std::string_view::npos) return false;
+    }
+  }
+  if (i == h.size()) return true;
+  if (h[i] != ':') return false;
+  for (char c : h.substr(i + 1)) {
+    if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServer& server, Shard& shard)
@@ -121,7 +148,11 @@ class Session : public std::enable_shared_from_this<Session> {
     keepAlive_ = req.keep_alive() && !server_.stopping();
     head_ = req.method() == http::verb::head;
 
+    // The Host header becomes part of the request's URL: one that is not an authority could
+    // move the path ("Host: x/admin") past whatever looked at the request line.
+    if (req.count(http::field::host) > 1) return fail(400, "malformed HTTP request: more than one Host header");
     std::string host = std::string(req[http::field::host]);
+    if (!validAuthority(host)) return fail(400, "malformed HTTP request: bad Host header");
     if (host.empty()) host = server_.options().host + ":" + std::to_string(server_.port());
     std::string target(req.target());
     if (target.empty() || target.front() != '/') return fail(400, "malformed HTTP request: bad target");

@@ -1,6 +1,7 @@
 #include <durable/error.h>
 #include <durable/worker.h>
 
+#include "runtime/log.h"
 #include "runtime/utf8.h"
 
 #include <boost/container/small_vector.hpp>
@@ -177,10 +178,13 @@ Task<Response> Worker::fetch(Request request, Env& env) const {
     }
     response.emplace(co_await run(c, std::move(chain), 0, handler));
   } catch (const Error& e) {
+    detail::log("worker: ", request.method(), " ", request.urlString(), " threw (", e.httpStatus(), "): ", e.what());
     response.emplace(errorResponse(e.httpStatus(), e.what()));
   } catch (const std::exception& e) {
+    detail::log("worker: ", request.method(), " ", request.urlString(), " threw (500): ", e.what());
     response.emplace(errorResponse(500, e.what()));
   } catch (...) {
+    detail::log("worker: ", request.method(), " ", request.urlString(), " threw (500): unknown error");
     response.emplace(errorResponse(500, "unknown error"));
   }
   // Hono's c.header wins over whatever the handler put there; several values of one name

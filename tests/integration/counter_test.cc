@@ -198,6 +198,50 @@ TEST_F(CounterTest, TwoHundredConcurrentIncrementsOnOneIdAreSerialised) {
   EXPECT_EQ(server->stop().describe(), "exit code 0");
 }
 
+TEST_F(CounterTest, TwoHundredIncrementsInFlightAtOnceGetOneToTwoHundred) {
+  auto server = startServer();
+  // 200 clients, each on its own connection and thread, released together: all 200 requests
+  // are on the wire before the first reply can come back.
+  constexpr int kClients = 200;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool go = false;
+  std::vector<std::string> replies(kClients);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return go; });
+      }
+      replies[i] = rawExchange(server->host(), server->port(),
+                               "POST /counters/wire/increment HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                               "Connection: close\r\n\r\n",
+                               30s)
+                       .received;
+    });
+  }
+  {
+    std::lock_guard lock(mu);
+    go = true;
+  }
+  cv.notify_all();
+  for (auto& t : threads) t.join();
+
+  std::vector<long long> counts;
+  for (const auto& raw : replies) {
+    HttpResponse r = parseResponse(raw);
+    ASSERT_EQ(r.status, 200) << raw;
+    counts.push_back(parseCount(r));
+  }
+  std::sort(counts.begin(), counts.end());
+  std::vector<long long> expected(kClients);
+  for (int i = 0; i < kClients; ++i) expected[i] = i + 1;
+  EXPECT_EQ(counts, expected) << "every increment must see a distinct count 1..200";
+  EXPECT_EQ(httpRequest(server->host(), server->port(), "GET", "/counters/wire").body, countBody(kClients));
+  EXPECT_EQ(server->stop().describe(), "exit code 0");
+}
+
 TEST_F(CounterTest, TwoHundredConnectionsEachIncrementOnce) {
   auto server = startServer();
   // 200 connections, all opened before any request is sent, then 200 requests at once.
@@ -384,6 +428,23 @@ TEST_F(CounterTest, SigtermDuringBurstDrainsAndKeepsAcknowledgedIncrements) {
   EXPECT_EQ(server->stop().describe(), "exit code 0");
 }
 
+TEST_F(CounterTest, SigintDuringBurstDrainsAndKeepsAcknowledgedIncrements) {
+  constexpr int kIds = 3;
+  LoadResult load;
+  {
+    auto server = startServer();
+    load = loadThenInterrupt(*server, kIds, 8, 100, [&] {
+      const ExitStatus st = server->stop(20s, SIGINT);
+      EXPECT_TRUE(st.exited) << st.describe();
+      EXPECT_EQ(st.code, 0) << server->stderrText();
+      EXPECT_NE(server->stderrText().find("SIGINT"), std::string::npos) << server->stderrText();
+    });
+  }
+  auto server = startServer();
+  checkAfterRestart(*server, load);
+  EXPECT_EQ(server->stop().describe(), "exit code 0");
+}
+
 TEST_F(CounterTest, SigtermWhenIdleExitsZeroPromptly) {
   auto server = startServer();
   // An idle keep-alive connection must not hold the shutdown up.
@@ -393,6 +454,19 @@ TEST_F(CounterTest, SigtermWhenIdleExitsZeroPromptly) {
   EXPECT_EQ(server->stop().describe(), "exit code 0");
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
   EXPECT_NE(server->stderrText().find("SIGTERM"), std::string::npos);
+}
+
+TEST_F(CounterTest, WorkerErrorsAreAnsweredAsJsonAndLogged) {
+  auto server = startServer();
+  // A route parameter that does not decode to UTF-8 throws in the Worker's handler.
+  auto r = httpRequest(server->host(), server->port(), "POST", "/counters/%ff/increment");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.header("content-type").find("application/json"), std::string::npos);
+  EXPECT_NE(r.body.find("\"error\""), std::string::npos) << r.body;
+  EXPECT_EQ(server->stop().describe(), "exit code 0");
+  const std::string log = server->stderrText();
+  EXPECT_NE(log.find("worker: POST "), std::string::npos) << log;
+  EXPECT_NE(log.find("/counters/%ff/increment threw (400)"), std::string::npos) << log;
 }
 
 // ---- malformed HTTP ----
@@ -406,6 +480,14 @@ TEST_F(CounterTest, MalformedRequestsGet400JsonAndTheConnectionCloses) {
       "GET /health HTTP/1.1\r\nBad Header Without Colon\r\n\r\n",
       "GET health HTTP/1.1\r\nHost: x\r\n\r\n",  // target must start with '/'
       "POST /counters/m/increment HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+      // The Host header is part of the URL the Worker routes: it must not be able to move the path.
+      "POST /increment HTTP/1.1\r\nHost: x/counters/m\r\nContent-Length: 0\r\n\r\n",
+      "POST /increment HTTP/1.1\r\nHost: x?/counters/m\r\nContent-Length: 0\r\n\r\n",
+      "GET /health HTTP/1.1\r\nHost: x#y\r\n\r\n",
+      "GET /health HTTP/1.1\r\nHost: user@x\r\n\r\n",
+      "GET /health HTTP/1.1\r\nHost: x:8o\r\n\r\n",
+      "GET /health HTTP/1.1\r\nHost: [::1\r\n\r\n",
+      "GET /health HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
   };
   for (const auto& bytes : cases) {
     SCOPED_TRACE(bytes);
@@ -433,6 +515,14 @@ TEST_F(CounterTest, MalformedRequestsGet400JsonAndTheConnectionCloses) {
   EXPECT_TRUE(x.peerClosed);
   EXPECT_EQ(x.received.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << x.received;
   EXPECT_NE(x.received.find("HTTP/1.1 400 "), std::string::npos) << x.received;
+
+  // Hosts that are authorities are served: a name, IPv4 and IPv6 literals, with or without port.
+  for (const std::string host : {"example.com", "example.com:8080", "127.0.0.1:1", "[::1]:8787", "[::1]"}) {
+    SCOPED_TRACE(host);
+    RawExchange ok = rawExchange(server->host(), server->port(),
+                                 "GET /health HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n", 5s);
+    EXPECT_EQ(ok.received.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << ok.received;
+  }
 
   // Nothing of it reached the counter, and the server is still healthy.
   HttpConnection c(server->host(), server->port());

@@ -252,14 +252,14 @@ ExitStatus ServerProcess::waitFor(std::chrono::milliseconds timeout, bool* timed
   return *st;
 }
 
-ExitStatus ServerProcess::stop(std::chrono::milliseconds timeout) {
+ExitStatus ServerProcess::stop(std::chrono::milliseconds timeout, int signal) {
   if (!running()) throw std::logic_error("ServerProcess::stop: not running");
-  ::kill(pid_, SIGTERM);
+  ::kill(pid_, signal);
   bool timedOut = false;
   ExitStatus st = waitFor(timeout, &timedOut);
   if (timedOut) {
-    throw std::runtime_error("server did not exit within " + std::to_string(timeout.count()) +
-                             " ms of SIGTERM (killed with -9); stderr:\n" + stderrText());
+    throw std::runtime_error("server did not exit within " + std::to_string(timeout.count()) + " ms of signal " +
+                             std::to_string(signal) + " (killed with -9); stderr:\n" + stderrText());
   }
   return st;
 }

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -79,8 +80,9 @@ class ServerProcess {
   std::string stderrText() const;
   const std::filesystem::path& stderrLog() const { return options_.stderrLog; }
 
-  // SIGTERM, then wait for the exit. If it has not exited within `timeout`, kill -9 and throw.
-  ExitStatus stop(std::chrono::milliseconds timeout = 20s);
+  // `signal` (SIGTERM or SIGINT), then wait for the exit. If it has not exited within
+  // `timeout`, kill -9 and throw.
+  ExitStatus stop(std::chrono::milliseconds timeout = 20s, int signal = SIGTERM);
   // SIGKILL and reap.
   ExitStatus kill9();
 
