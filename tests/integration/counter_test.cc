@@ -406,6 +406,24 @@ TEST_F(CounterTest, Kill9KeepsEveryAcknowledgedIncrement) {
   EXPECT_EQ(server->stop().describe(), "exit code 0");
 }
 
+// "relaxed" skips the fdatasync, not the commit: a crash of the process loses nothing
+// acknowledged (only a crash of the machine may).
+TEST_F(CounterTest, Kill9UnderRelaxedDurabilityKeepsEveryAcknowledgedIncrement) {
+  const std::vector<std::string> relaxed = {"--shards", "2", "--durability", "relaxed"};
+  constexpr int kIds = 4;
+  LoadResult load;
+  {
+    auto server = startServer(relaxed);
+    load = loadThenInterrupt(*server, kIds, 8, 150, [&] {
+      const ExitStatus st = server->kill9();
+      EXPECT_EQ(st.signal, SIGKILL) << st.describe();
+    });
+  }
+  auto server = startServer(relaxed);
+  checkAfterRestart(*server, load);
+  EXPECT_EQ(server->stop().describe(), "exit code 0");
+}
+
 TEST_F(CounterTest, SigtermDuringBurstDrainsAndKeepsAcknowledgedIncrements) {
   constexpr int kIds = 3;
   LoadResult load;

@@ -285,8 +285,14 @@ TEST_F(RuntimeTest, ConcurrentIncrementsFromOneTaskAreSerialized) {
 
 // ---------------------------------------------------------------- output gate
 
-TEST_F(RuntimeTest, ReplyImpliesDurability) {
-  dt::Env env;
+class OutputGateTest : public RuntimeTest, public ::testing::WithParamInterface<const char*> {};
+
+// Under "relaxed" the reply still waits for the commit (durable against a crash of the
+// process, not of the machine); under "full" also for the fdatasync.
+TEST_P(OutputGateTest, ReplyImpliesDurability) {
+  dt::EnvOptions options;
+  options.durability = GetParam();
+  dt::Env env(options);
   auto& ns = env.exportClass<Counter>("COUNTER");
   const Stub stub = ns.getByName("gate");
   for (int i = 1; i <= 5; ++i) {
@@ -304,6 +310,8 @@ TEST_F(RuntimeTest, ReplyImpliesDurability) {
   env.restart();
   EXPECT_EQ(get(env, stub, "/get"), "5");
 }
+
+INSTANTIATE_TEST_SUITE_P(Durability, OutputGateTest, ::testing::Values("full", "relaxed"));
 
 // ---------------------------------------------------------------- input gate
 
