@@ -1,6 +1,8 @@
 #include <durable/error.h>
 #include <durable/http.h>
 
+#include "net/url_path.h"
+
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value_stack.hpp>
@@ -302,7 +304,7 @@ bool URL::parseSimple() {
     const char c = h[i];
     if (c == '/') {
       const auto seg = h.substr(segment, i - segment);
-      if (seg == "/." || seg == "/..") return false;
+      if (detail::hasDotSegments(seg)) return false;
       segment = i;
     } else if (c == '%') {
       if (i + 2 >= h.size() || !isHex(h[i + 1]) || !isHex(h[i + 2])) return false;
@@ -311,7 +313,7 @@ bool URL::parseSimple() {
     }
   }
   const auto last = h.substr(segment, i - segment);
-  if (last == "/." || last == "/..") return false;
+  if (detail::hasDotSegments(last)) return false;
   path_ = {static_cast<std::uint32_t>(pathAt), static_cast<std::uint32_t>(i - pathAt)};
   query_ = {static_cast<std::uint32_t>(i), 0};
   if (i < h.size()) {
@@ -329,6 +331,59 @@ bool URL::parseSimple() {
   return true;
 }
 
+namespace detail {
+namespace {
+bool isDotSegment(std::string_view seg) { return seg == "." || seg == "%2e" || seg == "%2E"; }
+bool isDotDotSegment(std::string_view seg) {
+  if (seg.size() != 2 && seg.size() != 4 && seg.size() != 6) return false;
+  std::string l(seg);
+  for (char& c : l) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return l == ".." || l == ".%2e" || l == "%2e." || l == "%2e%2e";
+}
+}  // namespace
+
+bool hasDotSegments(std::string_view path) {
+  std::size_t at = 0;
+  while (at < path.size()) {
+    const auto next = path.find('/', at + 1);
+    const auto seg = path.substr(at + 1, next == std::string_view::npos ? std::string_view::npos : next - at - 1);
+    if (isDotSegment(seg) || isDotDotSegment(seg)) return true;
+    if (next == std::string_view::npos) break;
+    at = next;
+  }
+  return false;
+}
+
+std::string removeDotSegments(std::string_view path) {
+  std::vector<std::string_view> segments;
+  std::string_view rest = path.empty() ? path : path.substr(1);
+  bool trailingSlash = false;
+  while (true) {
+    const auto slash = rest.find('/');
+    const std::string_view seg = rest.substr(0, slash);
+    const bool last = slash == std::string_view::npos;
+    if (isDotDotSegment(seg)) {
+      if (!segments.empty()) segments.pop_back();
+      trailingSlash = last;
+    } else if (isDotSegment(seg)) {
+      trailingSlash = last;
+    } else {
+      segments.push_back(seg);
+      trailingSlash = false;
+    }
+    if (last) break;
+    rest.remove_prefix(slash + 1);
+  }
+  std::string out;
+  for (auto seg : segments) {
+    out += '/';
+    out += seg;
+  }
+  if (out.empty() || trailingSlash) out += '/';
+  return out;
+}
+}  // namespace detail
+
 URL::URL(std::string_view href) : href_(href) {
   if (href_.size() < (1u << 30) && parseSimple()) return;
   auto parsed = boost::urls::parse_uri(boost::core::string_view(href.data(), href.size()));
@@ -339,6 +394,15 @@ URL::URL(std::string_view href) : href_(href) {
     if (part.empty()) return Span{};
     return Span{static_cast<std::uint32_t>(part.data() - href.data()), static_cast<std::uint32_t>(part.size())};
   };
+  // As the URL standard does (`new URL("http://h/a/../b").pathname` is "/b"): the href is
+  // rebuilt without them and parsed again.
+  if (detail::hasDotSegments(u.encoded_path())) {
+    std::string rebuilt(href.substr(0, static_cast<std::size_t>(u.encoded_path().data() - href.data())));
+    rebuilt += detail::removeDotSegments(u.encoded_path());
+    rebuilt += href.substr(static_cast<std::size_t>(u.encoded_path().data() + u.encoded_path().size() - href.data()));
+    *this = URL(rebuilt);
+    return;
+  }
   scheme_ = span(u.scheme());
   host_ = span(u.encoded_host_and_port());
   hostname_ = span(u.encoded_host());

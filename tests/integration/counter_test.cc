@@ -487,6 +487,33 @@ TEST_F(CounterTest, WorkerErrorsAreAnsweredAsJsonAndLogged) {
   EXPECT_NE(log.find("/counters/%ff/increment threw (400)"), std::string::npos) << log;
 }
 
+TEST_F(CounterTest, TargetsAreReadAsAWorkersUrlReadsThem) {
+  auto server = startServer();
+  auto send = [&](const std::string& method, const std::string& target) {
+    RawExchange x = rawExchange(server->host(), server->port(),
+                                method + " " + target + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                                5s);
+    return parseResponse(x.received);
+  };
+  // Dot segments are resolved, plain or percent-encoded, and a fragment is dropped.
+  for (const std::string target : {"/./health", "/counters/q/../../health", "/%2e/x/%2E%2e/health", "/health#f"}) {
+    SCOPED_TRACE(target);
+    auto r = send("GET", target);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "ok");
+  }
+  // Bytes a URL may not hold are encoded, not refused: the same object either way.
+  EXPECT_EQ(send("POST", "/counters/a|b/increment").body, countBody(1));
+  EXPECT_EQ(send("GET", "/counters/a%7Cb").body, countBody(1));
+  EXPECT_EQ(send("POST", "/counters/a{b}^`/increment").body, countBody(1));
+  EXPECT_EQ(send("GET", "/counters/a%7Bb%7D%5E%60").body, countBody(1));
+  // A '%' that starts no escape is a literal '%'.
+  EXPECT_EQ(send("POST", "/counters/%zz/increment").body, countBody(1));
+  EXPECT_EQ(send("GET", "/counters/%25zz").body, countBody(1));
+  EXPECT_EQ(send("GET", "/health?q=%").status, 200);
+  EXPECT_EQ(server->stop().describe(), "exit code 0");
+}
+
 // ---- malformed HTTP ----
 
 TEST_F(CounterTest, MalformedRequestsGet400JsonAndTheConnectionCloses) {

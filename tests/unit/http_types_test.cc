@@ -238,9 +238,16 @@ TEST(HttpUrlTest, PlainAndUnusualUrlsSplitTheSame) {
   URL v6("http://[::1]:8080/x");
   EXPECT_EQ(v6.host(), "[::1]:8080");
   EXPECT_EQ(v6.pathname(), "/x");
+  // Dot segments are resolved, as `new URL()` does.
   URL dots("http://h/a/../b");
   EXPECT_EQ(dots.hostname(), "h");
-  EXPECT_FALSE(dots.pathname().empty());
+  EXPECT_EQ(dots.pathname(), "/b");
+  EXPECT_EQ(dots.href(), "http://h/b");
+  EXPECT_EQ(URL("http://h:8/a/./b/../c?q=/../x").pathname(), "/a/c");
+  EXPECT_EQ(URL("http://h:8/a/./b/../c?q=/../x").search(), "?q=/../x");
+  EXPECT_EQ(URL("http://h/a/%2e%2E/b/%2e").pathname(), "/b/");
+  EXPECT_EQ(URL("http://h/../..").pathname(), "/");
+  EXPECT_EQ(URL("http://h/a/.hidden/..x").pathname(), "/a/.hidden/..x");
 
   EXPECT_THROW(URL("no scheme here"), Error);
   EXPECT_THROW(URL("http://h/a b"), Error);
