@@ -172,6 +172,28 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<std::uint32_t>(server_.options().maxHeaderBytes));
     parser_->body_limit(server_.options().maxBodyBytes);
     deadline_ = Clock::now() + server_.options().readTimeout;
+    // The head first, so that a client waiting for "100 Continue" gets it before it sends the
+    // body. Eager: a body that came in the same packets is parsed along with the head.
+    parser_->eager(true);
+    http::async_read_header(socket_, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::onHeader, shared_from_this()));
+  }
+
+  void onHeader(beast::error_code ec, std::size_t bytes) {
+    if (ec || parser_->is_done()) return onRead(ec, bytes);
+    const auto& req = parser_->get();
+    if (req.version() >= 11 && beast::iequals(req[http::field::expect], "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      asio::async_write(socket_, asio::buffer(kContinue), [self = shared_from_this()](beast::error_code e, std::size_t) {
+        if (e) return self->close();
+        self->readBody();
+      });
+      return;
+    }
+    readBody();
+  }
+
+  void readBody() {
     http::async_read(socket_, buffer_, *parser_, beast::bind_front_handler(&Session::onRead, shared_from_this()));
   }
 

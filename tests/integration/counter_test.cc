@@ -5,6 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -13,6 +20,8 @@
 #include <mutex>
 #include <set>
 #include <thread>
+
+#include <poll.h>
 
 namespace durable_it {
 namespace {
@@ -511,6 +520,33 @@ TEST_F(CounterTest, TargetsAreReadAsAWorkersUrlReadsThem) {
   EXPECT_EQ(send("POST", "/counters/%zz/increment").body, countBody(1));
   EXPECT_EQ(send("GET", "/counters/%25zz").body, countBody(1));
   EXPECT_EQ(send("GET", "/health?q=%").status, 200);
+  EXPECT_EQ(server->stop().describe(), "exit code 0");
+}
+
+TEST_F(CounterTest, ExpectContinueGetsA100BeforeTheBodyIsSent) {
+  auto server = startServer();
+  namespace asio = boost::asio;
+  asio::io_context io;
+  asio::ip::tcp::socket socket(io);
+  socket.connect({asio::ip::make_address(server->host()), server->port()});
+  // The head alone: a client that asked for 100-continue waits for it before the body.
+  asio::write(socket, asio::buffer(std::string("POST /counters/cont/increment HTTP/1.1\r\nHost: x\r\n"
+                                               "Content-Length: 3\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")));
+  pollfd pfd{socket.native_handle(), POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 3000), 1) << "no 100 Continue within 3 s";
+  asio::streambuf in;
+  asio::read_until(socket, in, "\r\n\r\n");
+  std::string interim(asio::buffers_begin(in.data()), asio::buffers_end(in.data()));
+  EXPECT_EQ(interim.rfind("HTTP/1.1 100 Continue\r\n\r\n", 0), 0u) << interim;
+  in.consume(std::string_view("HTTP/1.1 100 Continue\r\n\r\n").size());
+  asio::write(socket, asio::buffer(std::string("abc")));
+  boost::system::error_code ec;
+  asio::read(socket, in, ec);  // to the end: the server closes after its reply
+  EXPECT_EQ(ec, asio::error::eof) << ec.message();
+  std::string rest(asio::buffers_begin(in.data()), asio::buffers_end(in.data()));
+  EXPECT_EQ(parseResponse(rest).status, 200) << rest;
+  EXPECT_EQ(parseResponse(rest).body, countBody(1));
+  socket.close();
   EXPECT_EQ(server->stop().describe(), "exit code 0");
 }
 
