@@ -22,6 +22,7 @@
 #include <thread>
 
 #include <poll.h>
+#include <sqlite3.h>
 
 namespace durable_it {
 namespace {
@@ -698,6 +699,97 @@ TEST_F(CounterTest, BindingToUnexportedClassExitsOneAndLeavesTheDirectoryUsable)
   auto server = startServer();
   EXPECT_EQ(httpRequest(server->host(), server->port(), "POST", "/counters/x/increment").body, countBody(1));
   EXPECT_EQ(server->stop().describe(), "exit code 0");
+}
+
+namespace {
+// Rows in the kv tables of every partition under `state`.
+long long storedRows(const fs::path& state) {
+  long long rows = 0;
+  for (const auto& entry : fs::directory_iterator(state / "partitions")) {
+    const auto name = entry.path().filename().string();
+    if (name.rfind('p', 0) != 0 || entry.path().extension() != ".sqlite") continue;
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(entry.path().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+      sqlite3_close(db);
+      throw std::runtime_error("cannot open " + entry.path().string());
+    }
+    sqlite3_stmt* q = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM kv", -1, &q, nullptr) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
+      rows += sqlite3_column_int64(q, 0);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+  }
+  return rows;
+}
+}  // namespace
+
+// wrangler's migrations against the real binary and the files it leaves: a rename keeps the
+// class's objects and their data, a delete removes them from disk.
+TEST_F(CounterTest, RenamedClassesKeepTheirDataAndDeletedClassesLoseIt) {
+  auto serveWith = [&](const std::string& name, const std::string& bindingClass, const std::string& extraMigrations) {
+    const fs::path toml = dir_ / (name + ".toml");
+    std::string text = readFile(seedConfig());
+    const std::string binding = "name = \"COUNTER\"\nclass_name = \"Counter\"\n";
+    const auto at = text.find(binding);
+    if (at == std::string::npos) throw std::runtime_error("the seed config changed: no COUNTER binding");
+    text.replace(at, binding.size(), "name = \"COUNTER\"\nclass_name = \"" + bindingClass + "\"\n");
+    writeFile(toml, text + extraMigrations);
+    ServerProcess::Options o;
+    o.config = toml;
+    o.persistDir = stateDir();
+    o.stderrLog = dir_ / (name + ".log");
+    lastLog_ = o.stderrLog;
+    return ServerProcess::start(std::move(o));
+  };
+  const std::string toSafe = "[[migrations]]\ntag = \"v4\"\nrenamed_classes = [{from = \"Counter\", to = \"SafeDO\"}]\n";
+  const std::string back = "[[migrations]]\ntag = \"v5\"\nrenamed_classes = [{from = \"SafeDO\", to = \"Counter\"}]\n";
+  const std::string gone = "[[migrations]]\ntag = \"v6\"\ndeleted_classes = [\"Counter\"]\n";
+  const std::string again = "[[migrations]]\ntag = \"v7\"\nnew_classes = [\"Counter\"]\n";
+
+  {
+    auto server = serveWith("v3", "Counter", "");
+    for (int i = 0; i < 2; ++i) httpRequest(server->host(), server->port(), "POST", "/counters/kept/increment");
+    EXPECT_EQ(server->stop().describe(), "exit code 0");
+  }
+  const long long before = storedRows(stateDir());
+  EXPECT_GE(before, 1);
+  {
+    // The same objects, now of class SafeDO (which answers every request the same way).
+    auto server = serveWith("v4", "SafeDO", toSafe);
+    auto r = httpRequest(server->host(), server->port(), "GET", "/counters/kept");
+    EXPECT_EQ(r.body, "{\"success\":true}");
+    EXPECT_EQ(server->stop().describe(), "exit code 0");
+  }
+  EXPECT_EQ(storedRows(stateDir()), before);
+  {
+    auto server = serveWith("v5", "Counter", toSafe + back);
+    EXPECT_EQ(httpRequest(server->host(), server->port(), "GET", "/counters/kept").body, countBody(2));
+    EXPECT_EQ(server->stop().describe(), "exit code 0");
+  }
+  {
+    // Deleted: the binding goes too (a binding to a deleted class is a startup error).
+    const fs::path toml = dir_ / "v6.toml";
+    std::string text = readFile(seedConfig());
+    const std::string binding = "[[durable_objects.bindings]]\nname = \"COUNTER\"\nclass_name = \"Counter\"\n";
+    ASSERT_NE(text.find(binding), std::string::npos);
+    text.erase(text.find(binding), binding.size());
+    writeFile(toml, text + toSafe + back + gone);
+    ServerProcess::Options o;
+    o.config = toml;
+    o.persistDir = stateDir();
+    o.stderrLog = dir_ / "v6.log";
+    lastLog_ = o.stderrLog;
+    auto server = ServerProcess::start(std::move(o));
+    EXPECT_EQ(server->stop().describe(), "exit code 0");
+  }
+  EXPECT_EQ(storedRows(stateDir()), 0);
+  {
+    // A new class of the same name starts empty.
+    auto server = serveWith("v7", "Counter", toSafe + back + gone + again);
+    EXPECT_EQ(httpRequest(server->host(), server->port(), "GET", "/counters/kept").body, countBody(0));
+    EXPECT_EQ(server->stop().describe(), "exit code 0");
+  }
 }
 
 TEST_F(CounterTest, MissingConfigFileExitsNonZero) {
