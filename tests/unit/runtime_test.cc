@@ -182,6 +182,32 @@ class Loader : public durable::DurableObject {
 
 // ---------------------------------------------------------------- helpers
 
+// waitUntil: /start hands the runtime a task that finishes only after /finish, then writes.
+class Lingerer : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  Task<Response> fetch(Request request) override {
+    const auto path = request.url().pathname();
+    if (path == "/start") {
+      state().waitUntil(later());
+      co_return Response("started");
+    }
+    if (path == "/finish") {
+      gate_.setValue();
+      co_return Response("finished");
+    }
+    const auto done = co_await state().storage().get<bool>("done");
+    co_return Response(done.value_or(false) ? "done" : "pending");
+  }
+
+ private:
+  Task<void> later() {
+    co_await gate_.future();
+    co_await state().storage().put("done", true);
+  }
+  Promise<void> gate_;
+};
+
 class RuntimeTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -500,6 +526,34 @@ TEST_F(RuntimeTest, EvictionTakesTheIdleObjectsAndKeepsTheActiveOne) {
     EXPECT_EQ(get(env, s, "/increment"), "2");
     EXPECT_EQ(constructions(s.id()), 2);
   }
+}
+
+TEST_F(RuntimeTest, WaitUntilOutlivesTheResponseAndKeepsTheObjectInMemory) {
+  dt::EnvOptions options;
+  options.idleTimeoutMs = 100;
+  dt::Env env(options);
+  auto& ns = env.exportClass<Lingerer>("LINGER");
+  const Stub stub = ns.getByName("l");
+  // The response does not wait for the task.
+  EXPECT_EQ(get(env, stub, "/start"), "started");
+  EXPECT_EQ(get(env, stub, "/get"), "pending");
+  // Several idle timeouts later the object is still there: its task has not finished. (Eviction,
+  // not speed: sleeping is the point.)
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(env.liveObjects(), 1u);
+  EXPECT_EQ(get(env, stub, "/finish"), "finished");
+  std::string state;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while ((state = get(env, stub, "/get")) != "done" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(state, "done");
+  // Once the task is done the object becomes evictable, and its write was durable.
+  while (env.liveObjects() != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(env.liveObjects(), 0u);
+  EXPECT_EQ(readFromDisk(env, "done"), durable::Value(true));
 }
 
 // ---------------------------------------------------------------- IDs

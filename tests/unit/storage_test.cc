@@ -12,6 +12,7 @@
 #include <durable/testing.h>
 #include <durable/value.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "unit/test_support.h"
 
@@ -111,6 +112,42 @@ TEST_F(StorageTest, GetPutRemoveOneKey) {
     EXPECT_EQ(co_await s.get("later"), std::nullopt);
     EXPECT_FALSE(co_await s.remove("later"));
   });
+}
+
+namespace {
+// Rewrites the stored value of `key` (for every object) straight in the partition file, with a
+// separate connection: what only a read that goes to SQLite would see.
+void overwriteOnDisk(const dt::Env& env, const std::string& key, const durable::Value& value) {
+  sqlite3* db = nullptr;
+  const auto file = env.dir() / "partitions" / "p0.sqlite";
+  ASSERT_EQ(sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_stmt* s = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE kv SET value = ?1 WHERE key = ?2", -1, &s, nullptr), SQLITE_OK);
+  const std::string encoded = value.encode();
+  sqlite3_bind_blob(s, 1, encoded.data(), static_cast<int>(encoded.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_blob(s, 2, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+  EXPECT_EQ(sqlite3_step(s), SQLITE_DONE) << sqlite3_errmsg(db);
+  EXPECT_EQ(sqlite3_changes(db), 1);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+}
+}  // namespace
+
+TEST_F(StorageTest, RepeatedReadsComeFromTheObjectsCache) {
+  in([](Storage& s) -> Task<void> { co_await s.put("k", "written"); });
+  // Read once from SQLite after a restart, so the cache holds what the database held.
+  env_.restart();
+  in([](Storage& s) -> Task<void> { EXPECT_EQ(co_await s.get<std::string>("k"), "written"); });
+  overwriteOnDisk(env_, "k", durable::Value("behind its back"));
+  // The live object answers from memory: the change on disk is invisible to it...
+  in([](Storage& s) -> Task<void> {
+    EXPECT_EQ(co_await s.get<std::string>("k"), "written");
+    EXPECT_EQ(co_await s.get<std::string>("k"), "written");
+  });
+  // ...until it is evicted and reloads.
+  env_.restart();
+  in([](Storage& s) -> Task<void> { EXPECT_EQ(co_await s.get<std::string>("k"), "behind its back"); });
 }
 
 // ---------------------------------------------------------------- many keys
