@@ -194,7 +194,8 @@ class Shard {
 
   // Live hosts in the order they were last active, oldest first: a sweep looks at the front
   // until it meets one not yet due, so it costs what it evicts, not what stays. (Walking every
-  // live object each second took 3-5 % of the shard at a million objects, bench/README.md.)
+  // live object each period took 16-22 % of the shard thread at a million objects on one
+  // shard; these lists, 0-0.16 %: bench/README.md, "Scale run".)
   // Hosts with sockets go to their own list because they are due sooner.
   using IdleList = boost::intrusive::list<
       ObjectHost,
