@@ -7,8 +7,8 @@
 #
 # DIR is where the file goes (default: a temporary directory on the repository's disk, where
 # the benchmarks keep their state). The durable figures of bench/run.sh and bench/ab.sh depend
-# on this: on this VM it was 52 us on 2026-11-26 (../shared/reference) and 118 us on
-# 2026-11-27 at 05:45 UTC, and the hot-object rate followed it.
+# on this: ../shared/reference measured 52 us for a 4 KiB pwrite + fdatasync here on
+# 2026-11-26; this probe gave 98-162 us on 2026-11-27, when the hot-object rate fell with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${1:-}

@@ -4,8 +4,6 @@
 #include "net/websocket.h"
 #include "runtime/log.h"
 
-#include <cctype>
-#include <vector>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -75,73 +73,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 // A response the client does not take within this long is abandoned with its connection.
 constexpr std::chrono::seconds kWriteTimeout{30};
-
-// What a Worker's `new URL(request.url)` makes of a request-target, as far as routing can
-// tell: bytes a URL may not hold are percent-encoded (a '%' that starts no escape included),
-// "." and ".." segments are resolved, a fragment is dropped. Cloudflare serves "/a|b",
-// "/%zz" or "/./x" this way; a strict RFC 3986 parser would answer 400.
-std::string normalizeTarget(std::string_view target) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  target = target.substr(0, target.find('#'));
-  const auto queryAt = target.find('?');
-  auto isHex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
-  auto encode = [&](std::string_view in, bool query) {
-    std::string out;
-    out.reserve(in.size());
-    for (std::size_t i = 0; i < in.size(); ++i) {
-      const auto c = static_cast<unsigned char>(in[i]);
-      const bool escape = c == '%' && i + 2 < in.size() && isHex(in[i + 1]) && isHex(in[i + 2]);
-      const bool plain = std::isalnum(c) || std::string_view("-._~!$&'()*+,;=:@/").find(static_cast<char>(c)) !=
-                                                std::string_view::npos;
-      if (escape || plain || (query && c == '?')) {
-        out += static_cast<char>(c);
-      } else {
-        out += '%';
-        out += kHex[c >> 4];
-        out += kHex[c & 15];
-      }
-    }
-    return out;
-  };
-  // Almost every target is already clean: one scan, one copy.
-  bool clean = true;
-  for (std::size_t i = 0; i < target.size() && clean; ++i) {
-    const auto c = static_cast<unsigned char>(target[i]);
-    clean = std::isalnum(c) || std::string_view("-._~!$&'()*+,;=:@/?").find(static_cast<char>(c)) != std::string_view::npos ||
-            (c == '%' && i + 2 < target.size() && isHex(target[i + 1]) && isHex(target[i + 2]));
-  }
-  if (clean && !hasDotSegments(target.substr(0, queryAt))) return std::string(target);
-  const std::string path = encode(target.substr(0, queryAt), false);
-  std::string out = hasDotSegments(path) ? removeDotSegments(path) : path;
-  if (queryAt != std::string_view::npos) out += "?" + encode(target.substr(queryAt + 1), true);
-  return out;
-}
-
-// RFC 3986 authority without userinfo: reg-name or IPv4, or an IPv6 literal in brackets, then
-// an optional ":port". Empty is allowed (HTTP/1.0 without Host).
-bool validAuthority(std::string_view h) {
-  std::size_t i = 0;
-  if (!h.empty() && h.front() == '[') {
-    const auto close = h.find(']');
-    if (close == std::string_view::npos || close == 1) return false;
-    for (char c : h.substr(1, close - 1)) {
-      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
-    }
-    i = close + 1;
-  } else {
-    for (; i < h.size() && h[i] != ':'; ++i) {
-      const char c = h[i];
-      if (std::isalnum(static_cast<unsigned char>(c))) continue;
-      if (std::string_view("-._~!$&'()*+,;=%").find(c) == std::string_view::npos) return false;
-    }
-  }
-  if (i == h.size()) return true;
-  if (h[i] != ':') return false;
-  for (char c : h.substr(i + 1)) {
-    if (!std::isdigit(static_cast<unsigned char>(c))) return false;
-  }
-  return true;
-}
 
 class Session : public std::enable_shared_from_this<Session> {
  public:

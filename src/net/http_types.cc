@@ -382,6 +382,68 @@ std::string removeDotSegments(std::string_view path) {
   if (out.empty() || trailingSlash) out += '/';
   return out;
 }
+
+namespace {
+bool startsEscape(std::string_view s, std::size_t i) {
+  return s[i] == '%' && i + 2 < s.size() && isHex(s[i + 1]) && isHex(s[i + 2]);
+}
+bool keptInTarget(std::string_view s, std::size_t i, bool query) {
+  return isPchar(s[i]) || s[i] == '/' || (query && s[i] == '?') || startsEscape(s, i);
+}
+std::string encodeForTarget(std::string_view in, bool query) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const auto c = static_cast<unsigned char>(in[i]);
+    if (keptInTarget(in, i, query)) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+}  // namespace
+
+std::string normalizeTarget(std::string_view target) {
+  target = target.substr(0, target.find('#'));
+  const auto queryAt = target.find('?');
+  const std::string_view path = target.substr(0, queryAt);
+  // Almost every target is already clean: one scan, one copy.
+  bool clean = !hasDotSegments(path);
+  for (std::size_t i = 0; i < target.size() && clean; ++i) clean = keptInTarget(target, i, i >= path.size());
+  if (clean) return std::string(target);
+  std::string out = encodeForTarget(path, false);
+  if (hasDotSegments(out)) out = removeDotSegments(out);
+  if (queryAt != std::string_view::npos) out += "?" + encodeForTarget(target.substr(queryAt + 1), true);
+  return out;
+}
+
+bool validAuthority(std::string_view h) {
+  std::size_t i = 0;
+  if (!h.empty() && h.front() == '[') {
+    const auto close = h.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    for (char c : h.substr(1, close - 1)) {
+      if (!isHex(c) && c != ':' && c != '.') return false;
+    }
+    i = close + 1;
+  } else {
+    // reg-name: unreserved, sub-delims and pct-encoded, which is pchar less ':' and '@'.
+    for (; i < h.size() && h[i] != ':'; ++i) {
+      if (h[i] == '@' || (!isPchar(h[i]) && h[i] != '%')) return false;
+    }
+  }
+  if (i == h.size()) return true;
+  if (h[i] != ':') return false;
+  for (char c : h.substr(i + 1)) {
+    if (!isDigit(c)) return false;
+  }
+  return true;
+}
 }  // namespace detail
 
 URL::URL(std::string_view href) : href_(href) {

@@ -424,24 +424,14 @@ void Shard::scheduleEviction() {
   });
 }
 
-bool Shard::hasSockets(const ObjectHost& host) const {
-  auto s = sockets_.find(Key{host.ns().nsId, host.id().raw()});
-  return s != sockets_.end() && !s->second.sockets.empty();
+ObjectSockets* Shard::liveSockets(const ObjectHost& host) {
+  ObjectSockets* os = findSockets(host.ns(), host.id());
+  return os && !os->sockets.empty() ? os : nullptr;
 }
 
 void Shard::touch(ObjectHost& host) {
   if (host.idleHook.is_linked()) host.idleHook.unlink();
-  (hasSockets(host) ? idleWithSockets_ : idlePlain_).push_back(host);
-}
-
-void Shard::evictHost(ObjectHost& host, bool withSockets) {
-  Key key{host.ns().nsId, host.id().raw()};
-  if (withSockets) {
-    for (auto& ws : sockets_.at(key).sockets) {
-      if (auto conn = ws->conn.lock()) conn->hibernate();
-    }
-  }
-  objects_.erase(key);
+  (liveSockets(host) ? idleWithSockets_ : idlePlain_).push_back(host);
 }
 
 void Shard::evictIdle(bool all) {
@@ -460,13 +450,18 @@ void Shard::evictIdle(bool all) {
     while (!list->empty() && now - list->front().lastActive() >= due) {
       ObjectHost& host = list->front();
       list->pop_front();
-      const bool withSockets = hasSockets(host);
-      if (!host.evictable(now, withSockets ? hibernate : idle)) {
+      ObjectSockets* sockets = liveSockets(host);
+      if (!host.evictable(now, sockets ? hibernate : idle)) {
         busy.push_back(&host);
         continue;
       }
-      if (withSockets) hibernated += sockets_.at(Key{host.ns().nsId, host.id().raw()}).sockets.size();
-      evictHost(host, withSockets);
+      if (sockets) {
+        for (auto& ws : sockets->sockets) {
+          if (auto conn = ws->conn.lock()) conn->hibernate();
+        }
+        hibernated += sockets->sockets.size();
+      }
+      objects_.erase(Key{host.ns().nsId, host.id().raw()});
       ++evicted;
     }
   }

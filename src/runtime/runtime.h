@@ -189,8 +189,8 @@ class Shard {
     std::size_t operator()(const Key& k) const noexcept;
   };
   void scheduleEviction();
-  bool hasSockets(const ObjectHost& host) const;
-  void evictHost(ObjectHost& host, bool withSockets);
+  // The host's sockets if it has any open, else nullptr.
+  ObjectSockets* liveSockets(const ObjectHost& host);
 
   // Live hosts in the order they were last active, oldest first: a sweep looks at the front
   // until it meets one not yet due, so it costs what it evicts, not what stays. (Walking every

@@ -145,10 +145,11 @@ class Partition {
     void await_suspend(std::coroutine_handle<> h) {
       handle_ = h;
       ctx_ = currentContext();
-      partition_.waiters_.push_back({seq_, [this](std::exception_ptr e) {
-                                       error_ = std::move(e);
-                                       scheduleResume(handle_, ctx_);
-                                     }});
+      // Only `this` is captured: the callback fits std::function's inline buffer.
+      partition_.whenDurable(seq_, [this](std::exception_ptr e) {
+        error_ = std::move(e);
+        scheduleResume(handle_, ctx_);
+      });
     }
     void await_resume() const {
       if (error_) std::rethrow_exception(error_);

@@ -160,6 +160,8 @@ bool Worker::match(std::string_view pattern, std::string_view path,
 Task<Response> Worker::fetch(Request request, Env& env) const {
   Context c(request, env);
   std::optional<Response> response;
+  int status = 500;
+  std::string error;
   try {
     const URL url = request.url();
     const auto segments = splitPath(url.pathnameView());
@@ -178,14 +180,16 @@ Task<Response> Worker::fetch(Request request, Env& env) const {
     }
     response.emplace(co_await run(c, std::move(chain), 0, handler));
   } catch (const Error& e) {
-    detail::log("worker: ", request.method(), " ", request.urlString(), " threw (", e.httpStatus(), "): ", e.what());
-    response.emplace(errorResponse(e.httpStatus(), e.what()));
+    status = e.httpStatus();
+    error = e.what();
   } catch (const std::exception& e) {
-    detail::log("worker: ", request.method(), " ", request.urlString(), " threw (500): ", e.what());
-    response.emplace(errorResponse(500, e.what()));
+    error = e.what();
   } catch (...) {
-    detail::log("worker: ", request.method(), " ", request.urlString(), " threw (500): unknown error");
-    response.emplace(errorResponse(500, "unknown error"));
+    error = "unknown error";
+  }
+  if (!response) {
+    detail::log("worker: ", request.method(), " ", request.urlString(), " threw (", status, "): ", error);
+    response.emplace(errorResponse(status, error.c_str()));
   }
   // Hono's c.header wins over whatever the handler put there; several values of one name
   // set through the context all survive.
