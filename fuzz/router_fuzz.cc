@@ -121,7 +121,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       auto [path, header] = splitAtNul(rest);
       durable::RequestInit init;
       init.method = kMethods[(mode >> 2) % std::size(kMethods)];
-      if (!header.empty()) init.headers.set("authorization", header);
+      durable::Headers headers;
+      if (!header.empty()) headers.set("authorization", header);
+      init.headers = headers;
       std::optional<durable::Request> request;
       try {
         request.emplace("http://localhost" + std::string(path), std::move(init));

@@ -5,14 +5,17 @@
 // All are plain values: copyable, movable, safe to hand to another shard by moving.
 #pragma once
 
+#include <durable/borrowed.h>
 #include <durable/json.h>
 #include <durable/websocket.h>
 
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -76,16 +79,36 @@ class URL {
   Span scheme_, host_, hostname_, port_, path_, query_;
 };
 
-// The members are views, copied by the constructor that takes them. That keeps an init
-// written in place inside a co_await expression, `co_await stub.fetch(Request(url,
-// {.method = "POST"}))`, safe under g++ 12, which relocates such braced temporaries bitwise
-// (harmless for views, fatal for a std::string's inline buffer). For the same reason, build
-// Headers before the co_await expression rather than with a braced list inside it.
-struct RequestInit {
-  std::string_view method = "GET";
-  Headers headers;
-  std::optional<std::string_view> body;
+// The headers an init names: a Headers object (copied), or a braced list of up to 8
+// name/value pairs, kept here so that a named init outlives the braced list. Borrowed for
+// the reason given in durable/borrowed.h.
+class HeadersInit {
+ public:
+  using Pair = std::pair<BorrowedString, BorrowedString>;
+  static constexpr std::size_t kMaxPairs = 8;
+
+  HeadersInit() noexcept = default;
+  HeadersInit(const Headers& headers) noexcept : headers_(&headers) {}
+  HeadersInit(Headers&&) = delete;  // would be destroyed before it is read; name it first
+  // Throws Error(kInvalidArgument) past kMaxPairs: build a Headers for more.
+  HeadersInit(std::initializer_list<Pair> pairs);
+
+  // Appends the named headers to `out`.
+  void appendTo(Headers& out) const;
+
+ private:
+  const Headers* headers_ = nullptr;
+  std::array<Pair, kMaxPairs> pairs_;
+  std::size_t count_ = 0;
 };
+
+// Written in place as in JavaScript: `Request(url, {.method = "POST", .body = text})`.
+struct RequestInit {
+  BorrowedString method = "GET";
+  HeadersInit headers;
+  std::optional<BorrowedString> body;
+};
+static_assert(std::is_trivially_destructible_v<RequestInit>, "see durable/borrowed.h");
 
 class Request {
  public:
@@ -108,14 +131,14 @@ class Request {
   bool has_body_ = false;
 };
 
-// Views for the reason given at RequestInit.
 struct ResponseInit {
   int status = 200;
-  std::string_view statusText;
-  Headers headers;
+  BorrowedString statusText;
+  HeadersInit headers;
   // With status 101: the client end of a WebSocketPair whose server end the object accepted.
-  WebSocket webSocket;
+  Borrowed<WebSocket> webSocket;
 };
+static_assert(std::is_trivially_destructible_v<ResponseInit>, "see durable/borrowed.h");
 
 class Response {
  public:

@@ -4,6 +4,7 @@
 // is a small value (namespace + ID) and may be copied freely.
 #pragma once
 
+#include <durable/borrowed.h>
 #include <durable/http.h>
 #include <durable/id.h>
 #include <durable/task.h>
@@ -11,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace durable {
 
@@ -18,14 +20,17 @@ namespace detail {
 struct NamespaceImpl;
 }
 
+// Option structs borrow their strings: see durable/borrowed.h.
 struct UniqueIdOptions {
-  std::string jurisdiction;  // "", "eu" or "fedramp"
+  BorrowedString jurisdiction;  // "", "eu" or "fedramp"
 };
+static_assert(std::is_trivially_destructible_v<UniqueIdOptions>, "see durable/borrowed.h");
 
 struct StubOptions {
-  // Where the object would prefer to live. Accepted and recorded; one node has one place.
-  std::string locationHint;
+  // Where the object would prefer to live. Accepted; one node has one place.
+  BorrowedString locationHint;
 };
+static_assert(std::is_trivially_destructible_v<StubOptions>, "see durable/borrowed.h");
 
 class Stub {
  public:

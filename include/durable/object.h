@@ -7,6 +7,7 @@
 // its own storage, or runs inside blockConcurrencyWhile or transaction, none do.
 #pragma once
 
+#include <durable/borrowed.h>
 #include <durable/http.h>
 #include <durable/id.h>
 #include <durable/storage.h>
@@ -44,7 +45,11 @@ class State {
   // Runs fn and lets no other event into the object until it finishes. Returns at once with
   // a Future of fn's completion; a constructor may ignore it, as in JavaScript. If fn throws,
   // the object is reset (the next event constructs it again) and the Future carries the error.
-  Future<void> blockConcurrencyWhile(std::function<Task<void>()> fn);
+  template <class F>
+  Future<void> blockConcurrencyWhile(F&& fn) {
+    detail::requireSafeCallable<F, std::function<Task<void>()>>();
+    return blockConcurrencyWhileImpl(std::function<Task<void>()>(std::forward<F>(fn)));
+  }
 
   // Keeps the object alive (not evicted) until `task` finishes; its result is ignored, its
   // failure logged.
@@ -72,6 +77,8 @@ class State {
   explicit State(detail::ObjectHost* host) : host_(host) {}
 
  private:
+  Future<void> blockConcurrencyWhileImpl(std::function<Task<void>()> fn);
+
   detail::ObjectHost* host_;
 };
 

@@ -10,6 +10,7 @@
 // inside its handlers.
 #pragma once
 
+#include <durable/borrowed.h>
 #include <durable/task.h>
 #include <durable/value.h>
 
@@ -21,6 +22,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -38,15 +40,17 @@ inline constexpr std::size_t kMaxSqliteKeyValueBytes = 2 * 1024 * 1024;
 inline constexpr std::size_t kMaxKeysPerCall = 128;
 
 // list() options. A key is listed when it is in [start, end) (or (startAfter, end)) and
-// begins with prefix; all bounds are optional.
+// begins with prefix; all bounds are optional. The strings are borrowed: see
+// durable/borrowed.h.
 struct ListOptions {
-  std::optional<std::string> start;       // first key, inclusive
-  std::optional<std::string> startAfter;  // first key, exclusive; not with start
-  std::optional<std::string> end;         // last key, exclusive
-  std::optional<std::string> prefix;
-  bool reverse = false;                   // descending key order; limit counts from the end
+  std::optional<BorrowedString> start;       // first key, inclusive
+  std::optional<BorrowedString> startAfter;  // first key, exclusive; not with start
+  std::optional<BorrowedString> end;         // last key, exclusive
+  std::optional<BorrowedString> prefix;
+  bool reverse = false;                      // descending key order; limit counts from the end
   std::optional<std::size_t> limit;
 };
+static_assert(std::is_trivially_destructible_v<ListOptions>, "see durable/borrowed.h");
 
 // Entries in the order they were listed (key order, or reverse).
 using Entries = std::vector<std::pair<std::string, Value>>;
@@ -94,7 +98,12 @@ class Storage {
   // Runs `fn` with a transaction whose reads see its own writes. When fn returns, its writes
   // apply atomically; when it throws, none of them do and the exception propagates. No other
   // event enters the object while fn runs.
-  Task<void> transaction(std::function<Task<void>(Storage& txn)> fn);
+  template <class F>
+  Task<void> transaction(F&& fn) {
+    detail::requireSafeCallable<F, TransactionFn>();
+    return runTransaction(TransactionFn(std::forward<F>(fn)));
+  }
+  using TransactionFn = std::function<Task<void>(Storage& txn)>;
 
   // Completes when every write made so far is durable.
   Future<void> sync();
@@ -113,6 +122,8 @@ class Storage {
   explicit Storage(detail::ObjectStore* store, detail::TxnOverlay* txn = nullptr) : store_(store), txn_(txn) {}
 
  private:
+  Task<void> runTransaction(TransactionFn fn);
+
   detail::ObjectStore* store_;
   detail::TxnOverlay* txn_;
 };

@@ -31,7 +31,11 @@
 namespace durable {
 
 // Raw bytes, distinct from text (an ArrayBuffer in JavaScript).
+// A class with a constructor, not an aggregate, so that `Bytes{...}` inside a co_await
+// expression is safe under g++ 12 (durable/borrowed.h).
 struct Bytes {
+  Bytes() = default;
+  explicit Bytes(std::string bytes) : data(std::move(bytes)) {}
   std::string data;
   bool operator==(const Bytes&) const = default;
 };

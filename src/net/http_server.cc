@@ -152,16 +152,18 @@ class Session : public std::enable_shared_from_this<Session> {
     if (host.empty()) host = server_.options().host + ":" + std::to_string(server_.port());
     if (req.target().empty() || req.target().front() != '/') return fail(400, "malformed HTTP request: bad target");
     const std::string target = normalizeTarget(req.target());
-    RequestInit init;
-    init.method = req.method_string();
-    for (const auto& field : req) init.headers.append(field.name_string(), field.value());
+    RequestInit init{.method = std::string_view(req.method_string())};
     if (!req.body().empty() || req.has_content_length()) init.body = req.body();
+    Headers headers;
+    for (const auto& field : req) headers.append(field.name_string(), field.value());
     std::optional<Request> request;
     try {
-      request.emplace("http://" + host + target, std::move(init));
+      request.emplace("http://" + host + target, init);
     } catch (const std::exception& e) {
       return fail(400, e.what());
     }
+    // As the client sent them: a body without a content-type gets none, as in a Worker.
+    request->headers() = std::move(headers);
 
     deadline_ = Clock::time_point::max();
     server_.inFlightCounter().fetch_add(1, std::memory_order_relaxed);

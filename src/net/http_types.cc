@@ -486,37 +486,52 @@ std::string URL::search() const {
   return "?" + std::string(part(query_));
 }
 
-Request::Request(std::string url, RequestInit init)
-    : method_(init.method), url_(std::move(url)), headers_(std::move(init.headers)) {
+HeadersInit::HeadersInit(std::initializer_list<Pair> pairs) : count_(pairs.size()) {
+  if (pairs.size() > kMaxPairs) {
+    throw Error(ErrorCode::kInvalidArgument, "a braced list of headers holds at most " + std::to_string(kMaxPairs) +
+                                                 " pairs; build a durable::Headers for more");
+  }
+  std::copy(pairs.begin(), pairs.end(), pairs_.begin());
+}
+
+void HeadersInit::appendTo(Headers& out) const {
+  if (headers_) {
+    for (const auto& [name, value] : headers_->entries()) out.append(name, value);
+  }
+  for (std::size_t i = 0; i < count_; ++i) out.append(pairs_[i].first, pairs_[i].second);
+}
+
+Request::Request(std::string url, RequestInit init) : method_(init.method.view()), url_(std::move(url)) {
   std::string upper = method_;
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (isStandardMethod(upper)) method_ = std::move(upper);
+  init.headers.appendTo(headers_);
   if (init.body) {
-    body_ = std::string(*init.body);
+    body_ = init.body->str();
     has_body_ = true;
     if (!headers_.has("content-type")) headers_.set("content-type", kTextPlain);
   }
 }
 
 Response::Response(std::nullptr_t, ResponseInit init)
-    : status_(init.status),
-      status_text_(init.statusText),
-      headers_(std::move(init.headers)),
-      web_socket_(std::move(init.webSocket)) {}
+    : status_(init.status), status_text_(init.statusText.view()) {
+  init.headers.appendTo(headers_);
+  if (init.webSocket) web_socket_ = *init.webSocket.get();
+}
 
 Response::Response(std::string body, ResponseInit init)
-    : status_(init.status),
-      status_text_(init.statusText),
-      headers_(std::move(init.headers)),
-      body_(std::move(body)),
-      has_body_(true),
-      web_socket_(std::move(init.webSocket)) {
+    : status_(init.status), status_text_(init.statusText.view()), body_(std::move(body)), has_body_(true) {
+  init.headers.appendTo(headers_);
+  if (init.webSocket) web_socket_ = *init.webSocket.get();
   if (!headers_.has("content-type")) headers_.set("content-type", kTextPlain);
 }
 
 Response Response::json(const Json& value, ResponseInit init) {
-  if (!init.headers.has("content-type")) init.headers.set("content-type", "application/json");
-  return Response(stringify(value), std::move(init));
+  Response response(nullptr, init);
+  response.body_ = stringify(value);
+  response.has_body_ = true;
+  if (!response.headers_.has("content-type")) response.headers_.set("content-type", "application/json");
+  return response;
 }
 
 }  // namespace durable

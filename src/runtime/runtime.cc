@@ -624,7 +624,7 @@ using detail::ObjectHost;
 
 const ObjectId& State::id() const { return host_->id(); }
 Storage& State::storage() { return host_->storage(); }
-Future<void> State::blockConcurrencyWhile(std::function<Task<void>()> fn) {
+Future<void> State::blockConcurrencyWhileImpl(std::function<Task<void>()> fn) {
   return host_->blockConcurrencyWhile(std::move(fn));
 }
 void State::waitUntil(Task<void> task) { host_->waitUntil(std::move(task)); }
@@ -668,11 +668,12 @@ ObjectId Namespace::idFromName(std::string_view name) const {
 }
 
 ObjectId Namespace::newUniqueId(const UniqueIdOptions& options) const {
-  if (!jurisdiction_.empty() && !options.jurisdiction.empty() && options.jurisdiction != jurisdiction_) {
-    throw Error(ErrorCode::kInvalidArgument, "newUniqueId: jurisdiction " + options.jurisdiction +
+  const std::string_view wanted = options.jurisdiction;
+  if (!jurisdiction_.empty() && !wanted.empty() && wanted != jurisdiction_) {
+    throw Error(ErrorCode::kInvalidArgument, "newUniqueId: jurisdiction " + std::string(wanted) +
                                                  " differs from this namespace's " + jurisdiction_);
   }
-  return detail::makeUniqueId(impl_->key, options.jurisdiction.empty() ? jurisdiction_ : options.jurisdiction);
+  return detail::makeUniqueId(impl_->key, wanted.empty() ? std::string_view(jurisdiction_) : wanted);
 }
 
 ObjectId Namespace::idFromString(std::string_view hex) const { return detail::parseId(impl_->key, jurisdiction_, hex); }

@@ -12,7 +12,8 @@ namespace {
 
 // The smallest string greater than every string starting with `prefix`, or nullopt when there
 // is none (the prefix is empty or all 0xFF bytes).
-std::optional<std::string> prefixEnd(std::string prefix) {
+std::optional<std::string> prefixEnd(std::string_view view) {
+  std::string prefix(view);
   while (!prefix.empty()) {
     auto& c = reinterpret_cast<unsigned char&>(prefix.back());
     if (c != 0xFF) {
@@ -41,18 +42,19 @@ Range rangeOf(const ListOptions& o) {
     throw Error(ErrorCode::kInvalidArgument, "list(): start and startAfter cannot be combined");
   }
   Range r;
-  if (o.start) r.lower = *o.start;
+  if (o.start) r.lower = o.start->view();
   if (o.startAfter) {
-    r.lower = *o.startAfter;
+    r.lower = o.startAfter->view();
     r.lowerInclusive = false;
   }
-  r.upper = o.end;
+  if (o.end) r.upper = o.end->str();
   if (o.prefix && !o.prefix->empty()) {
-    if (*o.prefix > r.lower) {
-      r.lower = *o.prefix;
+    const std::string_view prefix = *o.prefix;
+    if (prefix > r.lower) {
+      r.lower = prefix;
       r.lowerInclusive = true;
     }
-    if (auto pe = prefixEnd(*o.prefix); pe && (!r.upper || *pe < *r.upper)) r.upper = std::move(pe);
+    if (auto pe = prefixEnd(prefix); pe && (!r.upper || *pe < *r.upper)) r.upper = std::move(pe);
   }
   if (r.upper && (*r.upper < r.lower || (*r.upper == r.lower))) r.empty = true;
   return r;
@@ -154,7 +156,8 @@ std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOpt
   Range r = rangeOf(o);
   if (r.empty) return out;
   const std::size_t limit = o.limit.value_or(SIZE_MAX);
-  const std::string* prefix = o.prefix && !o.prefix->empty() ? &*o.prefix : nullptr;
+  const std::optional<std::string_view> prefix =
+      o.prefix && !o.prefix->empty() ? std::optional<std::string_view>(*o.prefix) : std::nullopt;
   auto wanted = [&](std::string_view k) {
     return r.contains(k) && (!prefix || k.substr(0, prefix->size()) == *prefix);
   };

@@ -92,7 +92,7 @@ StorageOp<void> Storage::deleteAll() {
   return {};
 }
 
-Task<void> Storage::transaction(std::function<Task<void>(Storage& txn)> fn) {
+Task<void> Storage::runTransaction(TransactionFn fn) {
   if (txn_) throw Error(ErrorCode::kInvalidArgument, "transaction(): nested transactions are not supported");
   detail::ObjectHost* host = store_->host;
   const std::uint64_t flow = currentContext().flow;

@@ -92,10 +92,9 @@ Response Context::json(const Json& value, int status) const {
 }
 
 Response Context::text(std::string body, int status) const {
-  ResponseInit init;
-  init.status = status;
-  init.headers.set("content-type", "text/plain; charset=UTF-8");
-  return Response(std::move(body), std::move(init));
+  Response response(std::move(body), {.status = status});
+  response.headers().set("content-type", "text/plain; charset=UTF-8");
+  return response;
 }
 
 Worker& Worker::on(std::string method, std::string pattern, Handler handler) {

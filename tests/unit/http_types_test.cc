@@ -9,23 +9,6 @@
 namespace durable {
 namespace {
 
-// Spelled out field by field: designated initializers that skip members trip -Wextra.
-RequestInit requestInit(std::string method, std::optional<std::string> body = std::nullopt, Headers headers = {}) {
-  RequestInit init;
-  init.method = std::move(method);
-  init.body = std::move(body);
-  init.headers = std::move(headers);
-  return init;
-}
-
-ResponseInit responseInit(int status, std::string statusText = "", Headers headers = {}) {
-  ResponseInit init;
-  init.status = status;
-  init.statusText = std::move(statusText);
-  init.headers = std::move(headers);
-  return init;
-}
-
 TEST(HttpHeadersTest, NamesAreCaseInsensitiveAndStoredLowerCase) {
   Headers h;
   h.set("Content-Type", "text/html");
@@ -141,14 +124,14 @@ TEST(HttpJsonTest, ParseErrorIsInvalidArgument) {
 }
 
 TEST(HttpRequestTest, StringBodyDefaultsToTextPlain) {
-  Request r("http://h/x", requestInit("POST", "hi"));
+  Request r("http://h/x", {.method = "POST", .body = "hi"});
   EXPECT_TRUE(r.hasBody());
   EXPECT_EQ(r.text(), "hi");
   EXPECT_EQ(r.headers().get("content-type"), "text/plain;charset=UTF-8");
 }
 
 TEST(HttpRequestTest, ExplicitContentTypeIsKept) {
-  Request r("http://h/x", requestInit("POST", R"({"n":2})", {{"Content-Type", "application/json"}}));
+  Request r("http://h/x", {.method = "POST", .headers = {{"Content-Type", "application/json"}}, .body = R"({"n":2})"});
   EXPECT_EQ(r.headers().get("content-type"), "application/json");
   EXPECT_EQ(r.json().at("n").as_int64(), 2);
 }
@@ -163,12 +146,12 @@ TEST(HttpRequestTest, NoBodyNoContentType) {
 }
 
 TEST(HttpRequestTest, StandardMethodsAreUpperCased) {
-  EXPECT_EQ(Request("http://h/", requestInit("post")).method(), "POST");
-  EXPECT_EQ(Request("http://h/", requestInit("delete")).method(), "DELETE");
-  EXPECT_EQ(Request("http://h/", requestInit("Patch")).method(), "PATCH");
-  EXPECT_EQ(Request("http://h/", requestInit("head")).method(), "HEAD");
+  EXPECT_EQ(Request("http://h/", {.method = "post"}).method(), "POST");
+  EXPECT_EQ(Request("http://h/", {.method = "delete"}).method(), "DELETE");
+  EXPECT_EQ(Request("http://h/", {.method = "Patch"}).method(), "PATCH");
+  EXPECT_EQ(Request("http://h/", {.method = "head"}).method(), "HEAD");
   // Extension methods are case-sensitive in Fetch and left alone.
-  EXPECT_EQ(Request("http://h/", requestInit("purge")).method(), "purge");
+  EXPECT_EQ(Request("http://h/", {.method = "purge"}).method(), "purge");
 }
 
 TEST(HttpResponseTest, StringBodyDefaultsToTextPlain) {
@@ -181,14 +164,14 @@ TEST(HttpResponseTest, StringBodyDefaultsToTextPlain) {
 }
 
 TEST(HttpResponseTest, StringBodyKeepsGivenContentType) {
-  Response r(std::string("<p>"), responseInit(201, "Created", {{"Content-Type", "text/html"}}));
+  Response r(std::string("<p>"), {.status = 201, .statusText = "Created", .headers = {{"Content-Type", "text/html"}}});
   EXPECT_EQ(r.status(), 201);
   EXPECT_EQ(r.statusText(), "Created");
   EXPECT_EQ(r.headers().get("content-type"), "text/html");
 }
 
 TEST(HttpResponseTest, JsonSetsApplicationJson) {
-  Response r = Response::json(boost::json::object{{"ok", true}}, responseInit(418));
+  Response r = Response::json(boost::json::object{{"ok", true}}, {.status = 418});
   EXPECT_EQ(r.status(), 418);
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(r.headers().get("content-type"), "application/json");
@@ -197,7 +180,7 @@ TEST(HttpResponseTest, JsonSetsApplicationJson) {
 }
 
 TEST(HttpResponseTest, NullBodyHasNoContentType) {
-  Response r(nullptr, responseInit(204));
+  Response r(nullptr, {.status = 204});
   EXPECT_EQ(r.status(), 204);
   EXPECT_FALSE(r.hasBody());
   EXPECT_EQ(r.text(), "");

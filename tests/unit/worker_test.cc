@@ -14,12 +14,9 @@ using Params = std::map<std::string, std::string, std::less<>>;
 
 // Runs a fetch to completion; the handlers here never suspend, so spawn() finishes inline.
 Response call(const Worker& w, std::string method, std::string path, Headers headers = {}) {
-  RequestInit init;
-  init.method = std::move(method);
-  init.headers = std::move(headers);
   Env env(nullptr);
   std::optional<Response> out;
-  spawn<Response>(w.fetch(Request("http://localhost" + path, std::move(init)), env),
+  spawn<Response>(w.fetch(Request("http://localhost" + path, {.method = method, .headers = headers}), env),
                   [&](Result<Response> r) { out.emplace(std::move(r).value()); });
   EXPECT_TRUE(out.has_value());
   return out ? std::move(*out) : Response(nullptr);
