@@ -66,6 +66,11 @@ void addRoutes(durable::Worker& app) {
                                      }}));
 
   app.get("/health", [](durable::Context& c) -> durable::Task<durable::Response> { co_return c.text("ok"); });
+  // Not in the seed: browsers ask every origin for /favicon.ico. The chat page names an inline
+  // icon; this answers a browser on any other page with "no icon" instead of a 404.
+  app.get("/favicon.ico", [](durable::Context&) -> durable::Task<durable::Response> {
+    co_return durable::Response(nullptr, {.status = 204});
+  });
 
   app.post("/counters/:id/increment", forwardTo("COUNTER", "/increment", "POST"));
   app.get("/counters/:id", forwardTo("COUNTER", "/get", "GET"));
@@ -81,7 +86,9 @@ void addRoutes(durable::Worker& app) {
   // The seed's WebSocket route, and the room's history.
   app.get("/rooms/:roomId/websocket", [](durable::Context& c) -> durable::Task<durable::Response> {
     const auto roomId = c.param("roomId");
-    const auto user = c.query("user").value_or("anonymous");
+    // `c.req.query('user') || 'anonymous'`: an empty user is falsy, so it is anonymous too.
+    auto user = c.query("user").value_or("");
+    if (user.empty()) user = "anonymous";
 
     const auto& rooms = c.env().ns("ROOM");
     const auto id = rooms.idFromName(roomId);

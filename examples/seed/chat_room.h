@@ -2,6 +2,10 @@
 // improvement: the seed keeps who joined only in memory (`sessions`), so after hibernation
 // the room would drop messages and leaves silently. Here each socket's user also lives in its
 // attachment, and the constructor rebuilds `sessions` from the sockets that stayed open.
+//
+// Where JavaScript's types decide, the translation keeps them: `message.text()` throws for a
+// binary message as `JSON.parse(arrayBuffer)` does, so binary frames are ignored; `||` treats
+// an empty user as missing; the Upgrade header is compared exactly.
 #pragma once
 
 #include <durable/durable.h>
@@ -29,11 +33,13 @@ class ChatRoom : public durable::DurableObject {
     const auto url = request.url();
 
     if (url.pathname() == "/websocket") {
-      if (lower(request.headers().get("Upgrade").value_or("")) != "websocket") {
+      if (request.headers().get("Upgrade") != "websocket") {
         co_return durable::Response("Expected WebSocket", {.status = 426});
       }
 
-      const auto user = url.searchParams().get("user").value_or("anonymous");
+      // `get("user") || "anonymous"`: an empty user is falsy, so it is anonymous too.
+      auto user = url.searchParams().get("user").value_or("");
+      if (user.empty()) user = "anonymous";
       auto [client, server] = durable::WebSocketPair();
 
       co_await handleWebSocket(server, user);
@@ -72,6 +78,7 @@ class ChatRoom : public durable::DurableObject {
     if (session == sessions_.end()) co_return;
 
     try {
+      // text() throws for a binary message, as JSON.parse(arrayBuffer) does in the seed.
       const auto data = durable::parseJson(message.text());
       const auto* object = data.if_object();
       const auto* type = object ? object->if_contains("type") : nullptr;
@@ -121,6 +128,9 @@ class ChatRoom : public durable::DurableObject {
 
   durable::Task<void> webSocketError(durable::WebSocket ws, std::string error) override {
     std::cerr << "WebSocket error: " << error << std::endl;
+    // Not in the seed, which keeps the dead socket in `sessions` for the object's life: no
+    // message can come from it again, so dropping it changes nothing but the memory held.
+    sessions_.erase(ws);
     try {
       ws.close(1011, "Internal error");
     } catch (const std::exception&) {
@@ -155,10 +165,6 @@ class ChatRoom : public durable::DurableObject {
     if (v.is_uint64()) return v.as_uint64() != 0;
     if (v.is_double()) return v.as_double() != 0 && v.as_double() == v.as_double();
     return true;
-  }
-  static std::string lower(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
   }
 
   std::unordered_map<durable::WebSocket, Session> sessions_;

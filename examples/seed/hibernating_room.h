@@ -30,9 +30,9 @@ class HibernatingRoom : public durable::DurableObject {
     const auto tags = state().getTags(ws);
     std::clog << "Message from: [" << (tags.empty() ? "" : tags.front()) << "]" << std::endl;
 
-    // Broadcast to all connected WebSockets
+    // Broadcast to all connected WebSockets (as it came: binary stays binary, byte for byte)
     for (auto& socket : state().getWebSockets()) {
-      socket.send(message.text());
+      socket.send(message);
     }
     co_return;
   }

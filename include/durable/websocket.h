@@ -14,6 +14,7 @@
 // Thread safety: a WebSocket belongs to its object's shard and is used from its handlers.
 #pragma once
 
+#include <durable/error.h>
 #include <durable/value.h>
 
 #include <cstdint>
@@ -28,11 +29,23 @@ namespace detail {
 struct WebSocketImpl;
 }
 
-// What webSocketMessage receives: text, or binary data (an ArrayBuffer in JavaScript).
+// What webSocketMessage receives: `string | ArrayBuffer` in JavaScript. A text message is
+// always valid UTF-8 (the runtime fails the connection with 1007 otherwise); a binary one is
+// any bytes.
 struct WebSocketMessage {
   std::string data;
   bool binary = false;
-  const std::string& text() const { return data; }
+
+  bool isText() const { return !binary; }
+  // The text of a text message. Throws Error(kInvalidArgument) for a binary one, because code
+  // written for text must not read arbitrary bytes as text: in JavaScript, JSON.parse() of an
+  // ArrayBuffer throws, so the seed's ChatRoom ignores binary frames.
+  const std::string& text() const {
+    if (binary) throw Error(ErrorCode::kInvalidArgument, "a binary WebSocket message has no text (it is an ArrayBuffer)");
+    return data;
+  }
+  // The payload whatever the type: the text's UTF-8 bytes, or the binary data.
+  const std::string& bytes() const { return data; }
 };
 
 class WebSocket {
@@ -43,10 +56,16 @@ class WebSocket {
   WebSocket() = default;
 
   // Queues a text (or binary) frame. Held, like a response, until the writes made before it
-  // are durable. Throws Error(kInvalidArgument) once the socket is closing or closed.
+  // are durable. Throws Error(kInvalidArgument) once the socket is closing or closed, and for
+  // text that is not valid UTF-8: every peer would fail the connection on such a text frame
+  // (RFC 6455 8.1), so arbitrary bytes go as Bytes.
   void send(std::string_view text);
   void send(const Bytes& data);
-  // Starts the closing handshake with `code` (1000, or 3000-4999) and `reason` (<= 123 bytes).
+  // Relays a received message as it came, text as text and binary as binary: the seed's
+  // `socket.send(message)`.
+  void send(const WebSocketMessage& message);
+  // Starts the closing handshake with `code` (1000-1003, 1007-1014 or 3000-4999) and `reason`
+  // (<= 123 bytes of UTF-8).
   void close(int code = 1000, std::string_view reason = {});
   int readyState() const;
 

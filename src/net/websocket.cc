@@ -32,8 +32,50 @@ WebSocketPair::WebSocketPair()
   client.impl()->partner = server.impl();
 }
 
+namespace {
+// RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF. What a peer checks a text
+// frame against (RFC 6455 8.1), and so what a text frame we send must pass.
+bool validUtf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  while (p < end) {
+    const unsigned c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    std::size_t n;
+    unsigned lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+      n = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      if (c == 0xe0) lo = 0xa0;
+      if (c == 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      if (c == 0xf0) lo = 0x90;
+      if (c == 0xf4) hi = 0x8f;
+    } else {
+      return false;
+    }
+    if (static_cast<std::size_t>(end - p) <= n) return false;
+    if (p[1] < lo || p[1] > hi) return false;
+    for (std::size_t i = 2; i <= n; ++i) {
+      if ((p[i] & 0xc0) != 0x80) return false;
+    }
+    p += n + 1;
+  }
+  return true;
+}
+}  // namespace
+
 void WebSocket::send(std::string_view text) {
   if (!impl_) throw Error(ErrorCode::kInvalidArgument, "send() on an empty WebSocket");
+  if (!validUtf8(text)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "send(): the text is not valid UTF-8; send bytes as durable::Bytes (a binary frame)");
+  }
   impl_->send(std::string(text), false);
 }
 
@@ -42,12 +84,25 @@ void WebSocket::send(const Bytes& data) {
   impl_->send(data.data, true);
 }
 
+void WebSocket::send(const WebSocketMessage& message) {
+  if (!impl_) throw Error(ErrorCode::kInvalidArgument, "send() on an empty WebSocket");
+  if (!message.binary && !validUtf8(message.data)) {
+    throw Error(ErrorCode::kInvalidArgument, "send(): a text message that is not valid UTF-8; mark it binary");
+  }
+  impl_->send(message.data, message.binary);
+}
+
 void WebSocket::close(int code, std::string_view reason) {
   if (!impl_) throw Error(ErrorCode::kInvalidArgument, "close() on an empty WebSocket");
-  if (!(code == 1000 || (code >= 3000 && code <= 4999))) {
-    throw Error(ErrorCode::kInvalidArgument, "close(): the code must be 1000 or in 3000-4999, got " + std::to_string(code));
+  // What a server may send (RFC 6455 7.4): the seed's webSocketError closes with 1011. The
+  // codes that only report a missing close frame (1005, 1006, 1015) and the reserved 1004
+  // never go on the wire.
+  if (code < 1000 || code > 4999 || code == 1004 || code == 1005 || code == 1006 || (code >= 1015 && code < 3000)) {
+    throw Error(ErrorCode::kInvalidArgument, "close(): the code must be in 1000-1003, 1007-1014 or 3000-4999, got " +
+                                                 std::to_string(code));
   }
   if (reason.size() > 123) throw Error(ErrorCode::kInvalidArgument, "close(): the reason is longer than 123 bytes");
+  if (!validUtf8(reason)) throw Error(ErrorCode::kInvalidArgument, "close(): the reason is not valid UTF-8");
   impl_->close(code, std::string(reason));
 }
 
@@ -506,6 +561,10 @@ std::vector<std::string> State::getTags(const WebSocket& ws) {
 }
 
 void State::setWebSocketAutoResponse(std::string request, std::string response) {
+  // Both are text frames: the request is compared with received text, the response is sent.
+  if (!validUtf8(request) || !validUtf8(response)) {
+    throw Error(ErrorCode::kInvalidArgument, "setWebSocketAutoResponse(): the request and response must be valid UTF-8");
+  }
   host_->shard().socketsOf(host_->ns(), host_->id()).autoResponse.emplace(std::move(request), std::move(response));
 }
 

@@ -11,6 +11,9 @@
 #include <boost/json.hpp>
 
 #include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
 #include <thread>
 
 namespace durable_it {
@@ -43,6 +46,43 @@ void sendChat(WsClient& ws, const std::string& content) {
   ws.send(json::serialize(m));
 }
 
+// A client frame (masked) with any FIN bit and opcode, for what the client library refuses to
+// send: text frames that are not UTF-8, fragments.
+std::string maskedFrame(const std::string& payload, std::uint8_t opcode = 0x1, bool fin = true) {
+  std::string f(1, static_cast<char>((fin ? 0x80 : 0x00) | opcode));
+  const std::uint64_t n = payload.size();
+  if (n < 126) {
+    f += static_cast<char>(0x80 | n);
+  } else if (n < 65536) {
+    f += static_cast<char>(0x80 | 126);
+    for (int i = 1; i >= 0; --i) f += static_cast<char>((n >> (8 * i)) & 0xff);
+  } else {
+    f += static_cast<char>(0x80 | 127);
+    for (int i = 7; i >= 0; --i) f += static_cast<char>((n >> (8 * i)) & 0xff);
+  }
+  const char key[4] = {0x5a, 0x11, 0x7f, 0x02};
+  f.append(key, 4);
+  for (std::size_t i = 0; i < n; ++i) f += static_cast<char>(payload[i] ^ key[i % 4]);
+  return f;
+}
+
+std::string hex(const std::string& bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+// Bytes that are not UTF-8 anywhere: a lone continuation byte, an overlong form, a surrogate,
+// a code point past U+10FFFF, and a sequence cut short at the end.
+const std::string kNotUtf8[] = {
+    std::string("ok\x80", 3), std::string("\xc0\xaf", 2), std::string("\xed\xa0\x80", 3),
+    std::string("\xf4\x90\x80\x80", 4), std::string("ab\xe2\x82", 4),
+};
+
 class WebSocketServerTest : public ::testing::Test {
  protected:
   std::unique_ptr<ServerProcess> startServer(const std::string& extraConfig = "") {
@@ -59,12 +99,16 @@ class WebSocketServerTest : public ::testing::Test {
     return ServerProcess::start(std::move(o));
   }
 
+  // Joins as `user` (the query's raw text) and checks the joiner's own join, as `expectUser`
+  // when given, then the history frame.
   std::unique_ptr<WsClient> join(const ServerProcess& s, const std::string& room, const std::string& user,
-                                 json::array* history = nullptr) {
-    auto ws = WsClient::connect(s.host(), s.port(), "/rooms/" + room + "/websocket?user=" + user);
+                                 json::array* history = nullptr, std::optional<std::string> expectUser = {},
+                                 const std::string& query = "") {
+    auto ws = WsClient::connect(s.host(), s.port(),
+                                "/rooms/" + room + "/websocket" + (query.empty() ? "?user=" + user : query));
     auto own = frame(ws->readText());
     EXPECT_EQ(str(own, "type"), "join");
-    EXPECT_EQ(str(own, "user"), user);
+    EXPECT_EQ(str(own, "user"), expectUser.value_or(user));
     auto h = frame(ws->readText());
     EXPECT_EQ(str(h, "type"), "history");
     if (history) *history = h.at("messages").as_array();
@@ -215,5 +259,187 @@ TEST_F(WebSocketServerTest, HibernatingRoom) {
   EXPECT_NE(server->stderrText().find("Message from: [user-123]"), std::string::npos);
 }
 
+
+// The stored history of `room`, as GET /rooms/:id/history answers it.
+json::array historyOf(const ServerProcess& s, const std::string& room) {
+  auto r = httpRequest(s.host(), s.port(), "GET", "/rooms/" + room + "/history");
+  EXPECT_EQ(r.status, 200) << r.body;
+  return json::parse(r.body).as_array();
+}
+
+std::size_t count(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+// The seed's `JSON.parse(message)` throws for an ArrayBuffer, so a binary frame is logged and
+// ignored, even when its bytes are a valid chat message.
+TEST_F(WebSocketServerTest, ChatRoomIgnoresBinaryFramesWhateverTheirBytes) {
+  auto server = startServer();
+  auto ann = join(*server, "bin", "ann");
+  auto bob = join(*server, "bin", "bob");
+  EXPECT_EQ(str(next(*ann, "join"), "user"), "bob");
+  ann->sendBinary(R"({"type":"message","content":"as bytes"})");
+  ann->sendBinary(std::string("\x00\x01\x02\xfa\xff\x7b\x7d\x0a\x0d", 9));
+  ann->sendBinary("");
+  bob->sendBinary(R"({"type":"message","content":"bob's bytes"})");
+  sendChat(*ann, "as text");
+  // The first frame either member gets afterwards is the text message, and nothing follows.
+  for (auto* c : {ann.get(), bob.get()}) {
+    auto m = c->read(10s);
+    ASSERT_TRUE(m.has_value());
+    EXPECT_FALSE(m->binary);
+    auto f = frame(m->data);
+    EXPECT_EQ(str(f, "type"), "message");
+    EXPECT_EQ(str(f, "user"), "ann");
+    EXPECT_EQ(str(f, "content"), "as text");
+    EXPECT_TRUE(c->drain(300ms).empty());
+    EXPECT_TRUE(c->isOpen());
+  }
+  auto history = historyOf(*server, "bin");
+  ASSERT_EQ(history.size(), 1u);
+  EXPECT_EQ(str(history[0].as_object(), "content"), "as text");
+  // Each binary frame went through the seed's catch: console.error('Invalid message:', e).
+  EXPECT_EQ(count(server->stderrText(), "Invalid message: a binary WebSocket message has no text"), 4u)
+      << server->stderrText();
+}
+
+// `get("user") || "anonymous"` in the Worker and in the room: an empty user is anonymous;
+// any other text, even "0" or a space, is kept.
+TEST_F(WebSocketServerTest, ChatRoomEmptyUserIsAnonymous) {
+  auto server = startServer();
+  auto empty = join(*server, "anon", "", nullptr, "anonymous", "?user=");
+  auto bare = join(*server, "anon", "", nullptr, "anonymous", "?user");
+  auto none = join(*server, "anon", "", nullptr, "anonymous", "?other=1");
+  auto zero = join(*server, "anon", "0");
+  auto space = join(*server, "anon", "%20", nullptr, " ");
+  sendChat(*empty, "from nobody");
+  auto m = next(*zero, "message");
+  EXPECT_EQ(str(m, "user"), "anonymous");
+  EXPECT_EQ(str(m, "content"), "from nobody");
+  sendChat(*space, "from a space");
+  EXPECT_EQ(str(next(*zero, "message"), "user"), " ");
+  auto history = historyOf(*server, "anon");
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(str(history[0].as_object(), "user"), "anonymous");
+  EXPECT_EQ(str(history[1].as_object(), "user"), " ");
+  // The leave names the anonymous user too.
+  empty->close(1000);
+  EXPECT_EQ(str(next(*zero, "leave"), "user"), "anonymous");
+}
+
+// The rest of what a client can send to the seed's ChatRoom: an empty text, a ping, a text
+// message in fragments, a text frame that is not UTF-8 (a protocol error: 1007, RFC 6455 8.1,
+// the seed's webSocketError, no leave), an upgrade whose header is not exactly "websocket".
+TEST_F(WebSocketServerTest, ChatRoomAnswersEveryOtherInputAsTheSeedDoes) {
+  auto server = startServer();
+  auto ann = join(*server, "other", "ann");
+  auto bob = join(*server, "other", "bob");
+  EXPECT_EQ(str(next(*ann, "join"), "user"), "bob");
+  sendChat(*ann, "first");
+  for (auto* c : {ann.get(), bob.get()}) EXPECT_EQ(str(next(*c, "message"), "content"), "first");
+
+  ann->send("");  // JSON.parse("") throws
+  EXPECT_TRUE(ann->ping("are you there"));
+  ann->sendRaw(maskedFrame(R"({"type":"mess)", 0x1, false) + maskedFrame(R"(age","content":"in two parts"})", 0x0, true));
+  for (auto* c : {ann.get(), bob.get()}) {
+    auto f = frame(c->readText());
+    EXPECT_EQ(str(f, "type"), "message");
+    EXPECT_EQ(str(f, "content"), "in two parts");
+  }
+
+  for (const auto& bad : kNotUtf8) {
+    SCOPED_TRACE(hex(bad));
+    auto cid = join(*server, "other", "cid");
+    for (auto* c : {ann.get(), bob.get()}) EXPECT_EQ(str(next(*c, "join"), "user"), "cid");
+    cid->sendRaw(maskedFrame(R"({"type":"message","content":")" + bad + R"("})"));
+    auto closed = cid->waitClosed();
+    EXPECT_EQ(closed.code, 1007) << closed.error;
+    EXPECT_TRUE(ann->drain(200ms).empty());
+    EXPECT_TRUE(bob->drain(0ms).empty());
+  }
+  EXPECT_TRUE(ann->isOpen() && bob->isOpen());
+
+  // `request.headers.get('Upgrade') !== 'websocket'` compares exactly.
+  WsClient::Options caps;
+  caps.headers["Upgrade"] = "WebSocket";
+  try {
+    WsClient::connect(server->host(), server->port(), "/rooms/other/websocket?user=caps", caps);
+    ADD_FAILURE() << "an upgrade with \"WebSocket\" was accepted";
+  } catch (const WsError& e) {
+    EXPECT_EQ(e.status, 426) << e.what();
+    EXPECT_EQ(e.body, "Expected WebSocket");
+  }
+
+  auto history = historyOf(*server, "other");
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(str(history[0].as_object(), "content"), "first");
+  EXPECT_EQ(str(history[1].as_object(), "content"), "in two parts");
+}
+
+// The seed's HibernatingRoom relays `message` as it came: every socket, the sender too, gets a
+// frame of the same type with the same bytes, whatever they are, awake or after hibernation.
+TEST_F(WebSocketServerTest, HibernatingRoomRelaysEveryMessageAsItCame) {
+  auto server = startServer("hibernation_timeout_ms = 100\nmax_websocket_message_bytes = 65536\n");
+  const std::string path = "/hibernating/relay/websocket";
+  std::vector<std::unique_ptr<WsClient>> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(WsClient::connect(server->host(), server->port(), path));
+  const auto expectAll = [&](const std::string& data, bool binary) {
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      auto m = clients[i]->read(10s);
+      ASSERT_TRUE(m.has_value()) << "client " << i;
+      EXPECT_EQ(m->binary, binary) << "client " << i;
+      EXPECT_EQ(m->data.size(), data.size()) << "client " << i;
+      EXPECT_EQ(hex(m->data), hex(data)) << "client " << i;
+    }
+  };
+
+  const std::string issueBytes("\x00\x01\x02\xfa\xff\x7b\x7d\x0a\x0d", 9);
+  clients[0]->sendBinary(issueBytes);
+  expectAll(issueBytes, true);
+  std::string everyByte;
+  for (int b = 0; b < 256; ++b) everyByte += static_cast<char>(b);
+  clients[1]->sendBinary(everyByte);
+  expectAll(everyByte, true);
+  for (const auto& bad : kNotUtf8) {
+    clients[2]->sendBinary(bad);
+    expectAll(bad, true);
+  }
+  clients[0]->sendBinary("");
+  expectAll("", true);
+  clients[1]->send("");
+  expectAll("", false);
+  const std::string utf8 = "h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9d\x84\x9e";
+  clients[2]->send(utf8);
+  expectAll(utf8, false);
+  clients[0]->sendRaw(maskedFrame(std::string("\xff\x00", 2), 0x2, false) + maskedFrame("\xfe", 0x0, true));
+  expectAll(std::string("\xff\x00\xfe", 3), true);
+  std::string atLimit(65536, '\0');
+  for (std::size_t i = 0; i < atLimit.size(); ++i) atLimit[i] = static_cast<char>((i * 7919) >> 3);
+  clients[1]->sendBinary(atLimit);
+  expectAll(atLimit, true);
+
+  // Long enough for the room to be evicted: the message wakes it, the bytes are the same.
+  std::this_thread::sleep_for(1500ms);
+  clients[2]->sendBinary(issueBytes);
+  expectAll(issueBytes, true);
+
+  // A ping is answered by the runtime and relayed to no one.
+  EXPECT_TRUE(clients[0]->ping("zz"));
+  for (auto& c : clients) EXPECT_TRUE(c->drain(200ms).empty());
+
+  // What the room never sees: text that is not UTF-8 (1007), a message over the limit
+  // (1009). Only the sender's connection ends.
+  auto bad = WsClient::connect(server->host(), server->port(), path);
+  bad->sendRaw(maskedFrame(kNotUtf8[0]));
+  EXPECT_EQ(bad->waitClosed().code, 1007);
+  auto big = WsClient::connect(server->host(), server->port(), path);
+  big->sendBinary(atLimit + "x");
+  EXPECT_EQ(big->waitClosed().code, 1009);
+  for (auto& c : clients) EXPECT_TRUE(c->drain(200ms).empty());
+  clients[0]->send("still here");
+  expectAll("still here", false);
+}
 }  // namespace
 }  // namespace durable_it
