@@ -1,21 +1,30 @@
 # The two commands: `make run` and `make test`. Both install what is missing first.
 BUILD   ?= build
 LISTEN  ?= 127.0.0.1:8787
-PERSIST ?= .durable/state
+# Empty: the config's name picks the state directory (.durable/durable-seed for the demo).
+PERSIST ?=
 CONFIG  ?= examples/seed/wrangler.toml
 JOBS    ?= $(shell nproc)
 
-.PHONY: deps build run test bench clean crash-test test-asan test-tsan fuzz
+.PHONY: deps deps-test build build-server run test bench clean crash-test test-asan test-tsan fuzz
 
 deps:
 	@bash scripts/deps.sh
 
-build: deps
+deps-test:
+	@bash scripts/deps.sh --test
+
+# `make run` builds the server alone; the tests are configured in when GoogleTest is there.
+build-server: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target durable_bin
+
+build: deps-test
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DDURABLE_BUILD_TESTS=ON >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-run: build
-	./$(BUILD)/durable serve --config $(CONFIG) --listen $(LISTEN) --persist-to $(PERSIST)
+run: build-server
+	./$(BUILD)/durable serve --config $(CONFIG) --listen $(LISTEN) $(if $(PERSIST),--persist-to $(PERSIST))
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
@@ -25,13 +34,13 @@ crash-test: build
 	./$(BUILD)/crash_harness --rounds 100
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer, and under ThreadSanitizer.
-test-asan: deps
-	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDURABLE_SANITIZE=address >/dev/null
+test-asan: deps-test
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDURABLE_SANITIZE=address -DDURABLE_BUILD_TESTS=ON >/dev/null
 	@cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j 2 --timeout 900
 
-test-tsan: deps
-	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDURABLE_SANITIZE=thread >/dev/null
+test-tsan: deps-test
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDURABLE_SANITIZE=thread -DDURABLE_BUILD_TESTS=ON >/dev/null
 	@cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/sanitizers/tsan.supp ctest --output-on-failure -j 2 --timeout 900
 

@@ -3,15 +3,18 @@
 # that is already there. Called by `make deps`, which every other target depends on.
 set -euo pipefail
 
+# `make run` needs only what builds the server; the tests and benchmarks add theirs.
 packages=(
   build-essential cmake pkg-config
   libboost1.81-all-dev libboost-json1.81-dev libboost-url1.81-dev
   libsqlite3-dev sqlite3 libssl-dev libtomlplusplus-dev
-  googletest libgtest-dev libgmock-dev libbenchmark-dev
-  chromium  # the browser test of the chat page (tests/browser)
 )
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
+  packages+=(googletest libgtest-dev libgmock-dev
+             chromium)  # the browser test of the chat page (tests/browser)
+fi
 if [ "${1:-}" = "--bench" ]; then
-  packages+=(wrk)
+  packages+=(libbenchmark-dev wrk)
 fi
 # `make fuzz`: clang and its runtime libraries; libclang_rt.fuzzer-x86_64.a (libFuzzer, for
 # -fsanitize=fuzzer) and the sanitizer runtimes are in libclang-rt-14-dev, which clang only

@@ -16,16 +16,14 @@ class Guestbook : public durable::DurableObject {
       const auto count = (co_await storage().get<std::int64_t>("count")).value_or(0) + 1;
       char key[32];
       std::snprintf(key, sizeof key, "entry:%012lld", static_cast<long long>(count));
-      // Named, not braced inside the co_await/co_return: see RequestInit in durable/http.h.
-      const std::vector<std::pair<std::string, durable::Value>> entries{{"count", count}, {key, name}};
+      // Named: g++ 12 rejects a braced list inside a co_await expression (README, "g++ 12").
+      const durable::Entries entries{{"count", count}, {key, name}};
       co_await storage().put(entries);
       const boost::json::object body{{"signed", name}, {"number", count}};
       co_return durable::Response::json(body);
     }
     if (request.method() == "GET" && url.pathname() == "/entries") {
-      durable::ListOptions options;
-      options.prefix = "entry:";
-      const auto entries = co_await storage().list(options);
+      const auto entries = co_await storage().list({.prefix = "entry:"});
       boost::json::array names;
       for (const auto& [key, value] : entries) names.push_back(boost::json::value(value.as<std::string>()));
       co_return durable::Response::json(names);
@@ -37,14 +35,11 @@ class Guestbook : public durable::DurableObject {
 inline durable::Worker makeGuestbookApp() {
   durable::Worker app;
   app.all("/books/:book/*", [](durable::Context& c) -> durable::Task<durable::Response> {
-    const auto& books = c.env().ns("GUESTBOOK");
-    const auto stub = books.getByName(c.param("book"));
     // Forward the rest of the path and the query to the object.
     const auto url = c.req().url();
-    const std::string prefix = "/books/" + c.param("book");
-    std::string rest = url.pathname().substr(prefix.size());
-    durable::Request forwarded("http://do" + rest + url.search(), {.method = c.req().method()});
-    co_return co_await stub.fetch(std::move(forwarded));
+    const std::string rest = url.pathname().substr(("/books/" + c.param("book")).size());
+    const auto& books = c.env().ns("GUESTBOOK");
+    co_return co_await books.getByName(c.param("book")).fetch("http://do" + rest + url.search(), {.method = c.req().method()});
   });
   return app;
 }

@@ -273,13 +273,17 @@ ExitStatus ServerProcess::kill9() {
 
 CommandResult runBinary(const std::vector<std::string>& args, const fs::path& scratch,
                         std::chrono::milliseconds timeout) {
+  std::vector<std::string> full{binaryPath().string()};
+  full.insert(full.end(), args.begin(), args.end());
+  return runCommand(std::move(full), scratch, timeout);
+}
+
+CommandResult runCommand(std::vector<std::string> argv, const fs::path& scratch, std::chrono::milliseconds timeout) {
   static int counter = 0;
   const int n = ++counter;
   const fs::path outPath = scratch / ("cmd-" + std::to_string(n) + ".out");
   const fs::path errPath = scratch / ("cmd-" + std::to_string(n) + ".err");
-  std::vector<std::string> full{binaryPath().string()};
-  full.insert(full.end(), args.begin(), args.end());
-  ExecPlan plan(std::move(full));
+  ExecPlan plan(std::move(argv));
   int outFd = openOrThrow(outPath, O_WRONLY | O_CREAT | O_TRUNC);
   int errFd = openOrThrow(errPath, O_WRONLY | O_CREAT | O_TRUNC);
   int nullFd = openOrThrow("/dev/null", O_RDONLY);

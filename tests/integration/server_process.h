@@ -106,6 +106,9 @@ struct CommandResult {
 };
 CommandResult runBinary(const std::vector<std::string>& args, const std::filesystem::path& scratch,
                         std::chrono::milliseconds timeout = 20s);
+// The same for any program: argv[0] is its absolute path.
+CommandResult runCommand(std::vector<std::string> argv, const std::filesystem::path& scratch,
+                         std::chrono::milliseconds timeout = 20s);
 
 // ---- HTTP ----
 
