@@ -1,6 +1,9 @@
 // The chat page in a real browser: starts the `durable` binary on the seed app, opens
 // /rooms/<room> twice in headless Chromium, joins as two people, sends a message from one and
-// checks that both pages show it; saves a screenshot of each page.
+// checks that both pages show it; a third page shows the stored history before joining, and
+// its join line after it; then the server is killed (-9) and restarted on the same port, and
+// every page reconnects by itself and sends again. No response the pages got is a 404 (the
+// page names an inline icon, so no /favicon.ico). Saves a screenshot of each page.
 //
 //   durable_browser_test OUTPUT_DIR        (ctest: browser.chat; writes OUTPUT_DIR/chat.png)
 //
@@ -18,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -29,6 +33,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -137,6 +142,9 @@ class Browser {
 
   bool running() { return pid_ > 0 && !reap(0ms); }
 
+  // The events Chromium sent so far (Network.* of the pages that enabled it).
+  const std::vector<json::object>& events() const { return events_; }
+
   // Sends a command (to a page when `session` is set) and returns its result.
   json::object call(const std::string& method, json::object params = {}, const std::string& session = {},
                     std::chrono::milliseconds timeout = 15s) {
@@ -156,7 +164,11 @@ class Browser {
       auto reply = nextMessage(deadline);
       if (!reply) throw std::runtime_error(method + ": no reply from Chromium within " + std::to_string(timeout.count()) + " ms");
       auto* rid = reply->if_contains("id");
-      if (!rid || rid->to_number<std::int64_t>() != id) continue;  // an event, or an older reply
+      if (!rid) {
+        events_.push_back(std::move(*reply));
+        continue;
+      }
+      if (rid->to_number<std::int64_t>() != id) continue;  // an older reply
       if (auto* err = reply->if_contains("error")) throw std::runtime_error(method + ": " + json::serialize(*err));
       auto* result = reply->if_contains("result");
       return result && result->is_object() ? result->as_object() : json::object{};
@@ -204,6 +216,7 @@ class Browser {
   int read_ = -1;
   std::int64_t nextId_ = 0;
   std::string pending_;
+  std::vector<json::object> events_;
 };
 
 // A tab of the browser, attached in flat mode.
@@ -216,6 +229,7 @@ class Page {
     session_ = std::string(attached.at("sessionId").as_string());
     b_.call("Page.enable", {}, session_);
     b_.call("Runtime.enable", {}, session_);
+    b_.call("Network.enable", {}, session_);
     b_.call("Page.navigate", json::object{{"url", url}}, session_);
     if (!waitFor("document.readyState === 'complete' && !!document.getElementById('join')", 15s)) {
       throw std::runtime_error("the chat page did not load: " + url);
@@ -240,6 +254,16 @@ class Page {
     }
   }
 
+  // The text of each line of the chat log, in order.
+  std::vector<std::string> lines() {
+    auto v = eval("JSON.stringify([...document.querySelectorAll('#log .msg')].map(d => d.textContent))");
+    std::vector<std::string> out;
+    if (!v.is_string()) return out;
+    const auto parsed = json::parse(v.as_string());  // a range-for would not keep the temporary alive
+    for (const auto& line : parsed.as_array()) out.emplace_back(line.as_string());
+    return out;
+  }
+
   std::string text(const std::string& id) {
     auto v = eval("(document.getElementById('" + id + "') || {}).textContent || ''");
     return v.is_string() ? std::string(v.as_string()) : std::string();
@@ -260,6 +284,12 @@ class Page {
 };
 
 std::string jsString(const std::string& s) { return json::serialize(json::value(s)); }
+
+std::string describe(const std::vector<std::string>& lines) {
+  json::array a;
+  for (const auto& l : lines) a.emplace_back(l);
+  return json::serialize(a);
+}
 
 int run(const fs::path& outputDir) {
   const char* env = std::getenv("CHROMIUM");
@@ -330,12 +360,89 @@ int run(const fs::path& outputDir) {
     throw std::runtime_error("the history lacks the message: " + history.body);
   }
 
+  // A newcomer sees what was said before joining, and its own join after it, each line once
+  // (the socket's history frame repeats what the page fetched).
+  const std::vector<std::string> before{shown, "Bob: Hi Alice!"};
+  Page carol(*browser, base + "/rooms/" + room);
+  if (!carol.waitFor("document.querySelectorAll('#log .msg').length >= 2")) {
+    throw std::runtime_error("the history is not shown before joining: " + describe(carol.lines()));
+  }
+  if (carol.lines() != before) throw std::runtime_error("history before joining: " + describe(carol.lines()));
+  if (!carol.eval("getComputedStyle(document.getElementById('join')).display !== 'none'").as_bool()) {
+    throw std::runtime_error("the join form is hidden before joining");
+  }
+  joinAs(carol, "Carol");
+  if (!carol.waitFor("document.getElementById('log').textContent.includes('Carol joined')")) {
+    throw std::runtime_error("Carol's page does not show her join: " + describe(carol.lines()));
+  }
+  std::this_thread::sleep_for(500ms);  // the history frame comes right after the join
+  auto expected = before;
+  expected.push_back("Carol joined");
+  if (carol.lines() != expected) throw std::runtime_error("Carol's log after joining: " + describe(carol.lines()));
+
+  // kill -9 and a restart on the same port: every page reconnects without a reload.
+  const std::uint16_t port = server->port();
+  server->kill9();
+  for (auto* p : {&alice, &bob, &carol}) {
+    if (!p->waitFor("!document.getElementById('status').textContent.startsWith('Connected')", 10s)) {
+      throw std::runtime_error("a page did not notice the server's death; status: '" + p->text("status") + "'");
+    }
+  }
+  o.stderrLog = dir / "server-restarted.log";
+  o.extraArgs = {"--listen", "127.0.0.1:" + std::to_string(port)};
+  server = durable_it::ServerProcess::start(o);
+  const std::pair<Page*, std::string> members[] = {{&alice, "Alice"}, {&bob, "Bob"}, {&carol, "Carol"}};
+  for (const auto& [p, name] : members) {
+    if (!p->waitFor("document.getElementById('status').textContent === " + jsString("Connected as " + name), 30s)) {
+      throw std::runtime_error(name + " did not reconnect; status: '" + p->text("status") + "'");
+    }
+  }
+  alice.eval("document.getElementById('text').value = 'after the restart'; document.querySelector('#send button').click(); true");
+  for (const auto& [p, name] : members) {
+    if (!p->waitFor("[...document.querySelectorAll('#log .msg')].some(d => d.textContent === 'Alice: after the restart')")) {
+      throw std::runtime_error(name + "'s page does not show the message sent after the restart: " + describe(p->lines()));
+    }
+    const auto lines = p->lines();
+    for (const auto& once : before) {
+      if (std::count(lines.begin(), lines.end(), once) != 1) {
+        throw std::runtime_error(name + "'s page shows '" + once + "' other than once: " + describe(lines));
+      }
+    }
+  }
+
+  // No favicon request, and no 404 at all: the page names an inline icon, and /favicon.ico
+  // answers 204 for any other page.
+  if (alice.eval("document.querySelector('link[rel=icon]').getAttribute('href')") != json::value("data:,")) {
+    throw std::runtime_error("the page names no inline icon");
+  }
+  auto favicon = durable_it::httpRequest(server->host(), server->port(), "GET", "/favicon.ico");
+  if (favicon.status != 204) throw std::runtime_error("/favicon.ico answered " + std::to_string(favicon.status));
+  int responses = 0;
+  for (const auto& e : browser->events()) {
+    auto* method = e.if_contains("method");
+    if (!method || !method->is_string()) continue;
+    const auto& params = e.at("params").as_object();
+    if (*method == "Network.requestWillBeSent") {
+      const std::string url(params.at("request").as_object().at("url").as_string());
+      if (url.find("favicon") != std::string::npos) throw std::runtime_error("a page requested " + url);
+    } else if (*method == "Network.responseReceived") {
+      ++responses;
+      const auto& response = params.at("response").as_object();
+      if (response.at("status").to_number<int>() == 404) {
+        throw std::runtime_error("404 for " + std::string(response.at("url").as_string()));
+      }
+    }
+  }
+  if (responses < 6) throw std::runtime_error("only " + std::to_string(responses) + " responses were seen");
+
   const fs::path shot = fs::absolute(outputDir / "chat.png");
   alice.screenshot(shot);
   bob.screenshot(outputDir / "chat-bob.png");
+  carol.screenshot(outputDir / "chat-carol.png");
   std::cout << "screenshot: " << shot.string() << "\n";
   std::cout << "alice's log: " << alice.text("log") << "\n";
   std::cout << "bob's log:   " << bob.text("log") << "\n";
+  std::cout << "carol's log: " << describe(carol.lines()) << "\n";
   return 0;
 }
 

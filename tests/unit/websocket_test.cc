@@ -129,7 +129,8 @@ class Probe : public durable::DurableObject {
   }
 
   Task<void> webSocketMessage(WebSocket ws, WebSocketMessage message) override {
-    const std::string text = message.text();
+    // Commands may come as binary too: the tests check that only text is auto-answered.
+    const std::string text = message.bytes();
     std::string reply;
     if (text == "whoami") {
       reply = ws.deserializeAttachment().as<std::string>();
@@ -315,6 +316,9 @@ TEST_F(WebSocketTest, UserNamesArePercentDecodedAndDefaultToAnonymous) {
   EXPECT_EQ(str(frame(m->readText()), "user"), "J\xC3\xBCrgen K");
   auto anon = WsClient::connect(kHost, s.port, "/rooms/r/websocket");
   EXPECT_EQ(str(frame(anon->readText()), "user"), "anonymous");
+  // `get("user") || "anonymous"`: empty is falsy.
+  auto empty = WsClient::connect(kHost, s.port, "/rooms/r/websocket?user=");
+  EXPECT_EQ(str(frame(empty->readText()), "user"), "anonymous");
 }
 
 class WebSocketOrderTest : public WebSocketTest, public ::testing::WithParamInterface<unsigned> {};
@@ -480,11 +484,16 @@ TEST_F(WebSocketTest, UpgradeIsRequired) {
   } catch (const WsError& e) {
     EXPECT_NE(e.status, 101) << e.what();
   }
-  // The header's value is case-insensitive.
-  WsClient::Options o;
-  o.headers["Upgrade"] = "WebSocket";
-  auto ws = WsClient::connect(kHost, s.port, "/rooms/r/websocket?user=caps", o);
-  EXPECT_EQ(str(frame(ws->readText()), "user"), "caps");
+  // The seed compares the header with "websocket" exactly: any other spelling is refused.
+  try {
+    WsClient::Options o;
+    o.headers["Upgrade"] = "WebSocket";
+    WsClient::connect(kHost, s.port, "/rooms/r/websocket?user=caps", o);
+    ADD_FAILURE() << "connected with Upgrade: WebSocket";
+  } catch (const WsError& e) {
+    EXPECT_EQ(e.status, 426) << e.what();
+    EXPECT_EQ(e.body, "Expected WebSocket");
+  }
   // HibernatingRoom answers 404 without an upgrade.
   auto h = durable_it::httpGet(kHost, s.port, "/hibernating/x/websocket");
   EXPECT_EQ(h.status, 404);
@@ -503,11 +512,65 @@ TEST_F(WebSocketTest, HibernatingRoomBroadcastsToEverySocket) {
   a->send("one");
   EXPECT_EQ(a->readText(), "one");
   EXPECT_EQ(b->readText(), "one");
-  b->sendBinary("two");
-  auto m = a->read(10s);
-  ASSERT_TRUE(m.has_value());
-  EXPECT_EQ(m->data, "two");
-  EXPECT_FALSE(m->binary);  // the seed sends message.text(): a text frame
+  // The seed sends `message` as it came: binary stays binary, byte for byte.
+  const std::string bytes("\x00\xff\xfe\x80two", 7);
+  b->sendBinary(bytes);
+  for (auto* c : {a.get(), b.get()}) {
+    auto m = c->read(10s);
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(m->data, bytes);
+    EXPECT_TRUE(m->binary);
+  }
+}
+
+// The object-side API keeps a message's type: text() of a binary message throws (as
+// JSON.parse of an ArrayBuffer does), and no text frame that is not UTF-8 can be sent.
+TEST(WebSocketMessageTest, TextIsTextAndBytesAreBytes) {
+  const WebSocketMessage text{"h\xc3\xa9", false};
+  EXPECT_TRUE(text.isText());
+  EXPECT_EQ(text.text(), "h\xc3\xa9");
+  const WebSocketMessage binary{std::string("\x00\xff", 2), true};
+  EXPECT_FALSE(binary.isText());
+  EXPECT_EQ(binary.bytes(), std::string("\x00\xff", 2));
+  try {
+    (void)binary.text();
+    ADD_FAILURE() << "text() of a binary message returned";
+  } catch (const durable::Error& e) {
+    EXPECT_EQ(e.code(), durable::ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("binary"), std::string::npos) << e.what();
+  }
+
+  // A socket no object accepted: valid input fails on that; invalid input fails first.
+  durable::WebSocketPair pair;
+  const auto failure = [](auto&& send) -> std::string {
+    try {
+      send();
+    } catch (const durable::Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  for (const std::string& bad : {std::string("\x80"), std::string("\xc0\xaf"), std::string("\xed\xa0\x80"),
+                                std::string("\xf4\x90\x80\x80"), std::string("ab\xe2\x82")}) {
+    EXPECT_NE(failure([&] { pair.server.send(bad); }).find("not valid UTF-8"), std::string::npos);
+    EXPECT_NE(failure([&] { pair.server.send(WebSocketMessage{bad, false}); }).find("not valid UTF-8"),
+              std::string::npos);
+    EXPECT_NE(failure([&] { pair.server.close(1000, bad); }).find("not valid UTF-8"), std::string::npos);
+    EXPECT_NE(failure([&] { pair.server.send(WebSocketMessage{bad, true}); }).find("no object accepted"),
+              std::string::npos);
+    EXPECT_NE(failure([&] { pair.server.send(durable::Bytes(bad)); }).find("no object accepted"), std::string::npos);
+  }
+  for (int code : {999, 1004, 1005, 1006, 1015, 2999, 5000}) {
+    EXPECT_NE(failure([&] { pair.server.close(code); }).find("the code must be"), std::string::npos) << code;
+  }
+  const std::string fourByte("\xf0\x9d\x84\x9e", 4);
+  EXPECT_NE(failure([&] { pair.server.send(fourByte); }).find("no object accepted"), std::string::npos);
+  EXPECT_NE(failure([&] { pair.server.send(std::string_view()); }).find("no object accepted"), std::string::npos);
+  // The seed's webSocketError closes with 1011: a code a server may send.
+  for (int code : {1000, 1001, 1003, 1007, 1011, 1014, 3000, 4999}) {
+    durable::WebSocketPair fresh;
+    EXPECT_EQ(failure([&] { fresh.server.close(code, "Internal error"); }), "no error") << code;
+  }
 }
 
 // ---------------------------------------------------------------- hibernation
