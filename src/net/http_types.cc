@@ -418,7 +418,10 @@ std::string normalizeTarget(std::string_view target) {
   if (clean) return std::string(target);
   std::string out = encodeForTarget(path, false);
   if (hasDotSegments(out)) out = removeDotSegments(out);
-  if (queryAt != std::string_view::npos) out += "?" + encodeForTarget(target.substr(queryAt + 1), true);
+  if (queryAt != std::string_view::npos) {
+    out += '?';
+    out += encodeForTarget(target.substr(queryAt + 1), true);
+  }
   return out;
 }
 
@@ -483,7 +486,11 @@ std::string_view URL::pathnameView() const {
 std::string URL::search() const {
   // As in JavaScript, a bare "?" reads as no query at all.
   if (query_.size == 0) return "";
-  return "?" + std::string(part(query_));
+  std::string out;
+  out.reserve(query_.size + 1);
+  out += '?';
+  out += part(query_);
+  return out;
 }
 
 HeadersInit::HeadersInit(std::initializer_list<Pair> pairs) : count_(pairs.size()) {
