@@ -21,9 +21,11 @@
 namespace durable {
 
 struct ServeOptions {
-  std::string configPath;              // wrangler-style TOML
+  std::string configPath;              // wrangler-style TOML; empty: the Server's default config
   std::string listen = "127.0.0.1:8787";
-  std::string persistDir = ".durable/state";
+  // Empty: .durable/<name> for the config's top-level `name`, or, without one, the config
+  // file's name without its extension (its directory's name when that is just "wrangler").
+  std::string persistDir;
   // Overrides of the config's [durable] settings, when set.
   std::optional<std::string> durability;  // "full" | "relaxed"
   std::optional<unsigned> shards;
@@ -47,11 +49,17 @@ class Server {
   }
   Server& exportClass(std::string name, Factory factory);
   Server& setWorker(Worker worker);
+  // The config used when the command line names none (relative paths are taken from the
+  // working directory). Without one, `serve` without --config refuses to start.
+  Server& setDefaultConfig(std::string path);
 
   // The command line: `serve [--config F] [--listen H:P] [--persist-to DIR] [--durability
-  // full|relaxed] [--shards N] [--idle-timeout-ms N]`, `--help`. Returns the exit code.
+  // full|relaxed] [--shards N] [--idle-timeout-ms N]`, `--help`, `--version`. Returns the
+  // exit code: 0, 1 when serving failed, 2 for a bad command line.
   int run(int argc, char** argv);
-  // Serves until a signal arrives; the exit code. Throws nothing: errors are printed.
+  // Serves until a signal arrives; the exit code (2 for bad options, 1 when it cannot start).
+  // Throws nothing: errors are printed. Holds an exclusive lock on the state directory while
+  // it runs: a second process on the same directory refuses to start.
   int serve(const ServeOptions& options);
 
   // What serve() prints once it listens, for scripts and tests: "durable: listening on H:P".
@@ -60,6 +68,7 @@ class Server {
  private:
   std::map<std::string, Factory> classes_;
   std::shared_ptr<Worker> worker_;
+  std::string defaultConfig_;
 };
 
 }  // namespace durable

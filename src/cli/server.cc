@@ -1,16 +1,20 @@
+#include "cli/options.h"
 #include "config/config.h"
 #include "config/migrations.h"
 #include "net/http_server.h"
 #include "runtime/log.h"
 #include "runtime/runtime.h"
+#include "runtime/state_lock.h"
 
 #include <durable/server.h>
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <set>
 #include <thread>
 
@@ -24,33 +28,27 @@ Usage:
   durable serve [--config FILE] [--listen HOST:PORT] [--persist-to DIR]
                 [--durability full|relaxed] [--shards N] [--idle-timeout-ms N]
   durable --help
+  durable --version
 
 Options:
-  --config FILE         wrangler-style TOML: [[durable_objects.bindings]], [[migrations]],
-                        [vars], and durable's own [durable] table
-  --listen HOST:PORT    where to serve HTTP and WebSocket (default 127.0.0.1:8787; port 0 picks one)
-  --persist-to DIR      where objects' storage lives (default .durable/state)
+  --config FILE         wrangler-style TOML: name, [[durable_objects.bindings]], [[migrations]],
+                        [vars], and durable's own [durable] table (required unless the
+                        server was built with a default config)
+  --listen HOST:PORT    where to serve HTTP and WebSocket (default 127.0.0.1:8787; a host name
+                        that resolves, an IPv4 address or [IPv6]; port 0 picks one)
+  --persist-to DIR      where objects' storage lives (default .durable/<the config's name>);
+                        one server per directory
   --durability MODE     full: a reply waits for fsync (default); relaxed: WAL synchronous=NORMAL
-  --shards N            shard threads (default: one per core but one)
+  --shards N            shard threads, 1 to 1024 (default, or 0: one per core but one)
   --idle-timeout-ms N   evict an object after this long without events
 
 SIGTERM or SIGINT drains in-flight requests, commits, and exits 0.
 )";
 
-std::pair<std::string, std::uint16_t> splitListen(const std::string& listen) {
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos) throw std::runtime_error("--listen wants HOST:PORT, got " + listen);
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  unsigned long port = 0;
-  try {
-    std::size_t used = 0;
-    port = std::stoul(listen.substr(colon + 1), &used);
-    if (used != listen.size() - colon - 1 || port > 65535) throw std::out_of_range("port");
-  } catch (const std::exception&) {
-    throw std::runtime_error("--listen wants HOST:PORT with a port 0-65535, got " + listen);
-  }
-  return {host, static_cast<std::uint16_t>(port)};
+// A bad command line: what was wrong, then where to look, without burying it under the usage.
+int usageError(const std::string& message) {
+  std::cerr << "durable: " << message << "\nRun 'durable --help' for usage.\n";
+  return 2;
 }
 
 // The class names live after `migrations` (the config holds the whole history; recorded
@@ -98,22 +96,28 @@ Server& Server::setWorker(Worker worker) {
   return *this;
 }
 
+Server& Server::setDefaultConfig(std::string path) {
+  defaultConfig_ = std::move(path);
+  return *this;
+}
+
 int Server::run(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::cout << kUsage;
     return args.empty() ? 2 : 0;
   }
-  if (args[0] != "serve") {
-    std::cerr << "durable: unknown command '" << args[0] << "'\n\n" << kUsage;
-    return 2;
+  if (args[0] == "--version" || args[0] == "version") {
+    std::cout << "durable " << DURABLE_VERSION << "\n";
+    return 0;
   }
+  if (args[0] != "serve") return usageError("unknown command '" + args[0] + "' (commands: serve, --help, --version)");
   ServeOptions options;
   for (std::size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> std::string {
       if (auto eq = a.find('='); eq != std::string::npos) return a.substr(eq + 1);
-      if (i + 1 >= args.size()) throw std::runtime_error(a + " needs a value");
+      if (i + 1 >= args.size()) throw cli::UsageError(a + " needs a value");
       return args[++i];
     };
     auto is = [&](const char* flag) { return a == flag || a.rfind(std::string(flag) + "=", 0) == 0; };
@@ -121,24 +125,31 @@ int Server::run(int argc, char** argv) {
       if (a == "--help" || a == "-h") {
         std::cout << kUsage;
         return 0;
+      } else if (a == "--version") {
+        std::cout << "durable " << DURABLE_VERSION << "\n";
+        return 0;
       } else if (is("--config")) {
         options.configPath = value();
+        if (options.configPath.empty()) throw cli::UsageError("--config wants a file name");
       } else if (is("--listen")) {
         options.listen = value();
+        cli::splitListen(options.listen);
       } else if (is("--persist-to")) {
         options.persistDir = value();
+        if (options.persistDir.empty()) throw cli::UsageError("--persist-to wants a directory");
       } else if (is("--durability")) {
         options.durability = value();
       } else if (is("--shards")) {
-        options.shards = static_cast<unsigned>(std::stoul(value()));
+        options.shards = static_cast<unsigned>(cli::parseInteger("--shards", value(), 0, 1024));
       } else if (is("--idle-timeout-ms")) {
-        options.idleTimeoutMs = std::stoll(value());
+        options.idleTimeoutMs =
+            cli::parseInteger("--idle-timeout-ms", value(), 1, std::numeric_limits<std::int64_t>::max(),
+                              "a positive whole number of milliseconds");
       } else {
-        throw std::runtime_error("unknown option " + a);
+        throw cli::UsageError("unknown option " + a);
       }
-    } catch (const std::exception& e) {
-      std::cerr << "durable: " << e.what() << "\n\n" << kUsage;
-      return 2;
+    } catch (const cli::UsageError& e) {
+      return usageError(e.what());
     }
   }
   return serve(options);
@@ -159,24 +170,45 @@ int Server::serve(const ServeOptions& options) {
     setrlimit(RLIMIT_NOFILE, &files);
   }
 
+  config::Config cfg;
+  std::string configPath = options.configPath.empty() ? defaultConfig_ : options.configPath;
+  cli::ListenAddress listen;
   try {
-    config::Config cfg;
-    if (!options.configPath.empty()) cfg = config::loadConfig(options.configPath);
+    if (configPath.empty()) {
+      throw cli::UsageError(
+          "no config: pass --config FILE, a wrangler-style TOML that binds your Durable Object classes "
+          "(e.g. --config examples/seed/wrangler.toml)");
+    }
     if (options.durability) {
       if (*options.durability == "full") {
         cfg.settings.durability = config::Durability::kFull;
       } else if (*options.durability == "relaxed") {
         cfg.settings.durability = config::Durability::kRelaxed;
       } else {
-        throw config::ConfigError("--durability wants full or relaxed, got " + *options.durability);
+        throw cli::UsageError("--durability wants full or relaxed, got '" + *options.durability + "'");
       }
     }
-    if (options.shards) cfg.settings.shards = *options.shards;
-    if (options.idleTimeoutMs) {
-      if (*options.idleTimeoutMs <= 0) throw config::ConfigError("--idle-timeout-ms must be positive");
-      cfg.settings.idleTimeoutMs = *options.idleTimeoutMs;
+    if (options.idleTimeoutMs && *options.idleTimeoutMs <= 0) {
+      throw cli::UsageError("--idle-timeout-ms wants a positive number of milliseconds, got " +
+                            std::to_string(*options.idleTimeoutMs));
     }
-    auto [host, port] = splitListen(options.listen);
+    if (options.shards && *options.shards > 1024) {
+      throw cli::UsageError("--shards wants a whole number from 0 to 1024, got " + std::to_string(*options.shards));
+    }
+    listen = cli::splitListen(options.listen);
+  } catch (const cli::UsageError& e) {
+    return usageError(e.what());
+  }
+
+  try {
+    const auto overridden = cfg.settings;
+    cfg = config::loadConfig(configPath);
+    if (options.durability) cfg.settings.durability = overridden.durability;
+    if (options.shards) cfg.settings.shards = *options.shards;
+    if (options.idleTimeoutMs) cfg.settings.idleTimeoutMs = *options.idleTimeoutMs;
+    const std::string host = cli::resolveListenHost(listen.host);
+    const std::filesystem::path persistDir =
+        options.persistDir.empty() ? cli::defaultStateDir(cfg.name, configPath) : std::filesystem::path(options.persistDir);
 
     std::set<std::string> exported;
     for (const auto& [name, _] : classes_) exported.insert(name);
@@ -185,7 +217,11 @@ int Server::serve(const ServeOptions& options) {
     // meta.sqlite (they would then conflict with the corrected config's).
     config::validateBindings(cfg, liveClassesAfter(cfg.migrations), exported);
 
-    config::MetaStore meta(options.persistDir);
+    // Before anything in the directory is opened, and held until the runtime is gone.
+    detail::StateDirLock stateLock(persistDir);
+    detail::logInfo("config ", configPath, (cfg.name.empty() ? "" : " (name " + cfg.name + ")"), ", state in ",
+                    persistDir.string(), ", pid ", ::getpid());
+    config::MetaStore meta(persistDir);
     auto state = meta.apply(cfg);
     config::validateBindings(cfg, state, exported);
 
@@ -217,34 +253,35 @@ int Server::serve(const ServeOptions& options) {
     }
     std::map<std::string, std::string, std::less<>> vars(cfg.vars.begin(), cfg.vars.end());
 
-    detail::RuntimeOptions runtimeOptions{options.persistDir, cfg.settings};
+    detail::RuntimeOptions runtimeOptions{persistDir, cfg.settings};
     detail::Runtime runtime(runtimeOptions, bindings, std::move(vars), state.namespacesToPurge, partitions);
     for (auto ns : state.namespacesToPurge) meta.markPurged(ns);
     runtime.start();
 
     detail::HttpOptions httpOptions;
     httpOptions.host = host;
-    httpOptions.port = port;
+    httpOptions.port = listen.port;
     httpOptions.maxBodyBytes = cfg.settings.maxBodyBytes;
     httpOptions.maxConnections = cfg.settings.maxConnections;
     httpOptions.readTimeout = std::chrono::milliseconds(cfg.settings.requestTimeoutMs);
+    httpOptions.accessLog = cfg.settings.accessLog;
     detail::HttpServer http(runtime, *worker_, httpOptions);
     http.start();
     std::cout << kListeningBanner << host << ":" << http.port() << std::endl;
 
     int sig = 0;
     sigwait(&signals, &sig);
-    std::cerr << "durable: " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << ", draining" << std::endl;
+    detail::logInfo(sig == SIGINT ? "SIGINT" : "SIGTERM", ", draining");
     http.stopAccepting();
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (http.inFlight() > 0 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     runtime.stop();
-    std::cerr << "durable: stopped" << std::endl;
+    detail::logInfo("stopped");
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "durable: " << e.what() << std::endl;
+    detail::logError(e.what());
     return 1;
   }
 }

@@ -8,6 +8,8 @@
 #endif
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -62,6 +64,7 @@ class Parser {
     } catch (const toml::parse_error& e) {
       fail(static_cast<int>(e.source().begin.line), "TOML syntax error: " + std::string(e.description()));
     }
+    if (const toml::node* n = root.get("name")) parseName(*n);
     if (const toml::node* n = root.get("durable_objects")) parseDurableObjects(*n);
     if (const toml::node* n = root.get("migrations")) parseMigrations(*n);
     if (const toml::node* n = root.get("vars")) parseVars(*n);
@@ -94,6 +97,23 @@ class Parser {
     if (s == nullptr) fail(lineOf(*n), what + ": " + std::string(key) + " must be a string, not " + typeName(*n));
     if (s->get().empty()) fail(lineOf(*n), what + ": " + std::string(key) + " must not be empty");
     return s->get();
+  }
+
+  void parseName(const toml::node& node) {
+    const auto* s = node.as_string();
+    if (s == nullptr) fail(lineOf(node), "name must be a string, not " + typeName(node));
+    const std::string& name = s->get();
+    // It becomes a directory name (.durable/<name>): no separators, no "..", nothing hidden.
+    const bool safe = !name.empty() && name.size() <= 255 && name.front() != '.' &&
+                      std::all_of(name.begin(), name.end(), [](char c) {
+                        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+                      });
+    if (!safe) {
+      fail(lineOf(node), "name \"" + name +
+                             "\" is not a valid name (letters, digits, '-', '_' and '.', not starting with '.', "
+                             "at most 255 characters)");
+    }
+    config_.name = name;
   }
 
   void parseDurableObjects(const toml::node& node) {
@@ -230,10 +250,15 @@ class Parser {
         s.maxConnections = static_cast<std::size_t>(integerIn(value, key, 0, 1000000));
       } else if (key == "request_timeout_ms") {
         s.requestTimeoutMs = integerIn(value, key, 1, 3600 * 1000);
+      } else if (key == "access_log") {
+        const auto* b = value.as_boolean();
+        if (b == nullptr) fail(lineOf(value), "durable.access_log must be true or false, not " + typeName(value));
+        s.accessLog = b->get();
       } else {
         fail(lineOf(value), "unknown setting durable." + std::string(key) +
                                 " (known: durability, idle_timeout_ms, max_value_bytes, shards, max_body_bytes, "
-                                "hibernation_timeout_ms, max_websocket_message_bytes, max_connections, request_timeout_ms)");
+                                "hibernation_timeout_ms, max_websocket_message_bytes, max_connections, request_timeout_ms, "
+                                "access_log)");
       }
     }
   }

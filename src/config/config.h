@@ -49,10 +49,15 @@ struct Settings {
   std::size_t maxConnections = 0;                // [durable] max_connections (0 .. 1,000,000)
   // A connection that takes longer to send a whole request, or to start the next one, is dropped.
   std::int64_t requestTimeoutMs = 30000;         // [durable] request_timeout_ms (1 .. 1 hour)
+  bool accessLog = false;                        // [durable] access_log: one log line per request
 };
 
 struct Config {
   std::string source;                        // file name used in error messages
+  // Top-level `name` (wrangler's Worker name); empty when absent. Names the default state
+  // directory, so it is one safe path component: letters, digits, '-', '_', '.', not
+  // starting with '.'.
+  std::string name;
   std::vector<Binding> bindings;             // [[durable_objects.bindings]] name, class_name
   std::vector<Migration> migrations;         // [[migrations]]
   std::map<std::string, std::string> vars;  // [vars]; numbers and booleans as their text

@@ -14,6 +14,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <cstdio>
+
 namespace durable::detail {
 
 namespace asio = boost::asio;
@@ -111,6 +113,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void onHeader(beast::error_code ec, std::size_t bytes) {
+    if (server_.options().accessLog) started_ = Clock::now();
     if (ec || parser_->is_done()) return onRead(ec, bytes);
     const auto& req = parser_->get();
     if (req.version() >= 11 && beast::iequals(req[http::field::expect], "100-continue")) {
@@ -140,6 +143,10 @@ class Session : public std::enable_shared_from_this<Session> {
       return close();
     }
     auto& req = parser_->get();
+    if (server_.options().accessLog) {
+      logMethod_ = req.method_string();
+      logTarget_ = req.target();
+    }
     version_ = req.version();
     keepAlive_ = req.keep_alive() && !server_.stopping();
     head_ = req.method() == http::verb::head;
@@ -194,6 +201,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return write(err, true);
     }
     server_.inFlightCounter().fetch_sub(1, std::memory_order_relaxed);
+    if (server_.options().accessLog) logAccess(101, 0);
     // RFC 6455: a client sends no frame before the 101, so nothing buffered is lost here.
     auto request = parser_->release();
     deadline_ = Clock::time_point::max();
@@ -209,13 +217,35 @@ class Session : public std::enable_shared_from_this<Session> {
   void write(const Response& res, bool counted) {
     serialize(res, version_ ? version_ : 11, keepAlive_, head_, out_);
     deadline_ = Clock::now() + kWriteTimeout;
-    asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this(), counted](beast::error_code ec, std::size_t) {
+    const int status = res.status();
+    const bool bodyless = head_ || status < 200 || status == 204 || status == 304;
+    const std::size_t bodyBytes = bodyless ? 0 : res.text().size();
+    asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this(), counted, status, bodyBytes](
+                                                       beast::error_code ec, std::size_t) {
       if (counted) self->server_.inFlightCounter().fetch_sub(1, std::memory_order_relaxed);
+      if (self->server_.options().accessLog) self->logAccess(status, bodyBytes);
       // A large body's buffer is not worth keeping for the next request.
       if (self->out_.capacity() > 64 * 1024) std::string().swap(self->out_);
       if (ec || !self->keepAlive_) return self->close();
       self->readRequest();
     });
+  }
+
+  // From the request's head to its response written (or the connection upgraded).
+  void logAccess(int status, std::size_t bodyBytes) {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_).count();
+    char duration[32];
+    std::snprintf(duration, sizeof duration, "%lld.%03lld", static_cast<long long>(us / 1000),
+                  static_cast<long long>(us % 1000));
+    // A request that failed to parse has no method or target to show.
+    if (logMethod_.empty()) logMethod_ = "-";
+    if (logTarget_.empty()) logTarget_ = "-";
+    for (char& c : logTarget_) {
+      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) c = '?';
+    }
+    logInfo("access ", logMethod_, " ", logTarget_, " status=", status, " bytes=", bodyBytes, " duration_ms=", duration);
+    logMethod_.clear();
+    logTarget_.clear();
   }
 
   void close() {
@@ -239,6 +269,10 @@ class Session : public std::enable_shared_from_this<Session> {
   unsigned version_ = 11;
   bool keepAlive_ = true;
   bool reading_ = false;
+  // For the access log, when it is on.
+  Clock::time_point started_{};
+  std::string logMethod_;
+  std::string logTarget_;
 };
 
 }  // namespace
@@ -345,6 +379,22 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
   std::size_t liveAfterPrune_ = 0;
 };
 
+namespace {
+
+// The error's own words, without Boost's "[system:98 at /usr/include/boost/...]" suffix.
+std::string listenError(const asio::ip::address& address, std::uint16_t port, const beast::error_code& ec) {
+  const std::string where =
+      (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" + std::to_string(port);
+  if (ec == asio::error::address_in_use) return "address " + where + " is already in use (choose another port)";
+  if (ec == boost::system::errc::address_not_available) {
+    return "cannot listen on " + where + ": not an address of this machine (use 127.0.0.1, 0.0.0.0 or one of its own)";
+  }
+  if (ec == asio::error::access_denied) return "cannot listen on " + where + ": permission denied (ports below 1024 need privileges)";
+  return "cannot listen on " + where + ": " + ec.message();
+}
+
+}  // namespace
+
 HttpServer::HttpServer(Runtime& runtime, const Worker& worker, HttpOptions options)
     : runtime_(runtime), worker_(worker), options_(std::move(options)) {}
 
@@ -369,16 +419,16 @@ void HttpServer::start() {
       probe.open(address.is_v6() ? tcp::v6() : tcp::v4());
       probe.set_option(asio::socket_base::reuse_address(true));
       probe.bind(tcp::endpoint(address, port));
-    } catch (const std::exception& e) {
-      throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(port) + ": " + e.what());
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error(listenError(address, port, e.code()));
     }
   }
   for (unsigned i = 0; i < runtime_.shardCount(); ++i) {
     auto listener = std::make_shared<Listener>(*this, runtime_.shard(i));
     try {
       port = listener->bind(tcp::endpoint(address, port));
-    } catch (const std::exception& e) {
-      throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(port) + ": " + e.what());
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error(listenError(address, port, e.code()));
     }
     listeners_.push_back(std::move(listener));
   }

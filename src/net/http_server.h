@@ -27,6 +27,8 @@ struct HttpOptions {
   // HTTP connections open at once; one more is answered 503 and closed. 0: what the process's
   // descriptor limit allows, less a reserve for storage and WebSockets.
   std::size_t maxConnections = 0;
+  // One log line per request: method, target, status, body bytes, duration.
+  bool accessLog = false;
 };
 
 class HttpServer {

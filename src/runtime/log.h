@@ -1,19 +1,76 @@
-// One line per call on stderr, whole, even when shards log at once.
+// Log lines on stderr: "2026-12-04T17:03:12.345Z INFO durable: <message>". One fwrite per
+// line (stderr is unbuffered, so one write(2)), whole even when shards log at once; the
+// timestamp's date-and-second part is formatted once a second per thread.
 #pragma once
 
+#include <charconv>
 #include <cstdio>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <type_traits>
 
 namespace durable::detail {
 
+enum class LogLevel { kInfo, kWarn, kError };
+
+// Appends "YYYY-MM-DDTHH:MM:SS.mmmZ LEVEL durable: " to `out`.
+void appendLogPrefix(std::string& out, LogLevel level);
+
+template <class T>
+void appendLogArg(std::string& out, const T& arg) {
+  using U = std::decay_t<T>;
+  if constexpr (std::is_convertible_v<const T&, std::string_view>) {
+    out += std::string_view(arg);
+  } else if constexpr (std::is_same_v<U, char>) {
+    out += arg;
+  } else if constexpr (std::is_same_v<U, bool>) {
+    out += arg ? "true" : "false";
+  } else if constexpr (std::is_integral_v<U>) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, arg);
+    out.append(buf, r.ptr);
+  } else {
+    std::ostringstream s;
+    s << arg;
+    out += s.str();
+  }
+}
+
+template <class... Args>
+std::string formatLogLine(LogLevel level, const Args&... args) {
+  std::string line;
+  line.reserve(128);
+  appendLogPrefix(line, level);
+  (appendLogArg(line, args), ...);
+  line += '\n';
+  return line;
+}
+
+template <class... Args>
+void logAt(LogLevel level, const Args&... args) {
+  const std::string line = formatLogLine(level, args...);
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+template <class... Args>
+void logInfo(const Args&... args) {
+  logAt(LogLevel::kInfo, args...);
+}
+template <class... Args>
+void logWarn(const Args&... args) {
+  logAt(LogLevel::kWarn, args...);
+}
+template <class... Args>
+void logError(const Args&... args) {
+  logAt(LogLevel::kError, args...);
+}
+
+// What the runtime logs without a level is something that went wrong: an object that threw,
+// a commit that failed.
 template <class... Args>
 void log(const Args&... args) {
-  std::ostringstream out;
-  (out << ... << args);
-  out << '\n';
-  const std::string line = out.str();
-  std::fwrite(line.data(), 1, line.size(), stderr);
+  logAt(LogLevel::kError, args...);
 }
 
 }  // namespace durable::detail

@@ -2,6 +2,7 @@
 
 #include "net/http_server.h"
 #include "runtime/runtime.h"
+#include "runtime/state_lock.h"
 #include "storage/fault_vfs.h"
 
 #include <durable/error.h>
@@ -31,6 +32,8 @@ struct Env::Impl {
   std::shared_ptr<ManualClock> clock;
   std::filesystem::path dir;
   bool ownsDir = false;
+  // Like a server: one process (and one Env) per state directory.
+  std::unique_ptr<detail::StateDirLock> lock;
   std::vector<std::unique_ptr<detail::NamespaceImpl>> namespaces;
   std::map<std::string, std::string, std::less<>> vars;
   std::unique_ptr<detail::Runtime> runtime;
@@ -71,6 +74,12 @@ Env::Env(EnvOptions options) : impl_(std::make_unique<Impl>()) {
   } else {
     impl_->dir = impl_->options.persistDir;
     std::filesystem::create_directories(impl_->dir);
+  }
+  try {
+    impl_->lock = std::make_unique<detail::StateDirLock>(impl_->dir);
+  } catch (const std::exception& e) {
+    if (impl_->clock) setClock(nullptr);
+    throw Error(ErrorCode::kUnavailable, e.what());
   }
 }
 

@@ -1,0 +1,36 @@
+#include "runtime/log.h"
+
+#include <ctime>
+
+namespace durable::detail {
+
+void appendLogPrefix(std::string& out, LogLevel level) {
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  // gmtime_r and the formatting cost more than the rest of a line; a thread logs many lines
+  // within one second.
+  thread_local time_t cachedSecond = -1;
+  thread_local char cachedText[64];
+  if (now.tv_sec != cachedSecond) {
+    std::tm tm{};
+    ::gmtime_r(&now.tv_sec, &tm);
+    std::snprintf(cachedText, sizeof cachedText, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cachedSecond = now.tv_sec;
+  }
+  out += cachedText;
+  const long ms = now.tv_nsec / 1000000;
+  out += '.';
+  out += static_cast<char>('0' + ms / 100);
+  out += static_cast<char>('0' + ms / 10 % 10);
+  out += static_cast<char>('0' + ms % 10);
+  out += "Z ";
+  switch (level) {
+    case LogLevel::kInfo: out += "INFO"; break;
+    case LogLevel::kWarn: out += "WARN"; break;
+    case LogLevel::kError: out += "ERROR"; break;
+  }
+  out += " durable: ";
+}
+
+}  // namespace durable::detail
