@@ -1,5 +1,7 @@
 #include "config/config.h"
 
+#include "config/config_json.h"
+
 // The Debian/CMake package links toml++ as a shared library; its CMake target passes these
 // defines, and a build without the target must agree with it or it compiles a second copy.
 #ifndef TOML_HEADER_ONLY
@@ -26,9 +28,9 @@ constexpr std::int64_t kMaxValueBytesLimit = 2 * 1024 * 1024;
 constexpr std::int64_t kMaxShards = 1024;
 constexpr std::int64_t kMaxBodyBytesLimit = std::int64_t{1} << 30;
 
-int lineOf(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
+int tomlLine(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
 
-std::string typeName(const toml::node& node) {
+std::string tomlTypeName(const toml::node& node) {
   switch (node.type()) {
     case toml::node_type::table: return "a table";
     case toml::node_type::array: return "an array";
@@ -55,7 +57,7 @@ std::string floatText(double v) {
 
 class Parser {
  public:
-  explicit Parser(std::string_view source) { config_.source = source; }
+  Parser(std::string_view source, const detail::JsonNodeInfos* json) : json_(json) { config_.source = source; }
 
   Config run(std::string_view text) {
     toml::table root;
@@ -64,6 +66,11 @@ class Parser {
     } catch (const toml::parse_error& e) {
       fail(static_cast<int>(e.source().begin.line), "TOML syntax error: " + std::string(e.description()));
     }
+    return run(root);
+  }
+
+  // Every format's tree comes through here, so a key added for TOML works in JSON as is.
+  Config run(const toml::table& root) {
     if (const toml::node* n = root.get("name")) parseName(*n);
     if (const toml::node* n = root.get("durable_objects")) parseDurableObjects(*n);
     if (const toml::node* n = root.get("migrations")) parseMigrations(*n);
@@ -73,6 +80,20 @@ class Parser {
   }
 
  private:
+  int lineOf(const toml::node& node) const {
+    if (json_ == nullptr) return tomlLine(node);
+    const auto it = json_->find(&node);
+    return it == json_->end() ? 0 : it->second.line;
+  }
+
+  // In JSON's words for a tree read from JSON.
+  std::string typeName(const toml::node& node) const {
+    if (json_ == nullptr) return tomlTypeName(node);
+    if (node.is_table()) return "an object";
+    if (const auto it = json_->find(&node); it != json_->end() && it->second.null) return "null";
+    return tomlTypeName(node);
+  }
+
   [[noreturn]] void fail(int line, const std::string& message) const {
     std::string where = config_.source;
     if (line > 0) where += ":" + std::to_string(line);
@@ -81,7 +102,7 @@ class Parser {
 
   const toml::table& requireTable(const toml::node& node, const std::string& what) const {
     if (const toml::table* t = node.as_table()) return *t;
-    fail(lineOf(node), what + " must be a table, not " + typeName(node));
+    fail(lineOf(node), what + (json_ ? " must be an object, not " : " must be a table, not ") + typeName(node));
   }
 
   const toml::array& requireArray(const toml::node& node, const std::string& what) const {
@@ -263,13 +284,18 @@ class Parser {
     }
   }
 
+  const detail::JsonNodeInfos* json_;
   Config config_;
 };
 
 }  // namespace
 
 Config parseConfig(std::string_view tomlText, std::string_view sourceName) {
-  return Parser(sourceName).run(tomlText);
+  return Parser(sourceName, nullptr).run(tomlText);
+}
+
+Config detail::validateTree(const toml::table& root, std::string_view source, const JsonNodeInfos* json) {
+  return Parser(source, json).run(root);
 }
 
 Config loadConfig(const std::filesystem::path& path) {
@@ -278,12 +304,19 @@ Config loadConfig(const std::filesystem::path& path) {
   if (std::filesystem::is_directory(path, ec)) {
     throw ConfigError(path.string() + ": cannot read config file: is a directory");
   }
+  const std::string extension = path.extension().string();
+  const bool json = extension == ".json" || extension == ".jsonc";
+  if (!json && extension != ".toml") {
+    throw ConfigError(path.string() + ": unsupported config file type " +
+                      (extension.empty() ? "(no extension)" : "\"" + extension + "\"") +
+                      ": name it .toml (wrangler.toml), .json or .jsonc (wrangler.jsonc)");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path.string() + ": cannot read config file: " + std::strerror(errno));
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw ConfigError(path.string() + ": cannot read config file: " + std::strerror(errno));
-  return parseConfig(text.str(), path.string());
+  return json ? parseJsonConfig(text.str(), path.string()) : parseConfig(text.str(), path.string());
 }
 
 }  // namespace durable::config

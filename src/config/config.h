@@ -1,8 +1,9 @@
-// config/config.h: the server's Wrangler-style TOML configuration.
+// config/config.h: the server's Wrangler-style configuration, wrangler.toml or wrangler.jsonc.
 //
-// The file is a subset of wrangler.toml: Durable Object bindings, migrations and [vars], plus
-// a [durable] table for this runtime's own settings. Keys Wrangler knows and we do not need
-// (name, main, compatibility_date, ...) are ignored so the same file serves both tools.
+// The file is a subset of wrangler.toml, or of wrangler.jsonc: Durable Object bindings,
+// migrations and [vars], plus a [durable] table for this runtime's own settings. Keys Wrangler
+// knows and we do not need (name, main, compatibility_date, ...) are ignored so the same file
+// serves both tools.
 #pragma once
 
 #include <cstddef>
@@ -20,11 +21,13 @@ struct Binding {
   std::string name;
   std::string className;
   int line = 0;
+  bool operator==(const Binding&) const = default;
 };
 
 struct Rename {
   std::string from;
   std::string to;
+  bool operator==(const Rename&) const = default;
 };
 
 struct Migration {
@@ -32,6 +35,7 @@ struct Migration {
   std::vector<std::string> newClasses, newSqliteClasses, deletedClasses;
   std::vector<Rename> renamedClasses;
   int line = 0;
+  bool operator==(const Migration&) const = default;
 };
 
 enum class Durability { kFull, kRelaxed };
@@ -50,6 +54,7 @@ struct Settings {
   // A connection that takes longer to send a whole request, or to start the next one, is dropped.
   std::int64_t requestTimeoutMs = 30000;         // [durable] request_timeout_ms (1 .. 1 hour)
   bool accessLog = false;                        // [durable] access_log: one log line per request
+  bool operator==(const Settings&) const = default;
 };
 
 struct Config {
@@ -62,6 +67,8 @@ struct Config {
   std::vector<Migration> migrations;         // [[migrations]]
   std::map<std::string, std::string> vars;  // [vars]; numbers and booleans as their text
   Settings settings;
+  // Whole-value comparison, so that a test can show two files giving the same configuration.
+  bool operator==(const Config&) const = default;
 };
 
 // Messages are "<source>:<line>: <message>", or "<source>: <message>" when no line applies.
@@ -71,7 +78,11 @@ class ConfigError : public std::runtime_error {
 };
 
 Config parseConfig(std::string_view tomlText, std::string_view sourceName);
-// Throws ConfigError naming the file if it cannot be read.
+// wrangler.json / wrangler.jsonc: the same keys in wrangler's JSON shape, with comments and
+// trailing commas allowed; the same checks and messages, a JSON object called an object.
+Config parseJsonConfig(std::string_view jsonText, std::string_view sourceName);
+// TOML for a .toml file, JSON for .json and .jsonc; any other name is a ConfigError. Throws
+// ConfigError naming the file if it cannot be read.
 Config loadConfig(const std::filesystem::path& path);
 
 }  // namespace durable::config
