@@ -146,7 +146,7 @@ void ObjectHost::endEvent() {
 }
 
 void ObjectHost::breakInstance() {
-  log("object ", ns_.className, " ", id_.toString(), ": reset");
+  logWarn("object ", ns_.className, " ", id_.toString(), ": reset");
   broken_ = true;
   if (running_ == 0) {
     instance_.reset();

@@ -7,10 +7,12 @@
 #include "runtime/state_lock.h"
 
 #include <durable/error.h>
+#include <durable/server.h>
 #include <durable/testing.h>
 
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <unistd.h>
 
 #include <ctime>
@@ -196,6 +198,31 @@ TEST(StateDirLock, TestingEnvsLockTheirDirectoryToo) {
     }
   }
   testing::Env after(o);  // the first released it
+}
+
+// serve() returns before it listens in both cases; it blocks SIGINT and SIGTERM for its
+// sigwait, so the mask is put back afterwards.
+TEST(ServerConfig, WithoutAConfigServeRefusesUnlessTheServerCarriesADefault) {
+  ScratchDir dir;
+  sigset_t before;
+  pthread_sigmask(SIG_SETMASK, nullptr, &before);
+  Server server;
+  ServeOptions o;
+  o.listen = "127.0.0.1:0";
+  o.persistDir = (dir.path / "state").string();
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(server.serve(o), 2);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("durable: no config: pass --config FILE"), std::string::npos) << err;
+
+  const std::string missing = (dir.path / "built-in.toml").string();
+  server.setDefaultConfig(missing);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(server.serve(o), 1);
+  err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("ERROR durable: " + missing + ": cannot read config file"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(dir.path / "state"));
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
 }
 
 TEST(Log, LinesStartWithAnIsoUtcTimestampAndALevel) {
