@@ -54,10 +54,10 @@ std::vector<Block> fencedBlocks(const std::string& markdown) {
 
 // The file a block names on its first line, or "".
 std::string namedFile(const Block& b) {
-  static const std::regex cpp(R"(^// ([A-Za-z0-9_.-]+\.(h|cc|cpp))\n)");
+  static const std::regex cpp(R"(^// ([A-Za-z0-9_.-]+\.(h|cc|cpp|jsonc))\n)");
   static const std::regex hash(R"(^# ([A-Za-z0-9_.-]+\.(toml|txt))\n)");
   std::smatch m;
-  if (b.language == "cpp" && std::regex_search(b.text, m, cpp)) return m[1];
+  if ((b.language == "cpp" || b.language == "jsonc") && std::regex_search(b.text, m, cpp)) return m[1];
   if ((b.language == "cmake" || b.language == "toml") && std::regex_search(b.text, m, hash)) return m[1];
   return "";
 }
@@ -111,7 +111,8 @@ TEST(Docs, TheReadmeProjectBuildsTestsAndServesCountsOverHttp) {
     files.push_back(file);
     if (b.text.find("TEST(") != std::string::npos) testFiles += " " + file;
   }
-  for (const char* expected : {"counter.h", "main.cc", "counter_test.cc", "CMakeLists.txt", "wrangler.toml"}) {
+  for (const char* expected :
+       {"counter.h", "main.cc", "counter_test.cc", "CMakeLists.txt", "wrangler.toml", "wrangler.jsonc"}) {
     ASSERT_NE(std::find(files.begin(), files.end(), expected), files.end()) << "README.md has no block for " << expected;
   }
   // The README says how to link a test; this is that sentence as CMake.
@@ -127,17 +128,17 @@ TEST(Docs, TheReadmeProjectBuildsTestsAndServesCountsOverHttp) {
   EXPECT_NE(tests.out.find("[  PASSED  ] 1 test"), std::string::npos) << tail(tests.out);
   expectNoSanitizerReport(tests.err);
 
-  auto start = [&](const std::string& log) {
+  auto start = [&](const std::string& log, const std::string& config) {
     ServerProcess::Options o;
     o.binary = build / "counter";
-    o.config = project / "wrangler.toml";
+    o.config = project / config;
     o.persistDir = dir / "state";
     o.stderrLog = dir / log;
     o.bannerTimeout = 60s;
     return ServerProcess::start(std::move(o));
   };
   {
-    auto server = start("first.log");
+    auto server = start("first.log", "wrangler.toml");
     HttpConnection http(server->host(), server->port());
     for (int i = 1; i <= 250; ++i) {
       auto r = http.post("/counters/a/increment");
@@ -149,7 +150,8 @@ TEST(Docs, TheReadmeProjectBuildsTestsAndServesCountsOverHttp) {
     EXPECT_EQ(server->stop().describe(), "exit code 0") << tail(server->stderrText());
     expectNoSanitizerReport(server->stderrText());
   }
-  auto server = start("second.log");
+  // The README's JSONC config is the same app: the state directory carries on under it.
+  auto server = start("second.log", "wrangler.jsonc");
   EXPECT_EQ(httpRequest(server->host(), server->port(), "POST", "/counters/a/increment").body, R"({"count":251})");
   EXPECT_EQ(server->stop().describe(), "exit code 0");
   expectNoSanitizerReport(server->stderrText());
