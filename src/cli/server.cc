@@ -31,9 +31,10 @@ Usage:
   durable --version
 
 Options:
-  --config FILE         wrangler-style TOML: name, [[durable_objects.bindings]], [[migrations]],
-                        [vars], and durable's own [durable] table (required unless the
-                        server was built with a default config)
+  --config FILE         wrangler.toml, wrangler.json or wrangler.jsonc: name,
+                        durable_objects.bindings, migrations, vars, and durable's own
+                        "durable" table (required unless the server was built with a
+                        default config)
   --listen HOST:PORT    where to serve HTTP and WebSocket (default 127.0.0.1:8787; a host name
                         that resolves, an IPv4 address or [IPv6]; port 0 picks one)
   --persist-to DIR      where objects' storage lives (default .durable/<the config's name>);
@@ -176,8 +177,8 @@ int Server::serve(const ServeOptions& options) {
   try {
     if (configPath.empty()) {
       throw cli::UsageError(
-          "no config: pass --config FILE, a wrangler-style TOML that binds your Durable Object classes "
-          "(e.g. --config examples/seed/wrangler.toml)");
+          "no config: pass --config FILE, a wrangler.toml (or .json, .jsonc) that binds your Durable "
+          "Object classes (e.g. --config examples/seed/wrangler.toml)");
     }
     if (options.durability) {
       if (*options.durability == "full") {
