@@ -10,7 +10,6 @@
 
 #include <durable/durable.h>
 
-#include <iostream>
 #include <optional>
 #include <unordered_map>
 
@@ -104,7 +103,7 @@ class ChatRoom : public durable::DurableObject {
         co_await broadcast(chatMessage);
       }
     } catch (const std::exception& e) {
-      std::cerr << "Invalid message: " << e.what() << std::endl;
+      durable::console::error("Invalid message: ", e.what());
     }
   }
 
@@ -127,7 +126,7 @@ class ChatRoom : public durable::DurableObject {
   }
 
   durable::Task<void> webSocketError(durable::WebSocket ws, std::string error) override {
-    std::cerr << "WebSocket error: " << error << std::endl;
+    durable::console::error("WebSocket error: ", error);
     // Not in the seed, which keeps the dead socket in `sessions` for the object's life: no
     // message can come from it again, so dropping it changes nothing but the memory held.
     sessions_.erase(ws);

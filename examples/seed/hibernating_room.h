@@ -3,7 +3,6 @@
 
 #include <durable/durable.h>
 
-#include <iostream>
 
 namespace seed {
 
@@ -28,7 +27,7 @@ class HibernatingRoom : public durable::DurableObject {
   durable::Task<void> webSocketMessage(durable::WebSocket ws, durable::WebSocketMessage message) override {
     // Get tags to identify connection
     const auto tags = state().getTags(ws);
-    std::clog << "Message from: [" << (tags.empty() ? "" : tags.front()) << "]" << std::endl;
+    durable::console::log("Message from: [", tags.empty() ? "" : tags.front(), "]");
 
     // Broadcast to all connected WebSockets (as it came: binary stays binary, byte for byte)
     for (auto& socket : state().getWebSockets()) {

@@ -3,7 +3,6 @@
 
 #include <durable/durable.h>
 
-#include <iostream>
 
 namespace seed {
 
@@ -19,11 +18,11 @@ class SafeDO : public durable::DurableObject {
       const boost::json::object body{{"success", true}};
       co_return durable::Response::json(body);
     } catch (const std::exception& error) {
-      std::cerr << "DO error: " << error.what() << std::endl;
+      durable::console::error("DO error: ", error.what());
       const boost::json::object body{{"error", error.what()}};
       failure.emplace(durable::Response::json(body, {.status = 500}));
     } catch (...) {
-      std::cerr << "DO error: unknown" << std::endl;
+      durable::console::error("DO error: unknown");
       const boost::json::object body{{"error", "Internal error"}};
       failure.emplace(durable::Response::json(body, {.status = 500}));
     }
@@ -50,7 +49,7 @@ inline durable::Task<durable::Json> callDO(durable::Env& env, std::string name, 
     co_return response.json();
   } catch (const std::exception& error) {
     // Network error or DO unavailable
-    std::cerr << "DO call failed: " << error.what() << std::endl;
+    durable::console::error("DO call failed: ", error.what());
     throw;
   }
 }

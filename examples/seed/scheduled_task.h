@@ -3,7 +3,6 @@
 
 #include <durable/durable.h>
 
-#include <iostream>
 
 namespace seed {
 
@@ -34,7 +33,7 @@ class ScheduledTask : public durable::DurableObject {
 
   // Called when alarm fires
   durable::Task<void> alarm(durable::AlarmInfo) override {
-    std::clog << "Alarm fired!" << std::endl;
+    durable::console::log("Alarm fired!");
 
     // Do scheduled work...
     const auto task = co_await state().storage().get("pendingTask");

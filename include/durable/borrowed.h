@@ -1,7 +1,9 @@
 // durable/borrowed.h: what the option structs (RequestInit, ListOptions, StubOptions, ...)
 // hold instead of owning strings and handles.
 //
-// Why: those structs are written in place, often inside a co_await expression:
+// Why: those structs are written in place, often inside a co_await expression (the README's
+// first example awaits ns.getByName(id).fetch(...), whose hidden default argument
+// `const StubOptions& = {}` held a std::string and was freed at a frame address):
 //
 //   co_await ns.getByName(id).fetch(url, {.method = "POST", .headers = h});
 //   co_await storage().list({.prefix = "note:"});
@@ -33,6 +35,7 @@ class BorrowedString {
   BorrowedString(const std::string& s) noexcept : view_(s) {}
   // The string would be destroyed before the call that reads it; name it first.
   BorrowedString(std::string&&) = delete;
+  BorrowedString(const std::string&&) = delete;
 
   constexpr std::string_view view() const noexcept { return view_; }
   constexpr operator std::string_view() const noexcept { return view_; }
@@ -52,6 +55,7 @@ class Borrowed {
   constexpr Borrowed(const T& value) noexcept : value_(&value) {}
   // The object would be destroyed before the call that reads it; name it first.
   Borrowed(T&&) = delete;
+  Borrowed(const T&&) = delete;
 
   constexpr const T* get() const noexcept { return value_; }
   constexpr explicit operator bool() const noexcept { return value_ != nullptr; }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <durable/clock.h>
+#include <durable/console.h>
 #include <durable/error.h>
 #include <durable/http.h>
 #include <durable/id.h>

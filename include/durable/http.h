@@ -90,6 +90,7 @@ class HeadersInit {
   HeadersInit() noexcept = default;
   HeadersInit(const Headers& headers) noexcept : headers_(&headers) {}
   HeadersInit(Headers&&) = delete;  // would be destroyed before it is read; name it first
+  HeadersInit(const Headers&&) = delete;
   // Throws Error(kInvalidArgument) past kMaxPairs: build a Headers for more.
   HeadersInit(std::initializer_list<Pair> pairs);
 

@@ -1,5 +1,7 @@
 #include "runtime/log.h"
 
+#include <durable/console.h>
+
 #include <ctime>
 
 namespace durable::detail {
@@ -34,3 +36,13 @@ void appendLogPrefix(std::string& out, LogLevel level) {
 }
 
 }  // namespace durable::detail
+
+namespace durable::console {
+
+void write(Level level, std::string_view message) {
+  using detail::LogLevel;
+  detail::logAt(level == Level::kError ? LogLevel::kError : level == Level::kWarn ? LogLevel::kWarn : LogLevel::kInfo,
+                message);
+}
+
+}  // namespace durable::console

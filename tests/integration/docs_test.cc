@@ -12,7 +12,13 @@
 
 #include <boost/json.hpp>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -73,8 +79,14 @@ void run(std::vector<std::string> argv, const fs::path& scratch, std::chrono::mi
 
 // Installs durable into `prefix` and builds `project` against it, as a user would.
 void installAndBuild(const fs::path& project, const fs::path& build, const fs::path& prefix, const fs::path& scratch) {
-  if (!fs::exists(prefix / "lib" / "cmake" / "durable" / "durableConfig.cmake")) {
-    ASSERT_NO_FATAL_FAILURE(run({DURABLE_CMAKE, "--install", DURABLE_BUILD_DIR, "--prefix", prefix.string()}, scratch));
+  {
+    // `cmake --install` rewrites the build's install_manifest.txt; the docs tests run in parallel.
+    const int lock = ::open(DURABLE_BUILD_DIR "/docs-install.lock", O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    ASSERT_GE(lock, 0);
+    ::flock(lock, LOCK_EX);
+    run({DURABLE_CMAKE, "--install", DURABLE_BUILD_DIR, "--prefix", prefix.string()}, scratch);
+    ::close(lock);
+    if (::testing::Test::HasFatalFailure()) return;
   }
   ASSERT_NO_FATAL_FAILURE(run({DURABLE_CMAKE, "-S", project.string(), "-B", build.string(),
                                "-DCMAKE_PREFIX_PATH=" + prefix.string(), "-DCMAKE_CXX_COMPILER=" DURABLE_CXX_COMPILER,

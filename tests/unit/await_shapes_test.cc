@@ -127,6 +127,7 @@ TEST(AwaitShapes, OptionStructsListsBytesTransactionsAndHeaders) {
 TEST(AwaitShapes, BraceInitsCannotBorrowATemporary) {
   // Each of these would dangle once the statement ends, so each is a compile error.
   static_assert(!std::is_constructible_v<durable::BorrowedString, std::string&&>);
+  static_assert(!std::is_constructible_v<durable::BorrowedString, const std::string&&>);
   static_assert(!std::is_assignable_v<std::optional<durable::BorrowedString>&, std::string&&>);
   static_assert(!std::is_constructible_v<durable::HeadersInit, durable::Headers&&>);
   static_assert(!std::is_constructible_v<durable::Borrowed<durable::WebSocket>, durable::WebSocket&&>);

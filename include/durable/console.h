@@ -1,0 +1,39 @@
+// durable/console.h: console.log, console.warn and console.error for objects and Workers.
+//
+// Each call writes one whole line on stderr in the server's own format,
+// "2026-12-04T17:03:12.345Z INFO durable: <args>", even when shards log at once. Arguments
+// are written with operator<<, one after another, as given.
+#pragma once
+
+#include <sstream>
+#include <string_view>
+
+namespace durable::console {
+
+enum class Level { kInfo, kWarn, kError };
+
+// The line `message` under `level`.
+void write(Level level, std::string_view message);
+
+template <class... Args>
+void log(const Args&... args) {
+  std::ostringstream line;
+  (line << ... << args);
+  write(Level::kInfo, line.view());
+}
+
+template <class... Args>
+void warn(const Args&... args) {
+  std::ostringstream line;
+  (line << ... << args);
+  write(Level::kWarn, line.view());
+}
+
+template <class... Args>
+void error(const Args&... args) {
+  std::ostringstream line;
+  (line << ... << args);
+  write(Level::kError, line.view());
+}
+
+}  // namespace durable::console
