@@ -321,6 +321,24 @@ TEST_F(WebSocketTest, UserNamesArePercentDecodedAndDefaultToAnonymous) {
   EXPECT_EQ(str(frame(empty->readText()), "user"), "anonymous");
 }
 
+// The seed's Worker already maps an empty user to anonymous; this reaches the room past it,
+// so the room's own `get("user") || "anonymous"` is what answers.
+TEST_F(WebSocketTest, TheRoomItselfTakesAnEmptyUserAsAnonymous) {
+  durable::Worker app;
+  app.get("/direct/:id/websocket", [](durable::Context& c) -> durable::Task<durable::Response> {
+    const auto& rooms = c.env().ns("ROOM");
+    durable::Request forwarded("http://do/websocket" + c.req().url().search(), {.headers = c.req().headers()});
+    co_return co_await rooms.getByName(c.param("id")).fetch(std::move(forwarded));
+  });
+  dt::Env env;
+  env.exportClass<seed::ChatRoom>("ROOM");
+  const auto port = env.serve(app);
+  auto empty = WsClient::connect(kHost, port, "/direct/r/websocket?user=");
+  EXPECT_EQ(str(frame(empty->readText()), "user"), "anonymous");
+  auto named = WsClient::connect(kHost, port, "/direct/r/websocket?user=zed");
+  EXPECT_EQ(str(frame(named->readText()), "user"), "zed");
+}
+
 class WebSocketOrderTest : public WebSocketTest, public ::testing::WithParamInterface<unsigned> {};
 
 // Interleaved senders: every member sees the same sequence, each sender's messages in the
