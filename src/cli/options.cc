@@ -26,6 +26,9 @@ ListenAddress splitListen(std::string_view listen) {
   const std::string accepted = " (accepted: HOST:PORT with a host name or an IPv4 address, [IPv6]:PORT; "
                                "port 0 to 65535, 0 picks a free one; e.g. 127.0.0.1:8787)";
   const auto colon = listen.rfind(':');
+  if (!listen.empty() && listen.back() == ']') {
+    throw UsageError("--listen: no port in '" + std::string(listen) + "'" + accepted);
+  }
   if (colon == std::string_view::npos) {
     throw UsageError("--listen wants HOST:PORT, got '" + std::string(listen) + "'" + accepted);
   }

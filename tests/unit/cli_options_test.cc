@@ -74,7 +74,7 @@ TEST(CliOptions, ListenSplitsHostAndPortAndNamesTheAcceptedForms) {
   a = cli::splitListen("localhost:65535");
   EXPECT_EQ(a.host, "localhost");
   EXPECT_EQ(a.port, 65535);
-  for (const char* bad : {"127.0.0.1", ":80", "host:", "host:65536", "host:-1", "host:8a", "::1:80", "[]:80"}) {
+  for (const char* bad : {"127.0.0.1", ":80", "host:", "host:65536", "host:-1", "host:8a", "::1:80", "[]:80", "[::1]"}) {
     try {
       cli::splitListen(bad);
       ADD_FAILURE() << bad << " was accepted";
@@ -84,6 +84,11 @@ TEST(CliOptions, ListenSplitsHostAndPortAndNamesTheAcceptedForms) {
       EXPECT_NE(msg.find(std::string("'") + bad + "'"), std::string::npos) << msg;
       EXPECT_NE(msg.find("accepted: HOST:PORT"), std::string::npos) << msg;
     }
+  }
+  try {
+    cli::splitListen("[::1]");
+  } catch (const cli::UsageError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("--listen: no port in '[::1]'", 0), 0u) << e.what();
   }
 }
 
