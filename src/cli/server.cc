@@ -43,7 +43,8 @@ Options:
   --shards N            shard threads, 1 to 1024 (default, or 0: one per core but one)
   --idle-timeout-ms N   evict an object after this long without events
 
-SIGTERM or SIGINT drains in-flight requests, commits, and exits 0.
+SIGTERM, SIGINT or SIGHUP drains in-flight requests, closes WebSockets with 1001
+(going away), commits, and exits 0.
 )";
 
 // A bad command line: what was wrong, then where to look, without burying it under the usage.
@@ -162,6 +163,9 @@ int Server::serve(const ServeOptions& options) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  // No reload exists: a hangup (the terminal went away, or a supervisor's habit) stops the
+  // server as gently as SIGTERM, never with the default abrupt exit.
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   // Every connection is a descriptor: take all the process may have.
@@ -272,12 +276,15 @@ int Server::serve(const ServeOptions& options) {
 
     int sig = 0;
     sigwait(&signals, &sig);
-    detail::logInfo(sig == SIGINT ? "SIGINT" : "SIGTERM", ", draining");
+    detail::logInfo(sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP" : "SIGTERM", ", draining");
     http.stopAccepting();
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (http.inFlight() > 0 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
+    // After the HTTP requests, so no upgrade lands after it: clients learn that the server
+    // went away (1001) rather than seeing a dropped connection, and may reconnect at once.
+    runtime.closeWebSockets(1001, "server shutting down", std::chrono::seconds(2));
     runtime.stop();
     detail::logInfo("stopped");
     return 0;

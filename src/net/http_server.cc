@@ -15,6 +15,8 @@
 #include <sys/socket.h>
 
 #include <cstdio>
+#include <optional>
+#include <utility>
 
 namespace durable::detail {
 
@@ -93,7 +95,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // On stop: a connection waiting for a request that has not started closes now.
   void closeIfIdle() {
-    if (reading_ && parser_ && !parser_->got_some()) close();
+    if (reading_ && parser_ && !parser_->got_some() && buffer_.size() == 0) close();
   }
 
  private:
@@ -108,12 +110,77 @@ class Session : public std::enable_shared_from_this<Session> {
     // The head first, so that a client waiting for "100 Continue" gets it before it sends the
     // body. Eager: a body that came in the same packets is parsed along with the head.
     parser_->eager(true);
-    http::async_read_header(socket_, buffer_, *parser_,
-                            beast::bind_front_handler(&Session::onHeader, shared_from_this()));
+    scanned_ = 0;
+    readHead();
+  }
+
+  // Collects the whole head in buffer_ before Beast parses it, to look at the raw bytes:
+  // Beast joins obs-fold continuation lines into one value, so a folded header cannot be told
+  // apart afterwards, and RFC 9112 5.2 lets a server reject them. Beast consumes nothing of a
+  // head until it is complete, so this read ahead changes nothing else.
+  void readHead() {
+    switch (scanHead()) {
+      case HeadScan::kFolded:
+        reading_ = false;
+        return fail(400, "malformed HTTP request: obs-fold (a header line starting with whitespace)");
+      case HeadScan::kIncomplete:
+        if (buffer_.size() <= server_.options().maxHeaderBytes) {
+          auto space = buffer_.prepare(beast::read_size(buffer_, 65536));
+          socket_.async_read_some(space, [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+            if (ec) {
+              // Nothing or a part of a head, then the end: there is nobody to answer.
+              self->reading_ = false;
+              return self->close();
+            }
+            self->buffer_.commit(n);
+            self->readHead();
+          });
+          return;
+        }
+        // Too large: Beast's header limit answers it (431).
+        [[fallthrough]];
+      case HeadScan::kComplete:
+        http::async_read_header(socket_, buffer_, *parser_,
+                                beast::bind_front_handler(&Session::onHeader, shared_from_this()));
+    }
+  }
+
+  enum class HeadScan { kIncomplete, kComplete, kFolded };
+
+  // Looks for the end of the head in buffer_ (an empty line), and for a line inside it that
+  // starts with SP or HTAB: obs-fold, or whitespace before the first field (RFC 9112 2.2),
+  // which smuggling relies on as much. Resumes where the last scan stopped.
+  HeadScan scanHead() {
+    const auto data = buffer_.data();
+    const char* p = static_cast<const char*>(data.data());
+    const std::size_t n = data.size();
+    std::size_t i = scanned_;
+    for (; i < n; ++i) {
+      if (p[i] != '\n') continue;
+      if (i + 1 >= n) break;  // the next byte decides
+      const char next = p[i + 1];
+      if (next == '\n' || (next == '\r' && (i + 2 >= n || p[i + 2] == '\n'))) {
+        if (next == '\r' && i + 2 >= n) break;
+        // The first empty line ends the head. Bare LFs, or empty lines before the request
+        // line, are Beast's to judge.
+        return HeadScan::kComplete;
+      }
+      if (next == ' ' || next == '\t') return HeadScan::kFolded;
+    }
+    scanned_ = i;
+    return HeadScan::kIncomplete;
   }
 
   void onHeader(beast::error_code ec, std::size_t bytes) {
     if (server_.options().accessLog) started_ = Clock::now();
+    if (!ec) {
+      // Before any body is read: a framing we do not understand means we cannot know where
+      // this request ends, so nothing after it on this connection may be read as a request.
+      if (auto bad = framingError(parser_->get())) {
+        reading_ = false;
+        return fail(bad->first, std::move(bad->second));
+      }
+    }
     if (ec || parser_->is_done()) return onRead(ec, bytes);
     const auto& req = parser_->get();
     if (req.version() >= 11 && beast::iequals(req[http::field::expect], "100-continue")) {
@@ -125,6 +192,31 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     readBody();
+  }
+
+  // RFC 9112 6.1 and 3.2: the request's framing and Host, checked on the head alone.
+  static std::optional<std::pair<int, std::string>> framingError(const http::request<http::string_body>& req) {
+    const auto codings = req.count(http::field::transfer_encoding);
+    if (codings > 0) {
+      if (req.version() < 11) {
+        return std::pair{400, std::string("malformed HTTP request: Transfer-Encoding in an HTTP/1.0 request")};
+      }
+      std::string_view te = codings == 1 ? std::string_view(req[http::field::transfer_encoding]) : std::string_view("x");
+      while (!te.empty() && (te.front() == ' ' || te.front() == '\t')) te.remove_prefix(1);
+      while (!te.empty() && (te.back() == ' ' || te.back() == '\t')) te.remove_suffix(1);
+      if (!beast::iequals(te, "chunked")) {
+        // Only chunked is decoded here; anything else (gzip, "chunked, identity") has a body
+        // whose end we cannot find.
+        return std::pair{501, std::string("unsupported Transfer-Encoding (only chunked is accepted)")};
+      }
+      if (req.count(http::field::content_length) > 0) {
+        return std::pair{400, std::string("malformed HTTP request: both Transfer-Encoding and Content-Length")};
+      }
+    }
+    if (req.version() >= 11 && req.count(http::field::host) == 0) {
+      return std::pair{400, std::string("malformed HTTP request: HTTP/1.1 without a Host header")};
+    }
+    return std::nullopt;
   }
 
   void readBody() {
@@ -156,9 +248,19 @@ class Session : public std::enable_shared_from_this<Session> {
     if (req.count(http::field::host) > 1) return fail(400, "malformed HTTP request: more than one Host header");
     std::string host = std::string(req[http::field::host]);
     if (!validAuthority(host)) return fail(400, "malformed HTTP request: bad Host header");
+    std::string_view rawTarget = req.target();
+    std::string absolutePath;
+    if (auto authority = absoluteForm(rawTarget, absolutePath)) {
+      // RFC 9112 3.2.2: the target's authority replaces Host (which an HTTP/1.1 client still sends).
+      if (authority->empty() || !validAuthority(*authority)) {
+        return fail(400, "malformed HTTP request: bad authority in the target");
+      }
+      host = std::string(*authority);
+      rawTarget = absolutePath;
+    }
     if (host.empty()) host = server_.options().host + ":" + std::to_string(server_.port());
-    if (req.target().empty() || req.target().front() != '/') return fail(400, "malformed HTTP request: bad target");
-    const std::string target = normalizeTarget(req.target());
+    if (rawTarget.empty() || rawTarget.front() != '/') return fail(400, "malformed HTTP request: bad target");
+    const std::string target = normalizeTarget(rawTarget);
     RequestInit init{.method = std::string_view(req.method_string())};
     if (!req.body().empty() || req.has_content_length()) init.body = req.body();
     Headers headers;
@@ -187,6 +289,25 @@ class Session : public std::enable_shared_from_this<Session> {
               self->write(err, true);
             }
           }));
+  }
+
+  // For an absolute-form target ("http://host:port/path?q"): its authority, with the
+  // origin-form rest in `path`. nullopt for any other form.
+  static std::optional<std::string_view> absoluteForm(std::string_view target, std::string& path) {
+    std::size_t schemeEnd;
+    if (target.size() >= 7 && beast::iequals(target.substr(0, 7), "http://")) {
+      schemeEnd = 7;
+    } else if (target.size() >= 8 && beast::iequals(target.substr(0, 8), "https://")) {
+      schemeEnd = 8;
+    } else {
+      return std::nullopt;
+    }
+    std::string_view rest = target.substr(schemeEnd);
+    const std::size_t end = rest.find_first_of("/?#");
+    const std::string_view authority = rest.substr(0, end);
+    path = end == std::string_view::npos ? "/" : std::string(rest.substr(end));
+    if (path.front() != '/') path.insert(path.begin(), '/');
+    return authority;
   }
 
   // A 101 from an object: the connection becomes that object's WebSocket.
@@ -262,6 +383,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::string out_;
+  std::size_t scanned_ = 0;  // bytes of buffer_ scanHead() has looked at
   bool head_ = false;
   HttpServer& server_;
   Shard& shard_;

@@ -493,6 +493,13 @@ void Shard::dropSocket(const std::shared_ptr<WebSocketImpl>& ws) {
   if (it->second.sockets.empty() && !it->second.autoResponse && !it->second.eventTimeoutMs) sockets_.erase(it);
 }
 
+void Shard::closeSockets(int code, const std::string& reason) {
+  // A copy: a socket that fails at once drops itself from sockets_ while this loop runs.
+  std::vector<std::shared_ptr<WebSocketImpl>> all;
+  for (auto& [_, os] : sockets_) all.insert(all.end(), os.sockets.begin(), os.sockets.end());
+  for (auto& ws : all) ws->close(code, reason);
+}
+
 std::size_t Shard::openSockets() const {
   std::size_t n = 0;
   for (auto& [_, os] : sockets_) n += os.sockets.size();
@@ -587,6 +594,33 @@ void Runtime::stop() {
     postTo(*s, [check] { (*check)(); });
   }
   for (auto& s : shards_) s->join();
+}
+
+void Runtime::closeWebSockets(int code, const std::string& reason, std::chrono::milliseconds wait) {
+  if (!started_) return;
+  for (auto& sp : shards_) {
+    Shard* s = sp.get();
+    postTo(*s, [s, code, reason] { s->closeSockets(code, reason); });
+  }
+  // A socket leaves its shard's registry when its closing handshake ends (or fails); a peer
+  // that never answers is cut off by stop() after `wait`.
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto open = std::make_shared<std::atomic<std::size_t>>(0);
+    auto pending = std::make_shared<std::atomic<std::size_t>>(shards_.size());
+    for (auto& sp : shards_) {
+      Shard* s = sp.get();
+      postTo(*s, [s, open, pending] {
+        open->fetch_add(s->openSockets());
+        pending->fetch_sub(1);
+      });
+    }
+    while (pending->load() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    if (pending->load() == 0 && open->load() == 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request,

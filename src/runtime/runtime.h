@@ -165,6 +165,8 @@ class Shard {
   ObjectSockets* findSockets(const NamespaceImpl& ns, const ObjectId& id);
   void dropSocket(const std::shared_ptr<WebSocketImpl>& ws);
   std::size_t openSockets() const;
+  // Starts the closing handshake on every WebSocket of this shard (shutdown: 1001).
+  void closeSockets(int code, const std::string& reason);
   std::size_t liveObjects() const { return objects_.size(); }
   // Removes hosts idle for longer than the idle timeout (the hibernation timeout for one
   // whose only live work is hibernatable sockets); `all`: every host that can go now.
@@ -239,6 +241,9 @@ class Runtime {
   void start();
   // Flushes every partition and waits for the commits, then stops the shard threads.
   void stop();
+  // Sends a close frame with `code` on every open WebSocket and waits, at most `wait`, for the
+  // closing handshakes to end. From outside the shard threads, before stop().
+  void closeWebSockets(int code, const std::string& reason, std::chrono::milliseconds wait);
 
   Env& env() { return env_; }
   const RuntimeOptions& options() const { return options_; }
