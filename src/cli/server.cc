@@ -205,6 +205,8 @@ int Server::serve(const ServeOptions& options) {
     return usageError(e.what());
   }
 
+  // Known once the config is read; named in an error that may come from a full disk.
+  std::filesystem::path stateDir;
   try {
     const auto overridden = cfg.settings;
     cfg = config::loadConfig(configPath);
@@ -214,6 +216,7 @@ int Server::serve(const ServeOptions& options) {
     const std::string host = cli::resolveListenHost(listen.host);
     const std::filesystem::path persistDir =
         options.persistDir.empty() ? cli::defaultStateDir(cfg.name, configPath) : std::filesystem::path(options.persistDir);
+    stateDir = persistDir;
 
     std::set<std::string> exported;
     for (const auto& [name, _] : classes_) exported.insert(name);
@@ -289,7 +292,17 @@ int Server::serve(const ServeOptions& options) {
     detail::logInfo("stopped");
     return 0;
   } catch (const std::exception& e) {
-    detail::logError(e.what());
+    // SQLite reports a full disk as "disk I/O error" or "database or disk is full", which
+    // names neither the disk nor the remedy.
+    std::error_code ec;
+    const auto space = stateDir.empty() ? std::filesystem::space_info{} : std::filesystem::space(stateDir, ec);
+    constexpr std::uintmax_t kLowSpace = 8 * 1024 * 1024;
+    if (!stateDir.empty() && !ec && space.available < kLowSpace) {
+      detail::logError(e.what(), " (the disk holding ", stateDir.string(), " is full: ", space.available,
+                       " bytes free; free space on it and start again)");
+    } else {
+      detail::logError(e.what());
+    }
     return 1;
   }
 }
