@@ -9,6 +9,10 @@
 
 #include <boost/json.hpp>
 
+#include <sys/mount.h>
+
+#include <fstream>
+
 #include <atomic>
 #include <cctype>
 #include <mutex>
@@ -232,6 +236,45 @@ TEST_F(HttpRfcTest, SigtermClosesWebSocketsWithGoingAway) {
   EXPECT_EQ(st.describe(), "exit code 0");
   // The clients answered the close frame at once: the server did not wait out its bound.
   EXPECT_LT(Clock::now() - before, 5s);
+}
+
+// A restart on a full disk: a clear error naming the disk and the remedy, the state as it was,
+// and a normal start once space is freed. Needs a small filesystem of its own: a tmpfs, which
+// only root may mount (skipped otherwise).
+TEST_F(HttpRfcTest, RestartOnAFullDiskSaysWhatToFree) {
+  const auto mnt = dir_ / "small";
+  std::filesystem::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) GTEST_SKIP() << "cannot mount a tmpfs (not root)";
+  struct Unmount {
+    std::filesystem::path p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  ServerProcess::Options o;
+  o.persistDir = mnt / "state";
+  o.stderrLog = dir_ / "full-1.log";
+  auto server = ServerProcess::start(o);
+  EXPECT_EQ(server->stop().describe(), "exit code 0");
+  const std::string metaBefore = readFile(mnt / "state" / "meta.sqlite");
+  {
+    std::ofstream fill(mnt / "fill", std::ios::binary);
+    const std::string block(4096, 'x');
+    while (fill.write(block.data(), static_cast<std::streamsize>(block.size())) && fill.flush()) {
+    }
+  }
+  CommandResult r = runBinary({"serve", "--config", seedConfig().string(), "--persist-to", (mnt / "state").string(),
+                               "--listen", "127.0.0.1:0"},
+                              dir_.path(), 10s);
+  EXPECT_EQ(r.status.describe(), "exit code 1") << r.err;
+  EXPECT_NE(r.err.find("meta.sqlite"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("is full"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("free space on it"), std::string::npos) << r.err;
+  EXPECT_EQ(readFile(mnt / "state" / "meta.sqlite"), metaBefore) << "the failed start changed the state";
+
+  std::filesystem::remove(mnt / "fill");
+  o.stderrLog = dir_ / "full-2.log";
+  auto again = ServerProcess::start(o);
+  EXPECT_EQ(httpRequest(again->host(), again->port(), "GET", "/health").status, 200);
+  EXPECT_EQ(again->stop().describe(), "exit code 0");
 }
 
 }  // namespace
