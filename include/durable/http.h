@@ -41,7 +41,8 @@ class Headers {
   std::vector<std::pair<std::string, std::string>> entries_;
 };
 
-// The query of a URL, read as URLSearchParams does (values percent-decoded, '+' is a space).
+// The query of a URL, read as URLSearchParams does (values percent-decoded, '+' is a space,
+// bytes that are not UTF-8 become U+FFFD, so names and values are always UTF-8).
 class SearchParams {
  public:
   explicit SearchParams(std::string_view query) : query_(query) {}

@@ -86,7 +86,9 @@ class Value {
 
   bool operator==(const Value&) const = default;
 
-  // The stored encoding described at the top of this file.
+  // The stored encoding described at the top of this file. Throws Error(kInvalidArgument) for
+  // a string, or a string or object key inside JSON, that is not UTF-8: it could not be read
+  // back as text (store such bytes as Bytes).
   std::string encode() const;
   static Value decode(std::string_view encoded);  // throws Error(kInternal) on a corrupt value
 

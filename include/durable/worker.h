@@ -27,10 +27,11 @@ class Context {
   Request& req() { return req_; }
   Env& env() { return env_; }
 
-  // A route parameter, percent-decoded; "" when the route has none of that name. Throws
-  // Error(kInvalidArgument) (a 400) when the decoded bytes are not UTF-8.
+  // A route parameter, percent-decoded; "" when the route has none of that name. Always
+  // UTF-8: decoded bytes that are not become U+FFFD, as in a Worker's URL pattern groups.
   std::string param(std::string_view name) const;
-  // A query parameter, decoded as URLSearchParams does.
+  // A query parameter, decoded as URLSearchParams does (so always UTF-8, with U+FFFD for
+  // bytes that are not).
   std::optional<std::string> query(std::string_view name) const;
   // A request header.
   std::optional<std::string> header(std::string_view name) const { return req_.headers().get(name); }
@@ -74,7 +75,8 @@ class Worker {
   // response: the status from durable::Error's code, else 500; body {"error": message}.
   Task<Response> fetch(Request request, Env& env) const;
 
-  // Whether `pattern` matches `path` (a percent-encoded pathname); fills `params` decoded.
+  // Whether `pattern` matches `path` (a percent-encoded pathname); fills `params` decoded as
+  // Context::param() gives them (bytes that are not UTF-8 become U+FFFD).
   // Exposed for tests and fuzzing.
   static bool match(std::string_view pattern, std::string_view path,
                     std::map<std::string, std::string, std::less<>>* params);

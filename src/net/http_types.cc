@@ -2,6 +2,7 @@
 #include <durable/http.h>
 
 #include "net/url_path.h"
+#include "runtime/utf8.h"
 
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/parse.hpp>
@@ -157,7 +158,9 @@ int hexValue(char c) {
   return -1;
 }
 
-// application/x-www-form-urlencoded decoding: '+' is a space, bad escapes stay literal.
+// application/x-www-form-urlencoded decoding: '+' is a space, bad escapes stay literal, and
+// bytes that are not UTF-8 become U+FFFD as in URLSearchParams: a name or value is text that
+// may go straight into storage or a text frame, where such bytes have no meaning.
 std::string formDecode(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -172,7 +175,7 @@ std::string formDecode(std::string_view s) {
       out.push_back(c);
     }
   }
-  return out;
+  return detail::toWellFormedUtf8(std::move(out));
 }
 
 bool isStandardMethod(std::string_view upper) {

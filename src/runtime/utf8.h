@@ -2,6 +2,7 @@
 // parameters): bytes that are not UTF-8 could never have come from a JS string.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 namespace durable::detail {
@@ -37,6 +38,59 @@ inline bool validUtf8(std::string_view s) {
     p += n + 1;
   }
   return true;
+}
+
+// The WHATWG "UTF-8 decode" that URLSearchParams and decodeURI-style URL parsing use, back to
+// UTF-8: each maximal ill-formed subsequence becomes one U+FFFD, so the result is always
+// valid UTF-8 and matches what a Worker would see byte for byte.
+inline std::string toWellFormedUtf8(std::string s) {
+  if (validUtf8(s)) return s;
+  static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
+  std::string out;
+  out.reserve(s.size() + 8);
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    }
+    int need;
+    unsigned char lo = 0x80, hi = 0xBF;  // the range the second byte must fall in
+    if (c >= 0xC2 && c <= 0xDF) {
+      need = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      need = 2;
+      if (c == 0xE0) lo = 0xA0;  // overlong
+      if (c == 0xED) hi = 0x9F;  // surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      need = 3;
+      if (c == 0xF0) lo = 0x90;  // overlong
+      if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
+    } else {
+      out += kReplacement;
+      ++i;
+      continue;
+    }
+    std::size_t j = i + 1;
+    int seen = 0;
+    for (; seen < need && j < n; ++seen, ++j) {
+      const unsigned char b = p[j];
+      const unsigned char bl = seen == 0 ? lo : 0x80, bh = seen == 0 ? hi : 0xBF;
+      if (b < bl || b > bh) break;
+    }
+    if (seen == need) {
+      out.append(std::string_view(s).substr(i, j - i));
+    } else {
+      // The bytes read so far are one maximal subpart; the one that broke it starts afresh.
+      out += kReplacement;
+    }
+    i = j;
+  }
+  return out;
 }
 
 }  // namespace durable::detail

@@ -150,8 +150,10 @@ void ObjectStore::removeAll(TxnOverlay* txn) {
   touch();
 }
 
-std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOptions& o, const TxnOverlay* txn) {
+std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOptions& o, const TxnOverlay* txn,
+                                                                  const Accept& accept) {
   std::vector<std::pair<std::string, std::string>> out;
+  std::size_t taken = 0;
   if (o.limit && *o.limit == 0) return out;
   Range r = rangeOf(o);
   if (r.empty) return out;
@@ -180,8 +182,13 @@ std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOpt
   }
 
   auto emit = [&](std::string_view k, std::string_view v) {
-    out.emplace_back(std::string(k), std::string(v));
-    return out.size() < limit;
+    if (accept) {
+      if (accept(k, v)) ++taken;
+    } else {
+      out.emplace_back(std::string(k), std::string(v));
+      ++taken;
+    }
+    return taken < limit;
   };
 
   if (skipDatabase) {

@@ -48,7 +48,12 @@ class ObjectStore {
   std::optional<std::string> read(std::string_view key, const TxnOverlay* txn);
   void write(std::string_view key, std::optional<std::string> encoded, TxnOverlay* txn);
   void removeAll(TxnOverlay* txn);
-  std::vector<std::pair<std::string, std::string>> list(const ListOptions& options, const TxnOverlay* txn);
+  // Without `accept`, the entries listed. With it, each entry goes to `accept` instead, and
+  // only those it takes (returns true for) count against the limit: the caller may leave out
+  // an entry without making the page shorter.
+  using Accept = std::function<bool(std::string_view key, std::string_view encoded)>;
+  std::vector<std::pair<std::string, std::string>> list(const ListOptions& options, const TxnOverlay* txn,
+                                                        const Accept& accept = {});
   std::optional<std::int64_t> alarm(const TxnOverlay* txn);
   void setAlarm(std::optional<std::int64_t> time, TxnOverlay* txn);
   void apply(TxnOverlay&& txn);

@@ -1,4 +1,6 @@
+#include "runtime/log.h"
 #include "runtime/runtime.h"
+#include "runtime/utf8.h"
 #include "storage/object_store.h"
 
 #include <durable/error.h>
@@ -15,13 +17,40 @@ void checkCount(std::size_t n, std::string_view what) {
                                                  " keys per call (got " + std::to_string(n) + ")");
   }
 }
+// The key as it may appear in a message: cut short, and always text (a message can end up in
+// a JSON error body).
+std::string quoteKey(std::string_view key) {
+  constexpr std::size_t kShown = 64;
+  std::string shown = detail::toWellFormedUtf8(std::string(key.substr(0, kShown)));
+  return "\"" + shown + (key.size() > kShown ? "...\"" : "\"");
+}
+
+std::string encodeFor(std::string_view key, const Value& value) {
+  try {
+    return value.encode();
+  } catch (const Error& e) {
+    throw Error(e.code(), "put(): the value for key " + quoteKey(key) + " cannot be stored: " + e.what());
+  }
+}
+
+// A stored value that does not decode (written by something other than put(), or damaged on
+// disk) must not take the object down with it: the error names the key, and the log says
+// which object holds it so that an operator can delete or repair it.
+Value decodeAt(const detail::ObjectStore& store, std::string_view key, std::string_view encoded) {
+  try {
+    return Value::decode(encoded);
+  } catch (const Error& e) {
+    detail::logError("storage: object ", store.id().toString(), ": key ", quoteKey(key), " cannot be read: ", e.what());
+    throw Error(e.code(), "key " + quoteKey(key) + ": " + e.what());
+  }
+}
 }  // namespace
 
 std::optional<Value> Storage::getValue(std::string_view key) {
   store_->checkKey(key);
   auto v = store_->read(key, txn_);
   if (!v) return std::nullopt;
-  return Value::decode(*v);
+  return decodeAt(*store_, key, *v);
 }
 
 StorageOp<Entries> Storage::get(std::span<const std::string> keys) {
@@ -34,14 +63,14 @@ StorageOp<Entries> Storage::get(std::span<const std::string> keys) {
   sorted.erase(std::unique(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return *a == *b; }), sorted.end());
   Entries out;
   for (const auto* k : sorted) {
-    if (auto v = store_->read(*k, txn_)) out.emplace_back(*k, Value::decode(*v));
+    if (auto v = store_->read(*k, txn_)) out.emplace_back(*k, decodeAt(*store_, *k, *v));
   }
   return StorageOp<Entries>(std::move(out));
 }
 
 StorageOp<void> Storage::put(std::string_view key, Value value) {
   store_->checkKey(key);
-  std::string encoded = value.encode();
+  std::string encoded = encodeFor(key, value);
   store_->checkValue(key, encoded);
   store_->write(key, std::move(encoded), txn_);
   return {};
@@ -54,7 +83,7 @@ StorageOp<void> Storage::put(std::span<const std::pair<std::string, Value>> entr
   encoded.reserve(entries.size());
   for (const auto& [k, v] : entries) {
     store_->checkKey(k);
-    encoded.push_back(v.encode());
+    encoded.push_back(encodeFor(k, v));
     store_->checkValue(k, encoded.back());
   }
   for (std::size_t i = 0; i < entries.size(); ++i) store_->write(entries[i].first, std::move(encoded[i]), txn_);
@@ -81,9 +110,23 @@ StorageOp<std::size_t> Storage::remove(std::span<const std::string> keys) {
   return StorageOp<std::size_t>(n);
 }
 
+// A value that does not decode is left out of list() and logged, rather than failing the
+// whole call: list() is how an object reads its state back (a chat history, a queue), and
+// one bad entry would otherwise make all the others unreachable for good, which nothing on
+// Cloudflare does. get() of that key still throws, naming it. Left-out entries do not count
+// against `limit`, so a page is as full as the data allows.
 StorageOp<Entries> Storage::list(const ListOptions& options) {
   Entries out;
-  for (auto& [k, v] : store_->list(options, txn_)) out.emplace_back(std::move(k), Value::decode(v));
+  auto accept = [&](std::string_view k, std::string_view v) {
+    try {
+      out.emplace_back(std::string(k), decodeAt(*store_, k, v));
+      return true;
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kInternal) throw;
+      return false;
+    }
+  };
+  store_->list(options, txn_, accept);
   return StorageOp<Entries>(std::move(out));
 }
 

@@ -1,5 +1,7 @@
 #include <durable/value.h>
 
+#include "runtime/utf8.h"
+
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -33,6 +35,54 @@ std::uint64_t getLe64(std::string_view in) {
 
 [[noreturn]] void corrupt(const std::string& why) {
   throw Error(ErrorCode::kInternal, "corrupt stored value: " + why);
+}
+
+// A JSON string (or object key) holding bytes that are not UTF-8 would be written out as is
+// and then fail to parse on the way back: refuse it before it is stored. `where` is a JSON
+// Pointer to the string, so the caller can find it.
+void checkJsonText(const Json& j, std::string& where) {
+  auto refuse = [&](std::string_view what) {
+    throw Error(ErrorCode::kInvalidArgument, std::string(what) + " at " + (where.empty() ? "/" : where) +
+                                                 " is not valid UTF-8 (store bytes as durable::Bytes)");
+  };
+  switch (j.kind()) {
+    case boost::json::kind::string:
+      if (!detail::validUtf8(std::string_view(j.get_string().data(), j.get_string().size()))) refuse("JSON string");
+      break;
+    case boost::json::kind::array: {
+      std::size_t i = 0;
+      for (const auto& e : j.get_array()) {
+        const std::size_t mark = where.size();
+        where += '/';
+        where += std::to_string(i++);
+        checkJsonText(e, where);
+        where.resize(mark);
+      }
+      break;
+    }
+    case boost::json::kind::object:
+      for (const auto& [k, v] : j.get_object()) {
+        const std::size_t mark = where.size();
+        where += '/';
+        // The key goes into the message only once it is known to be text.
+        const std::string_view key(k.data(), k.size());
+        if (!detail::validUtf8(key)) refuse("a JSON object key");
+        for (char c : key) {
+          if (c == '~') {
+            where += "~0";
+          } else if (c == '/') {
+            where += "~1";
+          } else {
+            where += c;
+          }
+        }
+        checkJsonText(v, where);
+        where.resize(mark);
+      }
+      break;
+    default:
+      break;
+  }
 }
 
 }  // namespace
@@ -149,6 +199,10 @@ std::string Value::encode() const {
       break;
     case Type::kString: {
       const std::string& s = std::get<std::string>(v_);
+      // A string is text, as in JavaScript; raw bytes have their own type.
+      if (!detail::validUtf8(s)) {
+        throw Error(ErrorCode::kInvalidArgument, "string is not valid UTF-8 (store bytes as durable::Bytes)");
+      }
       out.reserve(1 + s.size());
       out.push_back(static_cast<char>(kTagString));
       out += s;
@@ -161,10 +215,13 @@ std::string Value::encode() const {
       out += s;
       break;
     }
-    case Type::kJson:
+    case Type::kJson: {
+      std::string where;
+      checkJsonText(std::get<Json>(v_), where);
       out.push_back(static_cast<char>(kTagJson));
       out += stringify(std::get<Json>(v_));
       break;
+    }
   }
   return out;
 }
@@ -194,6 +251,9 @@ Value Value::decode(std::string_view encoded) {
       return Value(std::bit_cast<double>(bits));
     }
     case kTagString:
+      // encode() never writes such a string; one that is here came from elsewhere, and
+      // handing it on would put bytes that are not text into a response or a text frame.
+      if (!detail::validUtf8(payload)) corrupt("string is not valid UTF-8");
       return Value(std::string(payload));
     case kTagBytes:
       return Value(Bytes{std::string(payload)});

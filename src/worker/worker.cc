@@ -72,13 +72,10 @@ std::string percentDecode(std::string_view s) {
 std::string Context::param(std::string_view name) const {
   auto it = params.find(name);
   if (it == params.end()) return std::string();
-  std::string value = percentDecode(it->second);
-  // As Hono's c.req.param(): decodeURIComponent throws on bytes that are not UTF-8, inside
-  // the handler, after the middleware ran; the Worker turns it into a 400.
-  if (!detail::validUtf8(value)) {
-    throw Error(ErrorCode::kInvalidArgument, "path parameter " + std::string(name) + " is not UTF-8");
-  }
-  return value;
+  // A Worker's URL pattern groups are percent-decoded as URLSearchParams decodes: bytes that
+  // are not UTF-8 become U+FFFD. The parameter is text a handler may store or send, so it
+  // must always be valid UTF-8, and a Worker answers /counters/%FF rather than refusing it.
+  return detail::toWellFormedUtf8(percentDecode(it->second));
 }
 
 std::optional<std::string> Context::query(std::string_view name) const { return req_.url().searchParams().get(name); }
@@ -143,7 +140,8 @@ bool matchSegments(const Pattern& pat, const Segments& segs,
   if (params) {
     for (std::size_t k = 0; k < nfound; ++k) {
       params->insert_or_assign(std::string(found[k].first),
-                               decode ? percentDecode(found[k].second) : std::string(found[k].second));
+                               decode ? detail::toWellFormedUtf8(percentDecode(found[k].second))
+                                      : std::string(found[k].second));
     }
   }
   return true;

@@ -200,12 +200,15 @@ TEST(LimitsTest, OversizedHeadersGet431) {
   EXPECT_EQ(server->stop().code, 0);
 }
 
-TEST(LimitsTest, PathParameterThatIsNotUtf8Gets400) {
+// Not refused: as in a Worker, each byte that is not UTF-8 decodes to U+FFFD (issue 18).
+TEST(LimitsTest, PathParameterThatIsNotUtf8IsServed) {
   TempDir dir;
   auto server = start(dir, seedConfig());
   auto r = httpRequest(server->host(), server->port(), "POST", "/counters/%FF%FE/increment");
-  EXPECT_EQ(r.status, 400);
-  EXPECT_TRUE(boost::json::parse(r.body).as_object().contains("error"));
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(boost::json::parse(r.body).as_object().at("count").as_int64(), 1);
+  auto same = httpRequest(server->host(), server->port(), "GET", "/counters/%EF%BF%BD%EF%BF%BD");
+  EXPECT_EQ(boost::json::parse(same.body).as_object().at("count").as_int64(), 1);
   EXPECT_EQ(server->stop().code, 0);
 }
 
