@@ -2,6 +2,7 @@
 #include "runtime/runtime.h"
 #include "runtime/utf8.h"
 #include "storage/object_store.h"
+#include "storage/value_codec.h"
 
 #include <durable/error.h>
 #include <durable/storage.h>
@@ -36,10 +37,20 @@ std::string encodeFor(std::string_view key, const Value& value) {
 // A stored value that does not decode (written by something other than put(), or damaged on
 // disk) must not take the object down with it: the error names the key, and the log says
 // which object holds it so that an operator can delete or repair it.
+//
+// Text that is not UTF-8 (put() refuses it now, but builds before 2026-12-04 stored it from
+// a URL's raw bytes) is read the way a Worker's TextDecoder reads it, each broken sequence
+// as U+FFFD, so that a room poisoned by one such message comes back to life. Only the text
+// is repaired, and the log says so; the stored bytes stay as they are until the next put().
 Value decodeAt(const detail::ObjectStore& store, std::string_view key, std::string_view encoded) {
   try {
     return Value::decode(encoded);
   } catch (const Error& e) {
+    if (auto repaired = detail::decodeRepairingText(encoded)) {
+      detail::logWarn("storage: object ", store.id().toString(), ": key ", quoteKey(key),
+                      " holds text that is not UTF-8; read with U+FFFD for each broken sequence");
+      return std::move(*repaired);
+    }
     detail::logError("storage: object ", store.id().toString(), ": key ", quoteKey(key), " cannot be read: ", e.what());
     throw Error(e.code(), "key " + quoteKey(key) + ": " + e.what());
   }

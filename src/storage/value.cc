@@ -1,6 +1,7 @@
 #include <durable/value.h>
 
 #include "runtime/utf8.h"
+#include "storage/value_codec.h"
 
 #include <bit>
 #include <cmath>
@@ -273,5 +274,23 @@ Value Value::decode(std::string_view encoded) {
       corrupt("unknown tag " + std::to_string(tag));
   }
 }
+
+namespace detail {
+
+std::optional<Value> decodeRepairingText(std::string_view encoded) {
+  if (encoded.empty()) return std::nullopt;
+  const auto tag = static_cast<unsigned char>(encoded.front());
+  if (tag != kTagString && tag != kTagJson) return std::nullopt;
+  if (validUtf8(encoded.substr(1))) return std::nullopt;
+  std::string repaired(1, encoded.front());
+  repaired += toWellFormedUtf8(std::string(encoded.substr(1)));
+  try {
+    return Value::decode(repaired);
+  } catch (const Error&) {
+    return std::nullopt;  // damaged beyond its text: the caller reports the original error
+  }
+}
+
+}  // namespace detail
 
 }  // namespace durable

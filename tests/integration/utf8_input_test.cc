@@ -6,10 +6,12 @@
 #include "integration/websocket_client.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <boost/json.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <string>
 
@@ -103,6 +105,56 @@ TEST_F(Utf8InputTest, UserThatIsNotUtf8DoesNotPoisonTheRoom) {
   expectHistory(*server);
   // Nothing in the log about a value that could not be read.
   EXPECT_EQ(server->stderrText().find("cannot be read"), std::string::npos) << server->stderrText();
+}
+
+// Stores what a build before 2026-12-04 stored for `?user=%ff`: every U+FFFD in the room's
+// `history` value back to the raw byte 0xFF, in whichever partition file holds it. Returns
+// how many rows it changed.
+int poisonHistory(const std::filesystem::path& stateDir) {
+  int changed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(stateDir / "partitions")) {
+    if (entry.path().extension() != ".sqlite") continue;
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(entry.path().c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      sqlite3_close(db);
+      continue;
+    }
+    sqlite3_stmt* s = nullptr;
+    // replace() on a blob works on its bytes.
+    const char* sql = "UPDATE kv SET value = CAST(replace(CAST(value AS TEXT), char(65533), CAST(x'FF' AS TEXT)) AS BLOB) "
+                      "WHERE key = CAST('history' AS BLOB)";
+    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_DONE) {
+      changed += sqlite3_changes(db);
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+  }
+  return changed;
+}
+
+TEST_F(Utf8InputTest, ARoomPoisonedByAnOlderBuildAnswersAgain) {
+  auto server = startServer();
+  {
+    auto ws = WsClient::connect(server->host(), server->port(), "/rooms/p/websocket?user=%ff");
+    ws->send(R"({"type":"message","content":"hello"})");
+    next(*ws, "message");
+    ws->close(1000);
+  }
+  auto st = server->stop(10s);
+  ASSERT_TRUE(st.exited && st.code == 0) << st.describe();
+  ASSERT_EQ(poisonHistory(dir_ / "state"), 1);
+
+  server = startServer();
+  expectHistory(*server);
+  auto later = WsClient::connect(server->host(), server->port(), "/rooms/p/websocket?user=ann");
+  EXPECT_EQ(str(frame(later->readText()), "user"), "ann");
+  auto h = frame(later->readText());
+  ASSERT_EQ(str(h, "type"), "history");
+  ASSERT_EQ(h.at("messages").as_array().size(), 1u);
+  EXPECT_EQ(str(h.at("messages").as_array()[0].as_object(), "user"), kFffd);
+  later->close(1000);
+  EXPECT_NE(server->stderrText().find("\"history\" holds text that is not UTF-8"), std::string::npos)
+      << server->stderrText();
 }
 
 }  // namespace

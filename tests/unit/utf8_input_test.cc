@@ -179,6 +179,45 @@ TEST_F(Utf8StorageTest, PutRefusesStringsThatAreNotUtf8AndChangesNothing) {
 
 // A value that cannot be decoded fails the reads of its key, with the key in the error and in
 // the log; every other key still reads, and list() leaves it out rather than failing.
+// What builds before 2026-12-04 stored from a URL's raw bytes: text that is not UTF-8. It
+// reads back as a Worker's TextDecoder would read it, each broken sequence as U+FFFD, with a
+// warning naming the key; the stored bytes stay as they are until the next put().
+TEST_F(Utf8StorageTest, TextThatIsNotUtf8ReadsBackWithReplacementCharacters) {
+  in([](Storage& s) -> Task<void> {
+    std::vector<std::pair<std::string, Value>> kv{
+        {"history", Value(Json(boost::json::array{boost::json::object{{"user", "a"}}}))}, {"str", Value("text")}};
+    co_await s.put(kv);
+  });
+  env_.restart();
+  writeRawOnDisk("history", std::string("\x07[{\"user\":\"\xFF\xFE\"},{\"user\":\"x\xC3\"}]"));
+  writeRawOnDisk("str", std::string("\x05" "a\xC3"));
+  env_.restart();
+
+  std::optional<Json> history;
+  std::optional<std::string> str;
+  Entries listed;
+  ::testing::internal::CaptureStderr();
+  in([&](Storage& s) -> Task<void> {
+    history = co_await s.get<Json>("history");
+    str = co_await s.get<std::string>("str");
+    listed = co_await s.list();
+  });
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(history.has_value());
+  ASSERT_EQ(history->as_array().size(), 2u);
+  EXPECT_EQ(history->as_array()[0].at("user").as_string(), kFffd + kFffd);
+  EXPECT_EQ(history->as_array()[1].at("user").as_string(), "x" + kFffd);
+  EXPECT_EQ(str, "a" + kFffd);
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].first, "history");
+  EXPECT_EQ(listed[1].second, Value("a" + kFffd));
+  EXPECT_NE(log.find("\"history\" holds text that is not UTF-8"), std::string::npos) << log;
+  EXPECT_NE(log.find("\"str\" holds text that is not UTF-8"), std::string::npos) << log;
+  EXPECT_EQ(log.find("cannot be read"), std::string::npos) << log;
+}
+
+// A value damaged in any other way fails get() of its own key only, with the key named, and
+// is left out of list(); other keys stay readable, and a put() of the key repairs it.
 TEST_F(Utf8StorageTest, UndecodableValueFailsOnlyItsOwnKey) {
   in([](Storage& s) -> Task<void> {
     std::vector<std::pair<std::string, Value>> kv{
@@ -186,20 +225,21 @@ TEST_F(Utf8StorageTest, UndecodableValueFailsOnlyItsOwnKey) {
         {"msg:2", Value(Json(boost::json::object{{"user", "b"}}))},
         {"msg:3", Value(Json(boost::json::object{{"user", "c"}}))},
         {"name", Value("room")},
-        {"str", Value("text")}};
+        {"num", Value(std::int64_t{7})}};
     co_await s.put(kv);
   });
   env_.restart();
-  // What an older build wrote for `?user=%ff`: JSON text holding the byte 0xFF.
-  writeRawOnDisk("msg:2", std::string("\x07{\"user\":\"\xFF\"}"));
-  writeRawOnDisk("str", std::string("\x05" "a\xC3"));
+  // Cut short (and with a byte that is not UTF-8, so repairing the text cannot save it), and
+  // a number of 2 bytes instead of 8.
+  writeRawOnDisk("msg:2", std::string("\x07{\"user\":\"\xFF"));
+  writeRawOnDisk("num", std::string("\x03\x01\x02", 3));
   env_.restart();
 
   std::vector<std::string> errors;
   Entries listed, page, reversed;
   ::testing::internal::CaptureStderr();
   in([&](Storage& s) -> Task<void> {
-    for (const char* key : {"msg:2", "str"}) {
+    for (const char* key : {"msg:2", "num"}) {
       try {
         auto v = co_await s.get(key);
         errors.push_back("nothing thrown");
@@ -236,11 +276,11 @@ TEST_F(Utf8StorageTest, UndecodableValueFailsOnlyItsOwnKey) {
   ASSERT_EQ(errors.size(), 3u);
   EXPECT_NE(errors[0].find("\"msg:2\""), std::string::npos) << errors[0];
   EXPECT_NE(errors[0].find("invalid JSON"), std::string::npos) << errors[0];
-  EXPECT_NE(errors[1].find("\"str\""), std::string::npos) << errors[1];
-  EXPECT_NE(errors[1].find("UTF-8"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[1].find("\"num\""), std::string::npos) << errors[1];
+  EXPECT_NE(errors[1].find("number payload of 2 bytes"), std::string::npos) << errors[1];
   EXPECT_NE(errors[2].find("\"msg:2\""), std::string::npos) << errors[2];
-  EXPECT_NE(log.find("\"msg:2\""), std::string::npos) << log;
-  EXPECT_NE(log.find("\"str\""), std::string::npos) << log;
+  EXPECT_NE(log.find("\"msg:2\" cannot be read"), std::string::npos) << log;
+  EXPECT_NE(log.find("\"num\" cannot be read"), std::string::npos) << log;
 
   std::vector<std::string> keys;
   for (const auto& e : listed) keys.push_back(e.first);
@@ -257,7 +297,7 @@ TEST_F(Utf8StorageTest, UndecodableValueFailsOnlyItsOwnKey) {
     const std::optional<Json> fixed = co_await s.get<Json>("msg:2");
     EXPECT_TRUE(fixed && fixed->at("user").as_string() == kFffd);
     const Entries all = co_await s.list();
-    EXPECT_EQ(all.size(), 4u);  // "str" is still left out
+    EXPECT_EQ(all.size(), 4u);  // "num" is still left out
   });
 }
 

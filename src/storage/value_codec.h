@@ -1,0 +1,15 @@
+#pragma once
+
+#include <durable/value.h>
+
+#include <optional>
+#include <string_view>
+
+namespace durable::detail {
+
+// For a stored string or JSON value that fails to decode only because its text is not UTF-8:
+// the value with each broken sequence read as U+FFFD, as a Worker's TextDecoder would.
+// nullopt for any other encoding, or when the value is damaged in some other way too.
+std::optional<Value> decodeRepairingText(std::string_view encoded);
+
+}  // namespace durable::detail
