@@ -49,7 +49,7 @@ test-tsan: deps-test
 # its corpus in build-fuzz/corpus (which keeps what it finds between runs); a crash leaves its
 # input in build-fuzz/artifacts/<target>/ and fails the target.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= id_codec value_decode router config http_server websocket websocket_frames
+FUZZ_TARGETS ?= id_codec value_decode value_encode router config http_server websocket websocket_frames
 fuzz:
 	@bash scripts/deps.sh --fuzz
 	@CC=clang CXX=clang++ cmake -S fuzz -B build-fuzz >/dev/null
