@@ -6,7 +6,7 @@ PERSIST ?=
 CONFIG  ?= examples/seed/wrangler.toml
 JOBS    ?= $(shell nproc)
 
-.PHONY: deps deps-test build build-server run test bench clean crash-test test-asan test-tsan fuzz
+.PHONY: deps deps-test build build-server run test bench bench-attack clean crash-test test-asan test-tsan fuzz
 
 deps:
 	@bash scripts/deps.sh
@@ -77,6 +77,11 @@ bench: build
 	bash bench/run.sh
 	bash bench/compare/run.sh
 	bash bench/micro/run.sh
+
+# Server memory under the hostile-input attacks of issue 18 (bench/attack.sh, bench/README.md).
+bench-attack:
+	@bash scripts/deps.sh --bench
+	bash bench/attack.sh
 
 clean:
 	rm -rf $(BUILD)
