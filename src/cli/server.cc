@@ -271,6 +271,7 @@ int Server::serve(const ServeOptions& options) {
     httpOptions.port = listen.port;
     httpOptions.maxBodyBytes = cfg.settings.maxBodyBytes;
     httpOptions.maxConnections = cfg.settings.maxConnections;
+    httpOptions.maxBodyBytesInMemory = cfg.settings.maxBodyBytesInMemory;
     httpOptions.readTimeout = std::chrono::milliseconds(cfg.settings.requestTimeoutMs);
     httpOptions.accessLog = cfg.settings.accessLog;
     detail::HttpServer http(runtime, *worker_, httpOptions);

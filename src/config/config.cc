@@ -271,6 +271,20 @@ class Parser {
         s.maxConnections = static_cast<std::size_t>(integerIn(value, key, 0, 1000000));
       } else if (key == "request_timeout_ms") {
         s.requestTimeoutMs = integerIn(value, key, 1, 3600 * 1000);
+      } else if (key == "max_body_bytes_in_memory") {
+        s.maxBodyBytesInMemory = static_cast<std::size_t>(integerIn(value, key, 1, std::int64_t{16} << 30));
+      } else if (key == "max_websocket_send_queue_bytes") {
+        s.maxWebSocketSendQueueBytes = static_cast<std::size_t>(integerIn(value, key, 1, kMaxBodyBytesLimit));
+      } else if (key == "max_websocket_reassembly_bytes") {
+        s.maxWebSocketReassemblyBytes = static_cast<std::size_t>(integerIn(value, key, 1, std::int64_t{16} << 30));
+      } else if (key == "websocket_write_timeout_ms") {
+        s.webSocketWriteTimeoutMs = integerIn(value, key, 1, 3600 * 1000);
+      } else if (key == "websocket_message_timeout_ms") {
+        s.webSocketMessageTimeoutMs = integerIn(value, key, 1, 3600 * 1000);
+      } else if (key == "websocket_ping_interval_ms") {
+        s.webSocketPingIntervalMs = integerIn(value, key, 0, 24 * 3600 * 1000);
+      } else if (key == "websocket_pong_timeout_ms") {
+        s.webSocketPongTimeoutMs = integerIn(value, key, 1, 3600 * 1000);
       } else if (key == "access_log") {
         const auto* b = value.as_boolean();
         if (b == nullptr) fail(lineOf(value), "durable.access_log must be true or false, not " + typeName(value));
@@ -279,7 +293,9 @@ class Parser {
         fail(lineOf(value), "unknown setting durable." + std::string(key) +
                                 " (known: durability, idle_timeout_ms, max_value_bytes, shards, max_body_bytes, "
                                 "hibernation_timeout_ms, max_websocket_message_bytes, max_connections, request_timeout_ms, "
-                                "access_log)");
+                                "max_body_bytes_in_memory, max_websocket_send_queue_bytes, max_websocket_reassembly_bytes, "
+                                "websocket_write_timeout_ms, websocket_message_timeout_ms, websocket_ping_interval_ms, "
+                                "websocket_pong_timeout_ms, access_log)");
       }
     }
   }

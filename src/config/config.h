@@ -54,6 +54,20 @@ struct Settings {
   // A connection that takes longer to send a whole request, or to start the next one, is dropped.
   std::int64_t requestTimeoutMs = 30000;         // [durable] request_timeout_ms (1 .. 1 hour)
   bool accessLog = false;                        // [durable] access_log: one log line per request
+  // Request bodies held in memory by all connections at once; a request past it gets 503.
+  std::size_t maxBodyBytesInMemory = 128 * 1024 * 1024;  // [durable] max_body_bytes_in_memory (1 .. 16 GiB)
+  // Bytes queued for one WebSocket beyond the frame being written; past it the socket is closed 1008.
+  std::size_t maxWebSocketSendQueueBytes = 8 * 1024 * 1024;  // [durable] max_websocket_send_queue_bytes (1 .. 1 GiB)
+  // Unfinished WebSocket messages held by all sockets at once; past it the socket is closed 1009.
+  std::size_t maxWebSocketReassemblyBytes = 128 * 1024 * 1024;  // [durable] max_websocket_reassembly_bytes (1 .. 16 GiB)
+  // A WebSocket that does not take a frame we are writing within this long is dropped.
+  std::int64_t webSocketWriteTimeoutMs = 30000;  // [durable] websocket_write_timeout_ms (1 .. 1 hour)
+  // A message whose fragments do not all arrive within this long closes its socket 1008.
+  std::int64_t webSocketMessageTimeoutMs = 60000;  // [durable] websocket_message_timeout_ms (1 .. 1 hour)
+  // A WebSocket silent this long gets a ping; 0: never (dead peers are then never reaped).
+  std::int64_t webSocketPingIntervalMs = 60000;  // [durable] websocket_ping_interval_ms (0 .. 1 day)
+  // After a ping, a peer that sends nothing (not even the pong) within this long is dropped.
+  std::int64_t webSocketPongTimeoutMs = 30000;   // [durable] websocket_pong_timeout_ms (1 .. 1 hour)
   bool operator==(const Settings&) const = default;
 };
 

@@ -81,10 +81,9 @@ constexpr std::chrono::seconds kWriteTimeout{30};
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServer& server, Shard& shard)
-      : socket_(std::move(socket)), server_(server), shard_(shard), connections_(server.connectionCounter()) {
-    connections_->fetch_add(1, std::memory_order_relaxed);
-  }
-  ~Session() { connections_->fetch_sub(1, std::memory_order_relaxed); }
+      : socket_(std::move(socket)), server_(server), shard_(shard), slot_(server.connectionCounter()),
+        bodyBytes_(server.bodyBytesCounter()) {}
+  ~Session() { releaseBody(); }
 
   void run() { readRequest(); }
 
@@ -100,6 +99,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void readRequest() {
+    releaseBody();
     if (server_.stopping()) return close();
     reading_ = true;
     head_ = false;
@@ -181,6 +181,7 @@ class Session : public std::enable_shared_from_this<Session> {
         return fail(bad->first, std::move(bad->second));
       }
     }
+    if (!ec && !reserveBody(parser_->content_length().value_or(0))) return refuseBody();
     if (ec || parser_->is_done()) return onRead(ec, bytes);
     const auto& req = parser_->get();
     if (req.version() >= 11 && beast::iequals(req[http::field::expect], "100-continue")) {
@@ -219,8 +220,41 @@ class Session : public std::enable_shared_from_this<Session> {
     return std::nullopt;
   }
 
+  // In pieces, so that a chunked body (whose size the head does not say) is counted against
+  // the server-wide bound as it grows.
   void readBody() {
-    http::async_read(socket_, buffer_, *parser_, beast::bind_front_handler(&Session::onRead, shared_from_this()));
+    http::async_read_some(socket_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+      if (!ec && !self->reserveBody(self->parser_->get().body().capacity())) return self->refuseBody();
+      if (ec || self->parser_->is_done()) return self->onRead(ec, n);
+      self->readBody();
+    });
+  }
+
+  // Counts `bytes` of this request's body (what it holds, or will: Beast reserves a declared
+  // length at once) in the server's total; false when that would pass max_body_bytes_in_memory.
+  bool reserveBody(std::size_t bytes) {
+    if (bytes <= bodyHeld_) return true;
+    const auto more = static_cast<std::int64_t>(bytes - bodyHeld_);
+    const std::int64_t total = bodyBytes_->fetch_add(more, std::memory_order_relaxed) + more;
+    bodyHeld_ = bytes;
+    return total <= static_cast<std::int64_t>(server_.options().maxBodyBytesInMemory);
+  }
+
+  void releaseBody() {
+    if (bodyHeld_ == 0) return;
+    bodyBytes_->fetch_sub(static_cast<std::int64_t>(bodyHeld_), std::memory_order_relaxed);
+    bodyHeld_ = 0;
+  }
+
+  // Nothing of the request has run; its body goes at once, and the connection closes after
+  // the answer, since the rest of the body may still be on its way.
+  void refuseBody() {
+    reading_ = false;
+    parser_.reset();
+    releaseBody();
+    log("http: request refused (503): request bodies in memory would pass max_body_bytes_in_memory (",
+        server_.options().maxBodyBytesInMemory, ")");
+    fail(503, "the server holds too many request bodies right now; retry later");
   }
 
   void onRead(beast::error_code ec, std::size_t) {
@@ -273,6 +307,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     // As the client sent them: a body without a content-type gets none, as in a Worker.
     request->headers() = std::move(headers);
+    // The request has its own copy; the parser's goes now (its count stays until the answer).
+    std::string().swap(req.body());
 
     deadline_ = Clock::time_point::max();
     server_.inFlightCounter().fetch_add(1, std::memory_order_relaxed);
@@ -326,7 +362,9 @@ class Session : public std::enable_shared_from_this<Session> {
     // RFC 6455: a client sends no frame before the 101, so nothing buffered is lost here.
     auto request = parser_->release();
     deadline_ = Clock::time_point::max();
-    adoptWebSocket(client, std::move(socket_), std::move(request), shard_);
+    releaseBody();
+    // The connection's place in max_connections goes with it: the socket still counts.
+    adoptWebSocket(client, std::move(socket_), std::move(request), shard_, std::move(slot_));
   }
 
   void fail(int status, std::string message) {
@@ -387,7 +425,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool head_ = false;
   HttpServer& server_;
   Shard& shard_;
-  std::shared_ptr<std::atomic<std::int64_t>> connections_;
+  ConnectionSlot slot_;
+  std::shared_ptr<std::atomic<std::int64_t>> bodyBytes_;
+  std::size_t bodyHeld_ = 0;  // this connection's share of bodyBytes_
   unsigned version_ = 11;
   bool keepAlive_ = true;
   bool reading_ = false;

@@ -24,9 +24,12 @@ struct HttpOptions {
   // A connection that takes longer than this to send a whole request (or, between requests,
   // to start one) is dropped: slow clients cannot hold connections forever.
   std::chrono::milliseconds readTimeout{30000};
-  // HTTP connections open at once; one more is answered 503 and closed. 0: what the process's
-  // descriptor limit allows, less a reserve for storage and WebSockets.
+  // Connections open at once, WebSockets included (a session hands its place over with the
+  // socket); one more is answered 503 and closed. 0: three quarters of the process's
+  // descriptor limit, the rest kept for storage and the refusals themselves.
   std::size_t maxConnections = 0;
+  // Request bodies in memory over all connections; a request that would pass it gets 503.
+  std::size_t maxBodyBytesInMemory = 128 * 1024 * 1024;
   // One log line per request: method, target, status, body bytes, duration.
   bool accessLog = false;
 };
@@ -54,6 +57,7 @@ class HttpServer {
   // Shared with the sessions: a session may outlive the server (its io_context ends later).
   const std::shared_ptr<std::atomic<std::int64_t>>& connectionCounter() { return connections_; }
   std::size_t maxConnections() const { return maxConnections_; }
+  const std::shared_ptr<std::atomic<std::int64_t>>& bodyBytesCounter() { return bodyBytes_; }
 
  private:
   class Listener;
@@ -66,6 +70,7 @@ class HttpServer {
   std::atomic<bool> stopping_{false};
   std::shared_ptr<std::atomic<std::int64_t>> connections_ = std::make_shared<std::atomic<std::int64_t>>(0);
   std::size_t maxConnections_ = 0;
+  std::shared_ptr<std::atomic<std::int64_t>> bodyBytes_ = std::make_shared<std::atomic<std::int64_t>>(0);
 };
 
 }  // namespace durable::detail

@@ -2,6 +2,8 @@
 
 #include "runtime/log.h"
 #include "runtime/runtime.h"
+#include "runtime/utf8.h"
+#include "config/config.h"
 
 #include <durable/clock.h>
 #include <durable/error.h>
@@ -14,6 +16,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
+
+#include <boost/asio/steady_timer.hpp>
 
 #include <sys/socket.h>
 
@@ -32,43 +37,8 @@ WebSocketPair::WebSocketPair()
   client.impl()->partner = server.impl();
 }
 
-namespace {
-// RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF. What a peer checks a text
-// frame against (RFC 6455 8.1), and so what a text frame we send must pass.
-bool validUtf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  while (p < end) {
-    const unsigned c = *p;
-    if (c < 0x80) {
-      ++p;
-      continue;
-    }
-    std::size_t n;
-    unsigned lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-      n = 1;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      n = 2;
-      if (c == 0xe0) lo = 0xa0;
-      if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      n = 3;
-      if (c == 0xf0) lo = 0x90;
-      if (c == 0xf4) hi = 0x8f;
-    } else {
-      return false;
-    }
-    if (static_cast<std::size_t>(end - p) <= n) return false;
-    if (p[1] < lo || p[1] > hi) return false;
-    for (std::size_t i = 2; i <= n; ++i) {
-      if ((p[i] & 0xc0) != 0x80) return false;
-    }
-    p += n + 1;
-  }
-  return true;
-}
-}  // namespace
+using detail::validUtf8;
+using detail::sharedPayload;
 
 void WebSocket::send(std::string_view text) {
   if (!impl_) throw Error(ErrorCode::kInvalidArgument, "send() on an empty WebSocket");
@@ -76,12 +46,12 @@ void WebSocket::send(std::string_view text) {
     throw Error(ErrorCode::kInvalidArgument,
                 "send(): the text is not valid UTF-8; send bytes as durable::Bytes (a binary frame)");
   }
-  impl_->send(std::string(text), false);
+  impl_->send(sharedPayload(text), false);
 }
 
 void WebSocket::send(const Bytes& data) {
   if (!impl_) throw Error(ErrorCode::kInvalidArgument, "send() on an empty WebSocket");
-  impl_->send(data.data, true);
+  impl_->send(sharedPayload(data.data), true);
 }
 
 void WebSocket::send(const WebSocketMessage& message) {
@@ -89,7 +59,7 @@ void WebSocket::send(const WebSocketMessage& message) {
   if (!message.binary && !validUtf8(message.data)) {
     throw Error(ErrorCode::kInvalidArgument, "send(): a text message that is not valid UTF-8; mark it binary");
   }
-  impl_->send(message.data, message.binary);
+  impl_->send(sharedPayload(message.data), message.binary);
 }
 
 void WebSocket::close(int code, std::string_view reason) {
@@ -136,7 +106,19 @@ namespace {
 ObjectHost* liveHost(WebSocketImpl& ws) { return ws.shard ? ws.shard->findHost(*ws.ns, ws.id) : nullptr; }
 }  // namespace
 
-void WebSocketImpl::send(std::string data, bool binary) {
+Payload sharedPayload(std::string_view bytes) {
+  // Weak: the cache never keeps a payload alive (its bytes go once no queue holds them), and
+  // comparing costs what copying would.
+  thread_local std::weak_ptr<const std::string> last;
+  if (auto p = last.lock(); p && p->size() == bytes.size() && std::memcmp(p->data(), bytes.data(), bytes.size()) == 0) {
+    return p;
+  }
+  auto p = std::make_shared<const std::string>(bytes);
+  last = p;
+  return p;
+}
+
+void WebSocketImpl::send(Payload data, bool binary) {
   if (!accepted) throw Error(ErrorCode::kInvalidArgument, "send() on a WebSocket that no object accepted");
   if (readyState == WebSocket::kClosing || readyState == WebSocket::kClosed) {
     throw Error(ErrorCode::kInvalidArgument, "Can't call WebSocket send() after close().");
@@ -257,20 +239,84 @@ void teardown(beast::role_type role, FrameAlignedSocket& s, beast::error_code& e
 
 // ---------------------------------------------------------------- NetSocket
 
-NetSocket::NetSocket(tcp::socket socket, std::shared_ptr<WebSocketImpl> impl, std::size_t maxMessageBytes)
-    : socket_(std::move(socket)), maxMessageBytes_(maxMessageBytes), impl_(std::move(impl)) {
+namespace {
+
+std::atomic<std::int64_t> gReassemblyBytes{0};
+
+// Beast reads a message in pieces of this much, so the bytes an unfinished message holds are
+// counted as they arrive, not once it is whole.
+constexpr std::size_t kReadPiece = 64 * 1024;
+
+// The timeouts of one shard's sockets, checked by one timer per shard thread rather than one
+// per socket: a timer is about as large as a hibernated socket.
+struct SocketSweep {
+  explicit SocketSweep(const asio::any_io_executor& ex) : timer(ex) {}
+  asio::steady_timer timer;
+  asio::execution_context* context = nullptr;
+  std::vector<std::weak_ptr<NetSocket>> sockets;
+};
+thread_local std::weak_ptr<SocketSweep> tlsSweep;
+
+std::chrono::milliseconds sweepPeriod(const config::Settings& s) {
+  std::int64_t shortest = std::min({s.webSocketWriteTimeoutMs, s.webSocketMessageTimeoutMs, s.webSocketPongTimeoutMs});
+  if (s.webSocketPingIntervalMs > 0) shortest = std::min(shortest, s.webSocketPingIntervalMs);
+  return std::chrono::milliseconds(std::clamp<std::int64_t>(shortest / 4, 5, 1000));
+}
+
+void runSweep(const std::shared_ptr<SocketSweep>& sweep, std::chrono::milliseconds period) {
+  sweep->timer.expires_after(period);
+  sweep->timer.async_wait([sweep, period](beast::error_code ec) {
+    if (ec) return;
+    std::erase_if(sweep->sockets, [](const std::weak_ptr<NetSocket>& w) { return w.expired(); });
+    // The list may grow while sockets are checked (a close runs no new socket, but be safe).
+    auto sockets = sweep->sockets;
+    const auto now = NetSocket::Clock::now();
+    for (auto& w : sockets) {
+      if (auto s = w.lock()) s->sweep(now);
+    }
+    // With no socket left the sweep ends, and the next socket starts another.
+    if (!sweep->sockets.empty()) runSweep(sweep, period);
+  });
+}
+
+void watch(const std::shared_ptr<NetSocket>& socket, const asio::any_io_executor& ex, const config::Settings& settings) {
+  auto sweep = tlsSweep.lock();
+  if (!sweep || sweep->context != &ex.context()) {
+    sweep = std::make_shared<SocketSweep>(ex);
+    sweep->context = &ex.context();
+    tlsSweep = sweep;
+    sweep->sockets.push_back(socket);
+    runSweep(sweep, sweepPeriod(settings));
+    return;
+  }
+  sweep->sockets.push_back(socket);
+}
+
+}  // namespace
+
+std::int64_t reassemblyBytesHeld() { return gReassemblyBytes.load(std::memory_order_relaxed); }
+
+NetSocket::NetSocket(tcp::socket socket, std::shared_ptr<WebSocketImpl> impl, const config::Settings& settings,
+                     ConnectionSlot slot)
+    : socket_(std::move(socket)), settings_(settings), slot_(std::move(slot)), impl_(std::move(impl)) {
   configure(ws_.emplace(FrameAlignedSocket(socket_, cursor_)));
 }
 
 void NetSocket::configure(Stream& ws) {
-  ws.read_message_max(maxMessageBytes_);
+  ws.read_message_max(settings_.maxWebSocketMessageBytes);
   ws.auto_fragment(false);
   websocket::stream_base::timeout timeouts{};
   timeouts.handshake_timeout = std::chrono::seconds(30);
-  // Idle sockets are the point of hibernation: never time them out, never ping them.
+  // Idle sockets are the point of hibernation: Beast's idle timeout would need a live stream
+  // and a timer each; the shard's sweep pings idle peers instead (sweep()).
   timeouts.idle_timeout = websocket::stream_base::none();
   timeouts.keep_alive_pings = false;
   ws.set_option(timeouts);
+  // A pong (or ping) read while a message is awaited is the peer's sign of life too.
+  ws.control_callback([this](websocket::frame_type, beast::string_view) {
+    lastHeard_ = Clock::now();
+    pinged_ = false;
+  });
 }
 
 namespace {
@@ -313,12 +359,13 @@ NetSocket::Stream* NetSocket::stream() {
 
 void NetSocket::hibernate() {
   if (ws_ && waitingIdle_ && open_ && !writing_ && queue_.empty() && !closing_ && !finished_ && !closeWhenDrained_ &&
-      cursor_.atFrameBoundary()) {
+      !inMessage_ && cursor_.atFrameBoundary()) {
     ws_.reset();
   }
 }
 
 void NetSocket::start(beast::http::request<beast::http::string_body> request) {
+  watch(shared_from_this(), socket_.get_executor(), settings_);
   // Beast validates the upgrade and builds the response (101, or its refusal), captured here;
   // the stream then goes at once and comes back with the first frame or send. Most sockets of
   // a hibernating room never need it: they cost no Beast state from the start.
@@ -332,6 +379,7 @@ void NetSocket::start(beast::http::request<beast::http::string_body> request) {
                     [self = shared_from_this(), response, refused](beast::error_code ec, std::size_t) {
                       if (ec || refused) return self->finish(1006, "", false, std::nullopt);
                       self->open_ = true;
+                      self->lastHeard_ = Clock::now();
                       if (self->impl_->readyState == WebSocket::kConnecting) self->impl_->readyState = WebSocket::kOpen;
                       self->impl_->release();
                       // Frames queued during the handshake (and a close() behind them) go now.
@@ -341,24 +389,66 @@ void NetSocket::start(beast::http::request<beast::http::string_body> request) {
 }
 
 void NetSocket::read() {
-  if (!cursor_.atFrameBoundary()) return readMessage();
+  if (inMessage_ || !cursor_.atFrameBoundary()) return readMessage();
   waitingIdle_ = true;
   socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code) {
     self->waitingIdle_ = false;
     // Our own close() reads the peer's answer itself; a failed wait is the read's to report.
     if (self->closing_ || self->finished_) return;
+    self->lastHeard_ = Clock::now();
+    self->pinged_ = false;
+    if (self->consumePong()) return self->read();
     self->readMessage();
   });
+}
+
+bool NetSocket::consumePong() {
+  // A client's pong is masked (RFC 6455 5.3): 0x8A, 0x80 | length, 4 mask bytes, <= 125 bytes.
+  unsigned char b[2 + 4 + 125];
+  ssize_t n;
+  do {
+    n = ::recv(socket_.native_handle(), b, sizeof b, MSG_PEEK | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 2 || b[0] != 0x8A || (b[1] & 0x80) == 0 || (b[1] & 0x7f) > 125) return false;
+  const std::size_t frame = 6 + (b[1] & 0x7f);
+  if (static_cast<std::size_t>(n) < frame) return false;
+  do {
+    n = ::recv(socket_.native_handle(), b, frame, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  return n == static_cast<ssize_t>(frame);
 }
 
 void NetSocket::readMessage() {
   Stream* ws = stream();
   if (!ws) return;
-  ws->async_read(buffer_, beast::bind_front_handler(&NetSocket::onRead, shared_from_this()));
+  ws->async_read_some(buffer_, kReadPiece, beast::bind_front_handler(&NetSocket::onRead, shared_from_this()));
 }
 
-void NetSocket::onRead(beast::error_code ec, std::size_t bytes) {
+bool NetSocket::accountReassembly() {
+  const std::size_t holding = buffer_.capacity();
+  if (holding <= reassemblyHeld_) return true;
+  const auto more = static_cast<std::int64_t>(holding - reassemblyHeld_);
+  reassemblyHeld_ = holding;
+  const std::int64_t total = gReassemblyBytes.fetch_add(more, std::memory_order_relaxed) + more;
+  return total <= static_cast<std::int64_t>(settings_.maxWebSocketReassemblyBytes);
+}
+
+void NetSocket::releaseReassembly() {
+  if (reassemblyHeld_ == 0) return;
+  gReassemblyBytes.fetch_sub(static_cast<std::int64_t>(reassemblyHeld_), std::memory_order_relaxed);
+  reassemblyHeld_ = 0;
+}
+
+void NetSocket::onRead(beast::error_code ec, std::size_t) {
+  if (finished_) {
+    // abort() from the sweep closed the socket under this read: its bytes go now.
+    releaseReassembly();
+    buffer_.clear();
+    buffer_.shrink_to_fit();
+    return;
+  }
   if (ec) {
+    releaseReassembly();
     // Our own close() is under way: Beast ends the pending read (operation_aborted) and the
     // closing handshake's completion reports how it went.
     if (closing_ && ec != websocket::error::closed) return;
@@ -372,10 +462,29 @@ void NetSocket::onRead(beast::error_code ec, std::size_t bytes) {
     }
     return finish(1006, "", false, std::nullopt);
   }
+  lastHeard_ = Clock::now();
+  pinged_ = false;
+  if (!ws_->is_message_done()) {
+    if (!inMessage_) {
+      inMessage_ = true;
+      messageStarted_ = lastHeard_;
+    }
+    if (!accountReassembly()) {
+      log("WebSocket closed 1009: unfinished messages hold more than max_websocket_reassembly_bytes (",
+          settings_.maxWebSocketReassemblyBytes, ") on this server");
+      abort(1009, "too much unfinished message data on the server");
+      buffer_.clear();
+      buffer_.shrink_to_fit();
+      return;
+    }
+    return readMessage();
+  }
+  inMessage_ = false;
+  releaseReassembly();
   WebSocketMessage message;
   message.binary = ws_->got_binary();
   message.data = beast::buffers_to_string(buffer_.data());
-  buffer_.consume(bytes);
+  buffer_.clear();
   // An idle socket holds no buffer: that is most of what hibernation saves.
   buffer_.shrink_to_fit();
 
@@ -383,7 +492,7 @@ void NetSocket::onRead(beast::error_code ec, std::size_t bytes) {
   ObjectSockets& owner = ws.shard->socketsOf(*ws.ns, ws.id);
   if (!message.binary && owner.autoResponse && message.data == owner.autoResponse->first) {
     ws.autoResponseAt = durable::now();
-    write(false, owner.autoResponse->second);
+    write(false, std::make_shared<const std::string>(owner.autoResponse->second));
   } else if (!closing_) {
     auto handle = impl_;
     ws.shard->host(*ws.ns, ws.id)
@@ -403,8 +512,25 @@ void NetSocket::onRead(beast::error_code ec, std::size_t bytes) {
   read();
 }
 
-void NetSocket::write(bool binary, std::string data) {
-  if (finished_) return;
+void NetSocket::write(bool binary, Payload data) {
+  if (finished_ || overflowed_) return;
+  const std::size_t bytes = data->size();
+  if ((writing_ || !queue_.empty()) && queuedBytes_ + bytes > settings_.maxWebSocketSendQueueBytes) {
+    // The peer does not read as fast as it is sent to: drop what waits (the other sockets
+    // holding the same payloads keep theirs) and close once the frame on the wire is out.
+    // Later sends to it are dropped silently, so a broadcast loop goes on to the others.
+    overflowed_ = true;
+    queue_.clear();
+    queuedBytes_ = 0;
+    log("WebSocket closed 1008: more than max_websocket_send_queue_bytes (", settings_.maxWebSocketSendQueueBytes,
+        ") waiting to be sent to a peer that does not read");
+    static constexpr std::string_view kReason = "send queue limit exceeded: the client does not read";
+    if (!writing_) return abort(1008, std::string(kReason));
+    runtimeClose_.emplace(1008, std::string(kReason));
+    closeWhenDrained_.emplace(1008, std::string(kReason));
+    return;
+  }
+  queuedBytes_ += bytes;
   queue_.emplace_back(binary, std::move(data));
   if (!writing_ && open_) writeNext();
 }
@@ -421,18 +547,83 @@ void NetSocket::writeNext() {
   Stream* ws = stream();
   if (!ws) return;
   writing_ = true;
+  writeStarted_ = Clock::now();
   current_ = std::move(queue_.front());
   queue_.pop_front();
+  queuedBytes_ -= current_.second->size();
   ws->binary(current_.first);
-  ws->async_write(asio::buffer(current_.second), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+  ws->async_write(asio::buffer(*current_.second), [self = shared_from_this()](beast::error_code ec, std::size_t) {
     self->writing_ = false;
-    std::string().swap(self->current_.second);
+    self->current_.second.reset();
     if (ec || self->finished_) {
       self->queue_.clear();
+      self->queuedBytes_ = 0;
       return;  // the read side sees the failure and finishes
     }
     self->writeNext();
   });
+}
+
+void NetSocket::ping() {
+  // Written beside Beast, which writes nothing of its own while no frame of ours is out (it
+  // answers pings only inside a read of ours, and its reply is as small as this).
+  static constexpr unsigned char kPing[2] = {0x89, 0x00};
+  pinged_ = true;
+  pingSent_ = writeStarted_ = Clock::now();
+  writing_ = true;
+  asio::async_write(socket_, asio::buffer(kPing), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    self->writing_ = false;
+    if (ec || self->finished_) {
+      self->queue_.clear();
+      self->queuedBytes_ = 0;
+      return;
+    }
+    self->writeNext();
+  });
+}
+
+void NetSocket::sweep(Clock::time_point now) {
+  if (finished_) return;
+  using ms = std::chrono::milliseconds;
+  if (writing_ && now - writeStarted_ >= ms(settings_.webSocketWriteTimeoutMs)) {
+    log("WebSocket dropped: the peer took no data for websocket_write_timeout_ms (", settings_.webSocketWriteTimeoutMs,
+        " ms)");
+    return abort(1008, "write timeout: the client does not read");
+  }
+  if (inMessage_ && now - messageStarted_ >= ms(settings_.webSocketMessageTimeoutMs)) {
+    log("WebSocket closed 1008: a fragmented message unfinished after websocket_message_timeout_ms (",
+        settings_.webSocketMessageTimeoutMs, " ms)");
+    return abort(1008, "message not finished in time");
+  }
+  if (pinged_ && now - pingSent_ >= ms(settings_.webSocketPongTimeoutMs)) {
+    return abort(1006, "no answer to a ping");
+  }
+  if (settings_.webSocketPingIntervalMs > 0 && !pinged_ && open_ && !closing_ && !writing_ && !closeWhenDrained_ &&
+      now - lastHeard_ >= ms(settings_.webSocketPingIntervalMs)) {
+    ping();
+  }
+}
+
+void NetSocket::abort(int code, std::string reason) {
+  if (finished_) return;
+  runtimeClose_.emplace(code, reason);
+  // 1006 means no close frame; and none can go in the middle of a frame of ours, or after
+  // the close Beast sent.
+  if (code != 1006 && open_ && !writing_ && !closing_) {
+    std::string frame;
+    frame += static_cast<char>(0x88);
+    frame += static_cast<char>(2 + reason.size());
+    frame += static_cast<char>(code >> 8);
+    frame += static_cast<char>(code & 0xff);
+    frame += reason;
+    ssize_t n;
+    do {
+      n = ::send(socket_.native_handle(), frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+  }
+  beast::error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  finish(code, std::move(reason), false, std::nullopt);
 }
 
 void NetSocket::close(int code, std::string reason) {
@@ -458,6 +649,9 @@ void NetSocket::finish(int code, std::string reason, bool wasClean, std::optiona
   finished_ = true;
   // A frame being written stays (in current_) until its write completes.
   queue_.clear();
+  queuedBytes_ = 0;
+  releaseReassembly();
+  slot_.release();
   auto impl = impl_;
   impl->readyState = WebSocket::kClosed;
   impl->held.clear();
@@ -466,8 +660,15 @@ void NetSocket::finish(int code, std::string reason, bool wasClean, std::optiona
   shard.dropSocket(impl);
   beast::error_code ignored;
   socket_.close(ignored);
-  // The object hears of it unless it closed the socket itself.
-  if (closing_ && wasClean) return;
+  if (runtimeClose_) {
+    // The runtime ended it: the object hears why, whatever the peer answered.
+    code = runtimeClose_->first;
+    reason = runtimeClose_->second;
+    wasClean = false;
+    error.reset();
+  } else if (closing_ && wasClean) {
+    return;  // the object closed it itself
+  }
   shard.host(*impl->ns, impl->id)
       .run(
           [impl, code, reason = std::move(reason), wasClean, error](DurableObject& o, State&) -> Task<void> {
@@ -486,14 +687,14 @@ void NetSocket::finish(int code, std::string reason, bool wasClean, std::optiona
 }
 
 bool adoptWebSocket(const WebSocket& client, tcp::socket socket, beast::http::request<beast::http::string_body> request,
-                    Shard& from) {
+                    Shard& from, ConnectionSlot slot) {
   if (!client.impl()) return false;
   auto server = client.impl()->partner.lock();
   if (!server || !server->accepted || !server->shard) return false;
   Shard* to = server->shard;
-  const std::size_t maxMessage = to->runtime().options().settings.maxWebSocketMessageBytes;
+  const config::Settings& settings = to->runtime().options().settings;
   if (to == &from) {
-    auto conn = std::make_shared<NetSocket>(std::move(socket), server, maxMessage);
+    auto conn = std::make_shared<NetSocket>(std::move(socket), server, settings, std::move(slot));
     server->conn = conn;
     conn->start(std::move(request));
     return true;
@@ -502,7 +703,9 @@ bool adoptWebSocket(const WebSocket& client, tcp::socket socket, beast::http::re
   const auto protocol = socket.local_endpoint().protocol();
   const int fd = socket.release();
   auto req = std::make_shared<beast::http::request<beast::http::string_body>>(std::move(request));
-  postTo(*to, [to, server, fd, protocol, req, maxMessage] {
+  // Shared only to ride in a copyable function; the place is released once, by its last owner.
+  auto place = std::make_shared<ConnectionSlot>(std::move(slot));
+  postTo(*to, [to, server, fd, protocol, req, place, &settings] {
     tcp::socket moved(to->context());
     boost::system::error_code ec;
     moved.assign(protocol, fd, ec);
@@ -510,7 +713,7 @@ bool adoptWebSocket(const WebSocket& client, tcp::socket socket, beast::http::re
       ::close(fd);
       return;
     }
-    auto conn = std::make_shared<NetSocket>(std::move(moved), server, maxMessage);
+    auto conn = std::make_shared<NetSocket>(std::move(moved), server, settings, std::move(*place));
     server->conn = conn;
     conn->start(std::move(*req));
   });

@@ -24,6 +24,8 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/websocket/stream.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -33,7 +35,52 @@
 #include <string>
 #include <vector>
 
+namespace durable::config {
+struct Settings;
+}
+
 namespace durable::detail {
+
+// One place in the server's max_connections. The HTTP session takes it when it accepts a
+// connection and, on an upgrade, hands it over with the socket: a WebSocket holds its place
+// until the socket is closed, so upgraded sockets cannot escape the limit (and exhaust the
+// descriptors).
+class ConnectionSlot {
+ public:
+  ConnectionSlot() = default;
+  explicit ConnectionSlot(std::shared_ptr<std::atomic<std::int64_t>> counter) : counter_(std::move(counter)) {
+    if (counter_) counter_->fetch_add(1, std::memory_order_relaxed);
+  }
+  ConnectionSlot(ConnectionSlot&& o) noexcept : counter_(std::move(o.counter_)) {}
+  ConnectionSlot& operator=(ConnectionSlot&& o) noexcept {
+    if (this != &o) {
+      release();
+      counter_ = std::move(o.counter_);
+    }
+    return *this;
+  }
+  ConnectionSlot(const ConnectionSlot&) = delete;
+  ConnectionSlot& operator=(const ConnectionSlot&) = delete;
+  ~ConnectionSlot() { release(); }
+  void release() {
+    if (counter_) counter_->fetch_sub(1, std::memory_order_relaxed);
+    counter_.reset();
+  }
+
+ private:
+  std::shared_ptr<std::atomic<std::int64_t>> counter_;
+};
+
+// A frame's payload, immutable and shared: a broadcast queues one buffer for every socket,
+// not a copy each (ten slow readers of 40 frames of 4 MiB held 1.7 GB as copies).
+using Payload = std::shared_ptr<const std::string>;
+// The payload for `bytes`: the buffer of the previous send on this thread when it holds the
+// same bytes and is still queued somewhere, so the natural loop `for (ws : getWebSockets())
+// ws.send(text)` shares one buffer without an API for it.
+Payload sharedPayload(std::string_view bytes);
+
+// Bytes of unfinished WebSocket messages held by all sockets of the process.
+std::int64_t reassemblyBytesHeld();
 
 // A FIFO that allocates nothing while empty. std::deque allocates about 600 bytes on
 // construction; two per idle socket were a fifth of a hibernated socket's memory.
@@ -210,13 +257,13 @@ struct WebSocketImpl {
   struct Outgoing {
     std::uint64_t seq;  // durable batch the frame waits for (0: none)
     bool binary;
-    std::string data;
+    Payload data;
   };
   LazyQueue<Outgoing> held;
   bool waitingDurable = false;
   std::optional<std::pair<int, std::string>> closeAfterHeld;  // close() queued behind held frames
 
-  void send(std::string data, bool binary);
+  void send(Payload data, bool binary);
   void close(int code, std::string reason);
   // Writes the held frames that may leave now.
   void release();
@@ -235,14 +282,19 @@ class NetSocket : public std::enable_shared_from_this<NetSocket> {
  public:
   using Stream = boost::beast::websocket::stream<FrameAlignedSocket, false>;
 
-  NetSocket(boost::asio::ip::tcp::socket socket, std::shared_ptr<WebSocketImpl> impl, std::size_t maxMessageBytes);
+  using Clock = std::chrono::steady_clock;
+
+  NetSocket(boost::asio::ip::tcp::socket socket, std::shared_ptr<WebSocketImpl> impl, const config::Settings& settings,
+            ConnectionSlot slot);
   // Completes the handshake for `request`, then reads until the socket closes.
   void start(boost::beast::http::request<boost::beast::http::string_body> request);
-  void write(bool binary, std::string data);
+  void write(bool binary, Payload data);
   void close(int code, std::string reason);
   // The object went into hibernation: an idle socket gives up its Beast stream until the next
   // frame arrives or the object sends.
   void hibernate();
+  // The shard's periodic check: write, message and pong timeouts, and the idle ping.
+  void sweep(Clock::time_point now);
 
  private:
   // The Beast stream, restored first if it was released; null (and the socket finished) if
@@ -255,15 +307,37 @@ class NetSocket : public std::enable_shared_from_this<NetSocket> {
   void onRead(boost::beast::error_code ec, std::size_t bytes);
   void writeNext();
   void finish(int code, std::string reason, bool wasClean, std::optional<std::string> error);
+  // The runtime ends the socket for cause: a close frame with `code` goes out at once when no
+  // frame is being written (the peer is not waiting for a handshake), then the socket closes.
+  // The object hears webSocketClose(code, reason).
+  void abort(int code, std::string reason);
+  // Takes a complete pong at the head of the socket's bytes without waking the Beast stream,
+  // so a hibernated socket answering our ping stays hibernated. False when anything else is there.
+  bool consumePong();
+  void ping();
+  // Keeps reassemblyHeld_ equal to the buffer's capacity while a message is unfinished.
+  bool accountReassembly();
+  void releaseReassembly();
 
   boost::asio::ip::tcp::socket socket_;
   FrameCursor cursor_;
   std::optional<Stream> ws_;
-  std::size_t maxMessageBytes_;
+  const config::Settings& settings_;
+  ConnectionSlot slot_;
   boost::beast::flat_buffer buffer_;
   std::shared_ptr<WebSocketImpl> impl_;
-  LazyQueue<std::pair<bool, std::string>> queue_;
-  std::pair<bool, std::string> current_;  // the frame being written: async_write reads from it
+  LazyQueue<std::pair<bool, Payload>> queue_;
+  std::pair<bool, Payload> current_;  // the frame being written: async_write reads from it
+  std::size_t queuedBytes_ = 0;       // payload bytes in queue_
+  Clock::time_point writeStarted_{};
+  Clock::time_point lastHeard_ = Clock::now();
+  Clock::time_point messageStarted_{};
+  Clock::time_point pingSent_{};
+  bool pinged_ = false;
+  bool inMessage_ = false;             // a message's first bytes were read, not yet its end
+  std::size_t reassemblyHeld_ = 0;     // bytes counted in the process-wide reassembly total
+  bool overflowed_ = false;            // the send queue went past its bound: further frames dropped
+  std::optional<std::pair<int, std::string>> runtimeClose_;  // what the object hears after abort()
   bool writing_ = false;
   bool open_ = false;
   bool closing_ = false;
@@ -276,6 +350,7 @@ class NetSocket : public std::enable_shared_from_this<NetSocket> {
 // socket to that object's shard and completes the handshake there. Returns false (and does
 // nothing) when `client` is not the client end of an accepted pair.
 bool adoptWebSocket(const WebSocket& client, boost::asio::ip::tcp::socket socket,
-                    boost::beast::http::request<boost::beast::http::string_body> request, Shard& from);
+                    boost::beast::http::request<boost::beast::http::string_body> request, Shard& from,
+                    ConnectionSlot slot);
 
 }  // namespace durable::detail
