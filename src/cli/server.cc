@@ -8,6 +8,7 @@
 
 #include <durable/server.h>
 
+#include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -174,6 +175,10 @@ int Server::serve(const ServeOptions& options) {
     files.rlim_cur = files.rlim_max;
     setrlimit(RLIMIT_NOFILE, &files);
   }
+  // Large buffers (WebSocket frames and messages, request bodies) go back to the kernel when
+  // freed. glibc's threshold otherwise rises after each large free, up to 32 MiB, and the heap
+  // then kept what an attack had made it hold (bench/attack.sh).
+  mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 
   config::Config cfg;
   std::string configPath = options.configPath.empty() ? defaultConfig_ : options.configPath;
