@@ -567,7 +567,8 @@ void HttpServer::start() {
   if (maxConnections_ == 0) {
     rlimit limit{};
     getrlimit(RLIMIT_NOFILE, &limit);
-    // Storage needs a few descriptors per partition, WebSockets one each: keep a quarter back.
+    // Connections (WebSockets included) get three quarters; storage needs a few descriptors per
+    // partition, and a refusal one for a moment, so accept never runs out.
     maxConnections_ = std::max<std::size_t>(64, static_cast<std::size_t>(limit.rlim_cur) * 3 / 4);
   }
   auto address = asio::ip::make_address(options_.host);
