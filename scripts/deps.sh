@@ -11,6 +11,7 @@ packages=(
 )
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
   packages+=(googletest libgtest-dev libgmock-dev
+             postgresql-15 libpq-dev  # the tests' PostgreSQL server (tests/support/postgres_server.h)
              chromium)  # the browser test of the chat page (tests/browser)
 fi
 if [ "${1:-}" = "--bench" ]; then
