@@ -67,7 +67,7 @@ class Storage {
   StorageOp<std::optional<T>> get(std::string_view key) {
     auto v = getValue(key);
     if (!v) return StorageOp<std::optional<T>>(std::nullopt);
-    return StorageOp<std::optional<T>>(v->template as<T>());
+    return StorageOp<std::optional<T>>(std::move(*v).template as<T>());
   }
   // Up to 128 keys; the found ones, in key order.
   StorageOp<Entries> get(std::span<const std::string> keys);

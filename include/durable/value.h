@@ -78,7 +78,10 @@ class Value {
   // The value as T. Numbers convert between int and double when no precision is lost;
   // anything else of the wrong type throws Error(kInvalidArgument).
   template <class T>
-  T as() const;
+  T as() const&;
+  // The same, moving a string, bytes or JSON out instead of copying it.
+  template <class T>
+  T as() &&;
 
   // The value as JSON (bytes become an array of numbers, as JSON.stringify would not; they are
   // rare in JSON contexts).
@@ -100,7 +103,7 @@ class Value {
 };
 
 template <class T>
-T Value::as() const {
+T Value::as() const& {
   if constexpr (std::same_as<T, Value>) {
     return *this;
   } else if constexpr (std::same_as<T, bool>) {
@@ -118,6 +121,22 @@ T Value::as() const {
     return std::get<Bytes>(v_);
   } else if constexpr (std::same_as<T, Json>) {
     return toJson();
+  } else if constexpr (std::same_as<T, boost::json::array> || std::same_as<T, boost::json::object>) {
+    // One copy, not two (toJson() and value_to each copied): a stored chat history is read on
+    // every message.
+    if (type() == Type::kJson) {
+      const Json& j = std::get<Json>(v_);
+      if constexpr (std::same_as<T, boost::json::array>) {
+        if (j.is_array()) return j.get_array();
+      } else {
+        if (j.is_object()) return j.get_object();
+      }
+    }
+    try {
+      return boost::json::value_to<T>(toJson());
+    } catch (const std::exception& e) {
+      throw Error(ErrorCode::kInvalidArgument, std::string("stored value has another type: ") + e.what());
+    }
   } else {
     try {
       return boost::json::value_to<T>(toJson());
@@ -125,6 +144,22 @@ T Value::as() const {
       throw Error(ErrorCode::kInvalidArgument, std::string("stored value has another type: ") + e.what());
     }
   }
+}
+
+template <class T>
+T Value::as() && {
+  if constexpr (std::same_as<T, std::string>) {
+    if (type() == Type::kString) return std::move(std::get<std::string>(v_));
+  } else if constexpr (std::same_as<T, Bytes>) {
+    if (type() == Type::kBytes) return std::move(std::get<Bytes>(v_));
+  } else if constexpr (std::same_as<T, Json>) {
+    if (type() == Type::kJson) return std::move(std::get<Json>(v_));
+  } else if constexpr (std::same_as<T, boost::json::array>) {
+    if (type() == Type::kJson && std::get<Json>(v_).is_array()) return std::move(std::get<Json>(v_).get_array());
+  } else if constexpr (std::same_as<T, boost::json::object>) {
+    if (type() == Type::kJson && std::get<Json>(v_).is_object()) return std::move(std::get<Json>(v_).get_object());
+  }
+  return static_cast<const Value&>(*this).template as<T>();
 }
 
 }  // namespace durable

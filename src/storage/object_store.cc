@@ -106,6 +106,20 @@ std::optional<std::string> ObjectStore::read(std::string_view key, const TxnOver
   return v;
 }
 
+std::shared_ptr<const Value> ObjectStore::decoded(std::string_view key, const TxnOverlay* txn) const {
+  if (txn && (txn->deleteAll || txn->writes.contains(key))) return nullptr;
+  auto it = cache_.find(key);
+  return it == cache_.end() ? nullptr : it->second.decoded;
+}
+
+void ObjectStore::rememberDecoded(std::string_view key, const TxnOverlay* txn, const Value& value) {
+  if (value.type() != Value::Type::kJson) return;
+  if (txn && (txn->deleteAll || txn->writes.contains(key))) return;
+  if (auto it = cache_.find(key); it != cache_.end() && it->second.value) {
+    it->second.decoded = std::make_shared<const Value>(value);
+  }
+}
+
 void ObjectStore::markOpen(const std::string& key, Entry& e) {
   if (e.seq != kOpen) {
     e.seq = kOpen;
@@ -119,13 +133,15 @@ void ObjectStore::touch() {
   partition_.markDirty(this);
 }
 
-void ObjectStore::write(std::string_view key, std::optional<std::string> encoded, TxnOverlay* txn) {
+void ObjectStore::write(std::string_view key, std::optional<std::string> encoded, TxnOverlay* txn,
+                        std::shared_ptr<const Value> decoded) {
   if (txn) {
     txn->writes.insert_or_assign(std::string(key), std::move(encoded));
     return;
   }
   auto [it, inserted] = cache_.try_emplace(std::string(key));
   it->second.value = std::move(encoded);
+  it->second.decoded = decoded && decoded->type() == Value::Type::kJson ? std::move(decoded) : nullptr;
   markOpen(it->first, it->second);
   touch();
 }

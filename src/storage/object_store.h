@@ -18,6 +18,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -46,7 +47,13 @@ class ObjectStore {
 
   // Encoded values (Value::encode()); nullopt when absent.
   std::optional<std::string> read(std::string_view key, const TxnOverlay* txn);
-  void write(std::string_view key, std::optional<std::string> encoded, TxnOverlay* txn);
+  // `decoded`: the same value, kept so that the next get() of it copies instead of parsing.
+  void write(std::string_view key, std::optional<std::string> encoded, TxnOverlay* txn,
+             std::shared_ptr<const Value> decoded = {});
+  // The decoded value the cache keeps for `key` (JSON only), or null: then read() and decode.
+  std::shared_ptr<const Value> decoded(std::string_view key, const TxnOverlay* txn) const;
+  // Keeps `value`, just decoded from what read() returned, with its cache entry.
+  void rememberDecoded(std::string_view key, const TxnOverlay* txn, const Value& value);
   void removeAll(TxnOverlay* txn);
   // Without `accept`, the entries listed. With it, each entry goes to `accept` instead, and
   // only those it takes (returns true for) count against the limit: the caller may leave out
@@ -92,6 +99,9 @@ class ObjectStore {
   static constexpr std::uint64_t kOpen = ~std::uint64_t{0};
   struct Entry {
     std::optional<std::string> value;
+    // JSON values only: parsing one costs far more than copying it (a ChatRoom reads its
+    // whole history on every message), and other types decode as cheaply as they copy.
+    std::shared_ptr<const Value> decoded;
     std::uint64_t seq = 0;  // 0 clean, kOpen open, else the in-flight batch
   };
   void markOpen(const std::string& key, Entry& e);

@@ -59,9 +59,14 @@ Value decodeAt(const detail::ObjectStore& store, std::string_view key, std::stri
 
 std::optional<Value> Storage::getValue(std::string_view key) {
   store_->checkKey(key);
+  // The caller gets its own copy, which it may change without touching what is stored.
+  if (auto cached = store_->decoded(key, txn_)) return Value(*cached);
   auto v = store_->read(key, txn_);
   if (!v) return std::nullopt;
-  return decodeAt(*store_, key, *v);
+  Value value = decodeAt(*store_, key, *v);
+  // Only a value that decoded as it is: a repaired one is logged on every read.
+  if (value.type() == Value::Type::kJson && value.encode() == *v) store_->rememberDecoded(key, txn_, value);
+  return value;
 }
 
 StorageOp<Entries> Storage::get(std::span<const std::string> keys) {
@@ -83,7 +88,9 @@ StorageOp<void> Storage::put(std::string_view key, Value value) {
   store_->checkKey(key);
   std::string encoded = encodeFor(key, value);
   store_->checkValue(key, encoded);
-  store_->write(key, std::move(encoded), txn_);
+  std::shared_ptr<const Value> decoded;
+  if (!txn_ && value.type() == Value::Type::kJson) decoded = std::make_shared<const Value>(std::move(value));
+  store_->write(key, std::move(encoded), txn_, std::move(decoded));
   return {};
 }
 

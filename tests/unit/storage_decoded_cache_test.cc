@@ -1,0 +1,124 @@
+// The storage cache keeps JSON values decoded (issue 19: the ChatRoom parsed its whole history
+// on every message). What a caller gets is its own copy: changing it must not change what is
+// stored, in this event, in the next one (served from the cache) or after a restart (read from
+// the partition's SQLite file).
+//
+// g++ 12: named values, not braced temporaries, inside co_await expressions.
+#include <durable/object.h>
+#include <durable/storage.h>
+#include <durable/testing.h>
+#include <durable/value.h>
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace {
+
+using durable::State;
+using durable::Storage;
+using durable::Task;
+namespace dt = durable::testing;
+namespace json = boost::json;
+
+class Box : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+};
+
+using Body = std::function<Task<void>(Storage&)>;
+
+class DecodedCacheTest : public ::testing::Test {
+ protected:
+  DecodedCacheTest() { ns_ = &env_.exportClass<Box>("BOX"); }
+  void in(const Body& body) {
+    env_.runInDurableObject<Box>(ns_->getByName("box"),
+                                 [&body](Box&, State& state) -> Task<void> { return body(state.storage()); });
+  }
+  dt::Env env_;
+  const durable::Namespace* ns_;
+};
+
+json::array history(int n) {
+  json::array a;
+  for (int i = 0; i < n; ++i) a.push_back(json::object{{"type", "message"}, {"n", i}});
+  return a;
+}
+
+TEST_F(DecodedCacheTest, AChangedCopyFromGetLeavesTheStoredValueAlone) {
+  in([](Storage& s) -> Task<void> {
+    json::array h = history(3);
+    co_await s.put("history", h);
+    h.push_back(json::string("after put"));  // the caller's array, not the stored one
+    auto first = (co_await s.get<json::array>("history")).value();
+    EXPECT_EQ(first.size(), 3u);
+    first.clear();
+    first.push_back(json::string("changed"));
+    auto second = (co_await s.get<json::array>("history")).value();
+    EXPECT_EQ(second, history(3));
+    // The untyped form too.
+    auto value = (co_await s.get("history")).value();
+    EXPECT_EQ(value.as<json::array>(), history(3));
+  });
+  in([](Storage& s) -> Task<void> {
+    auto h = (co_await s.get<json::array>("history")).value();
+    EXPECT_EQ(h, history(3));
+    h.erase(h.begin());
+    auto again = (co_await s.get<json::array>("history")).value();
+    EXPECT_EQ(again, history(3));
+  });
+}
+
+TEST_F(DecodedCacheTest, EachTurnSeesTheLastPutAndARestartReadsWhatWasCommitted) {
+  // The ChatRoom's pattern: read, append, write back, many times.
+  for (int turn = 0; turn < 50; ++turn) {
+    in([turn](Storage& s) -> Task<void> {
+      auto h = (co_await s.get<json::array>("history")).value_or(json::array{});
+      EXPECT_EQ(h.size(), static_cast<std::size_t>(turn));
+      h.push_back(json::object{{"type", "message"}, {"n", turn}});
+      co_await s.put("history", h);
+    });
+  }
+  env_.restart();
+  in([](Storage& s) -> Task<void> {
+    auto h = (co_await s.get<json::array>("history")).value();
+    EXPECT_EQ(h, history(50));
+    h.push_back(json::string("not stored"));
+    // A value read from SQLite is cached decoded as well: the copy is still the caller's.
+    EXPECT_EQ((co_await s.get<json::array>("history")).value(), history(50));
+  });
+  env_.restart();
+  in([](Storage& s) -> Task<void> { EXPECT_EQ((co_await s.get<json::array>("history")).value(), history(50)); });
+}
+
+TEST_F(DecodedCacheTest, OverwritesRemovalsAndTransactionsAreNeverHiddenByTheCache) {
+  in([](Storage& s) -> Task<void> {
+    json::object o{{"a", 1}};
+    co_await s.put("k", o);
+    EXPECT_EQ((co_await s.get<json::object>("k")).value(), o);
+    co_await s.put("k", "text now");
+    EXPECT_EQ((co_await s.get<std::string>("k")).value(), "text now");
+    json::array a{1, 2};
+    co_await s.put("k", a);
+    EXPECT_EQ((co_await s.get<json::array>("k")).value(), a);
+    EXPECT_TRUE(co_await s.remove("k"));
+    EXPECT_EQ(co_await s.get("k"), std::nullopt);
+    co_await s.put("k", a);
+    co_await s.transaction([](Storage& txn) -> Task<void> {
+      json::array inside{3};
+      co_await txn.put("k", inside);
+      EXPECT_EQ((co_await txn.get<json::array>("k")).value(), inside);
+    });
+    json::array three{3};
+    EXPECT_EQ((co_await s.get<json::array>("k")).value(), three);
+    co_await s.deleteAll();
+    EXPECT_EQ(co_await s.get("k"), std::nullopt);
+  });
+  env_.restart();
+  in([](Storage& s) -> Task<void> { EXPECT_EQ(co_await s.get("k"), std::nullopt); });
+}
+
+}  // namespace
