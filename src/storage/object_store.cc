@@ -102,7 +102,7 @@ std::optional<std::string> ObjectStore::read(std::string_view key, const TxnOver
   if (auto it = cache_.find(key); it != cache_.end()) return it->second.value;
   if (complete_) return std::nullopt;
   auto v = partition_.read(ns_, id_.raw(), key);
-  cache_.emplace(std::string(key), Entry{v, 0});
+  cache_.emplace(std::string(key), Entry{.value = v});
   return v;
 }
 
