@@ -15,7 +15,7 @@
 #include <durable/value.h>
 #include <fuzzer/FuzzedDataProvider.h>
 
-#include "runtime/utf8.h"
+#include "base/utf8.h"
 
 #include <cstdint>
 #include <cstdio>

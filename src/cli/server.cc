@@ -2,7 +2,7 @@
 #include "config/config.h"
 #include "config/migrations.h"
 #include "net/http_server.h"
-#include "runtime/log.h"
+#include "base/log.h"
 #include "runtime/runtime.h"
 #include "runtime/state_lock.h"
 

@@ -2,7 +2,7 @@
 #include "net/url_path.h"
 
 #include "net/websocket.h"
-#include "runtime/log.h"
+#include "base/log.h"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>

@@ -1,8 +1,8 @@
 #include "net/websocket.h"
 
-#include "runtime/log.h"
+#include "base/log.h"
 #include "runtime/runtime.h"
-#include "runtime/utf8.h"
+#include "base/utf8.h"
 #include "config/config.h"
 
 #include <durable/clock.h>

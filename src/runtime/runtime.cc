@@ -2,7 +2,7 @@
 
 #include <malloc.h>
 
-#include "runtime/log.h"
+#include "base/log.h"
 
 #include <durable/error.h>
 

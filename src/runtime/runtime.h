@@ -13,7 +13,7 @@
 // sequence: a reply leaves once the writes before it are committed.
 #pragma once
 
-#include "alarms/scheduler.h"
+#include "runtime/alarm_scheduler.h"
 #include "config/config.h"
 #include "ids/id_codec.h"
 #include "net/websocket.h"

@@ -1,6 +1,6 @@
 #include "storage/object_store.h"
 
-#include "runtime/utf8.h"
+#include "base/utf8.h"
 
 #include <durable/error.h>
 

@@ -1,6 +1,6 @@
 #include "storage/partition.h"
 
-#include "runtime/log.h"
+#include "base/log.h"
 #include "storage/fault_vfs.h"
 #include "storage/object_store.h"
 

@@ -1,6 +1,6 @@
-#include "runtime/log.h"
+#include "base/log.h"
 #include "runtime/runtime.h"
-#include "runtime/utf8.h"
+#include "base/utf8.h"
 #include "storage/object_store.h"
 #include "storage/value_codec.h"
 

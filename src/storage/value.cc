@@ -1,6 +1,6 @@
 #include <durable/value.h>
 
-#include "runtime/utf8.h"
+#include "base/utf8.h"
 #include "storage/value_codec.h"
 
 #include <bit>

@@ -1,8 +1,8 @@
 #include <durable/error.h>
 #include <durable/worker.h>
 
-#include "runtime/log.h"
-#include "runtime/utf8.h"
+#include "base/log.h"
+#include "base/utf8.h"
 
 #include <boost/container/small_vector.hpp>
 

@@ -3,7 +3,7 @@
 // format and the config keys behind them (name, [durable] access_log).
 #include "cli/options.h"
 #include "config/config.h"
-#include "runtime/log.h"
+#include "base/log.h"
 #include "runtime/state_lock.h"
 
 #include <durable/error.h>

@@ -13,7 +13,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
-#include "runtime/utf8.h"
+#include "base/utf8.h"
 
 #include <optional>
 #include <string>

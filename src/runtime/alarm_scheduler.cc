@@ -1,6 +1,6 @@
-#include "alarms/scheduler.h"
+#include "runtime/alarm_scheduler.h"
 
-#include "runtime/log.h"
+#include "base/log.h"
 #include "runtime/runtime.h"
 
 #include <durable/clock.h>

@@ -2,7 +2,7 @@
 #include <durable/http.h>
 
 #include "net/url_path.h"
-#include "runtime/utf8.h"
+#include "base/utf8.h"
 
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/parse.hpp>

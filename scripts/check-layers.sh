@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The one direction of the house (README, "Layout"): a folder of src/ includes only folders
+# below it, src/ includes nothing from examples/, and the public headers include nothing
+# from src/. Run by `make test` (ctest: layers); exits 1 with each include that runs back up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Bottom first. A folder may include its own headers and those of any folder before it.
+layers=(base ids config storage net runtime worker cli)
+
+# Includes that still run back up, each waiting for a named part of issue 13. The list only
+# shrinks: an include that is not on it fails, and so does an entry that no longer occurs.
+known=(
+  "src/storage/storage.cc runtime/runtime.h"      # the input gate as a type (issue 13, item 1)
+  "src/net/websocket.cc runtime/runtime.h"        # hibernation and the output gate of sends
+  "src/net/http_server.h runtime/runtime.h"       # the listener hands requests to the Runtime
+)
+
+rank() {
+  local i
+  for i in "${!layers[@]}"; do
+    if [ "${layers[$i]}" = "$1" ]; then echo "$i"; return; fi
+  done
+  echo -1
+}
+
+failed=0
+declare -A seen=()
+while IFS= read -r file; do
+  dir=${file#src/}
+  dir=${dir%%/*}
+  own=$(rank "$dir")
+  if [ "$own" -lt 0 ]; then
+    echo "$file: src/$dir/ is not a layer; add it to scripts/check-layers.sh in its place" >&2
+    failed=1
+    continue
+  fi
+  while IFS= read -r target; do
+    top=${target%%/*}
+    if [ "$top" = "$target" ]; then continue; fi  # a sibling header in the same folder
+    if [ "$top" = "seed" ] || [ "$top" = "examples" ]; then
+      echo "$file includes \"$target\": src/ must not depend on examples/" >&2
+      failed=1
+      continue
+    fi
+    their=$(rank "$top")
+    if [ "$their" -lt 0 ]; then
+      echo "$file includes \"$target\": no layer $top" >&2
+      failed=1
+    elif [ "$their" -gt "$own" ]; then
+      entry="$file $target"
+      allowed=0
+      for k in "${known[@]}"; do
+        if [ "$k" = "$entry" ]; then allowed=1; fi
+      done
+      if [ "$allowed" = 1 ]; then
+        seen[$entry]=1
+      else
+        echo "$file includes \"$target\": $dir/ is below $top/ (order: ${layers[*]})" >&2
+        failed=1
+      fi
+    fi
+  done < <(sed -n 's/^#include "\([^"]*\)".*/\1/p' "$file")
+done < <(find src -name '*.h' -o -name '*.cc' | sort)
+
+for k in "${known[@]}"; do
+  if [ -z "${seen[$k]:-}" ]; then
+    echo "scripts/check-layers.sh: \"$k\" no longer runs back up; remove it from the known list" >&2
+    failed=1
+  fi
+done
+
+while IFS= read -r line; do
+  echo "public header includes from src/: $line" >&2
+  failed=1
+done < <(grep -Hn '^#include "' include/durable/*.h || true)
+
+if [ "$failed" = 0 ]; then echo "layers: every include points down (${layers[*]})"; fi
+exit "$failed"
