@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Bottom first. A folder may include its own headers and those of any folder before it.
-layers=(base ids config storage net runtime worker cli)
+layers=(base ids config gates storage net runtime worker cli)
 
 # Includes that still run back up, each waiting for a named part of issue 13. The list only
 # shrinks: an include that is not on it fails, and so does an entry that no longer occurs.
