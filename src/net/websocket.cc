@@ -21,6 +21,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 namespace durable {
 
@@ -126,6 +127,14 @@ void WebSocketImpl::send(Payload data, bool binary) {
   // The output gate: a frame waits for the writes its object made before sending it.
   ObjectHost* host = liveHost(*this);
   std::uint64_t seq = host ? host->store().requiredSeq() : 0;
+  if (held.empty() && !closeAfterHeld) {
+    // Nothing waits ahead of it and its writes are durable: straight to the connection. A
+    // broadcast to thousands of sockets takes this path for each of them.
+    if (auto connection = conn.lock(); connection && (seq == 0 || seq <= host->store().partition().committedSeq())) {
+      connection->write(binary, std::move(data));
+      return;
+    }
+  }
   held.emplace_back(Outgoing{seq, binary, std::move(data)});
   release();
 }
@@ -299,6 +308,7 @@ std::int64_t reassemblyBytesHeld() { return gReassemblyBytes.load(std::memory_or
 NetSocket::NetSocket(tcp::socket socket, std::shared_ptr<WebSocketImpl> impl, const config::Settings& settings,
                      ConnectionSlot slot)
     : socket_(std::move(socket)), settings_(settings), slot_(std::move(slot)), impl_(std::move(impl)) {
+  cursor_.owner = this;
   configure(ws_.emplace(FrameAlignedSocket(socket_, cursor_)));
 }
 
@@ -358,8 +368,8 @@ NetSocket::Stream* NetSocket::stream() {
 }
 
 void NetSocket::hibernate() {
-  if (ws_ && waitingIdle_ && open_ && !writing_ && queue_.empty() && !closing_ && !finished_ && !closeWhenDrained_ &&
-      !inMessage_ && cursor_.atFrameBoundary()) {
+  if (ws_ && waitingIdle_ && open_ && !writing_ && queue_.empty() && !cursor_.beastWriting && !closing_ &&
+      !finished_ && !closeWhenDrained_ && !inMessage_ && cursor_.atFrameBoundary()) {
     ws_.reset();
   }
 }
@@ -383,7 +393,11 @@ void NetSocket::start(beast::http::request<beast::http::string_body> request) {
                       if (self->impl_->readyState == WebSocket::kConnecting) self->impl_->readyState = WebSocket::kOpen;
                       self->impl_->release();
                       // Frames queued during the handshake (and a close() behind them) go now.
-                      if (!self->writing_) self->writeNext();
+                      if (!self->queue_.empty()) {
+                        self->flushSoon();
+                      } else {
+                        self->drained();
+                      }
                       self->read();
                     });
 }
@@ -515,71 +529,206 @@ void NetSocket::onRead(beast::error_code ec, std::size_t) {
 void NetSocket::write(bool binary, Payload data) {
   if (finished_ || overflowed_) return;
   const std::size_t bytes = data->size();
-  if ((writing_ || !queue_.empty()) && queuedBytes_ + bytes > settings_.maxWebSocketSendQueueBytes) {
+  if (!queue_.empty() && queuedBytes_ + bytes > settings_.maxWebSocketSendQueueBytes) {
     // The peer does not read as fast as it is sent to: drop what waits (the other sockets
     // holding the same payloads keep theirs) and close once the frame on the wire is out.
     // Later sends to it are dropped silently, so a broadcast loop goes on to the others.
     overflowed_ = true;
-    queue_.clear();
-    queuedBytes_ = 0;
     log("WebSocket closed 1008: more than max_websocket_send_queue_bytes (", settings_.maxWebSocketSendQueueBytes,
         ") waiting to be sent to a peer that does not read");
     static constexpr std::string_view kReason = "send queue limit exceeded: the client does not read";
-    if (!writing_) return abort(1008, std::string(kReason));
+    if (!cursor_.midFrame) {
+      queue_.clear();
+      queuedBytes_ = 0;
+      return abort(1008, std::string(kReason));
+    }
+    // Only the frame partly on the wire stays: cutting it would break the stream.
+    OutFrame front = std::move(queue_.front());
+    queue_.clear();
+    queue_.emplace_back(std::move(front));
+    queuedBytes_ = 0;
     runtimeClose_.emplace(1008, std::string(kReason));
     closeWhenDrained_.emplace(1008, std::string(kReason));
     return;
   }
   queuedBytes_ += bytes;
-  queue_.emplace_back(binary, std::move(data));
-  if (!writing_ && open_) writeNext();
+  queue_.emplace_back(OutFrame{static_cast<std::uint8_t>(binary ? 2 : 1), std::move(data)});
+  if (open_) flushSoon();
 }
 
-void NetSocket::writeNext() {
-  if (queue_.empty()) {
-    if (closeWhenDrained_) {
-      auto [code, reason] = std::move(*closeWhenDrained_);
-      closeWhenDrained_.reset();
-      close(code, std::move(reason));
-    }
+namespace {
+
+// The shard thread's sockets with frames to write, written in slices (NetSocket::flushSoon).
+struct Flusher {
+  asio::execution_context* context = nullptr;
+  std::vector<std::shared_ptr<NetSocket>> ready;  // in the order they asked
+  std::size_t next = 0;
+  bool posted = false;
+};
+thread_local std::weak_ptr<Flusher> tlsFlusher;
+
+// How long one slice of the flusher may run before it lets other handlers (and the reactor)
+// have the thread. /health stays within a few slices while thousands of sockets are written.
+constexpr auto kFlushSlice = std::chrono::microseconds(1000);
+
+void runFlusher(const std::shared_ptr<Flusher>& f, const asio::any_io_executor& ex) {
+  f->posted = false;
+  const auto start = NetSocket::Clock::now();
+  std::size_t done = 0;
+  while (f->next < f->ready.size()) {
+    auto socket = std::move(f->ready[f->next++]);
+    socket->flush();
+    if (++done % 16 == 0 && NetSocket::Clock::now() - start >= kFlushSlice) break;
+  }
+  if (f->next == f->ready.size()) {
+    f->ready.clear();
+    f->next = 0;
     return;
   }
-  Stream* ws = stream();
-  if (!ws) return;
-  writing_ = true;
-  writeStarted_ = Clock::now();
-  current_ = std::move(queue_.front());
-  queue_.pop_front();
-  queuedBytes_ -= current_.second->size();
-  ws->binary(current_.first);
-  ws->async_write(asio::buffer(*current_.second), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-    self->writing_ = false;
-    self->current_.second.reset();
-    if (ec || self->finished_) {
-      self->queue_.clear();
-      self->queuedBytes_ = 0;
-      return;  // the read side sees the failure and finishes
+  // The rest after whatever else is queued, the reactor's next look at the sockets included.
+  f->posted = true;
+  asio::post(ex, [f, ex] { runFlusher(f, ex); });
+}
+
+}  // namespace
+
+void NetSocket::flushSoon() {
+  if (flushQueued_ || finished_ || waitingWritable_) return;
+  flushQueued_ = true;
+  auto flusher = tlsFlusher.lock();
+  auto ex = socket_.get_executor();
+  if (!flusher || flusher->context != &ex.context()) {
+    flusher = std::make_shared<Flusher>();
+    flusher->context = &ex.context();
+    tlsFlusher = flusher;
+  }
+  flusher->ready.push_back(shared_from_this());
+  if (!flusher->posted) {
+    flusher->posted = true;
+    asio::any_io_executor any = ex;
+    asio::post(ex, [flusher, any] { runFlusher(flusher, any); });
+  }
+}
+
+void NetSocket::flush() {
+  flushQueued_ = false;
+  if (finished_ || !open_ || waitingWritable_) return;
+  // Beast is writing a frame of its own; it calls afterBeastWrite() when done.
+  if (cursor_.beastWriting) return;
+  // At most this many frames per send: the headers live on the stack.
+  constexpr std::size_t kMaxFrames = 64;
+  constexpr std::size_t kMaxBytes = 1 << 20;
+  while (!queue_.empty()) {
+    std::uint8_t headers[kMaxFrames][10];
+    iovec iov[kMaxFrames * 2];
+    std::size_t iovs = 0, total = 0, frames = 0;
+    // The frames, as far as the queue goes: the LazyQueue is a vector from its head.
+    for (std::size_t f = 0; f < queue_.size() && frames < kMaxFrames && total < kMaxBytes; ++f, ++frames) {
+      const OutFrame& frame = queue_.at(f);
+      std::uint8_t* h = headers[frames];
+      const std::uint64_t len = frame.data->size();
+      std::size_t hl = 2;
+      h[0] = static_cast<std::uint8_t>(0x80 | frame.opcode);
+      if (len < 126) {
+        h[1] = static_cast<std::uint8_t>(len);
+      } else if (len <= 0xffff) {
+        h[1] = 126;
+        h[2] = static_cast<std::uint8_t>(len >> 8);
+        h[3] = static_cast<std::uint8_t>(len);
+        hl = 4;
+      } else {
+        h[1] = 127;
+        for (int b = 0; b < 8; ++b) h[2 + b] = static_cast<std::uint8_t>(len >> (56 - 8 * b));
+        hl = 10;
+      }
+      // The front frame may be partly written already.
+      std::size_t skip = f == 0 ? frontSent_ : 0;
+      if (skip < hl) {
+        iov[iovs++] = {h + skip, hl - skip};
+        total += hl - skip;
+        skip = 0;
+      } else {
+        skip -= hl;
+      }
+      if (len > skip) {
+        iov[iovs++] = {const_cast<char*>(frame.data->data()) + skip, static_cast<std::size_t>(len - skip)};
+        total += static_cast<std::size_t>(len - skip);
+      }
     }
-    self->writeNext();
-  });
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = iovs;
+    ssize_t n;
+    do {
+      n = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      // The read side sees the failure and finishes.
+      queue_.clear();
+      queuedBytes_ = 0;
+      frontSent_ = 0;
+      cursor_.midFrame = false;
+      writing_ = false;
+      return;
+    }
+    std::size_t sent = n > 0 ? static_cast<std::size_t>(n) : 0;
+    bool progress = false;
+    while (sent > 0) {
+      OutFrame& front = queue_.front();
+      const std::size_t len = front.data->size();
+      const std::size_t frameBytes = (len < 126 ? 2 : len <= 0xffff ? 4 : 10) + len;
+      if (frontSent_ == 0) queuedBytes_ -= len;  // on the wire now, partly at least
+      const std::size_t take = std::min(sent, frameBytes - frontSent_);
+      frontSent_ += take;
+      sent -= take;
+      if (frontSent_ < frameBytes) break;
+      frontSent_ = 0;
+      queue_.pop_front();
+      progress = true;
+    }
+    cursor_.midFrame = frontSent_ > 0;
+    if (n >= 0 && static_cast<std::size_t>(n) == total) continue;
+    // The peer's buffer is full: wait for it to take more. The write timeout runs from the
+    // last whole frame it took.
+    if (!writing_ || progress) writeStarted_ = Clock::now();
+    writing_ = true;
+    waitingWritable_ = true;
+    socket_.async_wait(tcp::socket::wait_write, [self = shared_from_this()](beast::error_code ec) {
+      self->waitingWritable_ = false;
+      if (ec || self->finished_) return;
+      self->flush();
+    });
+    return;
+  }
+  writing_ = false;
+  drained();
+}
+
+void NetSocket::drained() {
+  if (!queue_.empty() || !closeWhenDrained_) return;
+  auto [code, reason] = std::move(*closeWhenDrained_);
+  closeWhenDrained_.reset();
+  close(code, std::move(reason));
+}
+
+void NetSocket::afterBeastWrite() {
+  if (!queue_.empty()) {
+    flushSoon();
+  } else {
+    drained();
+  }
+}
+
+void beastWriteDone(NetSocket* owner) {
+  if (owner) owner->afterBeastWrite();
 }
 
 void NetSocket::ping() {
-  // Written beside Beast, which writes nothing of its own while no frame of ours is out (it
-  // answers pings only inside a read of ours, and its reply is as small as this).
-  static constexpr unsigned char kPing[2] = {0x89, 0x00};
   pinged_ = true;
-  pingSent_ = writeStarted_ = Clock::now();
-  writing_ = true;
-  asio::async_write(socket_, asio::buffer(kPing), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-    self->writing_ = false;
-    if (ec || self->finished_) {
-      self->queue_.clear();
-      self->queuedBytes_ = 0;
-      return;
-    }
-    self->writeNext();
-  });
+  pingSent_ = Clock::now();
+  static const Payload kEmpty = std::make_shared<const std::string>();
+  queue_.emplace_back(OutFrame{9, kEmpty});
+  flushSoon();
 }
 
 void NetSocket::sweep(Clock::time_point now) {
@@ -609,7 +758,7 @@ void NetSocket::abort(int code, std::string reason) {
   runtimeClose_.emplace(code, reason);
   // 1006 means no close frame; and none can go in the middle of a frame of ours, or after
   // the close Beast sent.
-  if (code != 1006 && open_ && !writing_ && !closing_) {
+  if (code != 1006 && open_ && !cursor_.midFrame && !cursor_.beastWriting && !closing_) {
     std::string frame;
     frame += static_cast<char>(0x88);
     frame += static_cast<char>(2 + reason.size());
@@ -647,9 +796,11 @@ void NetSocket::close(int code, std::string reason) {
 void NetSocket::finish(int code, std::string reason, bool wasClean, std::optional<std::string> error) {
   if (finished_) return;
   finished_ = true;
-  // A frame being written stays (in current_) until its write completes.
   queue_.clear();
   queuedBytes_ = 0;
+  frontSent_ = 0;
+  cursor_.midFrame = false;
+  writing_ = false;
   releaseReassembly();
   slot_.release();
   auto impl = impl_;

@@ -90,6 +90,7 @@ class LazyQueue {
   bool empty() const { return head_ == items_.size(); }
   std::size_t size() const { return items_.size() - head_; }
   T& front() { return items_[head_]; }
+  T& at(std::size_t i) { return items_[head_ + i]; }
   template <class... Args>
   void emplace_back(Args&&... args) {
     items_.emplace_back(std::forward<Args>(args)...);
@@ -112,6 +113,10 @@ class LazyQueue {
   std::size_t head_ = 0;
 };
 
+class NetSocket;
+// Beast finished a write on the socket: the frames of ours that waited may go.
+void beastWriteDone(NetSocket* owner);
+
 // Where the next frame on a WebSocket's connection starts: what FrameAlignedSocket knows of
 // the bytes it has delivered. Lives in NetSocket, so it outlasts a released Beast stream.
 struct FrameCursor {
@@ -122,6 +127,13 @@ struct FrameCursor {
   // While Beast's accept() runs: where its handshake response goes (NetSocket sends it, or
   // drops it when restoring a released stream).
   std::string* captureWrites = nullptr;
+  // Our frames are written beside Beast, straight to the socket (NetSocket::flush); Beast still
+  // writes its own (pong and close replies, our close). Neither may start inside the other's
+  // frame: Beast's writes wait while one of ours is partly on the wire (midFrame), and ours
+  // wait while Beast writes (beastWriting), which calls `owner` back when done.
+  bool midFrame = false;
+  bool beastWriting = false;
+  NetSocket* owner = nullptr;
 
   // True when every byte delivered so far belongs to a frame that was delivered whole.
   bool atFrameBoundary() const noexcept { return !frameKnown && headerHave == 0; }
@@ -146,9 +158,7 @@ class FrameAlignedSocket {
   const socket_type& next_layer() const noexcept { return *socket_; }
 
   template <class ConstBuffers, class Handler>
-  auto async_write_some(const ConstBuffers& buffers, Handler&& handler) {
-    return socket_->async_write_some(buffers, std::forward<Handler>(handler));
-  }
+  auto async_write_some(const ConstBuffers& buffers, Handler&& handler);
 
   template <class MutableBuffers, class Handler>
   auto async_read_some(const MutableBuffers& buffers, Handler&& handler);
@@ -188,6 +198,8 @@ class FrameAlignedSocket {
  private:
   template <class MutableBuffers>
   struct ReadOp;
+  template <class ConstBuffers>
+  struct WriteOp;
 
   // How many of `capacity` bytes the next read may take. Sets `wouldBlock` when nothing has
   // arrived; any other failure is left for the read itself to report.
@@ -225,6 +237,35 @@ auto FrameAlignedSocket::async_read_some(const MutableBuffers& buffers, Handler&
       ReadOp<MutableBuffers>{*this, buffers}, handler, *socket_);
 }
 
+template <class ConstBuffers>
+struct FrameAlignedSocket::WriteOp {
+  FrameAlignedSocket s;
+  ConstBuffers buffers;
+  bool writing = false;
+
+  template <class Self>
+  void operator()(Self& self, boost::system::error_code ec = {}, std::size_t bytes = 0) {
+    if (writing) {
+      s.cursor_->beastWriting = false;
+      beastWriteDone(s.cursor_->owner);
+      return self.complete(ec, bytes);
+    }
+    if (ec) return self.complete(ec, 0);  // the wait for writability failed
+    // A frame of ours is partly written: its own wait for writability comes first and
+    // finishes it (or writes more of it); look again after that.
+    if (s.cursor_->midFrame) return s.socket_->async_wait(socket_type::wait_write, std::move(self));
+    writing = true;
+    s.cursor_->beastWriting = true;
+    s.socket_->async_write_some(buffers, std::move(self));
+  }
+};
+
+template <class ConstBuffers, class Handler>
+auto FrameAlignedSocket::async_write_some(const ConstBuffers& buffers, Handler&& handler) {
+  return boost::asio::async_compose<Handler, void(boost::system::error_code, std::size_t)>(
+      WriteOp<ConstBuffers>{*this, buffers}, handler, *socket_);
+}
+
 // Beast's closing handshake ends with a teardown of the layer below the WebSocket.
 template <class Handler>
 void async_teardown(boost::beast::role_type role, FrameAlignedSocket& s, Handler&& handler) {
@@ -232,7 +273,6 @@ void async_teardown(boost::beast::role_type role, FrameAlignedSocket& s, Handler
 }
 void teardown(boost::beast::role_type role, FrameAlignedSocket& s, boost::system::error_code& ec);
 
-class NetSocket;
 class Shard;
 struct NamespaceImpl;
 
@@ -295,6 +335,11 @@ class NetSocket : public std::enable_shared_from_this<NetSocket> {
   void hibernate();
   // The shard's periodic check: write, message and pong timeouts, and the idle ping.
   void sweep(Clock::time_point now);
+  // Writes the queued frames, as many as the socket takes now (one gathered send), and waits
+  // for writability when it takes no more. Runs from the shard's flusher (flushSoon()).
+  void flush();
+  // Beast's write ended (beastWriteDone): the frames it held up may go.
+  void afterBeastWrite();
 
  private:
   // The Beast stream, restored first if it was released; null (and the socket finished) if
@@ -305,7 +350,13 @@ class NetSocket : public std::enable_shared_from_this<NetSocket> {
   void read();
   void readMessage();
   void onRead(boost::beast::error_code ec, std::size_t bytes);
-  void writeNext();
+  // Queues this socket on its shard's flusher, which writes the sockets with frames one after
+  // the other in slices of bounded time: a broadcast to thousands of sockets costs the handler
+  // that sends it one queue push each, no system call, and other work runs between slices.
+  // Frames queued meanwhile leave together, in one send per socket.
+  void flushSoon();
+  // After the queue drained: the close that waited for it.
+  void drained();
   void finish(int code, std::string reason, bool wasClean, std::optional<std::string> error);
   // The runtime ends the socket for cause: a close frame with `code` goes out at once when no
   // frame is being written (the peer is not waiting for a handshake), then the socket closes.
@@ -326,10 +377,17 @@ class NetSocket : public std::enable_shared_from_this<NetSocket> {
   ConnectionSlot slot_;
   boost::beast::flat_buffer buffer_;
   std::shared_ptr<WebSocketImpl> impl_;
-  LazyQueue<std::pair<bool, Payload>> queue_;
-  std::pair<bool, Payload> current_;  // the frame being written: async_write reads from it
-  std::size_t queuedBytes_ = 0;       // payload bytes in queue_
-  Clock::time_point writeStarted_{};
+  struct OutFrame {
+    std::uint8_t opcode;  // RFC 6455: 1 text, 2 binary, 9 ping
+    Payload data;
+  };
+  // Frames not yet wholly written; the front one may be partly on the wire (frontSent_).
+  LazyQueue<OutFrame> queue_;
+  std::size_t frontSent_ = 0;         // bytes of the front frame (header included) written
+  std::size_t queuedBytes_ = 0;       // payload bytes in queue_, but for a frame partly written
+  bool flushQueued_ = false;          // on the flusher's list
+  bool waitingWritable_ = false;      // a wait for writability is pending
+  Clock::time_point writeStarted_{};  // since when the peer took no whole frame (writing_)
   Clock::time_point lastHeard_ = Clock::now();
   Clock::time_point messageStarted_{};
   Clock::time_point pingSent_{};
@@ -338,7 +396,7 @@ class NetSocket : public std::enable_shared_from_this<NetSocket> {
   std::size_t reassemblyHeld_ = 0;     // bytes counted in the process-wide reassembly total
   bool overflowed_ = false;            // the send queue went past its bound: further frames dropped
   std::optional<std::pair<int, std::string>> runtimeClose_;  // what the object hears after abort()
-  bool writing_ = false;
+  bool writing_ = false;  // frames wait for the peer to take them (the write timeout runs)
   bool open_ = false;
   bool closing_ = false;
   bool finished_ = false;

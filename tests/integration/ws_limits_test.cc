@@ -1,6 +1,8 @@
-// WebSockets and memory bounds against the real binary (issue 18, items 3 and 4): upgraded
+// WebSockets and memory bounds against the real binary (issue 18, items 3 to 5): upgraded
 // sockets hold their place in max_connections, slow and dead peers are dropped, unfinished
-// messages and request bodies are bounded, and the server keeps serving throughout.
+// messages and request bodies are bounded, and the server keeps serving throughout. Frames
+// leave in gathered sends beside Beast (item 5): they keep their order, and Beast's own
+// frames never land inside one of ours.
 #include "integration/server_process.h"
 #include "integration/websocket_client.h"
 
@@ -473,6 +475,96 @@ TEST(WsLimitsTest, RequestBodiesPastTheServerWideBoundAre503AndNothingRuns) {
                         5s);
   EXPECT_EQ(parseResponse(ok.received).status, 200);
   EXPECT_EQ(parseResponse(ok.received).body, R"({"count":1})");
+  EXPECT_EQ(server->stop().code, 0);
+}
+
+TEST(WsLimitsTest, APongNeverLandsInsideAFrameThePeerIsSlowToTake) {
+  TempDir dir;
+  auto server = start(dir, configWith(dir, "max_websocket_send_queue_bytes = 268435456"));
+  const std::string room = "/hibernating/midframe/websocket";
+  int slow = rawUpgrade(server->port(), room);
+  ASSERT_GE(slow, 0);
+  auto sender = WsClient::connect("127.0.0.1", server->port(), room);
+  // More than loopback's socket buffers hold: the server stops inside a frame to `slow`.
+  constexpr int kMessages = 24;
+  for (int i = 0; i < kMessages; ++i) {
+    sender->sendBinary(std::string(1024 * 1024, static_cast<char>('a' + i)));
+    ASSERT_TRUE(sender->read(10s));
+  }
+  // Beast answers this ping while a frame of ours is partly written: its pong must wait for
+  // that frame's end.
+  ASSERT_EQ(sendAll(slow, clientFrame(0x89, "p1")), 8u);
+  std::this_thread::sleep_for(300ms);
+  auto complete = [](const std::string& got) {
+    int frames = 0;
+    for (const auto& f : parseFrames(got)) frames += f.opcode == 2 || f.opcode == 10;
+    return frames >= kMessages + 1;
+  };
+  const std::string got = recvUntil(slow, 30s, complete);
+  const auto frames = parseFrames(got);
+  int binary = 0, pongs = 0;
+  for (const auto& f : frames) {
+    if (f.opcode == 2) {
+      ASSERT_EQ(f.payload, std::string(1024 * 1024, static_cast<char>('a' + binary))) << "binary frame " << binary;
+      ++binary;
+    } else {
+      ASSERT_EQ(f.opcode, 10) << "after " << binary << " binary frames";
+      EXPECT_EQ(f.payload, "p1");
+      ++pongs;
+    }
+  }
+  EXPECT_EQ(binary, kMessages);
+  EXPECT_EQ(pongs, 1);
+  ::close(slow);
+  sender->send("after");
+  EXPECT_EQ(sender->readText(), "after");
+  EXPECT_EQ(server->stop().code, 0);
+}
+
+TEST(WsLimitsTest, EveryMemberOfARoomJoinedByHundredsGetsEveryJoinInOrder) {
+  TempDir dir;
+  auto server = start(dir, seedConfig());
+  // The members read nothing until every join is done, so the server queues and coalesces
+  // up to one frame per later join for each of them.
+  constexpr int kMembers = 300;
+  std::vector<int> members;
+  for (int i = 0; i < kMembers; ++i) {
+    members.push_back(rawUpgrade(server->port(), "/rooms/storm/websocket?user=u" + std::to_string(i)));
+    ASSERT_GE(members.back(), 0) << "member " << i;
+  }
+  EXPECT_EQ(statusOf("/health", server->port()), 200);
+  for (int i = 0; i < kMembers; ++i) {
+    // Its own join, the history, then the join of every later member, in join order.
+    const std::size_t want = static_cast<std::size_t>(kMembers - i) + 1;
+    const std::string got = recvUntil(members[static_cast<std::size_t>(i)], 10s,
+                                      [&](const std::string& g) { return parseFrames(g).size() >= want; });
+    const auto frames = parseFrames(got);
+    ASSERT_EQ(frames.size(), want) << "member " << i;
+    int next = i;
+    for (std::size_t f = 0; f < frames.size(); ++f) {
+      ASSERT_EQ(frames[f].opcode, 1);
+      const auto m = boost::json::parse(frames[f].payload).as_object();
+      if (f == 1) {
+        EXPECT_EQ(m.at("type").as_string(), "history") << "member " << i;
+        continue;
+      }
+      EXPECT_EQ(m.at("type").as_string(), "join") << "member " << i << " frame " << f;
+      EXPECT_EQ(m.at("user").as_string(), "u" + std::to_string(next)) << "member " << i << " frame " << f;
+      ++next;
+    }
+  }
+  // A message now reaches every member once, behind its commit.
+  ASSERT_EQ(sendAll(members[0], clientFrame(0x81, R"({"type":"message","content":"hi all"})")), 43u);
+  for (int i = 0; i < kMembers; ++i) {
+    const std::string got = recvUntil(members[static_cast<std::size_t>(i)], 10s,
+                                      [](const std::string& g) { return !parseFrames(g).empty(); });
+    const auto frames = parseFrames(got);
+    ASSERT_EQ(frames.size(), 1u) << "member " << i;
+    const auto m = boost::json::parse(frames[0].payload).as_object();
+    EXPECT_EQ(m.at("content").as_string(), "hi all");
+    EXPECT_EQ(m.at("user").as_string(), "u0");
+  }
+  for (int fd : members) ::close(fd);
   EXPECT_EQ(server->stop().code, 0);
 }
 
