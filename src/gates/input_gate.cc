@@ -1,7 +1,6 @@
 #include "gates/input_gate.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <stdexcept>
 
 namespace durable::detail {
@@ -22,15 +21,11 @@ void InputGate::Lock::release() {
 InputGate::InputGate(std::function<void(std::function<void()>)> post, std::function<bool()> mayStart)
     : post_(std::move(post)), mayStart_(std::move(mayStart)) {}
 
-InputGate::~InputGate() {
-  // A Lock that outlives its gate would write into freed memory when released.
-  if (locks_ != 0) std::abort();
-}
+InputGate::~InputGate() = default;
 
 InputGate::Lock InputGate::lock(Flow flow) {
   if (flow == 0) throw std::logic_error("InputGate::lock: flow 0 is no flow");
   owners_.push_back(flow);
-  ++locks_;
   return Lock(this, flow);
 }
 
@@ -39,32 +34,15 @@ bool InputGate::admits(Flow flow) const {
 }
 
 void InputGate::unlock(Flow flow) {
-  --locks_;
   auto it = std::find(owners_.begin(), owners_.end(), flow);
   if (it != owners_.end()) owners_.erase(it);
   if (owners_.empty() && !waiting_.empty()) schedule();
-}
-
-void InputGate::resume(Flow flow, std::function<void()> fn) {
-  if (admits(flow)) {
-    fn();
-    return;
-  }
-  waiting_.push_back({std::move(fn), flow});
 }
 
 bool InputGate::admitsNewEvent() {
   if (broken_ || !owners_.empty() || !waiting_.empty()) return false;
   if (mayStart_ && !mayStart_()) return false;
   return owners_.empty();
-}
-
-void InputGate::enter(std::function<void()> start) {
-  if (admitsNewEvent()) {
-    start();
-    return;
-  }
-  enqueue(std::move(start));
 }
 
 void InputGate::enqueue(std::function<void()> start) { waiting_.push_back({std::move(start), 0}); }

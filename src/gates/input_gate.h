@@ -52,7 +52,8 @@ class InputGate {
   // constructs the object there; a constructor may call blockConcurrencyWhile); the event
   // starts only if it returns true and the gate is still open.
   InputGate(std::function<void(std::function<void()>)> post, std::function<bool()> mayStart = {});
-  // Every Lock must be gone first. Work still waiting is dropped without running.
+  // Locks belong to the object's flows, which end before the object goes; work still waiting
+  // is dropped without running.
   ~InputGate();
   InputGate(const InputGate&) = delete;
   InputGate& operator=(const InputGate&) = delete;
@@ -65,13 +66,28 @@ class InputGate {
   bool idle() const { return owners_.empty() && waiting_.empty() && !broken_; }
   std::size_t waiting() const { return waiting_.size(); }
 
-  // A resumption of `flow`: runs now if admitted, else once it is.
-  void resume(Flow flow, std::function<void()> fn);
+  // A resumption of `flow`: runs now if admitted, else once it is. A template so that the
+  // common case, admitted at once, wraps nothing in a std::function.
+  template <class F>
+  void resume(Flow flow, F&& fn) {
+    if (admits(flow)) {
+      fn();
+      return;
+    }
+    waiting_.push_back({std::function<void()>(std::forward<F>(fn)), flow});
+  }
   // Whether a new event may start at once: open, nothing waiting, not broken, and mayStart.
   // When it returns true the caller starts the event; otherwise the caller queues it (enter).
   bool admitsNewEvent();
   // A new event: starts now if admitsNewEvent(), else waits its turn.
-  void enter(std::function<void()> start);
+  template <class F>
+  void enter(F&& start) {
+    if (admitsNewEvent()) {
+      start();
+      return;
+    }
+    enqueue(std::function<void()>(std::forward<F>(start)));
+  }
   // Queues a new event behind everything else, without trying to start it now.
   void enqueue(std::function<void()> start);
 
@@ -79,6 +95,10 @@ class InputGate {
   bool broken() const { return broken_; }
   // The object was reset: every lock is void and the gate whole again; waiting events go.
   void reset();
+  // Lets waiting work go (on a fresh stack) if any may; for the owner after an event ends.
+  void wake() {
+    if (!waiting_.empty()) schedule();
+  }
 
  private:
   struct Waiting {
@@ -96,7 +116,6 @@ class InputGate {
   std::deque<Waiting> waiting_;
   bool broken_ = false;
   bool drainPosted_ = false;
-  int locks_ = 0;
 };
 
 }  // namespace durable::detail

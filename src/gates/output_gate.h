@@ -46,7 +46,8 @@ class OutputGate {
   };
 
   OutputGate() = default;
-  // Every Hold must be gone first; callbacks still waiting are dropped without running.
+  // Holds belong to the object's commits, which end before the object goes; callbacks still
+  // waiting are dropped without running.
   ~OutputGate();
   OutputGate(const OutputGate&) = delete;
   OutputGate& operator=(const OutputGate&) = delete;

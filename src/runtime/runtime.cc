@@ -36,8 +36,14 @@ ObjectHost::ObjectHost(Shard& shard, const NamespaceImpl& ns, const ObjectId& id
              [this] { breakInstance(); }),
       storage_(&store_),
       state_(this),
+      gate_([this](std::function<void()> fn) { postTo(shard_, std::move(fn)); },
+            [this] {
+              // A new event constructs the instance; its constructor may lock the gate itself.
+              if (!instance_) ensureInstance();
+              return true;
+            }),
       lastActive_(std::chrono::steady_clock::now()) {
-  store_.host = this;
+  store_.inputGate = &gate_;
 }
 
 ObjectHost::~ObjectHost() {
@@ -45,29 +51,11 @@ ObjectHost::~ObjectHost() {
   instance_.reset();
 }
 
-bool ObjectHost::admits(std::uint64_t flow) const {
-  return lockOwners_.empty() || std::find(lockOwners_.begin(), lockOwners_.end(), flow) != lockOwners_.end();
-}
-
-void ObjectHost::lockInput(std::uint64_t flow) { lockOwners_.push_back(flow); }
-
-void ObjectHost::unlockInput(std::uint64_t flow) {
-  auto it = std::find(lockOwners_.begin(), lockOwners_.end(), flow);
-  if (it != lockOwners_.end()) lockOwners_.erase(it);
-  if (lockOwners_.empty() && !queued_.empty()) drain();
-}
-
 void ObjectHost::resumeGated(std::coroutine_handle<> h, std::uint64_t flow) {
-  if (admits(flow)) {
+  gate_.resume(flow, [this, h, flow] {
     ContextScope scope({this, flow});
     h.resume();
-    return;
-  }
-  queued_.push_back({[this, h, flow] {
-                       ContextScope scope({this, flow});
-                       h.resume();
-                     },
-                     flow});
+  });
 }
 
 bool ObjectHost::ensureInstance() {
@@ -86,85 +74,37 @@ bool ObjectHost::ensureInstance() {
   return false;
 }
 
-bool ObjectHost::admitsNewEvent() {
-  if (broken_ || !lockOwners_.empty() || !queued_.empty()) return false;
-  if (!instance_) {
-    ensureInstance();
-    // A constructor that called blockConcurrencyWhile holds every event, this one included.
-    if (!lockOwners_.empty()) return false;
-  }
-  return true;
-}
-
-void ObjectHost::enter(std::function<void()> start) {
-  if (!admitsNewEvent()) {
-    queued_.push_back({std::move(start), 0});
-    return;
-  }
-  start();
-}
-
-void ObjectHost::drain() {
-  if (drainPosted_) return;
-  drainPosted_ = true;
-  postTo(shard_, [this] {
-    drainPosted_ = false;
-    // Resumptions of running flows go whenever the gate admits them; new events go in order
-    // once the gate is open and the instance is healthy.
-    std::size_t i = 0;
-    while (i < queued_.size()) {
-      std::uint64_t flow = queued_[i].flow;
-      bool isNew = flow == 0;
-      bool go = isNew ? (lockOwners_.empty() && !broken_) : admits(flow);
-      if (isNew && go && !instance_) {
-        ensureInstance();
-        go = lockOwners_.empty();
-      }
-      if (!go) {
-        ++i;
-        continue;
-      }
-      auto fn = std::move(queued_[i].fn);
-      queued_.erase(queued_.begin() + static_cast<std::ptrdiff_t>(i));
-      fn();
-      // fn may have changed the gate; rescan from the start.
-      i = 0;
-    }
-  });
-}
+void ObjectHost::enter(std::function<void()> start) { gate_.enter(std::move(start)); }
 
 void ObjectHost::endEvent() {
   --running_;
   lastActive_ = std::chrono::steady_clock::now();
   shard_.touch(*this);
-  if (running_ == 0 && broken_) {
+  if (running_ == 0 && gate_.broken()) {
     instance_.reset();
-    broken_ = false;
-    lockOwners_.clear();
+    gate_.reset();
   }
-  if (!queued_.empty()) drain();
+  gate_.wake();
 }
 
 void ObjectHost::breakInstance() {
   logWarn("object ", ns_.className, " ", id_.toString(), ": reset");
-  broken_ = true;
+  gate_.breakGate();
   if (running_ == 0) {
     instance_.reset();
-    broken_ = false;
-    if (!queued_.empty()) drain();
+    gate_.reset();
   }
 }
 
 void ObjectHost::fetch(Request request, Shard* replyTo, std::function<void(Response)> reply) {
   // Admitted at once, the event is not wrapped for the queue.
-  if (admitsNewEvent()) {
+  if (gate_.admitsNewEvent()) {
     startFetch(std::move(request), replyTo, std::move(reply));
     return;
   }
-  queued_.push_back({[this, request = std::move(request), replyTo, reply = std::move(reply)]() mutable {
-                       startFetch(std::move(request), replyTo, std::move(reply));
-                     },
-                     0});
+  gate_.enqueue([this, request = std::move(request), replyTo, reply = std::move(reply)]() mutable {
+    startFetch(std::move(request), replyTo, std::move(reply));
+  });
 }
 
 void ObjectHost::sendReply(Shard* replyTo, std::function<void(Response)> reply, Response response) {
@@ -286,14 +226,15 @@ Task<Response> ObjectHost::runFetch(Request request) {
 
 Future<void> ObjectHost::blockConcurrencyWhile(std::function<Task<void>()> fn) {
   const std::uint64_t flow = shard_.nextFlow();
-  lockInput(flow);
+  // Shared: the callback below is a std::function, which must be copyable.
+  auto lock = std::make_shared<InputGate::Lock>(gate_.lock(flow));
   beginEvent();
   Promise<void> promise;
   Future<void> future = promise.future();
   auto holder = std::make_shared<std::function<Task<void>()>>(std::move(fn));
   ContextScope scope({this, flow});
-  spawn((*holder)(), std::function<void(Result<void>)>([this, flow, holder, promise](Result<void> r) mutable {
-          unlockInput(flow);
+  spawn((*holder)(), std::function<void(Result<void>)>([this, lock, holder, promise](Result<void> r) mutable {
+          lock->release();
           if (!r.ok()) {
             try {
               r.value();
@@ -301,7 +242,7 @@ Future<void> ObjectHost::blockConcurrencyWhile(std::function<Task<void>()> fn) {
               log("object ", ns_.className, " ", id_.toString(), ": blockConcurrencyWhile threw: ", e.what());
             } catch (...) {
             }
-            broken_ = true;
+            gate_.breakGate();
             promise.setError(r.error());
           } else {
             promise.setValue();
@@ -327,7 +268,7 @@ void ObjectHost::waitUntil(Task<void> task) {
 }
 
 bool ObjectHost::evictable(std::chrono::steady_clock::time_point now, std::chrono::milliseconds idle) const {
-  return running_ == 0 && queued_.empty() && lockOwners_.empty() && store_.idle() && now - lastActive_ >= idle;
+  return running_ == 0 && gate_.idle() && store_.idle() && now - lastActive_ >= idle;
 }
 
 // ---------------------------------------------------------------- Shard

@@ -13,6 +13,7 @@
 // sequence: a reply leaves once the writes before it are committed.
 #pragma once
 
+#include "gates/input_gate.h"
 #include "runtime/alarm_scheduler.h"
 #include "config/config.h"
 #include "ids/id_codec.h"
@@ -84,11 +85,7 @@ class ObjectHost {
   // are durable, with its error if it threw.
   void run(std::function<Task<void>(DurableObject&, State&)> fn, std::function<void(std::exception_ptr)> done);
 
-  // Input gate.
-  void lockInput(std::uint64_t flow);
-  void unlockInput(std::uint64_t flow);
-  bool admits(std::uint64_t flow) const;
-  // Resumes a coroutine of flow `flow` now if the gate admits it, else when it opens.
+  // Resumes a coroutine of flow `flow` now if the input gate admits it, else when it opens.
   void resumeGated(std::coroutine_handle<> h, std::uint64_t flow);
 
   Future<void> blockConcurrencyWhile(std::function<Task<void>()> fn);
@@ -112,12 +109,8 @@ class ObjectHost {
   Task<Response> runFetch(Request request);
   Task<void> runAlarm(AlarmInfo info);
   Task<void> runInside(std::function<Task<void>(DurableObject&, State&)> fn);
-  // Whether a new event may start now: the gate is open, nothing waits before it, and the
-  // instance exists (constructed here if it must be) without holding the gate itself.
-  bool admitsNewEvent();
-  // Runs `start` now if admitsNewEvent(), else queues it.
+  // Runs `start` now if the input gate admits a new event, else when it does.
   void enter(std::function<void()> start);
-  void drain();
   bool ensureInstance();
   void beginEvent() { ++running_; }
   void endEvent();
@@ -131,16 +124,9 @@ class ObjectHost {
   State state_;
   std::unique_ptr<DurableObject> instance_;
 
-  struct Pending {
-    std::function<void()> fn;
-    std::uint64_t flow;  // 0: a new event; else the running flow a resumption belongs to
-  };
-  std::vector<std::uint64_t> lockOwners_;
-  std::deque<Pending> queued_;
+  InputGate gate_;
   std::string constructError_;
-  bool drainPosted_ = false;
   int running_ = 0;
-  bool broken_ = false;
   std::chrono::steady_clock::time_point lastActive_;
 };
 

@@ -9,6 +9,7 @@
 // database again until the object is evicted.
 #pragma once
 
+#include "gates/input_gate.h"
 #include "storage/partition.h"
 
 #include <durable/storage.h>
@@ -91,9 +92,8 @@ class ObjectStore {
   const ObjectId& id() const { return id_; }
   Partition& partition() { return partition_; }
 
-  // The object this store belongs to, for the input gate (set by the host, may be null in
-  // tests of the store alone).
-  class ObjectHost* host = nullptr;
+  // The object's input gate, which a transaction locks (null for a store driven alone).
+  InputGate* inputGate = nullptr;
 
  private:
   static constexpr std::uint64_t kOpen = ~std::uint64_t{0};

@@ -1,5 +1,4 @@
 #include "base/log.h"
-#include "runtime/runtime.h"
 #include "base/utf8.h"
 #include "storage/object_store.h"
 #include "storage/value_codec.h"
@@ -155,9 +154,10 @@ StorageOp<void> Storage::deleteAll() {
 
 Task<void> Storage::runTransaction(TransactionFn fn) {
   if (txn_) throw Error(ErrorCode::kInvalidArgument, "transaction(): nested transactions are not supported");
-  detail::ObjectHost* host = store_->host;
+  // No other event enters while the transaction waits on its own storage.
+  detail::InputGate::Lock lock;
   const std::uint64_t flow = currentContext().flow;
-  if (host) host->lockInput(flow);
+  if (store_->inputGate && flow != 0) lock = store_->inputGate->lock(flow);
   detail::TxnOverlay overlay;
   Storage txn(store_, &overlay);
   std::exception_ptr error;
@@ -167,7 +167,7 @@ Task<void> Storage::runTransaction(TransactionFn fn) {
     error = std::current_exception();
   }
   if (!error) store_->apply(std::move(overlay));
-  if (host) host->unlockInput(flow);
+  lock.release();
   if (error) std::rethrow_exception(error);
 }
 
