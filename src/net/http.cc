@@ -453,7 +453,19 @@ bool validAuthority(std::string_view h) {
 }  // namespace detail
 
 URL::URL(std::string_view href) : href_(href) {
-  if (href_.size() < (1u << 30) && parseSimple()) return;
+  // As the URL standard does for http(s): `new URL("HTTP://Example.COM/").host` is
+  // "example.com", however the client spelled it in an absolute-form target or Host.
+  auto lowerInPlace = [this](Span s) {
+    for (std::uint32_t i = s.at; i < s.at + s.size; ++i) {
+      const char c = href_[i];
+      if (c >= 'A' && c <= 'Z') href_[i] = static_cast<char>(c - 'A' + 'a');
+    }
+  };
+  if (href_.size() < (1u << 30) && parseSimple()) {
+    lowerInPlace(scheme_);
+    lowerInPlace(hostname_);
+    return;
+  }
   auto parsed = boost::urls::parse_uri(boost::core::string_view(href.data(), href.size()));
   if (!parsed) throw Error(ErrorCode::kInvalidArgument, "invalid URL: " + std::string(href));
   const auto& u = *parsed;
@@ -477,6 +489,8 @@ URL::URL(std::string_view href) : href_(href) {
   port_ = span(u.port());
   path_ = span(u.encoded_path());
   query_ = u.has_query() ? span(u.encoded_query()) : Span{};
+  lowerInPlace(scheme_);
+  lowerInPlace(hostname_);
 }
 
 std::string URL::pathname() const { return std::string(pathnameView()); }

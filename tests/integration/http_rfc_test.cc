@@ -165,6 +165,30 @@ TEST_F(HttpRfcTest, AbsoluteFormTargetsAreServedAndTheirAuthorityReplacesHost) {
   EXPECT_EQ(server->stop().describe(), "exit code 0");
 }
 
+TEST_F(HttpRfcTest, AnAbsoluteFormTargetGivesTheWorkerItsAuthorityAsTheUrlsHost) {
+  ServerProcess::Options o;
+  o.binary = testServerPath();
+  o.persistDir = dir_ / "state";
+  o.stderrLog = dir_ / "echo.log";
+  auto server = ServerProcess::start(std::move(o));
+  RawExchange x = rawExchange(server->host(), server->port(),
+                              "GET http://Example.TEST:8080/echo/url?q=1 HTTP/1.1\r\nHost: other\r\n"
+                              "Connection: close\r\n\r\n",
+                              5s);
+  HttpResponse r = parseResponse(x.received);
+  ASSERT_EQ(r.status, 200) << x.received;
+  auto seen = boost::json::parse(r.body).as_object();
+  EXPECT_EQ(seen.at("host").as_string(), "example.test:8080") << r.body;
+  EXPECT_EQ(seen.at("pathname").as_string(), "/echo/url") << r.body;
+  // The same route in origin form keeps the Host header's authority.
+  RawExchange origin = rawExchange(server->host(), server->port(),
+                                   "GET /echo/url HTTP/1.1\r\nHost: origin.test\r\nConnection: close\r\n\r\n", 5s);
+  HttpResponse o2 = parseResponse(origin.received);
+  ASSERT_EQ(o2.status, 200) << origin.received;
+  EXPECT_EQ(boost::json::parse(o2.body).as_object().at("host").as_string(), "origin.test") << o2.body;
+  EXPECT_EQ(server->stop().describe(), "exit code 0");
+}
+
 // SIGHUP under load: the requests in flight get their answers, then the server exits 0.
 TEST_F(HttpRfcTest, SighupDrainsLikeSigterm) {
   auto server = startServer();

@@ -8,6 +8,8 @@
 // Config: tests/support/test_server.toml.
 #include "seed/app.h"
 
+#include <boost/json.hpp>
+
 #include <durable/durable.h>
 
 #include <string>
@@ -72,6 +74,12 @@ int main(int argc, char** argv) {
   durable::Worker app;
   app.get("/probe/:id/set", toProbe("/set"));
   app.get("/probe/:id/get", toProbe("/get"));
+  // What the Worker sees of the request's address (the RFC 9112 tests: absolute-form targets).
+  app.get("/echo/url", [](durable::Context& c) -> durable::Task<durable::Response> {
+    const durable::URL url = c.req().url();
+    co_return c.json(boost::json::object{{"host", url.host()}, {"pathname", std::string(url.pathnameView())},
+                                         {"headerHost", c.req().headers().get("host").value_or("")}});
+  });
   seed::addRoutes(app);
   server.setWorker(std::move(app));
   return server.run(argc, argv);

@@ -236,5 +236,20 @@ TEST(HttpUrlTest, PlainAndUnusualUrlsSplitTheSame) {
   EXPECT_THROW(URL("http://h/a b"), Error);
 }
 
+TEST(UrlTest, SchemeAndHostAreLowerCaseAsInTheUrlStandardAndNothingElseIs) {
+  URL simple("HTTP://Example.COM:8080/Path?Q=V");
+  EXPECT_EQ(simple.protocol(), "http:");
+  EXPECT_EQ(simple.host(), "example.com:8080");
+  EXPECT_EQ(simple.hostname(), "example.com");
+  EXPECT_EQ(simple.pathname(), "/Path");
+  EXPECT_EQ(simple.search(), "?Q=V");
+  EXPECT_EQ(simple.href(), "http://example.com:8080/Path?Q=V");
+  // A host the fast parser leaves to Boost.URL (an underscore), and dot segments (parsed twice).
+  URL general("HTTPS://Under_Score.TEST/A/../B");
+  EXPECT_EQ(general.protocol(), "https:");
+  EXPECT_EQ(general.hostname(), "under_score.test");
+  EXPECT_EQ(general.pathname(), "/B");
+}
+
 }  // namespace
 }  // namespace durable
