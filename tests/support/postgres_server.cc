@@ -19,6 +19,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 namespace durable_test {
 
@@ -194,8 +195,45 @@ void PostgresServer::start() {
   }
 }
 
+namespace {
+// The postmaster's children, from /proc. PostgreSQL makes each backend the leader of a
+// process group of its own (InitPostmasterChild calls setsid), so a signal to the
+// postmaster's group does not reach them.
+std::vector<pid_t> childrenOf(pid_t parent) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // pid (comm) state ppid ...; comm may hold spaces and parentheses, so read after the last ')'.
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 1));
+    char state = 0;
+    pid_t ppid = 0;
+    if (rest >> state >> ppid && ppid == parent) out.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return out;
+}
+
+// Alive: exists and is not a zombie (a zombie holds no shared memory).
+bool alive(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+}  // namespace
+
 void PostgresServer::signalAll(int sig) {
-  if (pid_ > 0) ::kill(-pid_, sig);
+  if (pid_ <= 0) return;
+  // Children first for SIGSTOP, so none notices a stopped postmaster while still running.
+  for (pid_t child : childrenOf(pid_)) ::kill(child, sig);
+  ::kill(-pid_, sig);
 }
 
 void PostgresServer::stop() {
@@ -210,13 +248,20 @@ void PostgresServer::stop() {
 
 void PostgresServer::kill() {
   if (pid_ <= 0) return;
+  const std::vector<pid_t> backends = childrenOf(pid_);
   signalAll(SIGKILL);
+  for (pid_t b : backends) ::kill(b, SIGKILL);
   int status = 0;
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
-  // The backends are the postmaster's children, not ours: wait until the group is gone, or
-  // the next postmaster finds their shared memory still attached and refuses to start.
-  for (int i = 0; i < 200 && ::kill(-pid_, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // The backends are the postmaster's children, not ours: wait until they are gone, or the
+  // next postmaster finds their shared memory still attached and refuses to start.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (pid_t b : backends) {
+    while (alive(b) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
   pid_ = -1;
 }
 
