@@ -35,6 +35,17 @@ void appendLogPrefix(std::string& out, LogLevel level) {
   out += " durable: ";
 }
 
+std::string describeException(const std::exception_ptr& error) {
+  if (!error) return "no error";
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception that is not a std::exception";
+  }
+}
+
 }  // namespace durable::detail
 
 namespace durable::console {

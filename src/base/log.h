@@ -5,6 +5,7 @@
 
 #include <charconv>
 #include <cstdio>
+#include <exception>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -65,6 +66,10 @@ template <class... Args>
 void logError(const Args&... args) {
   logAt(LogLevel::kError, args...);
 }
+
+// The message of an exception for a log line: what() of a std::exception, else a sentence
+// saying it was something else (an object may throw anything, an int included).
+std::string describeException(const std::exception_ptr& error);
 
 // What the runtime logs without a level is something that went wrong: an object that threw,
 // a commit that failed.

@@ -514,13 +514,7 @@ void NetSocket::onRead(beast::error_code ec, std::size_t) {
                return o.webSocketMessage(WebSocket(handle), message);
              },
              [](std::exception_ptr e) {
-               if (!e) return;
-               try {
-                 std::rethrow_exception(e);
-               } catch (const std::exception& x) {
-                 log("webSocketMessage threw: ", x.what());
-               } catch (...) {
-               }
+               if (e) log("webSocketMessage threw: ", describeException(e));
              });
   }
   read();
@@ -827,13 +821,7 @@ void NetSocket::finish(int code, std::string reason, bool wasClean, std::optiona
             return o.webSocketClose(WebSocket(impl), code, reason, wasClean);
           },
           [](std::exception_ptr e) {
-            if (!e) return;
-            try {
-              std::rethrow_exception(e);
-            } catch (const std::exception& x) {
-              log("webSocketClose threw: ", x.what());
-            } catch (...) {
-            }
+            if (e) log("webSocketClose threw: ", describeException(e));
           });
 }
 

@@ -236,12 +236,8 @@ Future<void> ObjectHost::blockConcurrencyWhile(std::function<Task<void>()> fn) {
   spawn((*holder)(), std::function<void(Result<void>)>([this, lock, holder, promise](Result<void> r) mutable {
           lock->release();
           if (!r.ok()) {
-            try {
-              r.value();
-            } catch (const std::exception& e) {
-              log("object ", ns_.className, " ", id_.toString(), ": blockConcurrencyWhile threw: ", e.what());
-            } catch (...) {
-            }
+            log("object ", ns_.className, " ", id_.toString(),
+                ": blockConcurrencyWhile threw: ", describeException(r.error()));
             gate_.breakGate();
             promise.setError(r.error());
           } else {
@@ -256,12 +252,7 @@ void ObjectHost::waitUntil(Task<void> task) {
   beginEvent();
   spawn(std::move(task), std::function<void(Result<void>)>([this](Result<void> r) {
           if (!r.ok()) {
-            try {
-              r.value();
-            } catch (const std::exception& e) {
-              log("object ", ns_.className, " ", id_.toString(), ": waitUntil task failed: ", e.what());
-            } catch (...) {
-            }
+            log("object ", ns_.className, " ", id_.toString(), ": waitUntil task failed: ", describeException(r.error()));
           }
           endEvent();
         }));
