@@ -99,7 +99,7 @@ std::optional<std::string> ObjectStore::read(std::string_view key, const TxnOver
     if (auto it = txn->writes.find(key); it != txn->writes.end()) return it->second;
     if (txn->deleteAll) return std::nullopt;
   }
-  if (auto it = cache_.find(key); it != cache_.end()) return it->second.value;
+  if (auto it = cache_.find(key); it != cache_.end()) return encoded(it->second);
   if (complete_) return std::nullopt;
   auto v = partition_.read(ns_, id_.raw(), key);
   cache_.emplace(std::string(key), Entry{.value = v});
@@ -141,9 +141,33 @@ void ObjectStore::write(std::string_view key, std::optional<std::string> encoded
   }
   auto [it, inserted] = cache_.try_emplace(std::string(key));
   it->second.value = std::move(encoded);
+  it->second.encodePending = false;
   it->second.decoded = decoded && decoded->type() == Value::Type::kJson ? std::move(decoded) : nullptr;
   markOpen(it->first, it->second);
   touch();
+}
+
+void ObjectStore::writeDecoded(std::string_view key, std::shared_ptr<const Value> decoded) {
+  auto [it, inserted] = cache_.try_emplace(std::string(key));
+  it->second.value.reset();
+  it->second.encodePending = true;
+  it->second.decoded = std::move(decoded);
+  markOpen(it->first, it->second);
+  touch();
+}
+
+const std::optional<std::string>& ObjectStore::encoded(Entry& e) {
+  if (e.encodePending) {
+    // Its text was checked when it was put, so this cannot throw.
+    e.value = e.decoded->encode();
+    e.encodePending = false;
+  }
+  return e.value;
+}
+
+bool ObjectStore::fits(std::string_view key, std::size_t encodedBytes) const {
+  const std::size_t size = encodedBytes - 1;  // the tag byte is ours
+  return limits_.keyCounts ? key.size() + size <= limits_.maxValueBytes : size <= limits_.maxValueBytes;
 }
 
 void ObjectStore::removeAll(TxnOverlay* txn) {
@@ -188,7 +212,7 @@ std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOpt
     auto lo = r.lowerInclusive ? cache_.lower_bound(r.lower) : cache_.upper_bound(r.lower);
     for (auto it = lo; it != cache_.end(); ++it) {
       if (r.upper && it->first >= *r.upper) break;
-      if ((complete_ || it->second.seq != 0) && wanted(it->first)) over.emplace(it->first, &it->second.value);
+      if ((complete_ || it->second.seq != 0) && wanted(it->first)) over.emplace(it->first, &encoded(it->second));
     }
   }
   if (txn) {
@@ -317,7 +341,7 @@ void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
     auto it = cache_.find(key);
     if (it == cache_.end() || it->second.seq != kOpen) continue;
     it->second.seq = seq;
-    out.writes.push_back({key, it->second.value});
+    out.writes.push_back({key, encoded(it->second)});
   }
   if (alarmSeq_ == kOpen) {
     out.alarmChanged = true;

@@ -51,6 +51,13 @@ class ObjectStore {
   // `decoded`: the same value, kept so that the next get() of it copies instead of parsing.
   void write(std::string_view key, std::optional<std::string> encoded, TxnOverlay* txn,
              std::shared_ptr<const Value> decoded = {});
+  // A JSON value put outside a transaction whose encoding is known to fit the limits (the
+  // caller checked its text and a bound on its size): it is encoded only when something needs
+  // the bytes, at the latest when its batch is committed. A ChatRoom puts its whole history
+  // on every message; of the puts one batch holds for a key, only the last is ever encoded.
+  void writeDecoded(std::string_view key, std::shared_ptr<const Value> decoded);
+  // Whether a value of `encodedBytes` (Value::encode()'s size) is within the limits for `key`.
+  bool fits(std::string_view key, std::size_t encodedBytes) const;
   // The decoded value the cache keeps for `key` (JSON only), or null: then read() and decode.
   std::shared_ptr<const Value> decoded(std::string_view key, const TxnOverlay* txn) const;
   // Keeps `value`, just decoded from what read() returned, with its cache entry.
@@ -103,7 +110,10 @@ class ObjectStore {
     // whole history on every message), and other types decode as cheaply as they copy.
     std::shared_ptr<const Value> decoded;
     std::uint64_t seq = 0;  // 0 clean, kOpen open, else the in-flight batch
+    bool encodePending = false;  // `value` is still to be encoded from `decoded` (writeDecoded)
   };
+  // The entry's encoded value, encoding it first if writeDecoded() left that for later.
+  static const std::optional<std::string>& encoded(Entry& e);
   void markOpen(const std::string& key, Entry& e);
   void touch();
 

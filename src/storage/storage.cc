@@ -85,6 +85,20 @@ StorageOp<Entries> Storage::get(std::span<const std::string> keys) {
 
 StorageOp<void> Storage::put(std::string_view key, Value value) {
   store_->checkKey(key);
+  if (!txn_ && value.type() == Value::Type::kJson) {
+    std::size_t bound;
+    try {
+      bound = detail::checkedEncodedBound(value);
+    } catch (const Error& e) {
+      throw Error(e.code(), "put(): the value for key " + quoteKey(key) + " cannot be stored: " + e.what());
+    }
+    // Encoded once, when its batch is committed: consecutive puts of one key in a batch cost
+    // one encoding. One that may not fit is encoded now, for the limit's exact error.
+    if (store_->fits(key, bound)) {
+      store_->writeDecoded(key, std::make_shared<const Value>(std::move(value)));
+      return {};
+    }
+  }
   std::string encoded = encodeFor(key, value);
   store_->checkValue(key, encoded);
   std::shared_ptr<const Value> decoded;

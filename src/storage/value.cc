@@ -86,7 +86,64 @@ void checkJsonText(const Json& j, std::string& where) {
   }
 }
 
+// What checkedEncodedBound() walks: false at the first string or key that is not UTF-8 (then
+// checkJsonText finds it again and names where), else `bound` grows by what the serializer can
+// write for `j` at most: every escape it may use counted at its longest (\u00XX).
+bool textBound(const Json& j, std::size_t& bound) {
+  auto text = [&](const char* data, std::size_t size) {
+    if (!detail::validUtf8(std::string_view(data, size))) return false;
+    std::size_t escaped = 0;
+    for (std::size_t i = 0; i < size; ++i) {
+      const auto c = static_cast<unsigned char>(data[i]);
+      escaped += c < 0x20 ? 5 : (c == '"' || c == '\\') ? 1 : 0;
+    }
+    bound += 2 + size + escaped;
+    return true;
+  };
+  switch (j.kind()) {
+    case boost::json::kind::string:
+      return text(j.get_string().data(), j.get_string().size());
+    case boost::json::kind::array: {
+      const auto& a = j.get_array();
+      bound += 2 + a.size();
+      for (const auto& e : a) {
+        if (!textBound(e, bound)) return false;
+      }
+      return true;
+    }
+    case boost::json::kind::object: {
+      const auto& o = j.get_object();
+      bound += 2 + 2 * o.size();
+      for (const auto& [k, v] : o) {
+        if (!text(k.data(), k.size()) || !textBound(v, bound)) return false;
+      }
+      return true;
+    }
+    case boost::json::kind::double_:
+      bound += 32;  // the longest a double is written ("-2.2250738585072014E-308"), or null
+      return true;
+    default:
+      bound += 20;  // null, a bool, or an integer
+      return true;
+  }
+}
+
 }  // namespace
+
+struct ValueAccess {
+  static const Json& json(const Value& v) { return std::get<Json>(v.v_); }
+};
+
+std::size_t detail::checkedEncodedBound(const Value& value) {
+  if (value.type() != Value::Type::kJson) return value.encode().size();
+  const Json& j = ValueAccess::json(value);
+  std::size_t bound = 1;  // the tag
+  if (!textBound(j, bound)) {
+    std::string where;
+    checkJsonText(j, where);
+  }
+  return bound;
+}
 
 Value::Value(const Json& j) {
   switch (j.kind()) {

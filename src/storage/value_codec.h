@@ -12,4 +12,8 @@ namespace durable::detail {
 // nullopt for any other encoding, or when the value is damaged in some other way too.
 std::optional<Value> decodeRepairingText(std::string_view encoded);
 
+// For a JSON value: checks what encode() checks of it, throwing the same error, and returns a
+// bound that encode().size() never exceeds, at a fraction of the cost of encoding.
+std::size_t checkedEncodedBound(const Value& value);
+
 }  // namespace durable::detail

@@ -1,7 +1,9 @@
 // The storage cache keeps JSON values decoded (issue 19: the ChatRoom parsed its whole history
 // on every message). What a caller gets is its own copy: changing it must not change what is
 // stored, in this event, in the next one (served from the cache) or after a restart (read from
-// the partition's SQLite file).
+// the partition's SQLite file). A JSON put outside a transaction is encoded only when its batch
+// is committed (or its bytes are read): what is committed and read back is still exactly the
+// last value put, and the limits and the UTF-8 check still refuse at put().
 //
 // g++ 12: named values, not braced temporaries, inside co_await expressions.
 #include <durable/object.h>
@@ -119,6 +121,76 @@ TEST_F(DecodedCacheTest, OverwritesRemovalsAndTransactionsAreNeverHiddenByTheCac
   });
   env_.restart();
   in([](Storage& s) -> Task<void> { EXPECT_EQ(co_await s.get("k"), std::nullopt); });
+}
+
+TEST_F(DecodedCacheTest, ManyPutsOfOneKeyInOneTurnCommitTheLastOne) {
+  in([](Storage& s) -> Task<void> {
+    for (int n = 1; n <= 100; ++n) {
+      json::array h = history(n);
+      co_await s.put("history", h);
+      if (n % 25 == 0) {
+        // list() hands out the encoded bytes: they must be there and decode to this put.
+        auto page = co_await s.list();
+        EXPECT_EQ(page.size(), 1u);
+        EXPECT_EQ(page.at(0).second.as<json::array>(), history(n));
+      }
+    }
+  });
+  env_.restart();
+  in([](Storage& s) -> Task<void> { EXPECT_EQ((co_await s.get<json::array>("history")).value(), history(100)); });
+}
+
+TEST_F(DecodedCacheTest, TextTheSerializerEscapesAndEveryNumberComeBackExactly) {
+  json::object tricky{{"quote\"back\\slash", "line\nbreak\ttab\x01\x1f \"q\" \\"},
+                      {"unicode", "\xc3\xa9 \xf0\x9f\x98\x80"},
+                      {"numbers", json::array{0.1, 1e300, -2.2250738585072014e-308, -0.0, 9007199254740993LL,
+                                              -9223372036854775807LL - 1, 18446744073709551615ULL}},
+                      {"nested", json::array{json::object{{"", json::array{}}}, nullptr, true, false}}};
+  in([&tricky](Storage& s) -> Task<void> {
+    co_await s.put("t", tricky);
+    EXPECT_EQ((co_await s.get<json::object>("t")).value(), tricky);
+  });
+  env_.restart();
+  in([&tricky](Storage& s) -> Task<void> { EXPECT_EQ((co_await s.get<json::object>("t")).value(), tricky); });
+}
+
+TEST(DecodedCacheLimits, AValueOverTheLimitOrNotUtf8IsStillRefusedAtPutAndChangesNothing) {
+  dt::Env env(dt::EnvOptions{.maxValueBytes = 1000});
+  const auto& ns = env.exportClass<Box>("BOX");
+  env.runInDurableObject<Box>(ns.getByName("b"), [](Box&, State& state) -> Task<void> {
+    Storage& s = state.storage();
+    // ["a...a"]: 994 bytes encoded, under the limit.
+    json::array fits{json::string(990, 'a')};
+    co_await s.put("k", fits);
+    // Control characters are written as \u00XX: 150 of them take 900 bytes.
+    json::array escaped{json::string(150, '\x01')};
+    co_await s.put("e", escaped);
+    json::array over{json::string(1010, 'a')};
+    try {
+      co_await s.put("k", over);
+      ADD_FAILURE() << "a value over the limit was accepted";
+    } catch (const durable::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("cannot be larger than 1000 bytes"), std::string::npos) << e.what();
+    }
+    json::array escapedOver{json::string(200, '\x01')};
+    EXPECT_THROW(co_await s.put("e", escapedOver), durable::Error);
+    json::array broken{1, json::string("\xff")};
+    try {
+      co_await s.put("k", broken);
+      ADD_FAILURE() << "a JSON string that is not UTF-8 was accepted";
+    } catch (const durable::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("at /1 is not valid UTF-8"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ((co_await s.get<json::array>("k")).value(), fits);
+    EXPECT_EQ((co_await s.get<json::array>("e")).value(), escaped);
+  });
+  env.restart();
+  env.runInDurableObject<Box>(ns.getByName("b"), [](Box&, State& state) -> Task<void> {
+    json::array fits{json::string(990, 'a')};
+    json::array escaped{json::string(150, '\x01')};
+    EXPECT_EQ((co_await state.storage().get<json::array>("k")).value(), fits);
+    EXPECT_EQ((co_await state.storage().get<json::array>("e")).value(), escaped);
+  });
 }
 
 }  // namespace
