@@ -331,6 +331,16 @@ void Partition::whenDurable(std::uint64_t seq, std::function<void(std::exception
 
 void Partition::flush() {
   if (dirty_.empty()) return;
+  {
+    // A batch already waits for the commit thread, which is busy: what was written since
+    // stays open and joins what comes next, so that it is emitted (and each key's value
+    // encoded) once, and handed over as soon as the commit thread takes the waiting batch.
+    std::lock_guard lock(mu_);
+    if (!submitted_.empty() && !stopping_) {
+      flushWhenTaken_ = true;
+      return;
+    }
+  }
   Batch batch;
   batch.seq = openSeq_++;
   batch.epoch = epoch_;
@@ -369,6 +379,7 @@ void Partition::commitLoop() {
       commitWaiting_ = false;
       if (submitted_.empty()) return;
       batches.swap(submitted_);
+      if (std::exchange(flushWhenTaken_, false)) boost::asio::post(shard_, [this] { flush(); });
       stopped = syncFailure_;
     }
     if (!stopped.empty()) {

@@ -17,8 +17,10 @@
 //
 // Commit policy: writes accumulate in the open batch on the shard thread. A flush, posted
 // after the first write of a batch, closes the batch and queues it for the commit thread even
-// while a commit is running; the commit thread takes everything queued at once and writes it
-// in one SQLite transaction. Batch sequence numbers start at 1 and commit in order; a reply
+// while a commit is running, unless a closed batch already waits there: then the open batch
+// stays open until the commit thread takes the waiting one (and posts the flush again), so
+// writes made during a commit go out together, each key once. The commit thread takes
+// everything queued at once and writes it in one SQLite transaction. Batch sequence numbers start at 1 and commit in order; a reply
 // that depends on batch S leaves once committed >= S.
 //
 // Durability "full": SQLite writes the WAL without syncing it (synchronous=NORMAL) and a third
@@ -237,6 +239,7 @@ class Partition {
   std::condition_variable commitCv_, syncCv_;
   std::vector<Batch> submitted_;
   bool commitWaiting_ = false;
+  bool flushWhenTaken_ = false;  // flush() held the open batch back while one was waiting
   bool stopping_ = false;
   std::optional<std::uint64_t> failedEpoch_;  // commit thread only
   std::uint64_t writtenSeq_ = 0;  // the last batch written to the WAL
