@@ -14,9 +14,13 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <functional>
+#include <memory>
+#include <numeric>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -190,6 +194,56 @@ TEST(DecodedCacheLimits, AValueOverTheLimitOrNotUtf8IsStillRefusedAtPutAndChange
     json::array escaped{json::string(150, '\x01')};
     EXPECT_EQ((co_await state.storage().get<json::array>("k")).value(), fits);
     EXPECT_EQ((co_await state.storage().get<json::array>("e")).value(), escaped);
+  });
+}
+
+// The ChatRoom's pattern under load: each request reads the whole history, appends to it and
+// puts it back, and its reply waits for that write to be durable.
+class Log : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  Task<durable::Response> fetch(durable::Request) override {
+    auto h = (co_await state().storage().get<json::array>("history")).value_or(json::array{});
+    const auto n = static_cast<std::int64_t>(h.size());
+    h.push_back(n);
+    co_await state().storage().put("history", h);
+    co_return durable::Response(std::to_string(n));
+  }
+};
+
+TEST(DecodedCacheBatching, RequestsThatArriveDuringACommitShareABatchAndEachKeepsItsPlace) {
+  dt::Env env;
+  const auto& ns = env.exportClass<Log>("LOG");
+  const durable::Stub stub = ns.getByName("log");
+  constexpr int kRequests = 300;
+  auto replies = env.run([](durable::Stub stub) -> Task<std::vector<std::string>> {
+    auto results = std::make_shared<std::vector<std::string>>();
+    durable::Promise<void> all;
+    durable::Future<void> done = all.future();
+    for (int i = 0; i < kRequests; ++i) {
+      durable::spawn<durable::Response>(stub.fetch("http://do/append"),
+                                        [results, all](durable::Result<durable::Response> r) mutable {
+                                          results->push_back(r.ok() ? r.value().text() : std::string("error"));
+                                          if (results->size() == kRequests) all.setValue();
+                                        });
+    }
+    co_await done;
+    co_return std::move(*results);
+  }(stub));
+  // Every request appended once, at its own place, and got its reply only once durable.
+  std::vector<std::int64_t> got;
+  for (const auto& r : replies) got.push_back(r == "error" ? -1 : std::stoll(r));
+  std::sort(got.begin(), got.end());
+  std::vector<std::int64_t> want(kRequests);
+  std::iota(want.begin(), want.end(), 0);
+  EXPECT_EQ(got, want);
+  // They arrived together: far fewer commits than requests carried them.
+  EXPECT_LT(env.commits(), static_cast<std::uint64_t>(kRequests) / 3);
+  json::array expected;
+  for (int i = 0; i < kRequests; ++i) expected.push_back(i);
+  env.restart();
+  env.runInDurableObject<Log>(stub, [&expected](Log&, State& state) -> Task<void> {
+    EXPECT_EQ((co_await state.storage().get<json::array>("history")).value(), expected);
   });
 }
 
