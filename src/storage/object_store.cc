@@ -341,7 +341,12 @@ void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
     auto it = cache_.find(key);
     if (it == cache_.end() || it->second.seq != kOpen) continue;
     it->second.seq = seq;
-    out.writes.push_back({key, encoded(it->second)});
+    if (it->second.encodePending) {
+      // The commit thread encodes it; the shard encodes it only if it needs the bytes itself.
+      out.writes.push_back({key, std::nullopt, it->second.decoded});
+    } else {
+      out.writes.push_back({key, it->second.value});
+    }
   }
   if (alarmSeq_ == kOpen) {
     out.alarmChanged = true;

@@ -53,8 +53,9 @@ class ObjectStore {
              std::shared_ptr<const Value> decoded = {});
   // A JSON value put outside a transaction whose encoding is known to fit the limits (the
   // caller checked its text and a bound on its size): it is encoded only when something needs
-  // the bytes, at the latest when its batch is committed. A ChatRoom puts its whole history
-  // on every message; of the puts one batch holds for a key, only the last is ever encoded.
+  // the bytes, by the commit thread when its batch is committed (off the shard thread), or
+  // here if the shard reads them first. A ChatRoom puts its whole history on every message;
+  // of the puts one batch holds for a key, only the last is ever encoded.
   void writeDecoded(std::string_view key, std::shared_ptr<const Value> decoded);
   // Whether a value of `encodedBytes` (Value::encode()'s size) is within the limits for `key`.
   bool fits(std::string_view key, std::size_t encodedBytes) const;

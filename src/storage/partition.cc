@@ -462,10 +462,14 @@ std::string Partition::commit(const std::vector<Batch>& batches) {
             step(deleteAllStmt_.get());
           }
           for (const WriteOp& w : ob.writes) {
-            sqlite3_stmt* s = w.value ? upsertStmt_.get() : deleteStmt_.get();
+            // Its text was checked when it was put, so encoding cannot throw.
+            std::string encodedHere;
+            if (!w.value && w.encodeHere) encodedHere = w.encodeHere->encode();
+            const std::string* bytes = w.value ? &*w.value : w.encodeHere ? &encodedHere : nullptr;
+            sqlite3_stmt* s = bytes ? upsertStmt_.get() : deleteStmt_.get();
             bindObject(s, ob.ns, ob.id);
             bindBlob(s, 3, w.key.data(), w.key.size());
-            if (w.value) bindBlob(s, 4, w.value->data(), w.value->size());
+            if (bytes) bindBlob(s, 4, bytes->data(), bytes->size());
             step(s);
           }
           if (ob.alarmChanged) {

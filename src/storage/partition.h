@@ -46,6 +46,7 @@
 #include "config/config.h"
 
 #include <durable/id.h>
+#include <durable/value.h>
 #include <durable/task.h>
 
 #include <boost/asio/io_context.hpp>
@@ -57,6 +58,7 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -71,7 +73,10 @@ class ObjectStore;
 
 struct WriteOp {
   std::string key;
-  std::optional<std::string> value;  // nullopt: delete
+  std::optional<std::string> value;  // nullopt: delete, unless `encodeHere` is set
+  // A JSON value put but not yet encoded (ObjectStore::writeDecoded): the commit thread
+  // encodes it, off the shard thread. Immutable, so both threads may read it.
+  std::shared_ptr<const Value> encodeHere;
 };
 
 // One object's part of a batch, copied out of its cache so the commit thread never touches
