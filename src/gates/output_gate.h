@@ -87,15 +87,22 @@ class OutputGate {
   // Runs inline when nothing taken before it is held.
   void whenReleased(std::function<void(std::exception_ptr)> done) { whenReleased(next_, std::move(done)); }
 
+  // For output queued now and sent later (a WebSocket's frames): mark() names "every Hold
+  // taken so far"; releasedBefore(m) and whenReleased(m, done) ask about those Holds only.
+  std::uint64_t mark() const { return next_; }
+  bool releasedBefore(std::uint64_t mark) const { return held_.empty() || *held_.begin() >= mark; }
+  void whenReleased(std::uint64_t mark, std::function<void(std::exception_ptr)> done);
+
+  // Makes a broken gate usable again, for the object's next instance. Waits of the broken
+  // gate have had their error already; Holds still held stay held.
+  void repair() { error_ = nullptr; }
+
   bool broken() const { return error_ != nullptr; }
   std::exception_ptr error() const { return error_; }
   // Holds not yet released.
   std::size_t held() const { return held_.size(); }
 
  private:
-  // True when every Hold with a ticket below `mark` is released.
-  bool releasedBefore(std::uint64_t mark) const { return held_.empty() || *held_.begin() >= mark; }
-  void whenReleased(std::uint64_t mark, std::function<void(std::exception_ptr)> done);
   void release(std::uint64_t ticket, std::exception_ptr error);
 
   std::uint64_t next_ = 1;

@@ -126,16 +126,17 @@ void WebSocketImpl::send(Payload data, bool binary) {
   }
   // The output gate: a frame waits for the writes its object made before sending it.
   ObjectHost* host = liveHost(*this);
-  std::uint64_t seq = host ? host->store().requiredSeq() : 0;
+  OutputGate* gate = host ? &host->outputGate() : nullptr;
+  const std::uint64_t mark = gate ? gate->mark() : 0;
   if (held.empty() && !closeAfterHeld) {
     // Nothing waits ahead of it and its writes are durable: straight to the connection. A
     // broadcast to thousands of sockets takes this path for each of them.
-    if (auto connection = conn.lock(); connection && (seq == 0 || seq <= host->store().partition().committedSeq())) {
+    if (auto connection = conn.lock(); connection && (!gate || gate->releasedBefore(mark))) {
       connection->write(binary, std::move(data));
       return;
     }
   }
-  held.emplace_back(Outgoing{seq, binary, std::move(data)});
+  held.emplace_back(Outgoing{mark, binary, std::move(data)});
   release();
 }
 
@@ -149,15 +150,17 @@ void WebSocketImpl::close(int code, std::string reason) {
 void WebSocketImpl::release() {
   auto connection = conn.lock();
   if (!connection || !shard) return;
-  Partition& partition = shard->runtime().partitionOf(id);
+  // A frame is held only while its object holds the output gate, and an object that holds it
+  // is never evicted: the host that queued the frame is the live one.
+  ObjectHost* host = liveHost(*this);
   while (!held.empty()) {
     auto& frame = held.front();
-    if (frame.seq > partition.committedSeq()) {
+    if (host && !host->outputGate().releasedBefore(frame.gateMark)) {
       if (!waitingDurable) {
         waitingDurable = true;
         // The connection may end meanwhile; then there is nothing left to send.
         std::weak_ptr<NetSocket> weak = conn;
-        partition.whenDurable(frame.seq, [this, weak](std::exception_ptr error) {
+        host->outputGate().whenReleased(frame.gateMark, [this, weak](std::exception_ptr error) {
           if (weak.expired()) return;
           waitingDurable = false;
           if (error) {

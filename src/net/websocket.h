@@ -295,7 +295,7 @@ struct WebSocketImpl {
 
   // Frames sent but not yet written: held for the output gate, or for the connection.
   struct Outgoing {
-    std::uint64_t seq;  // durable batch the frame waits for (0: none)
+    std::uint64_t gateMark;  // the object's OutputGate::mark() when it was sent (0: no object)
     bool binary;
     Payload data;
   };

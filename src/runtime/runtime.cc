@@ -44,6 +44,7 @@ ObjectHost::ObjectHost(Shard& shard, const NamespaceImpl& ns, const ObjectId& id
             }),
       lastActive_(std::chrono::steady_clock::now()) {
   store_.inputGate = &gate_;
+  store_.outputGate = &outputGate_;
 }
 
 ObjectHost::~ObjectHost() {
@@ -83,6 +84,7 @@ void ObjectHost::endEvent() {
   if (running_ == 0 && gate_.broken()) {
     instance_.reset();
     gate_.reset();
+    outputGate_.repair();
   }
   gate_.wake();
 }
@@ -93,6 +95,7 @@ void ObjectHost::breakInstance() {
   if (running_ == 0) {
     instance_.reset();
     gate_.reset();
+    outputGate_.repair();
   }
 }
 
@@ -155,7 +158,7 @@ Task<void> ObjectHost::runInside(std::function<Task<void>(DurableObject&, State&
     error = std::current_exception();
   }
   // Named, not a temporary in the co_await: the waiter must stay where it was registered.
-  auto gate = store_.durable();
+  auto gate = outputGate_.wait();
   co_await gate;
   if (error) std::rethrow_exception(error);
 }
@@ -189,7 +192,7 @@ Task<void> ObjectHost::runAlarm(AlarmInfo info) {
     log("object ", ns_.className, " ", id_.toString(), ": alarm threw (retry ", info.retryCount, "): ", error);
   }
   store_.endAlarm(error.empty());
-  auto gate = store_.durable();
+  auto gate = outputGate_.wait();
   co_await gate;
   if (!error.empty()) throw Error(ErrorCode::kInternal, error);
 }
@@ -215,7 +218,7 @@ Task<Response> ObjectHost::runFetch(Request request) {
   }
   std::string gateError;
   try {
-    auto gate = store_.durable();
+    auto gate = outputGate_.wait();
     co_await gate;
   } catch (const std::exception& e) {
     gateError = e.what();

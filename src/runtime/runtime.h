@@ -14,6 +14,7 @@
 #pragma once
 
 #include "gates/input_gate.h"
+#include "gates/output_gate.h"
 #include "runtime/alarm_scheduler.h"
 #include "config/config.h"
 #include "ids/id_codec.h"
@@ -99,6 +100,7 @@ class ObjectHost {
   boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> idleHook;
   const ObjectId& id() const { return id_; }
   ObjectStore& store() { return store_; }
+  OutputGate& outputGate() { return outputGate_; }
   Storage& storage() { return storage_; }
   const NamespaceImpl& ns() const { return ns_; }
   Shard& shard() { return shard_; }
@@ -119,6 +121,8 @@ class ObjectHost {
   Shard& shard_;
   const NamespaceImpl& ns_;
   const ObjectId id_;
+  // Before store_: the store's Holds release into it when the store goes.
+  OutputGate outputGate_;
   ObjectStore store_;
   Storage storage_;
   State state_;

@@ -128,6 +128,7 @@ void ObjectStore::markOpen(const std::string& key, Entry& e) {
 }
 
 void ObjectStore::touch() {
+  if (outputGate && !openHold_.held()) openHold_ = outputGate->hold();
   dirty_ = true;
   lastWriteSeq_ = partition_.openSeq();
   partition_.markDirty(this);
@@ -355,6 +356,7 @@ void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
   }
   inFlightKeys_.push_back(std::move(openKeys_));
   openKeys_.clear();
+  inFlightHolds_.push_back(std::move(openHold_));
   dirty_ = false;
   ++inFlight_;
 }
@@ -369,9 +371,15 @@ void ObjectStore::committed(std::uint64_t seq) {
   }
   if (alarmSeq_ == seq) alarmSeq_ = 0;
   --inFlight_;
+  // Last: releasing may send output at once, which must see this store's state as final.
+  if (!inFlightHolds_.empty()) {
+    OutputGate::Hold hold = std::move(inFlightHolds_.front());
+    inFlightHolds_.pop_front();
+    hold.release();
+  }
 }
 
-void ObjectStore::reset() {
+void ObjectStore::reset(std::exception_ptr why) {
   cache_.clear();
   complete_ = false;
   openKeys_.clear();
@@ -384,6 +392,10 @@ void ObjectStore::reset() {
   alarm_.reset();
   alarmSeq_ = 0;
   firing_ = false;
+  auto holds = std::move(inFlightHolds_);
+  inFlightHolds_.clear();
+  holds.push_back(std::move(openHold_));
+  for (auto& hold : holds) hold.release(why);
   if (onReset_) onReset_();
 }
 

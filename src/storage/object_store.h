@@ -10,6 +10,7 @@
 #pragma once
 
 #include "gates/input_gate.h"
+#include "gates/output_gate.h"
 #include "storage/partition.h"
 
 #include <durable/storage.h>
@@ -93,15 +94,17 @@ class ObjectStore {
   // ---- Called by the partition. ----
   void emit(std::uint64_t seq, ObjectBatch& out);
   void committed(std::uint64_t seq);
-  // The cache cannot be trusted (a commit failed): forget everything and tell the owner.
-  void reset();
+  // The cache cannot be trusted (a commit failed): forget everything, break the output gate
+  // with `why` and tell the owner.
+  void reset(std::exception_ptr why);
 
   std::int64_t ns() const { return ns_; }
   const ObjectId& id() const { return id_; }
-  Partition& partition() { return partition_; }
 
-  // The object's input gate, which a transaction locks (null for a store driven alone).
+  // The object's gates (null for a store driven alone): a transaction locks the input gate;
+  // each batch the store writes into holds the output gate until it is durable.
   InputGate* inputGate = nullptr;
+  OutputGate* outputGate = nullptr;
 
  private:
   static constexpr std::uint64_t kOpen = ~std::uint64_t{0};
@@ -137,6 +140,9 @@ class ObjectStore {
   std::uint64_t alarmSeq_ = 0;
   // The keys of each batch in flight, oldest first (batches commit in order).
   std::deque<std::vector<std::string>> inFlightKeys_;
+  // The output gate's Holds: one for the open batch, one per batch in flight (oldest first).
+  OutputGate::Hold openHold_;
+  std::deque<OutputGate::Hold> inFlightHolds_;
   bool firing_ = false;
   bool firingChanged_ = false;
   std::int64_t firingTime_ = 0;

@@ -540,10 +540,10 @@ void Partition::onCommitted(std::uint64_t seq, std::string error, bool fatal) {
   // A store in several batches is reset once: reset() may end its object.
   std::sort(stores.begin(), stores.end());
   stores.erase(std::unique(stores.begin(), stores.end()), stores.end());
-  for (ObjectStore* store : stores) store->reset();
   auto err = std::make_exception_ptr(
       Error(ErrorCode::kUnavailable,
             std::string(fatal ? "storage failed" : "storage commit failed") + "; the object was reset: " + error));
+  for (ObjectStore* store : stores) store->reset(err);
   for (auto& w : waiters) w.done(err);
 }
 
