@@ -49,6 +49,10 @@ struct EnvOptions {
   // Open storage through a fault-injecting VFS, so tests can fail commits (see
   // failStorageWrites).
   bool faultInjection = false;
+  // "sqlite": a database file per partition in persistDir, as `durable serve` keeps it.
+  // "memory": rows kept in the Env's memory, surviving restart() but not the Env; every
+  // commit completes on a later turn of the event loop, as over a network.
+  std::string storageEngine = "sqlite";
 };
 
 class Env {

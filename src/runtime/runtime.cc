@@ -1,4 +1,5 @@
 #include "runtime/runtime.h"
+#include "storage/sqlite_engine.h"
 
 #include <malloc.h>
 
@@ -470,8 +471,14 @@ Runtime::Runtime(RuntimeOptions options, const std::vector<NamespaceImpl*>& name
   std::filesystem::create_directories(options_.persistDir / "partitions");
   for (int p = 0; p < partitionCount_; ++p) {
     Shard& s = *shards_[static_cast<unsigned>(p) % shards];
-    auto file = options_.persistDir / "partitions" / ("p" + std::to_string(p) + ".sqlite");
-    auto part = std::make_unique<Partition>(p, file, options_.settings.durability, s.context(), options_.faultInjection);
+    std::unique_ptr<StorageEngine> engine;
+    if (options_.engine) {
+      engine = options_.engine(p, s.context());
+    } else {
+      auto file = options_.persistDir / "partitions" / ("p" + std::to_string(p) + ".sqlite");
+      engine = std::make_unique<SqliteEngine>(p, file, options_.settings.durability, s.context(), options_.faultInjection);
+    }
+    auto part = std::make_unique<Partition>(p, std::move(engine), s.context());
     for (auto ns : purge) part->purgeNamespace(ns);
     s.partitions.push_back(std::move(part));
   }

@@ -211,6 +211,9 @@ struct RuntimeOptions {
   std::filesystem::path persistDir;
   config::Settings settings;
   bool faultInjection = false;  // tests only: partitions write through storage/fault_vfs.h
+  // Empty: each partition is a SQLite file under persistDir. Else the engine of partition p,
+  // on the shard context given (durable/testing.h's in-memory storage).
+  std::function<std::unique_ptr<StorageEngine>(int p, boost::asio::io_context& shard)> engine;
 };
 
 // The shard count when the config says 0: one per core but one. Each shard also keeps a commit

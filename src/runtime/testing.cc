@@ -4,6 +4,7 @@
 #include "runtime/runtime.h"
 #include "runtime/state_lock.h"
 #include "storage/fault_vfs.h"
+#include "storage/memory_engine.h"
 
 #include <durable/error.h>
 
@@ -39,6 +40,8 @@ struct Env::Impl {
   std::unique_ptr<detail::Runtime> runtime;
   std::unique_ptr<detail::HttpServer> http;
   std::map<std::string, Namespace> handles;
+  // storageEngine "memory": each partition's rows, kept across restart().
+  std::vector<std::shared_ptr<detail::MemoryEngine::Rows>> memoryRows;
 
   detail::Runtime& started() {
     if (!runtime) {
@@ -50,6 +53,14 @@ struct Env::Impl {
       ro.settings.idleTimeoutMs = options.idleTimeoutMs;
       ro.settings.maxValueBytes = options.maxValueBytes;
       ro.faultInjection = options.faultInjection;
+      if (options.storageEngine == "memory") {
+        ro.engine = [this](int p, boost::asio::io_context& shard) -> std::unique_ptr<detail::StorageEngine> {
+          while (memoryRows.size() <= static_cast<std::size_t>(p)) {
+            memoryRows.push_back(std::make_shared<detail::MemoryEngine::Rows>());
+          }
+          return std::make_unique<detail::MemoryEngine>(memoryRows[static_cast<std::size_t>(p)], shard);
+        };
+      }
       ro.settings.hibernationTimeoutMs = options.hibernationTimeoutMs;
       ro.settings.maxWebSocketMessageBytes = options.maxWebSocketMessageBytes;
       std::vector<detail::NamespaceImpl*> ns;
@@ -63,6 +74,10 @@ struct Env::Impl {
 };
 
 Env::Env(EnvOptions options) : impl_(std::make_unique<Impl>()) {
+  if (options.storageEngine != "sqlite" && options.storageEngine != "memory") {
+    throw Error(ErrorCode::kInvalidArgument,
+                "EnvOptions::storageEngine: \"" + options.storageEngine + "\" is not \"sqlite\" or \"memory\"");
+  }
   impl_->options = std::move(options);
   if (impl_->options.manualClock) {
     impl_->clock = std::make_shared<ManualClock>();

@@ -1,7 +1,6 @@
 #include "storage/partition.h"
 
 #include "base/log.h"
-#include "storage/fault_vfs.h"
 #include "storage/object_store.h"
 
 #include <durable/error.h>
@@ -9,194 +8,15 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 namespace durable::detail {
 
-namespace {
-
-[[noreturn]] void fail(sqlite3* db, std::string_view what) {
-  throw Error(ErrorCode::kUnavailable, std::string(what) + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+Partition::Partition(int index, std::unique_ptr<StorageEngine> engine, boost::asio::io_context& shard)
+    : index_(index), engine_(std::move(engine)), shard_(shard) {
+  engine_->setSink(this);
 }
 
-void check(sqlite3* db, int rc, std::string_view what) {
-  if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) fail(db, what);
-}
-
-void bindBlob(sqlite3_stmt* s, int i, const void* p, std::size_t n) {
-  // A zero-length blob must still be a blob, not NULL: pass a non-null pointer.
-  static const char kEmpty = 0;
-  sqlite3_bind_blob(s, i, n ? p : &kEmpty, static_cast<int>(n), SQLITE_STATIC);
-}
-
-void bindObject(sqlite3_stmt* s, std::int64_t ns, const ObjectId::Raw& id) {
-  sqlite3_bind_int64(s, 1, ns);
-  bindBlob(s, 2, id.data(), id.size());
-}
-
-std::string_view columnBlob(sqlite3_stmt* s, int i) {
-  const void* p = sqlite3_column_blob(s, i);
-  int n = sqlite3_column_bytes(s, i);
-  return {static_cast<const char*>(p), static_cast<std::size_t>(n)};
-}
-
-// Resets a statement when the scope ends, whatever happens inside.
-struct ResetGuard {
-  sqlite3_stmt* s;
-  ~ResetGuard() {
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-  }
-};
-
-// fdatasync, retried on EINTR; 0 or the errno.
-int syncDescriptor(int fd) {
-  for (;;) {
-    if (::fdatasync(fd) == 0) return 0;
-    if (errno != EINTR) return errno;
-  }
-}
-
-// Makes a file's directory entry durable, so a new file survives a power cut.
-void syncDirectoryOf(const std::filesystem::path& file) {
-  auto dir = file.parent_path();
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw Error(ErrorCode::kUnavailable, "cannot open " + dir.string() + ": " + std::strerror(errno));
-  int rc = ::fsync(fd) == 0 ? 0 : errno;
-  ::close(fd);
-  if (rc) throw Error(ErrorCode::kUnavailable, "cannot sync " + dir.string() + ": " + std::strerror(rc));
-}
-
-}  // namespace
-
-Statement::Statement(sqlite3* db, std::string_view sql) {
-  check(db, sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &s_, nullptr),
-        "prepare");
-}
-
-Statement& Statement::operator=(Statement&& o) noexcept {
-  if (this != &o) {
-    if (s_) sqlite3_finalize(s_);
-    s_ = std::exchange(o.s_, nullptr);
-  }
-  return *this;
-}
-
-Statement::~Statement() {
-  if (s_) sqlite3_finalize(s_);
-}
-
-void execSql(sqlite3* db, const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
-    sqlite3_free(err);
-    throw Error(ErrorCode::kUnavailable, std::string("sqlite: ") + msg + " in: " + sql);
-  }
-}
-
-sqlite3* openDatabase(const std::filesystem::path& path, config::Durability durability, bool readOnly,
-                      const char* vfs) {
-  sqlite3* db = nullptr;
-  int flags = SQLITE_OPEN_NOMUTEX | (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
-  if (sqlite3_open_v2(path.c_str(), &db, flags, vfs) != SQLITE_OK) {
-    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close(db);
-    throw Error(ErrorCode::kUnavailable, "cannot open " + path.string() + ": " + msg);
-  }
-  sqlite3_busy_timeout(db, 5000);
-  try {
-    if (!readOnly) {
-      execSql(db, "PRAGMA journal_mode=WAL");
-      execSql(db, durability == config::Durability::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
-    }
-    execSql(db, "PRAGMA cache_size=-16384");
-  } catch (...) {
-    sqlite3_close(db);
-    throw;
-  }
-  return db;
-}
-
-Partition::Partition(int index, std::filesystem::path file, config::Durability durability,
-                     boost::asio::io_context& shard, bool faultInjection)
-    : index_(index), file_(std::move(file)), shard_(shard), faultInjection_(faultInjection) {
-  const bool syncThread = durability == config::Durability::kFull;
-  // Under "full" the sync thread flushes the WAL; SQLite itself runs as under "relaxed".
-  writer_ = openDatabase(file_, config::Durability::kRelaxed, false, faultInjection ? faultVfsName() : nullptr);
-  execSql(writer_,
-          "CREATE TABLE IF NOT EXISTS kv(ns INTEGER NOT NULL, obj BLOB NOT NULL, key BLOB NOT NULL, "
-          "value BLOB NOT NULL, PRIMARY KEY(ns, obj, key)) WITHOUT ROWID;"
-          "CREATE TABLE IF NOT EXISTS alarms(ns INTEGER NOT NULL, obj BLOB NOT NULL, time INTEGER NOT NULL, "
-          "PRIMARY KEY(ns, obj)) WITHOUT ROWID;"
-          "CREATE INDEX IF NOT EXISTS alarms_by_time ON alarms(time);");
-  upsertStmt_ = Statement(writer_, "INSERT OR REPLACE INTO kv(ns, obj, key, value) VALUES(?1, ?2, ?3, ?4)");
-  deleteStmt_ = Statement(writer_, "DELETE FROM kv WHERE ns = ?1 AND obj = ?2 AND key = ?3");
-  deleteAllStmt_ = Statement(writer_, "DELETE FROM kv WHERE ns = ?1 AND obj = ?2");
-  setAlarmStmt_ = Statement(writer_, "INSERT OR REPLACE INTO alarms(ns, obj, time) VALUES(?1, ?2, ?3)");
-  deleteAlarmStmt_ = Statement(writer_, "DELETE FROM alarms WHERE ns = ?1 AND obj = ?2");
-  beginStmt_ = Statement(writer_, "BEGIN IMMEDIATE");
-  commitStmt_ = Statement(writer_, "COMMIT");
-  rollbackStmt_ = Statement(writer_, "ROLLBACK");
-
-  reader_ = openDatabase(file_, durability, true);
-  readStmt_ = Statement(reader_, "SELECT value FROM kv WHERE ns = ?1 AND obj = ?2 AND key = ?3");
-  readAlarmStmt_ = Statement(reader_, "SELECT time FROM alarms WHERE ns = ?1 AND obj = ?2");
-
-  if (syncThread) {
-    // The WAL exists from the schema statements on and SQLite only deletes it when the last
-    // connection closes, so this descriptor names the live WAL for the partition's lifetime.
-    const auto wal = file_.string() + "-wal";
-    walFd_ = ::open(wal.c_str(), O_RDWR | O_CLOEXEC);
-    if (walFd_ < 0) throw Error(ErrorCode::kUnavailable, "cannot open " + wal + ": " + std::strerror(errno));
-    if (int rc = syncDescriptor(walFd_)) {
-      throw Error(ErrorCode::kUnavailable, "cannot sync " + wal + ": " + std::strerror(rc));
-    }
-    syncDirectoryOf(file_);
-    syncThread_ = std::thread([this] {
-      pthread_setname_np(pthread_self(), ("sync-" + std::to_string(index_)).c_str());
-      syncLoop();
-    });
-  }
-  thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), ("commit-" + std::to_string(index_)).c_str());
-    commitLoop();
-  });
-}
-
-Partition::~Partition() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  commitCv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-  // Only now: the commit thread may have written a last batch that still needs its sync.
-  {
-    std::lock_guard lock(mu_);
-    syncStopping_ = true;
-  }
-  syncCv_.notify_all();
-  if (syncThread_.joinable()) syncThread_.join();
-  if (walFd_ >= 0) ::close(walFd_);
-  readStmt_ = {};
-  readAlarmStmt_ = {};
-  for (auto& s : listStmts_) s = {};
-  upsertStmt_ = {};
-  deleteStmt_ = {};
-  deleteAllStmt_ = {};
-  setAlarmStmt_ = {};
-  deleteAlarmStmt_ = {};
-  beginStmt_ = {};
-  commitStmt_ = {};
-  rollbackStmt_ = {};
-  sqlite3_close(reader_);
-  sqlite3_close(writer_);
-}
+Partition::~Partition() = default;
 
 void Partition::checkUsable() const {
   if (!stopped_.empty()) throw Error(ErrorCode::kUnavailable, "storage is stopped until the server restarts: " + stopped_);
@@ -204,96 +24,27 @@ void Partition::checkUsable() const {
 
 std::optional<std::string> Partition::read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) {
   checkUsable();
-  sqlite3_stmt* s = readStmt_.get();
-  ResetGuard guard{s};
-  bindObject(s, ns, id);
-  bindBlob(s, 3, key.data(), key.size());
-  int rc = sqlite3_step(s);
-  if (rc == SQLITE_ROW) return std::string(columnBlob(s, 0));
-  check(reader_, rc, "read");
-  return std::nullopt;
+  return engine_->read(ns, id, key);
 }
 
 std::optional<std::int64_t> Partition::readAlarm(std::int64_t ns, const ObjectId::Raw& id) {
   checkUsable();
-  sqlite3_stmt* s = readAlarmStmt_.get();
-  ResetGuard guard{s};
-  bindObject(s, ns, id);
-  int rc = sqlite3_step(s);
-  if (rc == SQLITE_ROW) return sqlite3_column_int64(s, 0);
-  check(reader_, rc, "read alarm");
-  return std::nullopt;
-}
-
-Statement& Partition::listStatement(bool lowerInclusive, bool hasUpper, bool reverse) {
-  auto& slot = listStmts_[(lowerInclusive ? 1 : 0) | (hasUpper ? 2 : 0) | (reverse ? 4 : 0)];
-  if (!slot) {
-    std::string sql = "SELECT key, value FROM kv WHERE ns = ?1 AND obj = ?2 AND key ";
-    sql += lowerInclusive ? ">= ?3" : "> ?3";
-    if (hasUpper) sql += " AND key < ?4";
-    sql += reverse ? " ORDER BY key DESC" : " ORDER BY key ASC";
-    slot = Statement(reader_, sql);
-  }
-  return slot;
+  return engine_->readAlarm(ns, id);
 }
 
 void Partition::scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
                      const std::optional<std::string>& upper, bool reverse,
                      const std::function<bool(std::string_view, std::string_view)>& fn) {
   checkUsable();
-  sqlite3_stmt* s = listStatement(lowerInclusive, upper.has_value(), reverse).get();
-  ResetGuard guard{s};
-  bindObject(s, ns, id);
-  bindBlob(s, 3, lower.data(), lower.size());
-  if (upper) bindBlob(s, 4, upper->data(), upper->size());
-  for (;;) {
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) return;
-    if (rc != SQLITE_ROW) fail(reader_, "list");
-    if (!fn(columnBlob(s, 0), columnBlob(s, 1))) return;
-  }
+  engine_->scan(ns, id, lower, lowerInclusive, upper, reverse, fn);
 }
 
-void Partition::purgeNamespace(std::int64_t ns) {
-  Statement kv(writer_, "DELETE FROM kv WHERE ns = ?1");
-  Statement alarms(writer_, "DELETE FROM alarms WHERE ns = ?1");
-  sqlite3_bind_int64(kv.get(), 1, ns);
-  sqlite3_bind_int64(alarms.get(), 1, ns);
-  check(writer_, sqlite3_step(kv.get()), "purge");
-  check(writer_, sqlite3_step(alarms.get()), "purge");
-  if (walFd_ >= 0) {
-    if (int rc = syncDescriptor(walFd_)) throw Error(ErrorCode::kUnavailable, std::string("purge: ") + std::strerror(rc));
-  }
-}
+void Partition::purgeNamespace(std::int64_t ns) { engine_->purgeNamespace(ns); }
 
-std::vector<ObjectId::Raw> Partition::listObjects(std::int64_t ns) {
-  Statement q(reader_, "SELECT DISTINCT obj FROM kv WHERE ns = ?1 UNION SELECT obj FROM alarms WHERE ns = ?1");
-  sqlite3_bind_int64(q.get(), 1, ns);
-  std::vector<ObjectId::Raw> out;
-  for (;;) {
-    int rc = sqlite3_step(q.get());
-    if (rc == SQLITE_DONE) return out;
-    if (rc != SQLITE_ROW) fail(reader_, "list objects");
-    auto blob = columnBlob(q.get(), 0);
-    if (blob.size() != ObjectId::kBytes) continue;
-    ObjectId::Raw id;
-    std::memcpy(id.data(), blob.data(), id.size());
-    out.push_back(id);
-  }
-}
+std::vector<ObjectId::Raw> Partition::listObjects(std::int64_t ns) { return engine_->listObjects(ns); }
 
 void Partition::loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) {
-  Statement all(reader_, "SELECT ns, obj, time FROM alarms");
-  for (;;) {
-    int rc = sqlite3_step(all.get());
-    if (rc == SQLITE_DONE) return;
-    if (rc != SQLITE_ROW) fail(reader_, "load alarms");
-    auto blob = columnBlob(all.get(), 1);
-    if (blob.size() != ObjectId::kBytes) continue;
-    ObjectId::Raw id;
-    std::memcpy(id.data(), blob.data(), id.size());
-    fn(sqlite3_column_int64(all.get(), 0), id, sqlite3_column_int64(all.get(), 2));
-  }
+  engine_->loadAlarms(fn);
 }
 
 void Partition::markDirty(ObjectStore* store) {
@@ -331,17 +82,8 @@ void Partition::whenDurable(std::uint64_t seq, std::function<void(std::exception
 
 void Partition::flush() {
   if (dirty_.empty()) return;
-  {
-    // A batch already waits for the commit thread, which is busy: what was written since
-    // stays open and joins what comes next, so that it is emitted (and each key's value
-    // encoded) once, and handed over as soon as the commit thread takes the waiting batch.
-    std::lock_guard lock(mu_);
-    if (!submitted_.empty() && !stopping_) {
-      flushWhenTaken_ = true;
-      return;
-    }
-  }
-  Batch batch;
+  if (!engine_->accepting()) return;
+  CommitBatch batch;
   batch.seq = openSeq_++;
   batch.epoch = epoch_;
   batch.objects.reserve(dirty_.size());
@@ -357,144 +99,10 @@ void Partition::flush() {
   f.stores = std::move(dirty_);
   dirty_.clear();
   dirtySet_.clear();
-  bool wake;
-  {
-    std::lock_guard lock(mu_);
-    submitted_.push_back(std::move(batch));
-    wake = commitWaiting_;
-  }
-  if (wake) commitCv_.notify_one();
+  engine_->submit(std::move(batch));
 }
 
-void Partition::commitLoop() {
-  const bool syncThread = walFd_ >= 0;
-  std::vector<Batch> batches;
-  for (;;) {
-    batches.clear();
-    std::string stopped;
-    {
-      std::unique_lock lock(mu_);
-      commitWaiting_ = true;
-      commitCv_.wait(lock, [this] { return stopping_ || !submitted_.empty(); });
-      commitWaiting_ = false;
-      if (submitted_.empty()) return;
-      batches.swap(submitted_);
-      if (std::exchange(flushWhenTaken_, false)) boost::asio::post(shard_, [this] { flush(); });
-      stopped = syncFailure_;
-    }
-    if (!stopped.empty()) {
-      boost::asio::post(shard_, [this, seq = batches.back().seq, stopped] { onCommitted(seq, stopped, true); });
-      continue;
-    }
-    // Batches of a failed epoch come first (epochs only grow) and are refused unwritten.
-    auto live = batches.begin();
-    while (live != batches.end() && failedEpoch_ && live->epoch <= *failedEpoch_) ++live;
-    if (live != batches.begin()) {
-      boost::asio::post(shard_, [this, seq = std::prev(live)->seq] { onCommitted(seq, "an earlier commit failed"); });
-    }
-    if (live == batches.end()) continue;
-    std::vector<Batch> toCommit(std::make_move_iterator(live), std::make_move_iterator(batches.end()));
-    const std::uint64_t seq = toCommit.back().seq;
-    std::string error = commit(toCommit);
-    if (error.empty() && syncThread) {
-      bool wake;
-      {
-        std::lock_guard lock(mu_);
-        writtenSeq_ = seq;
-        wake = syncWaiting_;
-      }
-      if (wake) syncCv_.notify_one();
-      continue;
-    }
-    if (!error.empty()) {
-      failedEpoch_ = toCommit.back().epoch;
-      if (syncThread) {
-        // Batches written before this one must be reported durable before the failure resets
-        // their objects, or a reloaded object could answer with writes not yet flushed.
-        std::unique_lock lock(mu_);
-        commitCv_.wait(lock, [this] { return syncedSeq_ >= writtenSeq_ || !syncFailure_.empty(); });
-      }
-    }
-    boost::asio::post(shard_, [this, seq, error = std::move(error)]() mutable { onCommitted(seq, std::move(error)); });
-  }
-}
-
-void Partition::syncLoop() {
-  for (;;) {
-    std::uint64_t target;
-    {
-      std::unique_lock lock(mu_);
-      syncWaiting_ = true;
-      syncCv_.wait(lock, [this] { return syncStopping_ || writtenSeq_ > syncingSeq_; });
-      syncWaiting_ = false;
-      if (writtenSeq_ <= syncingSeq_) return;
-      target = syncingSeq_ = writtenSeq_;
-    }
-    int fault = faultInjection_ ? takeSyncFault() : 0;
-    int rc = fault ? EIO : syncDescriptor(walFd_);
-    std::lock_guard lock(mu_);
-    if (rc) {
-      // Whatever was written but not known durable is lost to us: fail all of it, and stop.
-      syncFailure_ = std::string("fdatasync of the WAL failed: ") + std::strerror(rc);
-      boost::asio::post(shard_, [this, seq = writtenSeq_, why = syncFailure_] { onCommitted(seq, why, true); });
-      commitCv_.notify_all();
-      return;
-    }
-    syncedSeq_ = target;
-    boost::asio::post(shard_, [this, target] { onCommitted(target, {}); });
-    commitCv_.notify_all();
-  }
-}
-
-std::string Partition::commit(const std::vector<Batch>& batches) {
-  auto step = [this](sqlite3_stmt* s) {
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) fail(writer_, "commit");
-  };
-  try {
-    step(beginStmt_.get());
-    try {
-      for (const Batch& batch : batches) {
-        for (const ObjectBatch& ob : batch.objects) {
-          if (ob.deleteAll) {
-            bindObject(deleteAllStmt_.get(), ob.ns, ob.id);
-            step(deleteAllStmt_.get());
-          }
-          for (const WriteOp& w : ob.writes) {
-            // Its text was checked when it was put, so encoding cannot throw.
-            std::string encodedHere;
-            if (!w.value && w.encodeHere) encodedHere = w.encodeHere->encode();
-            const std::string* bytes = w.value ? &*w.value : w.encodeHere ? &encodedHere : nullptr;
-            sqlite3_stmt* s = bytes ? upsertStmt_.get() : deleteStmt_.get();
-            bindObject(s, ob.ns, ob.id);
-            bindBlob(s, 3, w.key.data(), w.key.size());
-            if (bytes) bindBlob(s, 4, bytes->data(), bytes->size());
-            step(s);
-          }
-          if (ob.alarmChanged) {
-            sqlite3_stmt* s = ob.alarm ? setAlarmStmt_.get() : deleteAlarmStmt_.get();
-            bindObject(s, ob.ns, ob.id);
-            if (ob.alarm) sqlite3_bind_int64(s, 3, *ob.alarm);
-            step(s);
-          }
-        }
-      }
-      step(commitStmt_.get());
-    } catch (...) {
-      if (!sqlite3_get_autocommit(writer_)) {
-        sqlite3_step(rollbackStmt_.get());
-        sqlite3_reset(rollbackStmt_.get());
-      }
-      throw;
-    }
-    return {};
-  } catch (const std::exception& e) {
-    return e.what()[0] ? e.what() : "commit failed";
-  }
-}
-
-void Partition::onCommitted(std::uint64_t seq, std::string error, bool fatal) {
+void Partition::engineCommitted(std::uint64_t seq, std::string error, bool fatal) {
   if (fatal && stopped_.empty()) {
     stopped_ = error;
     log("storage: partition ", index_, " is stopped until the server restarts: ", error);

@@ -1,6 +1,8 @@
 // Storage through the real runtime: every behaviour is checked once through the object's
 // cache (in the event that wrote it, or the next one) and once after env.restart(), when the
-// object is evicted and every read comes from the partition's SQLite file.
+// object is evicted and every read comes from the partition's engine. StorageTest and
+// StorageListTest run on both engines (storage/engine.h): the SQLite files `durable serve`
+// keeps, and the in-memory engine, whose commits complete on a later turn of the event loop.
 //
 // g++ 12: no braced temporaries of classes with std::string members (ListOptions, pairs,
 // initializer lists of strings) inside a co_await expression. Options and key lists are built
@@ -55,9 +57,15 @@ std::vector<std::string> keysOf(const Entries& entries) {
 
 using durable::test_support::errorCodeOf;
 
-class StorageTest : public ::testing::Test {
+dt::EnvOptions onEngine(const std::string& engine) {
+  dt::EnvOptions options;
+  options.storageEngine = engine;
+  return options;
+}
+
+class StorageTest : public ::testing::TestWithParam<std::string> {
  protected:
-  explicit StorageTest(dt::EnvOptions options = {}) : env_(std::move(options)) { ns_ = &env_.exportClass<Box>("BOX"); }
+  StorageTest() : env_(onEngine(GetParam())) { ns_ = &env_.exportClass<Box>("BOX"); }
 
   // Runs `body` as one event of the object `name`, with its storage.
   void in(const Body& body, const std::string& name = "box") {
@@ -78,7 +86,7 @@ class StorageTest : public ::testing::Test {
 
 // ---------------------------------------------------------------- one key
 
-TEST_F(StorageTest, GetPutRemoveOneKey) {
+TEST_P(StorageTest, GetPutRemoveOneKey) {
   in([](Storage& s) -> Task<void> {
     EXPECT_EQ(co_await s.get("k"), std::nullopt);
     co_await s.put("k", "v1");
@@ -134,7 +142,8 @@ void overwriteOnDisk(const dt::Env& env, const std::string& key, const durable::
 }
 }  // namespace
 
-TEST_F(StorageTest, RepeatedReadsComeFromTheObjectsCache) {
+TEST_P(StorageTest, RepeatedReadsComeFromTheObjectsCache) {
+  if (GetParam() != "sqlite") GTEST_SKIP() << "changes the SQLite file behind the object's back";
   in([](Storage& s) -> Task<void> { co_await s.put("k", "written"); });
   // Read once from SQLite after a restart, so the cache holds what the database held.
   env_.restart();
@@ -152,7 +161,7 @@ TEST_F(StorageTest, RepeatedReadsComeFromTheObjectsCache) {
 
 // ---------------------------------------------------------------- many keys
 
-TEST_F(StorageTest, GetManyReturnsFoundKeysInOrderOnce) {
+TEST_P(StorageTest, GetManyReturnsFoundKeysInOrderOnce) {
   in([](Storage& s) -> Task<void> {
     KV kv = {{"c", 3}, {"a", 1}, {"b", 2}};
     co_await s.put(kv);
@@ -185,7 +194,7 @@ TEST_F(StorageTest, GetManyReturnsFoundKeysInOrderOnce) {
   check();
 }
 
-TEST_F(StorageTest, PutManyIsAtomic) {
+TEST_P(StorageTest, PutManyIsAtomic) {
   in([](Storage& s) -> Task<void> {
     co_await s.put("keep", "old");
     KV bad = {{"keep", "new"}, {"a", 1}, {std::string(durable::kMaxKeyBytes + 1, 'x'), 2}, {"b", 3}};
@@ -210,7 +219,7 @@ TEST_F(StorageTest, PutManyIsAtomic) {
   in([](Storage& s) -> Task<void> { EXPECT_EQ(co_await s.get<std::string>("keep"), "new"); });
 }
 
-TEST_F(StorageTest, RemoveManyReturnsCount) {
+TEST_P(StorageTest, RemoveManyReturnsCount) {
   in([](Storage& s) -> Task<void> {
     KV kv = {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}};
     co_await s.put(kv);
@@ -244,7 +253,7 @@ const std::vector<std::string>& orderedKeys() {
   return keys;
 }
 
-TEST_F(StorageTest, ListWithoutOptionsIsInByteOrder) {
+TEST_P(StorageTest, ListWithoutOptionsIsInByteOrder) {
   in([](Storage& s) -> Task<void> {
     // Written out of order.
     std::vector<std::string> shuffled = {"b", "\xf4\x8f\xbf\xbf", "aa", "", std::string("a\0b", 3), "B", "ab", "a"};
@@ -401,14 +410,14 @@ class StorageListTest : public StorageTest {
   }
 };
 
-TEST_F(StorageListTest, Options) {
+TEST_P(StorageListTest, Options) {
   checkAll();
   env_.restart();
   checkAll();
 }
 
 // Committed rows merged with writes of the same event that are not yet committed.
-TEST_F(StorageTest, ListMergesPendingWritesWithCommittedRows) {
+TEST_P(StorageTest, ListMergesPendingWritesWithCommittedRows) {
   in([](Storage& s) -> Task<void> {
     KV kv = {{"a", 1}, {"c", 3}, {"e", 5}, {"g", 7}, {"i", 9}};
     co_await s.put(kv);
@@ -471,7 +480,7 @@ TEST_F(StorageTest, ListMergesPendingWritesWithCommittedRows) {
 
 // ---------------------------------------------------------------- deleteAll
 
-TEST_F(StorageTest, DeleteAll) {
+TEST_P(StorageTest, DeleteAll) {
   in([](Storage& s) -> Task<void> {
     KV kv = {{"a", 1}, {"b", 2}, {"c", 3}};
     co_await s.put(kv);
@@ -507,7 +516,7 @@ TEST_F(StorageTest, DeleteAll) {
 
 // ---------------------------------------------------------------- transactions
 
-TEST_F(StorageTest, TransactionCommitAppliesAllWrites) {
+TEST_P(StorageTest, TransactionCommitAppliesAllWrites) {
   in([](Storage& s) -> Task<void> {
     KV kv = {{"old1", 1}, {"old2", 2}};
     co_await s.put(kv);
@@ -550,7 +559,7 @@ TEST_F(StorageTest, TransactionCommitAppliesAllWrites) {
   if (r.size() == 2) EXPECT_EQ(r[1].second, Value(22));
 }
 
-TEST_F(StorageTest, TransactionThatThrowsAppliesNothing) {
+TEST_P(StorageTest, TransactionThatThrowsAppliesNothing) {
   in([](Storage& s) -> Task<void> {
     KV kv = {{"a", 1}, {"b", 2}};
     co_await s.put(kv);
@@ -584,7 +593,7 @@ TEST_F(StorageTest, TransactionThatThrowsAppliesNothing) {
   in([](Storage& s) -> Task<void> { EXPECT_EQ(co_await s.getAlarm(), std::nullopt); });
 }
 
-TEST_F(StorageTest, TransactionDeleteAllThenPut) {
+TEST_P(StorageTest, TransactionDeleteAllThenPut) {
   in([](Storage& s) -> Task<void> {
     KV kv = {{"a", 1}, {"b", 2}, {"c", 3}};
     co_await s.put(kv);
@@ -617,7 +626,7 @@ TEST_F(StorageTest, TransactionDeleteAllThenPut) {
   if (r.size() == 2) EXPECT_EQ(r[0].second, Value(20));
 }
 
-TEST_F(StorageTest, NestedTransactionThrows) {
+TEST_P(StorageTest, NestedTransactionThrows) {
   std::optional<ErrorCode> code;
   bool outerThrew = false;
   in([&](Storage& s) -> Task<void> {
@@ -647,7 +656,7 @@ TEST_F(StorageTest, NestedTransactionThrows) {
 
 // ---------------------------------------------------------------- limits
 
-TEST_F(StorageTest, KeySizeLimit) {
+TEST_P(StorageTest, KeySizeLimit) {
   const std::string ok(durable::kMaxKeyBytes, 'k');
   const std::string tooLong(durable::kMaxKeyBytes + 1, 'k');
   ASSERT_EQ(ok.size(), 2048u);
@@ -671,7 +680,7 @@ TEST_F(StorageTest, KeySizeLimit) {
   });
 }
 
-TEST_F(StorageTest, ValueSizeLimit) {
+TEST_P(StorageTest, ValueSizeLimit) {
   const std::size_t max = 128 * 1024;
   ASSERT_EQ(durable::kDefaultMaxValueBytes, max);
   in([&](Storage& s) -> Task<void> {
@@ -747,7 +756,7 @@ TEST(StorageLimitTest, SqliteBackedClassesTakeKeyAndValueUpTo2MiBTogether) {
   });
 }
 
-TEST_F(StorageTest, AtMost128KeysPerCall) {
+TEST_P(StorageTest, AtMost128KeysPerCall) {
   std::vector<std::string> keys129, keys128;
   KV entries129, entries128;
   for (int i = 0; i < 129; ++i) {
@@ -777,7 +786,7 @@ TEST_F(StorageTest, AtMost128KeysPerCall) {
 
 // ---------------------------------------------------------------- values
 
-TEST_F(StorageTest, EveryValueTypeRoundTrips) {
+TEST_P(StorageTest, EveryValueTypeRoundTrips) {
   const std::int64_t lo = std::numeric_limits<std::int64_t>::min();
   const std::int64_t hi = std::numeric_limits<std::int64_t>::max();
   const std::string unicode = "h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\x93 \xf0\x9f\x98\x80";
@@ -845,7 +854,7 @@ TEST_F(StorageTest, EveryValueTypeRoundTrips) {
 
 // ---------------------------------------------------------------- sync
 
-TEST_F(StorageTest, SyncCompletes) {
+TEST_P(StorageTest, SyncCompletes) {
   bool synced = false;
   in([&](Storage& s) -> Task<void> {
     co_await s.sync();  // nothing written: ready at once
@@ -863,7 +872,7 @@ TEST_F(StorageTest, SyncCompletes) {
 
 // ---------------------------------------------------------------- alarms (storage only)
 
-TEST_F(StorageTest, AlarmTimePersists) {
+TEST_P(StorageTest, AlarmTimePersists) {
   const std::int64_t t1 = 4'102'444'800'000;  // 2100-01-01
   const std::int64_t t2 = t1 + 60'000;
   in([&](Storage& s) -> Task<void> {
@@ -900,7 +909,7 @@ TEST_F(StorageTest, AlarmTimePersists) {
   in([&](Storage& s) -> Task<void> { EXPECT_EQ(co_await s.getAlarm(), t2); });
 }
 
-TEST_F(StorageTest, DeleteAllClearsAlarm) {
+TEST_P(StorageTest, DeleteAllClearsAlarm) {
   const std::int64_t t = 4'102'444'800'000;
   in([&](Storage& s) -> Task<void> {
     co_await s.setAlarm(t);
@@ -966,3 +975,47 @@ TEST(StorageKeys, InvalidUtf8IsRefused) {
   });
   EXPECT_EQ(refused.size(), 4u);
 }
+
+namespace {
+INSTANTIATE_TEST_SUITE_P(Engines, StorageTest, ::testing::Values("sqlite", "memory"),
+                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Engines, StorageListTest, ::testing::Values("sqlite", "memory"),
+                         [](const auto& info) { return info.param; });
+}  // namespace
+
+namespace {
+// The seam is real: on the in-memory engine no SQLite file is written, and what was committed
+// still comes back after a restart, read through the engine.
+TEST(StorageEngines, TheMemoryEngineWritesNoFileAndKeepsRowsAcrossARestart) {
+  dt::Env env(onEngine("memory"));
+  const auto& ns = env.exportClass<Box>("BOX");
+  env.runInDurableObject<Box>(ns.getByName("m"), [](Box&, State& state) -> Task<void> {
+    co_await state.storage().put("k", "v");
+    co_await state.storage().setAlarm(4'102'444'800'000);
+  });
+  EXPECT_GE(env.commits(), 1u);
+  env.restart();
+  EXPECT_EQ(env.liveObjects(), 0u);
+  env.runInDurableObject<Box>(ns.getByName("m"), [](Box&, State& state) -> Task<void> {
+    EXPECT_EQ(co_await state.storage().get<std::string>("k"), "v");
+    EXPECT_EQ(co_await state.storage().getAlarm(), 4'102'444'800'000);
+  });
+  EXPECT_EQ(env.listDurableObjectIds(ns).size(), 1u);
+  std::size_t files = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(env.dir() / "partitions")) {
+    ADD_FAILURE() << entry.path() << " written by the memory engine";
+    ++files;
+  }
+  EXPECT_EQ(files, 0u);
+}
+
+TEST(StorageEngines, AnUnknownEngineIsRefusedWithTheNamesAccepted) {
+  try {
+    dt::Env env(onEngine("rocksdb"));
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("\"sqlite\" or \"memory\""), std::string::npos) << e.what();
+  }
+}
+}  // namespace

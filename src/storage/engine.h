@@ -1,0 +1,115 @@
+// The storage engine seam: what a partition needs from whatever keeps its rows. Objects, their
+// caches (ObjectStore) and the gates see only Partition, which batches the writes of many
+// objects and hands each batch to its engine; the engine decides where the rows live and when
+// a batch is durable.
+//
+// Engines: SqliteEngine (storage/sqlite_engine.h, one database file per partition, the
+// default) and MemoryEngine (storage/memory_engine.h, rows in memory that outlive a runtime
+// restart but not the process; for tests). A networked engine (PostgreSQL) fits the same
+// contract: a commit is reported when it is, not when it is submitted.
+//
+// Contract, for every engine:
+// - Every call is made on the partition's shard thread, and every report (CommitSink) is
+//   delivered there, never inside the call that caused it.
+// - Reads see every batch already reported committed, and may see batches submitted since.
+// - Batches are submitted in sequence order and reported in that order; one report may cover
+//   several batches (all up to its sequence number).
+// - A batch that fails is reported with its error, and so is every later batch of the same
+//   epoch without being applied: they were built on its writes. The partition starts a new
+//   epoch once it has reset the objects involved.
+// - A fatal report means the engine cannot know what is durable any more (a failed fsync):
+//   the partition stops serving until the server restarts.
+#pragma once
+
+#include <durable/id.h>
+#include <durable/value.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace durable::detail {
+
+struct WriteOp {
+  std::string key;
+  std::optional<std::string> value;  // nullopt: delete, unless `encodeHere` is set
+  // A JSON value put but not yet encoded (ObjectStore::writeDecoded): the engine encodes it,
+  // off the shard thread if it has a thread of its own. Immutable, so both threads may read it.
+  std::shared_ptr<const Value> encodeHere;
+
+  // The bytes to store (encoding `encodeHere` into `scratch` if needed), or null to delete.
+  const std::string* bytes(std::string& scratch) const {
+    if (value) return &*value;
+    if (!encodeHere) return nullptr;
+    // Its text was checked when it was put, so encoding cannot throw.
+    scratch = encodeHere->encode();
+    return &scratch;
+  }
+};
+
+// One object's part of a batch, copied out of its cache so an engine thread never touches
+// shard-owned memory.
+struct ObjectBatch {
+  std::int64_t ns = 0;
+  ObjectId::Raw id{};
+  bool deleteAll = false;  // applied before `writes`
+  std::vector<WriteOp> writes;
+  bool alarmChanged = false;
+  std::optional<std::int64_t> alarm;  // when alarmChanged: the new time, or nullopt to delete
+};
+
+struct CommitBatch {
+  std::uint64_t seq = 0;
+  std::uint64_t epoch = 0;
+  std::vector<ObjectBatch> objects;
+};
+
+// Where an engine reports, on the shard thread.
+class CommitSink {
+ public:
+  // Every batch up to `seq` is durable (`error` empty), or failed with `error`.
+  virtual void engineCommitted(std::uint64_t seq, std::string error, bool fatal) = 0;
+  // The engine took the batch that made accepting() answer false: submit the next one.
+  virtual void engineReady() = 0;
+
+ protected:
+  ~CommitSink() = default;
+};
+
+class StorageEngine {
+ public:
+  virtual ~StorageEngine() = default;
+
+  // Set once, before the first submit().
+  void setSink(CommitSink* sink) { sink_ = sink; }
+
+  virtual std::optional<std::string> read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) = 0;
+  // Calls fn(key, value) for the rows of one object in [lower, upper) (lower exclusive when
+  // !lowerInclusive; no upper bound when upper is nullopt), ascending or descending, until fn
+  // returns false.
+  virtual void scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
+                    const std::optional<std::string>& upper, bool reverse,
+                    const std::function<bool(std::string_view, std::string_view)>& fn) = 0;
+  virtual std::optional<std::int64_t> readAlarm(std::int64_t ns, const ObjectId::Raw& id) = 0;
+
+  // False while a batch submitted earlier still waits to be taken: the partition then keeps
+  // its open batch growing (so consecutive writes of a key go out once) until engineReady().
+  virtual bool accepting() = 0;
+  virtual void submit(CommitBatch batch) = 0;
+
+  // Start-up, before the first event: the rows of a deleted class go, durably.
+  virtual void purgeNamespace(std::int64_t ns) = 0;
+  // The objects of a namespace with stored keys or an alarm.
+  virtual std::vector<ObjectId::Raw> listObjects(std::int64_t ns) = 0;
+  // Calls fn(ns, id, time) for every stored alarm.
+  virtual void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) = 0;
+
+ protected:
+  CommitSink* sink_ = nullptr;
+};
+
+}  // namespace durable::detail

@@ -1,0 +1,111 @@
+#include "storage/memory_engine.h"
+
+#include <boost/asio/post.hpp>
+
+#include <vector>
+
+namespace durable::detail {
+
+MemoryEngine::MemoryEngine(std::shared_ptr<Rows> rows, boost::asio::io_context& shard)
+    : rows_(std::move(rows)), shard_(shard) {}
+
+std::optional<std::string> MemoryEngine::read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) {
+  std::lock_guard lock(rows_->mu);
+  auto object = rows_->kv.find({ns, id});
+  if (object == rows_->kv.end()) return std::nullopt;
+  auto row = object->second.find(key);
+  if (row == object->second.end()) return std::nullopt;
+  return row->second;
+}
+
+void MemoryEngine::scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
+                        const std::optional<std::string>& upper, bool reverse,
+                        const std::function<bool(std::string_view, std::string_view)>& fn) {
+  // Copied out first: fn runs the caller's code, which must not run under the lock.
+  std::vector<std::pair<std::string, std::string>> rows;
+  {
+    std::lock_guard lock(rows_->mu);
+    auto object = rows_->kv.find({ns, id});
+    if (object == rows_->kv.end()) return;
+    const auto& keys = object->second;
+    auto first = lowerInclusive ? keys.lower_bound(lower) : keys.upper_bound(lower);
+    auto last = upper ? keys.lower_bound(*upper) : keys.end();
+    for (auto it = first; it != last && (!upper || it->first < *upper); ++it) rows.emplace_back(it->first, it->second);
+  }
+  if (reverse) {
+    for (auto it = rows.rbegin(); it != rows.rend(); ++it) {
+      if (!fn(it->first, it->second)) return;
+    }
+  } else {
+    for (const auto& [k, v] : rows) {
+      if (!fn(k, v)) return;
+    }
+  }
+}
+
+std::optional<std::int64_t> MemoryEngine::readAlarm(std::int64_t ns, const ObjectId::Raw& id) {
+  std::lock_guard lock(rows_->mu);
+  auto it = rows_->alarms.find({ns, id});
+  if (it == rows_->alarms.end()) return std::nullopt;
+  return it->second;
+}
+
+void MemoryEngine::submit(CommitBatch batch) {
+  {
+    std::lock_guard lock(rows_->mu);
+    for (const ObjectBatch& ob : batch.objects) {
+      const auto object = std::make_pair(ob.ns, ob.id);
+      auto& keys = rows_->kv[object];
+      if (ob.deleteAll) keys.clear();
+      for (const WriteOp& w : ob.writes) {
+        std::string scratch;
+        if (const std::string* bytes = w.bytes(scratch)) {
+          keys.insert_or_assign(w.key, *bytes);
+        } else {
+          keys.erase(w.key);
+        }
+      }
+      if (keys.empty()) rows_->kv.erase(object);
+      if (ob.alarmChanged) {
+        if (ob.alarm) {
+          rows_->alarms.insert_or_assign(object, *ob.alarm);
+        } else {
+          rows_->alarms.erase(object);
+        }
+      }
+    }
+  }
+  // Reported on a later turn, as a networked engine would.
+  boost::asio::post(shard_, [this, seq = batch.seq] { sink_->engineCommitted(seq, {}, false); });
+}
+
+void MemoryEngine::purgeNamespace(std::int64_t ns) {
+  std::lock_guard lock(rows_->mu);
+  std::erase_if(rows_->kv, [ns](const auto& entry) { return entry.first.first == ns; });
+  std::erase_if(rows_->alarms, [ns](const auto& entry) { return entry.first.first == ns; });
+}
+
+std::vector<ObjectId::Raw> MemoryEngine::listObjects(std::int64_t ns) {
+  std::lock_guard lock(rows_->mu);
+  std::map<ObjectId::Raw, bool> ids;
+  for (const auto& [object, keys] : rows_->kv) {
+    if (object.first == ns) ids[object.second] = true;
+  }
+  for (const auto& [object, time] : rows_->alarms) {
+    if (object.first == ns) ids[object.second] = true;
+  }
+  std::vector<ObjectId::Raw> out;
+  for (const auto& [id, _] : ids) out.push_back(id);
+  return out;
+}
+
+void MemoryEngine::loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) {
+  std::vector<std::pair<std::pair<std::int64_t, ObjectId::Raw>, std::int64_t>> all;
+  {
+    std::lock_guard lock(rows_->mu);
+    all.assign(rows_->alarms.begin(), rows_->alarms.end());
+  }
+  for (const auto& [object, time] : all) fn(object.first, object.second, time);
+}
+
+}  // namespace durable::detail
