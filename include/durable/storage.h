@@ -65,6 +65,7 @@ class Storage {
   // One key. The value converted to T (see Value::as), or nullopt when absent.
   template <class T = Value>
   StorageOp<std::optional<T>> get(std::string_view key) {
+    if (mustLoad(key)) return StorageOp<std::optional<T>>(getLater<T>(std::string(key)));
     auto v = getValue(key);
     if (!v) return StorageOp<std::optional<T>>(std::nullopt);
     return StorageOp<std::optional<T>>(std::move(*v).template as<T>());
@@ -116,12 +117,26 @@ class Storage {
   }
   StorageOp<void> deleteAlarm();
 
-  // The untyped form of get<T>.
-  std::optional<Value> getValue(std::string_view key);
-
   explicit Storage(detail::ObjectStore* store, detail::TxnOverlay* txn = nullptr) : store_(store), txn_(txn) {}
 
  private:
+  // The key checked, and whether the storage engine must be asked for it first (an engine
+  // that answers later: storage/engine.h).
+  bool mustLoad(std::string_view key);
+  Task<void> load(std::vector<std::string> keys, bool alarm = false);
+  // Once loaded, or when nothing had to be.
+  std::optional<Value> getValue(std::string_view key);
+  template <class T>
+  Task<std::optional<T>> getLater(std::string key) {
+    std::vector<std::string> keys(1, key);
+    co_await load(std::move(keys));
+    auto v = getValue(key);
+    if (!v) co_return std::nullopt;
+    co_return std::move(*v).template as<T>();
+  }
+  Entries getLoaded(std::span<const std::string> keys);
+  std::size_t removeLoaded(std::span<const std::string> keys);
+
   Task<void> runTransaction(TransactionFn fn);
 
   detail::ObjectStore* store_;

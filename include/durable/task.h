@@ -306,19 +306,33 @@ class Promise {
   std::shared_ptr<detail::FutureState<T>> state_;
 };
 
-// The awaitable a storage call returns. Embedded storage completes every call before
-// returning, so awaiting it never suspends; the type leaves room for a backend that must.
+// The awaitable a storage call returns. An answer the object's cache or an embedded engine
+// has at once is ready, and awaiting it does not suspend; one that must wait for the storage
+// engine (a read over the network) runs as a Task, which the await resumes into.
 template <class T>
 class [[nodiscard]] StorageOp {
  public:
   explicit StorageOp(T v) : v_(std::move(v)) {}
-  bool await_ready() const noexcept { return true; }
-  void await_suspend(std::coroutine_handle<>) noexcept {}
-  T await_resume() { return std::move(v_); }
-  T get() && { return std::move(v_); }
+  explicit StorageOp(Task<T> later) : later_(later.release()) {}
+  StorageOp(StorageOp&& o) noexcept : v_(std::move(o.v_)), later_(std::exchange(o.later_, {})) {}
+  StorageOp& operator=(StorageOp&&) = delete;
+  ~StorageOp() {
+    if (later_) later_.destroy();
+  }
+
+  bool await_ready() const noexcept { return !later_; }
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
+    later_.promise().continuation = awaiting;
+    return later_;
+  }
+  T await_resume() {
+    if (!later_) return std::move(*v_);
+    return later_.promise().take();
+  }
 
  private:
-  T v_;
+  std::optional<T> v_;
+  std::coroutine_handle<detail::TaskPromise<T>> later_;
 };
 
 // Not [[nodiscard]]: as in JavaScript, a write may be issued without awaiting it; it is

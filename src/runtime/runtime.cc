@@ -183,6 +183,12 @@ void ObjectHost::alarm(AlarmInfo info, std::function<void(bool)> done) {
 Task<void> ObjectHost::runAlarm(AlarmInfo info) {
   std::string error;
   try {
+    // endAlarm() compares the alarm with the one that fired: over an engine that answers
+    // later, it is loaded first.
+    if (store_.readsMayWait() && !store_.alarmLoaded()) {
+      std::vector<std::string> none;
+      co_await store_.load(std::move(none), true);
+    }
     co_await instance_->alarm(info);
   } catch (const std::exception& e) {
     error = e.what();
@@ -199,7 +205,27 @@ Task<void> ObjectHost::runAlarm(AlarmInfo info) {
 }
 
 void ObjectHost::abandonAlarm(std::int64_t scheduledTime) {
-  if (store_.alarm(nullptr) == scheduledTime) store_.setAlarm(std::nullopt, nullptr);
+  // An event of its own while the alarm loads, so the object is not evicted meanwhile.
+  beginEvent();
+  spawn(
+      [](ObjectHost* self, std::int64_t scheduledTime) -> Task<void> {
+        const std::optional<std::int64_t> current = co_await self->currentAlarm();
+        if (current == scheduledTime) self->store_.setAlarm(std::nullopt, nullptr);
+      }(this, scheduledTime),
+      std::function<void(Result<void>)>([this](Result<void> r) {
+        if (!r.ok()) {
+          log("object ", ns_.className, " ", id_.toString(), ": abandoning its alarm failed: ", describeException(r.error()));
+        }
+        endEvent();
+      }));
+}
+
+Task<std::optional<std::int64_t>> ObjectHost::currentAlarm() {
+  if (store_.readsMayWait() && !store_.alarmLoaded()) {
+    std::vector<std::string> none;
+    co_await store_.load(std::move(none), true);
+  }
+  co_return store_.alarm(nullptr);
 }
 
 Task<Response> ObjectHost::runFetch(Request request) {

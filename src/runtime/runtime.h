@@ -82,6 +82,8 @@ class ObjectHost {
   void alarm(AlarmInfo info, std::function<void(bool)> done);
   // Deletes the alarm set for `scheduledTime` (it failed every retry), if it is still that one.
   void abandonAlarm(std::int64_t scheduledTime);
+  // The alarm as the object's storage has it, loaded first if it must be.
+  Task<std::optional<std::int64_t>> currentAlarm();
   // Runs fn as an event of this object (for durable/testing.h); `done` runs once its writes
   // are durable, with its error if it threw.
   void run(std::function<Task<void>(DurableObject&, State&)> fn, std::function<void(std::exception_ptr)> done);

@@ -41,7 +41,7 @@ struct Env::Impl {
   std::unique_ptr<detail::HttpServer> http;
   std::map<std::string, Namespace> handles;
   // storageEngine "memory": each partition's rows, kept across restart().
-  std::vector<std::shared_ptr<detail::MemoryEngine::Rows>> memoryRows;
+  std::vector<std::shared_ptr<detail::MemoryEngine::Data>> memoryRows;
 
   detail::Runtime& started() {
     if (!runtime) {
@@ -56,7 +56,7 @@ struct Env::Impl {
       if (options.storageEngine == "memory") {
         ro.engine = [this](int p, boost::asio::io_context& shard) -> std::unique_ptr<detail::StorageEngine> {
           while (memoryRows.size() <= static_cast<std::size_t>(p)) {
-            memoryRows.push_back(std::make_shared<detail::MemoryEngine::Rows>());
+            memoryRows.push_back(std::make_shared<detail::MemoryEngine::Data>());
           }
           return std::make_unique<detail::MemoryEngine>(memoryRows[static_cast<std::size_t>(p)], shard);
         };
@@ -170,14 +170,16 @@ bool Env::runDurableObjectAlarm(const Stub& stub) {
   detail::Shard& shard = rt.shardOf(id);
   detail::postTo(shard, [&shard, ns, id, done] {
     auto& host = shard.host(*ns, id);
-    auto time = host.store().alarm(nullptr);
-    if (!time) {
-      done->set_value(0);
-      return;
-    }
-    AlarmInfo info;
-    info.scheduledTime = *time;
-    host.alarm(info, [done](bool ok) { done->set_value(ok ? 1 : 2); });
+    spawn(host.currentAlarm(),
+          std::function<void(Result<std::optional<std::int64_t>>)>([&host, done](Result<std::optional<std::int64_t>> r) {
+            if (!r.ok() || !r.value()) {
+              done->set_value(r.ok() ? 0 : 2);
+              return;
+            }
+            AlarmInfo info;
+            info.scheduledTime = *r.value();
+            host.alarm(info, [done](bool ok) { done->set_value(ok ? 1 : 2); });
+          }));
   });
   int r = waitFor(f);
   if (r == 2) throw Error(ErrorCode::kInternal, "alarm() threw");

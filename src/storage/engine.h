@@ -12,6 +12,9 @@
 // - Every call is made on the partition's shard thread, and every report (CommitSink) is
 //   delivered there, never inside the call that caused it.
 // - Reads see every batch already reported committed, and may see batches submitted since.
+//   A read answers at once (Deferred holds the value) or later (it holds a Future, completed
+//   on the shard thread); readsMayWait() says whether an engine ever does the latter, so that
+//   callers over an engine that never waits pay nothing for the possibility.
 // - Batches are submitted in sequence order and reported in that order; one report may cover
 //   several batches (all up to its sequence number).
 // - A batch that fails is reported with its error, and so is every later batch of the same
@@ -22,6 +25,7 @@
 #pragma once
 
 #include <durable/id.h>
+#include <durable/task.h>
 #include <durable/value.h>
 
 #include <cstdint>
@@ -30,6 +34,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace durable::detail {
@@ -62,6 +67,16 @@ struct ObjectBatch {
   std::optional<std::int64_t> alarm;  // when alarmChanged: the new time, or nullopt to delete
 };
 
+// A read's answer: now, or later.
+template <class T>
+using Deferred = std::variant<T, Future<T>>;
+
+struct Row {
+  std::string key;
+  std::string value;
+};
+using Rows = std::vector<Row>;
+
 struct CommitBatch {
   std::uint64_t seq = 0;
   std::uint64_t epoch = 0;
@@ -87,14 +102,13 @@ class StorageEngine {
   // Set once, before the first submit().
   void setSink(CommitSink* sink) { sink_ = sink; }
 
-  virtual std::optional<std::string> read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) = 0;
-  // Calls fn(key, value) for the rows of one object in [lower, upper) (lower exclusive when
-  // !lowerInclusive; no upper bound when upper is nullopt), ascending or descending, until fn
-  // returns false.
-  virtual void scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
-                    const std::optional<std::string>& upper, bool reverse,
-                    const std::function<bool(std::string_view, std::string_view)>& fn) = 0;
-  virtual std::optional<std::int64_t> readAlarm(std::int64_t ns, const ObjectId::Raw& id) = 0;
+  virtual bool readsMayWait() const = 0;
+  virtual Deferred<std::optional<std::string>> read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) = 0;
+  // Up to `limit` rows of one object in [lower, upper) (lower exclusive when !lowerInclusive;
+  // no upper bound when upper is nullopt), in ascending key order or descending.
+  virtual Deferred<Rows> scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
+                              const std::optional<std::string>& upper, bool reverse, std::size_t limit) = 0;
+  virtual Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id) = 0;
 
   // False while a batch submitted earlier still waits to be taken: the partition then keeps
   // its open batch growing (so consecutive writes of a key go out once) until engineReady().

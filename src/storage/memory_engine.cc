@@ -6,48 +6,63 @@
 
 namespace durable::detail {
 
-MemoryEngine::MemoryEngine(std::shared_ptr<Rows> rows, boost::asio::io_context& shard)
+MemoryEngine::MemoryEngine(std::shared_ptr<Data> rows, boost::asio::io_context& shard)
     : rows_(std::move(rows)), shard_(shard) {}
 
-std::optional<std::string> MemoryEngine::read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) {
-  std::lock_guard lock(rows_->mu);
-  auto object = rows_->kv.find({ns, id});
-  if (object == rows_->kv.end()) return std::nullopt;
-  auto row = object->second.find(key);
-  if (row == object->second.end()) return std::nullopt;
-  return row->second;
+namespace {
+// Answers on a later turn of the loop, as over a network.
+template <class T>
+Future<T> later(boost::asio::io_context& shard, T value) {
+  Promise<T> promise;
+  Future<T> future = promise.future();
+  boost::asio::post(shard, [promise, value = std::move(value)]() mutable { promise.setValue(std::move(value)); });
+  return future;
 }
+}  // namespace
 
-void MemoryEngine::scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
-                        const std::optional<std::string>& upper, bool reverse,
-                        const std::function<bool(std::string_view, std::string_view)>& fn) {
-  // Copied out first: fn runs the caller's code, which must not run under the lock.
-  std::vector<std::pair<std::string, std::string>> rows;
+Deferred<std::optional<std::string>> MemoryEngine::read(std::int64_t ns, const ObjectId::Raw& id,
+                                                        std::string_view key) {
+  std::optional<std::string> value;
   {
     std::lock_guard lock(rows_->mu);
-    auto object = rows_->kv.find({ns, id});
-    if (object == rows_->kv.end()) return;
-    const auto& keys = object->second;
-    auto first = lowerInclusive ? keys.lower_bound(lower) : keys.upper_bound(lower);
-    auto last = upper ? keys.lower_bound(*upper) : keys.end();
-    for (auto it = first; it != last && (!upper || it->first < *upper); ++it) rows.emplace_back(it->first, it->second);
-  }
-  if (reverse) {
-    for (auto it = rows.rbegin(); it != rows.rend(); ++it) {
-      if (!fn(it->first, it->second)) return;
-    }
-  } else {
-    for (const auto& [k, v] : rows) {
-      if (!fn(k, v)) return;
+    if (auto object = rows_->kv.find({ns, id}); object != rows_->kv.end()) {
+      if (auto row = object->second.find(key); row != object->second.end()) value = row->second;
     }
   }
+  return later(shard_, std::move(value));
 }
 
-std::optional<std::int64_t> MemoryEngine::readAlarm(std::int64_t ns, const ObjectId::Raw& id) {
-  std::lock_guard lock(rows_->mu);
-  auto it = rows_->alarms.find({ns, id});
-  if (it == rows_->alarms.end()) return std::nullopt;
-  return it->second;
+Deferred<Rows> MemoryEngine::scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
+                                  const std::optional<std::string>& upper, bool reverse, std::size_t limit) {
+  Rows rows;
+  {
+    std::lock_guard lock(rows_->mu);
+    if (auto object = rows_->kv.find({ns, id}); object != rows_->kv.end()) {
+      const auto& keys = object->second;
+      auto first = lowerInclusive ? keys.lower_bound(lower) : keys.upper_bound(lower);
+      auto last = upper ? keys.lower_bound(*upper) : keys.end();
+      if (first != keys.end() && last != keys.begin() && (last == keys.end() || first->first < last->first)) {
+        if (reverse) {
+          for (auto it = last; it != first && rows.size() < limit;) {
+            --it;
+            rows.push_back({it->first, it->second});
+          }
+        } else {
+          for (auto it = first; it != last && rows.size() < limit; ++it) rows.push_back({it->first, it->second});
+        }
+      }
+    }
+  }
+  return later(shard_, std::move(rows));
+}
+
+Deferred<std::optional<std::int64_t>> MemoryEngine::readAlarm(std::int64_t ns, const ObjectId::Raw& id) {
+  std::optional<std::int64_t> time;
+  {
+    std::lock_guard lock(rows_->mu);
+    if (auto it = rows_->alarms.find({ns, id}); it != rows_->alarms.end()) time = it->second;
+  }
+  return later(shard_, time);
 }
 
 void MemoryEngine::submit(CommitBatch batch) {

@@ -1,9 +1,9 @@
 // An engine that keeps rows in memory: what the storage tests run on to show that nothing
 // above the engine seam (storage/engine.h) depends on SQLite, and a model of a networked
-// engine: every commit is reported on a later turn of the shard's event loop, never inside
-// submit().
+// engine: every read is answered and every commit reported on a later turn of the shard's
+// event loop, never inside the call.
 //
-// The rows live in a MemoryEngine::Rows owned by whoever creates the engine (the test Env), so
+// The rows live in a MemoryEngine::Data owned by whoever creates the engine (the test Env), so
 // they survive a runtime restart, as a file would. Nothing survives the process.
 #pragma once
 
@@ -22,20 +22,20 @@ class MemoryEngine final : public StorageEngine {
  public:
   // One partition's rows. Locked: an engine belongs to one shard thread, but a runtime
   // restarted over the same rows may put the partition on another.
-  struct Rows {
+  struct Data {
     std::mutex mu;
     // (ns, object) -> key -> encoded value.
     std::map<std::pair<std::int64_t, ObjectId::Raw>, std::map<std::string, std::string, std::less<>>> kv;
     std::map<std::pair<std::int64_t, ObjectId::Raw>, std::int64_t> alarms;
   };
 
-  MemoryEngine(std::shared_ptr<Rows> rows, boost::asio::io_context& shard);
+  MemoryEngine(std::shared_ptr<Data> rows, boost::asio::io_context& shard);
 
-  std::optional<std::string> read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) override;
-  void scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
-            const std::optional<std::string>& upper, bool reverse,
-            const std::function<bool(std::string_view, std::string_view)>& fn) override;
-  std::optional<std::int64_t> readAlarm(std::int64_t ns, const ObjectId::Raw& id) override;
+  bool readsMayWait() const override { return true; }
+  Deferred<std::optional<std::string>> read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) override;
+  Deferred<Rows> scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
+                      const std::optional<std::string>& upper, bool reverse, std::size_t limit) override;
+  Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id) override;
   bool accepting() override { return true; }
   void submit(CommitBatch batch) override;
   void purgeNamespace(std::int64_t ns) override;
@@ -43,7 +43,7 @@ class MemoryEngine final : public StorageEngine {
   void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) override;
 
  private:
-  std::shared_ptr<Rows> rows_;
+  std::shared_ptr<Data> rows_;
   boost::asio::io_context& shard_;
 };
 

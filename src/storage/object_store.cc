@@ -64,7 +64,12 @@ Range rangeOf(const ListOptions& o) {
 
 ObjectStore::ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& id, Limits limits,
                          std::function<void()> onReset)
-    : partition_(partition), ns_(ns), id_(id), limits_(limits), onReset_(std::move(onReset)) {}
+    : partition_(partition),
+      readsMayWait_(partition.readsMayWait()),
+      ns_(ns),
+      id_(id),
+      limits_(limits),
+      onReset_(std::move(onReset)) {}
 
 ObjectStore::~ObjectStore() = default;
 
@@ -102,8 +107,61 @@ std::optional<std::string> ObjectStore::read(std::string_view key, const TxnOver
   if (auto it = cache_.find(key); it != cache_.end()) return encoded(it->second);
   if (complete_) return std::nullopt;
   auto v = partition_.read(ns_, id_.raw(), key);
-  cache_.emplace(std::string(key), Entry{.value = v});
-  return v;
+  // Storage loads what an engine that waits must fetch before it reads (needsLoad()), unless
+  // a failed commit emptied the cache in between.
+  if (v.index() != 0) {
+    throw Error(ErrorCode::kUnavailable, "storage was reset while this call waited for it; try again");
+  }
+  cache_.emplace(std::string(key), Entry{.value = std::get<0>(v)});
+  return std::move(std::get<0>(v));
+}
+
+bool ObjectStore::needsLoad(std::string_view key, const TxnOverlay* txn) const {
+  if (!readsMayWait_ || complete_) return false;
+  if (txn && (txn->deleteAll || txn->writes.contains(key))) return false;
+  return !cache_.contains(key);
+}
+
+bool ObjectStore::needsAlarmLoad(const TxnOverlay* txn) const {
+  if (!readsMayWait_ || alarmLoaded_) return false;
+  if (txn && txn->alarmChanged) return false;
+  return !(firing_ && !firingChanged_);
+}
+
+template <class T>
+Task<T> ObjectStore::awaitEngine(Future<T> answer) {
+  // While the object waits on its own storage, no other event enters.
+  InputGate::Lock lock;
+  const std::uint64_t flow = currentContext().flow;
+  if (inputGate && flow != 0) lock = inputGate->lock(flow);
+  co_return co_await answer;
+}
+
+Task<void> ObjectStore::load(std::vector<std::string> keys, bool alarm) {
+  for (auto& key : keys) {
+    auto v = partition_.read(ns_, id_.raw(), key);
+    std::optional<std::string> value;
+    if (v.index() == 0) {
+      value = std::move(std::get<0>(v));
+    } else {
+      value = co_await awaitEngine(std::move(std::get<1>(v)));
+    }
+    // Written while the read waited (by the same event): the write is newer.
+    if (!complete_) cache_.try_emplace(std::move(key), Entry{.value = std::move(value)});
+  }
+  if (alarm && !alarmLoaded_) {
+    auto v = partition_.readAlarm(ns_, id_.raw());
+    std::optional<std::int64_t> time;
+    if (v.index() == 0) {
+      time = std::get<0>(v);
+    } else {
+      time = co_await awaitEngine(std::move(std::get<1>(v)));
+    }
+    if (!alarmLoaded_) {
+      alarm_ = time;
+      alarmLoaded_ = true;
+    }
+  }
 }
 
 std::shared_ptr<const Value> ObjectStore::decoded(std::string_view key, const TxnOverlay* txn) const {
@@ -191,102 +249,124 @@ void ObjectStore::removeAll(TxnOverlay* txn) {
   touch();
 }
 
-std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOptions& o, const TxnOverlay* txn,
-                                                                  const Accept& accept) {
-  std::vector<std::pair<std::string, std::string>> out;
-  std::size_t taken = 0;
-  if (o.limit && *o.limit == 0) return out;
+ObjectStore::ListPlan ObjectStore::planList(const ListOptions& o, const TxnOverlay* txn) {
+  ListPlan p;
   Range r = rangeOf(o);
-  if (r.empty) return out;
-  const std::size_t limit = o.limit.value_or(SIZE_MAX);
-  const std::optional<std::string_view> prefix =
-      o.prefix && !o.prefix->empty() ? std::optional<std::string_view>(*o.prefix) : std::nullopt;
+  p.limit = o.limit.value_or(SIZE_MAX);
+  p.reverse = o.reverse;
+  if (p.limit == 0 || r.empty) {
+    p.done = true;
+    return p;
+  }
+  if (o.prefix && !o.prefix->empty()) p.prefix = o.prefix->str();
   auto wanted = [&](std::string_view k) {
-    return r.contains(k) && (!prefix || k.substr(0, prefix->size()) == *prefix);
+    return r.contains(k) && (!p.prefix || k.substr(0, p.prefix->size()) == *p.prefix);
   };
-
-  // Overrides of the database, in key order: the overlay's writes over the cache's undurable
-  // entries (or the whole cache when it is complete). nullopt means "deleted".
-  std::map<std::string_view, const std::optional<std::string>*> over;
-  bool skipDatabase = complete_ || (txn && txn->deleteAll);
+  // Overrides of the engine's rows, in key order: the overlay's writes over the cache's
+  // undurable entries (or the whole cache when it is complete). nullopt means "deleted".
+  // Copies: a list that waits for the engine must not hold views into a cache that may change.
+  std::map<std::string, std::optional<std::string>, std::less<>> over;
+  p.skipEngine = complete_ || (txn && txn->deleteAll);
   if (!(txn && txn->deleteAll)) {
     auto lo = r.lowerInclusive ? cache_.lower_bound(r.lower) : cache_.upper_bound(r.lower);
     for (auto it = lo; it != cache_.end(); ++it) {
       if (r.upper && it->first >= *r.upper) break;
-      if ((complete_ || it->second.seq != 0) && wanted(it->first)) over.emplace(it->first, &encoded(it->second));
+      if ((complete_ || it->second.seq != 0) && wanted(it->first)) over.emplace(it->first, encoded(it->second));
     }
   }
   if (txn) {
     for (auto& [k, v] : txn->writes) {
-      if (wanted(k)) over.insert_or_assign(std::string_view(k), &v);
+      if (wanted(k)) over.insert_or_assign(k, v);
     }
   }
+  p.overrides.reserve(over.size());
+  for (auto& entry : over) p.overrides.emplace_back(entry.first, std::move(entry.second));
+  if (p.reverse) std::reverse(p.overrides.begin(), p.overrides.end());
+  p.range.lower = std::move(r.lower);
+  p.range.lowerInclusive = r.lowerInclusive;
+  p.range.upper = std::move(r.upper);
+  return p;
+}
 
-  auto emit = [&](std::string_view k, std::string_view v) {
-    if (accept) {
-      if (accept(k, v)) ++taken;
+std::size_t ObjectStore::ListPlan::pageSize() const {
+  if (limit == SIZE_MAX) return SIZE_MAX;
+  // Each override may hide one row; one more row tells whether the engine has run out.
+  return (limit - taken) + (overrides.size() - nextOverride) + 1;
+}
+
+Deferred<Rows> ObjectStore::fetchPage(const ListPlan& p) {
+  std::string_view lower = p.range.lower;
+  bool lowerInclusive = p.range.lowerInclusive;
+  std::optional<std::string> upper = p.range.upper;
+  if (p.resumeAfter) {
+    if (p.reverse) {
+      upper = *p.resumeAfter;
     } else {
-      out.emplace_back(std::string(k), std::string(v));
-      ++taken;
+      lower = *p.resumeAfter;
+      lowerInclusive = false;
     }
-    return taken < limit;
-  };
+  }
+  return partition_.scan(ns_, id_.raw(), lower, lowerInclusive, upper, p.reverse, p.pageSize());
+}
 
-  if (skipDatabase) {
-    auto take = [&](auto begin, auto end) {
-      for (auto it = begin; it != end; ++it) {
-        if (*it->second && !emit(it->first, **it->second)) return;
-      }
-    };
-    if (o.reverse) {
-      take(over.rbegin(), over.rend());
+bool ObjectStore::ListPlan::emit(std::string_view k, std::string_view v, const Accept& accept) {
+  if (accept(k, v)) ++taken;
+  if (taken >= limit) done = true;
+  return !done;
+}
+
+bool ObjectStore::ListPlan::feed(const Rows& rows, std::size_t asked, const Accept& accept) {
+  auto before = [this](std::string_view a, std::string_view b) { return reverse ? a > b : a < b; };
+  for (const Row& row : rows) {
+    resumeAfter = row.key;
+    if (prefix && std::string_view(row.key).substr(0, prefix->size()) != *prefix) continue;
+    for (; nextOverride < overrides.size() && before(overrides[nextOverride].first, row.key); ++nextOverride) {
+      const auto& [k, v] = overrides[nextOverride];
+      if (v && !emit(k, *v, accept)) return false;
+    }
+    if (nextOverride < overrides.size() && overrides[nextOverride].first == row.key) {
+      const auto& v = overrides[nextOverride++].second;
+      if (v && !emit(row.key, *v, accept)) return false;
+      continue;
+    }
+    if (!emit(row.key, row.value, accept)) return false;
+  }
+  return rows.size() >= asked;
+}
+
+void ObjectStore::ListPlan::finish(const Accept& accept) {
+  for (; !done && nextOverride < overrides.size(); ++nextOverride) {
+    const auto& [k, v] = overrides[nextOverride];
+    if (v) emit(k, *v, accept);
+  }
+  done = true;
+}
+
+void ObjectStore::list(ListPlan& p, const Accept& accept) {
+  while (!p.done && !p.skipEngine) {
+    const std::size_t asked = p.pageSize();
+    Deferred<Rows> page = fetchPage(p);
+    if (page.index() != 0) throw Error(ErrorCode::kInternal, "list(): the storage engine answered later than expected");
+    if (!p.feed(std::get<0>(page), asked, accept)) break;
+  }
+  p.finish(accept);
+}
+
+Task<void> ObjectStore::listLater(ListPlan p, Accept accept) {
+  while (!p.done && !p.skipEngine) {
+    const std::size_t asked = p.pageSize();
+    Deferred<Rows> page = fetchPage(p);
+    // Statements, not ?: : with a co_await in one arm, g++ 12.2 destroyed a temporary it
+    // never built (the cache was left pointing at freed memory).
+    Rows rows;
+    if (page.index() == 0) {
+      rows = std::move(std::get<0>(page));
     } else {
-      take(over.begin(), over.end());
+      rows = co_await awaitEngine(std::move(std::get<1>(page)));
     }
-    return out;
+    if (!p.feed(rows, asked, accept)) break;
   }
-
-  // Merge the database's rows with the overrides, both in list order.
-  if (!o.reverse) {
-    auto it = over.begin();
-    bool more = true;
-    partition_.scan(ns_, id_.raw(), r.lower, r.lowerInclusive, r.upper, false, [&](std::string_view k, std::string_view v) {
-      if (prefix && k.substr(0, prefix->size()) != *prefix) return true;
-      for (; it != over.end() && it->first < k; ++it) {
-        if (*it->second && !(more = emit(it->first, **it->second))) return false;
-      }
-      if (it != over.end() && it->first == k) {
-        bool keep = true;
-        if (*it->second) keep = more = emit(k, **it->second);
-        ++it;
-        return keep;
-      }
-      return more = emit(k, v);
-    });
-    for (; more && it != over.end(); ++it) {
-      if (*it->second && !(more = emit(it->first, **it->second))) break;
-    }
-  } else {
-    auto it = over.rbegin();
-    bool more = true;
-    partition_.scan(ns_, id_.raw(), r.lower, r.lowerInclusive, r.upper, true, [&](std::string_view k, std::string_view v) {
-      if (prefix && k.substr(0, prefix->size()) != *prefix) return true;
-      for (; it != over.rend() && it->first > k; ++it) {
-        if (*it->second && !(more = emit(it->first, **it->second))) return false;
-      }
-      if (it != over.rend() && it->first == k) {
-        bool keep = true;
-        if (*it->second) keep = more = emit(k, **it->second);
-        ++it;
-        return keep;
-      }
-      return more = emit(k, v);
-    });
-    for (; more && it != over.rend(); ++it) {
-      if (*it->second && !(more = emit(it->first, **it->second))) break;
-    }
-  }
-  return out;
+  p.finish(accept);
 }
 
 void ObjectStore::beginAlarm(std::int64_t scheduledTime) {
@@ -305,7 +385,11 @@ std::optional<std::int64_t> ObjectStore::alarm(const TxnOverlay* txn) {
   if (txn && txn->alarmChanged) return txn->alarm;
   if (firing_ && !firingChanged_) return std::nullopt;
   if (!alarmLoaded_) {
-    alarm_ = partition_.readAlarm(ns_, id_.raw());
+    auto v = partition_.readAlarm(ns_, id_.raw());
+    if (v.index() != 0) {
+      throw Error(ErrorCode::kUnavailable, "storage was reset while this call waited for it; try again");
+    }
+    alarm_ = std::get<0>(v);
     alarmLoaded_ = true;
   }
   return alarm_;

@@ -38,6 +38,34 @@ struct TxnOverlay {
 
 class ObjectStore {
  public:
+  using Accept = std::function<bool(std::string_view key, std::string_view encoded)>;
+  class ListPlan {
+   public:
+    bool done = false;
+
+   private:
+    friend class ObjectStore;
+    std::size_t pageSize() const;
+    bool emit(std::string_view k, std::string_view v, const Accept& accept);
+    // Merges a page of the engine's rows; true when the engine may have more to give.
+    bool feed(const Rows& rows, std::size_t asked, const Accept& accept);
+    void finish(const Accept& accept);
+
+    struct Range {
+      std::string lower;
+      bool lowerInclusive = true;
+      std::optional<std::string> upper;
+    } range;
+    bool reverse = false;
+    bool skipEngine = false;
+    std::size_t limit = SIZE_MAX;
+    std::size_t taken = 0;
+    std::optional<std::string> prefix;
+    std::vector<std::pair<std::string, std::optional<std::string>>> overrides;  // in list order
+    std::size_t nextOverride = 0;
+    std::optional<std::string> resumeAfter;  // the last row fetched
+  };
+
   struct Limits {
     std::size_t maxValueBytes = kDefaultMaxValueBytes;
     bool keyCounts = false;  // the key's bytes count against maxValueBytes too (SQLite-backed)
@@ -65,12 +93,23 @@ class ObjectStore {
   // Keeps `value`, just decoded from what read() returned, with its cache entry.
   void rememberDecoded(std::string_view key, const TxnOverlay* txn, const Value& value);
   void removeAll(TxnOverlay* txn);
-  // Without `accept`, the entries listed. With it, each entry goes to `accept` instead, and
-  // only those it takes (returns true for) count against the limit: the caller may leave out
-  // an entry without making the page shorter.
-  using Accept = std::function<bool(std::string_view key, std::string_view encoded)>;
-  std::vector<std::pair<std::string, std::string>> list(const ListOptions& options, const TxnOverlay* txn,
-                                                        const Accept& accept = {});
+  // list(): each entry goes to `accept`, in list order, and only those it takes (returns true
+  // for) count against the limit: the caller may leave out an entry without making the page
+  // shorter. planList() reads the options and the cache at once; list() runs the plan over
+  // an engine that never waits, listLater() over any engine.
+  class ListPlan;
+  ListPlan planList(const ListOptions& options, const TxnOverlay* txn);
+  void list(ListPlan& plan, const Accept& accept);
+  Task<void> listLater(ListPlan plan, Accept accept);
+
+  // Reads over an engine that may wait (storage/engine.h): what a call is about to read must be
+  // loaded first, with the input gate held while it waits. Always false when the engine never
+  // waits, so embedded storage pays one branch.
+  bool readsMayWait() const { return readsMayWait_; }
+  bool needsLoad(std::string_view key, const TxnOverlay* txn) const;
+  bool needsAlarmLoad(const TxnOverlay* txn) const;
+  bool alarmLoaded() const { return alarmLoaded_; }
+  Task<void> load(std::vector<std::string> keys, bool alarm);
   std::optional<std::int64_t> alarm(const TxnOverlay* txn);
   void setAlarm(std::optional<std::int64_t> time, TxnOverlay* txn);
   void apply(TxnOverlay&& txn);
@@ -121,7 +160,12 @@ class ObjectStore {
   void markOpen(const std::string& key, Entry& e);
   void touch();
 
+  template <class T>
+  Task<T> awaitEngine(Future<T> answer);
+  Deferred<Rows> fetchPage(const ListPlan& plan);
+
   Partition& partition_;
+  const bool readsMayWait_;
   const std::int64_t ns_;
   const ObjectId id_;
   const Limits limits_;

@@ -12,7 +12,7 @@
 namespace durable::detail {
 
 Partition::Partition(int index, std::unique_ptr<StorageEngine> engine, boost::asio::io_context& shard)
-    : index_(index), engine_(std::move(engine)), shard_(shard) {
+    : index_(index), engine_(std::move(engine)), readsMayWait_(engine_->readsMayWait()), shard_(shard) {
   engine_->setSink(this);
 }
 
@@ -22,21 +22,20 @@ void Partition::checkUsable() const {
   if (!stopped_.empty()) throw Error(ErrorCode::kUnavailable, "storage is stopped until the server restarts: " + stopped_);
 }
 
-std::optional<std::string> Partition::read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) {
+Deferred<std::optional<std::string>> Partition::read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) {
   checkUsable();
   return engine_->read(ns, id, key);
 }
 
-std::optional<std::int64_t> Partition::readAlarm(std::int64_t ns, const ObjectId::Raw& id) {
+Deferred<std::optional<std::int64_t>> Partition::readAlarm(std::int64_t ns, const ObjectId::Raw& id) {
   checkUsable();
   return engine_->readAlarm(ns, id);
 }
 
-void Partition::scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
-                     const std::optional<std::string>& upper, bool reverse,
-                     const std::function<bool(std::string_view, std::string_view)>& fn) {
+Deferred<Rows> Partition::scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
+                               const std::optional<std::string>& upper, bool reverse, std::size_t limit) {
   checkUsable();
-  engine_->scan(ns, id, lower, lowerInclusive, upper, reverse, fn);
+  return engine_->scan(ns, id, lower, lowerInclusive, upper, reverse, limit);
 }
 
 void Partition::purgeNamespace(std::int64_t ns) { engine_->purgeNamespace(ns); }

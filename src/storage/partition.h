@@ -50,11 +50,11 @@ class Partition final : private CommitSink {
   // ---- Shard thread only. ----
 
   // The engine's reads (storage/engine.h), refused once the partition is stopped.
-  std::optional<std::string> read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key);
-  void scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
-            const std::optional<std::string>& upper, bool reverse,
-            const std::function<bool(std::string_view, std::string_view)>& fn);
-  std::optional<std::int64_t> readAlarm(std::int64_t ns, const ObjectId::Raw& id);
+  bool readsMayWait() const { return readsMayWait_; }
+  Deferred<std::optional<std::string>> read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key);
+  Deferred<Rows> scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
+                      const std::optional<std::string>& upper, bool reverse, std::size_t limit);
+  Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id);
 
   // The sequence number of the batch that writes made now will be committed in.
   std::uint64_t openSeq() const { return openSeq_; }
@@ -132,6 +132,7 @@ class Partition final : private CommitSink {
 
   const int index_;
   const std::unique_ptr<StorageEngine> engine_;
+  const bool readsMayWait_;
   boost::asio::io_context& shard_;
 
   std::uint64_t openSeq_ = 1;

@@ -202,25 +202,26 @@ SqliteEngine::~SqliteEngine() {
   sqlite3_close(writer_);
 }
 
-std::optional<std::string> SqliteEngine::read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) {
+Deferred<std::optional<std::string>> SqliteEngine::read(std::int64_t ns, const ObjectId::Raw& id,
+                                                        std::string_view key) {
   sqlite3_stmt* s = readStmt_.get();
   ResetGuard guard{s};
   bindObject(s, ns, id);
   bindBlob(s, 3, key.data(), key.size());
   int rc = sqlite3_step(s);
-  if (rc == SQLITE_ROW) return std::string(columnBlob(s, 0));
+  if (rc == SQLITE_ROW) return std::optional<std::string>(columnBlob(s, 0));
   check(reader_, rc, "read");
-  return std::nullopt;
+  return std::optional<std::string>();
 }
 
-std::optional<std::int64_t> SqliteEngine::readAlarm(std::int64_t ns, const ObjectId::Raw& id) {
+Deferred<std::optional<std::int64_t>> SqliteEngine::readAlarm(std::int64_t ns, const ObjectId::Raw& id) {
   sqlite3_stmt* s = readAlarmStmt_.get();
   ResetGuard guard{s};
   bindObject(s, ns, id);
   int rc = sqlite3_step(s);
-  if (rc == SQLITE_ROW) return sqlite3_column_int64(s, 0);
+  if (rc == SQLITE_ROW) return std::optional<std::int64_t>(sqlite3_column_int64(s, 0));
   check(reader_, rc, "read alarm");
-  return std::nullopt;
+  return std::optional<std::int64_t>();
 }
 
 Statement& SqliteEngine::listStatement(bool lowerInclusive, bool hasUpper, bool reverse) {
@@ -235,20 +236,22 @@ Statement& SqliteEngine::listStatement(bool lowerInclusive, bool hasUpper, bool 
   return slot;
 }
 
-void SqliteEngine::scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
-                     const std::optional<std::string>& upper, bool reverse,
-                     const std::function<bool(std::string_view, std::string_view)>& fn) {
+Deferred<Rows> SqliteEngine::scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower,
+                                  bool lowerInclusive, const std::optional<std::string>& upper, bool reverse,
+                                  std::size_t limit) {
   sqlite3_stmt* s = listStatement(lowerInclusive, upper.has_value(), reverse).get();
   ResetGuard guard{s};
   bindObject(s, ns, id);
   bindBlob(s, 3, lower.data(), lower.size());
   if (upper) bindBlob(s, 4, upper->data(), upper->size());
-  for (;;) {
+  Rows rows;
+  while (rows.size() < limit) {
     int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) return;
+    if (rc == SQLITE_DONE) break;
     if (rc != SQLITE_ROW) fail(reader_, "list");
-    if (!fn(columnBlob(s, 0), columnBlob(s, 1))) return;
+    rows.push_back({std::string(columnBlob(s, 0)), std::string(columnBlob(s, 1))});
   }
+  return rows;
 }
 
 void SqliteEngine::purgeNamespace(std::int64_t ns) {

@@ -70,11 +70,11 @@ class SqliteEngine final : public StorageEngine {
                bool faultInjection = false);
   ~SqliteEngine() override;
 
-  std::optional<std::string> read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) override;
-  void scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
-            const std::optional<std::string>& upper, bool reverse,
-            const std::function<bool(std::string_view, std::string_view)>& fn) override;
-  std::optional<std::int64_t> readAlarm(std::int64_t ns, const ObjectId::Raw& id) override;
+  bool readsMayWait() const override { return false; }
+  Deferred<std::optional<std::string>> read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) override;
+  Deferred<Rows> scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
+                      const std::optional<std::string>& upper, bool reverse, std::size_t limit) override;
+  Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id) override;
   bool accepting() override;
   void submit(CommitBatch batch) override;
   void purgeNamespace(std::int64_t ns) override;

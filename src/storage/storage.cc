@@ -56,6 +56,14 @@ Value decodeAt(const detail::ObjectStore& store, std::string_view key, std::stri
 }
 }  // namespace
 
+bool Storage::mustLoad(std::string_view key) {
+  if (!store_->readsMayWait()) return false;
+  store_->checkKey(key);
+  return store_->needsLoad(key, txn_);
+}
+
+Task<void> Storage::load(std::vector<std::string> keys, bool alarm) { return store_->load(std::move(keys), alarm); }
+
 std::optional<Value> Storage::getValue(std::string_view key) {
   store_->checkKey(key);
   // The caller gets its own copy, which it may change without touching what is stored.
@@ -71,6 +79,19 @@ std::optional<Value> Storage::getValue(std::string_view key) {
 StorageOp<Entries> Storage::get(std::span<const std::string> keys) {
   checkCount(keys.size(), "get()");
   for (const auto& k : keys) store_->checkKey(k);
+  std::vector<std::string> missing;
+  for (const auto& k : keys) {
+    if (store_->needsLoad(k, txn_)) missing.push_back(k);
+  }
+  if (missing.empty()) return StorageOp<Entries>(getLoaded(keys));
+  return StorageOp<Entries>([](Storage* self, std::vector<std::string> missing,
+                               std::vector<std::string> keys) -> Task<Entries> {
+    co_await self->load(std::move(missing));
+    co_return self->getLoaded(keys);
+  }(this, std::move(missing), std::vector<std::string>(keys.begin(), keys.end())));
+}
+
+Entries Storage::getLoaded(std::span<const std::string> keys) {
   std::vector<const std::string*> sorted;
   sorted.reserve(keys.size());
   for (const auto& k : keys) sorted.push_back(&k);
@@ -80,7 +101,7 @@ StorageOp<Entries> Storage::get(std::span<const std::string> keys) {
   for (const auto* k : sorted) {
     if (auto v = store_->read(*k, txn_)) out.emplace_back(*k, decodeAt(*store_, *k, *v));
   }
-  return StorageOp<Entries>(std::move(out));
+  return out;
 }
 
 StorageOp<void> Storage::put(std::string_view key, Value value) {
@@ -123,6 +144,13 @@ StorageOp<void> Storage::put(std::span<const std::pair<std::string, Value>> entr
 
 StorageOp<bool> Storage::remove(std::string_view key) {
   store_->checkKey(key);
+  if (store_->needsLoad(key, txn_)) {
+    return StorageOp<bool>([](Storage* self, std::string key) -> Task<bool> {
+      std::vector<std::string> keys(1, key);
+      co_await self->load(std::move(keys));
+      co_return self->removeLoaded(std::span<const std::string>(&key, 1)) == 1;
+    }(this, std::string(key)));
+  }
   bool existed = store_->read(key, txn_).has_value();
   store_->write(key, std::nullopt, txn_);
   return StorageOp<bool>(existed);
@@ -131,6 +159,19 @@ StorageOp<bool> Storage::remove(std::string_view key) {
 StorageOp<std::size_t> Storage::remove(std::span<const std::string> keys) {
   checkCount(keys.size(), "delete()");
   for (const auto& k : keys) store_->checkKey(k);
+  std::vector<std::string> missing;
+  for (const auto& k : keys) {
+    if (store_->needsLoad(k, txn_)) missing.push_back(k);
+  }
+  if (missing.empty()) return StorageOp<std::size_t>(removeLoaded(keys));
+  return StorageOp<std::size_t>([](Storage* self, std::vector<std::string> missing,
+                                   std::vector<std::string> keys) -> Task<std::size_t> {
+    co_await self->load(std::move(missing));
+    co_return self->removeLoaded(keys);
+  }(this, std::move(missing), std::vector<std::string>(keys.begin(), keys.end())));
+}
+
+std::size_t Storage::removeLoaded(std::span<const std::string> keys) {
   std::size_t n = 0;
   for (const auto& k : keys) {
     if (store_->read(k, txn_)) {
@@ -138,7 +179,7 @@ StorageOp<std::size_t> Storage::remove(std::span<const std::string> keys) {
       store_->write(k, std::nullopt, txn_);
     }
   }
-  return StorageOp<std::size_t>(n);
+  return n;
 }
 
 // A value that does not decode is left out of list() and logged, rather than failing the
@@ -146,19 +187,33 @@ StorageOp<std::size_t> Storage::remove(std::span<const std::string> keys) {
 // one bad entry would otherwise make all the others unreachable for good, which nothing on
 // Cloudflare does. get() of that key still throws, naming it. Left-out entries do not count
 // against `limit`, so a page is as full as the data allows.
-StorageOp<Entries> Storage::list(const ListOptions& options) {
-  Entries out;
-  auto accept = [&](std::string_view k, std::string_view v) {
+namespace {
+// Collects what list() takes, leaving out (and logging) what does not decode.
+detail::ObjectStore::Accept collectInto(const detail::ObjectStore& store, Entries& out) {
+  return [&store, &out](std::string_view k, std::string_view v) {
     try {
-      out.emplace_back(std::string(k), decodeAt(*store_, k, v));
+      out.emplace_back(std::string(k), decodeAt(store, k, v));
       return true;
     } catch (const Error& e) {
       if (e.code() != ErrorCode::kInternal) throw;
       return false;
     }
   };
-  store_->list(options, txn_, accept);
-  return StorageOp<Entries>(std::move(out));
+}
+}  // namespace
+
+StorageOp<Entries> Storage::list(const ListOptions& options) {
+  auto plan = store_->planList(options, txn_);
+  if (!store_->readsMayWait()) {
+    Entries out;
+    store_->list(plan, collectInto(*store_, out));
+    return StorageOp<Entries>(std::move(out));
+  }
+  return StorageOp<Entries>([](detail::ObjectStore* store, detail::ObjectStore::ListPlan plan) -> Task<Entries> {
+    Entries out;
+    co_await store->listLater(std::move(plan), collectInto(*store, out));
+    co_return out;
+  }(store_, std::move(plan)));
 }
 
 StorageOp<void> Storage::deleteAll() {
@@ -188,6 +243,13 @@ Task<void> Storage::runTransaction(TransactionFn fn) {
 Future<void> Storage::sync() { return store_->waitDurable(); }
 
 StorageOp<std::optional<std::int64_t>> Storage::getAlarm() {
+  if (store_->needsAlarmLoad(txn_)) {
+    return StorageOp<std::optional<std::int64_t>>([](Storage* self) -> Task<std::optional<std::int64_t>> {
+      std::vector<std::string> none;
+      co_await self->load(std::move(none), true);
+      co_return self->store_->alarm(self->txn_);
+    }(this));
+  }
   return StorageOp<std::optional<std::int64_t>>(store_->alarm(txn_));
 }
 

@@ -150,6 +150,25 @@ class Caller : public durable::DurableObject {
   }
 };
 
+// Reads a key of its own per event, logging around the read: over an engine that answers
+// later (the in-memory one), each read waits, and the input gate must keep the next event out.
+class Reader : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+
+  Task<Response> fetch(Request request) override {
+    const std::string tag = request.url().pathname().substr(1);
+    record("start " + tag);
+    auto value = co_await storage().get<std::string>("key " + tag);
+    std::optional<std::int64_t> alarm = co_await storage().getAlarm();
+    durable::ListOptions options;
+    options.prefix = "key ";
+    durable::Entries listed = co_await storage().list(options);
+    record("end " + tag);
+    co_return Response(value.value_or("none") + " " + std::to_string(listed.size()) + (alarm ? " alarm" : ""));
+  }
+};
+
 // Loads its state in the constructor under blockConcurrencyWhile, awaiting another object
 // first so that the load really suspends.
 class Loader : public durable::DurableObject {
@@ -407,6 +426,32 @@ TEST_F(RuntimeTest, BlockConcurrencyWhileKeepsEventsOut) {
   EXPECT_EQ(log[1], "end a");
   auto pos = [&](const std::string& s) { return std::find(log.begin(), log.end(), s) - log.begin(); };
   EXPECT_LT(pos("start c"), pos("end b")) << ::testing::PrintToString(log);
+}
+
+TEST_F(RuntimeTest, WaitingForItsOwnStorageKeepsEventsOut) {
+  for (const std::string engine : {"sqlite", "memory"}) {
+    SCOPED_TRACE(engine);
+    dt::EnvOptions options;
+    options.storageEngine = engine;
+    dt::Env env(options);
+    auto& ns = env.exportClass<Reader>("READER");
+    const Stub stub = ns.getByName("r");
+    env.runInDurableObject<Reader>(stub, [](Reader&, State& state) -> Task<void> {
+      co_await state.storage().put("key 2", "two");
+    });
+    // Evicted: every read of the next life goes to the engine.
+    env.restart();
+    {
+      std::lock_guard lock(g_mu);
+      g_log.clear();
+    }
+    std::vector<std::string> paths = {"/1", "/2", "/3"};
+    auto bodies = concurrentFetches(env, stub, paths);
+    std::sort(bodies.begin(), bodies.end());
+    EXPECT_EQ(bodies, (std::vector<std::string>{"none 1", "none 1", "two 1"}));
+    std::vector<std::string> want = {"start 1", "end 1", "start 2", "end 2", "start 3", "end 3"};
+    EXPECT_EQ(eventLog(), want);
+  }
 }
 
 TEST_F(RuntimeTest, TransactionKeepsEventsOut) {
