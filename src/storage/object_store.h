@@ -126,7 +126,6 @@ class ObjectStore {
   // The batch every write so far will be durable with; 0 when all are durable.
   std::uint64_t requiredSeq() const;
   Future<void> waitDurable() { return partition_.waitDurable(requiredSeq()); }
-  Partition::DurableWait durable() { return partition_.durable(requiredSeq()); }
   // No write is open or in flight: the object may be evicted.
   bool idle() const { return !dirty_ && inFlight_ == 0; }
 

@@ -71,14 +71,6 @@ Future<void> Partition::waitDurable(std::uint64_t seq) {
   return f;
 }
 
-void Partition::whenDurable(std::uint64_t seq, std::function<void(std::exception_ptr)> done) {
-  if (seq <= committedSeq_) {
-    done(nullptr);
-    return;
-  }
-  waiters_.push_back({seq, std::move(done)});
-}
-
 void Partition::flush() {
   if (dirty_.empty()) return;
   if (!engine_->accepting()) return;

@@ -63,37 +63,6 @@ class Partition final : private CommitSink {
   void markDirty(ObjectStore* store);
   // Completes once batch `seq` is durable; fails with Error(kUnavailable) if its commit failed.
   Future<void> waitDurable(std::uint64_t seq);
-  // The same as a callback: `done(nullptr)` once durable, `done(error)` if the commit failed.
-  // Runs inline when `seq` is durable already.
-  void whenDurable(std::uint64_t seq, std::function<void(std::exception_ptr)> done);
-  // The same to co_await, for the runtime's output gate, which waits once per event: the
-  // waiter lives in the awaiting frame, so waiting allocates nothing (a Future needs shared
-  // state and a callback that holds it). Resumes through scheduleResume(), as a Future does.
-  class DurableWait {
-   public:
-    DurableWait(Partition& partition, std::uint64_t seq) : partition_(partition), seq_(seq) {}
-    bool await_ready() const noexcept { return seq_ <= partition_.committedSeq_; }
-    void await_suspend(std::coroutine_handle<> h) {
-      handle_ = h;
-      ctx_ = currentContext();
-      // Only `this` is captured: the callback fits std::function's inline buffer.
-      partition_.whenDurable(seq_, [this](std::exception_ptr e) {
-        error_ = std::move(e);
-        scheduleResume(handle_, ctx_);
-      });
-    }
-    void await_resume() const {
-      if (error_) std::rethrow_exception(error_);
-    }
-
-   private:
-    Partition& partition_;
-    std::uint64_t seq_;
-    std::coroutine_handle<> handle_;
-    ExecContext ctx_;
-    std::exception_ptr error_;
-  };
-  DurableWait durable(std::uint64_t seq) { return DurableWait(*this, seq); }
   // Hands the open batch to the engine now, unless it still has one waiting.
   void flush();
   // Commits that reached the disk, for tests and metrics.
