@@ -36,7 +36,7 @@ struct TxnOverlay {
   std::optional<std::int64_t> alarm;
 };
 
-class ObjectStore {
+class ObjectStore final : private BatchWriter {
  public:
   using Accept = std::function<bool(std::string_view key, std::string_view encoded)>;
   class ListPlan {
@@ -129,12 +129,7 @@ class ObjectStore {
   // No write is open or in flight: the object may be evicted.
   bool idle() const { return !dirty_ && inFlight_ == 0; }
 
-  // ---- Called by the partition. ----
-  void emit(std::uint64_t seq, ObjectBatch& out);
-  void committed(std::uint64_t seq);
-  // The cache cannot be trusted (a commit failed): forget everything, break the output gate
-  // with `why` and tell the owner.
-  void reset(std::exception_ptr why);
+
 
   std::int64_t ns() const { return ns_; }
   const ObjectId& id() const { return id_; }
@@ -145,6 +140,13 @@ class ObjectStore {
   OutputGate* outputGate = nullptr;
 
  private:
+  // BatchWriter, for the partition.
+  void emit(std::uint64_t seq, ObjectBatch& out) override;
+  void committed(std::uint64_t seq) override;
+  // The cache cannot be trusted (a commit failed): forget everything, break the output gate
+  // with `why` and tell the owner.
+  void reset(std::exception_ptr why) override;
+
   static constexpr std::uint64_t kOpen = ~std::uint64_t{0};
   struct Entry {
     std::optional<std::string> value;

@@ -1,7 +1,6 @@
 #include "storage/partition.h"
 
 #include "base/log.h"
-#include "storage/object_store.h"
 
 #include <durable/error.h>
 
@@ -46,7 +45,7 @@ void Partition::loadAlarms(const std::function<void(std::int64_t, const ObjectId
   engine_->loadAlarms(fn);
 }
 
-void Partition::markDirty(ObjectStore* store) {
+void Partition::markDirty(BatchWriter* store) {
   if (dirtySet_.insert(store).second) dirty_.push_back(store);
   if (!flushPosted_) {
     flushPosted_ = true;
@@ -78,7 +77,7 @@ void Partition::flush() {
   batch.seq = openSeq_++;
   batch.epoch = epoch_;
   batch.objects.reserve(dirty_.size());
-  for (ObjectStore* store : dirty_) {
+  for (BatchWriter* store : dirty_) {
     batch.objects.emplace_back();
     store->emit(batch.seq, batch.objects.back());
   }
@@ -105,7 +104,7 @@ void Partition::engineCommitted(std::uint64_t seq, std::string error, bool fatal
     while (!inFlight_.empty() && inFlight_.front().seq <= seq) {
       InFlight f = std::move(inFlight_.front());
       inFlight_.pop_front();
-      for (ObjectStore* store : f.stores) store->committed(f.seq);
+      for (BatchWriter* store : f.stores) store->committed(f.seq);
       if (onAlarmDurable) {
         for (const auto& a : f.alarms) onAlarmDurable(a.ns, a.id, a.time);
       }
@@ -129,7 +128,7 @@ void Partition::engineCommitted(std::uint64_t seq, std::string error, bool fatal
   log("storage: commit of partition ", index_, " batch ", seq, " failed: ", error);
   auto waiters = std::move(waiters_);
   waiters_.clear();
-  std::vector<ObjectStore*> stores = std::move(dirty_);
+  std::vector<BatchWriter*> stores = std::move(dirty_);
   dirty_.clear();
   dirtySet_.clear();
   for (auto& f : inFlight_) stores.insert(stores.end(), f.stores.begin(), f.stores.end());
@@ -142,7 +141,7 @@ void Partition::engineCommitted(std::uint64_t seq, std::string error, bool fatal
   auto err = std::make_exception_ptr(
       Error(ErrorCode::kUnavailable,
             std::string(fatal ? "storage failed" : "storage commit failed") + "; the object was reset: " + error));
-  for (ObjectStore* store : stores) store->reset(err);
+  for (BatchWriter* store : stores) store->reset(err);
   for (auto& w : waiters) w.done(err);
 }
 

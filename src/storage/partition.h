@@ -36,7 +36,20 @@
 
 namespace durable::detail {
 
-class ObjectStore;
+// An object's part of the partition's batches: the partition asks it for its writes when a
+// batch closes, and tells it when that batch is durable or that its writes were lost.
+// ObjectStore is the one implementation; the partition knows no more of it than this.
+class BatchWriter {
+ public:
+  // Moves the writes made since the last emit into `out`; they belong to batch `seq` now.
+  virtual void emit(std::uint64_t seq, ObjectBatch& out) = 0;
+  virtual void committed(std::uint64_t seq) = 0;
+  // A batch it wrote into failed: what it holds in memory is ahead of storage.
+  virtual void reset(std::exception_ptr why) = 0;
+
+ protected:
+  ~BatchWriter() = default;
+};
 
 class Partition final : private CommitSink {
  public:
@@ -59,8 +72,8 @@ class Partition final : private CommitSink {
   // The sequence number of the batch that writes made now will be committed in.
   std::uint64_t openSeq() const { return openSeq_; }
   std::uint64_t committedSeq() const { return committedSeq_; }
-  // Registers a store whose cache has writes for the open batch, and schedules a flush.
-  void markDirty(ObjectStore* store);
+  // Registers a writer with writes for the open batch, and schedules a flush.
+  void markDirty(BatchWriter* store);
   // Completes once batch `seq` is durable; fails with Error(kUnavailable) if its commit failed.
   Future<void> waitDurable(std::uint64_t seq);
   // Hands the open batch to the engine now, unless it still has one waiting.
@@ -91,7 +104,7 @@ class Partition final : private CommitSink {
   };
   struct InFlight {
     std::uint64_t seq;
-    std::vector<ObjectStore*> stores;
+    std::vector<BatchWriter*> stores;
     std::vector<AlarmChange> alarms;
   };
 
@@ -109,8 +122,8 @@ class Partition final : private CommitSink {
   std::uint64_t commits_ = 0;
   std::uint64_t epoch_ = 0;  // bumped when a failed commit has been dealt with
   bool flushPosted_ = false;
-  std::vector<ObjectStore*> dirty_;
-  std::unordered_set<ObjectStore*> dirtySet_;
+  std::vector<BatchWriter*> dirty_;
+  std::unordered_set<BatchWriter*> dirtySet_;
   std::deque<InFlight> inFlight_;
   std::deque<Waiter> waiters_;
   std::string stopped_;  // why the partition is stopped, or empty
