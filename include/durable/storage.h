@@ -56,6 +56,7 @@ static_assert(std::is_trivially_destructible_v<ListOptions>, "see durable/borrow
 using Entries = std::vector<std::pair<std::string, Value>>;
 
 namespace detail {
+class ObjectHost;
 class ObjectStore;
 struct TxnOverlay;
 }  // namespace detail
@@ -117,9 +118,11 @@ class Storage {
   }
   StorageOp<void> deleteAlarm();
 
+ private:
+  // Made by the runtime for each object (and here, for a transaction).
+  friend class detail::ObjectHost;
   explicit Storage(detail::ObjectStore* store, detail::TxnOverlay* txn = nullptr) : store_(store), txn_(txn) {}
 
- private:
   // The key checked, and whether the storage engine must be asked for it first (an engine
   // that answers later: storage/engine.h).
   bool mustLoad(std::string_view key);
