@@ -1,5 +1,6 @@
 #include "net/http_server.h"
 #include "net/url_path.h"
+#include "net/error_response.h"
 
 #include "net/websocket.h"
 #include "base/log.h"
@@ -311,7 +312,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string().swap(req.body());
 
     deadline_ = Clock::time_point::max();
-    server_.inFlightCounter().fetch_add(1, std::memory_order_relaxed);
+    server_.requestStarted();
     auto self = shared_from_this();
     spawn(server_.worker().fetch(std::move(*request), server_.runtime().env()),
           std::function<void(Result<Response>)>([self](Result<Response> r) {
@@ -321,7 +322,7 @@ class Session : public std::enable_shared_from_this<Session> {
               self->write(r.value(), true);
             } else {
               // Worker::fetch turns errors into responses; this is the last resort.
-              Response err = Response::json(boost::json::object{{"error", "internal error"}}, {.status = 500});
+              Response err = errorResponse(ErrorCode::kInternal, "internal error");
               self->write(err, true);
             }
           }));
@@ -352,12 +353,11 @@ class Session : public std::enable_shared_from_this<Session> {
     auto server = client.impl() ? client.impl()->partner.lock() : nullptr;
     if (!websocket::is_upgrade(parser_->get()) || !server || !server->accepted) {
       keepAlive_ = false;
-      Response err = Response::json(
-          boost::json::object{{"error", "a 101 response needs a WebSocket upgrade request and an accepted WebSocketPair"}},
-          {.status = 500});
+      Response err = errorResponse(ErrorCode::kInternal,
+                                   "a 101 response needs a WebSocket upgrade request and an accepted WebSocketPair");
       return write(err, true);
     }
-    server_.inFlightCounter().fetch_sub(1, std::memory_order_relaxed);
+    server_.requestEnded();
     if (server_.options().accessLog) logAccess(101, 0);
     // RFC 6455: a client sends no frame before the 101, so nothing buffered is lost here.
     auto request = parser_->release();
@@ -381,7 +381,7 @@ class Session : public std::enable_shared_from_this<Session> {
     const std::size_t bodyBytes = bodyless ? 0 : res.text().size();
     asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this(), counted, status, bodyBytes](
                                                        beast::error_code ec, std::size_t) {
-      if (counted) self->server_.inFlightCounter().fetch_sub(1, std::memory_order_relaxed);
+      if (counted) self->server_.requestEnded();
       if (self->server_.options().accessLog) self->logAccess(status, bodyBytes);
       // A large body's buffer is not worth keeping for the next request.
       if (self->out_.capacity() > 64 * 1024) std::string().swap(self->out_);
@@ -583,7 +583,7 @@ void HttpServer::start() {
       probe.set_option(asio::socket_base::reuse_address(true));
       probe.bind(tcp::endpoint(address, port));
     } catch (const boost::system::system_error& e) {
-      throw std::runtime_error(listenError(address, port, e.code()));
+      throw Error(ErrorCode::kUnavailable, listenError(address, port, e.code()));
     }
   }
   for (unsigned i = 0; i < runtime_.shardCount(); ++i) {
@@ -591,7 +591,7 @@ void HttpServer::start() {
     try {
       port = listener->bind(tcp::endpoint(address, port));
     } catch (const boost::system::system_error& e) {
-      throw std::runtime_error(listenError(address, port, e.code()));
+      throw Error(ErrorCode::kUnavailable, listenError(address, port, e.code()));
     }
     listeners_.push_back(std::move(listener));
   }
@@ -600,8 +600,23 @@ void HttpServer::start() {
 }
 
 void HttpServer::stopAccepting() {
-  stopping_.store(true, std::memory_order_release);
+  // Sequentially consistent with requestEnded()'s decrement and load: either it sees the flag
+  // and wakes waitIdle(), or waitIdle() sees its decrement.
+  stopping_.store(true);
   for (auto& l : listeners_) l->stop();
+}
+
+void HttpServer::requestEnded() {
+  if (inFlight_.fetch_sub(1) == 1 && stopping_.load()) {
+    // Under the mutex, so the wake-up cannot fall between waitIdle()'s check and its wait.
+    std::lock_guard lock(idleMutex_);
+    idle_.notify_all();
+  }
+}
+
+bool HttpServer::waitIdle(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(idleMutex_);
+  return idle_.wait_until(lock, deadline, [this] { return inFlight_.load() == 0; });
 }
 
 }  // namespace durable::detail

@@ -4,23 +4,24 @@
 #include <malloc.h>
 
 #include "base/log.h"
+#include "net/error_response.h"
 
 #include <durable/error.h>
 
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <optional>
+#include <utility>
 
 namespace durable::detail {
 
 namespace {
 thread_local Shard* t_shard = nullptr;
-
-Response errorResponse(int status, std::string_view message) {
-  return Response::json(boost::json::object{{"error", message}}, {.status = status});
-}
 }  // namespace
 
 void postTo(Shard& shard, std::function<void()> fn) { boost::asio::post(shard.context(), std::move(fn)); }
@@ -124,7 +125,7 @@ void ObjectHost::sendReply(Shard* replyTo, std::function<void(Response)> reply, 
 
 void ObjectHost::startFetch(Request request, Shard* replyTo, std::function<void(Response)> reply) {
   if (!instance_) {
-    sendReply(replyTo, std::move(reply), errorResponse(500, "Durable Object constructor failed: " + constructError_));
+    sendReply(replyTo, std::move(reply), errorResponse(ErrorCode::kInternal, "Durable Object constructor failed: " + constructError_));
     return;
   }
   beginEvent();
@@ -241,7 +242,7 @@ Task<Response> ObjectHost::runFetch(Request request) {
   if (!response) {
     // The SafeDO pattern, built in: the caller gets the message, the object stays usable.
     log("object ", ns_.className, " ", id_.toString(), ": fetch threw: ", error);
-    response.emplace(errorResponse(500, error));
+    response.emplace(errorResponse(ErrorCode::kInternal, error));
   }
   std::string gateError;
   try {
@@ -250,7 +251,7 @@ Task<Response> ObjectHost::runFetch(Request request) {
   } catch (const std::exception& e) {
     gateError = e.what();
   }
-  if (!gateError.empty()) co_return errorResponse(503, gateError);
+  if (!gateError.empty()) co_return errorResponse(ErrorCode::kUnavailable, gateError);
   co_return std::move(*response);
 }
 
@@ -342,32 +343,55 @@ void Shard::start() {
         log("shard ", index_, ": unhandled exception: ", e.what());
       }
     }
-    // The stop came once every commit had landed, but coroutines resumed by those commits may
-    // still be queued: let them finish (and commit what they write), so that no event is left
-    // suspended forever. Bounded: a handler that keeps re-arming cannot hold the exit.
-    ctx_.restart();
-    for (int round = 0; round < 2000; ++round) {
-      std::size_t ran = 0;
-      try {
-        ran = ctx_.poll();
-      } catch (const std::exception& e) {
-        log("shard ", index_, ": unhandled exception: ", e.what());
-        continue;
-      }
-      bool quiet = true;
-      for (auto& p : partitions) {
-        p->flush();
-        quiet = quiet && p->quiescent();
-      }
-      if (quiet && ran == 0) break;
-      if (ran == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    drain();
     objects_.clear();
     sockets_.clear();
     for (auto& p : partitions) p->onAlarmDurable = nullptr;
     alarms_.reset();
     t_shard = nullptr;
   });
+}
+
+void Shard::drain() {
+  // Stopped with commits maybe in flight: run until every partition is quiet, then hibernate
+  // the sockets and evict what can go (as an idle sweep would), then run what those commits
+  // resumed until nothing is ready, so that no event is left suspended forever and what it
+  // writes is committed too. While a commit is out, run_one() sleeps until the next handler is
+  // ready: the commit thread posts its completion here, and work_ keeps run_one() from
+  // returning on an empty queue. After the first quiet moment the wait is bounded, as a handler
+  // that keeps re-posting itself must not hold the exit.
+  ctx_.restart();
+  std::optional<std::chrono::steady_clock::time_point> deadline;  // set once quiet
+  for (int rounds = 0; rounds < 2000; rounds += deadline ? 1 : 0) {
+    std::size_t ran = 0;
+    try {
+      ran = ctx_.poll();
+    } catch (const std::exception& e) {
+      log("shard ", index_, ": unhandled exception: ", e.what());
+      continue;
+    }
+    bool quiet = true;
+    for (auto& p : partitions) {
+      p->flush();
+      quiet = quiet && p->quiescent();
+    }
+    if (quiet && !deadline) {
+      evictIdle(true);
+      deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      continue;
+    }
+    if (quiet && ran == 0) break;
+    if (ran > 0) continue;
+    try {
+      if (!deadline) {
+        ctx_.run_one();
+      } else if (ctx_.run_one_until(*deadline) == 0 && std::chrono::steady_clock::now() >= *deadline) {
+        break;
+      }
+    } catch (const std::exception& e) {
+      log("shard ", index_, ": unhandled exception: ", e.what());
+    }
+  }
 }
 
 void Shard::join() {
@@ -453,13 +477,20 @@ void Shard::dropSocket(const std::shared_ptr<WebSocketImpl>& ws) {
   std::erase(it->second.sockets, ws);
   // The object's settings (auto-response) stay with it until the object has no sockets.
   if (it->second.sockets.empty() && !it->second.autoResponse && !it->second.eventTimeoutMs) sockets_.erase(it);
+  notifyIfSocketsClosed();
 }
 
-void Shard::closeSockets(int code, const std::string& reason) {
+void Shard::closeSockets(int code, const std::string& reason, std::function<void()> closed) {
+  socketsClosed_ = std::move(closed);
   // A copy: a socket that fails at once drops itself from sockets_ while this loop runs.
   std::vector<std::shared_ptr<WebSocketImpl>> all;
   for (auto& [_, os] : sockets_) all.insert(all.end(), os.sockets.begin(), os.sockets.end());
   for (auto& ws : all) ws->close(code, reason);
+  notifyIfSocketsClosed();
+}
+
+void Shard::notifyIfSocketsClosed() {
+  if (socketsClosed_ && openSockets() == 0) std::exchange(socketsClosed_, nullptr)();
 }
 
 std::size_t Shard::openSockets() const {
@@ -538,57 +569,37 @@ void Runtime::start() {
 void Runtime::stop() {
   if (!started_) return;
   started_ = false;
-  // Each shard flushes its partitions and stops once every commit has landed.
+  // Each shard leaves its loop and drains (Shard::drain): it exits once every commit landed.
   for (auto& sp : shards_) {
     Shard* s = sp.get();
-    auto check = std::make_shared<std::function<void()>>();
-    *check = [s, check] {
-      bool quiet = true;
-      for (auto& p : s->partitions) {
-        p->flush();
-        quiet = quiet && p->quiescent();
-      }
-      if (quiet) {
-        s->evictIdle(true);
-        s->context().stop();
-        *check = nullptr;  // break the self-reference
-        return;
-      }
-      auto timer = std::make_shared<boost::asio::steady_timer>(s->context(), std::chrono::milliseconds(1));
-      timer->async_wait([timer, check](boost::system::error_code) {
-        if (*check) (*check)();
-      });
-    };
-    postTo(*s, [check] { (*check)(); });
+    postTo(*s, [s] { s->context().stop(); });
   }
   for (auto& s : shards_) s->join();
 }
 
 void Runtime::closeWebSockets(int code, const std::string& reason, std::chrono::milliseconds wait) {
   if (!started_) return;
+  // Shared with the shards: one whose peers never answer calls back after this has returned
+  // (stop() cuts such peers off).
+  struct Waiter {
+    std::mutex mutex;
+    std::condition_variable done;
+    std::size_t open;  // shards with a socket still open
+  };
+  auto waiter = std::make_shared<Waiter>();
+  waiter->open = shards_.size();
   for (auto& sp : shards_) {
     Shard* s = sp.get();
-    postTo(*s, [s, code, reason] { s->closeSockets(code, reason); });
-  }
-  // A socket leaves its shard's registry when its closing handshake ends (or fails); a peer
-  // that never answers is cut off by stop() after `wait`.
-  const auto deadline = std::chrono::steady_clock::now() + wait;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto open = std::make_shared<std::atomic<std::size_t>>(0);
-    auto pending = std::make_shared<std::atomic<std::size_t>>(shards_.size());
-    for (auto& sp : shards_) {
-      Shard* s = sp.get();
-      postTo(*s, [s, open, pending] {
-        open->fetch_add(s->openSockets());
-        pending->fetch_sub(1);
+    postTo(*s, [s, code, reason, waiter] {
+      s->closeSockets(code, reason, [waiter] {
+        std::lock_guard lock(waiter->mutex);
+        --waiter->open;
+        waiter->done.notify_all();
       });
-    }
-    while (pending->load() > 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    if (pending->load() == 0 && open->load() == 0) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    });
   }
+  std::unique_lock lock(waiter->mutex);
+  waiter->done.wait_for(lock, wait, [&] { return waiter->open == 0; });
 }
 
 void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request,

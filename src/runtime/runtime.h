@@ -156,9 +156,9 @@ class Shard {
   ObjectSockets& socketsOf(const NamespaceImpl& ns, const ObjectId& id);
   ObjectSockets* findSockets(const NamespaceImpl& ns, const ObjectId& id);
   void dropSocket(const std::shared_ptr<WebSocketImpl>& ws);
-  std::size_t openSockets() const;
-  // Starts the closing handshake on every WebSocket of this shard (shutdown: 1001).
-  void closeSockets(int code, const std::string& reason);
+  // Starts the closing handshake on every WebSocket of this shard (shutdown: 1001); `closed`
+  // runs on this thread once none is left open (at once when none is).
+  void closeSockets(int code, const std::string& reason, std::function<void()> closed);
   std::size_t liveObjects() const { return objects_.size(); }
   // Removes hosts idle for longer than the idle timeout (the hibernation timeout for one
   // whose only live work is hibernatable sockets); `all`: every host that can go now.
@@ -183,6 +183,10 @@ class Shard {
     std::size_t operator()(const Key& k) const noexcept;
   };
   void scheduleEviction();
+  // After stop(): runs what is left until every commit has landed.
+  void drain();
+  std::size_t openSockets() const;
+  void notifyIfSocketsClosed();
   // The host's sockets if it has any open, else nullptr.
   ObjectSockets* liveSockets(const ObjectHost& host);
 
@@ -206,6 +210,7 @@ class Shard {
   IdleList idlePlain_, idleWithSockets_;
   std::uint64_t flows_ = 0;
   std::unique_ptr<AlarmScheduler> alarms_;
+  std::function<void()> socketsClosed_;  // closeSockets()'s callback, until it has run
   std::thread thread_;
 };
 
