@@ -6,9 +6,9 @@
 // NetSocket takes it from there, so an object and its sockets share one thread: a broadcast
 // is a loop of queued writes, with no hop between threads.
 //
-// Hibernation: a socket belongs to its object's entry in the shard's SocketRegistry, not to
-// the object instance, so the instance can be evicted while sockets stay open; the next
-// message constructs it again (ObjectHost::webSocketEvent).
+// Hibernation: a socket belongs to its object's ObjectSockets entry in the shard (Shard::socketsOf),
+// not to the object instance, so the instance can be evicted while sockets stay open; the next
+// message constructs it again (ObjectHost::run).
 #pragma once
 
 #include <durable/id.h>
