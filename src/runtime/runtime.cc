@@ -3,6 +3,7 @@
 
 #include <malloc.h>
 
+#include "base/exec_context.h"
 #include "base/log.h"
 #include "net/error_response.h"
 
@@ -633,6 +634,9 @@ void Runtime::dispatchRun(const NamespaceImpl& ns, const ObjectId& id,
 
 namespace durable {
 
+using detail::ContextScope;
+using detail::currentContext;
+using detail::ExecContext;
 using detail::ObjectHost;
 
 const ObjectId& State::id() const { return host_->id(); }
