@@ -3,6 +3,7 @@
 
 #include "base/log.h"
 #include "base/utf8.h"
+#include "worker/route_match.h"
 #include "net/error_response.h"
 
 #include <boost/container/small_vector.hpp>
@@ -143,8 +144,8 @@ bool matchSegments(const Pattern& pat, const Segments& segs,
 }
 }  // namespace
 
-bool Worker::match(std::string_view pattern, std::string_view path,
-                   std::map<std::string, std::string, std::less<>>* params) {
+bool detail::matchRoute(std::string_view pattern, std::string_view path,
+                        std::map<std::string, std::string, std::less<>>* params) {
   if (pattern == "*") return true;
   return matchSegments(splitPath(pattern), splitPath(path), params, true);
 }
