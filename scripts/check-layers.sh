@@ -12,7 +12,6 @@ layers=(base ids config gates storage net runtime worker cli)
 # shrinks: an include that is not on it fails, and so does an entry that no longer occurs.
 known=(
   "src/net/websocket.cc runtime/runtime.h"        # hibernation and the output gate of sends
-  "src/net/http_server.h runtime/runtime.h"       # the listener hands requests to the Runtime
 )
 
 rank() {

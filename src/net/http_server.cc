@@ -314,7 +314,7 @@ class Session : public std::enable_shared_from_this<Session> {
     deadline_ = Clock::time_point::max();
     server_.requestStarted();
     auto self = shared_from_this();
-    spawn(server_.worker().fetch(std::move(*request), server_.runtime().env()),
+    spawn(server_.worker().fetch(std::move(*request), server_.host().env()),
           std::function<void(Result<Response>)>([self](Result<Response> r) {
             if (r.ok() && r.value().status() == 101) {
               self->upgrade(r.value());
@@ -441,8 +441,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Listener> {
  public:
-  Listener(HttpServer& server, Shard& shard)
-      : server_(server), shard_(shard), acceptor_(shard.context()), retry_(shard.context()), sweep_(shard.context()) {}
+  Listener(HttpServer& server, Shard& shard, asio::io_context& context)
+      : server_(server), shard_(shard), context_(context), acceptor_(context), retry_(context), sweep_(context) {}
 
   std::uint16_t bind(const tcp::endpoint& endpoint) {
     acceptor_.open(endpoint.protocol());
@@ -455,14 +455,14 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
   }
 
   void start() {
-    asio::post(shard_.context(), [self = shared_from_this()] {
+    asio::post(context_, [self = shared_from_this()] {
       self->accept();
       self->scheduleSweep();
     });
   }
 
   void stop() {
-    asio::post(shard_.context(), [self = shared_from_this()] {
+    asio::post(context_, [self = shared_from_this()] {
       beast::error_code ec;
       self->acceptor_.close(ec);
       self->retry_.cancel();
@@ -476,7 +476,7 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
 
  private:
   void accept() {
-    acceptor_.async_accept(shard_.context(), [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+    acceptor_.async_accept(context_, [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
       if (ec) {
         // Out of descriptors or similar: refuse by not accepting for a moment, never spin.
@@ -534,6 +534,7 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
 
   HttpServer& server_;
   Shard& shard_;
+  asio::io_context& context_;
   tcp::acceptor acceptor_;
   asio::steady_timer retry_;
   asio::steady_timer sweep_;
@@ -557,8 +558,8 @@ std::string listenError(const asio::ip::address& address, std::uint16_t port, co
 
 }  // namespace
 
-HttpServer::HttpServer(Runtime& runtime, const Worker& worker, HttpOptions options)
-    : runtime_(runtime), worker_(worker), options_(std::move(options)) {}
+HttpServer::HttpServer(HttpHost& host, const Worker& worker, HttpOptions options)
+    : host_(host), worker_(worker), options_(std::move(options)) {}
 
 HttpServer::~HttpServer() = default;
 
@@ -578,7 +579,7 @@ void HttpServer::start() {
     // and silently split its traffic with it. A bind without SO_REUSEPORT fails while anyone
     // listens there, so try one first.
     try {
-      tcp::acceptor probe(runtime_.shard(0).context());
+      tcp::acceptor probe(host_.shardContext(0));
       probe.open(address.is_v6() ? tcp::v6() : tcp::v4());
       probe.set_option(asio::socket_base::reuse_address(true));
       probe.bind(tcp::endpoint(address, port));
@@ -586,8 +587,8 @@ void HttpServer::start() {
       throw Error(ErrorCode::kUnavailable, listenError(address, port, e.code()));
     }
   }
-  for (unsigned i = 0; i < runtime_.shardCount(); ++i) {
-    auto listener = std::make_shared<Listener>(*this, runtime_.shard(i));
+  for (unsigned i = 0; i < host_.shardCount(); ++i) {
+    auto listener = std::make_shared<Listener>(*this, host_.shard(i), host_.shardContext(i));
     try {
       port = listener->bind(tcp::endpoint(address, port));
     } catch (const boost::system::system_error& e) {

@@ -4,8 +4,9 @@
 // are posted there by the runtime and answered back here.
 #pragma once
 
-#include "runtime/runtime.h"
+#include "net/http_host.h"
 
+#include <durable/object.h>
 #include <durable/worker.h>
 
 #include <atomic>
@@ -39,7 +40,7 @@ struct HttpOptions {
 
 class HttpServer {
  public:
-  HttpServer(Runtime& runtime, const Worker& worker, HttpOptions options);
+  HttpServer(HttpHost& host, const Worker& worker, HttpOptions options);
   ~HttpServer();
 
   // Binds and starts accepting on every shard. Throws Error (kUnavailable) when it cannot bind.
@@ -57,7 +58,7 @@ class HttpServer {
 
   // Internal, for sessions.
   const Worker& worker() const { return worker_; }
-  Runtime& runtime() { return runtime_; }
+  HttpHost& host() { return host_; }
   const HttpOptions& options() const { return options_; }
   void requestStarted() { inFlight_.fetch_add(1, std::memory_order_relaxed); }
   void requestEnded();
@@ -68,7 +69,7 @@ class HttpServer {
 
  private:
   class Listener;
-  Runtime& runtime_;
+  HttpHost& host_;
   const Worker& worker_;
   HttpOptions options_;
   std::uint16_t port_ = 0;

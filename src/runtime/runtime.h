@@ -18,6 +18,7 @@
 #include "runtime/alarm_scheduler.h"
 #include "config/config.h"
 #include "ids/id_codec.h"
+#include "net/http_host.h"
 #include "net/websocket.h"
 #include "storage/object_store.h"
 #include "storage/partition.h"
@@ -230,7 +231,8 @@ struct RuntimeOptions {
 // (bench/README.md).
 unsigned defaultShardCount();
 
-class Runtime {
+// final: calls through Runtime& to what HttpHost declares are not virtual.
+class Runtime final : public HttpHost {
  public:
   // `namespaces` are owned by the caller and outlive the runtime; each gets runtime = this.
   Runtime(RuntimeOptions options, const std::vector<NamespaceImpl*>& namespaces,
@@ -245,10 +247,11 @@ class Runtime {
   // closing handshakes to end. From outside the shard threads, before stop().
   void closeWebSockets(int code, const std::string& reason, std::chrono::milliseconds wait);
 
-  Env& env() { return env_; }
+  Env& env() override { return env_; }
   const RuntimeOptions& options() const { return options_; }
-  unsigned shardCount() const { return static_cast<unsigned>(shards_.size()); }
-  Shard& shard(unsigned i) { return *shards_[i]; }
+  unsigned shardCount() const override { return static_cast<unsigned>(shards_.size()); }
+  Shard& shard(unsigned i) override { return *shards_[i]; }
+  boost::asio::io_context& shardContext(unsigned i) override { return shards_[i]->context(); }
   Shard& shardOf(const ObjectId& id) { return *shards_[partitionIndex(id) % shards_.size()]; }
   Partition& partitionOf(const ObjectId& id);
   // The bound class with this namespace id, or nullptr.
