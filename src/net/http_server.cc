@@ -81,7 +81,7 @@ constexpr std::chrono::seconds kWriteTimeout{30};
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, HttpServer& server, Shard& shard)
+  Session(tcp::socket socket, HttpServer& server, SocketShard& shard)
       : socket_(std::move(socket)), server_(server), shard_(shard), slot_(server.connectionCounter()),
         bodyBytes_(server.bodyBytesCounter()) {}
   ~Session() { releaseBody(); }
@@ -424,7 +424,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::size_t scanned_ = 0;  // bytes of buffer_ scanHead() has looked at
   bool head_ = false;
   HttpServer& server_;
-  Shard& shard_;
+  SocketShard& shard_;
   ConnectionSlot slot_;
   std::shared_ptr<std::atomic<std::int64_t>> bodyBytes_;
   std::size_t bodyHeld_ = 0;  // this connection's share of bodyBytes_
@@ -441,7 +441,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Listener> {
  public:
-  Listener(HttpServer& server, Shard& shard, asio::io_context& context)
+  Listener(HttpServer& server, SocketShard& shard, asio::io_context& context)
       : server_(server), shard_(shard), context_(context), acceptor_(context), retry_(context), sweep_(context) {}
 
   std::uint16_t bind(const tcp::endpoint& endpoint) {
@@ -533,7 +533,7 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
   }
 
   HttpServer& server_;
-  Shard& shard_;
+  SocketShard& shard_;
   asio::io_context& context_;
   tcp::acceptor acceptor_;
   asio::steady_timer retry_;

@@ -1,9 +1,9 @@
 #include "net/websocket.h"
 
 #include "base/log.h"
-#include "runtime/runtime.h"
 #include "base/utf8.h"
 #include "config/config.h"
+#include "gates/output_gate.h"
 
 #include <durable/clock.h>
 #include <durable/error.h>
@@ -104,7 +104,7 @@ namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
 namespace {
-ObjectHost* liveHost(WebSocketImpl& ws) { return ws.shard ? ws.shard->findHost(*ws.ns, ws.id) : nullptr; }
+OutputGate* liveGate(WebSocketImpl& ws) { return ws.shard ? ws.shard->liveOutputGate(*ws.ns, ws.id) : nullptr; }
 }  // namespace
 
 Payload sharedPayload(std::string_view bytes) {
@@ -125,8 +125,7 @@ void WebSocketImpl::send(Payload data, bool binary) {
     throw Error(ErrorCode::kInvalidArgument, "Can't call WebSocket send() after close().");
   }
   // The output gate: a frame waits for the writes its object made before sending it.
-  ObjectHost* host = liveHost(*this);
-  OutputGate* gate = host ? &host->outputGate() : nullptr;
+  OutputGate* gate = liveGate(*this);
   const std::uint64_t mark = gate ? gate->mark() : 0;
   if (held.empty() && !closeAfterHeld) {
     // Nothing waits ahead of it and its writes are durable: straight to the connection. A
@@ -152,15 +151,15 @@ void WebSocketImpl::release() {
   if (!connection || !shard) return;
   // A frame is held only while its object holds the output gate, and an object that holds it
   // is never evicted: the host that queued the frame is the live one.
-  ObjectHost* host = liveHost(*this);
+  OutputGate* gate = liveGate(*this);
   while (!held.empty()) {
     auto& frame = held.front();
-    if (host && !host->outputGate().releasedBefore(frame.gateMark)) {
+    if (gate && !gate->releasedBefore(frame.gateMark)) {
       if (!waitingDurable) {
         waitingDurable = true;
         // The connection may end meanwhile; then there is nothing left to send.
         std::weak_ptr<NetSocket> weak = conn;
-        host->outputGate().whenReleased(frame.gateMark, [this, weak](std::exception_ptr error) {
+        gate->whenReleased(frame.gateMark, [this, weak](std::exception_ptr error) {
           if (weak.expired()) return;
           waitingDurable = false;
           if (error) {
@@ -512,13 +511,14 @@ void NetSocket::onRead(beast::error_code ec, std::size_t) {
     write(false, std::make_shared<const std::string>(owner.autoResponse->second));
   } else if (!closing_) {
     auto handle = impl_;
-    ws.shard->host(*ws.ns, ws.id)
-        .run([handle, message = std::move(message)](DurableObject& o, State&) -> Task<void> {
-               return o.webSocketMessage(WebSocket(handle), message);
-             },
-             [](std::exception_ptr e) {
-               if (e) log("webSocketMessage threw: ", describeException(e));
-             });
+    ws.shard->runInObject(
+        *ws.ns, ws.id,
+        [handle, message = std::move(message)](DurableObject& o, State&) -> Task<void> {
+          return o.webSocketMessage(WebSocket(handle), message);
+        },
+        [](std::exception_ptr e) {
+          if (e) log("webSocketMessage threw: ", describeException(e));
+        });
   }
   read();
 }
@@ -804,7 +804,7 @@ void NetSocket::finish(int code, std::string reason, bool wasClean, std::optiona
   impl->readyState = WebSocket::kClosed;
   impl->held.clear();
   impl->conn.reset();
-  Shard& shard = *impl->shard;
+  SocketShard& shard = *impl->shard;
   shard.dropSocket(impl);
   beast::error_code ignored;
   socket_.close(ignored);
@@ -817,24 +817,24 @@ void NetSocket::finish(int code, std::string reason, bool wasClean, std::optiona
   } else if (closing_ && wasClean) {
     return;  // the object closed it itself
   }
-  shard.host(*impl->ns, impl->id)
-      .run(
-          [impl, code, reason = std::move(reason), wasClean, error](DurableObject& o, State&) -> Task<void> {
-            if (error) return o.webSocketError(WebSocket(impl), *error);
-            return o.webSocketClose(WebSocket(impl), code, reason, wasClean);
-          },
-          [](std::exception_ptr e) {
-            if (e) log("webSocketClose threw: ", describeException(e));
-          });
+  shard.runInObject(
+      *impl->ns, impl->id,
+      [impl, code, reason = std::move(reason), wasClean, error](DurableObject& o, State&) -> Task<void> {
+        if (error) return o.webSocketError(WebSocket(impl), *error);
+        return o.webSocketClose(WebSocket(impl), code, reason, wasClean);
+      },
+      [](std::exception_ptr e) {
+        if (e) log("webSocketClose threw: ", describeException(e));
+      });
 }
 
 bool adoptWebSocket(const WebSocket& client, tcp::socket socket, beast::http::request<beast::http::string_body> request,
-                    Shard& from, ConnectionSlot slot) {
+                    SocketShard& from, ConnectionSlot slot) {
   if (!client.impl()) return false;
   auto server = client.impl()->partner.lock();
   if (!server || !server->accepted || !server->shard) return false;
-  Shard* to = server->shard;
-  const config::Settings& settings = to->runtime().options().settings;
+  SocketShard* to = server->shard;
+  const config::Settings& settings = to->settings();
   if (to == &from) {
     auto conn = std::make_shared<NetSocket>(std::move(socket), server, settings, std::move(slot));
     server->conn = conn;
@@ -847,7 +847,7 @@ bool adoptWebSocket(const WebSocket& client, tcp::socket socket, beast::http::re
   auto req = std::make_shared<beast::http::request<beast::http::string_body>>(std::move(request));
   // Shared only to ride in a copyable function; the place is released once, by its last owner.
   auto place = std::make_shared<ConnectionSlot>(std::move(slot));
-  postTo(*to, [to, server, fd, protocol, req, place, &settings] {
+  asio::post(to->context(), [to, server, fd, protocol, req, place, &settings] {
     tcp::socket moved(to->context());
     boost::system::error_code ec;
     moved.assign(protocol, fd, ec);

@@ -465,6 +465,18 @@ ObjectHost* Shard::findHost(const NamespaceImpl& ns, const ObjectId& id) {
   return it == objects_.end() ? nullptr : it->second.get();
 }
 
+const config::Settings& Shard::settings() const { return runtime_.options().settings; }
+
+OutputGate* Shard::liveOutputGate(const NamespaceImpl& ns, const ObjectId& id) {
+  ObjectHost* host = findHost(ns, id);
+  return host ? &host->outputGate() : nullptr;
+}
+
+void Shard::runInObject(const NamespaceImpl& ns, const ObjectId& id, std::function<Task<void>(DurableObject&, State&)> fn,
+                        std::function<void(std::exception_ptr)> done) {
+  host(ns, id).run(std::move(fn), std::move(done));
+}
+
 ObjectSockets& Shard::socketsOf(const NamespaceImpl& ns, const ObjectId& id) { return sockets_[Key{ns.nsId, id.raw()}]; }
 
 ObjectSockets* Shard::findSockets(const NamespaceImpl& ns, const ObjectId& id) {

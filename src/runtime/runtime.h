@@ -137,12 +137,14 @@ class ObjectHost {
   std::chrono::steady_clock::time_point lastActive_;
 };
 
-class Shard {
+// final: the shard's own calls to what SocketShard declares are not virtual.
+class Shard final : public SocketShard {
  public:
   Shard(Runtime& runtime, int index);
   ~Shard();
 
-  boost::asio::io_context& context() { return ctx_; }
+  boost::asio::io_context& context() override { return ctx_; }
+  const config::Settings& settings() const override;
   int index() const { return index_; }
   Runtime& runtime() { return runtime_; }
 
@@ -154,9 +156,12 @@ class Shard {
   ObjectHost* findHost(const NamespaceImpl& ns, const ObjectId& id);
 
   // The WebSockets of an object, which outlive its instance (hibernation).
-  ObjectSockets& socketsOf(const NamespaceImpl& ns, const ObjectId& id);
+  ObjectSockets& socketsOf(const NamespaceImpl& ns, const ObjectId& id) override;
   ObjectSockets* findSockets(const NamespaceImpl& ns, const ObjectId& id);
-  void dropSocket(const std::shared_ptr<WebSocketImpl>& ws);
+  void dropSocket(const std::shared_ptr<WebSocketImpl>& ws) override;
+  OutputGate* liveOutputGate(const NamespaceImpl& ns, const ObjectId& id) override;
+  void runInObject(const NamespaceImpl& ns, const ObjectId& id, std::function<Task<void>(DurableObject&, State&)> fn,
+                   std::function<void(std::exception_ptr)> done) override;
   // Starts the closing handshake on every WebSocket of this shard (shutdown: 1001); `closed`
   // runs on this thread once none is left open (at once when none is).
   void closeSockets(int code, const std::string& reason, std::function<void()> closed);
