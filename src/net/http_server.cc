@@ -350,7 +350,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // A 101 from an object: the connection becomes that object's WebSocket.
   void upgrade(const Response& response) {
     const auto& client = response.webSocket();
-    auto server = client.impl() ? client.impl()->partner.lock() : nullptr;
+    const auto& clientImpl = WebSocketAccess::impl(client);
+    auto server = clientImpl ? clientImpl->partner.lock() : nullptr;
     if (!websocket::is_upgrade(parser_->get()) || !server || !server->accepted) {
       keepAlive_ = false;
       Response err = errorResponse(ErrorCode::kInternal,

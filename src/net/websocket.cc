@@ -514,7 +514,7 @@ void NetSocket::onRead(beast::error_code ec, std::size_t) {
     ws.shard->runInObject(
         *ws.ns, ws.id,
         [handle, message = std::move(message)](DurableObject& o, State&) -> Task<void> {
-          return o.webSocketMessage(WebSocket(handle), message);
+          return o.webSocketMessage(WebSocketAccess::wrap(handle), message);
         },
         [](std::exception_ptr e) {
           if (e) log("webSocketMessage threw: ", describeException(e));
@@ -820,8 +820,8 @@ void NetSocket::finish(int code, std::string reason, bool wasClean, std::optiona
   shard.runInObject(
       *impl->ns, impl->id,
       [impl, code, reason = std::move(reason), wasClean, error](DurableObject& o, State&) -> Task<void> {
-        if (error) return o.webSocketError(WebSocket(impl), *error);
-        return o.webSocketClose(WebSocket(impl), code, reason, wasClean);
+        if (error) return o.webSocketError(WebSocketAccess::wrap(impl), *error);
+        return o.webSocketClose(WebSocketAccess::wrap(impl), code, reason, wasClean);
       },
       [](std::exception_ptr e) {
         if (e) log("webSocketClose threw: ", describeException(e));
@@ -830,8 +830,8 @@ void NetSocket::finish(int code, std::string reason, bool wasClean, std::optiona
 
 bool adoptWebSocket(const WebSocket& client, tcp::socket socket, beast::http::request<beast::http::string_body> request,
                     SocketShard& from, ConnectionSlot slot) {
-  if (!client.impl()) return false;
-  auto server = client.impl()->partner.lock();
+  if (!WebSocketAccess::impl(client)) return false;
+  auto server = WebSocketAccess::impl(client)->partner.lock();
   if (!server || !server->accepted || !server->shard) return false;
   SocketShard* to = server->shard;
   const config::Settings& settings = to->settings();

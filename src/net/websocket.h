@@ -282,6 +282,12 @@ struct WebSocketImpl;
 struct ObjectSockets;
 class OutputGate;
 
+// The runtime's way into a WebSocket handle, whose constructor and impl() are private.
+struct WebSocketAccess {
+  static WebSocket wrap(std::shared_ptr<WebSocketImpl> impl) { return WebSocket(std::move(impl)); }
+  static const std::shared_ptr<WebSocketImpl>& impl(const WebSocket& ws) { return ws.impl(); }
+};
+
 // What a WebSocket needs from the shard thread that owns its object. The runtime's Shard
 // implements it, so that net/ knows nothing of the layers above. A NamespaceImpl is opaque
 // here: a socket only hands it back.

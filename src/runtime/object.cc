@@ -46,7 +46,7 @@ std::optional<std::string> Env::var(std::string_view name) const {
 // object, so that it outlives the instance.
 
 void State::acceptWebSocket(WebSocket ws, std::vector<std::string> tags) {
-  auto impl = ws.impl();
+  auto impl = detail::WebSocketAccess::impl(ws);
   if (!impl) throw Error(ErrorCode::kInvalidArgument, "acceptWebSocket(): empty WebSocket");
   if (impl->accepted) throw Error(ErrorCode::kInvalidArgument, "acceptWebSocket(): this WebSocket was accepted already");
   if (!impl->partner.expired()) {
@@ -72,14 +72,15 @@ std::vector<WebSocket> State::getWebSockets(std::optional<std::string_view> tag)
   for (auto& s : os->sockets) {
     if (s->readyState == WebSocket::kClosed) continue;
     if (tag && std::find(s->tags.begin(), s->tags.end(), *tag) == s->tags.end()) continue;
-    out.emplace_back(s);
+    out.push_back(detail::WebSocketAccess::wrap(s));
   }
   return out;
 }
 
 std::vector<std::string> State::getTags(const WebSocket& ws) {
-  if (!ws.impl() || !ws.impl()->accepted) throw Error(ErrorCode::kInvalidArgument, "getTags(): not an accepted WebSocket");
-  return ws.impl()->tags;
+  const auto& impl = detail::WebSocketAccess::impl(ws);
+  if (!impl || !impl->accepted) throw Error(ErrorCode::kInvalidArgument, "getTags(): not an accepted WebSocket");
+  return impl->tags;
 }
 
 void State::setWebSocketAutoResponse(std::string request, std::string response) {
@@ -95,7 +96,8 @@ void State::setWebSocketAutoResponse() {
 }
 
 std::optional<std::int64_t> State::getWebSocketAutoResponseTimestamp(const WebSocket& ws) {
-  return ws.impl() ? ws.impl()->autoResponseAt : std::nullopt;
+  const auto& impl = detail::WebSocketAccess::impl(ws);
+  return impl ? impl->autoResponseAt : std::nullopt;
 }
 
 void State::setHibernatableWebSocketEventTimeout(std::optional<std::int64_t> ms) {
