@@ -1,4 +1,4 @@
-// The router: durable::percentDecode, durable::Worker::match, and a small Worker with routes
+// The router: durable::percentDecode, durable::detail::matchRoute, and a small Worker with routes
 // and middleware run through Worker::fetch.
 //
 // Input: byte 0 picks the mode, the rest is split at the first NUL byte where two strings are
@@ -12,6 +12,8 @@
 #include <durable/object.h>
 #include <durable/task.h>
 #include <durable/worker.h>
+
+#include "worker/route_match.h"
 
 #include <cstdint>
 #include <cstdio>
@@ -100,10 +102,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     case 1: {
       auto [pattern, path] = splitAtNul(rest);
-      const bool bare = durable::Worker::match(pattern, path, nullptr);
+      const bool bare = durable::detail::matchRoute(pattern, path, nullptr);
       Params params;
       try {
-        const bool full = durable::Worker::match(pattern, path, &params);
+        const bool full = durable::detail::matchRoute(pattern, path, &params);
         check(full == bare, "match differs with and without params");
         if (!full) check(params.empty(), "a failed match filled params");
       } catch (const durable::Error& e) {
@@ -114,7 +116,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
       // Every pattern without parameters, wildcards or escapes matches itself.
       if (pattern.find_first_of(":*%") == std::string_view::npos) {
-        check(durable::Worker::match(pattern, pattern, nullptr), "a literal pattern does not match itself");
+        check(durable::detail::matchRoute(pattern, pattern, nullptr), "a literal pattern does not match itself");
       }
       break;
     }
@@ -132,7 +134,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         check(e.code() == durable::ErrorCode::kInvalidArgument, "Request threw another code");
         return 0;
       }
-      durable::Env env(nullptr);  // the routes here use no bindings
+      durable::Env env;  // the routes here use no bindings
       std::optional<durable::Response> out;
       durable::spawn<durable::Response>(app().fetch(std::move(*request), env),
                                         [&](durable::Result<durable::Response> r) { out.emplace(std::move(r).value()); });

@@ -16,8 +16,12 @@
 
 namespace durable {
 
+class Namespace;
+
 namespace detail {
 struct NamespaceImpl;
+// The runtime's one way to make a Namespace of a bound class (src/runtime/namespace.cc).
+Namespace makeNamespace(const NamespaceImpl* impl);
 }
 
 // Option structs borrow their strings: see durable/borrowed.h.
@@ -42,9 +46,9 @@ class Stub {
     return fetch(Request(std::move(url), std::move(init)));
   }
 
-  Stub(const detail::NamespaceImpl* ns, ObjectId id) : ns_(ns), id_(std::move(id)) {}
-
  private:
+  friend class Namespace;
+  Stub(const detail::NamespaceImpl* ns, ObjectId id) : ns_(ns), id_(std::move(id)) {}
   const detail::NamespaceImpl* ns_;
   ObjectId id_;
 };
@@ -68,10 +72,10 @@ class Namespace {
   // IDs carry the jurisdiction. Throws Error(kInvalidArgument) for an unknown jurisdiction.
   Namespace jurisdiction(std::string_view name) const;
 
-  Namespace(const detail::NamespaceImpl* impl, std::string jurisdiction = {})
-      : impl_(impl), jurisdiction_(std::move(jurisdiction)) {}
-
  private:
+  friend Namespace detail::makeNamespace(const detail::NamespaceImpl* impl);
+  explicit Namespace(const detail::NamespaceImpl* impl, std::string jurisdiction = {})
+      : impl_(impl), jurisdiction_(std::move(jurisdiction)) {}
   const detail::NamespaceImpl* impl_;
   std::string jurisdiction_;
 };

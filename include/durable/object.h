@@ -28,6 +28,7 @@ class Namespace;
 
 namespace detail {
 class ObjectHost;
+class Runtime;
 }
 
 // What alarm() is told about the run.
@@ -74,9 +75,10 @@ class State {
   void setHibernatableWebSocketEventTimeout(std::optional<std::int64_t> ms);
   std::optional<std::int64_t> getHibernatableWebSocketEventTimeout();
 
-  explicit State(detail::ObjectHost* host) : host_(host) {}
-
+  // The runtime makes the one State of each live object.
  private:
+  friend class detail::ObjectHost;
+  explicit State(detail::ObjectHost* host) : host_(host) {}
   Future<void> blockConcurrencyWhileImpl(std::function<Task<void>()> fn);
 
   detail::ObjectHost* host_;
@@ -119,11 +121,15 @@ class Env {
   // A variable from the config's [vars] table, overridden by the process environment.
   std::optional<std::string> var(std::string_view name) const;
 
+  // An Env with no bindings and no [vars] (a Worker tested alone).
+  Env() = default;
+
   struct Impl;
-  explicit Env(const Impl* impl) : impl_(impl) {}
 
  private:
-  const Impl* impl_;
+  friend class detail::Runtime;
+  explicit Env(const Impl* impl) : impl_(impl) {}
+  const Impl* impl_ = nullptr;
 };
 
 }  // namespace durable

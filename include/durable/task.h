@@ -96,8 +96,6 @@ class [[nodiscard]] Task {
     if (h_) h_.destroy();
   }
 
-  bool valid() const noexcept { return bool(h_); }
-
   auto operator co_await() && noexcept {
     struct Awaiter {
       std::coroutine_handle<promise_type> h;
@@ -207,35 +205,17 @@ void spawn(Task<T> task, std::function<void(Result<T>)> done = {}) {
   detail::runDetached<T>(std::move(task), std::move(done));
 }
 
-// The runtime's bookkeeping that must follow a coroutine across a suspension: which object
-// it runs in and which of that object's event flows it belongs to (for the input gate). The
-// runtime sets it when it starts or resumes a coroutine; awaitables capture it on suspension.
+namespace detail {
+// What a Future carries from its suspension to its resumption for the runtime (which object,
+// which event flow: src/base/exec_context.h). Here only because the Future template needs it.
 struct ExecContext {
   void* host = nullptr;
   std::uint64_t flow = 0;
 };
 ExecContext& currentContext() noexcept;
-
-// Restores `ctx` for the extent of a resumption.
-class ContextScope {
- public:
-  explicit ContextScope(ExecContext ctx) noexcept : prev_(currentContext()) { currentContext() = ctx; }
-  ~ContextScope() { currentContext() = prev_; }
-  ContextScope(const ContextScope&) = delete;
-  ContextScope& operator=(const ContextScope&) = delete;
-
- private:
-  ExecContext prev_;
-};
-
-// Where a Future resumes its waiter. The runtime installs one per shard thread so that a
-// value set from a completion handler resumes the waiter on a fresh stack, not inside the
-// setter (which may be in the middle of releasing many waiters).
-using ResumeScheduler = void (*)(std::coroutine_handle<>, ExecContext);
-void setResumeScheduler(ResumeScheduler scheduler) noexcept;
+// Resumes `h` with `ctx` restored, where the runtime says (src/base/exec_context.h).
 void scheduleResume(std::coroutine_handle<> h, ExecContext ctx);
 
-namespace detail {
 template <class T>
 struct FutureState {
   std::optional<Result<std::conditional_t<std::is_void_v<T>, std::monostate, T>>> result;
@@ -260,7 +240,7 @@ class [[nodiscard]] Future {
   bool await_ready() const noexcept { return ready(); }
   void await_suspend(std::coroutine_handle<> h) noexcept {
     state_->waiter = h;
-    state_->ctx = currentContext();
+    state_->ctx = detail::currentContext();
   }
   T await_resume() {
     if constexpr (std::is_void_v<T>) {
@@ -301,7 +281,7 @@ class Promise {
   void complete(Result<Stored> r) {
     if (state_->result) return;
     state_->result.emplace(std::move(r));
-    if (auto w = std::exchange(state_->waiter, {})) scheduleResume(w, state_->ctx);
+    if (auto w = std::exchange(state_->waiter, {})) detail::scheduleResume(w, state_->ctx);
   }
   std::shared_ptr<detail::FutureState<T>> state_;
 };

@@ -27,6 +27,7 @@ namespace durable {
 
 namespace detail {
 struct WebSocketImpl;
+struct WebSocketAccess;  // the runtime's way in (src/net/websocket.h)
 }
 
 // What webSocketMessage receives: `string | ArrayBuffer` in JavaScript. A text message is
@@ -78,10 +79,12 @@ class WebSocket {
   explicit operator bool() const { return impl_ != nullptr; }
   std::size_t hash() const { return std::hash<const void*>()(impl_.get()); }
 
+ private:
+  friend struct WebSocketPair;
+  friend struct detail::WebSocketAccess;
   explicit WebSocket(std::shared_ptr<detail::WebSocketImpl> impl) : impl_(std::move(impl)) {}
   const std::shared_ptr<detail::WebSocketImpl>& impl() const { return impl_; }
 
- private:
   std::shared_ptr<detail::WebSocketImpl> impl_;
 };
 

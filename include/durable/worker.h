@@ -75,12 +75,6 @@ class Worker {
   // response: the status from durable::Error's code, else 500; body {"error": message}.
   Task<Response> fetch(Request request, Env& env) const;
 
-  // Whether `pattern` matches `path` (a percent-encoded pathname); fills `params` decoded as
-  // Context::param() gives them (bytes that are not UTF-8 become U+FFFD).
-  // Exposed for tests and fuzzing.
-  static bool match(std::string_view pattern, std::string_view path,
-                    std::map<std::string, std::string, std::less<>>* params);
-
  private:
   struct Route {
     std::string method;

@@ -2,9 +2,10 @@
 
 namespace durable {
 
-int Error::httpStatus() const noexcept {
-  switch (code_) {
+int httpStatus(ErrorCode code) noexcept {
+  switch (code) {
     case ErrorCode::kInvalidArgument:
+    case ErrorCode::kFailedPrecondition:
       return 400;
     case ErrorCode::kNotFound:
       return 404;

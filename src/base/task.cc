@@ -1,3 +1,5 @@
+#include "base/exec_context.h"
+
 #include <durable/task.h>
 
 #include <cstddef>
@@ -77,9 +79,6 @@ void freeFrame(void* frame, std::size_t bytes) noexcept {
   ::operator delete(frame);
 }
 
-}  // namespace durable::detail
-
-namespace durable {
 namespace {
 thread_local ResumeScheduler t_scheduler = nullptr;
 thread_local ExecContext t_context;
@@ -99,4 +98,4 @@ void scheduleResume(std::coroutine_handle<> h, ExecContext ctx) {
   }
 }
 
-}  // namespace durable
+}  // namespace durable::detail

@@ -56,7 +56,7 @@ std::string resolveListenHost(const std::string& host) {
   boost::asio::ip::tcp::resolver resolver(io);
   const auto results = resolver.resolve(host, "", boost::asio::ip::tcp::resolver::passive, ec);
   if (ec || results.empty()) {
-    throw std::runtime_error("--listen: cannot resolve host '" + host + "'" + (ec ? ": " + ec.message() : "") +
+    throw Error(ErrorCode::kInvalidArgument, "--listen: cannot resolve host '" + host + "'" + (ec ? ": " + ec.message() : "") +
                              " (use a name that resolves, or an address such as 127.0.0.1 or [::1])");
   }
   // Where both families answer (localhost), IPv4: what 127.0.0.1 users and most tools expect.

@@ -2,6 +2,8 @@
 // say what was wrong and what is accepted, the --listen address, the default state directory.
 #pragma once
 
+#include <durable/error.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <stdexcept>
@@ -15,9 +17,9 @@
 namespace durable::cli {
 
 // A mistake on the command line (exit code 2), as opposed to a failure to serve (exit 1).
-class UsageError : public std::runtime_error {
+class UsageError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit UsageError(const std::string& message) : Error(ErrorCode::kInvalidArgument, message) {}
 };
 
 // `text` as a whole decimal number in [lo, hi], or UsageError:
@@ -33,7 +35,7 @@ struct ListenAddress {
 // "HOST:PORT", "[V6]:PORT"; UsageError naming the accepted forms otherwise.
 ListenAddress splitListen(std::string_view listen);
 // The numeric address to bind for `host`: itself when it is one, else the first IPv4 address
-// it resolves to (then any). std::runtime_error when it does not resolve.
+// it resolves to (then any). an Error (kInvalidArgument) when it does not resolve.
 std::string resolveListenHost(const std::string& host);
 
 // .durable/<name> for the config's `name`; without one, .durable/<the config file's stem>,

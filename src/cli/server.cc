@@ -17,7 +17,6 @@
 #include <iostream>
 #include <limits>
 #include <set>
-#include <thread>
 
 namespace durable {
 
@@ -287,10 +286,7 @@ int Server::serve(const ServeOptions& options) {
     sigwait(&signals, &sig);
     detail::logInfo(sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP" : "SIGTERM", ", draining");
     http.stopAccepting();
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (http.inFlight() > 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    http.waitIdle(std::chrono::steady_clock::now() + std::chrono::seconds(10));
     // After the HTTP requests, so no upgrade lands after it: clients learn that the server
     // went away (1001) rather than seeing a dropped connection, and may reconnect at once.
     runtime.closeWebSockets(1001, "server shutting down", std::chrono::seconds(2));

@@ -6,6 +6,8 @@
 // serves both tools.
 #pragma once
 
+#include <durable/error.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -86,9 +88,9 @@ struct Config {
 };
 
 // Messages are "<source>:<line>: <message>", or "<source>: <message>" when no line applies.
-class ConfigError : public std::runtime_error {
+class ConfigError : public Error {
  public:
-  using runtime_error::runtime_error;
+  explicit ConfigError(const std::string& message) : Error(ErrorCode::kInvalidArgument, message) {}
 };
 
 Config parseConfig(std::string_view tomlText, std::string_view sourceName);

@@ -22,8 +22,8 @@ CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value INTEGER NOT NU
 )sql";
 
 // A migration's own mistake, caught and re-thrown with its source line and tag.
-struct MigrationProblem {
-  std::string reason;
+struct MigrationProblem : Error {
+  explicit MigrationProblem(const std::string& reason) : Error(ErrorCode::kFailedPrecondition, reason) {}
 };
 
 // A prepared statement whose SQLite errors become Error(kUnavailable).
@@ -177,7 +177,7 @@ MigrationState MetaStore::apply(const Config& config) {
       exec("COMMIT");
     } catch (const MigrationProblem& p) {
       sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-      throw ConfigError(config.source + ":" + std::to_string(m.line) + ": migration " + m.tag + ": " + p.reason);
+      throw ConfigError(config.source + ":" + std::to_string(m.line) + ": migration " + m.tag + ": " + p.what());
     } catch (...) {
       sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
       throw;
@@ -195,16 +195,16 @@ void MetaStore::applyOne(const Migration& m) {
     if (s.step()) next = s.int64(0);
   }
   auto create = [&](const std::string& name) {
-    if (classExists(db_, name)) throw MigrationProblem{"cannot create class " + name + ": it already exists"};
+    if (classExists(db_, name)) throw MigrationProblem("cannot create class " + name + ": it already exists");
     Stmt s(db_, "INSERT INTO classes (name, ns_id, key) VALUES (?, ?, ?)");
     s.bind(1, name).bind(2, next++).bind(3, detail::randomNamespaceKey()).run();
   };
   for (const auto& name : m.newClasses) create(name);
   for (const auto& name : m.newSqliteClasses) create(name);
   for (const auto& r : m.renamedClasses) {
-    if (!classExists(db_, r.from)) throw MigrationProblem{"cannot rename class " + r.from + ": no such class"};
+    if (!classExists(db_, r.from)) throw MigrationProblem("cannot rename class " + r.from + ": no such class");
     if (classExists(db_, r.to)) {
-      throw MigrationProblem{"cannot rename class " + r.from + " to " + r.to + ": " + r.to + " already exists"};
+      throw MigrationProblem("cannot rename class " + r.from + " to " + r.to + ": " + r.to + " already exists");
     }
     Stmt s(db_, "UPDATE classes SET name = ? WHERE name = ?");
     s.bind(1, r.to).bind(2, r.from).run();
@@ -213,7 +213,7 @@ void MetaStore::applyOne(const Migration& m) {
     std::int64_t nsId = 0;
     {
       Stmt s(db_, "SELECT ns_id FROM classes WHERE name = ?");
-      if (!s.bind(1, name).step()) throw MigrationProblem{"cannot delete class " + name + ": no such class"};
+      if (!s.bind(1, name).step()) throw MigrationProblem("cannot delete class " + name + ": no such class");
       nsId = s.int64(0);
     }
     Stmt(db_, "DELETE FROM classes WHERE name = ?").bind(1, name).run();

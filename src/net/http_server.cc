@@ -1,5 +1,6 @@
 #include "net/http_server.h"
 #include "net/url_path.h"
+#include "net/error_response.h"
 
 #include "net/websocket.h"
 #include "base/log.h"
@@ -80,7 +81,7 @@ constexpr std::chrono::seconds kWriteTimeout{30};
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, HttpServer& server, Shard& shard)
+  Session(tcp::socket socket, HttpServer& server, SocketShard& shard)
       : socket_(std::move(socket)), server_(server), shard_(shard), slot_(server.connectionCounter()),
         bodyBytes_(server.bodyBytesCounter()) {}
   ~Session() { releaseBody(); }
@@ -311,9 +312,9 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string().swap(req.body());
 
     deadline_ = Clock::time_point::max();
-    server_.inFlightCounter().fetch_add(1, std::memory_order_relaxed);
+    server_.requestStarted();
     auto self = shared_from_this();
-    spawn(server_.worker().fetch(std::move(*request), server_.runtime().env()),
+    spawn(server_.worker().fetch(std::move(*request), server_.host().env()),
           std::function<void(Result<Response>)>([self](Result<Response> r) {
             if (r.ok() && r.value().status() == 101) {
               self->upgrade(r.value());
@@ -321,7 +322,7 @@ class Session : public std::enable_shared_from_this<Session> {
               self->write(r.value(), true);
             } else {
               // Worker::fetch turns errors into responses; this is the last resort.
-              Response err = Response::json(boost::json::object{{"error", "internal error"}}, {.status = 500});
+              Response err = errorResponse(ErrorCode::kInternal, "internal error");
               self->write(err, true);
             }
           }));
@@ -349,15 +350,15 @@ class Session : public std::enable_shared_from_this<Session> {
   // A 101 from an object: the connection becomes that object's WebSocket.
   void upgrade(const Response& response) {
     const auto& client = response.webSocket();
-    auto server = client.impl() ? client.impl()->partner.lock() : nullptr;
+    const auto& clientImpl = WebSocketAccess::impl(client);
+    auto server = clientImpl ? clientImpl->partner.lock() : nullptr;
     if (!websocket::is_upgrade(parser_->get()) || !server || !server->accepted) {
       keepAlive_ = false;
-      Response err = Response::json(
-          boost::json::object{{"error", "a 101 response needs a WebSocket upgrade request and an accepted WebSocketPair"}},
-          {.status = 500});
+      Response err = errorResponse(ErrorCode::kInternal,
+                                   "a 101 response needs a WebSocket upgrade request and an accepted WebSocketPair");
       return write(err, true);
     }
-    server_.inFlightCounter().fetch_sub(1, std::memory_order_relaxed);
+    server_.requestEnded();
     if (server_.options().accessLog) logAccess(101, 0);
     // RFC 6455: a client sends no frame before the 101, so nothing buffered is lost here.
     auto request = parser_->release();
@@ -381,7 +382,7 @@ class Session : public std::enable_shared_from_this<Session> {
     const std::size_t bodyBytes = bodyless ? 0 : res.text().size();
     asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this(), counted, status, bodyBytes](
                                                        beast::error_code ec, std::size_t) {
-      if (counted) self->server_.inFlightCounter().fetch_sub(1, std::memory_order_relaxed);
+      if (counted) self->server_.requestEnded();
       if (self->server_.options().accessLog) self->logAccess(status, bodyBytes);
       // A large body's buffer is not worth keeping for the next request.
       if (self->out_.capacity() > 64 * 1024) std::string().swap(self->out_);
@@ -424,7 +425,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::size_t scanned_ = 0;  // bytes of buffer_ scanHead() has looked at
   bool head_ = false;
   HttpServer& server_;
-  Shard& shard_;
+  SocketShard& shard_;
   ConnectionSlot slot_;
   std::shared_ptr<std::atomic<std::int64_t>> bodyBytes_;
   std::size_t bodyHeld_ = 0;  // this connection's share of bodyBytes_
@@ -441,8 +442,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Listener> {
  public:
-  Listener(HttpServer& server, Shard& shard)
-      : server_(server), shard_(shard), acceptor_(shard.context()), retry_(shard.context()), sweep_(shard.context()) {}
+  Listener(HttpServer& server, SocketShard& shard, asio::io_context& context)
+      : server_(server), shard_(shard), context_(context), acceptor_(context), retry_(context), sweep_(context) {}
 
   std::uint16_t bind(const tcp::endpoint& endpoint) {
     acceptor_.open(endpoint.protocol());
@@ -455,14 +456,14 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
   }
 
   void start() {
-    asio::post(shard_.context(), [self = shared_from_this()] {
+    asio::post(context_, [self = shared_from_this()] {
       self->accept();
       self->scheduleSweep();
     });
   }
 
   void stop() {
-    asio::post(shard_.context(), [self = shared_from_this()] {
+    asio::post(context_, [self = shared_from_this()] {
       beast::error_code ec;
       self->acceptor_.close(ec);
       self->retry_.cancel();
@@ -476,7 +477,7 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
 
  private:
   void accept() {
-    acceptor_.async_accept(shard_.context(), [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+    acceptor_.async_accept(context_, [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
       if (ec) {
         // Out of descriptors or similar: refuse by not accepting for a moment, never spin.
@@ -533,7 +534,8 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
   }
 
   HttpServer& server_;
-  Shard& shard_;
+  SocketShard& shard_;
+  asio::io_context& context_;
   tcp::acceptor acceptor_;
   asio::steady_timer retry_;
   asio::steady_timer sweep_;
@@ -557,8 +559,8 @@ std::string listenError(const asio::ip::address& address, std::uint16_t port, co
 
 }  // namespace
 
-HttpServer::HttpServer(Runtime& runtime, const Worker& worker, HttpOptions options)
-    : runtime_(runtime), worker_(worker), options_(std::move(options)) {}
+HttpServer::HttpServer(HttpHost& host, const Worker& worker, HttpOptions options)
+    : host_(host), worker_(worker), options_(std::move(options)) {}
 
 HttpServer::~HttpServer() = default;
 
@@ -578,20 +580,20 @@ void HttpServer::start() {
     // and silently split its traffic with it. A bind without SO_REUSEPORT fails while anyone
     // listens there, so try one first.
     try {
-      tcp::acceptor probe(runtime_.shard(0).context());
+      tcp::acceptor probe(host_.shardContext(0));
       probe.open(address.is_v6() ? tcp::v6() : tcp::v4());
       probe.set_option(asio::socket_base::reuse_address(true));
       probe.bind(tcp::endpoint(address, port));
     } catch (const boost::system::system_error& e) {
-      throw std::runtime_error(listenError(address, port, e.code()));
+      throw Error(ErrorCode::kUnavailable, listenError(address, port, e.code()));
     }
   }
-  for (unsigned i = 0; i < runtime_.shardCount(); ++i) {
-    auto listener = std::make_shared<Listener>(*this, runtime_.shard(i));
+  for (unsigned i = 0; i < host_.shardCount(); ++i) {
+    auto listener = std::make_shared<Listener>(*this, host_.shard(i), host_.shardContext(i));
     try {
       port = listener->bind(tcp::endpoint(address, port));
     } catch (const boost::system::system_error& e) {
-      throw std::runtime_error(listenError(address, port, e.code()));
+      throw Error(ErrorCode::kUnavailable, listenError(address, port, e.code()));
     }
     listeners_.push_back(std::move(listener));
   }
@@ -600,8 +602,23 @@ void HttpServer::start() {
 }
 
 void HttpServer::stopAccepting() {
-  stopping_.store(true, std::memory_order_release);
+  // Sequentially consistent with requestEnded()'s decrement and load: either it sees the flag
+  // and wakes waitIdle(), or waitIdle() sees its decrement.
+  stopping_.store(true);
   for (auto& l : listeners_) l->stop();
+}
+
+void HttpServer::requestEnded() {
+  if (inFlight_.fetch_sub(1) == 1 && stopping_.load()) {
+    // Under the mutex, so the wake-up cannot fall between waitIdle()'s check and its wait.
+    std::lock_guard lock(idleMutex_);
+    idle_.notify_all();
+  }
+}
+
+bool HttpServer::waitIdle(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(idleMutex_);
+  return idle_.wait_until(lock, deadline, [this] { return inFlight_.load() == 0; });
 }
 
 }  // namespace durable::detail

@@ -4,12 +4,16 @@
 // are posted there by the runtime and answered back here.
 #pragma once
 
-#include "runtime/runtime.h"
+#include "net/http_host.h"
 
+#include <durable/object.h>
 #include <durable/worker.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,10 +40,10 @@ struct HttpOptions {
 
 class HttpServer {
  public:
-  HttpServer(Runtime& runtime, const Worker& worker, HttpOptions options);
+  HttpServer(HttpHost& host, const Worker& worker, HttpOptions options);
   ~HttpServer();
 
-  // Binds and starts accepting on every shard. Throws std::runtime_error when it cannot bind.
+  // Binds and starts accepting on every shard. Throws Error (kUnavailable) when it cannot bind.
   void start();
   std::uint16_t port() const { return port_; }
   // Closes the acceptors and idle connections; busy connections finish the request they are
@@ -48,12 +52,16 @@ class HttpServer {
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
   // Requests received whose responses are not yet fully written.
   std::int64_t inFlight() const { return inFlight_.load(std::memory_order_relaxed); }
+  // After stopAccepting(): waits until no request is in flight, or until `deadline`; false
+  // when the deadline came first.
+  bool waitIdle(std::chrono::steady_clock::time_point deadline);
 
   // Internal, for sessions.
   const Worker& worker() const { return worker_; }
-  Runtime& runtime() { return runtime_; }
+  HttpHost& host() { return host_; }
   const HttpOptions& options() const { return options_; }
-  std::atomic<std::int64_t>& inFlightCounter() { return inFlight_; }
+  void requestStarted() { inFlight_.fetch_add(1, std::memory_order_relaxed); }
+  void requestEnded();
   // Shared with the sessions: a session may outlive the server (its io_context ends later).
   const std::shared_ptr<std::atomic<std::int64_t>>& connectionCounter() { return connections_; }
   std::size_t maxConnections() const { return maxConnections_; }
@@ -61,13 +69,16 @@ class HttpServer {
 
  private:
   class Listener;
-  Runtime& runtime_;
+  HttpHost& host_;
   const Worker& worker_;
   HttpOptions options_;
   std::uint16_t port_ = 0;
   std::vector<std::shared_ptr<Listener>> listeners_;
   std::atomic<std::int64_t> inFlight_{0};
   std::atomic<bool> stopping_{false};
+  // waitIdle() sleeps here; requestEnded() wakes it when the last request ends while stopping.
+  std::mutex idleMutex_;
+  std::condition_variable idle_;
   std::shared_ptr<std::atomic<std::int64_t>> connections_ = std::make_shared<std::atomic<std::int64_t>>(0);
   std::size_t maxConnections_ = 0;
   std::shared_ptr<std::atomic<std::int64_t>> bodyBytes_ = std::make_shared<std::atomic<std::int64_t>>(0);

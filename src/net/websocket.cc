@@ -1,9 +1,9 @@
 #include "net/websocket.h"
 
 #include "base/log.h"
-#include "runtime/runtime.h"
 #include "base/utf8.h"
 #include "config/config.h"
+#include "gates/output_gate.h"
 
 #include <durable/clock.h>
 #include <durable/error.h>
@@ -104,7 +104,7 @@ namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
 namespace {
-ObjectHost* liveHost(WebSocketImpl& ws) { return ws.shard ? ws.shard->findHost(*ws.ns, ws.id) : nullptr; }
+OutputGate* liveGate(WebSocketImpl& ws) { return ws.shard ? ws.shard->liveOutputGate(*ws.ns, ws.id) : nullptr; }
 }  // namespace
 
 Payload sharedPayload(std::string_view bytes) {
@@ -125,8 +125,7 @@ void WebSocketImpl::send(Payload data, bool binary) {
     throw Error(ErrorCode::kInvalidArgument, "Can't call WebSocket send() after close().");
   }
   // The output gate: a frame waits for the writes its object made before sending it.
-  ObjectHost* host = liveHost(*this);
-  OutputGate* gate = host ? &host->outputGate() : nullptr;
+  OutputGate* gate = liveGate(*this);
   const std::uint64_t mark = gate ? gate->mark() : 0;
   if (held.empty() && !closeAfterHeld) {
     // Nothing waits ahead of it and its writes are durable: straight to the connection. A
@@ -152,15 +151,15 @@ void WebSocketImpl::release() {
   if (!connection || !shard) return;
   // A frame is held only while its object holds the output gate, and an object that holds it
   // is never evicted: the host that queued the frame is the live one.
-  ObjectHost* host = liveHost(*this);
+  OutputGate* gate = liveGate(*this);
   while (!held.empty()) {
     auto& frame = held.front();
-    if (host && !host->outputGate().releasedBefore(frame.gateMark)) {
+    if (gate && !gate->releasedBefore(frame.gateMark)) {
       if (!waitingDurable) {
         waitingDurable = true;
         // The connection may end meanwhile; then there is nothing left to send.
         std::weak_ptr<NetSocket> weak = conn;
-        host->outputGate().whenReleased(frame.gateMark, [this, weak](std::exception_ptr error) {
+        gate->whenReleased(frame.gateMark, [this, weak](std::exception_ptr error) {
           if (weak.expired()) return;
           waitingDurable = false;
           if (error) {
@@ -512,13 +511,14 @@ void NetSocket::onRead(beast::error_code ec, std::size_t) {
     write(false, std::make_shared<const std::string>(owner.autoResponse->second));
   } else if (!closing_) {
     auto handle = impl_;
-    ws.shard->host(*ws.ns, ws.id)
-        .run([handle, message = std::move(message)](DurableObject& o, State&) -> Task<void> {
-               return o.webSocketMessage(WebSocket(handle), message);
-             },
-             [](std::exception_ptr e) {
-               if (e) log("webSocketMessage threw: ", describeException(e));
-             });
+    ws.shard->runInObject(
+        *ws.ns, ws.id,
+        [handle, message = std::move(message)](DurableObject& o, State&) -> Task<void> {
+          return o.webSocketMessage(WebSocketAccess::wrap(handle), message);
+        },
+        [](std::exception_ptr e) {
+          if (e) log("webSocketMessage threw: ", describeException(e));
+        });
   }
   read();
 }
@@ -804,7 +804,7 @@ void NetSocket::finish(int code, std::string reason, bool wasClean, std::optiona
   impl->readyState = WebSocket::kClosed;
   impl->held.clear();
   impl->conn.reset();
-  Shard& shard = *impl->shard;
+  SocketShard& shard = *impl->shard;
   shard.dropSocket(impl);
   beast::error_code ignored;
   socket_.close(ignored);
@@ -817,24 +817,24 @@ void NetSocket::finish(int code, std::string reason, bool wasClean, std::optiona
   } else if (closing_ && wasClean) {
     return;  // the object closed it itself
   }
-  shard.host(*impl->ns, impl->id)
-      .run(
-          [impl, code, reason = std::move(reason), wasClean, error](DurableObject& o, State&) -> Task<void> {
-            if (error) return o.webSocketError(WebSocket(impl), *error);
-            return o.webSocketClose(WebSocket(impl), code, reason, wasClean);
-          },
-          [](std::exception_ptr e) {
-            if (e) log("webSocketClose threw: ", describeException(e));
-          });
+  shard.runInObject(
+      *impl->ns, impl->id,
+      [impl, code, reason = std::move(reason), wasClean, error](DurableObject& o, State&) -> Task<void> {
+        if (error) return o.webSocketError(WebSocketAccess::wrap(impl), *error);
+        return o.webSocketClose(WebSocketAccess::wrap(impl), code, reason, wasClean);
+      },
+      [](std::exception_ptr e) {
+        if (e) log("webSocketClose threw: ", describeException(e));
+      });
 }
 
 bool adoptWebSocket(const WebSocket& client, tcp::socket socket, beast::http::request<beast::http::string_body> request,
-                    Shard& from, ConnectionSlot slot) {
-  if (!client.impl()) return false;
-  auto server = client.impl()->partner.lock();
+                    SocketShard& from, ConnectionSlot slot) {
+  if (!WebSocketAccess::impl(client)) return false;
+  auto server = WebSocketAccess::impl(client)->partner.lock();
   if (!server || !server->accepted || !server->shard) return false;
-  Shard* to = server->shard;
-  const config::Settings& settings = to->runtime().options().settings;
+  SocketShard* to = server->shard;
+  const config::Settings& settings = to->settings();
   if (to == &from) {
     auto conn = std::make_shared<NetSocket>(std::move(socket), server, settings, std::move(slot));
     server->conn = conn;
@@ -847,7 +847,7 @@ bool adoptWebSocket(const WebSocket& client, tcp::socket socket, beast::http::re
   auto req = std::make_shared<beast::http::request<beast::http::string_body>>(std::move(request));
   // Shared only to ride in a copyable function; the place is released once, by its last owner.
   auto place = std::make_shared<ConnectionSlot>(std::move(slot));
-  postTo(*to, [to, server, fd, protocol, req, place, &settings] {
+  asio::post(to->context(), [to, server, fd, protocol, req, place, &settings] {
     tcp::socket moved(to->context());
     boost::system::error_code ec;
     moved.assign(protocol, fd, ec);
@@ -863,75 +863,3 @@ bool adoptWebSocket(const WebSocket& client, tcp::socket socket, beast::http::re
 }
 
 }  // namespace durable::detail
-
-// ---------------------------------------------------------------- State's hibernation API
-
-namespace durable {
-
-void State::acceptWebSocket(WebSocket ws, std::vector<std::string> tags) {
-  auto impl = ws.impl();
-  if (!impl) throw Error(ErrorCode::kInvalidArgument, "acceptWebSocket(): empty WebSocket");
-  if (impl->accepted) throw Error(ErrorCode::kInvalidArgument, "acceptWebSocket(): this WebSocket was accepted already");
-  if (!impl->partner.expired()) {
-    throw Error(ErrorCode::kInvalidArgument, "acceptWebSocket(): pass the pair's server end, not its client end");
-  }
-  if (tags.size() > 10) throw Error(ErrorCode::kInvalidArgument, "acceptWebSocket(): at most 10 tags");
-  for (const auto& t : tags) {
-    if (t.size() > 256) throw Error(ErrorCode::kInvalidArgument, "acceptWebSocket(): a tag is longer than 256 characters");
-  }
-  detail::Shard& shard = host_->shard();
-  impl->shard = &shard;
-  impl->ns = &host_->ns();
-  impl->id = host_->id();
-  impl->accepted = true;
-  impl->tags = std::move(tags);
-  shard.socketsOf(host_->ns(), host_->id()).sockets.push_back(impl);
-}
-
-std::vector<WebSocket> State::getWebSockets(std::optional<std::string_view> tag) {
-  std::vector<WebSocket> out;
-  auto* os = host_->shard().findSockets(host_->ns(), host_->id());
-  if (!os) return out;
-  for (auto& s : os->sockets) {
-    if (s->readyState == WebSocket::kClosed) continue;
-    if (tag && std::find(s->tags.begin(), s->tags.end(), *tag) == s->tags.end()) continue;
-    out.emplace_back(s);
-  }
-  return out;
-}
-
-std::vector<std::string> State::getTags(const WebSocket& ws) {
-  if (!ws.impl() || !ws.impl()->accepted) throw Error(ErrorCode::kInvalidArgument, "getTags(): not an accepted WebSocket");
-  return ws.impl()->tags;
-}
-
-void State::setWebSocketAutoResponse(std::string request, std::string response) {
-  // Both are text frames: the request is compared with received text, the response is sent.
-  if (!validUtf8(request) || !validUtf8(response)) {
-    throw Error(ErrorCode::kInvalidArgument, "setWebSocketAutoResponse(): the request and response must be valid UTF-8");
-  }
-  host_->shard().socketsOf(host_->ns(), host_->id()).autoResponse.emplace(std::move(request), std::move(response));
-}
-
-void State::setWebSocketAutoResponse() {
-  if (auto* os = host_->shard().findSockets(host_->ns(), host_->id())) os->autoResponse.reset();
-}
-
-std::optional<std::int64_t> State::getWebSocketAutoResponseTimestamp(const WebSocket& ws) {
-  return ws.impl() ? ws.impl()->autoResponseAt : std::nullopt;
-}
-
-void State::setHibernatableWebSocketEventTimeout(std::optional<std::int64_t> ms) {
-  host_->shard().socketsOf(host_->ns(), host_->id()).eventTimeoutMs = ms;
-}
-
-std::optional<std::int64_t> State::getHibernatableWebSocketEventTimeout() {
-  auto* os = host_->shard().findSockets(host_->ns(), host_->id());
-  return os ? os->eventTimeoutMs : std::nullopt;
-}
-
-Task<void> DurableObject::webSocketMessage(WebSocket, WebSocketMessage) { co_return; }
-Task<void> DurableObject::webSocketClose(WebSocket, int, std::string, bool) { co_return; }
-Task<void> DurableObject::webSocketError(WebSocket, std::string) { co_return; }
-
-}  // namespace durable

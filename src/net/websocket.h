@@ -6,12 +6,14 @@
 // NetSocket takes it from there, so an object and its sockets share one thread: a broadcast
 // is a loop of queued writes, with no hop between threads.
 //
-// Hibernation: a socket belongs to its object's entry in the shard's SocketRegistry, not to
-// the object instance, so the instance can be evicted while sockets stay open; the next
-// message constructs it again (ObjectHost::webSocketEvent).
+// Hibernation: a socket belongs to its object's ObjectSockets entry in the shard
+// (SocketShard::socketsOf), not to the object instance, so the instance can be evicted while
+// sockets stay open; the next message constructs it again (SocketShard::runInObject).
 #pragma once
 
 #include <durable/id.h>
+#include <durable/object.h>
+#include <durable/task.h>
 #include <durable/websocket.h>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -27,6 +29,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <utility>
 #include <vector>
 #include <map>
@@ -273,15 +277,45 @@ void async_teardown(boost::beast::role_type role, FrameAlignedSocket& s, Handler
 }
 void teardown(boost::beast::role_type role, FrameAlignedSocket& s, boost::system::error_code& ec);
 
-class Shard;
 struct NamespaceImpl;
+struct WebSocketImpl;
+struct ObjectSockets;
+class OutputGate;
+
+// The runtime's way into a WebSocket handle, whose constructor and impl() are private.
+struct WebSocketAccess {
+  static WebSocket wrap(std::shared_ptr<WebSocketImpl> impl) { return WebSocket(std::move(impl)); }
+  static const std::shared_ptr<WebSocketImpl>& impl(const WebSocket& ws) { return ws.impl(); }
+};
+
+// What a WebSocket needs from the shard thread that owns its object. The runtime's Shard
+// implements it, so that net/ knows nothing of the layers above. A NamespaceImpl is opaque
+// here: a socket only hands it back.
+class SocketShard {
+ public:
+  virtual boost::asio::io_context& context() = 0;
+  virtual const config::Settings& settings() const = 0;
+  // The object's sockets and WebSocket settings, which outlive its instance.
+  virtual ObjectSockets& socketsOf(const NamespaceImpl& ns, const ObjectId& id) = 0;
+  virtual void dropSocket(const std::shared_ptr<WebSocketImpl>& ws) = 0;
+  // The output gate of the object while it is in memory, else nullptr: an evicted object
+  // holds no gate, so nothing it sent is waiting.
+  virtual OutputGate* liveOutputGate(const NamespaceImpl& ns, const ObjectId& id) = 0;
+  // Runs `fn` in the object as an event, constructing it again if it hibernated.
+  virtual void runInObject(const NamespaceImpl& ns, const ObjectId& id,
+                           std::function<Task<void>(DurableObject&, State&)> fn,
+                           std::function<void(std::exception_ptr)> done) = 0;
+
+ protected:
+  ~SocketShard() = default;
+};
 
 struct WebSocketImpl {
   // Client end: the server end it was made with (until the HTTP layer adopts the connection).
   std::weak_ptr<WebSocketImpl> partner;
 
   // Server end; owner shard only once accepted.
-  Shard* shard = nullptr;
+  SocketShard* shard = nullptr;
   const NamespaceImpl* ns = nullptr;
   ObjectId id;
   bool accepted = false;
@@ -408,7 +442,7 @@ class NetSocket : public std::enable_shared_from_this<NetSocket> {
 // socket to that object's shard and completes the handshake there. Returns false (and does
 // nothing) when `client` is not the client end of an accepted pair.
 bool adoptWebSocket(const WebSocket& client, boost::asio::ip::tcp::socket socket,
-                    boost::beast::http::request<boost::beast::http::string_body> request, Shard& from,
+                    boost::beast::http::request<boost::beast::http::string_body> request, SocketShard& from,
                     ConnectionSlot slot);
 
 }  // namespace durable::detail

@@ -3,24 +3,26 @@
 
 #include <malloc.h>
 
+#include "base/exec_context.h"
 #include "base/log.h"
+#include "net/error_response.h"
 
 #include <durable/error.h>
 
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <optional>
+#include <utility>
 
 namespace durable::detail {
 
 namespace {
 thread_local Shard* t_shard = nullptr;
-
-Response errorResponse(int status, std::string_view message) {
-  return Response::json(boost::json::object{{"error", message}}, {.status = status});
-}
 }  // namespace
 
 void postTo(Shard& shard, std::function<void()> fn) { boost::asio::post(shard.context(), std::move(fn)); }
@@ -124,7 +126,7 @@ void ObjectHost::sendReply(Shard* replyTo, std::function<void(Response)> reply, 
 
 void ObjectHost::startFetch(Request request, Shard* replyTo, std::function<void(Response)> reply) {
   if (!instance_) {
-    sendReply(replyTo, std::move(reply), errorResponse(500, "Durable Object constructor failed: " + constructError_));
+    sendReply(replyTo, std::move(reply), errorResponse(ErrorCode::kInternal, "Durable Object constructor failed: " + constructError_));
     return;
   }
   beginEvent();
@@ -241,7 +243,7 @@ Task<Response> ObjectHost::runFetch(Request request) {
   if (!response) {
     // The SafeDO pattern, built in: the caller gets the message, the object stays usable.
     log("object ", ns_.className, " ", id_.toString(), ": fetch threw: ", error);
-    response.emplace(errorResponse(500, error));
+    response.emplace(errorResponse(ErrorCode::kInternal, error));
   }
   std::string gateError;
   try {
@@ -250,7 +252,7 @@ Task<Response> ObjectHost::runFetch(Request request) {
   } catch (const std::exception& e) {
     gateError = e.what();
   }
-  if (!gateError.empty()) co_return errorResponse(503, gateError);
+  if (!gateError.empty()) co_return errorResponse(ErrorCode::kUnavailable, gateError);
   co_return std::move(*response);
 }
 
@@ -342,32 +344,55 @@ void Shard::start() {
         log("shard ", index_, ": unhandled exception: ", e.what());
       }
     }
-    // The stop came once every commit had landed, but coroutines resumed by those commits may
-    // still be queued: let them finish (and commit what they write), so that no event is left
-    // suspended forever. Bounded: a handler that keeps re-arming cannot hold the exit.
-    ctx_.restart();
-    for (int round = 0; round < 2000; ++round) {
-      std::size_t ran = 0;
-      try {
-        ran = ctx_.poll();
-      } catch (const std::exception& e) {
-        log("shard ", index_, ": unhandled exception: ", e.what());
-        continue;
-      }
-      bool quiet = true;
-      for (auto& p : partitions) {
-        p->flush();
-        quiet = quiet && p->quiescent();
-      }
-      if (quiet && ran == 0) break;
-      if (ran == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    drain();
     objects_.clear();
     sockets_.clear();
     for (auto& p : partitions) p->onAlarmDurable = nullptr;
     alarms_.reset();
     t_shard = nullptr;
   });
+}
+
+void Shard::drain() {
+  // Stopped with commits maybe in flight: run until every partition is quiet, then hibernate
+  // the sockets and evict what can go (as an idle sweep would), then run what those commits
+  // resumed until nothing is ready, so that no event is left suspended forever and what it
+  // writes is committed too. While a commit is out, run_one() sleeps until the next handler is
+  // ready: the commit thread posts its completion here, and work_ keeps run_one() from
+  // returning on an empty queue. After the first quiet moment the wait is bounded, as a handler
+  // that keeps re-posting itself must not hold the exit.
+  ctx_.restart();
+  std::optional<std::chrono::steady_clock::time_point> deadline;  // set once quiet
+  for (int rounds = 0; rounds < 2000; rounds += deadline ? 1 : 0) {
+    std::size_t ran = 0;
+    try {
+      ran = ctx_.poll();
+    } catch (const std::exception& e) {
+      log("shard ", index_, ": unhandled exception: ", e.what());
+      continue;
+    }
+    bool quiet = true;
+    for (auto& p : partitions) {
+      p->flush();
+      quiet = quiet && p->quiescent();
+    }
+    if (quiet && !deadline) {
+      evictIdle(true);
+      deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      continue;
+    }
+    if (quiet && ran == 0) break;
+    if (ran > 0) continue;
+    try {
+      if (!deadline) {
+        ctx_.run_one();
+      } else if (ctx_.run_one_until(*deadline) == 0 && std::chrono::steady_clock::now() >= *deadline) {
+        break;
+      }
+    } catch (const std::exception& e) {
+      log("shard ", index_, ": unhandled exception: ", e.what());
+    }
+  }
 }
 
 void Shard::join() {
@@ -440,6 +465,18 @@ ObjectHost* Shard::findHost(const NamespaceImpl& ns, const ObjectId& id) {
   return it == objects_.end() ? nullptr : it->second.get();
 }
 
+const config::Settings& Shard::settings() const { return runtime_.options().settings; }
+
+OutputGate* Shard::liveOutputGate(const NamespaceImpl& ns, const ObjectId& id) {
+  ObjectHost* host = findHost(ns, id);
+  return host ? &host->outputGate() : nullptr;
+}
+
+void Shard::runInObject(const NamespaceImpl& ns, const ObjectId& id, std::function<Task<void>(DurableObject&, State&)> fn,
+                        std::function<void(std::exception_ptr)> done) {
+  host(ns, id).run(std::move(fn), std::move(done));
+}
+
 ObjectSockets& Shard::socketsOf(const NamespaceImpl& ns, const ObjectId& id) { return sockets_[Key{ns.nsId, id.raw()}]; }
 
 ObjectSockets* Shard::findSockets(const NamespaceImpl& ns, const ObjectId& id) {
@@ -453,13 +490,20 @@ void Shard::dropSocket(const std::shared_ptr<WebSocketImpl>& ws) {
   std::erase(it->second.sockets, ws);
   // The object's settings (auto-response) stay with it until the object has no sockets.
   if (it->second.sockets.empty() && !it->second.autoResponse && !it->second.eventTimeoutMs) sockets_.erase(it);
+  notifyIfSocketsClosed();
 }
 
-void Shard::closeSockets(int code, const std::string& reason) {
+void Shard::closeSockets(int code, const std::string& reason, std::function<void()> closed) {
+  socketsClosed_ = std::move(closed);
   // A copy: a socket that fails at once drops itself from sockets_ while this loop runs.
   std::vector<std::shared_ptr<WebSocketImpl>> all;
   for (auto& [_, os] : sockets_) all.insert(all.end(), os.sockets.begin(), os.sockets.end());
   for (auto& ws : all) ws->close(code, reason);
+  notifyIfSocketsClosed();
+}
+
+void Shard::notifyIfSocketsClosed() {
+  if (socketsClosed_ && openSockets() == 0) std::exchange(socketsClosed_, nullptr)();
 }
 
 std::size_t Shard::openSockets() const {
@@ -512,7 +556,7 @@ Runtime::Runtime(RuntimeOptions options, const std::vector<NamespaceImpl*>& name
   for (NamespaceImpl* ns : namespaces) {
     ns->runtime = this;
     byNsId_[ns->nsId] = ns;
-    envImpl_.namespaces.emplace(ns->binding, Namespace(ns));
+    envImpl_.namespaces.emplace(ns->binding, makeNamespace(ns));
   }
   envImpl_.vars = std::move(vars);
 }
@@ -538,57 +582,37 @@ void Runtime::start() {
 void Runtime::stop() {
   if (!started_) return;
   started_ = false;
-  // Each shard flushes its partitions and stops once every commit has landed.
+  // Each shard leaves its loop and drains (Shard::drain): it exits once every commit landed.
   for (auto& sp : shards_) {
     Shard* s = sp.get();
-    auto check = std::make_shared<std::function<void()>>();
-    *check = [s, check] {
-      bool quiet = true;
-      for (auto& p : s->partitions) {
-        p->flush();
-        quiet = quiet && p->quiescent();
-      }
-      if (quiet) {
-        s->evictIdle(true);
-        s->context().stop();
-        *check = nullptr;  // break the self-reference
-        return;
-      }
-      auto timer = std::make_shared<boost::asio::steady_timer>(s->context(), std::chrono::milliseconds(1));
-      timer->async_wait([timer, check](boost::system::error_code) {
-        if (*check) (*check)();
-      });
-    };
-    postTo(*s, [check] { (*check)(); });
+    postTo(*s, [s] { s->context().stop(); });
   }
   for (auto& s : shards_) s->join();
 }
 
 void Runtime::closeWebSockets(int code, const std::string& reason, std::chrono::milliseconds wait) {
   if (!started_) return;
+  // Shared with the shards: one whose peers never answer calls back after this has returned
+  // (stop() cuts such peers off).
+  struct Waiter {
+    std::mutex mutex;
+    std::condition_variable done;
+    std::size_t open;  // shards with a socket still open
+  };
+  auto waiter = std::make_shared<Waiter>();
+  waiter->open = shards_.size();
   for (auto& sp : shards_) {
     Shard* s = sp.get();
-    postTo(*s, [s, code, reason] { s->closeSockets(code, reason); });
-  }
-  // A socket leaves its shard's registry when its closing handshake ends (or fails); a peer
-  // that never answers is cut off by stop() after `wait`.
-  const auto deadline = std::chrono::steady_clock::now() + wait;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto open = std::make_shared<std::atomic<std::size_t>>(0);
-    auto pending = std::make_shared<std::atomic<std::size_t>>(shards_.size());
-    for (auto& sp : shards_) {
-      Shard* s = sp.get();
-      postTo(*s, [s, open, pending] {
-        open->fetch_add(s->openSockets());
-        pending->fetch_sub(1);
+    postTo(*s, [s, code, reason, waiter] {
+      s->closeSockets(code, reason, [waiter] {
+        std::lock_guard lock(waiter->mutex);
+        --waiter->open;
+        waiter->done.notify_all();
       });
-    }
-    while (pending->load() > 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    if (pending->load() == 0 && open->load() == 0) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    });
   }
+  std::unique_lock lock(waiter->mutex);
+  waiter->done.wait_for(lock, wait, [&] { return waiter->open == 0; });
 }
 
 void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request,
@@ -617,118 +641,3 @@ void Runtime::dispatchRun(const NamespaceImpl& ns, const ObjectId& id,
 }
 
 }  // namespace durable::detail
-
-// ---------------------------------------------------------------- public API
-
-namespace durable {
-
-using detail::ObjectHost;
-
-const ObjectId& State::id() const { return host_->id(); }
-Storage& State::storage() { return host_->storage(); }
-Future<void> State::blockConcurrencyWhileImpl(std::function<Task<void>()> fn) {
-  return host_->blockConcurrencyWhile(std::move(fn));
-}
-void State::waitUntil(Task<void> task) { host_->waitUntil(std::move(task)); }
-
-Task<Response> DurableObject::fetch(Request) {
-  throw Error(ErrorCode::kInternal, "Handler does not export a fetch() function.");
-  co_return Response(nullptr);
-}
-
-Task<void> DurableObject::alarm(AlarmInfo) { co_return; }
-
-const Namespace& Env::ns(std::string_view binding) const {
-  if (impl_) {
-    if (auto it = impl_->namespaces.find(binding); it != impl_->namespaces.end()) return it->second;
-  }
-  throw Error(ErrorCode::kNotFound, "no Durable Object binding named " + std::string(binding));
-}
-
-std::optional<std::string> Env::var(std::string_view name) const {
-  if (const char* v = std::getenv(std::string(name).c_str())) return std::string(v);
-  if (impl_) {
-    if (auto it = impl_->vars.find(name); it != impl_->vars.end()) return it->second;
-  }
-  return std::nullopt;
-}
-
-ObjectId Namespace::idFromName(std::string_view name) const {
-  // Two HMACs per name cost more than the rest of a request; hot names repeat. The cache is
-  // per thread (no locks) and keyed by the namespace's key, so it can never mix namespaces.
-  thread_local std::unordered_map<std::string, ObjectId> cache;
-  thread_local std::string probe;
-  probe.assign(reinterpret_cast<const char*>(impl_->key.data()), 16);
-  probe += jurisdiction_;
-  probe += '\0';
-  probe += name;
-  if (auto it = cache.find(probe); it != cache.end()) return it->second;
-  ObjectId id = detail::makeNamedId(impl_->key, jurisdiction_, name);
-  if (cache.size() >= 16384) cache.clear();
-  cache.emplace(probe, id);
-  return id;
-}
-
-ObjectId Namespace::newUniqueId(const UniqueIdOptions& options) const {
-  const std::string_view wanted = options.jurisdiction;
-  if (!jurisdiction_.empty() && !wanted.empty() && wanted != jurisdiction_) {
-    throw Error(ErrorCode::kInvalidArgument, "newUniqueId: jurisdiction " + std::string(wanted) +
-                                                 " differs from this namespace's " + jurisdiction_);
-  }
-  return detail::makeUniqueId(impl_->key, wanted.empty() ? std::string_view(jurisdiction_) : wanted);
-}
-
-ObjectId Namespace::idFromString(std::string_view hex) const { return detail::parseId(impl_->key, jurisdiction_, hex); }
-
-Stub Namespace::get(const ObjectId& id, const StubOptions&) const {
-  // An ID made by another namespace fails its MAC here: it can never reach this class's data.
-  if (!detail::verifiedUnder(id, impl_->key)) {
-    detail::parseId(impl_->key, jurisdiction_, id.toString());
-  } else if (!jurisdiction_.empty() && id.jurisdiction() != jurisdiction_) {
-    throw Error(ErrorCode::kInvalidArgument, "Invalid Durable Object ID: the ID's jurisdiction is not " + jurisdiction_);
-  }
-  return Stub(impl_, id);
-}
-
-Namespace Namespace::jurisdiction(std::string_view name) const {
-  detail::jurisdictionCode(name);  // validates
-  return Namespace(impl_, std::string(name));
-}
-
-namespace {
-struct FetchAwaiter {
-  const detail::NamespaceImpl* ns;
-  ObjectId id;
-  Request request;
-  std::optional<Response> result;
-  std::coroutine_handle<> handle;
-  ExecContext ctx;
-
-  bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) {
-    handle = h;
-    ctx = currentContext();
-    // Only `this` is captured: the callback fits std::function's inline buffer.
-    ns->runtime->dispatchFetch(*ns, id, std::move(request), [this](Response r) {
-      result.emplace(std::move(r));
-      if (ctx.host) {
-        static_cast<ObjectHost*>(ctx.host)->resumeGated(handle, ctx.flow);
-      } else {
-        ContextScope scope(ctx);
-        handle.resume();
-      }
-    });
-  }
-  Response await_resume() { return std::move(*result); }
-};
-
-Task<Response> stubFetch(const detail::NamespaceImpl* ns, ObjectId id, Request request) {
-  // A named awaiter, not a braced temporary: see RequestInit in durable/http.h.
-  FetchAwaiter awaiter{ns, std::move(id), std::move(request), std::nullopt, {}, {}};
-  co_return co_await awaiter;
-}
-}  // namespace
-
-Task<Response> Stub::fetch(Request request) const { return stubFetch(ns_, id_, std::move(request)); }
-
-}  // namespace durable

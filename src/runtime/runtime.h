@@ -18,6 +18,7 @@
 #include "runtime/alarm_scheduler.h"
 #include "config/config.h"
 #include "ids/id_codec.h"
+#include "net/http_host.h"
 #include "net/websocket.h"
 #include "storage/object_store.h"
 #include "storage/partition.h"
@@ -136,12 +137,14 @@ class ObjectHost {
   std::chrono::steady_clock::time_point lastActive_;
 };
 
-class Shard {
+// final: the shard's own calls to what SocketShard declares are not virtual.
+class Shard final : public SocketShard {
  public:
   Shard(Runtime& runtime, int index);
   ~Shard();
 
-  boost::asio::io_context& context() { return ctx_; }
+  boost::asio::io_context& context() override { return ctx_; }
+  const config::Settings& settings() const override;
   int index() const { return index_; }
   Runtime& runtime() { return runtime_; }
 
@@ -153,12 +156,15 @@ class Shard {
   ObjectHost* findHost(const NamespaceImpl& ns, const ObjectId& id);
 
   // The WebSockets of an object, which outlive its instance (hibernation).
-  ObjectSockets& socketsOf(const NamespaceImpl& ns, const ObjectId& id);
+  ObjectSockets& socketsOf(const NamespaceImpl& ns, const ObjectId& id) override;
   ObjectSockets* findSockets(const NamespaceImpl& ns, const ObjectId& id);
-  void dropSocket(const std::shared_ptr<WebSocketImpl>& ws);
-  std::size_t openSockets() const;
-  // Starts the closing handshake on every WebSocket of this shard (shutdown: 1001).
-  void closeSockets(int code, const std::string& reason);
+  void dropSocket(const std::shared_ptr<WebSocketImpl>& ws) override;
+  OutputGate* liveOutputGate(const NamespaceImpl& ns, const ObjectId& id) override;
+  void runInObject(const NamespaceImpl& ns, const ObjectId& id, std::function<Task<void>(DurableObject&, State&)> fn,
+                   std::function<void(std::exception_ptr)> done) override;
+  // Starts the closing handshake on every WebSocket of this shard (shutdown: 1001); `closed`
+  // runs on this thread once none is left open (at once when none is).
+  void closeSockets(int code, const std::string& reason, std::function<void()> closed);
   std::size_t liveObjects() const { return objects_.size(); }
   // Removes hosts idle for longer than the idle timeout (the hibernation timeout for one
   // whose only live work is hibernatable sockets); `all`: every host that can go now.
@@ -183,6 +189,10 @@ class Shard {
     std::size_t operator()(const Key& k) const noexcept;
   };
   void scheduleEviction();
+  // After stop(): runs what is left until every commit has landed.
+  void drain();
+  std::size_t openSockets() const;
+  void notifyIfSocketsClosed();
   // The host's sockets if it has any open, else nullptr.
   ObjectSockets* liveSockets(const ObjectHost& host);
 
@@ -206,6 +216,7 @@ class Shard {
   IdleList idlePlain_, idleWithSockets_;
   std::uint64_t flows_ = 0;
   std::unique_ptr<AlarmScheduler> alarms_;
+  std::function<void()> socketsClosed_;  // closeSockets()'s callback, until it has run
   std::thread thread_;
 };
 
@@ -225,7 +236,8 @@ struct RuntimeOptions {
 // (bench/README.md).
 unsigned defaultShardCount();
 
-class Runtime {
+// final: calls through Runtime& to what HttpHost declares are not virtual.
+class Runtime final : public HttpHost {
  public:
   // `namespaces` are owned by the caller and outlive the runtime; each gets runtime = this.
   Runtime(RuntimeOptions options, const std::vector<NamespaceImpl*>& namespaces,
@@ -240,10 +252,11 @@ class Runtime {
   // closing handshakes to end. From outside the shard threads, before stop().
   void closeWebSockets(int code, const std::string& reason, std::chrono::milliseconds wait);
 
-  Env& env() { return env_; }
+  Env& env() override { return env_; }
   const RuntimeOptions& options() const { return options_; }
-  unsigned shardCount() const { return static_cast<unsigned>(shards_.size()); }
-  Shard& shard(unsigned i) { return *shards_[i]; }
+  unsigned shardCount() const override { return static_cast<unsigned>(shards_.size()); }
+  Shard& shard(unsigned i) override { return *shards_[i]; }
+  boost::asio::io_context& shardContext(unsigned i) override { return shards_[i]->context(); }
   Shard& shardOf(const ObjectId& id) { return *shards_[partitionIndex(id) % shards_.size()]; }
   Partition& partitionOf(const ObjectId& id);
   // The bound class with this namespace id, or nullptr.

@@ -3,14 +3,16 @@
 // the only live instance of an ID, and acknowledged writes would be lost.
 #pragma once
 
+#include <durable/error.h>
+
 #include <filesystem>
-#include <stdexcept>
+#include <string>
 
 namespace durable::detail {
 
-class StateDirLocked : public std::runtime_error {
+class StateDirLocked : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit StateDirLocked(const std::string& message) : Error(ErrorCode::kFailedPrecondition, message) {}
 };
 
 class StateDirLock {
@@ -19,7 +21,7 @@ class StateDirLock {
 
   // Creates `dir` if needed, takes the lock without waiting and writes this process's PID
   // into the lock file. Throws StateDirLocked naming the directory and the holder's PID when
-  // another process (or another StateDirLock in this one) holds it, std::runtime_error when
+  // another process (or another StateDirLock in this one) holds it, Error (kUnavailable) when
   // the directory or file cannot be created.
   explicit StateDirLock(const std::filesystem::path& dir);
   ~StateDirLock();

@@ -123,7 +123,7 @@ const Namespace& Env::exportClass(const std::string& binding, Factory factory) {
   SHA256(reinterpret_cast<const unsigned char*>(seed.data()), seed.size(), ns->key.data());
   ns->factory = std::move(factory);
   ns->sqliteBacked = impl_->options.sqliteBacked;
-  auto [it, _] = impl_->handles.insert_or_assign(binding, Namespace(ns.get()));
+  auto [it, _] = impl_->handles.insert_or_assign(binding, detail::makeNamespace(ns.get()));
   impl_->namespaces.push_back(std::move(ns));
   return it->second;
 }
@@ -143,7 +143,7 @@ const detail::NamespaceImpl* namespaceOf(const std::vector<std::unique_ptr<detai
                                          const ObjectId& id) {
   for (auto& n : all) {
     try {
-      Namespace(n.get()).idFromString(id.toString());
+      detail::makeNamespace(n.get()).idFromString(id.toString());
       return n.get();
     } catch (const Error&) {
       // Not this namespace's ID.
@@ -191,7 +191,7 @@ std::vector<ObjectId> Env::listDurableObjectIds(const Namespace& ns) {
   // Namespaces differ by key, so the same name tells them apart.
   std::int64_t nsId = -1;
   for (auto& n : impl_->namespaces) {
-    if (Namespace(n.get()).idFromName("durable-testing-probe") == ns.idFromName("durable-testing-probe")) nsId = n->nsId;
+    if (detail::makeNamespace(n.get()).idFromName("durable-testing-probe") == ns.idFromName("durable-testing-probe")) nsId = n->nsId;
   }
   if (nsId < 0) throw Error(ErrorCode::kInvalidArgument, "listDurableObjectIds: not a namespace of this Env");
   std::vector<ObjectId> out;

@@ -225,7 +225,7 @@ Task<void> Storage::runTransaction(TransactionFn fn) {
   if (txn_) throw Error(ErrorCode::kInvalidArgument, "transaction(): nested transactions are not supported");
   // No other event enters while the transaction waits on its own storage.
   detail::InputGate::Lock lock;
-  const std::uint64_t flow = currentContext().flow;
+  const std::uint64_t flow = detail::currentContext().flow;
   if (store_->inputGate && flow != 0) lock = store_->inputGate->lock(flow);
   detail::TxnOverlay overlay;
   Storage txn(store_, &overlay);

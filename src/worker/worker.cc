@@ -3,6 +3,8 @@
 
 #include "base/log.h"
 #include "base/utf8.h"
+#include "worker/route_match.h"
+#include "net/error_response.h"
 
 #include <boost/container/small_vector.hpp>
 
@@ -45,12 +47,6 @@ bool methodMatches(std::string_view route, std::string_view request) {
   if (route == "*" || route == request) return true;
   // A HEAD is a GET without the body; the server drops the body.
   return request == "HEAD" && route == "GET";
-}
-
-Response errorResponse(int status, const char* message) {
-  ResponseInit init;
-  init.status = status;
-  return Response::json(boost::json::object{{"error", message}}, std::move(init));
 }
 
 }  // namespace
@@ -148,8 +144,8 @@ bool matchSegments(const Pattern& pat, const Segments& segs,
 }
 }  // namespace
 
-bool Worker::match(std::string_view pattern, std::string_view path,
-                   std::map<std::string, std::string, std::less<>>* params) {
+bool detail::matchRoute(std::string_view pattern, std::string_view path,
+                        std::map<std::string, std::string, std::less<>>* params) {
   if (pattern == "*") return true;
   return matchSegments(splitPath(pattern), splitPath(path), params, true);
 }
@@ -157,7 +153,7 @@ bool Worker::match(std::string_view pattern, std::string_view path,
 Task<Response> Worker::fetch(Request request, Env& env) const {
   Context c(request, env);
   std::optional<Response> response;
-  int status = 500;
+  ErrorCode code = ErrorCode::kInternal;
   std::string error;
   try {
     const URL url = request.url();
@@ -177,7 +173,7 @@ Task<Response> Worker::fetch(Request request, Env& env) const {
     }
     response.emplace(co_await run(c, std::move(chain), 0, handler));
   } catch (const Error& e) {
-    status = e.httpStatus();
+    code = e.code();
     error = e.what();
   } catch (const std::exception& e) {
     error = e.what();
@@ -185,8 +181,8 @@ Task<Response> Worker::fetch(Request request, Env& env) const {
     error = "unknown error";
   }
   if (!response) {
-    detail::log("worker: ", request.method(), " ", request.urlString(), " threw (", status, "): ", error);
-    response.emplace(errorResponse(status, error.c_str()));
+    detail::log("worker: ", request.method(), " ", request.urlString(), " threw (", httpStatus(code), "): ", error);
+    response.emplace(detail::errorResponse(code, error));
   }
   // Hono's c.header wins over whatever the handler put there; several values of one name
   // set through the context all survive.

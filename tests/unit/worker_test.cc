@@ -1,6 +1,8 @@
 #include <durable/error.h>
 #include <durable/worker.h>
 
+#include "worker/route_match.h"
+
 #include <gtest/gtest.h>
 
 #include <stdexcept>
@@ -14,7 +16,7 @@ using Params = std::map<std::string, std::string, std::less<>>;
 
 // Runs a fetch to completion; the handlers here never suspend, so spawn() finishes inline.
 Response call(const Worker& w, std::string method, std::string path, Headers headers = {}) {
-  Env env(nullptr);
+  Env env;
   std::optional<Response> out;
   spawn<Response>(w.fetch(Request("http://localhost" + path, {.method = method, .headers = headers}), env),
                   [&](Result<Response> r) { out.emplace(std::move(r).value()); });
@@ -25,65 +27,65 @@ Response call(const Worker& w, std::string method, std::string path, Headers hea
 Response get(const Worker& w, std::string path) { return call(w, "GET", std::move(path)); }
 
 TEST(WorkerMatchTest, LiteralSegments) {
-  EXPECT_TRUE(Worker::match("/health", "/health", nullptr));
-  EXPECT_FALSE(Worker::match("/health", "/healthz", nullptr));
-  EXPECT_FALSE(Worker::match("/health", "/", nullptr));
-  EXPECT_FALSE(Worker::match("/a/b", "/a", nullptr));
-  EXPECT_TRUE(Worker::match("/", "/", nullptr));
+  EXPECT_TRUE(detail::matchRoute("/health", "/health", nullptr));
+  EXPECT_FALSE(detail::matchRoute("/health", "/healthz", nullptr));
+  EXPECT_FALSE(detail::matchRoute("/health", "/", nullptr));
+  EXPECT_FALSE(detail::matchRoute("/a/b", "/a", nullptr));
+  EXPECT_TRUE(detail::matchRoute("/", "/", nullptr));
 }
 
 TEST(WorkerMatchTest, TrailingSlashIsStrict) {
-  EXPECT_FALSE(Worker::match("/health", "/health/", nullptr));
-  EXPECT_FALSE(Worker::match("/health/", "/health", nullptr));
-  EXPECT_TRUE(Worker::match("/health/", "/health/", nullptr));
+  EXPECT_FALSE(detail::matchRoute("/health", "/health/", nullptr));
+  EXPECT_FALSE(detail::matchRoute("/health/", "/health", nullptr));
+  EXPECT_TRUE(detail::matchRoute("/health/", "/health/", nullptr));
 }
 
 TEST(WorkerMatchTest, ParamTakesOneNonEmptySegment) {
   Params p;
-  EXPECT_TRUE(Worker::match("/counters/:name/increment", "/counters/abc/increment", &p));
+  EXPECT_TRUE(detail::matchRoute("/counters/:name/increment", "/counters/abc/increment", &p));
   EXPECT_EQ(p["name"], "abc");
-  EXPECT_FALSE(Worker::match("/counters/:name", "/counters/", nullptr));
-  EXPECT_FALSE(Worker::match("/counters/:name", "/counters/a/b", nullptr));
-  EXPECT_FALSE(Worker::match("/counters/:name", "/counters", nullptr));
+  EXPECT_FALSE(detail::matchRoute("/counters/:name", "/counters/", nullptr));
+  EXPECT_FALSE(detail::matchRoute("/counters/:name", "/counters/a/b", nullptr));
+  EXPECT_FALSE(detail::matchRoute("/counters/:name", "/counters", nullptr));
 }
 
 TEST(WorkerMatchTest, SeveralParams) {
   Params p;
-  EXPECT_TRUE(Worker::match("/:ns/:id", "/rooms/42", &p));
+  EXPECT_TRUE(detail::matchRoute("/:ns/:id", "/rooms/42", &p));
   EXPECT_EQ(p["ns"], "rooms");
   EXPECT_EQ(p["id"], "42");
 }
 
 TEST(WorkerMatchTest, ParamsArePercentDecoded) {
   Params p;
-  EXPECT_TRUE(Worker::match("/counters/:name/increment", "/counters/a%20b/increment", &p));
+  EXPECT_TRUE(detail::matchRoute("/counters/:name/increment", "/counters/a%20b/increment", &p));
   EXPECT_EQ(p["name"], "a b");
-  EXPECT_TRUE(Worker::match("/k/:key", "/k/a%2Fb", &p));
+  EXPECT_TRUE(detail::matchRoute("/k/:key", "/k/a%2Fb", &p));
   EXPECT_EQ(p["key"], "a/b");
   // No '+' rule in paths.
-  EXPECT_TRUE(Worker::match("/k/:key", "/k/a+b", &p));
+  EXPECT_TRUE(detail::matchRoute("/k/:key", "/k/a+b", &p));
   EXPECT_EQ(p["key"], "a+b");
 }
 
 TEST(WorkerMatchTest, FailedMatchLeavesParamsAlone) {
   Params p;
-  EXPECT_FALSE(Worker::match("/a/:x/c", "/a/b/d", &p));
+  EXPECT_FALSE(detail::matchRoute("/a/:x/c", "/a/b/d", &p));
   EXPECT_TRUE(p.empty());
 }
 
 TEST(WorkerMatchTest, TrailingStarMatchesAnyRestIncludingNone) {
   for (const char* path : {"/api", "/api/", "/api/ping", "/api/a/b"}) {
-    EXPECT_TRUE(Worker::match("/api/*", path, nullptr)) << path;
+    EXPECT_TRUE(detail::matchRoute("/api/*", path, nullptr)) << path;
   }
-  EXPECT_FALSE(Worker::match("/api/*", "/apix", nullptr));
-  EXPECT_FALSE(Worker::match("/api/*", "/", nullptr));
-  EXPECT_FALSE(Worker::match("/api/*", "/other/api", nullptr));
+  EXPECT_FALSE(detail::matchRoute("/api/*", "/apix", nullptr));
+  EXPECT_FALSE(detail::matchRoute("/api/*", "/", nullptr));
+  EXPECT_FALSE(detail::matchRoute("/api/*", "/other/api", nullptr));
 }
 
 TEST(WorkerMatchTest, StarAloneMatchesEverything) {
   for (const char* path : {"/", "/a", "/a/b/", "/x%20y"}) {
-    EXPECT_TRUE(Worker::match("*", path, nullptr)) << path;
-    EXPECT_TRUE(Worker::match("/*", path, nullptr)) << path;
+    EXPECT_TRUE(detail::matchRoute("*", path, nullptr)) << path;
+    EXPECT_TRUE(detail::matchRoute("/*", path, nullptr)) << path;
   }
 }
 

@@ -1,0 +1,100 @@
+// durable/namespace.h: IDs of a class's objects, and stubs that send them requests.
+#include "base/exec_context.h"
+#include "runtime/runtime.h"
+
+#include <durable/error.h>
+#include <durable/namespace.h>
+
+#include <optional>
+#include <unordered_map>
+
+namespace durable {
+
+using detail::ContextScope;
+using detail::currentContext;
+using detail::ExecContext;
+using detail::ObjectHost;
+
+namespace detail {
+Namespace makeNamespace(const NamespaceImpl* impl) { return Namespace(impl); }
+}  // namespace detail
+
+ObjectId Namespace::idFromName(std::string_view name) const {
+  // Two HMACs per name cost more than the rest of a request; hot names repeat. The cache is
+  // per thread (no locks) and keyed by the namespace's key, so it can never mix namespaces.
+  thread_local std::unordered_map<std::string, ObjectId> cache;
+  thread_local std::string probe;
+  probe.assign(reinterpret_cast<const char*>(impl_->key.data()), 16);
+  probe += jurisdiction_;
+  probe += '\0';
+  probe += name;
+  if (auto it = cache.find(probe); it != cache.end()) return it->second;
+  ObjectId id = detail::makeNamedId(impl_->key, jurisdiction_, name);
+  if (cache.size() >= 16384) cache.clear();
+  cache.emplace(probe, id);
+  return id;
+}
+
+ObjectId Namespace::newUniqueId(const UniqueIdOptions& options) const {
+  const std::string_view wanted = options.jurisdiction;
+  if (!jurisdiction_.empty() && !wanted.empty() && wanted != jurisdiction_) {
+    throw Error(ErrorCode::kInvalidArgument, "newUniqueId: jurisdiction " + std::string(wanted) +
+                                                 " differs from this namespace's " + jurisdiction_);
+  }
+  return detail::makeUniqueId(impl_->key, wanted.empty() ? std::string_view(jurisdiction_) : wanted);
+}
+
+ObjectId Namespace::idFromString(std::string_view hex) const { return detail::parseId(impl_->key, jurisdiction_, hex); }
+
+Stub Namespace::get(const ObjectId& id, const StubOptions&) const {
+  // An ID made by another namespace fails its MAC here: it can never reach this class's data.
+  if (!detail::verifiedUnder(id, impl_->key)) {
+    detail::parseId(impl_->key, jurisdiction_, id.toString());
+  } else if (!jurisdiction_.empty() && id.jurisdiction() != jurisdiction_) {
+    throw Error(ErrorCode::kInvalidArgument, "Invalid Durable Object ID: the ID's jurisdiction is not " + jurisdiction_);
+  }
+  return Stub(impl_, id);
+}
+
+Namespace Namespace::jurisdiction(std::string_view name) const {
+  detail::jurisdictionCode(name);  // validates
+  return Namespace(impl_, std::string(name));
+}
+
+namespace {
+struct FetchAwaiter {
+  const detail::NamespaceImpl* ns;
+  ObjectId id;
+  Request request;
+  std::optional<Response> result;
+  std::coroutine_handle<> handle;
+  ExecContext ctx;
+
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    handle = h;
+    ctx = currentContext();
+    // Only `this` is captured: the callback fits std::function's inline buffer.
+    ns->runtime->dispatchFetch(*ns, id, std::move(request), [this](Response r) {
+      result.emplace(std::move(r));
+      if (ctx.host) {
+        static_cast<ObjectHost*>(ctx.host)->resumeGated(handle, ctx.flow);
+      } else {
+        ContextScope scope(ctx);
+        handle.resume();
+      }
+    });
+  }
+  Response await_resume() { return std::move(*result); }
+};
+
+Task<Response> stubFetch(const detail::NamespaceImpl* ns, ObjectId id, Request request) {
+  // A named awaiter, not a braced temporary: see RequestInit in durable/http.h.
+  FetchAwaiter awaiter{ns, std::move(id), std::move(request), std::nullopt, {}, {}};
+  co_return co_await awaiter;
+}
+}  // namespace
+
+Task<Response> Stub::fetch(Request request) const { return stubFetch(ns_, id_, std::move(request)); }
+
+}  // namespace durable
