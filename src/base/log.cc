@@ -47,13 +47,3 @@ std::string describeException(const std::exception_ptr& error) {
 }
 
 }  // namespace durable::detail
-
-namespace durable::console {
-
-void write(Level level, std::string_view message) {
-  using detail::LogLevel;
-  detail::logAt(level == Level::kError ? LogLevel::kError : level == Level::kWarn ? LogLevel::kWarn : LogLevel::kInfo,
-                message);
-}
-
-}  // namespace durable::console

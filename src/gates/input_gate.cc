@@ -1,7 +1,8 @@
 #include "gates/input_gate.h"
 
+#include <durable/error.h>
+
 #include <algorithm>
-#include <stdexcept>
 
 namespace durable::detail {
 
@@ -24,7 +25,7 @@ InputGate::InputGate(std::function<void(std::function<void()>)> post, std::funct
 InputGate::~InputGate() = default;
 
 InputGate::Lock InputGate::lock(Flow flow) {
-  if (flow == 0) throw std::logic_error("InputGate::lock: flow 0 is no flow");
+  if (flow == 0) throw Error(ErrorCode::kInternal, "InputGate::lock: flow 0 is no flow");
   owners_.push_back(flow);
   return Lock(this, flow);
 }

@@ -1,6 +1,5 @@
 #include "gates/output_gate.h"
 
-
 namespace durable::detail {
 
 OutputGate::Hold& OutputGate::Hold::operator=(Hold&& other) noexcept {

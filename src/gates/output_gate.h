@@ -4,9 +4,9 @@
 // wait() completes when every Hold taken before the call is released. Holds may be released
 // in any order; a wait looks only at the Holds that were taken before it.
 //
-// A Hold released with an error breaks the gate, for good: that wait and every later one
+// A Hold released with an error breaks the gate until repair(): that wait and every later one
 // fail with the error (a commit that failed means the object's memory is ahead of its
-// storage; the owner resets the object and gives the new instance a new gate).
+// storage; the owner resets the object and repair()s the gate for its next instance).
 //
 // Not thread-safe: the gate belongs to its object's shard thread.
 #pragma once

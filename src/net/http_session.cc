@@ -370,7 +370,7 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
 
   void fail(int status, std::string message) {
     keepAlive_ = false;
-    Response r = Response::json(boost::json::object{{"error", message}}, {.status = status});
+    Response r = protocolErrorResponse(status, message);
     write(r, false);
   }
 

@@ -126,12 +126,19 @@ void AlarmScheduler::fireDue() {
     info.scheduledTime = e.scheduledTime;
     const std::uint64_t generation = e.generation;
     ObjectId id(key.id, std::nullopt);
-    shard_.host(*ns, id).alarm(info, [this, key, generation](bool ok) { finished(key, generation, ok); });
+    shard_.host(*ns, id).alarm(info, [this, key, generation](std::exception_ptr error) {
+      finished(key, generation, std::move(error));
+    });
   }
 }
 
-void AlarmScheduler::finished(const Key& key, std::uint64_t generation, bool ok) {
+void AlarmScheduler::finished(const Key& key, std::uint64_t generation, std::exception_ptr error) {
   --running_;
+  // Last, once this run's outcome is in the schedule: whoever waits for the shard to settle.
+  struct Settle {
+    Shard& shard;
+    ~Settle() { shard.checkSettled(); }
+  } settle{shard_};
   auto it = byKey_.find(key);
   if (it == byKey_.end()) return;
   Entry& e = it->second;
@@ -146,7 +153,7 @@ void AlarmScheduler::finished(const Key& key, std::uint64_t generation, bool ok)
     arm();
     return;
   }
-  if (ok) {
+  if (!error) {
     byKey_.erase(it);
     arm();
     return;
@@ -154,7 +161,7 @@ void AlarmScheduler::finished(const Key& key, std::uint64_t generation, bool ok)
   if (e.retry >= kMaxRetries) {
     const NamespaceImpl* ns = shard_.runtime().namespaceById(key.ns);
     log("alarms: alarm of ", ns ? ns->className : "?", " ", ObjectId(key.id, std::nullopt).toString(), " failed ",
-        kMaxRetries + 1, " times; abandoned");
+        kMaxRetries + 1, " times; abandoned. The last error: ", describeException(error));
     const std::int64_t scheduledTime = e.scheduledTime;
     byKey_.erase(it);
     if (ns) shard_.host(*ns, ObjectId(key.id, std::nullopt)).abandonAlarm(scheduledTime);

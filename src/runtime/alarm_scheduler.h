@@ -17,6 +17,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <cstdint>
+#include <exception>
 #include <map>
 #include <optional>
 #include <random>
@@ -67,7 +68,7 @@ class AlarmScheduler {
   void unschedule(const Key& key, const Entry& e);
   void arm();
   void fireDue();
-  void finished(const Key& key, std::uint64_t generation, bool ok);
+  void finished(const Key& key, std::uint64_t generation, std::exception_ptr error);
 
   Shard& shard_;
   std::map<Key, Entry> byKey_;

@@ -1,8 +1,6 @@
 #include "runtime/runtime.h"
 #include "storage/sqlite_engine.h"
 
-#include <malloc.h>
-
 #include "base/exec_context.h"
 #include "base/log.h"
 #include "net/error_response.h"
@@ -13,8 +11,6 @@
 
 #include <algorithm>
 #include <condition_variable>
-#include <cstdlib>
-#include <cstring>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -32,7 +28,7 @@ ObjectHost::ObjectHost(Shard& shard, const NamespaceImpl& ns, const ObjectId& id
       store_(partition, ns.nsId, id,
              ns.sqliteBacked ? ObjectStore::Limits{kMaxSqliteKeyValueBytes, true}
                              : ObjectStore::Limits{shard.runtime().options().settings.maxValueBytes, false},
-             [this] { breakInstance(); }),
+             [this] { breakInstance(); }, gate_, outputGate_),
       storage_(&store_),
       state_(this),
       gate_([this](std::function<void()> fn) { postTo(shard_, std::move(fn)); },
@@ -42,8 +38,6 @@ ObjectHost::ObjectHost(Shard& shard, const NamespaceImpl& ns, const ObjectId& id
               return true;
             }),
       lastActive_(std::chrono::steady_clock::now()) {
-  store_.inputGate = &gate_;
-  store_.outputGate = &outputGate_;
 }
 
 ObjectHost::~ObjectHost() {
@@ -58,20 +52,23 @@ void ObjectHost::resumeGated(std::coroutine_handle<> h, std::uint64_t flow) {
   });
 }
 
-bool ObjectHost::ensureInstance() {
-  if (instance_) return true;
+void ObjectHost::ensureInstance() {
+  if (instance_) return;
   try {
     ContextScope scope({this, shard_.nextFlow()});
     instance_ = ns_.factory(state_, shard_.runtime().env());
-    constructError_.clear();
-    return true;
-  } catch (const std::exception& e) {
-    constructError_ = e.what();
+    constructError_ = nullptr;
+    return;
   } catch (...) {
-    constructError_ = "unknown error";
+    // Every event that arrives while there is no instance fails with this, until one is made.
+    constructError_ = std::current_exception();
   }
-  log("object ", ns_.className, " ", id_.toString(), ": constructor threw: ", constructError_);
-  return false;
+  log("object ", ns_.className, " ", id_.toString(), ": constructor threw: ", describeException(constructError_));
+}
+
+std::exception_ptr ObjectHost::constructFailure() const {
+  return std::make_exception_ptr(
+      Error(ErrorCode::kInternal, "Durable Object constructor failed: " + describeException(constructError_)));
 }
 
 void ObjectHost::enter(std::function<void()> start) { gate_.enter(std::move(start)); }
@@ -122,7 +119,7 @@ void ObjectHost::sendReply(Shard* replyTo, std::function<void(Response)> reply, 
 
 void ObjectHost::startFetch(Request request, Shard* replyTo, std::function<void(Response)> reply) {
   if (!instance_) {
-    sendReply(replyTo, std::move(reply), errorResponse(ErrorCode::kInternal, "Durable Object constructor failed: " + constructError_));
+    sendReply(replyTo, std::move(reply), errorResponse(constructFailure()));
     return;
   }
   beginEvent();
@@ -137,7 +134,7 @@ void ObjectHost::startFetch(Request request, Shard* replyTo, std::function<void(
 void ObjectHost::run(std::function<Task<void>(DurableObject&, State&)> fn, std::function<void(std::exception_ptr)> done) {
   enter([this, fn = std::move(fn), done = std::move(done)]() mutable {
     if (!instance_) {
-      done(std::make_exception_ptr(Error(ErrorCode::kInternal, "Durable Object constructor failed: " + constructError_)));
+      done(constructFailure());
       return;
     }
     beginEvent();
@@ -154,6 +151,7 @@ Task<void> ObjectHost::runInside(std::function<Task<void>(DurableObject&, State&
   try {
     co_await fn(*instance_, state_);
   } catch (...) {
+    // Thrown after the output gate: the writes it made before throwing are still awaited.
     error = std::current_exception();
   }
   // Named, not a temporary in the co_await: the waiter must stay where it was registered.
@@ -162,10 +160,10 @@ Task<void> ObjectHost::runInside(std::function<Task<void>(DurableObject&, State&
   if (error) std::rethrow_exception(error);
 }
 
-void ObjectHost::alarm(AlarmInfo info, std::function<void(bool)> done) {
+void ObjectHost::alarm(AlarmInfo info, std::function<void(std::exception_ptr)> done) {
   enter([this, info, done = std::move(done)]() mutable {
     if (!instance_) {
-      done(false);
+      done(constructFailure());
       return;
     }
     beginEvent();
@@ -173,13 +171,13 @@ void ObjectHost::alarm(AlarmInfo info, std::function<void(bool)> done) {
     store_.beginAlarm(info.scheduledTime);
     spawn(runAlarm(info), std::function<void(Result<void>)>([this, done = std::move(done)](Result<void> r) {
             endEvent();
-            done(r.ok());
+            done(r.error());
           }));
   });
 }
 
 Task<void> ObjectHost::runAlarm(AlarmInfo info) {
-  std::string error;
+  std::exception_ptr error;
   try {
     // endAlarm() compares the alarm with the one that fired: over an engine that answers
     // later, it is loaded first.
@@ -188,22 +186,25 @@ Task<void> ObjectHost::runAlarm(AlarmInfo info) {
       co_await store_.load(std::move(none), true);
     }
     co_await instance_->alarm(info);
-  } catch (const std::exception& e) {
-    error = e.what();
   } catch (...) {
-    error = "unknown error";
+    // Retried by the scheduler: the alarm's own writes are kept, its deletion is not.
+    error = std::current_exception();
   }
-  if (!error.empty()) {
-    log("object ", ns_.className, " ", id_.toString(), ": alarm threw (retry ", info.retryCount, "): ", error);
+  if (error) {
+    log("object ", ns_.className, " ", id_.toString(), ": alarm threw (retry ", info.retryCount,
+        "): ", describeException(error));
   }
-  store_.endAlarm(error.empty());
+  store_.endAlarm(!error);
   auto gate = outputGate_.wait();
   co_await gate;
-  if (!error.empty()) throw Error(ErrorCode::kInternal, error);
+  if (error) std::rethrow_exception(error);
 }
 
 void ObjectHost::abandonAlarm(std::int64_t scheduledTime) {
-  // An event of its own while the alarm loads, so the object is not evicted meanwhile.
+  // Not through the input gate: it runs no author code (so it needs no instance, and a
+  // constructor that keeps failing is not run once more), and its compare-and-delete is one
+  // turn after the load, so no event can come between the two. It counts as an event so that
+  // the object is not evicted while the alarm loads.
   beginEvent();
   spawn(
       [](ObjectHost* self, std::int64_t scheduledTime) -> Task<void> {
@@ -212,7 +213,8 @@ void ObjectHost::abandonAlarm(std::int64_t scheduledTime) {
       }(this, scheduledTime),
       std::function<void(Result<void>)>([this](Result<void> r) {
         if (!r.ok()) {
-          log("object ", ns_.className, " ", id_.toString(), ": abandoning its alarm failed: ", describeException(r.error()));
+          log("object ", ns_.className, " ", id_.toString(), ": abandoning its alarm failed: ",
+              describeException(r.error()));
         }
         endEvent();
       }));
@@ -228,27 +230,22 @@ Task<std::optional<std::int64_t>> ObjectHost::currentAlarm() {
 
 Task<Response> ObjectHost::runFetch(Request request) {
   std::optional<Response> response;
-  std::string error;
   try {
     response.emplace(co_await instance_->fetch(std::move(request)));
-  } catch (const std::exception& e) {
-    error = e.what();
   } catch (...) {
-    error = "unknown error";
-  }
-  if (!response) {
     // The SafeDO pattern, built in: the caller gets the message, the object stays usable.
-    log("object ", ns_.className, " ", id_.toString(), ": fetch threw: ", error);
-    response.emplace(errorResponse(ErrorCode::kInternal, error));
+    log("object ", ns_.className, " ", id_.toString(), ": fetch threw: ", describeException(std::current_exception()));
+    response.emplace(errorResponse(std::current_exception()));
   }
-  std::string gateError;
+  std::exception_ptr gateError;
   try {
     auto gate = outputGate_.wait();
     co_await gate;
-  } catch (const std::exception& e) {
-    gateError = e.what();
+  } catch (...) {
+    // The writes before the reply failed: it must not leave as if they had landed.
+    gateError = std::current_exception();
   }
-  if (!gateError.empty()) co_return errorResponse(ErrorCode::kUnavailable, gateError);
+  if (gateError) co_return errorResponse(gateError);
   co_return std::move(*response);
 }
 

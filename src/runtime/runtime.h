@@ -7,10 +7,11 @@
 // reply is posted back.
 //
 // An ObjectHost is one live object: the author's instance, its State and ObjectStore, and the
-// two gates. The input gate is a list of event flows holding critical sections
-// (blockConcurrencyWhile, transaction); while it is non-empty no other flow starts or
-// resumes from outside (another object's reply). The output gate is the partition's durable
-// sequence: a reply leaves once the writes before it are committed.
+// two gates (src/gates/). The input gate is a list of event flows holding critical sections
+// (blockConcurrencyWhile, transaction, a wait on the object's own storage); while it is
+// non-empty no other flow starts or resumes from outside (another object's reply). The output
+// gate holds a reply, a WebSocket message or an alarm's end until the writes before it are
+// committed.
 #pragma once
 
 #include "gates/input_gate.h"
@@ -79,8 +80,9 @@ class ObjectHost {
   // `replyTo`'s queue when given (a caller on any shard, this one included: a fresh stack),
   // else inline on this shard.
   void fetch(Request request, Shard* replyTo, std::function<void(Response)> reply);
-  // Runs the object's alarm() as an event; `done(ok)` runs once its writes are durable.
-  void alarm(AlarmInfo info, std::function<void(bool)> done);
+  // Runs the object's alarm() as an event; `done` runs once its writes are durable, with what
+  // the alarm threw (nullptr: it succeeded).
+  void alarm(AlarmInfo info, std::function<void(std::exception_ptr)> done);
   // Deletes the alarm set for `scheduledTime` (it failed every retry), if it is still that one.
   void abandonAlarm(std::int64_t scheduledTime);
   // The alarm as the object's storage has it, loaded first if it must be.
@@ -102,7 +104,6 @@ class ObjectHost {
   // the host is destroyed.
   boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> idleHook;
   const ObjectId& id() const { return id_; }
-  ObjectStore& store() { return store_; }
   OutputGate& outputGate() { return outputGate_; }
   Storage& storage() { return storage_; }
   const NamespaceImpl& ns() const { return ns_; }
@@ -116,7 +117,9 @@ class ObjectHost {
   Task<void> runInside(std::function<Task<void>(DurableObject&, State&)> fn);
   // Runs `start` now if the input gate admits a new event, else when it does.
   void enter(std::function<void()> start);
-  bool ensureInstance();
+  void ensureInstance();
+  // The error of an event that finds no instance because its constructor threw.
+  std::exception_ptr constructFailure() const;
   void beginEvent() { ++running_; }
   void endEvent();
   void breakInstance();
@@ -132,7 +135,7 @@ class ObjectHost {
   std::unique_ptr<DurableObject> instance_;
 
   InputGate gate_;
-  std::string constructError_;
+  std::exception_ptr constructError_;
   int running_ = 0;
   std::chrono::steady_clock::time_point lastActive_;
 };
@@ -145,7 +148,6 @@ class Shard final : public SocketShard {
 
   boost::asio::io_context& context() override { return ctx_; }
   const config::Settings& settings() const override;
-  int index() const { return index_; }
   Runtime& runtime() { return runtime_; }
 
   void start();
@@ -174,6 +176,12 @@ class Shard final : public SocketShard {
 
   std::vector<std::unique_ptr<Partition>> partitions;  // indexed by partition / shard count
 
+  // Runs `settled` on this thread once no alarm is due or running and every partition has
+  // committed what it was given: at once if that holds now (durable/testing.h's settleAlarms).
+  void whenSettled(std::function<void()> settled);
+  // Something that whenSettled() waits on ended: an alarm's run, a partition's commits.
+  void checkSettled();
+
   // The shard whose thread is running, or nullptr.
   static Shard* current();
   std::uint64_t nextFlow() { return ++flows_; }
@@ -189,6 +197,7 @@ class Shard final : public SocketShard {
     std::size_t operator()(const Key& k) const noexcept;
   };
   void scheduleEviction();
+  bool settled() const;
   // After stop(): runs what is left until every commit has landed.
   void drain();
   std::size_t openSockets() const;
@@ -217,6 +226,7 @@ class Shard final : public SocketShard {
   std::uint64_t flows_ = 0;
   std::unique_ptr<AlarmScheduler> alarms_;
   std::function<void()> socketsClosed_;  // closeSockets()'s callback, until it has run
+  std::vector<std::function<void()>> settledWaiters_;
   std::thread thread_;
 };
 

@@ -1,22 +1,17 @@
 // The shard thread: its event loop and drain, the objects and sockets it owns, eviction.
 #include "runtime/runtime.h"
-#include "storage/sqlite_engine.h"
 
 #include <malloc.h>
 
 #include "base/exec_context.h"
 #include "base/log.h"
-#include "net/error_response.h"
 
 #include <durable/error.h>
 
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
-#include <condition_variable>
-#include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <optional>
 #include <utility>
 
@@ -62,6 +57,7 @@ void Shard::start() {
       p->onAlarmDurable = [this](std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time) {
         alarms_->onDurable(ns, id, time);
       };
+      p->onQuiet = [this] { checkSettled(); };
     }
     try {
       alarms_->load();
@@ -79,7 +75,11 @@ void Shard::start() {
     drain();
     objects_.clear();
     sockets_.clear();
-    for (auto& p : partitions) p->onAlarmDurable = nullptr;
+    for (auto& p : partitions) {
+      p->onAlarmDurable = nullptr;
+      p->onQuiet = nullptr;
+    }
+    settledWaiters_.clear();
     alarms_.reset();
     t_shard = nullptr;
   });
@@ -90,12 +90,12 @@ void Shard::drain() {
   // the sockets and evict what can go (as an idle sweep would), then run what those commits
   // resumed until nothing is ready, so that no event is left suspended forever and what it
   // writes is committed too. While a commit is out, run_one() sleeps until the next handler is
-  // ready: the commit thread posts its completion here, and work_ keeps run_one() from
-  // returning on an empty queue. After the first quiet moment the wait is bounded, as a handler
-  // that keeps re-posting itself must not hold the exit.
+  // ready: the engine posts its report here (engine.h), and work_ keeps run_one() from
+  // returning on an empty queue. After the first quiet moment the wait is bounded (2 s), as a
+  // handler that keeps re-posting itself must not hold the exit.
   ctx_.restart();
   std::optional<std::chrono::steady_clock::time_point> deadline;  // set once quiet
-  for (int rounds = 0; rounds < 2000; rounds += deadline ? 1 : 0) {
+  while (!deadline || std::chrono::steady_clock::now() < *deadline) {
     std::size_t ran = 0;
     try {
       ran = ctx_.poll();
@@ -118,13 +118,32 @@ void Shard::drain() {
     try {
       if (!deadline) {
         ctx_.run_one();
-      } else if (ctx_.run_one_until(*deadline) == 0 && std::chrono::steady_clock::now() >= *deadline) {
-        break;
+      } else {
+        ctx_.run_one_until(*deadline);
       }
     } catch (const std::exception& e) {
       log("shard ", index_, ": unhandled exception: ", e.what());
     }
   }
+}
+
+bool Shard::settled() const {
+  if (alarms_->running() > 0 || alarms_->due()) return false;
+  return std::all_of(partitions.begin(), partitions.end(), [](const auto& p) { return p->quiescent(); });
+}
+
+void Shard::whenSettled(std::function<void()> settled) {
+  settledWaiters_.push_back(std::move(settled));
+  checkSettled();
+}
+
+void Shard::checkSettled() {
+  if (settledWaiters_.empty()) return;
+  if (alarms_->due()) alarms_->poke();
+  if (!settled()) return;
+  auto waiters = std::move(settledWaiters_);
+  settledWaiters_.clear();
+  for (auto& w : waiters) w();
 }
 
 void Shard::join() {

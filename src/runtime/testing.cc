@@ -92,9 +92,10 @@ Env::Env(EnvOptions options) : impl_(std::make_unique<Impl>()) {
   }
   try {
     impl_->lock = std::make_unique<detail::StateDirLock>(impl_->dir);
-  } catch (const std::exception& e) {
+  } catch (...) {
+    // The Env is not made, so its destructor will not undo the clock it installed.
     if (impl_->clock) setClock(nullptr);
-    throw Error(ErrorCode::kUnavailable, e.what());
+    throw;
   }
 }
 
@@ -164,7 +165,12 @@ T waitFor(std::future<T>& f) {
 bool Env::runDurableObjectAlarm(const Stub& stub) {
   auto& rt = impl_->started();
   const detail::NamespaceImpl* ns = namespaceOf(impl_->namespaces, stub.id());
-  auto done = std::make_shared<std::promise<int>>();  // 0 none, 1 ran, 2 threw
+  // Whether an alarm was set, and what its handler (or loading it) threw.
+  struct Outcome {
+    bool ran = false;
+    std::exception_ptr error;
+  };
+  auto done = std::make_shared<std::promise<Outcome>>();
   auto f = done->get_future();
   ObjectId id = stub.id();
   detail::Shard& shard = rt.shardOf(id);
@@ -173,17 +179,17 @@ bool Env::runDurableObjectAlarm(const Stub& stub) {
     spawn(host.currentAlarm(),
           std::function<void(Result<std::optional<std::int64_t>>)>([&host, done](Result<std::optional<std::int64_t>> r) {
             if (!r.ok() || !r.value()) {
-              done->set_value(r.ok() ? 0 : 2);
+              done->set_value(Outcome{false, r.error()});
               return;
             }
             AlarmInfo info;
             info.scheduledTime = *r.value();
-            host.alarm(info, [done](bool ok) { done->set_value(ok ? 1 : 2); });
+            host.alarm(info, [done](std::exception_ptr error) { done->set_value(Outcome{true, std::move(error)}); });
           }));
   });
-  int r = waitFor(f);
-  if (r == 2) throw Error(ErrorCode::kInternal, "alarm() threw");
-  return r == 1;
+  Outcome outcome = waitFor(f);
+  if (outcome.error) std::rethrow_exception(outcome.error);
+  return outcome.ran;
 }
 
 std::vector<ObjectId> Env::listDurableObjectIds(const Namespace& ns) {
@@ -218,24 +224,21 @@ void Env::advanceClock(std::chrono::milliseconds by) {
 
 void Env::settleAlarms() {
   auto& rt = impl_->started();
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  for (;;) {
-    bool busy = false;
+  // An alarm on one shard may write to an object on another: done when a whole pass finds
+  // every shard settled without waiting.
+  for (bool waited = true; waited;) {
+    waited = false;
     for (unsigned i = 0; i < rt.shardCount(); ++i) {
-      std::promise<bool> p;
-      auto f = p.get_future();
-      detail::postTo(rt.shard(i), [&] {
-        auto& a = rt.shard(i).alarms();
-        bool b = a.running() > 0 || a.due();
-        for (auto& part : rt.shard(i).partitions) b = b || !part->quiescent();
-        if (a.due()) a.poke();
-        p.set_value(b);
+      auto p = std::make_shared<std::promise<bool>>();
+      auto f = p->get_future();
+      detail::Shard& shard = rt.shard(i);
+      detail::postTo(shard, [&shard, p] {
+        auto atOnce = std::make_shared<bool>(true);
+        shard.whenSettled([p, atOnce] { p->set_value(*atOnce); });
+        *atOnce = false;
       });
-      busy = waitFor(f) || busy;
+      if (!waitFor(f)) waited = true;
     }
-    if (!busy) return;
-    if (std::chrono::steady_clock::now() > deadline) throw Error(ErrorCode::kInternal, "alarms did not settle");
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
 

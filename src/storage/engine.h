@@ -86,8 +86,10 @@ struct CommitBatch {
 // Where an engine reports, on the shard thread.
 class CommitSink {
  public:
-  // Every batch up to `seq` is durable (`error` empty), or failed with `error`.
-  virtual void engineCommitted(std::uint64_t seq, std::string error, bool fatal) = 0;
+  // Every batch up to `seq` is durable.
+  virtual void engineCommitted(std::uint64_t seq) = 0;
+  // Every batch up to `seq` not yet reported failed, and why (`fatal`: see above).
+  virtual void engineFailed(std::uint64_t seq, const std::string& why, bool fatal) = 0;
   // The engine took the batch that made accepting() answer false: submit the next one.
   virtual void engineReady() = 0;
 
@@ -115,7 +117,12 @@ class StorageEngine {
   virtual bool accepting() = 0;
   virtual void submit(CommitBatch batch) = 0;
 
-  // Start-up, before the first event: the rows of a deleted class go, durably.
+  // The three calls below answer before they return, blocking the shard thread: they are
+  // made where nothing else runs on it yet (start-up: purge, alarms) or from tests
+  // (durable/testing.h's listDurableObjectIds). A caller on the serving path (an admin
+  // listing) needs a Deferred form first.
+  //
+  // The rows of a deleted class go, durably.
   virtual void purgeNamespace(std::int64_t ns) = 0;
   // The objects of a namespace with stored keys or an alarm.
   virtual std::vector<ObjectId::Raw> listObjects(std::int64_t ns) = 0;

@@ -91,7 +91,7 @@ void MemoryEngine::submit(CommitBatch batch) {
     }
   }
   // Reported on a later turn, as a networked engine would.
-  boost::asio::post(shard_, [this, seq = batch.seq] { sink_->engineCommitted(seq, {}, false); });
+  boost::asio::post(shard_, [this, seq = batch.seq] { sink_->engineCommitted(seq); });
 }
 
 void MemoryEngine::purgeNamespace(std::int64_t ns) {

@@ -63,13 +63,15 @@ Range rangeOf(const ListOptions& o) {
 }  // namespace
 
 ObjectStore::ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& id, Limits limits,
-                         std::function<void()> onReset)
+                         std::function<void()> onReset, InputGate& inputGate, OutputGate& outputGate)
     : partition_(partition),
       readsMayWait_(partition.readsMayWait()),
       ns_(ns),
       id_(id),
       limits_(limits),
-      onReset_(std::move(onReset)) {}
+      onReset_(std::move(onReset)),
+      inputGate_(inputGate),
+      outputGate_(outputGate) {}
 
 ObjectStore::~ObjectStore() = default;
 
@@ -133,7 +135,7 @@ Task<T> ObjectStore::awaitEngine(Future<T> answer) {
   // While the object waits on its own storage, no other event enters.
   InputGate::Lock lock;
   const std::uint64_t flow = currentContext().flow;
-  if (inputGate && flow != 0) lock = inputGate->lock(flow);
+  if (flow != 0) lock = inputGate_.lock(flow);
   co_return co_await answer;
 }
 
@@ -186,9 +188,8 @@ void ObjectStore::markOpen(const std::string& key, Entry& e) {
 }
 
 void ObjectStore::touch() {
-  if (outputGate && !openHold_.held()) openHold_ = outputGate->hold();
+  if (!openHold_.held()) openHold_ = outputGate_.hold();
   dirty_ = true;
-  lastWriteSeq_ = partition_.openSeq();
   partition_.markDirty(this);
 }
 
@@ -415,7 +416,18 @@ void ObjectStore::apply(TxnOverlay&& txn) {
   if (txn.alarmChanged) setAlarm(txn.alarm, nullptr);
 }
 
-std::uint64_t ObjectStore::requiredSeq() const { return dirty_ || inFlight_ ? lastWriteSeq_ : 0; }
+Future<void> ObjectStore::waitDurable() {
+  Promise<void> promise;
+  Future<void> future = promise.future();
+  outputGate_.whenReleased([promise](std::exception_ptr error) mutable {
+    if (error) {
+      promise.setError(std::move(error));
+    } else {
+      promise.setValue();
+    }
+  });
+  return future;
+}
 
 void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
   out.ns = ns_;
@@ -427,7 +439,7 @@ void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
     if (it == cache_.end() || it->second.seq != kOpen) continue;
     it->second.seq = seq;
     if (it->second.encodePending) {
-      // The commit thread encodes it; the shard encodes it only if it needs the bytes itself.
+      // The engine encodes it as it commits; the shard encodes it only if it needs the bytes itself.
       out.writes.push_back({key, std::nullopt, it->second.decoded});
     } else {
       out.writes.push_back({key, it->second.value});
@@ -471,7 +483,6 @@ void ObjectStore::reset(std::exception_ptr why) {
   openDeleteAll_ = false;
   dirty_ = false;
   inFlight_ = 0;
-  lastWriteSeq_ = 0;
   alarmLoaded_ = false;
   alarm_.reset();
   alarmSeq_ = 0;

@@ -1,12 +1,12 @@
 // One object's view of its storage: a cache over its rows in the partition, the writes not yet
 // durable, and transaction overlays.
 //
-// The cache is authoritative for every key it holds. An entry is clean (equal to the
-// database), open (written since the last flush), or in flight (handed to the commit thread
-// in batch `seq`). Dirty entries are never dropped, which is what lets a read of a key missing
-// from the cache go to the database: a key with an undurable write is always cached. After
-// deleteAll the cache is complete (every key it lacks is absent), so no read touches the
-// database again until the object is evicted.
+// The cache is authoritative for every key it holds. An entry is clean (equal to what the
+// engine has), open (written since the last flush), or in flight (handed to the engine in
+// batch `seq`). Dirty entries are never dropped, which is what lets a read of a key missing
+// from the cache go to the engine: a key with an undurable write is always cached. After
+// deleteAll the cache is complete (every key it lacks is absent), so no read goes to the
+// engine again until the object is evicted.
 #pragma once
 
 #include "gates/input_gate.h"
@@ -70,7 +70,10 @@ class ObjectStore final : private BatchWriter {
     std::size_t maxValueBytes = kDefaultMaxValueBytes;
     bool keyCounts = false;  // the key's bytes count against maxValueBytes too (SQLite-backed)
   };
-  ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& id, Limits limits, std::function<void()> onReset);
+  // The gates are the object's: a transaction locks `inputGate`; each batch the store writes
+  // into holds `outputGate` until it is durable. Both outlive the store.
+  ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& id, Limits limits, std::function<void()> onReset,
+              InputGate& inputGate, OutputGate& outputGate);
   ~ObjectStore();
   ObjectStore(const ObjectStore&) = delete;
   ObjectStore& operator=(const ObjectStore&) = delete;
@@ -82,8 +85,8 @@ class ObjectStore final : private BatchWriter {
              std::shared_ptr<const Value> decoded = {});
   // A JSON value put outside a transaction whose encoding is known to fit the limits (the
   // caller checked its text and a bound on its size): it is encoded only when something needs
-  // the bytes, by the commit thread when its batch is committed (off the shard thread), or
-  // here if the shard reads them first. A ChatRoom puts its whole history on every message;
+  // the bytes, by the engine as it commits the batch (SQLite's does it on its commit thread,
+  // off the shard), or here if the shard reads them first. A ChatRoom puts its whole history on every message;
   // of the puts one batch holds for a key, only the last is ever encoded.
   void writeDecoded(std::string_view key, std::shared_ptr<const Value> decoded);
   // Whether a value of `encodedBytes` (Value::encode()'s size) is within the limits for `key`.
@@ -123,21 +126,16 @@ class ObjectStore final : private BatchWriter {
   void checkKey(std::string_view key) const;
   void checkValue(std::string_view key, const std::string& encoded) const;
 
-  // The batch every write so far will be durable with; 0 when all are durable.
-  std::uint64_t requiredSeq() const;
-  Future<void> waitDurable() { return partition_.waitDurable(requiredSeq()); }
+  // Completes once every write so far is durable (through the output gate); fails if one
+  // of their commits failed.
+  Future<void> waitDurable();
   // No write is open or in flight: the object may be evicted.
   bool idle() const { return !dirty_ && inFlight_ == 0; }
-
-
 
   std::int64_t ns() const { return ns_; }
   const ObjectId& id() const { return id_; }
 
-  // The object's gates (null for a store driven alone): a transaction locks the input gate;
-  // each batch the store writes into holds the output gate until it is durable.
-  InputGate* inputGate = nullptr;
-  OutputGate* outputGate = nullptr;
+  InputGate& inputGate() { return inputGate_; }
 
  private:
   // BatchWriter, for the partition.
@@ -171,6 +169,8 @@ class ObjectStore final : private BatchWriter {
   const ObjectId id_;
   const Limits limits_;
   std::function<void()> onReset_;
+  InputGate& inputGate_;
+  OutputGate& outputGate_;
 
   std::map<std::string, Entry, std::less<>> cache_;
   bool complete_ = false;
@@ -178,7 +178,6 @@ class ObjectStore final : private BatchWriter {
   bool openDeleteAll_ = false;
   bool dirty_ = false;
   int inFlight_ = 0;
-  std::uint64_t lastWriteSeq_ = 0;
   // Alarm: loaded lazily; alarmSeq_ like Entry::seq.
   bool alarmLoaded_ = false;
   std::optional<std::int64_t> alarm_;

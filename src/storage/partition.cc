@@ -56,20 +56,6 @@ void Partition::markDirty(BatchWriter* store) {
   }
 }
 
-Future<void> Partition::waitDurable(std::uint64_t seq) {
-  if (seq <= committedSeq_) return Future<void>::fromValue({});
-  Promise<void> p;
-  auto f = p.future();
-  waiters_.push_back({seq, [p](std::exception_ptr e) mutable {
-                        if (e) {
-                          p.setError(e);
-                        } else {
-                          p.setValue();
-                        }
-                      }});
-  return f;
-}
-
 void Partition::flush() {
   if (dirty_.empty()) return;
   if (!engine_->accepting()) return;
@@ -92,42 +78,32 @@ void Partition::flush() {
   engine_->submit(std::move(batch));
 }
 
-void Partition::engineCommitted(std::uint64_t seq, std::string error, bool fatal) {
+void Partition::engineCommitted(std::uint64_t seq) {
+  if (seq <= committedSeq_) return;
+  committedSeq_ = seq;
+  ++commits_;
+  while (!inFlight_.empty() && inFlight_.front().seq <= seq) {
+    InFlight f = std::move(inFlight_.front());
+    inFlight_.pop_front();
+    for (BatchWriter* store : f.stores) store->committed(f.seq);
+    if (onAlarmDurable) {
+      for (const auto& a : f.alarms) onAlarmDurable(a.ns, a.id, a.time);
+    }
+  }
+  if (onQuiet && quiescent()) onQuiet();
+}
+
+void Partition::engineFailed(std::uint64_t seq, const std::string& error, bool fatal) {
   if (fatal && stopped_.empty()) {
     stopped_ = error;
     log("storage: partition ", index_, " is stopped until the server restarts: ", error);
   }
   if (seq <= committedSeq_) return;  // a refused batch of an epoch already failed below
-  if (error.empty()) {
-    committedSeq_ = seq;
-    ++commits_;
-    while (!inFlight_.empty() && inFlight_.front().seq <= seq) {
-      InFlight f = std::move(inFlight_.front());
-      inFlight_.pop_front();
-      for (BatchWriter* store : f.stores) store->committed(f.seq);
-      if (onAlarmDurable) {
-        for (const auto& a : f.alarms) onAlarmDurable(a.ns, a.id, a.time);
-      }
-    }
-    // Callbacks may register new waiters: walk a private copy.
-    auto waiters = std::move(waiters_);
-    waiters_.clear();
-    for (auto& w : waiters) {
-      if (w.seq <= committedSeq_) {
-        w.done(nullptr);
-      } else {
-        waiters_.push_back(std::move(w));
-      }
-    }
-    return;
-  }
   // The batch never reached the disk, and every batch after it, in flight or open, was built
   // on its writes. Every reply that depends on any of them fails; every object that wrote to
-  // one is reset so its next event reloads what is really on disk. The commit thread refuses
-  // the rest of this epoch's batches; the next batch starts a new one.
+  // one is reset so its next event reloads what the engine really holds. The engine refuses
+  // the rest of this epoch's batches (CommitBatch::epoch); the next batch starts a new one.
   log("storage: commit of partition ", index_, " batch ", seq, " failed: ", error);
-  auto waiters = std::move(waiters_);
-  waiters_.clear();
   std::vector<BatchWriter*> stores = std::move(dirty_);
   dirty_.clear();
   dirtySet_.clear();
@@ -142,7 +118,7 @@ void Partition::engineCommitted(std::uint64_t seq, std::string error, bool fatal
       Error(ErrorCode::kUnavailable,
             std::string(fatal ? "storage failed" : "storage commit failed") + "; the object was reset: " + error));
   for (BatchWriter* store : stores) store->reset(err);
-  for (auto& w : waiters) w.done(err);
+  if (onQuiet && quiescent()) onQuiet();
 }
 
 }  // namespace durable::detail

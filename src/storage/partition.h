@@ -58,8 +58,6 @@ class Partition final : private CommitSink {
   Partition(const Partition&) = delete;
   Partition& operator=(const Partition&) = delete;
 
-  int index() const { return index_; }
-
   // ---- Shard thread only. ----
 
   // The engine's reads (storage/engine.h), refused once the partition is stopped.
@@ -69,13 +67,8 @@ class Partition final : private CommitSink {
                       const std::optional<std::string>& upper, bool reverse, std::size_t limit);
   Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id);
 
-  // The sequence number of the batch that writes made now will be committed in.
-  std::uint64_t openSeq() const { return openSeq_; }
-  std::uint64_t committedSeq() const { return committedSeq_; }
   // Registers a writer with writes for the open batch, and schedules a flush.
   void markDirty(BatchWriter* store);
-  // Completes once batch `seq` is durable; fails with Error(kUnavailable) if its commit failed.
-  Future<void> waitDurable(std::uint64_t seq);
   // Hands the open batch to the engine now, unless it still has one waiting.
   void flush();
   // Commits that reached the disk, for tests and metrics.
@@ -91,12 +84,10 @@ class Partition final : private CommitSink {
 
   // Called on the shard thread for each alarm change once its commit is durable.
   std::function<void(std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time)> onAlarmDurable;
+  // Called on the shard thread when a commit's report leaves the partition quiescent().
+  std::function<void()> onQuiet;
 
  private:
-  struct Waiter {
-    std::uint64_t seq;
-    std::function<void(std::exception_ptr)> done;
-  };
   struct AlarmChange {
     std::int64_t ns;
     ObjectId::Raw id;
@@ -108,7 +99,8 @@ class Partition final : private CommitSink {
     std::vector<AlarmChange> alarms;
   };
 
-  void engineCommitted(std::uint64_t seq, std::string error, bool fatal) override;
+  void engineCommitted(std::uint64_t seq) override;
+  void engineFailed(std::uint64_t seq, const std::string& why, bool fatal) override;
   void engineReady() override { flush(); }
   void checkUsable() const;  // throws once the partition is stopped
 
@@ -125,7 +117,6 @@ class Partition final : private CommitSink {
   std::vector<BatchWriter*> dirty_;
   std::unordered_set<BatchWriter*> dirtySet_;
   std::deque<InFlight> inFlight_;
-  std::deque<Waiter> waiters_;
   std::string stopped_;  // why the partition is stopped, or empty
 };
 

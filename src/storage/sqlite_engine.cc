@@ -313,25 +313,25 @@ void SqliteEngine::commitLoop() {
       stopped = syncFailure_;
     }
     if (!stopped.empty()) {
-      report(batches.back().seq, stopped, true);
+      reportFailed(batches.back().seq, stopped, true);
       continue;
     }
     // Batches of a failed epoch come first (epochs only grow) and are refused unwritten.
     auto live = batches.begin();
     while (live != batches.end() && failedEpoch_ && live->epoch <= *failedEpoch_) ++live;
     if (live != batches.begin()) {
-      report(std::prev(live)->seq, "an earlier commit failed");
+      reportFailed(std::prev(live)->seq, "an earlier commit failed");
     }
     if (live == batches.end()) continue;
     std::vector<CommitBatch> toCommit(std::make_move_iterator(live), std::make_move_iterator(batches.end()));
     const std::uint64_t seq = toCommit.back().seq;
-    std::string error;
+    std::optional<std::string> failure;
     try {
       commit(toCommit);
     } catch (const std::exception& e) {
-      error = e.what()[0] ? e.what() : "commit failed";
+      failure = e.what()[0] ? e.what() : "commit failed";
     }
-    if (error.empty() && syncThread) {
+    if (!failure && syncThread) {
       bool wake;
       {
         std::lock_guard lock(mu_);
@@ -341,7 +341,7 @@ void SqliteEngine::commitLoop() {
       if (wake) syncCv_.notify_one();
       continue;
     }
-    if (!error.empty()) {
+    if (failure) {
       failedEpoch_ = toCommit.back().epoch;
       if (syncThread) {
         // Batches written before this one must be reported durable before the failure resets
@@ -350,7 +350,11 @@ void SqliteEngine::commitLoop() {
         commitCv_.wait(lock, [this] { return syncedSeq_ >= writtenSeq_ || !syncFailure_.empty(); });
       }
     }
-    report(seq, std::move(error));
+    if (failure) {
+      reportFailed(seq, std::move(*failure));
+    } else {
+      reportCommitted(seq);
+    }
   }
 }
 
@@ -371,12 +375,12 @@ void SqliteEngine::syncLoop() {
     if (rc) {
       // Whatever was written but not known durable is lost to us: fail all of it, and stop.
       syncFailure_ = std::string("fdatasync of the WAL failed: ") + std::strerror(rc);
-      report(writtenSeq_, syncFailure_, true);
+      reportFailed(writtenSeq_, syncFailure_, true);
       commitCv_.notify_all();
       return;
     }
     syncedSeq_ = target;
-    report(target, {});
+    reportCommitted(target);
     commitCv_.notify_all();
   }
 }
@@ -444,10 +448,12 @@ void SqliteEngine::submit(CommitBatch batch) {
   if (wake) commitCv_.notify_one();
 }
 
-void SqliteEngine::report(std::uint64_t seq, std::string error, bool fatal) {
-  boost::asio::post(shard_, [this, seq, error = std::move(error), fatal]() mutable {
-    sink_->engineCommitted(seq, std::move(error), fatal);
-  });
+void SqliteEngine::reportCommitted(std::uint64_t seq) {
+  boost::asio::post(shard_, [this, seq] { sink_->engineCommitted(seq); });
+}
+
+void SqliteEngine::reportFailed(std::uint64_t seq, std::string why, bool fatal) {
+  boost::asio::post(shard_, [this, seq, why = std::move(why), fatal] { sink_->engineFailed(seq, why, fatal); });
 }
 
 }  // namespace durable::detail

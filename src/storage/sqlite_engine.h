@@ -86,7 +86,8 @@ class SqliteEngine final : public StorageEngine {
   void syncLoop();
   // Throws durable::Error with SQLite's message; rolls back first.
   void commit(const std::vector<CommitBatch>& batches);
-  void report(std::uint64_t seq, std::string error, bool fatal = false);
+  void reportCommitted(std::uint64_t seq);
+  void reportFailed(std::uint64_t seq, std::string why, bool fatal = false);
   Statement& listStatement(bool lowerInclusive, bool hasUpper, bool reverse);
 
   const int index_;

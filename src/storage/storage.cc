@@ -226,13 +226,14 @@ Task<void> Storage::runTransaction(TransactionFn fn) {
   // No other event enters while the transaction waits on its own storage.
   detail::InputGate::Lock lock;
   const std::uint64_t flow = detail::currentContext().flow;
-  if (store_->inputGate && flow != 0) lock = store_->inputGate->lock(flow);
+  if (flow != 0) lock = store_->inputGate().lock(flow);
   detail::TxnOverlay overlay;
   Storage txn(store_, &overlay);
   std::exception_ptr error;
   try {
     co_await fn(txn);
   } catch (...) {
+    // Rolled back: nothing of the overlay is applied, and the caller gets what fn threw.
     error = std::current_exception();
   }
   if (!error) store_->apply(std::move(overlay));

@@ -153,8 +153,6 @@ bool detail::matchRoute(std::string_view pattern, std::string_view path,
 Task<Response> Worker::fetch(Request request, Env& env) const {
   Context c(request, env);
   std::optional<Response> response;
-  ErrorCode code = ErrorCode::kInternal;
-  std::string error;
   try {
     const URL url = request.url();
     const auto segments = splitPath(url.pathnameView());
@@ -172,17 +170,11 @@ Task<Response> Worker::fetch(Request request, Env& env) const {
       if (u.pattern == "*" || matchSegments(u.segments, segments, nullptr, false)) chain.push_back(&u.middleware);
     }
     response.emplace(co_await run(c, std::move(chain), 0, handler));
-  } catch (const Error& e) {
-    code = e.code();
-    error = e.what();
-  } catch (const std::exception& e) {
-    error = e.what();
   } catch (...) {
-    error = "unknown error";
-  }
-  if (!response) {
-    detail::log("worker: ", request.method(), " ", request.urlString(), " threw (", httpStatus(code), "): ", error);
-    response.emplace(detail::errorResponse(code, error));
+    // A Worker that does not catch answers 500 (or its Error's status) with the message.
+    response.emplace(detail::errorResponse(std::current_exception()));
+    detail::log("worker: ", request.method(), " ", request.urlString(), " threw (", response->status(),
+                "): ", detail::describeException(std::current_exception()));
   }
   // Hono's c.header wins over whatever the handler put there; several values of one name
   // set through the context all survive.

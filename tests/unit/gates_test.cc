@@ -152,7 +152,7 @@ TEST(InputGateTest, AMovedLockIsReleasedOnceByItsLastOwner) {
 TEST(InputGateTest, FlowZeroCannotLock) {
   Loop loop;
   InputGate gate(loop.poster());
-  EXPECT_THROW((void)gate.lock(0), std::logic_error);
+  EXPECT_THROW((void)gate.lock(0), durable::Error);
   EXPECT_FALSE(gate.locked());
 }
 

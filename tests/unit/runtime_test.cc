@@ -93,6 +93,8 @@ class Counter : public durable::DurableObject {
       co_await storage().put("written-before-throw", true);
       throw Error(ErrorCode::kInternal, "boom: the handler failed");
     }
+    if (path == "/throw-not-found") throw Error(ErrorCode::kNotFound, "no such thing");
+    if (path == "/throw-std") throw std::out_of_range("plain");
     co_return Response("not found", {.status = 404});
   }
 };
@@ -498,6 +500,13 @@ TEST_F(RuntimeTest, HandlerThatThrowsAnswers500AndObjectStaysUsable) {
   EXPECT_EQ(r.status(), 500);
   EXPECT_NE(r.headers().get("content-type").value_or("").find("application/json"), std::string::npos);
   EXPECT_EQ(r.json(), durable::Json(boost::json::object{{"error", "boom: the handler failed"}}));
+  // A durable::Error answers with its code's status, anything else with 500.
+  r = env.fetch(stub, "http://do/throw-not-found");
+  EXPECT_EQ(r.status(), 404);
+  EXPECT_EQ(r.json(), durable::Json(boost::json::object{{"error", "no such thing"}}));
+  r = env.fetch(stub, "http://do/throw-std");
+  EXPECT_EQ(r.status(), 500);
+  EXPECT_EQ(r.json(), durable::Json(boost::json::object{{"error", "plain"}}));
 
   // Still usable, and the same instance.
   EXPECT_EQ(get(env, stub, "/increment"), "2");

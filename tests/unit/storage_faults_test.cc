@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <optional>
 
 namespace {
 
@@ -70,6 +71,42 @@ TEST_P(StorageFaults, FailedCommitReleasesNoReplyAndReloadsFromDisk) {
 
   env.restart();
   EXPECT_EQ(env.fetch(a, "http://do/pair").text(), "3,3");
+}
+
+// sync() resolves through the output gate: it fails when the commit of the writes before it
+// fails, and the reply that follows is not released either.
+TEST_P(StorageFaults, SyncFailsWhenItsCommitFails) {
+  durable::testing::Env env(faulty());
+  const auto& ns = env.exportClass<Tally>("TALLY");
+  const auto a = ns.getByName("a");
+  EXPECT_EQ(env.fetch(a, "http://do/add").text(), "1");
+
+  std::optional<durable::ErrorCode> failure;
+  bool synced = false;
+  env.failStorageWrites(-1, GetParam());
+  EXPECT_THROW(env.runInDurableObject<Tally>(a,
+                                             [&](Tally&, durable::State& state) -> durable::Task<void> {
+                                               co_await state.storage().put("n", static_cast<std::int64_t>(7));
+                                               try {
+                                                 co_await state.storage().sync();
+                                                 synced = true;
+                                               } catch (const durable::Error& e) {
+                                                 failure = e.code();
+                                               }
+                                             }),
+               durable::Error);
+  EXPECT_FALSE(synced);
+  EXPECT_EQ(failure, durable::ErrorCode::kUnavailable);
+  env.healStorage();
+
+  bool syncedAfter = false;
+  env.runInDurableObject<Tally>(a, [&](Tally&, durable::State& state) -> durable::Task<void> {
+    co_await state.storage().put("n", static_cast<std::int64_t>(8));
+    co_await state.storage().sync();
+    syncedAfter = true;
+  });
+  EXPECT_TRUE(syncedAfter);
+  EXPECT_EQ(env.fetch(a, "http://do/").text(), "8");
 }
 
 TEST_P(StorageFaults, OtherObjectsKeepServing) {
@@ -146,10 +183,11 @@ TEST(StorageSyncFaults, AFailedSyncStopsThePartitionUntilRestart) {
   expectFailedCommit(env.fetch(a, "http://do/add"));
   env.healStorage();
   // Stopped: no read from disk and no write, for this object or any other, until restart. The
-  // read throws inside the handler, which makes it a 500 like any uncaught exception.
+  // read throws a durable::Error (kUnavailable) inside the handler; uncaught, it answers with
+  // its code's status, 503, as a failed commit does.
   for (const auto& [stub, path] : {std::pair{a, "http://do/add"}, {b, "http://do/get"}, {b, "http://do/add"}}) {
     const auto r = env.fetch(stub, path);
-    EXPECT_EQ(r.status(), 500);
+    EXPECT_EQ(r.status(), 503);
     EXPECT_NE(r.text().find("storage is stopped until the server restarts"), std::string::npos) << r.text();
   }
 

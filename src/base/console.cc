@@ -1,0 +1,13 @@
+#include <durable/console.h>
+
+#include "base/log.h"
+
+namespace durable::console {
+
+void write(Level level, std::string_view message) {
+  using detail::LogLevel;
+  detail::logAt(level == Level::kError ? LogLevel::kError : level == Level::kWarn ? LogLevel::kWarn : LogLevel::kInfo,
+                message);
+}
+
+}  // namespace durable::console
