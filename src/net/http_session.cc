@@ -352,7 +352,7 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
     const auto& client = response.webSocket();
     const auto& clientImpl = WebSocketAccess::impl(client);
     auto server = clientImpl ? clientImpl->partner.lock() : nullptr;
-    if (!websocket::is_upgrade(parser_->get()) || !server || !server->accepted) {
+    if (!websocket::is_upgrade(parser_->get()) || !server || !server->accepted || !server->shard) {
       keepAlive_ = false;
       Response err = errorResponse(ErrorCode::kInternal,
                                    "a 101 response needs a WebSocket upgrade request and an accepted WebSocketPair");
@@ -365,7 +365,7 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
     deadline_ = Clock::time_point::max();
     releaseBody();
     // The connection's place in max_connections goes with it: the socket still counts.
-    adoptWebSocket(client, std::move(socket_), std::move(request), shard_, std::move(slot_));
+    adoptWebSocket(server, std::move(socket_), std::move(request), shard_, std::move(slot_));
   }
 
   void fail(int status, std::string message) {

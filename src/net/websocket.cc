@@ -248,18 +248,15 @@ void teardown(beast::role_type role, FrameAlignedSocket& s, beast::error_code& e
   websocket::teardown(role, s.next_layer(), ec);
 }
 
-bool adoptWebSocket(const WebSocket& client, tcp::socket socket, beast::http::request<beast::http::string_body> request,
-                    SocketShard& from, ConnectionSlot slot) {
-  if (!WebSocketAccess::impl(client)) return false;
-  auto server = WebSocketAccess::impl(client)->partner.lock();
-  if (!server || !server->accepted || !server->shard) return false;
+void adoptWebSocket(const std::shared_ptr<WebSocketImpl>& server, tcp::socket socket,
+                    beast::http::request<beast::http::string_body> request, SocketShard& from, ConnectionSlot slot) {
   SocketShard* to = server->shard;
   const config::Settings& settings = to->settings();
   if (to == &from) {
     auto conn = std::make_shared<NetSocket>(std::move(socket), server, settings, std::move(slot));
     server->conn = conn;
     conn->start(std::move(request));
-    return true;
+    return;
   }
   // Move the connection to the object's shard: same descriptor, new io_context.
   const auto protocol = socket.local_endpoint().protocol();
@@ -279,7 +276,6 @@ bool adoptWebSocket(const WebSocket& client, tcp::socket socket, beast::http::re
     server->conn = conn;
     conn->start(std::move(*req));
   });
-  return true;
 }
 
 }  // namespace durable::detail

@@ -438,10 +438,10 @@ class NetSocket : public std::enable_shared_from_this<NetSocket> {
   std::optional<std::pair<int, std::string>> closeWhenDrained_;
 };
 
-// Hands an upgraded connection to the object that accepted `client`'s partner: moves the
-// socket to that object's shard and completes the handshake there. Returns false (and does
-// nothing) when `client` is not the client end of an accepted pair.
-bool adoptWebSocket(const WebSocket& client, boost::asio::ip::tcp::socket socket,
+// Hands an upgraded connection to `server`, the accepted server end of a pair (accepted and
+// shard set: the caller checks): moves the socket to that object's shard and completes the
+// handshake there.
+void adoptWebSocket(const std::shared_ptr<WebSocketImpl>& server, boost::asio::ip::tcp::socket socket,
                     boost::beast::http::request<boost::beast::http::string_body> request, SocketShard& from,
                     ConnectionSlot slot);
 
