@@ -18,7 +18,8 @@ enum class ErrorCode {
   kPayloadTooLarge,    // 413
   kResourceExhausted,  // 429
   kInternal,           // 500: our bug or the object's
-  kUnavailable,        // 503: storage failed; the object was reset and may be retried
+  kUnavailable,        // 503: something the call needs is not there now: storage failed (the object
+                       // was reset; retry) or stopped (until restart), a file or port at start-up
 };
 
 // The HTTP status of an error with this code.

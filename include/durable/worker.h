@@ -87,7 +87,7 @@ class Worker {
     Middleware middleware;
     std::vector<std::string> segments;
   };
-  Task<Response> run(Context& c, std::vector<const Middleware*> chain, std::size_t i, const Handler* handler) const;
+  Task<Response> run(Context& c, const std::vector<const Middleware*>& chain, std::size_t i, const Handler* handler) const;
 
   std::vector<Route> routes_;
   std::vector<Use> middleware_;

@@ -208,7 +208,7 @@ class Shard final : public SocketShard {
   // Live hosts in the order they were last active, oldest first: a sweep looks at the front
   // until it meets one not yet due, so it costs what it evicts, not what stays. (Walking every
   // live object each period took 16-22 % of the shard thread at a million objects on one
-  // shard; these lists, 0-0.16 %: bench/README.md, "Scale run".)
+  // shard; these lists, 0-0.16 %: bench/results/2026-11-27.md, "Scale run".)
   // Hosts with sockets go to their own list because they are due sooner.
   using IdleList = boost::intrusive::list<
       ObjectHost,
@@ -243,7 +243,7 @@ struct RuntimeOptions {
 // and a sync thread per partition busy, and the kernel's network work needs a core too. On the
 // 2-core machine, with the load generator on the same cores, two shards over one, side by side
 // (bench/ab.sh, wrk -c32, durability full): GET 0.67, one hot object 0.94, 1,000 objects 1.02
-// (bench/README.md).
+// (bench/results/2026-11-27.md).
 unsigned defaultShardCount();
 
 // final: calls through Runtime& to what HttpHost declares are not virtual.

@@ -1,5 +1,5 @@
 // The storage engine seam: what a partition needs from whatever keeps its rows. Objects, their
-// caches (ObjectStore) and the gates see only Partition, which batches the writes of many
+// caches (ObjectStore) see only Partition, which batches the writes of many
 // objects and hands each batch to its engine; the engine decides where the rows live and when
 // a batch is durable.
 //
@@ -9,8 +9,9 @@
 // contract: a commit is reported when it is, not when it is submitted.
 //
 // Contract, for every engine:
-// - Every call is made on the partition's shard thread, and every report (CommitSink) is
-//   delivered there, never inside the call that caused it.
+// - Every call is made on the partition's shard thread, but for those made before the shard
+//   threads start (setSink, purgeNamespace, from the Runtime's constructor); every report
+//   (CommitSink) is delivered on the shard thread, never inside the call that caused it.
 // - Reads see every batch already reported committed, and may see batches submitted since.
 //   A read answers at once (Deferred holds the value) or later (it holds a Future, completed
 //   on the shard thread); readsMayWait() says whether an engine ever does the latter, so that

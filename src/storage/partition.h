@@ -8,7 +8,8 @@
 // commit is running, unless the engine still has a batch waiting (accepting() is false): then
 // the open batch stays open until the engine takes the waiting one (engineReady()), so writes
 // made during a commit go out together, each key once. Batch sequence numbers start at 1 and
-// commit in order; a reply that depends on batch S leaves once committed >= S.
+// commit in order; a reply waits on its object's output gate, whose Hold for batch S is
+// released when S is reported committed (or failed).
 //
 // Failures. A failed batch fails every batch behind it too: they were built on its writes.
 // Every object that wrote to one of them is reset (its cache forgotten, its output gate

@@ -6,8 +6,7 @@
 // of objects. One database per partition lets a single commit (and a single fsync) cover the
 // writes of every object on the shard made since the previous commit: group commit across
 // objects, not only within one. It also keeps start-up and the number of open files
-// independent of the number of objects (bench/README.md: 1,000 files under synchronous=FULL
-// ~6k commits/s against one file with batching ~90k increments/s).
+// independent of the number of objects.
 //
 // Schema (on-disk format):
 //   kv(ns INTEGER, obj BLOB(32), key BLOB, value BLOB)  PRIMARY KEY(ns, obj, key), WITHOUT ROWID
@@ -24,7 +23,7 @@
 // transaction committed has returned. So the next batches are written while the disk flushes
 // the previous ones, and one flush covers everything written before it began. Measured against
 // synchronous=FULL, where SQLite flushes inside COMMIT and the next batch waits for it: 1.12x
-// on one hot object and 1.09x over 1,000 objects (bench/ab.sh, bench/README.md).
+// on one hot object and 1.09x over 1,000 objects (bench/ab.sh, bench/results/2026-11-27.md).
 // Checkpoints keep SQLite's own ordering: under NORMAL it syncs the WAL before copying it into
 // the database and syncs the database before the WAL is reused.
 // Durability "relaxed" has no sync thread: a batch counts as committed once written.

@@ -169,7 +169,7 @@ Task<Response> Worker::fetch(Request request, Env& env) const {
     for (const Use& u : middleware_) {
       if (u.pattern == "*" || matchSegments(u.segments, segments, nullptr, false)) chain.push_back(&u.middleware);
     }
-    response.emplace(co_await run(c, std::move(chain), 0, handler));
+    response.emplace(co_await run(c, chain, 0, handler));
   } catch (...) {
     // A Worker that does not catch answers 500 (or its Error's status) with the message.
     response.emplace(detail::errorResponse(std::current_exception()));
@@ -183,11 +183,11 @@ Task<Response> Worker::fetch(Request request, Env& env) const {
   co_return std::move(*response);
 }
 
-Task<Response> Worker::run(Context& c, std::vector<const Middleware*> chain, std::size_t i,
+Task<Response> Worker::run(Context& c, const std::vector<const Middleware*>& chain, std::size_t i,
                            const Handler* handler) const {
   if (i < chain.size()) {
-    // `chain` lives in this frame, which outlives the middleware call awaited below, so the
-    // Next may refer to it instead of copying the rest of the chain at every layer.
+    // `chain` lives in fetch()'s frame, which outlives every layer of the chain, so each layer
+    // and its Next refer to it instead of copying it.
     Next next = [this, &c, &chain, i, handler]() { return run(c, chain, i + 1, handler); };
     co_return co_await (*chain[i])(c, next);
   }
