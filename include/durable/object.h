@@ -91,8 +91,9 @@ class DurableObject {
   DurableObject(const DurableObject&) = delete;
   DurableObject& operator=(const DurableObject&) = delete;
 
-  // An HTTP request sent to this object through a Stub. An exception becomes a 500
-  // `{"error": message}` response; the object stays usable.
+  // An HTTP request sent to this object through a Stub. An exception becomes an
+  // `{"error": message}` response, with a durable::Error's status (404 for kNotFound, ...)
+  // or else 500; the object stays usable.
   virtual Task<Response> fetch(Request request);
   // The object's alarm fired. An exception schedules a retry.
   virtual Task<void> alarm(AlarmInfo info);

@@ -129,6 +129,12 @@ class Env {
   void failStorageSyncs(int count = -1);
   void healStorage();
 
+  // With EnvOptions::storageEngine "memory": from now on commits are applied but not reported
+  // durable until releaseCommits(), so every reply and WebSocket frame behind them waits, as
+  // over a slow network. The Env releases them itself before it stops or restarts.
+  void holdCommits();
+  void releaseCommits();
+
   // Stops the runtime (every object evicted, every commit landed) and starts it again over the
   // same directory.
   void restart();

@@ -30,7 +30,8 @@ class TreeBuilder {
 
   int line = 1;  // set by the feeding loop before each write
 
-  // What made a handler stop the parse; empty when the parser itself found the error.
+  // What made a handler stop the parse; empty when the parser itself found the error. A string,
+  // since Boost.JSON's handler interface passes nothing out but an error_code.
   std::string error;
   int errorLine = 0;
 

@@ -88,9 +88,11 @@ class OutputGate {
   void whenReleased(std::function<void(std::exception_ptr)> done) { whenReleased(next_, std::move(done)); }
 
   // For output queued now and sent later (a WebSocket's frames): mark() names "every Hold
-  // taken so far"; releasedBefore(m) and whenReleased(m, done) ask about those Holds only.
+  // taken so far"; clearFor(m) and whenReleased(m, done) ask about those Holds only.
   std::uint64_t mark() const { return next_; }
-  bool releasedBefore(std::uint64_t mark) const { return held_.empty() || *held_.begin() >= mark; }
+  // True when output marked `mark` may leave now: the Holds before it are released and the
+  // gate is not broken (output built on a failed commit never leaves).
+  bool clearFor(std::uint64_t mark) const { return !broken() && releasedBefore(mark); }
   void whenReleased(std::uint64_t mark, std::function<void(std::exception_ptr)> done);
 
   // Makes a broken gate usable again, for the object's next instance. Waits of the broken
@@ -98,12 +100,12 @@ class OutputGate {
   void repair() { error_ = nullptr; }
 
   bool broken() const { return error_ != nullptr; }
-  std::exception_ptr error() const { return error_; }
   // Holds not yet released.
   std::size_t held() const { return held_.size(); }
 
  private:
   void release(std::uint64_t ticket, std::exception_ptr error);
+  bool releasedBefore(std::uint64_t mark) const { return held_.empty() || *held_.begin() >= mark; }
 
   std::uint64_t next_ = 1;
   std::set<std::uint64_t> held_;

@@ -81,6 +81,8 @@ class HttpServer::Listener : public std::enable_shared_from_this<HttpServer::Lis
       if (static_cast<std::size_t>(self->server_.connectionCounter()->load(std::memory_order_relaxed)) >=
           self->server_.maxConnections()) {
         // Refuse, visibly and cheaply: one small write that fits any socket buffer, then close.
+        // The bytes of protocolErrorResponse(503, ...), fixed, so that a refusal under a flood
+        // of connections builds nothing.
         static constexpr std::string_view kBusy =
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 32\r\n"
             "connection: close\r\n\r\n{\"error\":\"too many connections\"}";

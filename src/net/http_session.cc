@@ -304,6 +304,7 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
     try {
       request.emplace("http://" + host + target, init);
     } catch (const std::exception& e) {
+      // Only the client's bytes can make a URL or header that Request refuses.
       return fail(400, e.what());
     }
     // As the client sent them: a body without a content-type gets none, as in a Worker.

@@ -18,7 +18,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include <boost/asio/steady_timer.hpp>
 
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -130,7 +129,7 @@ void WebSocketImpl::send(Payload data, bool binary) {
   if (held.empty() && !closeAfterHeld) {
     // Nothing waits ahead of it and its writes are durable: straight to the connection. A
     // broadcast to thousands of sockets takes this path for each of them.
-    if (auto connection = conn.lock(); connection && (!gate || gate->releasedBefore(mark))) {
+    if (auto connection = conn.lock(); connection && (!gate || gate->clearFor(mark))) {
       connection->write(binary, std::move(data));
       return;
     }
@@ -142,7 +141,8 @@ void WebSocketImpl::send(Payload data, bool binary) {
 void WebSocketImpl::close(int code, std::string reason) {
   if (readyState == WebSocket::kClosing || readyState == WebSocket::kClosed) return;
   readyState = WebSocket::kClosing;
-  closeAfterHeld.emplace(code, std::move(reason));
+  OutputGate* gate = liveGate(*this);
+  closeAfterHeld.emplace(PendingClose{gate ? gate->mark() : 0, code, std::move(reason)});
   release();
 }
 
@@ -152,32 +152,33 @@ void WebSocketImpl::release() {
   // A frame is held only while its object holds the output gate, and an object that holds it
   // is never evicted: the host that queued the frame is the live one.
   OutputGate* gate = liveGate(*this);
-  while (!held.empty()) {
-    auto& frame = held.front();
-    if (gate && !gate->releasedBefore(frame.gateMark)) {
+  // Frames built on writes that never reached the disk are never sent. The close still goes:
+  // it reveals no state, and the object asked for it.
+  if (gate && gate->broken()) held.clear();
+  while (!held.empty() || closeAfterHeld) {
+    const std::uint64_t mark = held.empty() ? closeAfterHeld->gateMark : held.front().gateMark;
+    if (gate && !gate->broken() && !gate->clearFor(mark)) {
       if (!waitingDurable) {
         waitingDurable = true;
         // The connection may end meanwhile; then there is nothing left to send.
         std::weak_ptr<NetSocket> weak = conn;
-        gate->whenReleased(frame.gateMark, [this, weak](std::exception_ptr error) {
+        gate->whenReleased(mark, [this, weak](std::exception_ptr error) {
           if (weak.expired()) return;
           waitingDurable = false;
-          if (error) {
-            // Those frames were built on writes that never reached the disk: never send them.
-            held.clear();
-          }
+          if (error) held.clear();
           release();
         });
       }
       return;
     }
-    connection->write(frame.binary, std::move(frame.data));
+    if (held.empty()) {
+      PendingClose pending = std::move(*closeAfterHeld);
+      closeAfterHeld.reset();
+      connection->close(pending.code, std::move(pending.reason));
+      return;
+    }
+    connection->write(held.front().binary, std::move(held.front().data));
     held.pop_front();
-  }
-  if (closeAfterHeld) {
-    auto [code, reason] = std::move(*closeAfterHeld);
-    closeAfterHeld.reset();
-    connection->close(code, std::move(reason));
   }
 }
 

@@ -31,12 +31,11 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
-#include <utility>
-#include <vector>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace durable::config {
@@ -82,9 +81,6 @@ using Payload = std::shared_ptr<const std::string>;
 // same bytes and is still queued somewhere, so the natural loop `for (ws : getWebSockets())
 // ws.send(text)` shares one buffer without an API for it.
 Payload sharedPayload(std::string_view bytes);
-
-// Bytes of unfinished WebSocket messages held by all sockets of the process.
-std::int64_t reassemblyBytesHeld();
 
 // A FIFO that allocates nothing while empty. std::deque allocates about 600 bytes on
 // construction; two per idle socket were a fifth of a hibernated socket's memory.
@@ -335,7 +331,14 @@ struct WebSocketImpl {
   };
   LazyQueue<Outgoing> held;
   bool waitingDurable = false;
-  std::optional<std::pair<int, std::string>> closeAfterHeld;  // close() queued behind held frames
+  // close() queued behind the held frames, with the gate's mark when it was called: a close is
+  // output too, and waits for the writes made before it.
+  struct PendingClose {
+    std::uint64_t gateMark;
+    int code;
+    std::string reason;
+  };
+  std::optional<PendingClose> closeAfterHeld;
 
   void send(Payload data, bool binary);
   void close(int code, std::string reason);

@@ -20,7 +20,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include <boost/asio/steady_timer.hpp>
 
 #include <sys/socket.h>
 #include <sys/uio.h>

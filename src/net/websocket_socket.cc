@@ -89,8 +89,6 @@ void watch(const std::shared_ptr<NetSocket>& socket, const asio::any_io_executor
 
 }  // namespace
 
-std::int64_t reassemblyBytesHeld() { return gReassemblyBytes.load(std::memory_order_relaxed); }
-
 NetSocket::NetSocket(tcp::socket socket, std::shared_ptr<WebSocketImpl> impl, const config::Settings& settings,
                      ConnectionSlot slot)
     : socket_(std::move(socket)), settings_(settings), slot_(std::move(slot)), impl_(std::move(impl)) {

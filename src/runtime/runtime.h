@@ -185,7 +185,6 @@ class Shard final : public SocketShard {
   // The shard whose thread is running, or nullptr.
   static Shard* current();
   std::uint64_t nextFlow() { return ++flows_; }
-  AlarmScheduler& alarms() { return *alarms_; }
 
  private:
   struct Key {

@@ -47,6 +47,9 @@ void Shard::start() {
     t_shard = this;
     setResumeScheduler([](std::coroutine_handle<> h, ExecContext ctx) {
       boost::asio::post(t_shard->ctx_, [h, ctx] {
+        // A resumption inside an object is one of its events: through its input gate, which
+        // holds it while another flow of the object has the gate locked.
+        if (ctx.host) return static_cast<ObjectHost*>(ctx.host)->resumeGated(h, ctx.flow);
         ContextScope scope(ctx);
         h.resume();
       });
@@ -62,6 +65,8 @@ void Shard::start() {
     try {
       alarms_->load();
     } catch (const std::exception& e) {
+      // The shard still serves requests: better than a server that will not start. Alarms it
+      // could not read stay unscheduled until the next start or the object's next setAlarm.
       log("shard ", index_, ": cannot load alarms: ", e.what());
     }
     for (;;) {
@@ -69,6 +74,8 @@ void Shard::start() {
         ctx_.run();
         break;
       } catch (const std::exception& e) {
+        // A handler that threw past its own error handling is one event's failure, not the
+        // shard's: its other objects keep being served.
         log("shard ", index_, ": unhandled exception: ", e.what());
       }
     }
@@ -100,6 +107,7 @@ void Shard::drain() {
     try {
       ran = ctx_.poll();
     } catch (const std::exception& e) {
+      // As in start(): one event's failure does not end the drain of the others.
       log("shard ", index_, ": unhandled exception: ", e.what());
       continue;
     }
@@ -122,6 +130,7 @@ void Shard::drain() {
         ctx_.run_one_until(*deadline);
       }
     } catch (const std::exception& e) {
+      // As above.
       log("shard ", index_, ": unhandled exception: ", e.what());
     }
   }

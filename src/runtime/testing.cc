@@ -11,6 +11,7 @@
 #include <openssl/sha.h>
 
 #include <atomic>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -101,6 +102,7 @@ Env::Env(EnvOptions options) : impl_(std::make_unique<Impl>()) {
 
 Env::~Env() {
   if (impl_->options.faultInjection) detail::disarmStorageFaults();
+  releaseCommits();
   // Threads stop first, then the acceptors go while their io_contexts still exist.
   if (impl_->runtime) impl_->runtime->stop();
   impl_->http.reset();
@@ -260,6 +262,21 @@ void Env::failStorageSyncs(int count) {
 
 void Env::healStorage() { detail::disarmStorageFaults(); }
 
+void Env::holdCommits() {
+  if (impl_->options.storageEngine != "memory") {
+    throw Error(ErrorCode::kInvalidArgument, "holdCommits() needs EnvOptions::storageEngine = \"memory\"");
+  }
+  impl_->started();
+  for (auto& rows : impl_->memoryRows) {
+    std::lock_guard lock(rows->mu);
+    rows->holding = true;
+  }
+}
+
+void Env::releaseCommits() {
+  for (auto& rows : impl_->memoryRows) rows->release();
+}
+
 ManualClock& Env::clock() {
   if (!impl_->clock) throw Error(ErrorCode::kInvalidArgument, "this Env has no manual clock (EnvOptions::manualClock)");
   return *impl_->clock;
@@ -278,6 +295,7 @@ void Env::runInObject(const Stub& stub, InObject fn) {
 }
 
 void Env::restart() {
+  releaseCommits();
   if (impl_->runtime) impl_->runtime->stop();
   impl_->http.reset();
   impl_->runtime.reset();

@@ -30,6 +30,7 @@
 #include <durable/value.h>
 
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -90,7 +91,7 @@ class CommitSink {
   // Every batch up to `seq` is durable.
   virtual void engineCommitted(std::uint64_t seq) = 0;
   // Every batch up to `seq` not yet reported failed, and why (`fatal`: see above).
-  virtual void engineFailed(std::uint64_t seq, const std::string& why, bool fatal) = 0;
+  virtual void engineFailed(std::uint64_t seq, std::exception_ptr why, bool fatal) = 0;
   // The engine took the batch that made accepting() answer false: submit the next one.
   virtual void engineReady() = 0;
 

@@ -91,7 +91,25 @@ void MemoryEngine::submit(CommitBatch batch) {
     }
   }
   // Reported on a later turn, as a networked engine would.
-  boost::asio::post(shard_, [this, seq = batch.seq] { sink_->engineCommitted(seq); });
+  auto report = [this, seq = batch.seq] { boost::asio::post(shard_, [this, seq] { sink_->engineCommitted(seq); }); };
+  {
+    std::lock_guard lock(rows_->mu);
+    if (rows_->holding) {
+      rows_->heldReports.emplace_back(std::move(report));
+      return;
+    }
+  }
+  report();
+}
+
+void MemoryEngine::Data::release() {
+  std::vector<std::function<void()>> reports;
+  {
+    std::lock_guard lock(mu);
+    holding = false;
+    reports.swap(heldReports);
+  }
+  for (auto& report : reports) report();
 }
 
 void MemoryEngine::purgeNamespace(std::int64_t ns) {

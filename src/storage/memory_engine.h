@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <utility>
+#include <vector>
 
 namespace durable::detail {
 
@@ -27,6 +28,12 @@ class MemoryEngine final : public StorageEngine {
     // (ns, object) -> key -> encoded value.
     std::map<std::pair<std::int64_t, ObjectId::Raw>, std::map<std::string, std::string, std::less<>>> kv;
     std::map<std::pair<std::int64_t, ObjectId::Raw>, std::int64_t> alarms;
+    // While set, commits are applied but not reported durable, so output behind them waits
+    // (testing::Env::holdCommits). The reports wait here, in order, for release().
+    bool holding = false;
+    std::vector<std::function<void()>> heldReports;
+    // Ends holding and sends the held reports, in order.
+    void release();
   };
 
   MemoryEngine(std::shared_ptr<Data> rows, boost::asio::io_context& shard);

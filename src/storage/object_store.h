@@ -86,8 +86,8 @@ class ObjectStore final : private BatchWriter {
   // A JSON value put outside a transaction whose encoding is known to fit the limits (the
   // caller checked its text and a bound on its size): it is encoded only when something needs
   // the bytes, by the engine as it commits the batch (SQLite's does it on its commit thread,
-  // off the shard), or here if the shard reads them first. A ChatRoom puts its whole history on every message;
-  // of the puts one batch holds for a key, only the last is ever encoded.
+  // off the shard), or here if the shard reads them first. A ChatRoom puts its whole history
+  // on every message; of the puts one batch holds for a key, only the last is ever encoded.
   void writeDecoded(std::string_view key, std::shared_ptr<const Value> decoded);
   // Whether a value of `encodedBytes` (Value::encode()'s size) is within the limits for `key`.
   bool fits(std::string_view key, std::size_t encodedBytes) const;
@@ -132,7 +132,6 @@ class ObjectStore final : private BatchWriter {
   // No write is open or in flight: the object may be evicted.
   bool idle() const { return !dirty_ && inFlight_ == 0; }
 
-  std::int64_t ns() const { return ns_; }
   const ObjectId& id() const { return id_; }
 
   InputGate& inputGate() { return inputGate_; }

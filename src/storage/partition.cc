@@ -18,7 +18,9 @@ Partition::Partition(int index, std::unique_ptr<StorageEngine> engine, boost::as
 Partition::~Partition() = default;
 
 void Partition::checkUsable() const {
-  if (!stopped_.empty()) throw Error(ErrorCode::kUnavailable, "storage is stopped until the server restarts: " + stopped_);
+  if (stoppedBy_) {
+    throw Error(ErrorCode::kUnavailable, "storage is stopped until the server restarts: " + describeException(stoppedBy_));
+  }
 }
 
 Deferred<std::optional<std::string>> Partition::read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) {
@@ -93,13 +95,14 @@ void Partition::engineCommitted(std::uint64_t seq) {
   if (onQuiet && quiescent()) onQuiet();
 }
 
-void Partition::engineFailed(std::uint64_t seq, const std::string& error, bool fatal) {
-  if (fatal && stopped_.empty()) {
-    stopped_ = error;
+void Partition::engineFailed(std::uint64_t seq, std::exception_ptr why, bool fatal) {
+  const std::string error = describeException(why);
+  if (fatal && !stoppedBy_) {
+    stoppedBy_ = why;
     log("storage: partition ", index_, " is stopped until the server restarts: ", error);
   }
   if (seq <= committedSeq_) return;  // a refused batch of an epoch already failed below
-  // The batch never reached the disk, and every batch after it, in flight or open, was built
+  // The batch never became durable, and every batch after it, in flight or open, was built
   // on its writes. Every reply that depends on any of them fails; every object that wrote to
   // one is reset so its next event reloads what the engine really holds. The engine refuses
   // the rest of this epoch's batches (CommitBatch::epoch); the next batch starts a new one.

@@ -72,7 +72,7 @@ class Partition final : private CommitSink {
   void markDirty(BatchWriter* store);
   // Hands the open batch to the engine now, unless it still has one waiting.
   void flush();
-  // Commits that reached the disk, for tests and metrics.
+  // Batches the engine reported durable, for tests and metrics.
   std::uint64_t commits() const { return commits_; }
   // True when nothing is open or in flight.
   bool quiescent() const { return dirty_.empty() && inFlight_.empty(); }
@@ -101,7 +101,7 @@ class Partition final : private CommitSink {
   };
 
   void engineCommitted(std::uint64_t seq) override;
-  void engineFailed(std::uint64_t seq, const std::string& why, bool fatal) override;
+  void engineFailed(std::uint64_t seq, std::exception_ptr why, bool fatal) override;
   void engineReady() override { flush(); }
   void checkUsable() const;  // throws once the partition is stopped
 
@@ -118,7 +118,7 @@ class Partition final : private CommitSink {
   std::vector<BatchWriter*> dirty_;
   std::unordered_set<BatchWriter*> dirtySet_;
   std::deque<InFlight> inFlight_;
-  std::string stopped_;  // why the partition is stopped, or empty
+  std::exception_ptr stoppedBy_;  // why the partition is stopped, or null
 };
 
 }  // namespace durable::detail

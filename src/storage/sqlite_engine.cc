@@ -301,7 +301,7 @@ void SqliteEngine::commitLoop() {
   std::vector<CommitBatch> batches;
   for (;;) {
     batches.clear();
-    std::string stopped;
+    std::exception_ptr stopped;
     {
       std::unique_lock lock(mu_);
       commitWaiting_ = true;
@@ -312,7 +312,7 @@ void SqliteEngine::commitLoop() {
       if (std::exchange(readyWhenTaken_, false)) boost::asio::post(shard_, [this] { sink_->engineReady(); });
       stopped = syncFailure_;
     }
-    if (!stopped.empty()) {
+    if (stopped) {
       reportFailed(batches.back().seq, stopped, true);
       continue;
     }
@@ -320,16 +320,19 @@ void SqliteEngine::commitLoop() {
     auto live = batches.begin();
     while (live != batches.end() && failedEpoch_ && live->epoch <= *failedEpoch_) ++live;
     if (live != batches.begin()) {
-      reportFailed(std::prev(live)->seq, "an earlier commit failed");
+      reportFailed(std::prev(live)->seq,
+                   std::make_exception_ptr(Error(ErrorCode::kUnavailable, "an earlier commit failed")));
     }
     if (live == batches.end()) continue;
     std::vector<CommitBatch> toCommit(std::make_move_iterator(live), std::make_move_iterator(batches.end()));
     const std::uint64_t seq = toCommit.back().seq;
-    std::optional<std::string> failure;
+    std::exception_ptr failure;
     try {
       commit(toCommit);
-    } catch (const std::exception& e) {
-      failure = e.what()[0] ? e.what() : "commit failed";
+    } catch (...) {
+      // The batches failed, not the thread: their objects hear it (reportFailed below) and
+      // the next batches are tried.
+      failure = std::current_exception();
     }
     if (!failure && syncThread) {
       bool wake;
@@ -347,11 +350,11 @@ void SqliteEngine::commitLoop() {
         // Batches written before this one must be reported durable before the failure resets
         // their objects, or a reloaded object could answer with writes not yet flushed.
         std::unique_lock lock(mu_);
-        commitCv_.wait(lock, [this] { return syncedSeq_ >= writtenSeq_ || !syncFailure_.empty(); });
+        commitCv_.wait(lock, [this] { return syncedSeq_ >= writtenSeq_ || syncFailure_ != nullptr; });
       }
     }
     if (failure) {
-      reportFailed(seq, std::move(*failure));
+      reportFailed(seq, std::move(failure));
     } else {
       reportCommitted(seq);
     }
@@ -374,7 +377,8 @@ void SqliteEngine::syncLoop() {
     std::lock_guard lock(mu_);
     if (rc) {
       // Whatever was written but not known durable is lost to us: fail all of it, and stop.
-      syncFailure_ = std::string("fdatasync of the WAL failed: ") + std::strerror(rc);
+      syncFailure_ = std::make_exception_ptr(
+          Error(ErrorCode::kUnavailable, std::string("fdatasync of the WAL failed: ") + std::strerror(rc)));
       reportFailed(writtenSeq_, syncFailure_, true);
       commitCv_.notify_all();
       return;
@@ -452,7 +456,7 @@ void SqliteEngine::reportCommitted(std::uint64_t seq) {
   boost::asio::post(shard_, [this, seq] { sink_->engineCommitted(seq); });
 }
 
-void SqliteEngine::reportFailed(std::uint64_t seq, std::string why, bool fatal) {
+void SqliteEngine::reportFailed(std::uint64_t seq, std::exception_ptr why, bool fatal) {
   boost::asio::post(shard_, [this, seq, why = std::move(why), fatal] { sink_->engineFailed(seq, why, fatal); });
 }
 

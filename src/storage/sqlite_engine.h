@@ -86,7 +86,7 @@ class SqliteEngine final : public StorageEngine {
   // Throws durable::Error with SQLite's message; rolls back first.
   void commit(const std::vector<CommitBatch>& batches);
   void reportCommitted(std::uint64_t seq);
-  void reportFailed(std::uint64_t seq, std::string why, bool fatal = false);
+  void reportFailed(std::uint64_t seq, std::exception_ptr why, bool fatal = false);
   Statement& listStatement(bool lowerInclusive, bool hasUpper, bool reverse);
 
   const int index_;
@@ -116,7 +116,7 @@ class SqliteEngine final : public StorageEngine {
   std::uint64_t syncedSeq_ = 0;   // the last batch known durable
   bool syncWaiting_ = false;
   bool syncStopping_ = false;
-  std::string syncFailure_;  // set once a sync failed: the engine is stopped
+  std::exception_ptr syncFailure_;  // set once a sync failed: the engine is stopped
   std::thread thread_, syncThread_;
 };
 

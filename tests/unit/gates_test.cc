@@ -311,4 +311,52 @@ TEST(OutputGateTest, ADroppedHoldCountsAsReleased) {
   EXPECT_FALSE(gate.broken());
 }
 
+TEST(OutputGateTest, AMarkAsksOnlyAboutTheHoldsTakenBeforeIt) {
+  OutputGate gate;
+  const auto empty = gate.mark();
+  EXPECT_TRUE(gate.clearFor(empty));
+  auto commit1 = gate.hold();
+  const auto afterOne = gate.mark();
+  auto commit2 = gate.hold();
+  const auto afterTwo = gate.mark();
+  EXPECT_TRUE(gate.clearFor(empty)) << "no Hold was taken before it";
+  EXPECT_FALSE(gate.clearFor(afterOne));
+  std::vector<std::string> log;
+  gate.whenReleased(afterTwo, [&](std::exception_ptr e) { log.push_back(e ? "two failed" : "two out"); });
+  gate.whenReleased(afterOne, [&](std::exception_ptr e) { log.push_back(e ? "one failed" : "one out"); });
+  commit1.release();
+  EXPECT_TRUE(gate.clearFor(afterOne));
+  EXPECT_FALSE(gate.clearFor(afterTwo));
+  EXPECT_EQ(log, (std::vector<std::string>{"one out"}));
+  // A Hold taken after the mark does not hold it back.
+  auto later = gate.hold();
+  commit2.release();
+  EXPECT_TRUE(gate.clearFor(afterTwo));
+  EXPECT_EQ(log, (std::vector<std::string>{"one out", "two out"}));
+  EXPECT_FALSE(gate.clearFor(gate.mark()));
+}
+
+TEST(OutputGateTest, ABrokenGateIsClearForNothingUntilRepairedAndRepairKeepsHoldsHeld) {
+  OutputGate gate;
+  const auto before = gate.mark();
+  auto bad = gate.hold();
+  auto pending = gate.hold();
+  std::vector<std::string> log;
+  gate.whenReleased(gate.mark(), [&](std::exception_ptr e) { log.push_back(e ? "failed" : "out"); });
+  bad.release(std::make_exception_ptr(durable::Error(durable::ErrorCode::kUnavailable, "disk full")));
+  EXPECT_EQ(log, (std::vector<std::string>{"failed"}));
+  // Output marked before the failure is not sent either: its object is about to be reset.
+  EXPECT_FALSE(gate.clearFor(before));
+  gate.whenReleased(before, [&](std::exception_ptr e) { log.push_back(e ? "late failed" : "late out"); });
+  EXPECT_EQ(log, (std::vector<std::string>{"failed", "late failed"}));
+  gate.repair();
+  EXPECT_FALSE(gate.broken());
+  EXPECT_TRUE(gate.clearFor(before));
+  EXPECT_EQ(gate.held(), 1u) << "repair() leaves a Hold still held";
+  const auto afterRepair = gate.mark();
+  EXPECT_FALSE(gate.clearFor(afterRepair));
+  pending.release();
+  EXPECT_TRUE(gate.clearFor(afterRepair));
+}
+
 }  // namespace

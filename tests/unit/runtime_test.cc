@@ -152,6 +152,39 @@ class Caller : public durable::DurableObject {
   }
 };
 
+// /wait: awaits a Future that /bcw completes from inside blockConcurrencyWhile. The Future's
+// resumption is an event of its own object, so it waits for the critical section to end.
+class Waker : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+
+  Task<Response> fetch(Request request) override {
+    const std::string path = request.url().pathname();
+    if (path == "/wait") {
+      record("wait start");
+      pending_.emplace();
+      Future<void> woken = pending_->future();
+      co_await woken;
+      record("wait resumed");
+      co_return Response("ok");
+    }
+    std::function<Task<void>()> fn = [this]() -> Task<void> {
+      record("bcw start");
+      if (!pending_) record("no waiter");
+      if (pending_) pending_->setValue();
+      Stub echo = env().ns("ECHO").getByName("echo");
+      Request req("http://echo/woken");
+      co_await echo.fetch(std::move(req));
+      record("bcw end");
+    };
+    co_await state().blockConcurrencyWhile(fn);
+    co_return Response("ok");
+  }
+
+ private:
+  std::optional<Promise<void>> pending_;
+};
+
 // Reads a key of its own per event, logging around the read: over an engine that answers
 // later (the in-memory one), each read waits, and the input gate must keep the next event out.
 class Reader : public durable::DurableObject {
@@ -428,6 +461,16 @@ TEST_F(RuntimeTest, BlockConcurrencyWhileKeepsEventsOut) {
   EXPECT_EQ(log[1], "end a");
   auto pos = [&](const std::string& s) { return std::find(log.begin(), log.end(), s) - log.begin(); };
   EXPECT_LT(pos("start c"), pos("end b")) << ::testing::PrintToString(log);
+}
+
+TEST_F(RuntimeTest, AFutureCompletedDuringBlockConcurrencyWhileResumesAfterIt) {
+  dt::Env env;
+  auto& ns = env.exportClass<Waker>("WAKER");
+  env.exportClass<Echo>("ECHO");
+  const Stub stub = ns.getByName("w");
+  EXPECT_EQ(concurrentFetches(env, stub, {"/wait", "/bcw"}), std::vector<std::string>(2, "ok"));
+  std::vector<std::string> want = {"wait start", "bcw start", "bcw end", "wait resumed"};
+  EXPECT_EQ(eventLog(), want);
 }
 
 TEST_F(RuntimeTest, WaitingForItsOwnStorageKeepsEventsOut) {

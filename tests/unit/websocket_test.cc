@@ -97,6 +97,7 @@ class CountingRoom : public seed::ChatRoom {
 //   ts                getWebSocketAutoResponseTimestamp(ws) or "none"
 //   put:KEY           storage.put(KEY, KEY), then "stored KEY" (behind the output gate)
 //   close:CODE        ws.close(CODE, "server bye")
+//   put-close:KEY     storage.put(KEY, KEY), then ws.close(4000, "stored") (behind the gate too)
 //   attach:N          serializeAttachment of an N-byte string: "ok" or "threw"
 //   all:TEXT          sends the whole text to every socket
 //   anything else     "echo:" + text
@@ -148,6 +149,12 @@ class Probe : public durable::DurableObject {
       const durable::Value value(key);
       co_await storage().put(key, value);
       reply = "stored " + key;
+    } else if (text.rfind("put-close:", 0) == 0) {
+      const std::string key = text.substr(10);
+      const durable::Value value(key);
+      co_await storage().put(key, value);
+      ws.close(4000, "stored");
+      co_return;
     } else if (text.rfind("close:", 0) == 0) {
       ws.close(std::stoi(text.substr(6)), "server bye");
       co_return;
@@ -925,6 +932,58 @@ TEST_F(WebSocketTest, ASendAfterAWriteLeavesOnlyOnceTheWriteIsDurable) {
     ASSERT_EQ(history.size(), static_cast<std::size_t>(i + 1));
     EXPECT_EQ(str(history.back().as_object(), "content"), "m" + std::to_string(i));
   }
+}
+
+TEST_F(WebSocketTest, AFrameOrACloseAfterAWriteWaitsUntilTheEngineSaysItIsDurable) {
+  dt::EnvOptions options;
+  options.storageEngine = "memory";
+  ProbeServer s(options);
+  auto a = s.connect("held", "alice");
+  ASSERT_EQ((a->send("whoami"), a->readText()), "alice");
+  // The engine holds its reports: the write is not durable, and nothing behind it leaves.
+  s.env.holdCommits();
+  a->send("put:k1");
+  EXPECT_FALSE(a->read(300ms).has_value()) << "a frame left before its write was durable";
+  s.env.releaseCommits();
+  EXPECT_EQ(a->readText(), "stored k1");
+  // A close is output too.
+  s.env.holdCommits();
+  a->send("put-close:k2");
+  EXPECT_FALSE(a->read(300ms).has_value());
+  EXPECT_TRUE(a->isOpen()) << "the close left before its write was durable";
+  s.env.releaseCommits();
+  auto closed = a->waitClosed();
+  EXPECT_EQ(closed.code, 4000);
+  EXPECT_EQ(closed.reason, "stored");
+}
+
+TEST_F(WebSocketTest, FramesBuiltOnAFailedCommitAreNeverSentAndTheSocketLives) {
+  dt::EnvOptions options;
+  options.faultInjection = true;
+  ProbeServer s(options);
+  auto a = s.connect("failing", "alice");
+  ASSERT_EQ((a->send("whoami"), a->readText()), "alice");
+  s.env.failStorageWrites(1);
+  a->send("put:lost");
+  // The reply to put:lost waits for its commit, which fails: it never leaves, nor does any
+  // frame sent before the failure is known. The object is reset; its socket stays, and a
+  // message after the reset meets a new instance, which answers.
+  std::vector<std::string> got;
+  EXPECT_TRUE(eventually([&] {
+    a->send("whoami");
+    auto m = a->read(200ms);
+    if (m) got.push_back(m->data);
+    return m.has_value();
+  }));
+  EXPECT_EQ(got, std::vector<std::string>{"alice"});
+  EXPECT_FALSE(readFromDisk(s.env, "lost").has_value());
+  a->send("put:kept");
+  std::string reply;
+  while ((reply = a->readText()) == "alice") {
+    // a later whoami's answer
+  }
+  EXPECT_EQ(reply, "stored kept");
+  EXPECT_EQ(readFromDisk(s.env, "kept"), durable::Value("kept"));
 }
 
 }  // namespace
