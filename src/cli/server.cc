@@ -287,7 +287,7 @@ int Server::serve(const ServeOptions& options) {
     detail::logInfo(sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP" : "SIGTERM", ", draining");
     http.stopAccepting();
     if (!http.waitIdle(std::chrono::steady_clock::now() + std::chrono::seconds(10))) {
-      detail::logInfo("requests still running after 10 s: stopping anyway");
+      detail::logWarn("requests still running after 10 s: stopping anyway");
     }
     // After the HTTP requests, so no upgrade lands after it: clients learn that the server
     // went away (1001) rather than seeing a dropped connection, and may reconnect at once.

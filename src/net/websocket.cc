@@ -18,7 +18,6 @@
 #include <cerrno>
 #include <cstring>
 
-
 #include <sys/socket.h>
 #include <sys/uio.h>
 

@@ -20,7 +20,6 @@
 #include <cerrno>
 #include <cstring>
 
-
 #include <sys/socket.h>
 #include <sys/uio.h>
 

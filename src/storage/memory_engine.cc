@@ -66,6 +66,8 @@ Deferred<std::optional<std::int64_t>> MemoryEngine::readAlarm(std::int64_t ns, c
 }
 
 void MemoryEngine::submit(CommitBatch batch) {
+  // Reported on a later turn, as a networked engine would.
+  auto report = [this, seq = batch.seq] { boost::asio::post(shard_, [this, seq] { sink_->engineCommitted(seq); }); };
   {
     std::lock_guard lock(rows_->mu);
     for (const ObjectBatch& ob : batch.objects) {
@@ -89,11 +91,6 @@ void MemoryEngine::submit(CommitBatch batch) {
         }
       }
     }
-  }
-  // Reported on a later turn, as a networked engine would.
-  auto report = [this, seq = batch.seq] { boost::asio::post(shard_, [this, seq] { sink_->engineCommitted(seq); }); };
-  {
-    std::lock_guard lock(rows_->mu);
     if (rows_->holding) {
       rows_->heldReports.emplace_back(std::move(report));
       return;
