@@ -8,6 +8,7 @@ packages=(
   build-essential cmake pkg-config
   libboost1.81-all-dev libboost-json1.81-dev libboost-url1.81-dev
   libsqlite3-dev sqlite3 libssl-dev libtomlplusplus-dev
+  libmimalloc-dev  # the server's allocator (CMakeLists.txt, DURABLE_MIMALLOC)
 )
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
   packages+=(googletest libgtest-dev libgmock-dev

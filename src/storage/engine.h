@@ -29,6 +29,8 @@
 #include <durable/task.h>
 #include <durable/value.h>
 
+#include "storage/value_codec.h"
+
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -53,7 +55,7 @@ struct WriteOp {
     if (value) return &*value;
     if (!encodeHere) return nullptr;
     // Its text was checked when it was put, so encoding cannot throw.
-    scratch = encodeHere->encode();
+    encodeChecked(*encodeHere, scratch);
     return &scratch;
   }
 };

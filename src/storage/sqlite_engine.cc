@@ -397,6 +397,7 @@ void SqliteEngine::commit(const std::vector<CommitBatch>& batches) {
   };
   step(beginStmt_.get());
     try {
+      std::string scratch;  // one buffer for every encoding in the transaction
       for (const CommitBatch& batch : batches) {
         for (const ObjectBatch& ob : batch.objects) {
           if (ob.deleteAll) {
@@ -404,7 +405,6 @@ void SqliteEngine::commit(const std::vector<CommitBatch>& batches) {
             step(deleteAllStmt_.get());
           }
           for (const WriteOp& w : ob.writes) {
-            std::string scratch;
             const std::string* bytes = w.bytes(scratch);
             sqlite3_stmt* s = bytes ? upsertStmt_.get() : deleteStmt_.get();
             bindObject(s, ob.ns, ob.id);

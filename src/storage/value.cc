@@ -86,39 +86,61 @@ void checkJsonText(const Json& j, std::string& where) {
   }
 }
 
+// What the serializer may write for one string or key, or false if it is not UTF-8. Eight
+// bytes at a time while the text is ASCII with nothing to escape, which is what chat messages and
+// most keys are: a put walks every string of its value, so this walk is on the shard's hot path.
+bool stringBound(const char* data, std::size_t size, std::size_t& bound) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101;
+  constexpr std::uint64_t kHighs = 0x8080808080808080;
+  // Exact for "some byte of x is below n" when every byte of x is below 0x80 (x is ASCII).
+  auto anyBelow = [](std::uint64_t x, std::uint64_t n) { return (x - kOnes * n) & ~x & kHighs; };
+  auto escapeCost = [](unsigned char c) -> std::size_t { return c < 0x20 ? 5 : (c == '"' || c == '\\') ? 1 : 0; };
+  const auto* p = reinterpret_cast<const unsigned char*>(data);
+  std::size_t escaped = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= size; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    if (w & kHighs) break;
+    if (anyBelow(w, 0x20) | anyBelow(w ^ (kOnes * '"'), 1) | anyBelow(w ^ (kOnes * '\\'), 1)) {
+      for (std::size_t k = i; k < i + 8; ++k) escaped += escapeCost(p[k]);
+    }
+  }
+  if (!detail::validUtf8(std::string_view(data + i, size - i))) return false;
+  for (; i < size; ++i) escaped += escapeCost(p[i]);
+  bound += 2 + size + escaped;
+  return true;
+}
+
 // What checkedEncodedBound() walks: false at the first string or key that is not UTF-8 (then
 // checkJsonText finds it again and names where), else `bound` grows by what the serializer can
 // write for `j` at most: every escape it may use counted at its longest (\u00XX).
+bool textBound(const Json& j, std::size_t& bound);
+
+bool treeBound(const boost::json::array& a, std::size_t& bound) {
+  bound += 2 + a.size();
+  for (const auto& e : a) {
+    if (!textBound(e, bound)) return false;
+  }
+  return true;
+}
+
+bool treeBound(const boost::json::object& o, std::size_t& bound) {
+  bound += 2 + 2 * o.size();
+  for (const auto& [k, v] : o) {
+    if (!stringBound(k.data(), k.size(), bound) || !textBound(v, bound)) return false;
+  }
+  return true;
+}
+
 bool textBound(const Json& j, std::size_t& bound) {
-  auto text = [&](const char* data, std::size_t size) {
-    if (!detail::validUtf8(std::string_view(data, size))) return false;
-    std::size_t escaped = 0;
-    for (std::size_t i = 0; i < size; ++i) {
-      const auto c = static_cast<unsigned char>(data[i]);
-      escaped += c < 0x20 ? 5 : (c == '"' || c == '\\') ? 1 : 0;
-    }
-    bound += 2 + size + escaped;
-    return true;
-  };
   switch (j.kind()) {
     case boost::json::kind::string:
-      return text(j.get_string().data(), j.get_string().size());
-    case boost::json::kind::array: {
-      const auto& a = j.get_array();
-      bound += 2 + a.size();
-      for (const auto& e : a) {
-        if (!textBound(e, bound)) return false;
-      }
-      return true;
-    }
-    case boost::json::kind::object: {
-      const auto& o = j.get_object();
-      bound += 2 + 2 * o.size();
-      for (const auto& [k, v] : o) {
-        if (!text(k.data(), k.size()) || !textBound(v, bound)) return false;
-      }
-      return true;
-    }
+      return stringBound(j.get_string().data(), j.get_string().size(), bound);
+    case boost::json::kind::array:
+      return treeBound(j.get_array(), bound);
+    case boost::json::kind::object:
+      return treeBound(j.get_object(), bound);
     case boost::json::kind::double_:
       bound += 32;  // the longest a double is written ("-2.2250738585072014E-308"), or null
       return true;
@@ -126,6 +148,19 @@ bool textBound(const Json& j, std::size_t& bound) {
       bound += 20;  // null, a bool, or an integer
       return true;
   }
+}
+
+template <class Tree>
+std::size_t checkedBound(const Tree& tree) {
+  std::size_t bound = 1;  // the tag
+  if constexpr (std::same_as<Tree, Json>) {
+    if (textBound(tree, bound)) return bound;
+  } else {
+    if (treeBound(tree, bound)) return bound;
+  }
+  std::string where;
+  checkJsonText(Json(tree), where);  // throws, naming where
+  return bound;
 }
 
 }  // namespace
@@ -136,13 +171,21 @@ struct ValueAccess {
 
 std::size_t detail::checkedEncodedBound(const Value& value) {
   if (value.type() != Value::Type::kJson) return value.encode().size();
-  const Json& j = ValueAccess::json(value);
-  std::size_t bound = 1;  // the tag
-  if (!textBound(j, bound)) {
-    std::string where;
-    checkJsonText(j, where);
+  return checkedBound(ValueAccess::json(value));
+}
+
+std::size_t detail::checkedTreeBound(const boost::json::array& tree) { return checkedBound(tree); }
+std::size_t detail::checkedTreeBound(const boost::json::object& tree) { return checkedBound(tree); }
+std::size_t detail::checkedTreeBound(const Json& tree) { return checkedBound(tree); }
+
+void detail::encodeChecked(const Value& value, std::string& out) {
+  if (value.type() != Value::Type::kJson) {
+    out = value.encode();
+    return;
   }
-  return bound;
+  out.clear();
+  out.push_back(static_cast<char>(kTagJson));
+  out += stringify(ValueAccess::json(value));
 }
 
 Value::Value(const Json& j) {
@@ -174,6 +217,19 @@ Value::Value(const Json& j) {
       v_ = j;
       break;
   }
+}
+
+Value::Value(const Value& other) {
+  if (other.type() == Type::kJson) {
+    v_.emplace<Json>(std::get<Json>(other.v_), boost::json::storage_ptr());
+  } else {
+    v_ = other.v_;
+  }
+}
+
+Value& Value::operator=(const Value& other) {
+  if (this != &other) *this = Value(other);
+  return *this;
 }
 
 Value::Value(Json&& j) {
@@ -231,7 +287,7 @@ Json Value::toJson() const {
       return a;
     }
     case Type::kJson:
-      return std::get<Json>(v_);
+      return Json(std::get<Json>(v_), boost::json::storage_ptr());
   }
   return nullptr;
 }

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -156,6 +157,65 @@ TEST_F(DecodedCacheTest, TextTheSerializerEscapesAndEveryNumberComeBackExactly) 
   });
   env_.restart();
   in([&tricky](Storage& s) -> Task<void> { EXPECT_EQ((co_await s.get<json::object>("t")).value(), tricky); });
+}
+
+// A tree put by reference is copied into a memory block of storage's own (Storage::put). What a
+// reader gets must not live in that block: the block goes when the value is replaced, and the
+// reader's copy must outlive it, grow, and be freed on its own. Under ASan a copy left in the
+// block is a use after free here; in any build its resource is checked.
+TEST_F(DecodedCacheTest, WhatAReadHandsOutIsTheReadersOwnAfterTheStoredTreeIsReplaced) {
+  const json::storage_ptr defaultResource;
+  in([&defaultResource](Storage& s) -> Task<void> {
+    json::array h = history(50);
+    co_await s.put("history", h);
+    json::object o{{"k", json::array{1, 2, json::object{{"deep", "text that is longer than a short string"}}}}};
+    co_await s.put("o", o);
+    const json::value asValue = h;
+    co_await s.put("v", asValue);
+
+    auto array = (co_await s.get<json::array>("history")).value();
+    auto object = (co_await s.get<json::object>("o")).value();
+    auto value = (co_await s.get("v")).value();
+    const json::value asJson = value.as<json::value>();
+    const json::array fromConstValue = value.as<json::array>();
+    const durable::Value copied = value;
+    EXPECT_EQ(array.storage().get(), defaultResource.get());
+    EXPECT_EQ(object.storage().get(), defaultResource.get());
+    EXPECT_EQ(asJson.storage().get(), defaultResource.get());
+    EXPECT_EQ(fromConstValue.storage().get(), defaultResource.get());
+    EXPECT_EQ(copied.as<json::value>().storage().get(), defaultResource.get());
+
+    // Replace every stored tree: their blocks are released once committed.
+    for (int i = 0; i < 3; ++i) {
+      json::array other = history(i);
+      co_await s.put("history", other);
+      co_await s.put("o", other);
+      co_await s.put("v", other);
+      co_await s.sync();
+    }
+    for (int i = 0; i < 2000; ++i) array.push_back(json::string(std::string(40, 'x')));
+    array.erase(array.begin(), array.begin() + 1000);
+    object["k"].as_array().push_back(json::string(std::string(100, 'y')));
+    EXPECT_EQ(array.size(), 1050u);
+    EXPECT_EQ(object.at("k").as_array().at(2).at("deep"), "text that is longer than a short string");
+    EXPECT_EQ(asJson, json::value(history(50)));
+    EXPECT_EQ(copied.as<json::array>(), history(50));
+  });
+}
+
+// The engine's thread encodes the tree from storage's block; a number JSON cannot hold is
+// written as null (JSON.stringify's rule) from a copy that must not be made in that block.
+TEST_F(DecodedCacheTest, ATreePutByReferenceWithANumberJsonCannotHoldIsStoredWithNull) {
+  in([](Storage& s) -> Task<void> {
+    json::array a{1.5, std::numeric_limits<double>::quiet_NaN(), json::string(std::string(30, 'z'))};
+    co_await s.put("a", a);
+    co_await s.sync();
+  });
+  env_.restart();
+  in([](Storage& s) -> Task<void> {
+    const json::array want{1.5, nullptr, json::string(std::string(30, 'z'))};
+    EXPECT_EQ((co_await s.get<json::array>("a")).value(), want);
+  });
 }
 
 TEST(DecodedCacheLimits, AValueOverTheLimitOrNotUtf8IsStillRefusedAtPutAndChangesNothing) {

@@ -14,8 +14,13 @@
 #include <sqlite3.h>
 
 #include "base/utf8.h"
+#include "storage/value_codec.h"
 
+#include <boost/json.hpp>
+
+#include <cstdio>
 #include <optional>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -64,6 +69,50 @@ TEST(Utf8Replace, MatchesWhatwgDecoder) {
     std::string in = "x" + std::string(1, static_cast<char>(b)) + "\x80" + "y";
     EXPECT_TRUE(durable::detail::validUtf8(toWellFormedUtf8(in))) << b;
   }
+}
+
+// validUtf8 and put()'s bound walk eight ASCII bytes at a time: a broken sequence, an escape or
+// a control character at any offset, after any run of ASCII, must be seen exactly as a byte-wise
+// walk sees it. Boost.JSON's parser (which checks UTF-8 in strings) is the oracle for validity;
+// the encoding itself for the bound, which must never be under it.
+TEST(Utf8FastPath, EveryOffsetAfterAnyRunOfAsciiIsCheckedAndCountedLikeAByteWiseWalk) {
+  const std::vector<std::string> pieces = {"a",        "Z",        "~",        " ",        "\"",       "\\",
+                                           "\x01",     "\x1f",     "\n",       "\x7f",     "\xc3\xa9", "\xe2\x82\xac",
+                                           "\xf0\x9f\x98\x80", "\xff", "\xc3", "\xed\xa0\x80", "\xc0\xaf", "\x80"};
+  std::mt19937 rng(19);
+  int checked = 0;
+  for (int round = 0; round < 4000; ++round) {
+    std::string s(static_cast<std::size_t>(rng() % 40), 'x');  // a run of ASCII first
+    const int extra = static_cast<int>(rng() % 4);
+    for (int i = 0; i < extra; ++i) {
+      const auto at = s.empty() ? 0 : rng() % (s.size() + 1);
+      s.insert(at, pieces[rng() % pieces.size()]);
+    }
+    std::string escapedForParse;
+    for (unsigned char c : s) {
+      if (c < 0x20 || c == '"' || c == '\\') {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", c);
+        escapedForParse += buf;
+      } else {
+        escapedForParse += static_cast<char>(c);
+      }
+    }
+    boost::system::error_code ec;
+    boost::json::parse("\"" + escapedForParse + "\"", ec);
+    const bool utf8 = !ec;
+    EXPECT_EQ(durable::detail::validUtf8(s), utf8) << testing::PrintToString(s);
+    const boost::json::array tree{boost::json::string(s), boost::json::object{{s, 1}}};
+    if (!utf8) {
+      EXPECT_THROW(durable::detail::checkedTreeBound(tree), Error) << testing::PrintToString(s);
+      continue;
+    }
+    const std::size_t bound = durable::detail::checkedTreeBound(tree);
+    EXPECT_GE(bound, Value(tree).encode().size()) << testing::PrintToString(s);
+    EXPECT_EQ(bound, durable::detail::checkedEncodedBound(Value(tree))) << testing::PrintToString(s);
+    ++checked;
+  }
+  EXPECT_GT(checked, 1000);  // the valid strings were not all skipped
 }
 
 TEST(Utf8Replace, QueryParametersAreText) {
