@@ -15,7 +15,6 @@
 #include <durable/value.h>
 
 #include <chrono>
-#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -79,19 +78,6 @@ class Storage {
   }
 
   StorageOp<void> put(std::string_view key, Value value);
-  // A JSON array, object or value: one passed by reference is copied once, as every put copies
-  // its value, but into one block of memory that the object's cache and its commit share, so
-  // that the copy and its release cost a fraction of a tree of separate allocations.
-  template <class J>
-    requires(std::same_as<std::remove_cvref_t<J>, boost::json::array> ||
-             std::same_as<std::remove_cvref_t<J>, boost::json::object> || std::same_as<std::remove_cvref_t<J>, Json>)
-  StorageOp<void> put(std::string_view key, J&& value) {
-    if constexpr (std::is_lvalue_reference_v<J>) {
-      return putCopy(key, static_cast<const std::remove_cvref_t<J>&>(value));
-    } else {
-      return put(key, Value(std::move(value)));
-    }
-  }
   // Up to 128 entries, atomically.
   StorageOp<void> put(std::span<const std::pair<std::string, Value>> entries);
   StorageOp<void> put(std::initializer_list<std::pair<std::string, Value>> entries) {
@@ -152,9 +138,6 @@ class Storage {
     co_return std::move(*v).template as<T>();
   }
   Entries getLoaded(std::span<const std::string> keys);
-  // For boost::json::array, boost::json::object and Json.
-  template <class Tree>
-  StorageOp<void> putCopy(std::string_view key, const Tree& tree);
   std::size_t removeLoaded(std::span<const std::string> keys);
 
   Task<void> runTransaction(TransactionFn fn);

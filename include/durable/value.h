@@ -45,13 +45,6 @@ class Value {
   enum class Type { kNull, kBool, kInt, kDouble, kString, kBytes, kJson };
 
   Value() = default;  // null
-  // A copy's JSON lives in the default memory resource, whatever the original's is: storage keeps
-  // values in memory blocks of its own (Storage::put), and a copy handed out is the reader's to
-  // change and keep.
-  Value(const Value& other);
-  Value& operator=(const Value& other);
-  Value(Value&&) noexcept = default;
-  Value& operator=(Value&&) noexcept = default;
   Value(std::nullptr_t) {}
   template <class B>
     requires std::same_as<B, bool>
@@ -134,9 +127,9 @@ T Value::as() const& {
     if (type() == Type::kJson) {
       const Json& j = std::get<Json>(v_);
       if constexpr (std::same_as<T, boost::json::array>) {
-        if (j.is_array()) return boost::json::array(j.get_array(), boost::json::storage_ptr());
+        if (j.is_array()) return j.get_array();
       } else {
-        if (j.is_object()) return boost::json::object(j.get_object(), boost::json::storage_ptr());
+        if (j.is_object()) return j.get_object();
       }
     }
     try {

@@ -49,7 +49,7 @@ void nullNonFinite(Json& v) {
 // writes null for them, and so do we. (Numbers such as 1e400 parse as Infinity.)
 std::string stringify(const Json& v) {
   if (!hasNonFinite(v)) return boost::json::serialize(v);
-  Json copy(v, boost::json::storage_ptr());  // not v's resource, which may be another thread's
+  Json copy = v;
   nullNonFinite(copy);
   return boost::json::serialize(copy);
 }

@@ -128,40 +128,6 @@ StorageOp<void> Storage::put(std::string_view key, Value value) {
   return {};
 }
 
-template <class Tree>
-StorageOp<void> Storage::putCopy(std::string_view key, const Tree& tree) {
-  if constexpr (std::same_as<Tree, Json>) {
-    if (!tree.is_array() && !tree.is_object()) return put(key, Value(tree));
-  }
-  if (txn_) return put(key, Value(tree));
-  store_->checkKey(key);
-  std::size_t bound;
-  try {
-    bound = detail::checkedTreeBound(tree);
-  } catch (const Error& e) {
-    throw Error(e.code(), "put(): the value for key " + quoteKey(key) + " cannot be stored: " + e.what());
-  }
-  if (!store_->fits(key, bound)) return put(key, Value(tree));  // encoded now, for the limit's exact error
-  // The tree's nodes hold a plain pointer to the block, not a counted one: no atomic count per
-  // node copied or released, and releasing the tree is releasing the block. Every copy out of it
-  // (Value's copy constructor, as(), toJson(), stringify) goes to the default resource, so
-  // nothing outlives the block or allocates from it after this.
-  struct Snapshot {
-    // A Boost.JSON tree takes about twice its text in memory; the block grows if that is short.
-    explicit Snapshot(std::size_t bytes) : block(bytes) {}
-    boost::json::monotonic_resource block;
-    Value value;  // declared after the block, so released before it
-  };
-  auto snapshot = std::make_shared<Snapshot>(2 * bound + 256);
-  snapshot->value = Value(Json(Tree(tree, boost::json::storage_ptr(&snapshot->block))));
-  store_->writeDecoded(key, std::shared_ptr<const Value>(snapshot, &snapshot->value));
-  return {};
-}
-
-template StorageOp<void> Storage::putCopy(std::string_view, const boost::json::array&);
-template StorageOp<void> Storage::putCopy(std::string_view, const boost::json::object&);
-template StorageOp<void> Storage::putCopy(std::string_view, const Json&);
-
 StorageOp<void> Storage::put(std::span<const std::pair<std::string, Value>> entries) {
   checkCount(entries.size(), "put()");
   // Validate everything before writing anything: a bad entry changes nothing.

@@ -115,32 +115,26 @@ bool stringBound(const char* data, std::size_t size, std::size_t& bound) {
 // What checkedEncodedBound() walks: false at the first string or key that is not UTF-8 (then
 // checkJsonText finds it again and names where), else `bound` grows by what the serializer can
 // write for `j` at most: every escape it may use counted at its longest (\u00XX).
-bool textBound(const Json& j, std::size_t& bound);
-
-bool treeBound(const boost::json::array& a, std::size_t& bound) {
-  bound += 2 + a.size();
-  for (const auto& e : a) {
-    if (!textBound(e, bound)) return false;
-  }
-  return true;
-}
-
-bool treeBound(const boost::json::object& o, std::size_t& bound) {
-  bound += 2 + 2 * o.size();
-  for (const auto& [k, v] : o) {
-    if (!stringBound(k.data(), k.size(), bound) || !textBound(v, bound)) return false;
-  }
-  return true;
-}
-
 bool textBound(const Json& j, std::size_t& bound) {
   switch (j.kind()) {
     case boost::json::kind::string:
       return stringBound(j.get_string().data(), j.get_string().size(), bound);
-    case boost::json::kind::array:
-      return treeBound(j.get_array(), bound);
-    case boost::json::kind::object:
-      return treeBound(j.get_object(), bound);
+    case boost::json::kind::array: {
+      const auto& a = j.get_array();
+      bound += 2 + a.size();
+      for (const auto& e : a) {
+        if (!textBound(e, bound)) return false;
+      }
+      return true;
+    }
+    case boost::json::kind::object: {
+      const auto& o = j.get_object();
+      bound += 2 + 2 * o.size();
+      for (const auto& [k, v] : o) {
+        if (!stringBound(k.data(), k.size(), bound) || !textBound(v, bound)) return false;
+      }
+      return true;
+    }
     case boost::json::kind::double_:
       bound += 32;  // the longest a double is written ("-2.2250738585072014E-308"), or null
       return true;
@@ -148,19 +142,6 @@ bool textBound(const Json& j, std::size_t& bound) {
       bound += 20;  // null, a bool, or an integer
       return true;
   }
-}
-
-template <class Tree>
-std::size_t checkedBound(const Tree& tree) {
-  std::size_t bound = 1;  // the tag
-  if constexpr (std::same_as<Tree, Json>) {
-    if (textBound(tree, bound)) return bound;
-  } else {
-    if (treeBound(tree, bound)) return bound;
-  }
-  std::string where;
-  checkJsonText(Json(tree), where);  // throws, naming where
-  return bound;
 }
 
 }  // namespace
@@ -171,12 +152,14 @@ struct ValueAccess {
 
 std::size_t detail::checkedEncodedBound(const Value& value) {
   if (value.type() != Value::Type::kJson) return value.encode().size();
-  return checkedBound(ValueAccess::json(value));
+  const Json& j = ValueAccess::json(value);
+  std::size_t bound = 1;  // the tag
+  if (!textBound(j, bound)) {
+    std::string where;
+    checkJsonText(j, where);
+  }
+  return bound;
 }
-
-std::size_t detail::checkedTreeBound(const boost::json::array& tree) { return checkedBound(tree); }
-std::size_t detail::checkedTreeBound(const boost::json::object& tree) { return checkedBound(tree); }
-std::size_t detail::checkedTreeBound(const Json& tree) { return checkedBound(tree); }
 
 void detail::encodeChecked(const Value& value, std::string& out) {
   if (value.type() != Value::Type::kJson) {
@@ -217,19 +200,6 @@ Value::Value(const Json& j) {
       v_ = j;
       break;
   }
-}
-
-Value::Value(const Value& other) {
-  if (other.type() == Type::kJson) {
-    v_.emplace<Json>(std::get<Json>(other.v_), boost::json::storage_ptr());
-  } else {
-    v_ = other.v_;
-  }
-}
-
-Value& Value::operator=(const Value& other) {
-  if (this != &other) *this = Value(other);
-  return *this;
 }
 
 Value::Value(Json&& j) {
@@ -287,7 +257,7 @@ Json Value::toJson() const {
       return a;
     }
     case Type::kJson:
-      return Json(std::get<Json>(v_), boost::json::storage_ptr());
+      return std::get<Json>(v_);
   }
   return nullptr;
 }

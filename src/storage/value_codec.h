@@ -16,10 +16,6 @@ std::optional<Value> decodeRepairingText(std::string_view encoded);
 // For a JSON value: checks what encode() checks of it, throwing the same error, and returns a
 // bound that encode().size() never exceeds, at a fraction of the cost of encoding.
 std::size_t checkedEncodedBound(const Value& value);
-// The same for a JSON tree before it is made a Value (Storage::put of a tree by reference).
-std::size_t checkedTreeBound(const boost::json::array& tree);
-std::size_t checkedTreeBound(const boost::json::object& tree);
-std::size_t checkedTreeBound(const Json& tree);
 
 // encode() of a value whose text checkedEncodedBound() has already checked, into `out` (its
 // capacity reused): the engine's thread encodes each put once, and need not walk it twice.

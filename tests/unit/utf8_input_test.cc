@@ -104,12 +104,11 @@ TEST(Utf8FastPath, EveryOffsetAfterAnyRunOfAsciiIsCheckedAndCountedLikeAByteWise
     EXPECT_EQ(durable::detail::validUtf8(s), utf8) << testing::PrintToString(s);
     const boost::json::array tree{boost::json::string(s), boost::json::object{{s, 1}}};
     if (!utf8) {
-      EXPECT_THROW(durable::detail::checkedTreeBound(tree), Error) << testing::PrintToString(s);
+      EXPECT_THROW(durable::detail::checkedEncodedBound(Value(tree)), Error) << testing::PrintToString(s);
       continue;
     }
-    const std::size_t bound = durable::detail::checkedTreeBound(tree);
+    const std::size_t bound = durable::detail::checkedEncodedBound(Value(tree));
     EXPECT_GE(bound, Value(tree).encode().size()) << testing::PrintToString(s);
-    EXPECT_EQ(bound, durable::detail::checkedEncodedBound(Value(tree))) << testing::PrintToString(s);
     ++checked;
   }
   EXPECT_GT(checked, 1000);  // the valid strings were not all skipped
