@@ -12,6 +12,7 @@
 
 #include <optional>
 #include <unordered_map>
+#include <utility>
 
 namespace seed {
 
@@ -97,7 +98,8 @@ class ChatRoom : public durable::DurableObject {
           history.erase(history.begin(), history.begin() + static_cast<std::ptrdiff_t>(history.size() - 1000));
         }
 
-        co_await state().storage().put("history", history);
+        // put() takes its value by value: at the array's last use, moving it skips a deep copy.
+        co_await state().storage().put("history", std::move(history));
 
         // Broadcast to all
         co_await broadcast(chatMessage);
