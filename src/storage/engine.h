@@ -69,6 +69,9 @@ struct ObjectBatch {
   std::vector<WriteOp> writes;
   bool alarmChanged = false;
   std::optional<std::int64_t> alarm;  // when alarmChanged: the new time, or nullopt to delete
+  // Decoded values the object's cache replaced. Releasing a large JSON tree is thousands of
+  // frees: the engine's thread does it when it drops the batch, not the shard.
+  std::vector<std::shared_ptr<const Value>> retired;
 };
 
 // A read's answer: now, or later.

@@ -200,6 +200,7 @@ void ObjectStore::write(std::string_view key, std::optional<std::string> encoded
     return;
   }
   auto [it, inserted] = cache_.try_emplace(std::string(key));
+  retire(it->second);
   it->second.value = std::move(encoded);
   it->second.encodePending = false;
   it->second.decoded = decoded && decoded->type() == Value::Type::kJson ? std::move(decoded) : nullptr;
@@ -207,8 +208,13 @@ void ObjectStore::write(std::string_view key, std::optional<std::string> encoded
   touch();
 }
 
+void ObjectStore::retire(Entry& e) {
+  if (e.decoded) retired_.push_back(std::move(e.decoded));
+}
+
 void ObjectStore::writeDecoded(std::string_view key, std::shared_ptr<const Value> decoded) {
   auto [it, inserted] = cache_.try_emplace(std::string(key));
+  retire(it->second);
   it->second.value.reset();
   it->second.encodePending = true;
   it->second.decoded = std::move(decoded);
@@ -452,6 +458,8 @@ void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
     out.alarm = alarm_;
     alarmSeq_ = seq;
   }
+  out.retired = std::move(retired_);
+  retired_.clear();
   inFlightKeys_.push_back(std::move(openKeys_));
   openKeys_.clear();
   inFlightHolds_.push_back(std::move(openHold_));

@@ -157,6 +157,8 @@ class ObjectStore final : private BatchWriter {
   static const std::optional<std::string>& encoded(Entry& e);
   void markOpen(const std::string& key, Entry& e);
   void touch();
+  // Keeps an entry's decoded value for the open batch to carry away (ObjectBatch::retired).
+  void retire(Entry& e);
 
   template <class T>
   Task<T> awaitEngine(Future<T> answer);
@@ -174,6 +176,7 @@ class ObjectStore final : private BatchWriter {
   std::map<std::string, Entry, std::less<>> cache_;
   bool complete_ = false;
   std::vector<std::string> openKeys_;
+  std::vector<std::shared_ptr<const Value>> retired_;  // decoded values replaced since the last batch
   bool openDeleteAll_ = false;
   bool dirty_ = false;
   int inFlight_ = 0;
