@@ -4,7 +4,13 @@
 // Ceilings: memcpy of the encoded size (tag byte included: 9, 101 and 1025 bytes) into a
 // buffer allocated once; for the JSON object, boost::json::serialize() of the same object
 // (encode) and boost::json::parse() of the same text (decode).
+//
+// put()'s check of a JSON value (UTF-8 of every string, a bound on the encoded size) on the
+// seed ChatRoom's history of 1,000 messages, which it walks on every message; its ceiling is
+// boost::json::serialize() of the same history, the encoding the check stands in for.
 #include "micro.h"
+
+#include "storage/value_codec.h"
 
 #include <durable/value.h>
 
@@ -49,6 +55,37 @@ durable::Value sample(const std::string& kind) {
   if (kind == "json20") return durable::Value(jsonObject());
   if (kind == "bytes1k") return durable::Value(durable::Bytes{std::string(1024, '\xab')});
   throw std::runtime_error("unknown kind " + kind);
+}
+
+boost::json::array chatHistory() {
+  boost::json::array history;
+  for (int i = 0; i < 1000; ++i) {
+    std::string content = "t=" + std::to_string(1733450000000000000LL + i) + ";";
+    content.append(64 - content.size(), 'x');
+    history.push_back(boost::json::object{{"type", "message"},
+                                          {"user", "user-" + std::to_string(i % 100)},
+                                          {"content", content},
+                                          {"timestamp", 1733450000000LL + i}});
+  }
+  return history;
+}
+
+void putCheck(benchmark::State& st) {
+  const durable::Value v(chatHistory());
+  for (auto _ : st) {
+    std::size_t bound = durable::detail::checkedEncodedBound(v);
+    benchmark::DoNotOptimize(bound);
+  }
+  st.SetItemsProcessed(st.iterations());
+}
+
+void serializeHistory(benchmark::State& st) {
+  const boost::json::value v = chatHistory();
+  for (auto _ : st) {
+    std::string s = boost::json::serialize(v);
+    benchmark::DoNotOptimize(s);
+  }
+  st.SetItemsProcessed(st.iterations());
 }
 
 void encode(benchmark::State& st, const std::string& kind) {
@@ -118,6 +155,8 @@ void registerCodec() {
   }
   RegisterBenchmark("codec/json20/boost_serialize", serialize)->UseRealTime();
   RegisterBenchmark("codec/json20/boost_parse", parse)->UseRealTime();
+  RegisterBenchmark("codec/chat1000/put_check", putCheck)->UseRealTime();
+  RegisterBenchmark("codec/chat1000/boost_serialize", serializeHistory)->UseRealTime();
 }
 
 }  // namespace micro

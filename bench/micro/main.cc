@@ -45,6 +45,7 @@ const std::vector<Pair> kPairs = {
     {"codec decode string 100 B", "codec/string100/decode", "codec/memcpy/101", "memcpy 101 B"},
     {"codec encode JSON, 20 fields", "codec/json20/encode", "codec/json20/boost_serialize", "json::serialize"},
     {"codec decode JSON, 20 fields", "codec/json20/decode", "codec/json20/boost_parse", "json::parse"},
+    {"put check, chat history 1,000", "codec/chat1000/put_check", "codec/chat1000/boost_serialize", "json::serialize"},
     {"codec encode bytes 1 KiB", "codec/bytes1k/encode", "codec/memcpy/1025", "memcpy 1025 B"},
     {"codec decode bytes 1 KiB", "codec/bytes1k/decode", "codec/memcpy/1025", "memcpy 1025 B"},
 };

@@ -106,8 +106,14 @@ bool stringBound(const char* data, std::size_t size, std::size_t& bound) {
       for (std::size_t k = i; k < i + 8; ++k) escaped += escapeCost(p[k]);
     }
   }
-  if (!detail::validUtf8(std::string_view(data + i, size - i))) return false;
-  for (; i < size; ++i) escaped += escapeCost(p[i]);
+  // The rest (a short key, a string's last bytes, or text from its first non-ASCII byte on) in one
+  // pass; the UTF-8 check only when a byte of it is not ASCII.
+  unsigned char high = 0;
+  for (std::size_t k = i; k < size; ++k) {
+    high |= p[k];
+    escaped += escapeCost(p[k]);
+  }
+  if ((high & 0x80) && !detail::validUtf8(std::string_view(data + i, size - i))) return false;
   bound += 2 + size + escaped;
   return true;
 }
