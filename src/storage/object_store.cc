@@ -225,9 +225,7 @@ void ObjectStore::writeDecoded(std::string_view key, std::shared_ptr<const Value
 const std::optional<std::string>& ObjectStore::encoded(Entry& e) {
   if (e.encodePending) {
     // Its text was checked when it was put, so this cannot throw.
-    std::string bytes;
-    detail::encodeChecked(*e.decoded, bytes);
-    e.value = std::move(bytes);
+    detail::encodeChecked(*e.decoded, e.value.emplace());
     e.encodePending = false;
   }
   return e.value;
