@@ -27,12 +27,34 @@ int httpStatus(ErrorCode code) noexcept;
 
 class Error : public std::runtime_error {
  public:
+  // Cloudflare's flags on the error a call to an object fails with (error.remote,
+  // error.retryable, error.overloaded in JavaScript).
+  struct Flags {
+    // The object's own code threw it (in fetch, an RPC method or its constructor), and the
+    // call carried it to the caller; false when the runtime raised it on the way.
+    bool remote = false;
+    // The object was reset (a commit failed, it was aborted) before it could answer: the call
+    // may be made again if doing it twice is harmless.
+    bool retryable = false;
+    // The object refuses more work now (too many calls wait for it): retrying at once makes
+    // it worse. An uncaught one answers 503 with Retry-After.
+    bool overloaded = false;
+    bool operator==(const Flags&) const = default;
+  };
+
   Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  Error(ErrorCode code, const std::string& message, Flags flags)
+      : std::runtime_error(message), code_(code), flags_(flags) {}
   ErrorCode code() const noexcept { return code_; }
   int httpStatus() const noexcept { return durable::httpStatus(code_); }
+  bool remote() const noexcept { return flags_.remote; }
+  bool retryable() const noexcept { return flags_.retryable; }
+  bool overloaded() const noexcept { return flags_.overloaded; }
+  const Flags& flags() const noexcept { return flags_; }
 
  private:
   ErrorCode code_;
+  Flags flags_;
 };
 
 }  // namespace durable

@@ -7,6 +7,7 @@
 #include <durable/borrowed.h>
 #include <durable/http.h>
 #include <durable/id.h>
+#include <durable/rpc.h>
 #include <durable/task.h>
 
 #include <memory>
@@ -44,6 +45,16 @@ class Stub {
   Task<Response> fetch(Request request) const;
   Task<Response> fetch(std::string url, RequestInit init = {}) const {
     return fetch(Request(std::move(url), std::move(init)));
+  }
+  // Calls a method the object's class lists in its `Rpc` (durable/rpc.h), with `args`
+  // copied into the call: `co_await stub.call<&Counter::increment>(5)`. Completes with the
+  // method's result once the writes it made are durable; throws what it threw (remote()), or
+  // the runtime's error (retryable(), overloaded()). A stub of another class's namespace
+  // throws Error(kInvalidArgument).
+  template <auto Method, class... Args>
+  Task<typename detail::RpcMethod<decltype(Method)>::Result> call(Args&&... args) const {
+    detail::checkRpcCall<Method, Args...>();
+    return detail::rpcCall<Method>(ns_, id_, typename detail::RpcMethod<decltype(Method)>::Params(std::forward<Args>(args)...));
   }
 
  private:

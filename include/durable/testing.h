@@ -38,6 +38,8 @@ struct EnvOptions {
   std::int64_t hibernationTimeoutMs = 10'000;
   std::size_t maxWebSocketMessageBytes = 32 * 1024 * 1024;
   std::size_t maxValueBytes = 128 * 1024;
+  // Calls one object holds (accepted, not yet answered) before it refuses more as overloaded.
+  std::size_t maxPendingCalls = 1000;
   // Exported classes as if created by new_sqlite_classes: key and value together up to 2 MiB,
   // instead of values up to maxValueBytes (storage.h).
   bool sqliteBacked = false;

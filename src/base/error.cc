@@ -1,3 +1,6 @@
+#include "base/log.h"
+#include "base/remote_error.h"
+
 #include <durable/error.h>
 
 namespace durable {
@@ -23,3 +26,21 @@ int httpStatus(ErrorCode code) noexcept {
 }
 
 }  // namespace durable
+
+namespace durable::detail {
+
+std::exception_ptr asRemote(const std::exception_ptr& thrown) {
+  try {
+    std::rethrow_exception(thrown);
+  } catch (const Error& e) {
+    Error::Flags flags = e.flags();
+    flags.remote = true;
+    return std::make_exception_ptr(Error(e.code(), e.what(), flags));
+  } catch (const std::exception& e) {
+    return std::make_exception_ptr(Error(ErrorCode::kInternal, e.what(), {.remote = true}));
+  } catch (...) {
+    return std::make_exception_ptr(Error(ErrorCode::kInternal, describeException(thrown), {.remote = true}));
+  }
+}
+
+}  // namespace durable::detail

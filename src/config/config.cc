@@ -285,6 +285,8 @@ class Parser {
         s.webSocketPingIntervalMs = integerIn(value, key, 0, 24 * 3600 * 1000);
       } else if (key == "websocket_pong_timeout_ms") {
         s.webSocketPongTimeoutMs = integerIn(value, key, 1, 3600 * 1000);
+      } else if (key == "max_pending_calls") {
+        s.maxPendingCalls = static_cast<std::size_t>(integerIn(value, key, 1, 1000000));
       } else if (key == "access_log") {
         const auto* b = value.as_boolean();
         if (b == nullptr) fail(lineOf(value), "durable.access_log must be true or false, not " + typeName(value));
@@ -295,7 +297,7 @@ class Parser {
                                 "hibernation_timeout_ms, max_websocket_message_bytes, max_connections, request_timeout_ms, "
                                 "max_body_bytes_in_memory, max_websocket_send_queue_bytes, max_websocket_reassembly_bytes, "
                                 "websocket_write_timeout_ms, websocket_message_timeout_ms, websocket_ping_interval_ms, "
-                                "websocket_pong_timeout_ms, access_log)");
+                                "websocket_pong_timeout_ms, max_pending_calls, access_log)");
       }
     }
   }

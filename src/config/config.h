@@ -70,6 +70,9 @@ struct Settings {
   std::int64_t webSocketPingIntervalMs = 60000;  // [durable] websocket_ping_interval_ms (0 .. 1 day)
   // After a ping, a peer that sends nothing (not even the pong) within this long is dropped.
   std::int64_t webSocketPongTimeoutMs = 30000;   // [durable] websocket_pong_timeout_ms (1 .. 1 hour)
+  // Calls (fetch, RPC) one object has accepted and not yet answered; past it, a new call fails
+  // at once with Error::overloaded() (an uncaught one answers 503 with Retry-After).
+  std::size_t maxPendingCalls = 1000;            // [durable] max_pending_calls (1 .. 1,000,000)
   bool operator==(const Settings&) const = default;
 };
 

@@ -12,7 +12,10 @@ Response errorResponse(const std::exception_ptr& error) {
   try {
     std::rethrow_exception(error);
   } catch (const Error& e) {
-    return errorResponse(e.code(), e.what());
+    Response r = errorResponse(e.code(), e.what());
+    // The object refused more work: a client should wait before it tries again.
+    if (e.overloaded()) r.headers().set("retry-after", "1");
+    return r;
   } catch (const std::exception& e) {
     return errorResponse(ErrorCode::kInternal, e.what());
   } catch (...) {

@@ -66,7 +66,7 @@ struct FetchAwaiter {
   const detail::NamespaceImpl* ns;
   ObjectId id;
   Request request;
-  std::optional<Response> result;
+  std::optional<Result<Response>> result;
   std::coroutine_handle<> handle;
   ExecContext ctx;
 
@@ -75,7 +75,7 @@ struct FetchAwaiter {
     handle = h;
     ctx = currentContext();
     // Only `this` is captured: the callback fits std::function's inline buffer.
-    ns->runtime->dispatchFetch(*ns, id, std::move(request), [this](Response r) {
+    ns->runtime->dispatchFetch(*ns, id, std::move(request), [this](Result<Response> r) {
       result.emplace(std::move(r));
       if (ctx.host) {
         static_cast<ObjectHost*>(ctx.host)->resumeGated(handle, ctx.flow);
@@ -85,7 +85,35 @@ struct FetchAwaiter {
       }
     });
   }
-  Response await_resume() { return std::move(*result); }
+  Response await_resume() { return std::move(*result).value(); }
+};
+
+struct CallAwaiter {
+  const detail::NamespaceImpl* ns;
+  ObjectId id;
+  bool (*isClass)(DurableObject&);
+  std::function<Task<void>(DurableObject&)> body;
+  std::exception_ptr error;
+  std::coroutine_handle<> handle;
+  ExecContext ctx;
+
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    handle = h;
+    ctx = currentContext();
+    ns->runtime->dispatchCall(*ns, id, isClass, std::move(body), [this](std::exception_ptr e) {
+      error = std::move(e);
+      if (ctx.host) {
+        static_cast<ObjectHost*>(ctx.host)->resumeGated(handle, ctx.flow);
+      } else {
+        ContextScope scope(ctx);
+        handle.resume();
+      }
+    });
+  }
+  void await_resume() {
+    if (error) std::rethrow_exception(error);
+  }
 };
 
 Task<Response> stubFetch(const detail::NamespaceImpl* ns, ObjectId id, Request request) {
@@ -94,6 +122,14 @@ Task<Response> stubFetch(const detail::NamespaceImpl* ns, ObjectId id, Request r
   co_return co_await awaiter;
 }
 }  // namespace
+
+namespace detail {
+Task<void> rpcDispatch(const NamespaceImpl* ns, ObjectId id, bool (*isClass)(DurableObject&),
+                       std::function<Task<void>(DurableObject&)> body) {
+  CallAwaiter awaiter{ns, std::move(id), isClass, std::move(body), nullptr, {}, {}};
+  co_await awaiter;
+}
+}  // namespace detail
 
 Task<Response> Stub::fetch(Request request) const { return stubFetch(ns_, id_, std::move(request)); }
 

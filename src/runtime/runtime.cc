@@ -3,6 +3,7 @@
 
 #include "base/exec_context.h"
 #include "base/log.h"
+#include "base/remote_error.h"
 #include "net/error_response.h"
 
 #include <durable/error.h>
@@ -67,8 +68,9 @@ void ObjectHost::ensureInstance() {
 }
 
 std::exception_ptr ObjectHost::constructFailure() const {
-  return std::make_exception_ptr(
-      Error(ErrorCode::kInternal, "Durable Object constructor failed: " + describeException(constructError_)));
+  return std::make_exception_ptr(Error(ErrorCode::kInternal,
+                                       "Durable Object constructor failed: " + describeException(constructError_),
+                                       {.remote = true}));
 }
 
 void ObjectHost::enter(std::function<void()> start) { gate_.enter(std::move(start)); }
@@ -95,7 +97,25 @@ void ObjectHost::breakInstance() {
   }
 }
 
-void ObjectHost::fetch(Request request, Shard* replyTo, std::function<void(Response)> reply) {
+bool ObjectHost::admitCall() {
+  if (pendingCalls_ >= shard_.settings().maxPendingCalls) return false;
+  ++pendingCalls_;
+  return true;
+}
+
+namespace {
+// Cloudflare's words for the same refusal.
+std::exception_ptr overloadedError() {
+  return std::make_exception_ptr(Error(ErrorCode::kUnavailable, "Durable Object is overloaded. Too many requests queued.",
+                                       {.overloaded = true}));
+}
+}  // namespace
+
+void ObjectHost::fetch(Request request, Shard* replyTo, std::function<void(Result<Response>)> reply) {
+  if (!admitCall()) {
+    sendReply<Result<Response>>(replyTo, std::move(reply), overloadedError());
+    return;
+  }
   // Admitted at once, the event is not wrapped for the queue.
   if (gate_.admitsNewEvent()) {
     startFetch(std::move(request), replyTo, std::move(reply));
@@ -106,29 +126,77 @@ void ObjectHost::fetch(Request request, Shard* replyTo, std::function<void(Respo
   });
 }
 
-void ObjectHost::sendReply(Shard* replyTo, std::function<void(Response)> reply, Response response) {
+template <class R>
+void ObjectHost::sendReply(Shard* replyTo, std::function<void(R)> reply, R result) {
   if (!replyTo) {
-    reply(std::move(response));
+    reply(std::move(result));
     return;
   }
   // Straight to Asio, not through postTo(): one allocation fewer on every request.
-  boost::asio::post(replyTo->context(), [reply = std::move(reply), response = std::move(response)]() mutable {
-    reply(std::move(response));
+  boost::asio::post(replyTo->context(), [reply = std::move(reply), result = std::move(result)]() mutable {
+    reply(std::move(result));
   });
 }
 
-void ObjectHost::startFetch(Request request, Shard* replyTo, std::function<void(Response)> reply) {
+void ObjectHost::startFetch(Request request, Shard* replyTo, std::function<void(Result<Response>)> reply) {
   if (!instance_) {
-    sendReply(replyTo, std::move(reply), errorResponse(constructFailure()));
+    --pendingCalls_;
+    sendReply<Result<Response>>(replyTo, std::move(reply), constructFailure());
     return;
   }
   beginEvent();
   ContextScope scope({this, shard_.nextFlow()});
   spawn(runFetch(std::move(request)),
         std::function<void(Result<Response>)>([this, replyTo, reply = std::move(reply)](Result<Response> r) mutable {
+          --pendingCalls_;
           endEvent();
-          sendReply(replyTo, std::move(reply), std::move(r).value());
+          sendReply(replyTo, std::move(reply), std::move(r));
         }));
+}
+
+void ObjectHost::call(bool (*isClass)(DurableObject&), std::function<Task<void>(DurableObject&)> body, Shard* replyTo,
+                      std::function<void(std::exception_ptr)> done) {
+  if (!admitCall()) {
+    sendReply<std::exception_ptr>(replyTo, std::move(done), overloadedError());
+    return;
+  }
+  gate_.enter([this, isClass, body = std::move(body), replyTo, done = std::move(done)]() mutable {
+    std::exception_ptr refused;
+    if (!instance_) {
+      refused = constructFailure();
+    } else if (!isClass(*instance_)) {
+      refused = std::make_exception_ptr(Error(ErrorCode::kInvalidArgument, "RPC: the objects of namespace " + ns_.binding +
+                                                                               " are of class " + ns_.className +
+                                                                               ", which does not have the method called"));
+    }
+    if (refused) {
+      --pendingCalls_;
+      sendReply(replyTo, std::move(done), std::move(refused));
+      return;
+    }
+    beginEvent();
+    ContextScope scope({this, shard_.nextFlow()});
+    spawn(runCall(std::move(body)), std::function<void(Result<void>)>([this, replyTo, done = std::move(done)](Result<void> r) {
+            --pendingCalls_;
+            endEvent();
+            sendReply(replyTo, std::move(done), r.error());
+          }));
+  });
+}
+
+Task<void> ObjectHost::runCall(std::function<Task<void>(DurableObject&)> body) {
+  std::exception_ptr thrown;
+  try {
+    co_await body(*instance_);
+  } catch (...) {
+    thrown = std::current_exception();
+  }
+  if (thrown) log("object ", ns_.className, " ", id_.toString(), ": RPC method threw: ", describeException(thrown));
+  // The writes made before it returned or threw are awaited either way; if they failed, that
+  // is the caller's error (retryable), not the method's.
+  auto gate = outputGate_.wait();
+  co_await gate;
+  if (thrown) std::rethrow_exception(asRemote(thrown));
 }
 
 void ObjectHost::run(std::function<Task<void>(DurableObject&, State&)> fn, std::function<void(std::exception_ptr)> done) {
@@ -230,22 +298,19 @@ Task<std::optional<std::int64_t>> ObjectHost::currentAlarm() {
 
 Task<Response> ObjectHost::runFetch(Request request) {
   std::optional<Response> response;
+  std::exception_ptr thrown;
   try {
     response.emplace(co_await instance_->fetch(std::move(request)));
   } catch (...) {
-    // The SafeDO pattern, built in: the caller gets the message, the object stays usable.
-    log("object ", ns_.className, " ", id_.toString(), ": fetch threw: ", describeException(std::current_exception()));
-    response.emplace(errorResponse(std::current_exception()));
+    // It reaches the caller's stub.fetch() as the exception (remote()), as on Cloudflare.
+    thrown = std::current_exception();
   }
-  std::exception_ptr gateError;
-  try {
-    auto gate = outputGate_.wait();
-    co_await gate;
-  } catch (...) {
-    // The writes before the reply failed: it must not leave as if they had landed.
-    gateError = std::current_exception();
-  }
-  if (gateError) co_return errorResponse(gateError);
+  if (thrown) log("object ", ns_.className, " ", id_.toString(), ": fetch threw: ", describeException(thrown));
+  // A failure of the writes before the reply is the caller's error: it must not leave as if
+  // they had landed.
+  auto gate = outputGate_.wait();
+  co_await gate;
+  if (thrown) std::rethrow_exception(asRemote(thrown));
   co_return std::move(*response);
 }
 
@@ -381,7 +446,7 @@ void Runtime::closeWebSockets(int code, const std::string& reason, std::chrono::
 }
 
 void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request,
-                            std::function<void(Response)> reply) {
+                            std::function<void(Result<Response>)> reply) {
   Shard* caller = Shard::current();
   Shard& owner = shardOf(id);
   auto deliver = [&owner, &ns, id, caller, request = std::move(request), reply = std::move(reply)]() mutable {
@@ -389,6 +454,20 @@ void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request
   };
   // On the owner's own thread the event starts at once: the caller is suspended already, and
   // the reply still comes back through the queue, on a fresh stack.
+  if (caller == &owner) {
+    deliver();
+  } else {
+    postTo(owner, std::move(deliver));
+  }
+}
+
+void Runtime::dispatchCall(const NamespaceImpl& ns, const ObjectId& id, bool (*isClass)(DurableObject&),
+                           std::function<Task<void>(DurableObject&)> body, std::function<void(std::exception_ptr)> done) {
+  Shard* caller = Shard::current();
+  Shard& owner = shardOf(id);
+  auto deliver = [&owner, &ns, id, caller, isClass, body = std::move(body), done = std::move(done)]() mutable {
+    owner.host(ns, id).call(isClass, std::move(body), caller, std::move(done));
+  };
   if (caller == &owner) {
     deliver();
   } else {

@@ -78,8 +78,15 @@ class ObjectHost {
 
   // Delivers a request; once the response may leave (output gate), `reply` runs: posted to
   // `replyTo`'s queue when given (a caller on any shard, this one included: a fresh stack),
-  // else inline on this shard.
-  void fetch(Request request, Shard* replyTo, std::function<void(Response)> reply);
+  // else inline on this shard. It gets the object's exception instead of a response when its
+  // fetch threw (Error::remote()), or the runtime's (a reset: retryable(); too many calls
+  // pending: overloaded()).
+  void fetch(Request request, Shard* replyTo, std::function<void(Result<Response>)> reply);
+  // An RPC call: `body` runs on the instance as an event, if `isClass` says the instance is
+  // of the class the caller named. `done` runs like fetch()'s `reply`, with body's exception
+  // (made remote) or the runtime's, or null.
+  void call(bool (*isClass)(DurableObject&), std::function<Task<void>(DurableObject&)> body, Shard* replyTo,
+            std::function<void(std::exception_ptr)> done);
   // Runs the object's alarm() as an event; `done` runs once its writes are durable, with what
   // the alarm threw (nullptr: it succeeded).
   void alarm(AlarmInfo info, std::function<void(std::exception_ptr)> done);
@@ -110,9 +117,13 @@ class ObjectHost {
   Shard& shard() { return shard_; }
 
  private:
-  void startFetch(Request request, Shard* replyTo, std::function<void(Response)> reply);
-  static void sendReply(Shard* replyTo, std::function<void(Response)> reply, Response response);
+  void startFetch(Request request, Shard* replyTo, std::function<void(Result<Response>)> reply);
+  template <class R>
+  static void sendReply(Shard* replyTo, std::function<void(R)> reply, R result);
   Task<Response> runFetch(Request request);
+  Task<void> runCall(std::function<Task<void>(DurableObject&)> body);
+  // Counts a call in, or refuses it (false) when max_pending_calls are pending already.
+  bool admitCall();
   Task<void> runAlarm(AlarmInfo info);
   Task<void> runInside(std::function<Task<void>(DurableObject&, State&)> fn);
   // Runs `start` now if the input gate admits a new event, else when it does.
@@ -137,6 +148,7 @@ class ObjectHost {
   InputGate gate_;
   std::exception_ptr constructError_;
   int running_ = 0;
+  std::size_t pendingCalls_ = 0;  // accepted by fetch() or call(), not yet answered
   std::chrono::steady_clock::time_point lastActive_;
 };
 
@@ -277,7 +289,10 @@ class Runtime final : public HttpHost {
   // Sends a request to an object from any thread; `reply` runs on the caller's shard (or, when
   // called from outside any shard, on the object's shard).
   void dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request,
-                     std::function<void(Response)> reply);
+                     std::function<void(Result<Response>)> reply);
+  // An RPC call (ObjectHost::call); `done` runs where dispatchFetch's `reply` does.
+  void dispatchCall(const NamespaceImpl& ns, const ObjectId& id, bool (*isClass)(DurableObject&),
+                    std::function<Task<void>(DurableObject&)> body, std::function<void(std::exception_ptr)> done);
   // Runs fn inside the object as an event; `done` runs on the object's shard.
   void dispatchRun(const NamespaceImpl& ns, const ObjectId& id, std::function<Task<void>(DurableObject&, State&)> fn,
                    std::function<void(std::exception_ptr)> done);

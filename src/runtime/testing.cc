@@ -53,6 +53,7 @@ struct Env::Impl {
       ro.settings.shards = options.shards;
       ro.settings.idleTimeoutMs = options.idleTimeoutMs;
       ro.settings.maxValueBytes = options.maxValueBytes;
+      ro.settings.maxPendingCalls = options.maxPendingCalls;
       ro.faultInjection = options.faultInjection;
       if (options.storageEngine == "memory") {
         ro.engine = [this](int p, boost::asio::io_context& shard) -> std::unique_ptr<detail::StorageEngine> {

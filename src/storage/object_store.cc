@@ -112,7 +112,8 @@ std::optional<std::string> ObjectStore::read(std::string_view key, const TxnOver
   // Storage loads what an engine that waits must fetch before it reads (needsLoad()), unless
   // a failed commit emptied the cache in between.
   if (v.index() != 0) {
-    throw Error(ErrorCode::kUnavailable, "storage was reset while this call waited for it; try again");
+    throw Error(ErrorCode::kUnavailable, "storage was reset while this call waited for it; try again",
+                {.retryable = true});
   }
   cache_.emplace(std::string(key), Entry{.value = std::get<0>(v)});
   return std::move(std::get<0>(v));
@@ -394,7 +395,8 @@ std::optional<std::int64_t> ObjectStore::alarm(const TxnOverlay* txn) {
   if (!alarmLoaded_) {
     auto v = partition_.readAlarm(ns_, id_.raw());
     if (v.index() != 0) {
-      throw Error(ErrorCode::kUnavailable, "storage was reset while this call waited for it; try again");
+      throw Error(ErrorCode::kUnavailable, "storage was reset while this call waited for it; try again",
+                {.retryable = true});
     }
     alarm_ = std::get<0>(v);
     alarmLoaded_ = true;

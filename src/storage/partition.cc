@@ -117,9 +117,11 @@ void Partition::engineFailed(std::uint64_t seq, std::exception_ptr why, bool fat
   // A store in several batches is reset once: reset() may end its object.
   std::sort(stores.begin(), stores.end());
   stores.erase(std::unique(stores.begin(), stores.end()), stores.end());
+  // Retryable only when the storage still works: after a fatal failure a retry fails too.
   auto err = std::make_exception_ptr(
       Error(ErrorCode::kUnavailable,
-            std::string(fatal ? "storage failed" : "storage commit failed") + "; the object was reset: " + error));
+            std::string(fatal ? "storage failed" : "storage commit failed") + "; the object was reset: " + error,
+            {.retryable = !fatal}));
   for (BatchWriter* store : stores) store->reset(err);
   if (onQuiet && quiescent()) onQuiet();
 }

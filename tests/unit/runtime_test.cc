@@ -527,7 +527,18 @@ TEST_F(RuntimeTest, TransactionKeepsEventsOut) {
 
 // ---------------------------------------------------------------- errors
 
-TEST_F(RuntimeTest, HandlerThatThrowsAnswers500AndObjectStaysUsable) {
+// What a stub's caller sees when the object's fetch throws: the exception, as on Cloudflare.
+durable::Error fetchError(dt::Env& env, const Stub& stub, const std::string& url) {
+  try {
+    const Response r = env.fetch(stub, url);
+    ADD_FAILURE() << url << " answered " << r.status() << " " << r.text() << " instead of throwing";
+  } catch (const durable::Error& e) {
+    return e;
+  }
+  return durable::Error(durable::ErrorCode::kInternal, "no error");
+}
+
+TEST_F(RuntimeTest, AHandlerThatThrowsReachesTheCallerAsARemoteErrorAndTheObjectStaysUsable) {
   dt::Env env;
   auto& ns = env.exportClass<Counter>("COUNTER");
   const Stub stub = ns.getByName("e");
@@ -539,17 +550,22 @@ TEST_F(RuntimeTest, HandlerThatThrowsAnswers500AndObjectStaysUsable) {
     co_return;
   });
 
-  Response r = env.fetch(stub, "http://do/throw");
-  EXPECT_EQ(r.status(), 500);
-  EXPECT_NE(r.headers().get("content-type").value_or("").find("application/json"), std::string::npos);
-  EXPECT_EQ(r.json(), durable::Json(boost::json::object{{"error", "boom: the handler failed"}}));
-  // A durable::Error answers with its code's status, anything else with 500.
-  r = env.fetch(stub, "http://do/throw-not-found");
-  EXPECT_EQ(r.status(), 404);
-  EXPECT_EQ(r.json(), durable::Json(boost::json::object{{"error", "no such thing"}}));
-  r = env.fetch(stub, "http://do/throw-std");
-  EXPECT_EQ(r.status(), 500);
-  EXPECT_EQ(r.json(), durable::Json(boost::json::object{{"error", "plain"}}));
+  durable::Error e = fetchError(env, stub, "http://do/throw");
+  EXPECT_STREQ(e.what(), "boom: the handler failed");
+  EXPECT_TRUE(e.remote());
+  EXPECT_FALSE(e.retryable());
+  EXPECT_FALSE(e.overloaded());
+  // A durable::Error keeps its code (a Worker that does not catch answers with its status),
+  // anything else becomes kInternal (500) with its message.
+  e = fetchError(env, stub, "http://do/throw-not-found");
+  EXPECT_EQ(e.code(), durable::ErrorCode::kNotFound);
+  EXPECT_STREQ(e.what(), "no such thing");
+  EXPECT_TRUE(e.remote());
+  e = fetchError(env, stub, "http://do/throw-std");
+  EXPECT_EQ(e.code(), durable::ErrorCode::kInternal);
+  EXPECT_EQ(e.httpStatus(), 500);
+  EXPECT_STREQ(e.what(), "plain");
+  EXPECT_TRUE(e.remote());
 
   // Still usable, and the same instance.
   EXPECT_EQ(get(env, stub, "/increment"), "2");

@@ -1,5 +1,6 @@
 // Storage faults: I/O errors and a full disk injected under SQLite (storage/fault_vfs.h). A
-// commit that fails must release none of its replies: they fail with 503, the objects reset
+// commit that fails must release none of its replies: the callers get a retryable
+// durable::Error (kUnavailable, 503 when a Worker does not catch it), the objects reset
 // and reload what is really on disk, nothing is half-applied, and the rest keeps serving.
 #include <durable/durable.h>
 #include <durable/testing.h>
@@ -40,11 +41,31 @@ durable::testing::EnvOptions faulty() {
   return o;
 }
 
-void expectFailedCommit(const durable::Response& r) {
-  EXPECT_EQ(r.status(), 503);
-  const auto body = r.json();
-  ASSERT_TRUE(body.is_object());
-  EXPECT_TRUE(body.as_object().contains("error"));
+// The call fails with the runtime's error, not the object's: retryable unless the storage
+// stopped (a retry would fail too).
+void expectFailedCommit(durable::testing::Env& env, const durable::Stub& stub, const std::string& url,
+                        bool retryable = true) {
+  try {
+    const auto r = env.fetch(stub, url);
+    ADD_FAILURE() << url << " answered " << r.status() << " " << r.text() << " after a failed commit";
+  } catch (const durable::Error& e) {
+    EXPECT_EQ(e.code(), durable::ErrorCode::kUnavailable) << e.what();
+    EXPECT_EQ(e.retryable(), retryable) << e.what();
+    EXPECT_FALSE(e.remote()) << e.what();
+    EXPECT_FALSE(e.overloaded()) << e.what();
+  }
+}
+
+// The status a Worker that does not catch would answer with.
+int statusOf(durable::Result<durable::Response>& r) {
+  if (r.ok()) return r.value().status();
+  try {
+    std::rethrow_exception(r.error());
+  } catch (const durable::Error& e) {
+    return e.httpStatus();
+  } catch (...) {
+    return 500;
+  }
 }
 
 class StorageFaults : public ::testing::TestWithParam<bool> {};
@@ -60,8 +81,8 @@ TEST_P(StorageFaults, FailedCommitReleasesNoReplyAndReloadsFromDisk) {
   const int before = g_constructed.load();
 
   env.failStorageWrites(-1, diskFull);
-  expectFailedCommit(env.fetch(a, "http://do/add"));
-  expectFailedCommit(env.fetch(a, "http://do/add"));
+  expectFailedCommit(env, a, "http://do/add");
+  expectFailedCommit(env, a, "http://do/add");
   env.healStorage();
 
   // The instance was reset: a new one reads the durable state, not the failed increments.
@@ -118,7 +139,7 @@ TEST_P(StorageFaults, OtherObjectsKeepServing) {
   EXPECT_EQ(env.fetch(b, "http://do/add").text(), "1");
 
   env.failStorageWrites(-1, diskFull);
-  expectFailedCommit(env.fetch(a, "http://do/add"));
+  expectFailedCommit(env, a, "http://do/add");
   // Reads of another object need no commit and are served while the disk is failing.
   EXPECT_EQ(env.fetch(b, "http://do/get").text(), "1");
   env.healStorage();
@@ -146,12 +167,12 @@ TEST_P(StorageFaults, OneFailedWriteFailsTheWholeBatch) {
     };
     durable::spawn(a.fetch("http://do/add"), std::function<void(durable::Result<durable::Response>)>(
                                                  [statuses, done](durable::Result<durable::Response> r) mutable {
-                                                   statuses->first = r.value().status();
+                                                   statuses->first = statusOf(r);
                                                    done();
                                                  }));
     durable::spawn(b.fetch("http://do/add"), std::function<void(durable::Result<durable::Response>)>(
                                                  [statuses, done](durable::Result<durable::Response> r) mutable {
-                                                   statuses->second = r.value().status();
+                                                   statuses->second = statusOf(r);
                                                    done();
                                                  }));
     co_await both.future();
@@ -180,15 +201,22 @@ TEST(StorageSyncFaults, AFailedSyncStopsThePartitionUntilRestart) {
   EXPECT_EQ(env.fetch(a, "http://do/add").text(), "1");
 
   env.failStorageSyncs(1);
-  expectFailedCommit(env.fetch(a, "http://do/add"));
+  expectFailedCommit(env, a, "http://do/add", /*retryable=*/false);
   env.healStorage();
   // Stopped: no read from disk and no write, for this object or any other, until restart. The
-  // read throws a durable::Error (kUnavailable) inside the handler; uncaught, it answers with
-  // its code's status, 503, as a failed commit does.
+  // read throws a durable::Error (kUnavailable) inside the handler, which does not catch it:
+  // the caller gets it as the object's error (remote), not retryable.
   for (const auto& [stub, path] : {std::pair{a, "http://do/add"}, {b, "http://do/get"}, {b, "http://do/add"}}) {
-    const auto r = env.fetch(stub, path);
-    EXPECT_EQ(r.status(), 503);
-    EXPECT_NE(r.text().find("storage is stopped until the server restarts"), std::string::npos) << r.text();
+    try {
+      const auto r = env.fetch(stub, path);
+      ADD_FAILURE() << path << " answered " << r.status() << " " << r.text();
+    } catch (const durable::Error& e) {
+      EXPECT_EQ(e.code(), durable::ErrorCode::kUnavailable);
+      EXPECT_EQ(e.httpStatus(), 503);
+      EXPECT_TRUE(e.remote());
+      EXPECT_FALSE(e.retryable());
+      EXPECT_NE(std::string(e.what()).find("storage is stopped until the server restarts"), std::string::npos) << e.what();
+    }
   }
 
   env.restart();
