@@ -39,6 +39,7 @@ const std::vector<Pair> kPairs = {
      "asio post round trip, 2 threads"},
     {"  (against asio with a reactor)", "dispatch/other_shard/ours", "dispatch/other_shard/post_reactor",
      "the same, epoll reactor running"},
+    {"RPC increment (against fetch)", "rpc/increment/rpc", "rpc/increment/fetch", "the same increment by fetch"},
     {"codec encode int", "codec/int/encode", "codec/memcpy/9", "memcpy 9 B"},
     {"codec decode int", "codec/int/decode", "codec/memcpy/9", "memcpy 9 B"},
     {"codec encode string 100 B", "codec/string100/encode", "codec/memcpy/101", "memcpy 101 B"},
@@ -104,6 +105,7 @@ class FractionReporter : public benchmark::ConsoleReporter {
 int main(int argc, char** argv) {
   micro::registerStorage();
   micro::registerDispatch();
+  micro::registerRpc();
   micro::registerCodec();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
@@ -113,6 +115,7 @@ int main(int argc, char** argv) {
   }
   micro::shutdownStorage();
   micro::shutdownDispatch();
+  micro::shutdownRpc();
   benchmark::Shutdown();
   return 0;
 }

@@ -15,6 +15,9 @@ void shutdownStorage();
 // Stub fetches between objects against bare boost::asio posts (dispatch_bench.cc).
 void registerDispatch();
 void shutdownDispatch();
+// RPC calls against fetch calls of the same increment (rpc_bench.cc).
+void registerRpc();
+void shutdownRpc();
 // Value::encode / Value::decode against memcpy and Boost.JSON (codec_bench.cc).
 void registerCodec();
 
