@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -457,6 +458,66 @@ TEST_F(SeedTest, CallDoReturnsJsonOrThrowsTheObjectsMessage) {
   } catch (const std::runtime_error& e) {
     EXPECT_STREQ(e.what(), "something broke");
   }
+}
+
+// callDO's retry rule, against an object whose every /action is a write (so each call has a
+// commit that can fail) and whose answer counts the calls that were kept.
+class CallCounter : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  Task<Response> fetch(Request) override {
+    const auto calls = (co_await storage().get<std::int64_t>("calls")).value_or(0) + 1;
+    co_await storage().put("calls", calls);
+    co_return Response::json(boost::json::object{{"calls", calls}});
+  }
+};
+
+TEST(CallDoTest, AFailedCommitIsRetriedAsTheObjectWasResetAndTheRetryIsKept) {
+  dt::EnvOptions o;
+  o.faultInjection = true;
+  dt::Env env(o);
+  env.exportClass<CallCounter>("DO");
+  EXPECT_EQ(durable::stringify(env.run(seed::callDO(env.env(), "f"))), R"({"calls":1})");
+  // The next commit fails: the call's reply is withheld, the object reset, and callDO's
+  // second attempt runs against what is durable.
+  env.failStorageWrites(1);
+  EXPECT_EQ(durable::stringify(env.run(seed::callDO(env.env(), "f"))), R"({"calls":2})");
+  env.restart();
+  EXPECT_EQ(durable::stringify(env.run(seed::callDO(env.env(), "f"))), R"({"calls":3})");
+}
+
+TEST(CallDoTest, AnOverloadedObjectIsNotRetriedAndTheWorkerAnswers503) {
+  dt::EnvOptions o;
+  o.storageEngine = "memory";
+  o.maxPendingCalls = 1;
+  dt::Env env(o);
+  env.exportClass<CallCounter>("DO");
+  durable::Worker app;
+  app.get("/do/:name", [](durable::Context& c) -> Task<Response> {
+    co_return c.json(co_await seed::callDO(c.env(), c.param("name")));
+  });
+  EXPECT_EQ(env.run(app.fetch(Request("http://example.com/do/f"), env.env())).text(), R"({"calls":1})");
+
+  // One call waits for its commit: the object holds all it may.
+  env.holdCommits();
+  auto first = std::make_shared<std::promise<std::string>>();
+  auto firstAnswer = first->get_future();
+  env.run([](const durable::Worker* app, durable::Env* e, std::shared_ptr<std::promise<std::string>> first) -> Task<void> {
+    durable::spawn(app->fetch(Request("http://example.com/do/f"), *e),
+                   std::function<void(durable::Result<Response>)>(
+                       [first](durable::Result<Response> r) { first->set_value(r.value().text()); }));
+    co_return;
+  }(&app, &env.env(), first));
+
+  const auto refused = env.run(app.fetch(Request("http://example.com/do/f"), env.env()));
+  EXPECT_EQ(refused.status(), 503);
+  EXPECT_EQ(refused.headers().get("retry-after"), "1");
+  EXPECT_EQ(refused.text(), R"({"error":"Durable Object is overloaded. Too many requests queued."})");
+
+  env.releaseCommits();
+  EXPECT_EQ(firstAnswer.get(), R"({"calls":2})");
+  // The refused call left nothing behind.
+  EXPECT_EQ(env.run(app.fetch(Request("http://example.com/do/f"), env.env())).text(), R"({"calls":3})");
 }
 
 // ---------------------------------------------------------------- Counter through the Worker
