@@ -8,8 +8,10 @@
 #include <durable/id.h>
 #include <durable/namespace.h>
 #include <durable/object.h>
+#include <durable/rpc.h>
 #include <durable/server.h>
 #include <durable/storage.h>
 #include <durable/task.h>
+#include <durable/timer.h>
 #include <durable/value.h>
 #include <durable/worker.h>

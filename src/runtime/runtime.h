@@ -17,6 +17,7 @@
 #include "gates/input_gate.h"
 #include "gates/output_gate.h"
 #include "runtime/alarm_scheduler.h"
+#include "runtime/timers.h"
 #include "config/config.h"
 #include "ids/id_codec.h"
 #include "net/http_host.h"
@@ -196,6 +197,8 @@ class Shard final : public SocketShard {
 
   // The shard whose thread is running, or nullptr.
   static Shard* current();
+  // This shard's timers (durable::sleep); from its own thread, while it runs.
+  ShardTimers& timers() { return *timers_; }
   std::uint64_t nextFlow() { return ++flows_; }
 
  private:
@@ -236,6 +239,7 @@ class Shard final : public SocketShard {
   IdleList idlePlain_, idleWithSockets_;
   std::uint64_t flows_ = 0;
   std::unique_ptr<AlarmScheduler> alarms_;
+  std::unique_ptr<ShardTimers> timers_;
   std::function<void()> socketsClosed_;  // closeSockets()'s callback, until it has run
   std::vector<std::function<void()>> settledWaiters_;
   std::thread thread_;

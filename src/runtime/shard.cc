@@ -55,6 +55,7 @@ void Shard::start() {
       });
     });
     scheduleEviction();
+    timers_ = std::make_unique<ShardTimers>(ctx_);
     alarms_ = std::make_unique<AlarmScheduler>(*this);
     for (auto& p : partitions) {
       p->onAlarmDurable = [this](std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time) {
@@ -88,6 +89,7 @@ void Shard::start() {
     }
     settledWaiters_.clear();
     alarms_.reset();
+    timers_.reset();
     t_shard = nullptr;
   });
 }
