@@ -46,6 +46,8 @@ class State {
   // Runs fn and lets no other event into the object until it finishes. Returns at once with
   // a Future of fn's completion; a constructor may ignore it, as in JavaScript. If fn throws,
   // the object is reset (the next event constructs it again) and the Future carries the error.
+  // A callback that runs past 30 seconds resets the object as abort() does, and fails the
+  // Future; until the callback ends, every event sent to the object fails at once (retryable).
   template <class F>
   Future<void> blockConcurrencyWhile(F&& fn) {
     detail::requireSafeCallable<F, std::function<Task<void>()>>();
@@ -55,6 +57,12 @@ class State {
   // Keeps the object alive (not evicted) until `task` finishes; its result is ignored, its
   // failure logged.
   void waitUntil(Task<void> task);
+
+  // Resets the object, as Cloudflare's ctx.abort(reason) does: `reason` is logged, every
+  // event running now fails (its caller gets an Error with retryable(), whatever the event
+  // does next), and the next event meets a new instance constructed from what is stored.
+  // Writes made before the call are kept. Throws that error, so the calling event stops here.
+  [[noreturn]] void abort(const std::string& reason = "");
 
   // ---- WebSockets (hibernation API) ----
 

@@ -48,6 +48,16 @@ bool InputGate::admitsNewEvent() {
 
 void InputGate::enqueue(std::function<void()> start) { waiting_.push_back({std::move(start), 0}); }
 
+std::vector<std::function<void()>> InputGate::takeNewEvents() {
+  std::vector<std::function<void()>> taken;
+  std::erase_if(waiting_, [&](Waiting& w) {
+    if (w.flow != 0) return false;
+    taken.push_back(std::move(w.fn));
+    return true;
+  });
+  return taken;
+}
+
 void InputGate::reset() {
   owners_.clear();
   broken_ = false;

@@ -91,6 +91,10 @@ class InputGate {
   // Queues a new event behind everything else, without trying to start it now.
   void enqueue(std::function<void()> start);
 
+  // Removes the new events waiting here, in order, and gives them to the caller to fail:
+  // the object cannot take them (it was reset and its old code has not ended).
+  std::vector<std::function<void()>> takeNewEvents();
+
   void breakGate() { broken_ = true; }
   bool broken() const { return broken_; }
   // The object was reset: every lock is void and the gate whole again; waiting events go.

@@ -19,6 +19,7 @@ Future<void> State::blockConcurrencyWhileImpl(std::function<Task<void>()> fn) {
   return host_->blockConcurrencyWhile(std::move(fn));
 }
 void State::waitUntil(Task<void> task) { host_->waitUntil(std::move(task)); }
+void State::abort(const std::string& reason) { host_->abort(reason); }
 
 Task<Response> DurableObject::fetch(Request) {
   throw Error(ErrorCode::kInternal, "Handler does not export a fetch() function.");

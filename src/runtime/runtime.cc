@@ -6,6 +6,7 @@
 #include "base/remote_error.h"
 #include "net/error_response.h"
 
+#include <durable/clock.h>
 #include <durable/error.h>
 
 #include <boost/asio/post.hpp>
@@ -81,6 +82,7 @@ void ObjectHost::endEvent() {
   shard_.touch(*this);
   if (running_ == 0 && gate_.broken()) {
     instance_.reset();
+    stuck_ = false;
     gate_.reset();
     outputGate_.repair();
   }
@@ -92,9 +94,29 @@ void ObjectHost::breakInstance() {
   gate_.breakGate();
   if (running_ == 0) {
     instance_.reset();
+    stuck_ = false;
     gate_.reset();
     outputGate_.repair();
   }
+}
+
+void ObjectHost::resetInstance(std::exception_ptr why, bool stuck) {
+  resetError_ = std::move(why);
+  failBelow_ = ++generation_;
+  stuck_ = stuck_ || stuck;
+  breakInstance();
+  if (stuck_) {
+    // Each start sees stuck_ and answers resetError_ at once.
+    for (auto& start : gate_.takeNewEvents()) start();
+  }
+}
+
+void ObjectHost::abort(const std::string& reason) {
+  log("object ", ns_.className, " ", id_.toString(), ": aborted: ", reason);
+  auto why = std::make_exception_ptr(
+      Error(ErrorCode::kUnavailable, "Durable Object was reset by state.abort(): " + reason, {.retryable = true}));
+  resetInstance(why, false);
+  std::rethrow_exception(why);
 }
 
 bool ObjectHost::admitCall() {
@@ -112,6 +134,10 @@ std::exception_ptr overloadedError() {
 }  // namespace
 
 void ObjectHost::fetch(Request request, Shard* replyTo, std::function<void(Result<Response>)> reply) {
+  if (stuck_) {
+    sendReply<Result<Response>>(replyTo, std::move(reply), resetError_);
+    return;
+  }
   if (!admitCall()) {
     sendReply<Result<Response>>(replyTo, std::move(reply), overloadedError());
     return;
@@ -139,30 +165,38 @@ void ObjectHost::sendReply(Shard* replyTo, std::function<void(R)> reply, R resul
 }
 
 void ObjectHost::startFetch(Request request, Shard* replyTo, std::function<void(Result<Response>)> reply) {
-  if (!instance_) {
+  if (stuck_ || !instance_) {
     --pendingCalls_;
-    sendReply<Result<Response>>(replyTo, std::move(reply), constructFailure());
+    sendReply<Result<Response>>(replyTo, std::move(reply), stuck_ ? resetError_ : constructFailure());
     return;
   }
   beginEvent();
   ContextScope scope({this, shard_.nextFlow()});
   spawn(runFetch(std::move(request)),
-        std::function<void(Result<Response>)>([this, replyTo, reply = std::move(reply)](Result<Response> r) mutable {
-          --pendingCalls_;
-          endEvent();
-          sendReply(replyTo, std::move(reply), std::move(r));
-        }));
+        std::function<void(Result<Response>)>(
+            [this, generation = generation_, replyTo, reply = std::move(reply)](Result<Response> r) mutable {
+              --pendingCalls_;
+              if (auto reset = resetFailure(generation)) r = Result<Response>(reset);
+              endEvent();
+              sendReply(replyTo, std::move(reply), std::move(r));
+            }));
 }
 
 void ObjectHost::call(bool (*isClass)(DurableObject&), std::function<Task<void>(DurableObject&)> body, Shard* replyTo,
                       std::function<void(std::exception_ptr)> done) {
+  if (stuck_) {
+    sendReply<std::exception_ptr>(replyTo, std::move(done), resetError_);
+    return;
+  }
   if (!admitCall()) {
     sendReply<std::exception_ptr>(replyTo, std::move(done), overloadedError());
     return;
   }
   gate_.enter([this, isClass, body = std::move(body), replyTo, done = std::move(done)]() mutable {
     std::exception_ptr refused;
-    if (!instance_) {
+    if (stuck_) {
+      refused = resetError_;
+    } else if (!instance_) {
       refused = constructFailure();
     } else if (!isClass(*instance_)) {
       refused = std::make_exception_ptr(Error(ErrorCode::kInvalidArgument, "RPC: the objects of namespace " + ns_.binding +
@@ -176,10 +210,12 @@ void ObjectHost::call(bool (*isClass)(DurableObject&), std::function<Task<void>(
     }
     beginEvent();
     ContextScope scope({this, shard_.nextFlow()});
-    spawn(runCall(std::move(body)), std::function<void(Result<void>)>([this, replyTo, done = std::move(done)](Result<void> r) {
+    spawn(runCall(std::move(body)),
+          std::function<void(Result<void>)>([this, generation = generation_, replyTo, done = std::move(done)](Result<void> r) {
             --pendingCalls_;
+            auto reset = resetFailure(generation);
             endEvent();
-            sendReply(replyTo, std::move(done), r.error());
+            sendReply(replyTo, std::move(done), reset ? reset : r.error());
           }));
   });
 }
@@ -200,16 +236,19 @@ Task<void> ObjectHost::runCall(std::function<Task<void>(DurableObject&)> body) {
 }
 
 void ObjectHost::run(std::function<Task<void>(DurableObject&, State&)> fn, std::function<void(std::exception_ptr)> done) {
+  if (stuck_) return done(resetError_);
   enter([this, fn = std::move(fn), done = std::move(done)]() mutable {
-    if (!instance_) {
-      done(constructFailure());
+    if (stuck_ || !instance_) {
+      done(stuck_ ? resetError_ : constructFailure());
       return;
     }
     beginEvent();
     ContextScope scope({this, shard_.nextFlow()});
-    spawn(runInside(std::move(fn)), std::function<void(Result<void>)>([this, done = std::move(done)](Result<void> r) {
+    spawn(runInside(std::move(fn)),
+          std::function<void(Result<void>)>([this, generation = generation_, done = std::move(done)](Result<void> r) {
+            auto reset = resetFailure(generation);
             endEvent();
-            done(r.error());
+            done(reset ? reset : r.error());
           }));
   });
 }
@@ -229,17 +268,20 @@ Task<void> ObjectHost::runInside(std::function<Task<void>(DurableObject&, State&
 }
 
 void ObjectHost::alarm(AlarmInfo info, std::function<void(std::exception_ptr)> done) {
+  if (stuck_) return done(resetError_);
   enter([this, info, done = std::move(done)]() mutable {
-    if (!instance_) {
-      done(constructFailure());
+    if (stuck_ || !instance_) {
+      done(stuck_ ? resetError_ : constructFailure());
       return;
     }
     beginEvent();
     ContextScope scope({this, shard_.nextFlow()});
     store_.beginAlarm(info.scheduledTime);
-    spawn(runAlarm(info), std::function<void(Result<void>)>([this, done = std::move(done)](Result<void> r) {
+    spawn(runAlarm(info),
+          std::function<void(Result<void>)>([this, generation = generation_, done = std::move(done)](Result<void> r) {
+            auto reset = resetFailure(generation);
             endEvent();
-            done(r.error());
+            done(reset ? reset : r.error());
           }));
   });
 }
@@ -316,22 +358,47 @@ Task<Response> ObjectHost::runFetch(Request request) {
 
 Future<void> ObjectHost::blockConcurrencyWhile(std::function<Task<void>()> fn) {
   const std::uint64_t flow = shard_.nextFlow();
-  // Shared: the callback below is a std::function, which must be copyable.
-  auto lock = std::make_shared<InputGate::Lock>(gate_.lock(flow));
+  // Shared between the completion and the deadline, whichever comes first.
+  struct Block {
+    InputGate::Lock lock;
+    Promise<void> promise;
+    bool settled = false;
+    ShardTimers::Id deadline = 0;
+  };
+  auto block = std::make_shared<Block>();
+  block->lock = gate_.lock(flow);
   beginEvent();
-  Promise<void> promise;
-  Future<void> future = promise.future();
+  Future<void> future = block->promise.future();
+  // Cloudflare resets an object whose blockConcurrencyWhile() callback runs past 30 seconds;
+  // so do we. Its code cannot be stopped, so until it ends every event fails at once.
+  block->deadline = shard_.timers().at(durable::now() + kBlockConcurrencyWhileTimeoutMs, [this, block] {
+    if (block->settled) return;
+    block->settled = true;
+    auto why = std::make_exception_ptr(Error(ErrorCode::kUnavailable,
+                                             "A call to blockConcurrencyWhile() in a Durable Object waited for too long. "
+                                             "The call was canceled and the Durable Object was reset.",
+                                             {.retryable = true}));
+    log("object ", ns_.className, " ", id_.toString(), ": blockConcurrencyWhile() ran past ",
+        kBlockConcurrencyWhileTimeoutMs / 1000, " s: the object is reset");
+    block->lock.release();
+    block->promise.setError(why);
+    resetInstance(why, true);
+  });
   auto holder = std::make_shared<std::function<Task<void>()>>(std::move(fn));
   ContextScope scope({this, flow});
-  spawn((*holder)(), std::function<void(Result<void>)>([this, lock, holder, promise](Result<void> r) mutable {
-          lock->release();
-          if (!r.ok()) {
-            log("object ", ns_.className, " ", id_.toString(),
-                ": blockConcurrencyWhile threw: ", describeException(r.error()));
-            gate_.breakGate();
-            promise.setError(r.error());
-          } else {
-            promise.setValue();
+  spawn((*holder)(), std::function<void(Result<void>)>([this, block, holder](Result<void> r) mutable {
+          shard_.timers().cancel(block->deadline);
+          if (!block->settled) {
+            block->settled = true;
+            block->lock.release();
+            if (!r.ok()) {
+              log("object ", ns_.className, " ", id_.toString(),
+                  ": blockConcurrencyWhile threw: ", describeException(r.error()));
+              gate_.breakGate();
+              block->promise.setError(r.error());
+            } else {
+              block->promise.setValue();
+            }
           }
           endEvent();
         }));

@@ -56,6 +56,10 @@ namespace durable::detail {
 class Runtime;
 class Shard;
 
+// How long a blockConcurrencyWhile() callback may run before the object is reset (Cloudflare's
+// limit).
+inline constexpr std::int64_t kBlockConcurrencyWhileTimeoutMs = 30'000;
+
 using ObjectFactory = std::function<std::unique_ptr<DurableObject>(State&, Env&)>;
 
 struct NamespaceImpl {
@@ -103,6 +107,9 @@ class ObjectHost {
   void resumeGated(std::coroutine_handle<> h, std::uint64_t flow);
 
   Future<void> blockConcurrencyWhile(std::function<Task<void>()> fn);
+  // state().abort(): every event running now fails (its caller gets a retryable error) and the
+  // instance is replaced once they have ended. Throws that error, to end the calling event.
+  [[noreturn]] void abort(const std::string& reason);
   void waitUntil(Task<void> task);
 
   bool evictable(std::chrono::steady_clock::time_point now, std::chrono::milliseconds idle) const;
@@ -135,6 +142,14 @@ class ObjectHost {
   void beginEvent() { ++running_; }
   void endEvent();
   void breakInstance();
+  // The events running now fail with `why` when they end, and the instance is reset once they
+  // have. `stuck`: their code may never end (blockConcurrencyWhile timed out): until it does,
+  // every event waiting or arriving fails at once with `why` instead of waiting.
+  void resetInstance(std::exception_ptr why, bool stuck);
+  // What an event that started in generation `generation` answers instead of its own result.
+  std::exception_ptr resetFailure(std::uint64_t generation) const {
+    return generation < failBelow_ ? resetError_ : nullptr;
+  }
 
   Shard& shard_;
   const NamespaceImpl& ns_;
@@ -150,6 +165,11 @@ class ObjectHost {
   std::exception_ptr constructError_;
   int running_ = 0;
   std::size_t pendingCalls_ = 0;  // accepted by fetch() or call(), not yet answered
+  // Events started in a generation below failBelow_ fail with resetError_ (resetInstance).
+  std::uint64_t generation_ = 0;
+  std::uint64_t failBelow_ = 0;
+  std::exception_ptr resetError_;
+  bool stuck_ = false;
   std::chrono::steady_clock::time_point lastActive_;
 };
 
