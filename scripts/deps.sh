@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libboost1.81-all-dev libboost-json1.81-dev libboost-url1.81-dev
-  libsqlite3-dev sqlite3 libssl-dev libtomlplusplus-dev
+  libsqlite3-dev sqlite3 libssl-dev openssl libtomlplusplus-dev
   libmimalloc-dev  # the server's allocator (CMakeLists.txt, DURABLE_MIMALLOC)
 )
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then

@@ -4,6 +4,7 @@
 #include <durable/clock.h>
 #include <durable/console.h>
 #include <durable/error.h>
+#include <durable/fetch.h>
 #include <durable/http.h>
 #include <durable/id.h>
 #include <durable/namespace.h>

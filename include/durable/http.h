@@ -109,6 +109,9 @@ struct RequestInit {
   BorrowedString method = "GET";
   HeadersInit headers;
   std::optional<BorrowedString> body;
+  // What durable::fetch() does with a redirect (durable/fetch.h): "follow" (up to 20), "manual"
+  // (answer it as it is) or "error" (throw). Anything else throws Error(kInvalidArgument).
+  BorrowedString redirect = "follow";
 };
 static_assert(std::is_trivially_destructible_v<RequestInit>, "see durable/borrowed.h");
 
@@ -124,10 +127,13 @@ class Request {
   const std::string& text() const { return body_; }
   bool hasBody() const { return has_body_; }
   Json json() const { return parseJson(body_); }
+  // "follow", "manual" or "error" (RequestInit::redirect).
+  std::string_view redirect() const;
 
  private:
   std::string method_;
   std::string url_;
+  std::uint8_t redirect_ = 0;  // an index into "follow", "manual", "error"
   Headers headers_;
   std::string body_;
   bool has_body_ = false;

@@ -40,6 +40,9 @@ struct EnvOptions {
   std::size_t maxValueBytes = 128 * 1024;
   // Calls one object holds (accepted, not yet answered) before it refuses more as overloaded.
   std::size_t maxPendingCalls = 1000;
+  // durable::fetch()'s limits ([durable] fetch_timeout_ms, max_fetch_response_bytes).
+  std::int64_t fetchTimeoutMs = 30'000;
+  std::size_t maxFetchResponseBytes = 32 * 1024 * 1024;
   // Exported classes as if created by new_sqlite_classes: key and value together up to 2 MiB,
   // instead of values up to maxValueBytes (storage.h).
   bool sqliteBacked = false;

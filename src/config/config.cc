@@ -285,6 +285,10 @@ class Parser {
         s.webSocketPingIntervalMs = integerIn(value, key, 0, 24 * 3600 * 1000);
       } else if (key == "websocket_pong_timeout_ms") {
         s.webSocketPongTimeoutMs = integerIn(value, key, 1, 3600 * 1000);
+      } else if (key == "fetch_timeout_ms") {
+        s.fetchTimeoutMs = integerIn(value, key, 1, 3600 * 1000);
+      } else if (key == "max_fetch_response_bytes") {
+        s.maxFetchResponseBytes = static_cast<std::size_t>(integerIn(value, key, 1, kMaxBodyBytesLimit));
       } else if (key == "max_pending_calls") {
         s.maxPendingCalls = static_cast<std::size_t>(integerIn(value, key, 1, 1000000));
       } else if (key == "access_log") {
@@ -297,7 +301,8 @@ class Parser {
                                 "hibernation_timeout_ms, max_websocket_message_bytes, max_connections, request_timeout_ms, "
                                 "max_body_bytes_in_memory, max_websocket_send_queue_bytes, max_websocket_reassembly_bytes, "
                                 "websocket_write_timeout_ms, websocket_message_timeout_ms, websocket_ping_interval_ms, "
-                                "websocket_pong_timeout_ms, max_pending_calls, access_log)");
+                                "websocket_pong_timeout_ms, max_pending_calls, fetch_timeout_ms, max_fetch_response_bytes, "
+                                "access_log)");
       }
     }
   }

@@ -73,6 +73,10 @@ struct Settings {
   // Calls (fetch, RPC) one object has accepted and not yet answered; past it, a new call fails
   // at once with Error::overloaded() (an uncaught one answers 503 with Retry-After).
   std::size_t maxPendingCalls = 1000;            // [durable] max_pending_calls (1 .. 1,000,000)
+  // durable::fetch(): how long one request may take (connect, TLS, send and the whole answer),
+  // and how large an answer may be.
+  std::int64_t fetchTimeoutMs = 30000;           // [durable] fetch_timeout_ms (1 .. 1 hour)
+  std::size_t maxFetchResponseBytes = 32 * 1024 * 1024;  // [durable] max_fetch_response_bytes (1 .. 1 GiB)
   bool operator==(const Settings&) const = default;
 };
 

@@ -410,7 +410,24 @@ void HeadersInit::appendTo(Headers& out) const {
   for (std::size_t i = 0; i < count_; ++i) out.append(pairs_[i].first, pairs_[i].second);
 }
 
+namespace {
+constexpr std::string_view kRedirectModes[] = {"follow", "manual", "error"};
+}
+
+std::string_view Request::redirect() const { return kRedirectModes[redirect_]; }
+
 Request::Request(std::string url, RequestInit init) : method_(init.method.view()), url_(std::move(url)) {
+  const std::string_view mode = init.redirect.view();
+  if (mode != "follow") {
+    if (mode == "manual") {
+      redirect_ = 1;
+    } else if (mode == "error") {
+      redirect_ = 2;
+    } else {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "RequestInit.redirect must be \"follow\", \"manual\" or \"error\", not \"" + std::string(mode) + "\"");
+    }
+  }
   std::string upper = method_;
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (isStandardMethod(upper)) method_ = std::move(upper);

@@ -18,6 +18,7 @@
 #include "gates/output_gate.h"
 #include "runtime/alarm_scheduler.h"
 #include "runtime/timers.h"
+#include "net/http_client.h"
 #include "config/config.h"
 #include "ids/id_codec.h"
 #include "net/http_host.h"
@@ -219,6 +220,8 @@ class Shard final : public SocketShard {
   static Shard* current();
   // This shard's timers (durable::sleep); from its own thread, while it runs.
   ShardTimers& timers() { return *timers_; }
+  // This shard's outbound HTTP (durable::fetch), made on first use; from its own thread.
+  HttpClient& httpClient();
   std::uint64_t nextFlow() { return ++flows_; }
 
  private:
@@ -260,6 +263,7 @@ class Shard final : public SocketShard {
   std::uint64_t flows_ = 0;
   std::unique_ptr<AlarmScheduler> alarms_;
   std::unique_ptr<ShardTimers> timers_;
+  std::unique_ptr<HttpClient> httpClient_;
   std::function<void()> socketsClosed_;  // closeSockets()'s callback, until it has run
   std::vector<std::function<void()>> settledWaiters_;
   std::thread thread_;

@@ -89,6 +89,7 @@ void Shard::start() {
     }
     settledWaiters_.clear();
     alarms_.reset();
+    httpClient_.reset();
     timers_.reset();
     t_shard = nullptr;
   });

@@ -54,6 +54,8 @@ struct Env::Impl {
       ro.settings.idleTimeoutMs = options.idleTimeoutMs;
       ro.settings.maxValueBytes = options.maxValueBytes;
       ro.settings.maxPendingCalls = options.maxPendingCalls;
+      ro.settings.fetchTimeoutMs = options.fetchTimeoutMs;
+      ro.settings.maxFetchResponseBytes = options.maxFetchResponseBytes;
       ro.faultInjection = options.faultInjection;
       if (options.storageEngine == "memory") {
         ro.engine = [this](int p, boost::asio::io_context& shard) -> std::unique_ptr<detail::StorageEngine> {
