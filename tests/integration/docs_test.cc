@@ -137,7 +137,7 @@ TEST(Docs, TheReadmeProjectBuildsTestsAndServesCountsOverHttp) {
 
   auto tests = runCommand({(build / "counter_test").string()}, dir.path(), 300s);
   EXPECT_EQ(tests.status.describe(), "exit code 0") << tail(tests.out) << tail(tests.err);
-  EXPECT_NE(tests.out.find("[  PASSED  ] 1 test"), std::string::npos) << tail(tests.out);
+  EXPECT_NE(tests.out.find("[  PASSED  ] 2 tests"), std::string::npos) << tail(tests.out);
   expectNoSanitizerReport(tests.err);
 
   auto start = [&](const std::string& log, const std::string& config) {
@@ -159,6 +159,10 @@ TEST(Docs, TheReadmeProjectBuildsTestsAndServesCountsOverHttp) {
     }
     auto other = http.post("/counters/a-name-longer-than-an-inline-string-buffer/increment");
     EXPECT_EQ(other.body, R"({"count":1})");
+    // The RPC route with its retry rule.
+    auto read = http.get("/counters/a");
+    EXPECT_EQ(read.status, 200) << read.body;
+    EXPECT_EQ(read.body, R"({"count":250})");
     EXPECT_EQ(server->stop().describe(), "exit code 0") << tail(server->stderrText());
     expectNoSanitizerReport(server->stderrText());
   }
