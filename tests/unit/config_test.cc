@@ -63,6 +63,9 @@ max_value_bytes = 2097152
 shards = 4
 max_body_bytes = 1024
 request_timeout_ms = 1500
+max_pending_calls = 50
+fetch_timeout_ms = 2500
+max_fetch_response_bytes = 65536
 )",
                                "wrangler.toml");
   EXPECT_EQ(c.source, "wrangler.toml");
@@ -99,6 +102,9 @@ request_timeout_ms = 1500
   EXPECT_EQ(c.settings.shards, 4u);
   EXPECT_EQ(c.settings.maxBodyBytes, 1024u);
   EXPECT_EQ(c.settings.requestTimeoutMs, 1500);
+  EXPECT_EQ(c.settings.maxPendingCalls, 50u);
+  EXPECT_EQ(c.settings.fetchTimeoutMs, 2500);
+  EXPECT_EQ(c.settings.maxFetchResponseBytes, 65536u);
 }
 
 TEST(Config, InlineBindingsArrayAndDefaults) {
@@ -191,6 +197,9 @@ TEST(Config, SettingsErrors) {
   expectError("[durable]\nshards = -1\n", 2, "durable.shards = -1 is out of range");
   expectError("[durable]\nrequest_timeout_ms = 0\n", 2, "durable.request_timeout_ms = 0 is out of range");
   expectError("[durable]\nmax_body_bytes = 0\n", 2, "out of range");
+  expectError("[durable]\nmax_pending_calls = 0\n", 2, "durable.max_pending_calls = 0 is out of range");
+  expectError("[durable]\nfetch_timeout_ms = 0\n", 2, "durable.fetch_timeout_ms = 0 is out of range");
+  expectError("[durable]\nmax_fetch_response_bytes = 0\n", 2, "durable.max_fetch_response_bytes = 0 is out of range");
   expectError("\n[durable]\nshard = 2\n", 3, "unknown setting durable.shard");
 }
 
