@@ -10,6 +10,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 
 namespace {
 
@@ -68,6 +69,42 @@ TEST(Sleep, EndsWhenTheManualClockPassesItsDeadlineAndLetsOtherEventsIn) {
   ASSERT_EQ(slept.wait_for(10s), std::future_status::ready);
   EXPECT_EQ(slept.get(), "slept");
   EXPECT_EQ(env.fetch(stub, "http://do/state").text(), "awake");
+}
+
+// setTimeout's shape in an object: waitUntil() of a task that sleeps, then works inside the
+// object. The object stays in memory until it has run, even past its idle timeout.
+class Reminder : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  Task<Response> fetch(Request request) override {
+    if (request.url().pathname() == "/remind") {
+      state().waitUntil([](durable::Storage& storage) -> Task<void> {
+        co_await durable::sleep(60'000ms);
+        co_await storage.put("reminded", true);
+      }(storage()));
+      co_return Response("set");
+    }
+    co_return Response((co_await storage().get<bool>("reminded")).value_or(false) ? "yes" : "no");
+  }
+};
+
+TEST(Sleep, ATimerSetWithWaitUntilRunsInsideTheObjectAndKeepsItInMemory) {
+  dt::EnvOptions o;
+  o.manualClock = true;
+  o.idleTimeoutMs = 1000;
+  dt::Env env(o);
+  const auto& ns = env.exportClass<Reminder>("REMINDER");
+  const auto stub = ns.getByName("r");
+  EXPECT_EQ(env.fetch(stub, "http://do/remind").text(), "set");
+  env.advanceClock(30'000ms);
+  std::this_thread::sleep_for(1500ms);  // past the idle timeout on the steady clock, too
+  EXPECT_EQ(env.liveObjects(), 1u);
+  EXPECT_EQ(env.fetch(stub, "http://do/check").text(), "no");
+  env.advanceClock(30'000ms);
+  for (int i = 0; i < 100 && env.fetch(stub, "http://do/check").text() != "yes"; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(env.fetch(stub, "http://do/check").text(), "yes");
+  env.restart();
+  EXPECT_EQ(env.fetch(stub, "http://do/check").text(), "yes");
 }
 
 TEST(Sleep, OnTheRealClockItWaitsAtLeastItsDuration) {
