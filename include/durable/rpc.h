@@ -53,6 +53,24 @@ struct RpcMethod<Task<R> (C::*)(P...)> : std::true_type {
 };
 template <class C, class R, class... P>
 struct RpcMethod<Task<R> (C::*)(P...) const> : RpcMethod<Task<R> (C::*)(P...)> {};
+template <class C, class R, class... P>
+struct RpcMethod<Task<R> (C::*)(P...) noexcept> : RpcMethod<Task<R> (C::*)(P...)> {};
+template <class C, class R, class... P>
+struct RpcMethod<Task<R> (C::*)(P...) const noexcept> : RpcMethod<Task<R> (C::*)(P...)> {};
+
+// A parameter the method could change for its caller: a call copies its arguments, so such a
+// change would be lost (and across nodes there is nothing to change).
+template <class M>
+struct RpcOutParameter : std::false_type {};
+template <class C, class R, class... P>
+struct RpcOutParameter<Task<R> (C::*)(P...)>
+    : std::bool_constant<((std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>) || ...)> {};
+template <class C, class R, class... P>
+struct RpcOutParameter<Task<R> (C::*)(P...) const> : RpcOutParameter<Task<R> (C::*)(P...)> {};
+template <class C, class R, class... P>
+struct RpcOutParameter<Task<R> (C::*)(P...) noexcept> : RpcOutParameter<Task<R> (C::*)(P...)> {};
+template <class C, class R, class... P>
+struct RpcOutParameter<Task<R> (C::*)(P...) const noexcept> : RpcOutParameter<Task<R> (C::*)(P...)> {};
 
 template <auto A, auto B>
 constexpr bool sameMethod() {
@@ -132,6 +150,9 @@ constexpr void checkRpcCall() {
       static_assert(RpcListed<Method, typename C::Rpc>::value,
                     "stub.call<&C::m>: m is not in C's durable::Rpc<...> list of callable methods");
     }
+    static_assert(!RpcOutParameter<decltype(Method)>::value,
+                  "stub.call<&C::m>: m takes a parameter by non-const reference; a call copies its arguments, so take "
+                  "it by value or const reference");
     static_assert(sizeof...(Args) == std::tuple_size_v<Params>, "stub.call<&C::m>: wrong number of arguments for m");
     if constexpr (sizeof...(Args) == std::tuple_size_v<Params>) {
       static_assert(std::is_constructible_v<Params, Args&&...>,

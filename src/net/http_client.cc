@@ -13,7 +13,10 @@
 
 #include <openssl/ssl.h>
 
+#include <boost/asio/steady_timer.hpp>
+
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <utility>
 
@@ -99,28 +102,70 @@ std::unique_ptr<HttpClient::Connection> HttpClient::takeIdle(const std::string& 
   auto it = idle_.find(origin);
   if (it == idle_.end()) return nullptr;
   const auto now = std::chrono::steady_clock::now();
-  while (!it->second.empty()) {
+  std::unique_ptr<Connection> found;
+  while (!it->second.empty() && !found) {
     auto c = std::move(it->second.back());
     it->second.pop_back();
-    if (now - c->idleSince < limits_.idleTimeout) return c;
+    --idleCount_;
+    if (now - c->idleSince < limits_.idleTimeout) found = std::move(c);
   }
-  return nullptr;
+  if (it->second.empty()) idle_.erase(it);
+  return found;
 }
 
 void HttpClient::keepIdle(std::unique_ptr<Connection> c) {
+  // Connections idle too long go first (their servers have likely closed them), then, past
+  // the limits, the oldest of this origin and of all.
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    auto& list = it->second;
+    const auto before = list.size();
+    std::erase_if(list, [&](const auto& idle) { return now - idle->idleSince >= limits_.idleTimeout; });
+    idleCount_ -= before - list.size();
+    it = list.empty() ? idle_.erase(it) : std::next(it);
+  }
   auto& list = idle_[c->origin];
-  if (list.size() >= limits_.maxIdlePerOrigin) list.erase(list.begin());
-  c->idleSince = std::chrono::steady_clock::now();
-  list.push_back(std::move(c));
+  if (list.size() >= limits_.maxIdlePerOrigin) {
+    list.erase(list.begin());
+    --idleCount_;
+  }
+  if (idleCount_ >= limits_.maxIdle) {
+    // The oldest over all origins: each list is oldest first.
+    auto oldest = idle_.end();
+    for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+      if (!it->second.empty() && (oldest == idle_.end() || it->second.front()->idleSince < oldest->second.front()->idleSince)) {
+        oldest = it;
+      }
+    }
+    if (oldest != idle_.end()) {
+      oldest->second.erase(oldest->second.begin());
+      --idleCount_;
+      if (oldest->second.empty() && oldest->first != c->origin) idle_.erase(oldest);
+    }
+  }
+  c->idleSince = now;
+  idle_[c->origin].push_back(std::move(c));
+  ++idleCount_;
 }
 
 Task<std::unique_ptr<HttpClient::Connection>> HttpClient::connect(bool tls, const std::string& host,
-                                                                  const std::string& port) {
-  tcp::resolver resolver(context_);
+                                                                  const std::string& port, Deadline deadline) {
+  // Name lookup has no timeout of its own: the deadline cancels it. The timer's handler may
+  // run after this frame is gone, so it holds the resolver only weakly.
+  auto resolver = std::make_shared<tcp::resolver>(context_);
+  asio::steady_timer lookupDeadline(context_, deadline);
+  lookupDeadline.async_wait([weak = std::weak_ptr<tcp::resolver>(resolver)](beast::error_code ec) {
+    if (auto r = weak.lock(); r && !ec) r->cancel();
+  });
   AsioOp<tcp::resolver::results_type> resolve{[&](auto done) {
-    resolver.async_resolve(host, port, [done](beast::error_code ec, tcp::resolver::results_type r) { done(ec, r); });
+    resolver->async_resolve(host, port, [done](beast::error_code ec, tcp::resolver::results_type r) { done(ec, r); });
   }};
   auto [rec, endpoints] = co_await resolve;
+  lookupDeadline.cancel();
+  if (rec == asio::error::operation_aborted) {
+    throw unavailable("fetch: looking up " + host + " took longer than " + std::to_string(limits_.timeout.count()) +
+                      " ms");
+  }
   if (rec) throw unavailable("fetch: cannot resolve host " + host + ": " + rec.message());
 
   auto c = std::make_unique<Connection>();
@@ -130,7 +175,7 @@ Task<std::unique_ptr<HttpClient::Connection>> HttpClient::connect(bool tls, cons
   } else {
     c->plain = std::make_unique<beast::tcp_stream>(context_);
   }
-  c->tcp().expires_after(limits_.timeout);
+  c->tcp().expires_at(deadline);
   AsioOp<tcp::endpoint> connectOp{[&](auto done) {
     c->tcp().async_connect(endpoints, [done](beast::error_code ec, tcp::endpoint e) { done(ec, e); });
   }};
@@ -162,7 +207,7 @@ Task<std::unique_ptr<HttpClient::Connection>> HttpClient::connect(bool tls, cons
 }
 
 Task<Response> HttpClient::exchange(const std::string& method, const URL& url, const Headers& headers,
-                                    const std::string* body) {
+                                    const std::string* body, Deadline deadline) {
   const bool tls = url.protocol() == "https:";
   const std::string host = url.hostname();
   const std::string port = url.port().empty() ? (tls ? "443" : "80") : url.port();
@@ -172,26 +217,36 @@ Task<Response> HttpClient::exchange(const std::string& method, const URL& url, c
   req.version(11);
   req.method_string(method);
   req.target(url.pathname() + url.search());
-  for (const auto& [name, value] : headers.entries()) req.insert(name, value);
-  if (req.find(http::field::host) == req.end()) req.set(http::field::host, url.host());
+  // Host and the framing are the client's, as in the Fetch standard (forbidden header names).
+  for (const auto& [name, value] : headers.entries()) {
+    if (name == "host" || name == "content-length" || name == "transfer-encoding" || name == "connection") continue;
+    req.insert(name, value);
+  }
+  req.set(http::field::host, url.host());
   if (req.find(http::field::user_agent) == req.end()) req.set(http::field::user_agent, "durable");
   if (body) {
     req.body() = *body;
-    req.prepare_payload();
+    req.content_length(body->size());
   } else if (method == "POST" || method == "PUT" || method == "PATCH") {
     req.content_length(0);
   }
+  // Sent again on a new connection only if doing it twice is harmless (RFC 9110's idempotent
+  // methods): a kept-alive connection the server closed meanwhile fails before any answer.
+  const bool replayable = method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
+                          method == "DELETE";
+  auto closedWhileIdle = [](const beast::error_code& ec) {
+    return ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+           ec == asio::error::broken_pipe;
+  };
 
-  // A kept-alive connection the server has closed meanwhile fails before any answer: then the
-  // request goes once more, on a new connection.
   for (int attempt = 0;; ++attempt) {
     auto c = attempt == 0 ? takeIdle(origin) : nullptr;
     const bool reused = c != nullptr;
     if (!c) {
-      c = co_await connect(tls, host, port);
+      c = co_await connect(tls, host, port, deadline);
       c->origin = origin;
     }
-    c->tcp().expires_after(limits_.timeout);
+    c->tcp().expires_at(deadline);
     AsioOp<std::size_t> write{[&](auto done) {
       auto handler = [done](beast::error_code ec, std::size_t n) { done(ec, n); };
       if (tls) {
@@ -201,7 +256,7 @@ Task<Response> HttpClient::exchange(const std::string& method, const URL& url, c
       }
     }};
     auto [wec, written] = co_await write;
-    if (wec && reused) continue;
+    if (wec && reused && replayable && closedWhileIdle(wec)) continue;
     if (wec == beast::error::timeout) {
       throw unavailable("fetch " + url.href() + ": no answer within " + std::to_string(limits_.timeout.count()) + " ms");
     }
@@ -220,7 +275,7 @@ Task<Response> HttpClient::exchange(const std::string& method, const URL& url, c
       }
     }};
     auto [rec, got] = co_await read;
-    if (rec && reused && !parser.got_some()) continue;
+    if (rec && reused && replayable && !parser.got_some() && closedWhileIdle(rec)) continue;
     if (rec == http::error::body_limit) {
       throw Error(ErrorCode::kPayloadTooLarge, "fetch " + url.href() + ": the response is larger than " +
                                                    std::to_string(limits_.maxResponseBytes) + " bytes");
@@ -249,12 +304,20 @@ Task<Response> HttpClient::fetch(Request request) {
   Headers headers = request.headers();
   std::string body = request.text();
   bool hasBody = request.hasBody();
+  // The Fetch standard's TypeErrors, before anything is sent.
+  if (method == "CONNECT" || method == "TRACE" || method == "TRACK") {
+    throw Error(ErrorCode::kInvalidArgument, "fetch: the method " + method + " cannot be fetched");
+  }
+  if (hasBody && (method == "GET" || method == "HEAD")) {
+    throw Error(ErrorCode::kInvalidArgument, "fetch: a " + method + " request cannot have a body");
+  }
+  const Deadline deadline = std::chrono::steady_clock::now() + limits_.timeout;
   for (int redirects = 0;; ++redirects) {
     const URL url(href);
     if (url.protocol() != "http:" && url.protocol() != "https:") {
       throw Error(ErrorCode::kInvalidArgument, "fetch: cannot fetch " + href + " (only http: and https: URLs)");
     }
-    Response response = co_await exchange(method, url, headers, hasBody ? &body : nullptr);
+    Response response = co_await exchange(method, url, headers, hasBody ? &body : nullptr, deadline);
     const int status = response.status();
     const bool redirected = status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
     const auto location = redirected ? response.headers().get("location") : std::nullopt;
@@ -272,6 +335,9 @@ Task<Response> HttpClient::fetch(Request request) {
     boost::urls::url next;
     const auto resolved = boost::urls::resolve(boost::urls::url_view(url.href()), *reference, next);
     if (!resolved) throw unavailable("fetch " + href + ": cannot follow the redirect to " + *location);
+    // Credentials do not follow a redirect to another origin (the Fetch standard).
+    const URL to(std::string(next.buffer()));
+    if (to.protocol() != url.protocol() || to.host() != url.host()) headers.remove("authorization");
     href = std::string(next.buffer());
     // The Fetch standard's rewrite: 303 becomes a GET, and so do 301 and 302 of a POST.
     if ((status == 303 && method != "GET" && method != "HEAD") || ((status == 301 || status == 302) && method == "POST")) {

@@ -25,11 +25,13 @@ class context;
 namespace durable::detail {
 
 struct HttpClientLimits {
-  std::chrono::milliseconds timeout{30000};  // the whole exchange of one request, connect included
+  // One fetch from start to its last byte: name lookup, connect, TLS and every redirect.
+  std::chrono::milliseconds timeout{30000};
   std::size_t maxResponseBytes = 32 * 1024 * 1024;
   int maxRedirects = 20;  // as the Fetch standard
   std::size_t maxIdlePerOrigin = 16;
-  std::chrono::milliseconds idleTimeout{30000};  // a kept-alive connection older than this is closed
+  std::chrono::milliseconds idleTimeout{30000};  // a kept-alive connection idle this long is closed
+  std::size_t maxIdle = 256;  // kept-alive connections over all origins
 };
 
 class HttpClient {
@@ -51,8 +53,11 @@ class HttpClient {
   struct Connection;
 
  private:
-  Task<Response> exchange(const std::string& method, const URL& url, const Headers& headers, const std::string* body);
-  Task<std::unique_ptr<Connection>> connect(bool tls, const std::string& host, const std::string& port);
+  using Deadline = std::chrono::steady_clock::time_point;
+  Task<Response> exchange(const std::string& method, const URL& url, const Headers& headers, const std::string* body,
+                          Deadline deadline);
+  Task<std::unique_ptr<Connection>> connect(bool tls, const std::string& host, const std::string& port,
+                                            Deadline deadline);
   std::unique_ptr<Connection> takeIdle(const std::string& origin);
   void keepIdle(std::unique_ptr<Connection> c);
   boost::asio::ssl::context& tlsContext();
@@ -61,6 +66,7 @@ class HttpClient {
   const HttpClientLimits limits_;
   std::unique_ptr<boost::asio::ssl::context> tls_;
   std::map<std::string, std::vector<std::unique_ptr<Connection>>> idle_;
+  std::size_t idleCount_ = 0;
   std::size_t opened_ = 0;
 };
 

@@ -101,6 +101,8 @@ void ObjectHost::breakInstance() {
 }
 
 void ObjectHost::resetInstance(std::exception_ptr why, bool stuck) {
+  // The old instance's flows may go on running; what they write from now on throws.
+  store_.retireFlowsBelow(shard_.nextFlow(), why);
   resetError_ = std::move(why);
   failBelow_ = ++generation_;
   stuck_ = stuck_ || stuck;

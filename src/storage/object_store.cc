@@ -167,6 +167,12 @@ Task<void> ObjectStore::load(std::vector<std::string> keys, bool alarm) {
   }
 }
 
+void ObjectStore::checkWritable() const {
+  if (retiredFlowsBelow_ == 0) return;
+  const std::uint64_t flow = currentContext().flow;
+  if (flow != 0 && flow < retiredFlowsBelow_) std::rethrow_exception(retiredWhy_);
+}
+
 std::shared_ptr<const Value> ObjectStore::decoded(std::string_view key, const TxnOverlay* txn) const {
   if (txn && (txn->deleteAll || txn->writes.contains(key))) return nullptr;
   auto it = cache_.find(key);

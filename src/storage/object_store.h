@@ -122,6 +122,16 @@ class ObjectStore final : private BatchWriter {
   void beginAlarm(std::int64_t scheduledTime);
   void endAlarm(bool succeeded);
 
+  // After a reset of the object (state().abort(), a blockConcurrencyWhile timeout), the flows
+  // of the old instance may still run; from then on their writes throw `why` (what their
+  // callers were told), so nothing they do after the reset lands.
+  void retireFlowsBelow(std::uint64_t flow, std::exception_ptr why) {
+    retiredFlowsBelow_ = flow;
+    retiredWhy_ = std::move(why);
+  }
+  // Throws if the calling flow was retired; the runtime's own calls (flow 0) always pass.
+  void checkWritable() const;
+
   // Checks a key and an encoded value against the limits; throws Error(kInvalidArgument).
   void checkKey(std::string_view key) const;
   void checkValue(std::string_view key, const std::string& encoded) const;
@@ -189,6 +199,8 @@ class ObjectStore final : private BatchWriter {
   // The output gate's Holds: one for the open batch, one per batch in flight (oldest first).
   OutputGate::Hold openHold_;
   std::deque<OutputGate::Hold> inFlightHolds_;
+  std::uint64_t retiredFlowsBelow_ = 0;
+  std::exception_ptr retiredWhy_;
   bool firing_ = false;
   bool firingChanged_ = false;
   std::int64_t firingTime_ = 0;

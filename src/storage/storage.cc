@@ -105,6 +105,7 @@ Entries Storage::getLoaded(std::span<const std::string> keys) {
 }
 
 StorageOp<void> Storage::put(std::string_view key, Value value) {
+  store_->checkWritable();
   store_->checkKey(key);
   if (!txn_ && value.type() == Value::Type::kJson) {
     std::size_t bound;
@@ -129,6 +130,7 @@ StorageOp<void> Storage::put(std::string_view key, Value value) {
 }
 
 StorageOp<void> Storage::put(std::span<const std::pair<std::string, Value>> entries) {
+  store_->checkWritable();
   checkCount(entries.size(), "put()");
   // Validate everything before writing anything: a bad entry changes nothing.
   std::vector<std::string> encoded;
@@ -143,6 +145,7 @@ StorageOp<void> Storage::put(std::span<const std::pair<std::string, Value>> entr
 }
 
 StorageOp<bool> Storage::remove(std::string_view key) {
+  store_->checkWritable();
   store_->checkKey(key);
   if (store_->needsLoad(key, txn_)) {
     return StorageOp<bool>([](Storage* self, std::string key) -> Task<bool> {
@@ -172,6 +175,7 @@ StorageOp<std::size_t> Storage::remove(std::span<const std::string> keys) {
 }
 
 std::size_t Storage::removeLoaded(std::span<const std::string> keys) {
+  store_->checkWritable();
   std::size_t n = 0;
   for (const auto& k : keys) {
     if (store_->read(k, txn_)) {
@@ -217,6 +221,7 @@ StorageOp<Entries> Storage::list(const ListOptions& options) {
 }
 
 StorageOp<void> Storage::deleteAll() {
+  store_->checkWritable();
   store_->removeAll(txn_);
   return {};
 }
@@ -236,7 +241,14 @@ Task<void> Storage::runTransaction(TransactionFn fn) {
     // Rolled back: nothing of the overlay is applied, and the caller gets what fn threw.
     error = std::current_exception();
   }
-  if (!error) store_->apply(std::move(overlay));
+  if (!error) {
+    try {
+      store_->checkWritable();
+      store_->apply(std::move(overlay));
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
   lock.release();
   if (error) std::rethrow_exception(error);
 }
@@ -255,11 +267,13 @@ StorageOp<std::optional<std::int64_t>> Storage::getAlarm() {
 }
 
 StorageOp<void> Storage::setAlarm(std::int64_t epochMillis) {
+  store_->checkWritable();
   store_->setAlarm(epochMillis, txn_);
   return {};
 }
 
 StorageOp<void> Storage::deleteAlarm() {
+  store_->checkWritable();
   store_->setAlarm(std::nullopt, txn_);
   return {};
 }

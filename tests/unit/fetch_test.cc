@@ -119,6 +119,22 @@ class TestServer {
       res.body() = "slow";
     } else if (target == "/connection") {
       res.body() = std::to_string(connection);
+    } else if (target == "/then-close") {
+      // Says keep-alive, then closes: the client's pooled connection goes stale.
+      res.body() = std::to_string(connection);
+      res.keep_alive(true);
+      res.prepare_payload();
+      res.set("x-close-after", "1");
+      return res;
+    } else if (target == "/host") {
+      res.body() = std::string(req[http::field::host]) + " " + std::string(req[http::field::content_length]);
+    } else if (target == "/auth") {
+      res.body() = "auth=" + std::string(req[http::field::authorization]);
+    } else if (target.starts_with("/to-port/")) {
+      // A redirect to another origin: the same path on the port named.
+      redirect(http::status::found, "http://127.0.0.1:" + target.substr(9) + "/auth");
+    } else if (target == "/same-origin-auth") {
+      redirect(http::status::found, "/auth");
     } else {
       res.result(http::status::not_found);
       res.body() = "no such page";
@@ -138,7 +154,7 @@ class TestServer {
       if (ec) return;
       auto res = answer(req, connection, port);
       http::write(stream, res, ec);
-      if (ec || !res.keep_alive()) return;
+      if (ec || !res.keep_alive() || res.count("x-close-after")) return;
     }
   }
 
@@ -269,6 +285,48 @@ TEST(Fetch, KeepsConnectionsAliveAndReusesThem) {
     EXPECT_EQ(onRuntime<Response>(env, [&] { return durable::fetch(base(server) + "/connection"); }).text(), first);
   }
   EXPECT_EQ(server.connections(), 1);
+}
+
+TEST(Fetch, AStaleKeptAliveConnectionIsRetriedOnlyForIdempotentMethods) {
+  TestServer server;
+  dt::Env env;
+  const auto first = onRuntime<Response>(env, [&] { return durable::fetch(base(server) + "/then-close"); }).text();
+  // The pooled connection is closed by now: a GET goes again on a new one.
+  std::this_thread::sleep_for(50ms);
+  const auto second = onRuntime<Response>(env, [&] { return durable::fetch(base(server) + "/then-close"); }).text();
+  EXPECT_NE(first, second);
+  // A POST is not sent twice: the stale connection's failure is the caller's.
+  std::this_thread::sleep_for(50ms);
+  const auto e = fetchError(env, base(server) + "/then-close", {.method = "POST", .body = "once"});
+  EXPECT_EQ(e.code(), durable::ErrorCode::kUnavailable);
+  EXPECT_EQ(server.connections(), 2);
+}
+
+TEST(Fetch, TheClientOwnsHostAndFramingHeadAnswersAndForbiddenShapesAreRefused) {
+  TestServer server;
+  dt::Env env;
+  const auto host = onRuntime<Response>(env, [&] {
+    return durable::fetch(base(server) + "/host", {.headers = {{"host", "evil.example"}, {"content-length", "999"}}});
+  });
+  EXPECT_EQ(host.text(), "127.0.0.1:" + std::to_string(server.port()) + " ");
+  const auto head = onRuntime<Response>(env, [&] { return durable::fetch(base(server) + "/hello", {.method = "HEAD"}); });
+  EXPECT_EQ(head.status(), 200);
+  EXPECT_EQ(head.text(), "");
+  EXPECT_EQ(fetchError(env, base(server) + "/hello", {.method = "GET", .body = "x"}).code(),
+            durable::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(fetchError(env, base(server) + "/hello", {.method = "TRACE"}).code(), durable::ErrorCode::kInvalidArgument);
+}
+
+TEST(Fetch, AuthorizationDoesNotFollowARedirectToAnotherOrigin) {
+  TestServer server, other;
+  dt::Env env;
+  const durable::RequestInit withAuth{.headers = {{"authorization", "Bearer secret"}}};
+  EXPECT_EQ(onRuntime<Response>(env, [&] { return durable::fetch(base(server) + "/same-origin-auth", withAuth); }).text(),
+            "auth=Bearer secret");
+  EXPECT_EQ(onRuntime<Response>(env, [&] {
+              return durable::fetch(base(server) + "/to-port/" + std::to_string(other.port()), withAuth);
+            }).text(),
+            "auth=");
 }
 
 TEST(Fetch, TimeoutsTooLargeResponsesRefusalsAndBadUrlsAreClearErrors) {

@@ -22,6 +22,8 @@ namespace dt = durable::testing;
 using namespace std::chrono_literals;
 
 std::atomic<int> g_instances{0};
+// What a write of the old instance did after the reset: "landed" or the error it threw.
+std::string g_lateWrite;
 
 class Resettable : public durable::DurableObject {
  public:
@@ -43,13 +45,32 @@ class Resettable : public durable::DurableObject {
         state().abort("caught it");
       } catch (const durable::Error&) {
       }
+      // Nor can it write any more: what it does after the reset must not land.
+      g_lateWrite = co_await tryWrite("after-abort");
       co_return Response("caught");
     }
     if (path == "/block") {
-      co_await state().blockConcurrencyWhile([]() -> Task<void> { co_await durable::sleep(60'000ms); });
+      co_await state().blockConcurrencyWhile([this]() -> Task<void> {
+        co_await durable::sleep(60'000ms);
+        g_lateWrite = co_await tryWrite("after-timeout");
+      });
       co_return Response("blocked");
     }
+    if (path == "/late") {
+      const auto a = co_await storage().get<std::string>("after-abort");
+      const auto b = co_await storage().get<std::string>("after-timeout");
+      co_return Response(a.value_or("-") + "," + b.value_or("-"));
+    }
     co_return Response((co_await storage().get<std::string>("before")).value_or("none"));
+  }
+
+  Task<std::string> tryWrite(std::string key) {
+    try {
+      co_await storage().put(key, std::string("late"));
+    } catch (const durable::Error& e) {
+      co_return std::string(e.what());
+    }
+    co_return "landed";
   }
 
   Task<std::int64_t> abortByRpc() {
@@ -117,8 +138,9 @@ TEST(Abort, FailsEveryRunningEventKeepsEarlierWritesAndTheNextEventMeetsANewInst
   EXPECT_EQ(env.fetch(stub, "http://do/get").text(), "kept");
   EXPECT_EQ(g_instances.load(), before + 1);
 
-  // Catching it inside changes nothing for the caller.
+  // Catching it inside changes nothing for the caller, and its later write throws.
   EXPECT_TRUE(errorOf(env, stub, "http://do/abort-caught").retryable());
+  EXPECT_NE(g_lateWrite.find("caught it"), std::string::npos) << g_lateWrite;
   EXPECT_EQ(g_instances.load(), before + 1);
   EXPECT_EQ(env.fetch(stub, "http://do/get").text(), "kept");
   EXPECT_EQ(g_instances.load(), before + 2);
@@ -152,7 +174,8 @@ TEST(BlockConcurrencyWhile, ACallbackPast30SecondsResetsTheObjectAndItsCallersFa
   // Its callback still runs: every new event fails at once instead of waiting for it.
   expectRetryable(startFetch(env, stub, "http://do/get").get(), "blockConcurrencyWhile");
 
-  // Once the callback ends, the object is replaced and serves again.
+  // Once the callback ends, the object is replaced and serves again; what the callback wrote
+  // after the reset threw and did not land.
   env.advanceClock(30'000ms);
   for (int i = 0; i < 100; ++i) {
     auto r = startFetch(env, stub, "http://do/get").get();
@@ -163,6 +186,8 @@ TEST(BlockConcurrencyWhile, ACallbackPast30SecondsResetsTheObjectAndItsCallersFa
     std::this_thread::sleep_for(10ms);
   }
   EXPECT_EQ(g_instances.load(), before + 1);
+  EXPECT_NE(g_lateWrite.find("blockConcurrencyWhile"), std::string::npos) << g_lateWrite;
+  EXPECT_EQ(env.fetch(stub, "http://do/late").text(), "-,-");
 }
 
 }  // namespace

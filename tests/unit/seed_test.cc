@@ -509,7 +509,12 @@ TEST(CallDoTest, AnOverloadedObjectIsNotRetriedAndTheWorkerAnswers503) {
     co_return;
   }(&app, &env.env(), first));
 
+  // callDO logs each retry: none may happen for an overload.
+  ::testing::internal::CaptureStderr();
   const auto refused = env.run(app.fetch(Request("http://example.com/do/f"), env.env()));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(log.find("retrying"), std::string::npos) << log;
+  EXPECT_NE(log.find("DO call failed: Durable Object is overloaded"), std::string::npos) << log;
   EXPECT_EQ(refused.status(), 503);
   EXPECT_EQ(refused.headers().get("retry-after"), "1");
   EXPECT_EQ(refused.text(), R"({"error":"Durable Object is overloaded. Too many requests queued."})");
