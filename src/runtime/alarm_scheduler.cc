@@ -9,22 +9,10 @@
 
 namespace durable::detail {
 
-AlarmScheduler::AlarmScheduler(Shard& shard)
-    : shard_(shard), timer_(shard.context()), rng_(std::random_device{}()) {
-  // With a manual clock nothing moves by itself: advancing it is what wakes us.
-  if (auto* manual = dynamic_cast<const ManualClock*>(&clock())) {
-    clockSubscription_ = const_cast<ManualClock*>(manual)->subscribe([this] {
-      boost::asio::post(shard_.context(), [this] { poke(); });
-    });
-  }
-}
+AlarmScheduler::AlarmScheduler(Shard& shard) : shard_(shard), rng_(std::random_device{}()) {}
 
 AlarmScheduler::~AlarmScheduler() {
-  if (clockSubscription_) {
-    if (auto* manual = dynamic_cast<const ManualClock*>(&clock())) {
-      const_cast<ManualClock*>(manual)->unsubscribe(clockSubscription_);
-    }
-  }
+  if (armedTimer_) shard_.timers().cancel(armedTimer_);
 }
 
 void AlarmScheduler::load() {
@@ -83,24 +71,16 @@ void AlarmScheduler::poke() {
 }
 
 void AlarmScheduler::arm() {
-  if (byTime_.empty()) {
-    if (armedFor_) timer_.cancel();
-    armedFor_.reset();
-    return;
-  }
-  const std::int64_t next = byTime_.begin()->first;
-  const std::int64_t now = durable::now();
-  if (next <= now) {
-    // Due now; fire from the event loop, not from inside whoever changed the schedule.
-    boost::asio::post(shard_.context(), [this] { poke(); });
-    return;
-  }
-  if (!clock().realTime()) return;
-  if (armedFor_ == next) return;
+  // The shard's timers wake us when the earliest alarm is due, on either clock (ShardTimers).
+  const std::optional<std::int64_t> next =
+      byTime_.empty() ? std::nullopt : std::optional<std::int64_t>(byTime_.begin()->first);
+  if (next == armedFor_) return;
+  if (armedTimer_) shard_.timers().cancel(armedTimer_);
+  armedTimer_ = 0;
   armedFor_ = next;
-  timer_.expires_after(std::chrono::milliseconds(next - now));
-  timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec) return;
+  if (!next) return;
+  armedTimer_ = shard_.timers().at(*next, [this] {
+    armedTimer_ = 0;
     armedFor_.reset();
     poke();
   });

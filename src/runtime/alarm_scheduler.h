@@ -14,7 +14,6 @@
 
 #include <durable/id.h>
 
-#include <boost/asio/steady_timer.hpp>
 
 #include <cstdint>
 #include <exception>
@@ -73,10 +72,9 @@ class AlarmScheduler {
   Shard& shard_;
   std::map<Key, Entry> byKey_;
   std::set<std::pair<std::int64_t, Key>> byTime_;
-  boost::asio::steady_timer timer_;
   std::optional<std::int64_t> armedFor_;
+  std::uint64_t armedTimer_ = 0;  // ShardTimers::Id of the wake-up for armedFor_, or 0
   std::mt19937_64 rng_;
-  int clockSubscription_ = 0;
   std::size_t running_ = 0;
 };
 

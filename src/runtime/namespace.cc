@@ -77,12 +77,7 @@ struct FetchAwaiter {
     // Only `this` is captured: the callback fits std::function's inline buffer.
     ns->runtime->dispatchFetch(*ns, id, std::move(request), [this](Result<Response> r) {
       result.emplace(std::move(r));
-      if (ctx.host) {
-        static_cast<ObjectHost*>(ctx.host)->resumeGated(handle, ctx.flow);
-      } else {
-        ContextScope scope(ctx);
-        handle.resume();
-      }
+      detail::resumeNow(handle, ctx);
     });
   }
   Response await_resume() { return std::move(*result).value(); }
@@ -103,12 +98,7 @@ struct CallAwaiter {
     ctx = currentContext();
     ns->runtime->dispatchCall(*ns, id, isClass, std::move(body), [this](std::exception_ptr e) {
       error = std::move(e);
-      if (ctx.host) {
-        static_cast<ObjectHost*>(ctx.host)->resumeGated(handle, ctx.flow);
-      } else {
-        ContextScope scope(ctx);
-        handle.resume();
-      }
+      detail::resumeNow(handle, ctx);
     });
   }
   void await_resume() {

@@ -21,6 +21,12 @@ namespace durable::detail {
 
 void postTo(Shard& shard, std::function<void()> fn) { boost::asio::post(shard.context(), std::move(fn)); }
 
+void resumeNow(std::coroutine_handle<> h, ExecContext ctx) {
+  if (ctx.host) return static_cast<ObjectHost*>(ctx.host)->resumeGated(h, ctx.flow);
+  ContextScope scope(ctx);
+  h.resume();
+}
+
 // ---------------------------------------------------------------- ObjectHost
 
 ObjectHost::ObjectHost(Shard& shard, const NamespaceImpl& ns, const ObjectId& id, Partition& partition)

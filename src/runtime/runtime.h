@@ -338,4 +338,8 @@ class Runtime final : public HttpHost {
 // Posts fn to the shard thread; the caller keeps everything fn references alive until it runs.
 void postTo(Shard& shard, std::function<void()> fn);
 
+// Resumes a coroutine that suspended in `ctx`, on this (its shard's) thread, from a completion
+// handler: through its object's input gate when it runs in one, else at once with ctx restored.
+void resumeNow(std::coroutine_handle<> h, ExecContext ctx);
+
 }  // namespace durable::detail

@@ -46,13 +46,9 @@ void Shard::start() {
     pthread_setname_np(pthread_self(), ("shard-" + std::to_string(index_)).c_str());
     t_shard = this;
     setResumeScheduler([](std::coroutine_handle<> h, ExecContext ctx) {
-      boost::asio::post(t_shard->ctx_, [h, ctx] {
-        // A resumption inside an object is one of its events: through its input gate, which
-        // holds it while another flow of the object has the gate locked.
-        if (ctx.host) return static_cast<ObjectHost*>(ctx.host)->resumeGated(h, ctx.flow);
-        ContextScope scope(ctx);
-        h.resume();
-      });
+      // A resumption inside an object is one of its events: through its input gate, which
+      // holds it while another flow of the object has the gate locked.
+      boost::asio::post(t_shard->ctx_, [h, ctx] { resumeNow(h, ctx); });
     });
     scheduleEviction();
     timers_ = std::make_unique<ShardTimers>(ctx_);

@@ -102,12 +102,7 @@ struct SleepAwaiter {
     handle = h;
     ctx = detail::currentContext();
     timers.at(deadline, [this] {
-      if (ctx.host) {
-        static_cast<detail::ObjectHost*>(ctx.host)->resumeGated(handle, ctx.flow);
-      } else {
-        detail::ContextScope scope(ctx);
-        handle.resume();
-      }
+      detail::resumeNow(handle, ctx);
     });
   }
   void await_resume() const noexcept {}
