@@ -1,6 +1,7 @@
 #include "runtime/timers.h"
 
 #include "base/exec_context.h"
+#include "base/log.h"
 #include "runtime/runtime.h"
 
 #include <durable/clock.h>
@@ -117,6 +118,73 @@ Task<void> sleep(std::chrono::milliseconds duration) {
   }
   SleepAwaiter awaiter{shard->timers(), durable::now() + std::max<std::int64_t>(duration.count(), 0), {}, {}};
   co_await awaiter;
+}
+
+}  // namespace durable
+
+namespace durable {
+
+struct Timeout::State {
+  detail::ShardTimers* timers = nullptr;
+  detail::ShardTimers::Id id = 0;
+  bool pending = false;
+  // Set in an object: resolved once the timeout has run or was cancelled. Until then a
+  // waitUntil() task awaits it, which keeps the object in memory.
+  std::optional<Promise<void>> keepAlive;
+};
+
+void Timeout::cancel() {
+  if (!state_ || !state_->pending) return;
+  state_->pending = false;
+  state_->timers->cancel(state_->id);
+  if (state_->keepAlive) state_->keepAlive->setValue();
+}
+
+bool Timeout::pending() const { return state_ && state_->pending; }
+
+namespace {
+// The task owns `fn`: a coroutine lambda's captures live in it, and must outlive its frame.
+Task<void> runOwned(std::function<Task<void>()> fn) { co_await fn(); }
+Task<void> awaitFuture(Future<void> f) { co_await f; }
+}  // namespace
+
+Timeout setTimeout(std::chrono::milliseconds delay, std::function<Task<void>()> fn) {
+  detail::Shard* shard = detail::Shard::current();
+  if (!shard) {
+    throw Error(ErrorCode::kFailedPrecondition,
+                "durable::setTimeout() runs only on the runtime's threads: in a Worker's handler or an object's event");
+  }
+  auto state = std::make_shared<Timeout::State>();
+  state->timers = &shard->timers();
+  state->pending = true;
+  auto* host = static_cast<detail::ObjectHost*>(detail::currentContext().host);
+  if (host) {
+    state->keepAlive.emplace();
+    host->waitUntil(awaitFuture(state->keepAlive->future()));
+  }
+  const std::int64_t deadline = durable::now() + std::max<std::int64_t>(delay.count(), 0);
+  state->id = state->timers->at(deadline, [state, host, fn = std::move(fn)]() mutable {
+    if (!state->pending) return;
+    state->pending = false;
+    if (host) {
+      // An event of the object, queued behind its input gate like any other.
+      host->run(
+          [fn = std::move(fn)](DurableObject&, State&) mutable { return runOwned(std::move(fn)); },
+          [host](std::exception_ptr error) {
+            if (error) {
+              detail::log("object ", host->ns().className, " ", host->id().toString(),
+                          ": setTimeout callback threw: ", detail::describeException(error));
+            }
+          });
+      state->keepAlive->setValue();
+    } else {
+      detail::ContextScope scope({});
+      spawn(runOwned(std::move(fn)), std::function<void(Result<void>)>([](Result<void> r) {
+              if (!r.ok()) detail::log("worker: setTimeout callback threw: ", detail::describeException(r.error()));
+            }));
+    }
+  });
+  return Timeout(std::move(state));
 }
 
 }  // namespace durable

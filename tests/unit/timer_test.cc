@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <memory>
@@ -105,6 +106,73 @@ TEST(Sleep, ATimerSetWithWaitUntilRunsInsideTheObjectAndKeepsItInMemory) {
   EXPECT_EQ(env.fetch(stub, "http://do/check").text(), "yes");
   env.restart();
   EXPECT_EQ(env.fetch(stub, "http://do/check").text(), "yes");
+}
+
+// setTimeout itself: a cancellable timer that runs as an event of the object.
+class Alarmist : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  Task<Response> fetch(Request request) override {
+    const auto path = request.url().pathname();
+    if (path == "/set" || path == "/set-and-cancel") {
+      timeout_ = durable::setTimeout(10'000ms, [this]() -> Task<void> {
+        const auto n = (co_await storage().get<std::int64_t>("fired")).value_or(0) + 1;
+        co_await storage().put("fired", n);
+      });
+      if (path == "/set-and-cancel") timeout_.cancel();
+      co_return Response(timeout_.pending() ? "pending" : "cancelled");
+    }
+    co_return Response(std::to_string((co_await storage().get<std::int64_t>("fired")).value_or(0)));
+  }
+
+ private:
+  durable::Timeout timeout_;
+};
+
+TEST(SetTimeout, RunsOnceAsAnEventOfTheObjectOrNotAtAllOnceCancelled) {
+  dt::EnvOptions o;
+  o.manualClock = true;
+  o.idleTimeoutMs = 500;
+  dt::Env env(o);
+  const auto& ns = env.exportClass<Alarmist>("ALARMIST");
+  const auto a = ns.getByName("a");
+  const auto b = ns.getByName("b");
+  EXPECT_EQ(env.fetch(a, "http://do/set").text(), "pending");
+  EXPECT_EQ(env.fetch(b, "http://do/set-and-cancel").text(), "cancelled");
+  std::this_thread::sleep_for(1200ms);  // past the idle timeout: only the pending one stays
+  EXPECT_EQ(env.liveObjects(), 1u);
+  env.advanceClock(9'999ms);
+  EXPECT_EQ(env.fetch(a, "http://do/count").text(), "0");
+  env.advanceClock(1ms);
+  for (int i = 0; i < 100 && env.fetch(a, "http://do/count").text() != "1"; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(env.fetch(a, "http://do/count").text(), "1");
+  env.advanceClock(60'000ms);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(env.fetch(a, "http://do/count").text(), "1");  // once
+  EXPECT_EQ(env.fetch(b, "http://do/count").text(), "0");  // cancelled
+  env.restart();
+  EXPECT_EQ(env.fetch(a, "http://do/count").text(), "1");
+}
+
+TEST(SetTimeout, InAWorkerItRunsOnTheShard) {
+  dt::EnvOptions o;
+  o.manualClock = true;
+  dt::Env env(o);
+  static std::atomic<int> ran{0};
+  ran = 0;
+  durable::Worker app;
+  app.get("/later", [](durable::Context& c) -> Task<Response> {
+    durable::setTimeout(1000ms, []() -> Task<void> {
+      ++ran;
+      co_return;
+    });
+    co_return c.text("set");
+  });
+  EXPECT_EQ(env.run(app.fetch(Request("http://x/later"), env.env())).text(), "set");
+  EXPECT_EQ(ran.load(), 0);
+  env.advanceClock(1000ms);
+  for (int i = 0; i < 100 && ran.load() == 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(ran.load(), 1);
 }
 
 TEST(Sleep, OnTheRealClockItWaitsAtLeastItsDuration) {
