@@ -6,14 +6,13 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/url.hpp>
 
 #include <openssl/ssl.h>
-
-#include <boost/asio/steady_timer.hpp>
 
 #include <functional>
 #include <iterator>
@@ -114,20 +113,22 @@ std::unique_ptr<HttpClient::Connection> HttpClient::takeIdle(const std::string& 
 }
 
 void HttpClient::keepIdle(std::unique_ptr<Connection> c) {
-  // Connections idle too long go first (their servers have likely closed them), then, past
-  // the limits, the oldest of this origin and of all.
   const auto now = std::chrono::steady_clock::now();
-  for (auto it = idle_.begin(); it != idle_.end();) {
-    auto& list = it->second;
-    const auto before = list.size();
-    std::erase_if(list, [&](const auto& idle) { return now - idle->idleSince >= limits_.idleTimeout; });
-    idleCount_ -= before - list.size();
-    it = list.empty() ? idle_.erase(it) : std::next(it);
-  }
   auto& list = idle_[c->origin];
   if (list.size() >= limits_.maxIdlePerOrigin) {
     list.erase(list.begin());
     --idleCount_;
+  }
+  if (idleCount_ >= limits_.maxIdle) {
+    // Full: connections idle too long go first (their servers have likely closed them; takeIdle
+    // skips them anyway), then the oldest of all. Only here, not on every request.
+    for (auto it = idle_.begin(); it != idle_.end();) {
+      auto& other = it->second;
+      const auto before = other.size();
+      std::erase_if(other, [&](const auto& idle) { return now - idle->idleSince >= limits_.idleTimeout; });
+      idleCount_ -= before - other.size();
+      it = other.empty() && it->first != c->origin ? idle_.erase(it) : std::next(it);
+    }
   }
   if (idleCount_ >= limits_.maxIdle) {
     // The oldest over all origins: each list is oldest first.

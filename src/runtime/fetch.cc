@@ -1,23 +1,10 @@
-// durable/fetch.h: the shard's HttpClient (src/net/http_client.h) behind the public call.
+// durable/fetch.h: the calling shard's HttpClient (src/net/http_client.h) behind the public call.
 #include "runtime/runtime.h"
 
 #include <durable/error.h>
 #include <durable/fetch.h>
 
 namespace durable {
-
-namespace detail {
-HttpClient& Shard::httpClient() {
-  if (!httpClient_) {
-    const auto& s = settings();
-    HttpClientLimits limits;
-    limits.timeout = std::chrono::milliseconds(s.fetchTimeoutMs);
-    limits.maxResponseBytes = s.maxFetchResponseBytes;
-    httpClient_ = std::make_unique<HttpClient>(ctx_, limits);
-  }
-  return *httpClient_;
-}
-}  // namespace detail
 
 Task<Response> fetch(Request request) {
   detail::Shard* shard = detail::Shard::current();

@@ -218,7 +218,7 @@ void ObjectHost::call(bool (*isClass)(DurableObject&), std::function<Task<void>(
     }
     beginEvent();
     ContextScope scope({this, shard_.nextFlow()});
-    spawn(runCall(std::move(body)),
+    spawn(runInside([body = std::move(body)](DurableObject& o, State&) { return body(o); }, true),
           std::function<void(Result<void>)>([this, generation = generation_, replyTo, done = std::move(done)](Result<void> r) {
             --pendingCalls_;
             auto reset = resetFailure(generation);
@@ -226,21 +226,6 @@ void ObjectHost::call(bool (*isClass)(DurableObject&), std::function<Task<void>(
             sendReply(replyTo, std::move(done), reset ? reset : r.error());
           }));
   });
-}
-
-Task<void> ObjectHost::runCall(std::function<Task<void>(DurableObject&)> body) {
-  std::exception_ptr thrown;
-  try {
-    co_await body(*instance_);
-  } catch (...) {
-    thrown = std::current_exception();
-  }
-  if (thrown) log("object ", ns_.className, " ", id_.toString(), ": RPC method threw: ", describeException(thrown));
-  // The writes made before it returned or threw are awaited either way; if they failed, that
-  // is the caller's error (retryable), not the method's.
-  auto gate = outputGate_.wait();
-  co_await gate;
-  if (thrown) std::rethrow_exception(asRemote(thrown));
 }
 
 void ObjectHost::run(std::function<Task<void>(DurableObject&, State&)> fn, std::function<void(std::exception_ptr)> done) {
@@ -261,7 +246,7 @@ void ObjectHost::run(std::function<Task<void>(DurableObject&, State&)> fn, std::
   });
 }
 
-Task<void> ObjectHost::runInside(std::function<Task<void>(DurableObject&, State&)> fn) {
+Task<void> ObjectHost::runInside(std::function<Task<void>(DurableObject&, State&)> fn, bool rpc) {
   std::exception_ptr error;
   try {
     co_await fn(*instance_, state_);
@@ -269,10 +254,12 @@ Task<void> ObjectHost::runInside(std::function<Task<void>(DurableObject&, State&
     // Thrown after the output gate: the writes it made before throwing are still awaited.
     error = std::current_exception();
   }
-  // Named, not a temporary in the co_await: the waiter must stay where it was registered.
+  if (error && rpc) log("object ", ns_.className, " ", id_.toString(), ": RPC method threw: ", describeException(error));
+  // Named, not a temporary in the co_await: the waiter must stay where it was registered. A
+  // failure of the writes is the caller's error (retryable), not the method's.
   auto gate = outputGate_.wait();
   co_await gate;
-  if (error) std::rethrow_exception(error);
+  if (error) std::rethrow_exception(rpc ? asRemote(error) : error);
 }
 
 void ObjectHost::alarm(AlarmInfo info, std::function<void(std::exception_ptr)> done) {
@@ -520,13 +507,8 @@ void Runtime::closeWebSockets(int code, const std::string& reason, std::chrono::
   waiter->done.wait_for(lock, wait, [&] { return waiter->open == 0; });
 }
 
-void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request,
-                            std::function<void(Result<Response>)> reply) {
-  Shard* caller = Shard::current();
-  Shard& owner = shardOf(id);
-  auto deliver = [&owner, &ns, id, caller, request = std::move(request), reply = std::move(reply)]() mutable {
-    owner.host(ns, id).fetch(std::move(request), caller, std::move(reply));
-  };
+template <class Deliver>
+void Runtime::deliverOn(Shard& owner, Shard* caller, Deliver deliver) {
   // On the owner's own thread the event starts at once: the caller is suspended already, and
   // the reply still comes back through the queue, on a fresh stack.
   if (caller == &owner) {
@@ -536,18 +518,22 @@ void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request
   }
 }
 
+void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request,
+                            std::function<void(Result<Response>)> reply) {
+  Shard* caller = Shard::current();
+  Shard& owner = shardOf(id);
+  deliverOn(owner, caller, [&owner, &ns, id, caller, request = std::move(request), reply = std::move(reply)]() mutable {
+    owner.host(ns, id).fetch(std::move(request), caller, std::move(reply));
+  });
+}
+
 void Runtime::dispatchCall(const NamespaceImpl& ns, const ObjectId& id, bool (*isClass)(DurableObject&),
                            std::function<Task<void>(DurableObject&)> body, std::function<void(std::exception_ptr)> done) {
   Shard* caller = Shard::current();
   Shard& owner = shardOf(id);
-  auto deliver = [&owner, &ns, id, caller, isClass, body = std::move(body), done = std::move(done)]() mutable {
+  deliverOn(owner, caller, [&owner, &ns, id, caller, isClass, body = std::move(body), done = std::move(done)]() mutable {
     owner.host(ns, id).call(isClass, std::move(body), caller, std::move(done));
-  };
-  if (caller == &owner) {
-    deliver();
-  } else {
-    postTo(owner, std::move(deliver));
-  }
+  });
 }
 
 void Runtime::dispatchRun(const NamespaceImpl& ns, const ObjectId& id,

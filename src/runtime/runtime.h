@@ -130,11 +130,12 @@ class ObjectHost {
   template <class R>
   static void sendReply(Shard* replyTo, std::function<void(R)> reply, R result);
   Task<Response> runFetch(Request request);
-  Task<void> runCall(std::function<Task<void>(DurableObject&)> body);
   // Counts a call in, or refuses it (false) when max_pending_calls are pending already.
   bool admitCall();
   Task<void> runAlarm(AlarmInfo info);
-  Task<void> runInside(std::function<Task<void>(DurableObject&, State&)> fn);
+  // `rpc`: fn is an RPC method's call; what it throws is logged and reaches the caller as
+  // remote (asRemote).
+  Task<void> runInside(std::function<Task<void>(DurableObject&, State&)> fn, bool rpc = false);
   // Runs `start` now if the input gate admits a new event, else when it does.
   void enter(std::function<void()> start);
   void ensureInstance();
@@ -326,6 +327,10 @@ class Runtime final : public HttpHost {
                    std::function<void(std::exception_ptr)> done);
 
  private:
+  // Runs `deliver` on `owner`: now when the caller is on that shard, else posted there.
+  template <class Deliver>
+  void deliverOn(Shard& owner, Shard* caller, Deliver deliver);
+
   RuntimeOptions options_;
   int partitionCount_;
   std::map<std::int64_t, const NamespaceImpl*> byNsId_;

@@ -40,6 +40,17 @@ Shard::~Shard() {
 
 Shard* Shard::current() { return t_shard; }
 
+HttpClient& Shard::httpClient() {
+  if (!httpClient_) {
+    const auto& s = settings();
+    HttpClientLimits limits;
+    limits.timeout = std::chrono::milliseconds(s.fetchTimeoutMs);
+    limits.maxResponseBytes = s.maxFetchResponseBytes;
+    httpClient_ = std::make_unique<HttpClient>(ctx_, limits);
+  }
+  return *httpClient_;
+}
+
 void Shard::start() {
   thread_ = std::thread([this] {
     // Named for top -H, perf and gdb.

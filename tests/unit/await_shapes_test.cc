@@ -5,10 +5,8 @@
 #include <durable/durable.h>
 #include <durable/testing.h>
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include "unit/test_support.h"
+
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -62,19 +60,7 @@ class Notes : public durable::DurableObject {
 };
 
 std::string httpPost(std::uint16_t port, const std::string& target) {
-  namespace beast = boost::beast;
-  namespace http = beast::http;
-  boost::asio::io_context io;
-  boost::asio::ip::tcp::socket socket(io);
-  socket.connect({boost::asio::ip::make_address("127.0.0.1"), port});
-  http::request<http::string_body> req(http::verb::post, target, 11);
-  req.set(http::field::host, "127.0.0.1");
-  req.prepare_payload();
-  http::write(socket, req);
-  beast::flat_buffer buffer;
-  http::response<http::string_body> res;
-  http::read(socket, buffer, res);
-  return std::to_string(res.result_int()) + " " + res.body();
+  return durable::test_support::httpRoundTrip(port, boost::beast::http::verb::post, target);
 }
 
 TEST(AwaitShapes, TheReadmeRouteServedOverHttpManyTimes) {

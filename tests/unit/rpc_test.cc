@@ -5,9 +5,8 @@
 #include <durable/durable.h>
 #include <durable/testing.h>
 
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include "unit/test_support.h"
+
 #include <boost/describe.hpp>
 #include <gtest/gtest.h>
 
@@ -209,19 +208,7 @@ TEST(Rpc, TheResultWaitsForTheMethodsWritesToBeDurable) {
 // ---------------------------------------------------------------- overload
 
 std::string httpGet(std::uint16_t port, const std::string& target, std::string* retryAfter = nullptr) {
-  namespace beast = boost::beast;
-  namespace http = beast::http;
-  boost::asio::io_context io;
-  boost::asio::ip::tcp::socket socket(io);
-  socket.connect({boost::asio::ip::make_address("127.0.0.1"), port});
-  http::request<http::string_body> req(http::verb::get, target, 11);
-  req.set(http::field::host, "127.0.0.1");
-  http::write(socket, req);
-  beast::flat_buffer buffer;
-  http::response<http::string_body> res;
-  http::read(socket, buffer, res);
-  if (retryAfter) *retryAfter = std::string(res[http::field::retry_after]);
-  return std::to_string(res.result_int()) + " " + res.body();
+  return durable::test_support::httpRoundTrip(port, boost::beast::http::verb::get, target, retryAfter);
 }
 
 // A flood on one object: past max_pending_calls, calls fail at once as overloaded; the object

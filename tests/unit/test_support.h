@@ -5,8 +5,14 @@
 #include <durable/testing.h>
 #include <durable/value.h>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+
+#include <cstdint>
 
 #include <optional>
 #include <string>
@@ -50,6 +56,26 @@ std::optional<ErrorCode> errorCodeOf(F&& fn) {
   }
   ADD_FAILURE() << "did not throw";
   return std::nullopt;
+}
+
+// One HTTP/1.1 request on a fresh connection to 127.0.0.1:port, answered as "status body";
+// the Retry-After header goes to `retryAfter` when given.
+inline std::string httpRoundTrip(std::uint16_t port, boost::beast::http::verb method, const std::string& target,
+                                 std::string* retryAfter = nullptr) {
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket socket(io);
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  http::request<http::string_body> req(method, target, 11);
+  req.set(http::field::host, "127.0.0.1");
+  req.prepare_payload();
+  http::write(socket, req);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(socket, buffer, res);
+  if (retryAfter) *retryAfter = std::string(res[http::field::retry_after]);
+  return std::to_string(res.result_int()) + " " + res.body();
 }
 
 }  // namespace durable::test_support
