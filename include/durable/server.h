@@ -30,6 +30,8 @@ struct ServeOptions {
   std::optional<std::string> durability;  // "full" | "relaxed"
   std::optional<unsigned> shards;
   std::optional<std::int64_t> idleTimeoutMs;
+  // The admin listener: "HOST:PORT" or "off" (overrides [durable] admin).
+  std::optional<std::string> admin;
 };
 
 class Server {
@@ -62,8 +64,10 @@ class Server {
   // it runs: a second process on the same directory refuses to start.
   int serve(const ServeOptions& options);
 
-  // What serve() prints once it listens, for scripts and tests: "durable: listening on H:P".
+  // What serve() prints once it listens, for scripts and tests: "durable: listening on H:P",
+  // after "durable: admin on H:P" when the admin listener is on.
   static constexpr const char* kListeningBanner = "durable: listening on ";
+  static constexpr const char* kAdminBanner = "durable: admin on ";
 
  private:
   std::map<std::string, Factory> classes_;

@@ -2,11 +2,19 @@
 
 #include <durable/console.h>
 
+#include "base/utf8.h"
+
+#include <boost/json.hpp>
+
 #include <ctime>
 
 namespace durable::detail {
 
-void appendLogPrefix(std::string& out, LogLevel level) {
+namespace {
+bool g_jsonLogs = false;
+
+// "YYYY-MM-DDTHH:MM:SS.mmmZ"
+void appendTime(std::string& out) {
   timespec now{};
   ::clock_gettime(CLOCK_REALTIME, &now);
   // gmtime_r and the formatting cost more than the rest of a line; a thread logs many lines
@@ -26,7 +34,30 @@ void appendLogPrefix(std::string& out, LogLevel level) {
   out += static_cast<char>('0' + ms / 100);
   out += static_cast<char>('0' + ms / 10 % 10);
   out += static_cast<char>('0' + ms % 10);
-  out += "Z ";
+  out += 'Z';
+}
+}  // namespace
+
+void setJsonLogs(bool json) { g_jsonLogs = json; }
+bool jsonLogs() { return g_jsonLogs; }
+
+std::string jsonLogLine(LogLevel level, std::string_view message) {
+  std::string out;
+  out.reserve(message.size() + 64);
+  out += "{\"time\":\"";
+  appendTime(out);
+  out += "\",\"level\":\"";
+  out += level == LogLevel::kInfo ? "info" : level == LogLevel::kWarn ? "warn" : "error";
+  out += "\",\"msg\":";
+  // A message may carry a client's bytes: made well-formed UTF-8 so that the line stays JSON.
+  out += boost::json::serialize(boost::json::string(toWellFormedUtf8(std::string(message))));
+  out += "}\n";
+  return out;
+}
+
+void appendLogPrefix(std::string& out, LogLevel level) {
+  appendTime(out);
+  out += ' ';
   switch (level) {
     case LogLevel::kInfo: out += "INFO"; break;
     case LogLevel::kWarn: out += "WARN"; break;

@@ -1,4 +1,4 @@
-// Log lines on stderr: "2026-12-04T17:03:12.345Z INFO durable: <message>". One fwrite per
+// Log lines on stderr: "2026-12-04T17:03:12.345Z INFO durable: <message>", or JSON lines. One fwrite per
 // line (stderr is unbuffered, so one write(2)), whole even when shards log at once; the
 // timestamp's date-and-second part is formatted once a second per thread.
 #pragma once
@@ -38,12 +38,21 @@ void appendLogArg(std::string& out, const T& arg) {
   }
 }
 
+// Log lines as JSON objects, one per line ([durable] log_format = "json"): set once at
+// start-up, before other threads log.
+void setJsonLogs(bool json);
+bool jsonLogs();
+// {"time":"…","level":"info","msg":"<message>"} and a newline.
+std::string jsonLogLine(LogLevel level, std::string_view message);
+
 template <class... Args>
 std::string formatLogLine(LogLevel level, const Args&... args) {
   std::string line;
   line.reserve(128);
-  appendLogPrefix(line, level);
+  const bool json = jsonLogs();
+  if (!json) appendLogPrefix(line, level);
   (appendLogArg(line, args), ...);
+  if (json) return jsonLogLine(level, line);
   line += '\n';
   return line;
 }

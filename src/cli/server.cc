@@ -1,3 +1,4 @@
+#include "admin/admin.h"
 #include "cli/options.h"
 #include "config/config.h"
 #include "config/migrations.h"
@@ -8,11 +9,14 @@
 
 #include <durable/server.h>
 
+#include <boost/asio/ip/address.hpp>
+
 #include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <limits>
@@ -27,6 +31,7 @@ constexpr const char* kUsage = R"(durable: Durable Objects, self-hosted.
 Usage:
   durable serve [--config FILE] [--listen HOST:PORT] [--persist-to DIR]
                 [--durability full|relaxed] [--shards N] [--idle-timeout-ms N]
+                [--admin HOST:PORT|off]
   durable --help
   durable --version
 
@@ -42,6 +47,9 @@ Options:
   --durability MODE     full: a reply waits for fsync (default); relaxed: WAL synchronous=NORMAL
   --shards N            shard threads, 1 to 1024 (default, or 0: one per core but one)
   --idle-timeout-ms N   evict an object after this long without events
+  --admin HOST:PORT     where to serve GET /metrics and the admin API (default 127.0.0.1 and
+                        the --listen port + 1000; "off": nowhere). Anywhere but loopback it
+                        needs a token: [durable] admin_token or DURABLE_ADMIN_TOKEN
 
 SIGTERM, SIGINT or SIGHUP drains in-flight requests, closes WebSockets with 1001
 (going away), commits, and exits 0.
@@ -81,6 +89,43 @@ std::set<std::string> sqliteBackedClasses(const std::vector<config::Migration>& 
     for (const auto& d : m.deletedClasses) sqlite.erase(d);
   }
   return sqlite;
+}
+
+struct AdminListen {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string token;
+};
+
+// Where the admin listener goes, from --admin or [durable] admin (already in `settings`), and
+// its token; nullopt when it is off. Throws UsageError when it cannot be served safely.
+std::optional<AdminListen> adminListen(const config::Settings& settings, const cli::ListenAddress& main) {
+  if (settings.admin == "off") return std::nullopt;
+  AdminListen a;
+  if (settings.admin.empty()) {
+    a.host = "127.0.0.1";
+    if (main.port != 0) {
+      if (main.port > 65535 - 1000) {
+        throw cli::UsageError("the admin listener's default port (the --listen port + 1000) would be past 65535: "
+                              "pass --admin HOST:PORT, or --admin off");
+      }
+      a.port = static_cast<std::uint16_t>(main.port + 1000);
+    }
+  } else {
+    const auto split = cli::splitListen(settings.admin);
+    a.host = cli::resolveListenHost(split.host);
+    a.port = split.port;
+  }
+  const char* env = std::getenv("DURABLE_ADMIN_TOKEN");
+  a.token = env && *env ? std::string(env) : settings.adminToken;
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(a.host, ec);
+  if ((ec || !address.is_loopback()) && a.token.empty()) {
+    throw cli::UsageError("the admin listener on " + a.host +
+                          " is reachable from other machines: it needs a token ([durable] admin_token, or the "
+                          "environment's DURABLE_ADMIN_TOKEN), or an address on loopback (--admin 127.0.0.1:PORT)");
+  }
+  return a;
 }
 
 }  // namespace
@@ -143,6 +188,9 @@ int Server::run(int argc, char** argv) {
         options.durability = value();
       } else if (is("--shards")) {
         options.shards = static_cast<unsigned>(cli::parseInteger("--shards", value(), 0, 1024));
+      } else if (is("--admin")) {
+        options.admin = value();
+        if (*options.admin != "off") cli::splitListen(*options.admin);
       } else if (is("--idle-timeout-ms")) {
         options.idleTimeoutMs =
             cli::parseInteger("--idle-timeout-ms", value(), 1, std::numeric_limits<std::int64_t>::max(),
@@ -217,7 +265,10 @@ int Server::serve(const ServeOptions& options) {
     if (options.durability) cfg.settings.durability = overridden.durability;
     if (options.shards) cfg.settings.shards = *options.shards;
     if (options.idleTimeoutMs) cfg.settings.idleTimeoutMs = *options.idleTimeoutMs;
+    if (options.admin) cfg.settings.admin = *options.admin;
+    detail::setJsonLogs(cfg.settings.logFormat == config::LogFormat::kJson);
     const std::string host = cli::resolveListenHost(listen.host);
+    const std::optional<AdminListen> admin = adminListen(cfg.settings, listen);
     const std::filesystem::path persistDir =
         options.persistDir.empty() ? cli::defaultStateDir(cfg.name, configPath) : std::filesystem::path(options.persistDir);
     stateDir = persistDir;
@@ -279,14 +330,33 @@ int Server::serve(const ServeOptions& options) {
     httpOptions.readTimeout = std::chrono::milliseconds(cfg.settings.requestTimeoutMs);
     httpOptions.accessLog = cfg.settings.accessLog;
     detail::HttpServer http(runtime, *worker_, httpOptions);
+    std::unique_ptr<detail::HttpServer> adminHttp;
+    std::unique_ptr<Worker> adminWorker;
+    if (admin) {
+      adminWorker = std::make_unique<Worker>(detail::makeAdminWorker(runtime, {.token = admin->token}));
+      detail::HttpOptions adminOptions = httpOptions;
+      adminOptions.host = admin->host;
+      adminOptions.port = admin->port;
+      adminOptions.accessLog = false;
+      adminOptions.countInMetrics = false;
+      adminOptions.maxConnections = 256;
+      adminHttp = std::make_unique<detail::HttpServer>(runtime, *adminWorker, adminOptions);
+    }
+    // Both bound before either banner: a script that waits for "listening" finds both up.
     http.start();
+    if (adminHttp) {
+      adminHttp->start();
+      std::cout << kAdminBanner << admin->host << ":" << adminHttp->port() << std::endl;
+    }
     std::cout << kListeningBanner << host << ":" << http.port() << std::endl;
 
     int sig = 0;
     sigwait(&signals, &sig);
     detail::logInfo(sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP" : "SIGTERM", ", draining");
     http.stopAccepting();
-    if (!http.waitIdle(std::chrono::steady_clock::now() + std::chrono::seconds(10))) {
+    if (adminHttp) adminHttp->stopAccepting();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    if (!http.waitIdle(deadline) || (adminHttp && !adminHttp->waitIdle(deadline))) {
       detail::logWarn("requests still running after 10 s: stopping anyway");
     }
     // After the HTTP requests, so no upgrade lands after it: clients learn that the server
@@ -295,6 +365,8 @@ int Server::serve(const ServeOptions& options) {
     runtime.stop();
     detail::logInfo("stopped");
     return 0;
+  } catch (const cli::UsageError& e) {
+    return usageError(e.what());
   } catch (const std::exception& e) {
     // SQLite reports a full disk as "disk I/O error" or "database or disk is full", which
     // names neither the disk nor the remedy.

@@ -291,6 +291,26 @@ class Parser {
         s.maxFetchResponseBytes = static_cast<std::size_t>(integerIn(value, key, 1, kMaxBodyBytesLimit));
       } else if (key == "max_pending_calls") {
         s.maxPendingCalls = static_cast<std::size_t>(integerIn(value, key, 1, 1000000));
+      } else if (key == "admin") {
+        const auto* str = value.as_string();
+        if (str == nullptr) fail(lineOf(value), "durable.admin must be a string \"HOST:PORT\" or \"off\", not " + typeName(value));
+        if (str->get().empty()) fail(lineOf(value), "durable.admin must be \"HOST:PORT\" or \"off\", not empty");
+        s.admin = str->get();
+      } else if (key == "admin_token") {
+        const auto* str = value.as_string();
+        if (str == nullptr) fail(lineOf(value), "durable.admin_token must be a string, not " + typeName(value));
+        if (str->get().size() < 16) fail(lineOf(value), "durable.admin_token must be at least 16 characters long");
+        s.adminToken = str->get();
+      } else if (key == "log_format") {
+        const auto* str = value.as_string();
+        if (str == nullptr) fail(lineOf(value), "durable.log_format must be a string, not " + typeName(value));
+        if (str->get() == "plain") {
+          s.logFormat = LogFormat::kPlain;
+        } else if (str->get() == "json") {
+          s.logFormat = LogFormat::kJson;
+        } else {
+          fail(lineOf(value), "unknown log_format \"" + str->get() + "\" (expected \"plain\" or \"json\")");
+        }
       } else if (key == "access_log") {
         const auto* b = value.as_boolean();
         if (b == nullptr) fail(lineOf(value), "durable.access_log must be true or false, not " + typeName(value));
@@ -302,7 +322,7 @@ class Parser {
                                 "max_body_bytes_in_memory, max_websocket_send_queue_bytes, max_websocket_reassembly_bytes, "
                                 "websocket_write_timeout_ms, websocket_message_timeout_ms, websocket_ping_interval_ms, "
                                 "websocket_pong_timeout_ms, max_pending_calls, fetch_timeout_ms, max_fetch_response_bytes, "
-                                "access_log)");
+                                "access_log, admin, admin_token, log_format)");
       }
     }
   }

@@ -41,6 +41,7 @@ struct Migration {
 };
 
 enum class Durability { kFull, kRelaxed };
+enum class LogFormat { kPlain, kJson };
 
 struct Settings {
   Durability durability = Durability::kFull;     // [durable] durability = "full" | "relaxed"
@@ -77,6 +78,12 @@ struct Settings {
   // and how large an answer may be.
   std::int64_t fetchTimeoutMs = 30000;           // [durable] fetch_timeout_ms (1 .. 1 hour)
   std::size_t maxFetchResponseBytes = 32 * 1024 * 1024;  // [durable] max_fetch_response_bytes (1 .. 1 GiB)
+  // The admin listener (metrics, admin API): "HOST:PORT", or "off"; empty: 127.0.0.1 and the
+  // main port + 1000.
+  std::string admin;                             // [durable] admin
+  // Required by the admin listener when it is not on loopback; DURABLE_ADMIN_TOKEN overrides it.
+  std::string adminToken;                        // [durable] admin_token
+  LogFormat logFormat = LogFormat::kPlain;       // [durable] log_format = "plain" | "json"
   bool operator==(const Settings&) const = default;
 };
 

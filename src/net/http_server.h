@@ -36,6 +36,8 @@ struct HttpOptions {
   std::size_t maxBodyBytesInMemory = 128 * 1024 * 1024;
   // One log line per request: method, target, status, body bytes, duration.
   bool accessLog = false;
+  // Counted in the shard's durable_http_* metrics (the admin listener's requests are not).
+  bool countInMetrics = true;
 };
 
 class HttpServer {

@@ -173,7 +173,8 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
   }
 
   void onHeader(beast::error_code ec, std::size_t bytes) {
-    if (server_.options().accessLog) started_ = Clock::now();
+    started_ = Clock::now();
+    method_ = ec ? metrics::Method::kOther : methodLabel(parser_->get().method());
     if (!ec) {
       // Before any body is read: a framing we do not understand means we cannot know where
       // this request ends, so nothing after it on this connection may be read as a request.
@@ -360,7 +361,7 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
       return write(err, true);
     }
     server_.requestEnded();
-    if (server_.options().accessLog) logAccess(101, 0);
+    requestDone(101, 0);
     // RFC 6455: a client sends no frame before the 101, so nothing buffered is lost here.
     auto request = parser_->release();
     deadline_ = Clock::time_point::max();
@@ -384,7 +385,7 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
     asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this(), counted, status, bodyBytes](
                                                        beast::error_code ec, std::size_t) {
       if (counted) self->server_.requestEnded();
-      if (self->server_.options().accessLog) self->logAccess(status, bodyBytes);
+      self->requestDone(status, bodyBytes);
       // A large body's buffer is not worth keeping for the next request.
       if (self->out_.capacity() > 64 * 1024) std::string().swap(self->out_);
       if (ec || !self->keepAlive_) return self->close();
@@ -392,9 +393,35 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
     });
   }
 
+  static metrics::Method methodLabel(http::verb verb) {
+    switch (verb) {
+      case http::verb::get: return metrics::Method::kGet;
+      case http::verb::head: return metrics::Method::kHead;
+      case http::verb::post: return metrics::Method::kPost;
+      case http::verb::put: return metrics::Method::kPut;
+      case http::verb::delete_: return metrics::Method::kDelete;
+      case http::verb::patch: return metrics::Method::kPatch;
+      case http::verb::options: return metrics::Method::kOptions;
+      default: return metrics::Method::kOther;
+    }
+  }
+
+  // The response is written (or the connection upgraded): counted, and logged when asked.
+  void requestDone(int status, std::size_t bodyBytes) {
+    // A request refused before its head was complete has no start: it took no time of ours.
+    const auto now = Clock::now();
+    const auto took = started_ == Clock::time_point{} ? Clock::duration{} : now - started_;
+    if (server_.options().countInMetrics) {
+      shard_.metrics().countRequest(method_, status, std::chrono::duration<double>(took).count());
+    }
+    if (server_.options().accessLog) logAccess(status, bodyBytes, took);
+    started_ = {};
+    method_ = metrics::Method::kOther;
+  }
+
   // From the request's head to its response written (or the connection upgraded).
-  void logAccess(int status, std::size_t bodyBytes) {
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_).count();
+  void logAccess(int status, std::size_t bodyBytes, Clock::duration took) {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
     char duration[32];
     std::snprintf(duration, sizeof duration, "%lld.%03lld", static_cast<long long>(us / 1000),
                   static_cast<long long>(us % 1000));
@@ -433,8 +460,10 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
   unsigned version_ = 11;
   bool keepAlive_ = true;
   bool reading_ = false;
-  // For the access log, when it is on.
+  // The request being answered: when its head was read, its method.
   Clock::time_point started_{};
+  metrics::Method method_ = metrics::Method::kOther;
+  // For the access log, when it is on.
   std::string logMethod_;
   std::string logTarget_;
 };

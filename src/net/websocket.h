@@ -11,6 +11,8 @@
 // sockets stay open; the next message constructs it again (SocketShard::runInObject).
 #pragma once
 
+#include "metrics/metrics.h"
+
 #include <durable/id.h>
 #include <durable/object.h>
 #include <durable/task.h>
@@ -291,6 +293,7 @@ class SocketShard {
  public:
   virtual boost::asio::io_context& context() = 0;
   virtual const config::Settings& settings() const = 0;
+  virtual metrics::ShardMetrics& metrics() = 0;
   // The object's sockets and WebSocket settings, which outlive its instance.
   virtual ObjectSockets& socketsOf(const NamespaceImpl& ns, const ObjectId& id) = 0;
   virtual void dropSocket(const std::shared_ptr<WebSocketImpl>& ws) = 0;

@@ -56,6 +56,7 @@ void NetSocket::write(bool binary, Payload data) {
     return;
   }
   queuedBytes_ += bytes;
+  impl_->shard->metrics().websocketMessagesOut.add();
   queue_.emplace_back(OutFrame{static_cast<std::uint8_t>(binary ? 2 : 1), std::move(data)});
   if (open_) flushSoon();
 }

@@ -173,6 +173,7 @@ void NetSocket::start(beast::http::request<beast::http::string_body> request) {
                     [self = shared_from_this(), response, refused](beast::error_code ec, std::size_t) {
                       if (ec || refused) return self->finish(1006, "", false, std::nullopt);
                       self->open_ = true;
+                      self->impl_->shard->metrics().websocketsOpen.add(1);
                       self->lastHeard_ = Clock::now();
                       if (self->impl_->readyState == WebSocket::kConnecting) self->impl_->readyState = WebSocket::kOpen;
                       self->impl_->release();
@@ -287,6 +288,7 @@ void NetSocket::onRead(beast::error_code ec, std::size_t) {
   buffer_.shrink_to_fit();
 
   WebSocketImpl& ws = *impl_;
+  ws.shard->metrics().websocketMessagesIn.add();
   ObjectSockets& owner = ws.shard->socketsOf(*ws.ns, ws.id);
   if (!message.binary && owner.autoResponse && message.data == owner.autoResponse->first) {
     ws.autoResponseAt = durable::now();
@@ -390,6 +392,7 @@ void NetSocket::finish(int code, std::string reason, bool wasClean, std::optiona
   impl->held.clear();
   impl->conn.reset();
   SocketShard& shard = *impl->shard;
+  if (open_) shard.metrics().websocketsOpen.add(-1);
   shard.dropSocket(impl);
   beast::error_code ignored;
   socket_.close(ignored);

@@ -71,6 +71,8 @@ void AlarmScheduler::poke() {
 }
 
 void AlarmScheduler::arm() {
+  // Every change to the schedule ends here.
+  shard_.metrics().alarmsPending.set(static_cast<std::int64_t>(byKey_.size()));
   // The shard's timers wake us when the earliest alarm is due, on either clock (ShardTimers).
   const std::optional<std::int64_t> next =
       byTime_.empty() ? std::nullopt : std::optional<std::int64_t>(byTime_.begin()->first);
@@ -119,6 +121,8 @@ void AlarmScheduler::finished(const Key& key, std::uint64_t generation, std::exc
     Shard& shard;
     ~Settle() { shard.checkSettled(); }
   } settle{shard_};
+  auto& counters = shard_.metrics();
+  (error ? counters.alarmsFailed : counters.alarmsSucceeded).add();
   auto it = byKey_.find(key);
   if (it == byKey_.end()) return;
   Entry& e = it->second;
@@ -143,6 +147,7 @@ void AlarmScheduler::finished(const Key& key, std::uint64_t generation, std::exc
     log("alarms: alarm of ", ns ? ns->className : "?", " ", ObjectId(key.id, std::nullopt).toString(), " failed ",
         kMaxRetries + 1, " times; abandoned. The last error: ", describeException(error));
     const std::int64_t scheduledTime = e.scheduledTime;
+    counters.alarmsAbandoned.add();
     byKey_.erase(it);
     if (ns) shard_.host(*ns, ObjectId(key.id, std::nullopt)).abandonAlarm(scheduledTime);
     arm();

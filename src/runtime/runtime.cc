@@ -428,6 +428,10 @@ Runtime::Runtime(RuntimeOptions options, const std::vector<NamespaceImpl*>& name
   unsigned shards = options_.settings.shards;
   if (shards == 0) shards = defaultShardCount();
   shards = std::min<unsigned>(shards, static_cast<unsigned>(partitionCount_));
+  for (std::size_t i = 0; i < namespaces.size(); ++i) {
+    namespaces[i]->index = i;
+    namespaces_.push_back(namespaces[i]);
+  }
   for (unsigned i = 0; i < shards; ++i) shards_.push_back(std::make_unique<Shard>(*this, static_cast<int>(i)));
 
   std::filesystem::create_directories(options_.persistDir / "partitions");

@@ -70,9 +70,10 @@ struct NamespaceImpl {
   NamespaceKey key{};
   // Created by new_sqlite_classes: the storage limits of SQLite-backed objects (storage.h).
   bool sqliteBacked = false;
-  // Set by the runtime that serves the namespace.
   ObjectFactory factory;
+  // Set by the runtime that serves the namespace: which it is, and its position among them.
   Runtime* runtime = nullptr;
+  std::size_t index = 0;
 };
 
 class ObjectHost {
@@ -203,6 +204,8 @@ class Shard final : public SocketShard {
   // runs on this thread once none is left open (at once when none is).
   void closeSockets(int code, const std::string& reason, std::function<void()> closed);
   std::size_t liveObjects() const { return objects_.size(); }
+  // Written on this shard's thread, read from any (metrics.h).
+  metrics::ShardMetrics& metrics() override { return metrics_; }
   // Removes hosts idle for longer than the idle timeout (the hibernation timeout for one
   // whose only live work is hibernatable sockets); `all`: every host that can go now.
   void evictIdle(bool all = false);
@@ -267,6 +270,7 @@ class Shard final : public SocketShard {
   std::unique_ptr<HttpClient> httpClient_;
   std::function<void()> socketsClosed_;  // closeSockets()'s callback, until it has run
   std::vector<std::function<void()>> settledWaiters_;
+  metrics::ShardMetrics metrics_;
   std::thread thread_;
 };
 
@@ -311,6 +315,8 @@ class Runtime final : public HttpHost {
   Partition& partitionOf(const ObjectId& id);
   // The bound class with this namespace id, or nullptr.
   const NamespaceImpl* namespaceById(std::int64_t nsId) const;
+  // The served namespaces, by NamespaceImpl::index.
+  const std::vector<const NamespaceImpl*>& namespaces() const { return namespaces_; }
   int partitionIndex(const ObjectId& id) const {
     return static_cast<int>(id.hash() % static_cast<std::size_t>(partitionCount_));
   }
@@ -334,6 +340,7 @@ class Runtime final : public HttpHost {
   RuntimeOptions options_;
   int partitionCount_;
   std::map<std::int64_t, const NamespaceImpl*> byNsId_;
+  std::vector<const NamespaceImpl*> namespaces_;
   Env::Impl envImpl_;
   Env env_;
   std::vector<std::unique_ptr<Shard>> shards_;

@@ -30,7 +30,11 @@ std::size_t Shard::KeyHash::operator()(const Key& k) const noexcept {
 }
 
 Shard::Shard(Runtime& runtime, int index)
-    : runtime_(runtime), index_(index), work_(ctx_.get_executor()), evictTimer_(ctx_) {}
+    : runtime_(runtime),
+      index_(index),
+      work_(ctx_.get_executor()),
+      evictTimer_(ctx_),
+      metrics_(runtime.namespaces().size()) {}
 
 Shard::~Shard() {
   join();
@@ -218,7 +222,10 @@ void Shard::evictIdle(bool all) {
         }
         hibernated += sockets->sockets.size();
       }
+      const std::size_t nsIndex = host.ns().index;
       objects_.erase(Key{host.ns().nsId, host.id().raw()});
+      metrics_.objectsLive[nsIndex].add(-1);
+      metrics_.evictions[nsIndex].add();
       ++evicted;
     }
   }
@@ -288,6 +295,8 @@ ObjectHost& Shard::host(const NamespaceImpl& ns, const ObjectId& id) {
   if (it != objects_.end()) return *it->second;
   auto& partition = runtime_.partitionOf(id);
   auto [pos, _] = objects_.emplace(key, std::make_unique<ObjectHost>(*this, ns, id, partition));
+  metrics_.objectsLive[ns.index].add(1);
+  metrics_.activations[ns.index].add();
   touch(*pos->second);
   return *pos->second;
 }

@@ -29,6 +29,7 @@
 #include <durable/task.h>
 #include <durable/value.h>
 
+#include "metrics/metrics.h"
 #include "storage/value_codec.h"
 
 #include <cstdint>
@@ -135,6 +136,9 @@ class StorageEngine {
   virtual std::vector<ObjectId::Raw> listObjects(std::int64_t ns) = 0;
   // Calls fn(ns, id, time) for every stored alarm.
   virtual void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) = 0;
+
+  // How long each flush to disk took, for an engine that flushes (metrics.h); read from any thread.
+  virtual const metrics::Histogram* syncDurations() const { return nullptr; }
 
  protected:
   CommitSink* sink_ = nullptr;

@@ -71,6 +71,8 @@ void Partition::flush() {
   }
   InFlight& f = inFlight_.emplace_back();
   f.seq = batch.seq;
+  f.submitted = std::chrono::steady_clock::now();
+  metrics_.batchObjects.observe(static_cast<double>(batch.objects.size()));
   for (const auto& ob : batch.objects) {
     if (ob.alarmChanged) f.alarms.push_back({ob.ns, ob.id, ob.alarm});
   }
@@ -84,9 +86,11 @@ void Partition::engineCommitted(std::uint64_t seq) {
   if (seq <= committedSeq_) return;
   committedSeq_ = seq;
   ++commits_;
+  const auto now = std::chrono::steady_clock::now();
   while (!inFlight_.empty() && inFlight_.front().seq <= seq) {
     InFlight f = std::move(inFlight_.front());
     inFlight_.pop_front();
+    metrics_.commitDuration.observe(std::chrono::duration<double>(now - f.submitted).count());
     for (BatchWriter* store : f.stores) store->committed(f.seq);
     if (onAlarmDurable) {
       for (const auto& a : f.alarms) onAlarmDurable(a.ns, a.id, a.time);

@@ -18,12 +18,15 @@
 // acknowledged is lost.
 #pragma once
 
+#include "metrics/metrics.h"
 #include "storage/engine.h"
 
 #include <durable/id.h>
 #include <durable/task.h>
 
 #include <boost/asio/io_context.hpp>
+
+#include <chrono>
 
 #include <cstdint>
 #include <deque>
@@ -72,8 +75,11 @@ class Partition final : private CommitSink {
   void markDirty(BatchWriter* store);
   // Hands the open batch to the engine now, unless it still has one waiting.
   void flush();
-  // Batches the engine reported durable, for tests and metrics.
+  // Batches the engine reported durable, for tests.
   std::uint64_t commits() const { return commits_; }
+  // Read from any thread (metrics.h).
+  const metrics::PartitionMetrics& metrics() const { return metrics_; }
+  const StorageEngine& engine() const { return *engine_; }
   // True when nothing is open or in flight.
   bool quiescent() const { return dirty_.empty() && inFlight_.empty(); }
   // Deletes all rows of a namespace (a deleted class), synchronously, at start-up.
@@ -96,6 +102,7 @@ class Partition final : private CommitSink {
   };
   struct InFlight {
     std::uint64_t seq;
+    std::chrono::steady_clock::time_point submitted;
     std::vector<BatchWriter*> stores;
     std::vector<AlarmChange> alarms;
   };
@@ -119,6 +126,7 @@ class Partition final : private CommitSink {
   std::unordered_set<BatchWriter*> dirtySet_;
   std::deque<InFlight> inFlight_;
   std::exception_ptr stoppedBy_;  // why the partition is stopped, or null
+  metrics::PartitionMetrics metrics_;
 };
 
 }  // namespace durable::detail

@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 
@@ -373,7 +374,9 @@ void SqliteEngine::syncLoop() {
       target = syncingSeq_ = writtenSeq_;
     }
     int fault = faultInjection_ ? takeSyncFault() : 0;
+    const auto began = std::chrono::steady_clock::now();
     int rc = fault ? EIO : syncDescriptor(walFd_);
+    syncDurations_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
     std::lock_guard lock(mu_);
     if (rc) {
       // Whatever was written but not known durable is lost to us: fail all of it, and stop.

@@ -79,6 +79,7 @@ class SqliteEngine final : public StorageEngine {
   void purgeNamespace(std::int64_t ns) override;
   std::vector<ObjectId::Raw> listObjects(std::int64_t ns) override;
   void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) override;
+  const metrics::Histogram* syncDurations() const override { return &syncDurations_; }
 
  private:
   void commitLoop();
@@ -117,6 +118,7 @@ class SqliteEngine final : public StorageEngine {
   bool syncWaiting_ = false;
   bool syncStopping_ = false;
   std::exception_ptr syncFailure_;  // set once a sync failed: the engine is stopped
+  metrics::Histogram syncDurations_{metrics::kSecondsBounds};  // written by the sync thread
   std::thread thread_, syncThread_;
 };
 

@@ -187,6 +187,11 @@ std::unique_ptr<ServerProcess> ServerProcess::start(Options options) {
     if (auto nl = out.find('\n'); nl != std::string::npos) {
       std::string line = out.substr(0, nl);
       if (line.rfind(prefix, 0) != 0) {
+        const std::string adminPrefix = "durable: admin on ";
+        if (line.rfind(adminPrefix, 0) == 0) {
+          const std::string hostPort = line.substr(adminPrefix.size());
+          p->adminPort_ = static_cast<std::uint16_t>(std::stoul(hostPort.substr(hostPort.rfind(':') + 1)));
+        }
         out.erase(0, nl + 1);  // some other line; keep looking
         continue;
       }

@@ -74,6 +74,8 @@ class ServerProcess {
   ServerProcess& operator=(const ServerProcess&) = delete;
 
   std::uint16_t port() const { return port_; }
+  // The admin listener's port from its banner, or 0 when it is off.
+  std::uint16_t adminPort() const { return adminPort_; }
   const std::string& host() const { return host_; }
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
@@ -95,6 +97,7 @@ class ServerProcess {
   int stdoutFd_ = -1;
   std::string host_;
   std::uint16_t port_ = 0;
+  std::uint16_t adminPort_ = 0;
 };
 
 // Runs the binary with `args` to completion (stdout and stderr to files in `scratch`).

@@ -145,7 +145,7 @@ TEST(CliOptions, AccessLogIsABooleanDurableSetting) {
     config::parseConfig("[durable]\naccess_logs = true\n", "w.toml");
     ADD_FAILURE() << "accepted a misspelt key";
   } catch (const config::ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("access_log)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("access_log, "), std::string::npos) << e.what();
   }
 }
 
