@@ -9,7 +9,8 @@ packages=(
   libboost1.81-all-dev libboost-json1.81-dev libboost-url1.81-dev
   libsqlite3-dev sqlite3 libssl-dev openssl libtomlplusplus-dev
   libmimalloc-dev  # the server's allocator (CMakeLists.txt, DURABLE_MIMALLOC)
-  prometheus-cpp-dev  # the text format of GET /metrics on the admin listener (src/admin/metrics.cc)
+  prometheus-cpp-dev  # the text format of GET /metrics on the admin listener (src/admin/metrics_text.cc)
+  libarchive-dev  # durable backup / restore: one tar file of the state's databases (src/admin/backup.cc)
 )
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
   packages+=(googletest libgtest-dev libgmock-dev

@@ -1,37 +1,48 @@
 #include "admin/admin.h"
 
+#include "admin/backup.h"
+#include "base/utf8.h"
 #include "runtime/runtime.h"
+#include "storage/object_store.h"
 
 #include <durable/error.h>
 
 #include <boost/json.hpp>
+#include <openssl/evp.h>
 
+#include <algorithm>
+#include <charconv>
+#include <iterator>
 #include <memory>
+#include <thread>
 
 namespace durable::detail {
 
 namespace {
 
 // Runs `work` on `target`'s thread and answers on the calling shard's: engines and objects
-// are touched by their own shard only.
+// are touched by their own shard only. `work` is a named std::function, not a lambda made in
+// the co_await expression: g++ 12 may destroy such a temporary twice.
 template <class T>
-Future<T> onShard(Shard& target, std::function<T()> work) {
+Future<T> onShard(Shard& target, const std::function<Task<T>()>& work) {
   Promise<T> promise;
   Shard* home = Shard::current();
-  postTo(target, [promise, home, work = std::move(work)]() mutable {
-    std::optional<T> value;
-    std::exception_ptr error;
-    try {
-      value.emplace(work());
-    } catch (...) {
-      error = std::current_exception();
-    }
-    postTo(*home, [promise, value = std::move(value), error]() mutable {
-      if (error) return promise.setError(error);
-      promise.setValue(std::move(*value));
+  postTo(target, [promise, home, work]() mutable {
+    Task<T> task = [](std::function<Task<T>()> w) -> Task<T> { co_return co_await w(); }(std::move(work));
+    spawn<T>(std::move(task), [promise, home](Result<T> result) mutable {
+      postTo(*home, [promise, result = std::move(result)]() mutable {
+        if (!result.ok()) return promise.setError(result.error());
+        promise.setValue(std::move(result).value());
+      });
     });
   });
   return promise.future();
+}
+
+template <class T>
+Task<T> settle(Deferred<T>& answer) {
+  if (auto* now = std::get_if<T>(&answer)) co_return std::move(*now);
+  co_return co_await std::get<Future<T>>(std::move(answer));
 }
 
 // Compares without stopping at the first difference: how long it takes says nothing of where
@@ -45,6 +56,155 @@ bool sameSecret(std::string_view a, std::string_view b) {
 Response errorJson(int status, std::string message) {
   return Response::json(boost::json::object{{"error", std::move(message)}}, {.status = status});
 }
+
+// A refusal that becomes a JSON error response (the notFound and error paths below).
+struct AdminError {
+  int status;
+  std::string message;
+};
+
+std::string base64(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+std::string toHex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+std::optional<std::string> fromHex(std::string_view hex) {
+  if (hex.size() % 2) return std::nullopt;
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = digit(hex[i]), lo = digit(hex[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return out;
+}
+
+std::string idHex(const ObjectId::Raw& raw) {
+  return toHex(std::string_view(reinterpret_cast<const char*>(raw.data()), raw.size()));
+}
+
+// A key: as text when it is UTF-8, else as base64.
+void putKey(boost::json::object& o, const std::string& key) {
+  if (validUtf8(key)) {
+    o["key"] = key;
+  } else {
+    o["keyBase64"] = base64(key);
+  }
+}
+
+// A stored value as JSON: its type, and the value itself (bytes as base64).
+void putValue(boost::json::object& o, std::string_view encoded) {
+  static constexpr const char* kTypes[] = {"null", "bool", "int", "double", "string", "bytes", "json"};
+  Value v;
+  try {
+    v = Value::decode(encoded);
+  } catch (const std::exception&) {
+    if (auto repaired = decodeRepairingText(encoded)) {
+      v = std::move(*repaired);
+    } else {
+      o["type"] = "undecodable";
+      o["base64"] = base64(encoded);
+      return;
+    }
+  }
+  o["type"] = kTypes[static_cast<int>(v.type())];
+  if (v.type() == Value::Type::kBytes) {
+    o["base64"] = base64(v.as<Bytes>().data);
+  } else {
+    o["value"] = v.toJson();
+  }
+}
+
+std::size_t pageLimit(Context& c) {
+  const auto text = c.query("limit");
+  if (!text) return 100;
+  std::size_t n = 0;
+  const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), n);
+  if (ec != std::errc() || end != text->data() + text->size() || n < 1 || n > 1000) {
+    throw AdminError{400, "limit wants a whole number from 1 to 1000, got '" + *text + "'"};
+  }
+  return n;
+}
+
+boost::json::object describe(const StoredObject& o, bool live, const std::optional<std::string>& liveName) {
+  boost::json::object j;
+  j["id"] = idHex(o.id);
+  const auto& name = o.name ? o.name : liveName;
+  if (name) {
+    j["name"] = *name;
+  } else {
+    j["name"] = nullptr;
+  }
+  j["live"] = live;
+  j["keys"] = o.keys;
+  j["bytes"] = o.bytes;
+  if (o.alarm) {
+    j["alarm"] = *o.alarm;
+  } else {
+    j["alarm"] = nullptr;
+  }
+  return j;
+}
+
+}  // namespace
+
+namespace {
+
+const NamespaceImpl& findNamespace(Runtime& runtime, const std::string& name) {
+  std::string known;
+  for (const NamespaceImpl* ns : runtime.namespaces()) {
+    if (ns->binding == name || ns->className == name) return *ns;
+    known += (known.empty() ? "" : ", ") + ns->binding;
+  }
+  throw AdminError{404, "no namespace '" + name + "' (bindings: " + known + ")"};
+}
+
+ObjectId parseId(const NamespaceImpl& ns, const std::string& hex, std::string_view what) {
+  try {
+    return makeNamespace(&ns).idFromString(hex);
+  } catch (const std::exception& e) {
+    throw AdminError{400, std::string(what) + ": " + e.what()};
+  }
+}
+
+// A handler whose AdminError becomes its JSON answer.
+Handler guarded(std::function<Task<Response>(Context&)> body) {
+  return [body = std::move(body)](Context& c) -> Task<Response> {
+    std::optional<AdminError> refused;
+    try {
+      co_return co_await body(c);
+    } catch (const AdminError& e) {
+      refused = e;
+    }
+    co_return errorJson(refused->status, refused->message);
+  };
+}
+
+struct Listed {
+  StoredObject stored;
+  bool live = false;
+  std::optional<std::string> liveName;
+};
 
 }  // namespace
 
@@ -76,13 +236,14 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     std::vector<std::size_t> counts(namespaces.size());
     for (unsigned s = 0; s < runtime.shardCount(); ++s) {
       Shard& shard = runtime.shard(s);
-      auto perShard = co_await onShard<std::vector<std::size_t>>(shard, [&shard, &namespaces] {
+      const std::function<Task<std::vector<std::size_t>>()> count = [&shard, &namespaces]() -> Task<std::vector<std::size_t>> {
         std::vector<std::size_t> n(namespaces.size());
         for (auto& p : shard.partitions) {
-          for (std::size_t i = 0; i < namespaces.size(); ++i) n[i] += p->listObjects(namespaces[i]->nsId).size();
+          for (std::size_t i = 0; i < namespaces.size(); ++i) n[i] += p->countObjects(namespaces[i]->nsId);
         }
-        return n;
-      });
+        co_return n;
+      };
+      auto perShard = co_await onShard(shard, count);
       for (std::size_t i = 0; i < counts.size(); ++i) counts[i] += perShard[i];
     }
     boost::json::array out;
@@ -95,9 +256,181 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     co_return Response::json(out);
   });
 
+  // Objects in ID order, merged from every partition: each gives its first `limit + 1` past
+  // the cursor, so the merged page is exact and one more tells whether another page follows.
+  w.get("/admin/namespaces/:ns/objects", guarded([&runtime](Context& c) -> Task<Response> {
+    const NamespaceImpl& ns = findNamespace(runtime, c.param("ns"));
+    const std::size_t limit = pageLimit(c);
+    std::optional<ObjectId::Raw> after;
+    if (auto cursor = c.query("cursor"); cursor && !cursor->empty()) after = parseId(ns, *cursor, "cursor").raw();
+    std::vector<Listed> all;
+    for (unsigned s = 0; s < runtime.shardCount(); ++s) {
+      Shard& shard = runtime.shard(s);
+      const std::function<Task<std::vector<Listed>>()> list = [&shard, &ns, after, limit]() -> Task<std::vector<Listed>> {
+        std::vector<Listed> out;
+        for (auto& p : shard.partitions) {
+          for (auto& o : p->listObjects(ns.nsId, after, limit + 1)) {
+            ObjectHost* host = shard.findHost(ns, ObjectId(o.id, std::nullopt));
+            out.push_back({std::move(o), host != nullptr, host ? host->id().name() : std::nullopt});
+          }
+        }
+        co_return out;
+      };
+      auto page = co_await onShard(shard, list);
+      std::move(page.begin(), page.end(), std::back_inserter(all));
+    }
+    std::sort(all.begin(), all.end(), [](const Listed& a, const Listed& b) { return a.stored.id < b.stored.id; });
+    const bool more = all.size() > limit;
+    if (more) all.resize(limit);
+    boost::json::array objects;
+    for (const auto& o : all) objects.push_back(describe(o.stored, o.live, o.liveName));
+    boost::json::object out{{"objects", std::move(objects)}};
+    if (more) {
+      out["cursor"] = idHex(all.back().stored.id);
+    } else {
+      out["cursor"] = nullptr;
+    }
+    co_return Response::json(out);
+  }));
+
+  w.get("/admin/namespaces/:ns/objects/:id", guarded([&runtime](Context& c) -> Task<Response> {
+    const NamespaceImpl& ns = findNamespace(runtime, c.param("ns"));
+    const ObjectId id = parseId(ns, c.param("id"), "id");
+    Shard& shard = runtime.shardOf(id);
+    const std::function<Task<boost::json::object>()> look = [&runtime, &shard, &ns, id]() -> Task<boost::json::object> {
+      const StoredObject stored = runtime.partitionOf(id).describeObject(ns.nsId, id.raw());
+      ObjectHost* host = shard.findHost(ns, id);
+      boost::json::object j = describe(stored, host != nullptr, host ? host->id().name() : std::nullopt);
+      boost::json::array sockets;
+      if (ObjectSockets* open = shard.findSockets(ns, id)) {
+        static constexpr const char* kStates[] = {"connecting", "open", "closing", "closed"};
+        for (const auto& ws : open->sockets) {
+          boost::json::array tags;
+          for (const auto& t : ws->tags) tags.push_back(boost::json::string(t));
+          sockets.push_back(boost::json::object{
+              {"tags", std::move(tags)},
+              {"state", ws->readyState >= 0 && ws->readyState < 4 ? kStates[ws->readyState] : "unknown"},
+              {"hasAttachment", ws->attachment.has_value()}});
+        }
+      }
+      j["sockets"] = std::move(sockets);
+      co_return j;
+    };
+    auto out = co_await onShard(shard, look);
+    co_return Response::json(out);
+  }));
+
+  // What the engine has for the object, read without waking it: not the writes its cache
+  // still holds for the next commit.
+  w.get("/admin/namespaces/:ns/objects/:id/storage", guarded([&runtime](Context& c) -> Task<Response> {
+    const NamespaceImpl& ns = findNamespace(runtime, c.param("ns"));
+    const ObjectId id = parseId(ns, c.param("id"), "id");
+    const std::optional<std::string> key = c.query("key");
+    const std::size_t limit = key ? 1 : pageLimit(c);
+    const std::string prefix = key ? *key : c.query("prefix").value_or("");
+    std::string lower = prefix;
+    bool lowerInclusive = true;
+    if (auto cursor = c.query("cursor"); cursor && !cursor->empty()) {
+      auto key = fromHex(*cursor);
+      if (!key) throw AdminError{400, "cursor: not a cursor this API gave out (hex digits), got '" + *cursor + "'"};
+      if (*key >= prefix) {
+        lower = std::move(*key);
+        lowerInclusive = false;
+      }
+    }
+    // One key: [key, key + "\0") holds it and nothing else.
+    const std::optional<std::string> upper = key ? std::optional<std::string>(*key + '\0') : prefixEnd(prefix);
+    const std::function<Task<Rows>()> read = [&runtime, &ns, id, lower, lowerInclusive, upper, limit]() -> Task<Rows> {
+      Deferred<Rows> answer =
+          runtime.partitionOf(id).scan(ns.nsId, id.raw(), lower, lowerInclusive, upper, false, limit + 1);
+      co_return co_await settle(answer);
+    };
+    Rows rows = co_await onShard(runtime.shardOf(id), read);
+    if (key && rows.empty()) throw AdminError{404, "object " + id.toString() + " has no key '" + *key + "'"};
+    const bool more = !key && rows.size() > limit;
+    if (rows.size() > limit) rows.resize(limit);
+    boost::json::array entries;
+    for (const Row& row : rows) {
+      boost::json::object e;
+      putKey(e, row.key);
+      putValue(e, row.value);
+      entries.push_back(std::move(e));
+    }
+    boost::json::object out{{"entries", std::move(entries)}};
+    if (more) {
+      out["cursor"] = toHex(rows.back().key);
+    } else {
+      out["cursor"] = nullptr;
+    }
+    co_return Response::json(out);
+  }));
+
+  // Through the object, as its own deleteAll(): its gates hold, and its cache forgets.
+  w.del("/admin/namespaces/:ns/objects/:id/storage", guarded([&runtime](Context& c) -> Task<Response> {
+    const NamespaceImpl& ns = findNamespace(runtime, c.param("ns"));
+    const ObjectId id = parseId(ns, c.param("id"), "id");
+    Promise<void> deleted;
+    Shard* home = Shard::current();
+    runtime.dispatchRun(
+        ns, id, [](DurableObject&, State& state) -> Task<void> { co_await state.storage().deleteAll(); },
+        [deleted, home](std::exception_ptr error) {
+          postTo(*home, [deleted, error]() mutable {
+            if (error) return deleted.setError(error);
+            deleted.setValue();
+          });
+        });
+    co_await deleted.future();
+    co_return Response(std::string(), {.status = 204});
+  }));
+
+  w.post("/admin/namespaces/:ns/objects/:id/alarm/run", guarded([&runtime](Context& c) -> Task<Response> {
+    const NamespaceImpl& ns = findNamespace(runtime, c.param("ns"));
+    const ObjectId id = parseId(ns, c.param("id"), "id");
+    Shard& shard = runtime.shardOf(id);
+    const std::function<Task<bool>()> run = [&shard, &ns, id]() -> Task<bool> {
+      co_return shard.runAlarmNow(ns.nsId, id.raw());
+    };
+    const bool started = co_await onShard(shard, run);
+    if (!started) throw AdminError{404, "object " + id.toString() + " has no alarm set"};
+    co_return Response::json(boost::json::object{{"started", true}}, {.status = 202});
+  }));
+
+  // On a thread of its own: a backup reads every database, and no shard may wait for that.
+  w.post("/admin/backup", guarded([&runtime](Context& c) -> Task<Response> {
+    std::string to;
+    try {
+      to = std::string(c.req().json().at("to").as_string());
+    } catch (const std::exception&) {
+      throw AdminError{400, "the body wants {\"to\": \"/absolute/path/of/the/backup.tar\"}"};
+    }
+    if (to.empty() || to.front() != '/') {
+      throw AdminError{400, "\"to\" wants an absolute path on the server's machine, got '" + to + "'"};
+    }
+    Promise<BackupSummary> made;
+    Shard* home = Shard::current();
+    std::thread([made, home, dir = runtime.options().persistDir, to]() mutable {
+      std::optional<BackupSummary> summary;
+      std::exception_ptr error;
+      try {
+        summary = backupState(dir, to);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      postTo(*home, [made, summary, error]() mutable {
+        if (error) return made.setError(error);
+        made.setValue(*summary);
+      });
+    }).detach();
+    const BackupSummary summary = co_await made.future();
+    co_return Response::json(
+        boost::json::object{{"file", to}, {"databases", summary.databases}, {"bytes", summary.bytes}});
+  }));
+
   w.notFound([](Context& c) -> Task<Response> {
     co_return errorJson(404, "no admin route for " + std::string(c.req().method()) + " " + c.req().url().pathname() +
-                                 " (routes: GET /metrics, GET /admin/namespaces)");
+                                 " (routes: GET /metrics, GET /admin/namespaces, GET /admin/namespaces/:ns/objects, "
+                                 "GET|DELETE .../objects/:id/storage, GET .../objects/:id, "
+                                 "POST .../objects/:id/alarm/run, POST /admin/backup)");
   });
   return w;
 }

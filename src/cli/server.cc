@@ -1,5 +1,7 @@
 #include "admin/admin.h"
 #include "cli/options.h"
+#include "cli/state.h"
+#include "cli/tools.h"
 #include "config/config.h"
 #include "config/migrations.h"
 #include "net/http_server.h"
@@ -26,13 +28,14 @@ namespace durable {
 
 namespace {
 
-constexpr const char* kUsage = R"(durable: Durable Objects, self-hosted.
+constexpr const char* kUsageHead = R"(durable: Durable Objects, self-hosted.
 
 Usage:
   durable serve [--config FILE] [--listen HOST:PORT] [--persist-to DIR]
                 [--durability full|relaxed] [--shards N] [--idle-timeout-ms N]
                 [--admin HOST:PORT|off]
-  durable --help
+)";
+constexpr const char* kUsageTail = R"(  durable --help
   durable --version
 
 Options:
@@ -55,40 +58,12 @@ SIGTERM, SIGINT or SIGHUP drains in-flight requests, closes WebSockets with 1001
 (going away), commits, and exits 0.
 )";
 
+void printUsage() { std::cout << kUsageHead << cli::kToolsUsage << kUsageTail << cli::kToolsWhere; }
+
 // A bad command line: what was wrong, then where to look, without burying it under the usage.
 int usageError(const std::string& message) {
   std::cerr << "durable: " << message << "\nRun 'durable --help' for usage.\n";
   return 2;
-}
-
-// The class names live after `migrations` (the config holds the whole history; recorded
-// tags must be a prefix of it). Names only: keys and namespace IDs come from meta.sqlite.
-config::MigrationState liveClassesAfter(const std::vector<config::Migration>& migrations) {
-  std::set<std::string> live;
-  for (const auto& m : migrations) {
-    live.insert(m.newClasses.begin(), m.newClasses.end());
-    live.insert(m.newSqliteClasses.begin(), m.newSqliteClasses.end());
-    for (const auto& r : m.renamedClasses) {
-      if (live.erase(r.from)) live.insert(r.to);
-    }
-    for (const auto& d : m.deletedClasses) live.erase(d);
-  }
-  config::MigrationState state;
-  for (const auto& name : live) state.classes.push_back({name, 0, {}});
-  return state;
-}
-
-// The classes that new_sqlite_classes created, under their names after every migration.
-std::set<std::string> sqliteBackedClasses(const std::vector<config::Migration>& migrations) {
-  std::set<std::string> sqlite;
-  for (const auto& m : migrations) {
-    sqlite.insert(m.newSqliteClasses.begin(), m.newSqliteClasses.end());
-    for (const auto& r : m.renamedClasses) {
-      if (sqlite.erase(r.from)) sqlite.insert(r.to);
-    }
-    for (const auto& d : m.deletedClasses) sqlite.erase(d);
-  }
-  return sqlite;
 }
 
 struct AdminListen {
@@ -151,14 +126,18 @@ Server& Server::setDefaultConfig(std::string path) {
 int Server::run(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-    std::cout << kUsage;
+    printUsage();
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "--version" || args[0] == "version") {
     std::cout << "durable " << DURABLE_VERSION << "\n";
     return 0;
   }
-  if (args[0] != "serve") return usageError("unknown command '" + args[0] + "' (commands: serve, --help, --version)");
+  if (cli::isTool(args[0])) return cli::runTool(args, classes_, defaultConfig_);
+  if (args[0] != "serve") {
+    return usageError("unknown command '" + args[0] +
+                      "' (commands: serve, objects, storage, alarm, backup, restore, --help, --version)");
+  }
   ServeOptions options;
   for (std::size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -170,7 +149,7 @@ int Server::run(int argc, char** argv) {
     auto is = [&](const char* flag) { return a == flag || a.rfind(std::string(flag) + "=", 0) == 0; };
     try {
       if (a == "--help" || a == "-h") {
-        std::cout << kUsage;
+        printUsage();
         return 0;
       } else if (a == "--version") {
         std::cout << "durable " << DURABLE_VERSION << "\n";
@@ -273,52 +252,8 @@ int Server::serve(const ServeOptions& options) {
         options.persistDir.empty() ? cli::defaultStateDir(cfg.name, configPath) : std::filesystem::path(options.persistDir);
     stateDir = persistDir;
 
-    std::set<std::string> exported;
-    for (const auto& [name, _] : classes_) exported.insert(name);
-    // Check the bindings against the classes the config's migrations leave live before
-    // applying them: a config refused here must not leave its migrations recorded in
-    // meta.sqlite (they would then conflict with the corrected config's).
-    config::validateBindings(cfg, liveClassesAfter(cfg.migrations), exported);
-
-    // Before anything in the directory is opened, and held until the runtime is gone.
-    detail::StateDirLock stateLock(persistDir);
-    detail::logInfo("config ", configPath, (cfg.name.empty() ? "" : " (name " + cfg.name + ")"), ", state in ",
-                    persistDir.string(), ", pid ", ::getpid());
-    config::MetaStore meta(persistDir);
-    auto state = meta.apply(cfg);
-    config::validateBindings(cfg, state, exported);
-
-    int partitions = meta.partitions().value_or(0);
-    if (partitions <= 0) {
-      // Fixed for the life of the state directory: a later run with more shards has no
-      // partition to give them (Runtime caps shards at partitions).
-      unsigned n = cfg.settings.shards ? cfg.settings.shards : detail::defaultShardCount();
-      partitions = static_cast<int>(n);
-      meta.setPartitions(partitions);
-    }
-
-    std::vector<std::unique_ptr<detail::NamespaceImpl>> namespaces;
-    std::vector<detail::NamespaceImpl*> bindings;
-    const std::set<std::string> sqliteClasses = sqliteBackedClasses(cfg.migrations);
-    for (const auto& b : cfg.bindings) {
-      for (const auto& c : state.classes) {
-        if (c.name != b.className) continue;
-        auto ns = std::make_unique<detail::NamespaceImpl>();
-        ns->binding = b.name;
-        ns->className = c.name;
-        ns->nsId = c.nsId;
-        ns->key = c.key;
-        ns->sqliteBacked = sqliteClasses.count(c.name) > 0;
-        ns->factory = classes_.at(c.name);
-        bindings.push_back(ns.get());
-        namespaces.push_back(std::move(ns));
-      }
-    }
-    std::map<std::string, std::string, std::less<>> vars(cfg.vars.begin(), cfg.vars.end());
-
-    detail::RuntimeOptions runtimeOptions{persistDir, cfg.settings};
-    detail::Runtime runtime(runtimeOptions, bindings, std::move(vars), state.namespacesToPurge, partitions);
-    for (auto ns : state.namespacesToPurge) meta.markPurged(ns);
+    cli::OpenState state = cli::openState(cfg, configPath, persistDir, classes_, false);
+    detail::Runtime& runtime = *state.runtime;
     runtime.start();
 
     detail::HttpOptions httpOptions;

@@ -63,9 +63,24 @@ void AlarmScheduler::onDurable(std::int64_t ns, const ObjectId::Raw& id, std::op
   arm();
 }
 
-bool AlarmScheduler::due() const { return !byTime_.empty() && byTime_.begin()->first <= durable::now(); }
+bool AlarmScheduler::runNow(std::int64_t ns, const ObjectId::Raw& id) {
+  Key key{ns, id};
+  auto it = byKey_.find(key);
+  if (it == byKey_.end()) return false;
+  Entry& e = it->second;
+  if (!e.running) {
+    unschedule(key, e);
+    e.time = durable::now();
+    schedule(key, e);
+    poke();
+  }
+  return true;
+}
+
+bool AlarmScheduler::due() const { return !paused_ && !byTime_.empty() && byTime_.begin()->first <= durable::now(); }
 
 void AlarmScheduler::poke() {
+  if (paused_) return arm();
   fireDue();
   arm();
 }
@@ -76,7 +91,7 @@ void AlarmScheduler::arm() {
   // The shard's timers wake us when the earliest alarm is due, on either clock (ShardTimers).
   const std::optional<std::int64_t> next =
       byTime_.empty() ? std::nullopt : std::optional<std::int64_t>(byTime_.begin()->first);
-  if (next == armedFor_) return;
+  if (paused_ || next == armedFor_) return;
   if (armedTimer_) shard_.timers().cancel(armedTimer_);
   armedTimer_ = 0;
   armedFor_ = next;

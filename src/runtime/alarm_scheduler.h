@@ -43,6 +43,12 @@ class AlarmScheduler {
   void onDurable(std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time);
   // The clock may have moved (a manual clock was advanced): fire what is due, re-arm.
   void poke();
+  // Runs the object's pending alarm now, as if it were due (the admin API's alarm run); false
+  // when it has none.
+  bool runNow(std::int64_t ns, const ObjectId::Raw& id);
+  // No alarm fires while paused: a command-line tool that opens a stopped server's state
+  // (durable objects list ...) reads it without running anyone's code.
+  void pause() { paused_ = true; }
   std::size_t pending() const { return byKey_.size(); }
   // Alarms whose handler runs now, and whether any is due and not yet started.
   std::size_t running() const { return running_; }
@@ -76,6 +82,7 @@ class AlarmScheduler {
   std::uint64_t armedTimer_ = 0;  // ShardTimers::Id of the wake-up for armedFor_, or 0
   std::mt19937_64 rng_;
   std::size_t running_ = 0;
+  bool paused_ = false;
 };
 
 }  // namespace durable::detail

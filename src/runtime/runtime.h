@@ -211,6 +211,8 @@ class Shard final : public SocketShard {
   void evictIdle(bool all = false);
   // Records that `host` was just active: it moves to the back of its idle list.
   void touch(ObjectHost& host);
+  // AlarmScheduler::runNow() for an object of this shard.
+  bool runAlarmNow(std::int64_t ns, const ObjectId::Raw& id) { return alarms_->runNow(ns, id); }
 
   std::vector<std::unique_ptr<Partition>> partitions;  // indexed by partition / shard count
 
@@ -278,6 +280,7 @@ struct RuntimeOptions {
   std::filesystem::path persistDir;
   config::Settings settings;
   bool faultInjection = false;  // tests only: partitions write through storage/fault_vfs.h
+  bool pauseAlarms = false;     // AlarmScheduler::pause() on every shard
   // Empty: each partition is a SQLite file under persistDir. Else the engine of partition p,
   // on the shard context given (durable/testing.h's in-memory storage).
   std::function<std::unique_ptr<StorageEngine>(int p, boost::asio::io_context& shard)> engine;

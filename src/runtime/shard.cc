@@ -68,6 +68,7 @@ void Shard::start() {
     scheduleEviction();
     timers_ = std::make_unique<ShardTimers>(ctx_);
     alarms_ = std::make_unique<AlarmScheduler>(*this);
+    if (runtime_.options().pauseAlarms) alarms_->pause();
     for (auto& p : partitions) {
       p->onAlarmDurable = [this](std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time) {
         alarms_->onDurable(ns, id, time);

@@ -11,6 +11,7 @@
 #include <openssl/sha.h>
 
 #include <atomic>
+#include <limits>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -212,8 +213,9 @@ std::vector<ObjectId> Env::listDurableObjectIds(const Namespace& ns) {
     detail::postTo(rt.shard(i), [&] {
       std::vector<ObjectId::Raw> all;
       for (auto& part : rt.shard(i).partitions) {
-        auto ids = part->listObjects(nsId);
-        all.insert(all.end(), ids.begin(), ids.end());
+        for (const auto& o : part->listObjects(nsId, std::nullopt, std::numeric_limits<std::size_t>::max())) {
+          all.push_back(o.id);
+        }
       }
       p.set_value(std::move(all));
     });

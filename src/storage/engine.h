@@ -70,6 +70,9 @@ struct ObjectBatch {
   std::vector<WriteOp> writes;
   bool alarmChanged = false;
   std::optional<std::int64_t> alarm;  // when alarmChanged: the new time, or nullopt to delete
+  // The name the ID was made from (idFromName), on the first batch of each activation, so the
+  // admin API can show it; the engine keeps the first one it is given.
+  std::optional<std::string> name;
   // Decoded values the object's cache replaced. Releasing a large JSON tree is thousands of
   // frees: the engine's thread does it when it drops the batch, not the shard.
   std::vector<std::shared_ptr<const Value>> retired;
@@ -84,6 +87,15 @@ struct Row {
   std::string value;
 };
 using Rows = std::vector<Row>;
+
+// One object as storage has it, for the admin API (admin/admin.h).
+struct StoredObject {
+  ObjectId::Raw id{};
+  std::size_t keys = 0;
+  std::uint64_t bytes = 0;  // its keys and encoded values
+  std::optional<std::int64_t> alarm;
+  std::optional<std::string> name;  // ObjectBatch::name, once recorded
+};
 
 struct CommitBatch {
   std::uint64_t seq = 0;
@@ -125,15 +137,20 @@ class StorageEngine {
   virtual bool accepting() = 0;
   virtual void submit(CommitBatch batch) = 0;
 
-  // The three calls below answer before they return, blocking the shard thread: they are
-  // made where nothing else runs on it yet (start-up: purge, alarms) or from tests
-  // (durable/testing.h's listDurableObjectIds). A caller on the serving path (an admin
-  // listing) needs a Deferred form first.
+  // The calls below answer before they return, blocking the shard thread: they are made where
+  // nothing else runs on it yet (start-up: purge, alarms), from tests, or by the admin API,
+  // whose pages are bounded (`limit`) so that one call costs what a large list() does.
   //
   // The rows of a deleted class go, durably.
   virtual void purgeNamespace(std::int64_t ns) = 0;
-  // The objects of a namespace with stored keys or an alarm.
-  virtual std::vector<ObjectId::Raw> listObjects(std::int64_t ns) = 0;
+  // Up to `limit` objects of a namespace with stored keys or an alarm, in ascending ID order,
+  // each with an ID above `after` when given.
+  virtual std::vector<StoredObject> listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+                                                std::size_t limit) = 0;
+  // How many objects listObjects() would list in all.
+  virtual std::size_t countObjects(std::int64_t ns) = 0;
+  // One object; its keys and bytes are 0 and its alarm nullopt when it has nothing stored.
+  virtual StoredObject describeObject(std::int64_t ns, const ObjectId::Raw& id) = 0;
   // Calls fn(ns, id, time) for every stored alarm.
   virtual void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) = 0;
 

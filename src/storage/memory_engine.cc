@@ -2,6 +2,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <limits>
+#include <set>
 #include <vector>
 
 namespace durable::detail {
@@ -90,6 +92,7 @@ void MemoryEngine::submit(CommitBatch batch) {
           rows_->alarms.erase(object);
         }
       }
+      if (ob.name) rows_->names.try_emplace(object, *ob.name);
     }
     if (rows_->holding) {
       rows_->heldReports.emplace_back(std::move(report));
@@ -113,20 +116,47 @@ void MemoryEngine::purgeNamespace(std::int64_t ns) {
   std::lock_guard lock(rows_->mu);
   std::erase_if(rows_->kv, [ns](const auto& entry) { return entry.first.first == ns; });
   std::erase_if(rows_->alarms, [ns](const auto& entry) { return entry.first.first == ns; });
+  std::erase_if(rows_->names, [ns](const auto& entry) { return entry.first.first == ns; });
 }
 
-std::vector<ObjectId::Raw> MemoryEngine::listObjects(std::int64_t ns) {
+StoredObject MemoryEngine::describeLocked(std::int64_t ns, const ObjectId::Raw& id) const {
+  StoredObject o;
+  o.id = id;
+  const auto object = std::make_pair(ns, id);
+  if (auto kv = rows_->kv.find(object); kv != rows_->kv.end()) {
+    o.keys = kv->second.size();
+    for (const auto& [key, value] : kv->second) o.bytes += key.size() + value.size();
+  }
+  if (auto alarm = rows_->alarms.find(object); alarm != rows_->alarms.end()) o.alarm = alarm->second;
+  if (auto name = rows_->names.find(object); name != rows_->names.end()) o.name = name->second;
+  return o;
+}
+
+std::vector<StoredObject> MemoryEngine::listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+                                                   std::size_t limit) {
   std::lock_guard lock(rows_->mu);
-  std::map<ObjectId::Raw, bool> ids;
+  std::set<ObjectId::Raw> ids;
   for (const auto& [object, keys] : rows_->kv) {
-    if (object.first == ns) ids[object.second] = true;
+    if (object.first == ns && !keys.empty() && (!after || object.second > *after)) ids.insert(object.second);
   }
   for (const auto& [object, time] : rows_->alarms) {
-    if (object.first == ns) ids[object.second] = true;
+    if (object.first == ns && (!after || object.second > *after)) ids.insert(object.second);
   }
-  std::vector<ObjectId::Raw> out;
-  for (const auto& [id, _] : ids) out.push_back(id);
+  std::vector<StoredObject> out;
+  for (const auto& id : ids) {
+    if (out.size() >= limit) break;
+    out.push_back(describeLocked(ns, id));
+  }
   return out;
+}
+
+std::size_t MemoryEngine::countObjects(std::int64_t ns) {
+  return listObjects(ns, std::nullopt, std::numeric_limits<std::size_t>::max()).size();
+}
+
+StoredObject MemoryEngine::describeObject(std::int64_t ns, const ObjectId::Raw& id) {
+  std::lock_guard lock(rows_->mu);
+  return describeLocked(ns, id);
 }
 
 void MemoryEngine::loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) {

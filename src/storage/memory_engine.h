@@ -28,6 +28,7 @@ class MemoryEngine final : public StorageEngine {
     // (ns, object) -> key -> encoded value.
     std::map<std::pair<std::int64_t, ObjectId::Raw>, std::map<std::string, std::string, std::less<>>> kv;
     std::map<std::pair<std::int64_t, ObjectId::Raw>, std::int64_t> alarms;
+    std::map<std::pair<std::int64_t, ObjectId::Raw>, std::string> names;
     // While set, commits are applied but not reported durable, so output behind them waits
     // (testing::Env::holdCommits). The reports wait here, in order, for release().
     bool holding = false;
@@ -46,10 +47,15 @@ class MemoryEngine final : public StorageEngine {
   bool accepting() override { return true; }
   void submit(CommitBatch batch) override;
   void purgeNamespace(std::int64_t ns) override;
-  std::vector<ObjectId::Raw> listObjects(std::int64_t ns) override;
+  std::vector<StoredObject> listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+                                       std::size_t limit) override;
+  std::size_t countObjects(std::int64_t ns) override;
+  StoredObject describeObject(std::int64_t ns, const ObjectId::Raw& id) override;
   void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) override;
 
  private:
+  StoredObject describeLocked(std::int64_t ns, const ObjectId::Raw& id) const;
+
   std::shared_ptr<Data> rows_;
   boost::asio::io_context& shard_;
 };

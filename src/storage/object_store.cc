@@ -8,10 +8,6 @@
 
 namespace durable::detail {
 
-namespace {
-
-// The smallest string greater than every string starting with `prefix`, or nullopt when there
-// is none (the prefix is empty or all 0xFF bytes).
 std::optional<std::string> prefixEnd(std::string_view view) {
   std::string prefix(view);
   while (!prefix.empty()) {
@@ -24,6 +20,8 @@ std::optional<std::string> prefixEnd(std::string_view view) {
   }
   return std::nullopt;
 }
+
+namespace {
 
 struct Range {
   std::string lower;
@@ -463,6 +461,10 @@ void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
     out.alarmChanged = true;
     out.alarm = alarm_;
     alarmSeq_ = seq;
+  }
+  if (!nameRecorded_ && id_.name()) {
+    out.name = *id_.name();
+    nameRecorded_ = true;
   }
   out.retired = std::move(retired_);
   retired_.clear();

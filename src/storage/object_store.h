@@ -28,6 +28,10 @@
 
 namespace durable::detail {
 
+// The smallest string greater than every string starting with `prefix`, or nullopt when there
+// is none (the prefix is empty or all 0xFF bytes).
+std::optional<std::string> prefixEnd(std::string_view prefix);
+
 // Writes made inside storage.transaction(), applied to the store only if it succeeds.
 struct TxnOverlay {
   std::map<std::string, std::optional<std::string>, std::less<>> writes;  // nullopt: deleted
@@ -189,6 +193,7 @@ class ObjectStore final : private BatchWriter {
   std::vector<std::shared_ptr<const Value>> retired_;  // decoded values replaced since the last batch
   bool openDeleteAll_ = false;
   bool dirty_ = false;
+  bool nameRecorded_ = false;  // ObjectBatch::name went out with an earlier batch
   int inFlight_ = 0;
   // Alarm: loaded lazily; alarmSeq_ like Entry::seq.
   bool alarmLoaded_ = false;

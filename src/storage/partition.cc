@@ -41,7 +41,21 @@ Deferred<Rows> Partition::scan(std::int64_t ns, const ObjectId::Raw& id, std::st
 
 void Partition::purgeNamespace(std::int64_t ns) { engine_->purgeNamespace(ns); }
 
-std::vector<ObjectId::Raw> Partition::listObjects(std::int64_t ns) { return engine_->listObjects(ns); }
+std::vector<StoredObject> Partition::listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+                                                std::size_t limit) {
+  checkUsable();
+  return engine_->listObjects(ns, after, limit);
+}
+
+std::size_t Partition::countObjects(std::int64_t ns) {
+  checkUsable();
+  return engine_->countObjects(ns);
+}
+
+StoredObject Partition::describeObject(std::int64_t ns, const ObjectId::Raw& id) {
+  checkUsable();
+  return engine_->describeObject(ns, id);
+}
 
 void Partition::loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) {
   engine_->loadAlarms(fn);

@@ -84,8 +84,10 @@ class Partition final : private CommitSink {
   bool quiescent() const { return dirty_.empty() && inFlight_.empty(); }
   // Deletes all rows of a namespace (a deleted class), synchronously, at start-up.
   void purgeNamespace(std::int64_t ns);
-  // The objects of a namespace with stored keys or an alarm.
-  std::vector<ObjectId::Raw> listObjects(std::int64_t ns);
+  // The engine's listings (storage/engine.h), blocking.
+  std::vector<StoredObject> listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after, std::size_t limit);
+  std::size_t countObjects(std::int64_t ns);
+  StoredObject describeObject(std::int64_t ns, const ObjectId::Raw& id);
   // Calls fn(ns, id, time) for every stored alarm.
   void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn);
 

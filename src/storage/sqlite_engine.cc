@@ -1,5 +1,6 @@
 #include "storage/sqlite_engine.h"
 
+#include "base/file_sync.h"
 #include "base/log.h"
 #include "storage/fault_vfs.h"
 
@@ -52,24 +53,6 @@ struct ResetGuard {
     sqlite3_clear_bindings(s);
   }
 };
-
-// fdatasync, retried on EINTR; 0 or the errno.
-int syncDescriptor(int fd) {
-  for (;;) {
-    if (::fdatasync(fd) == 0) return 0;
-    if (errno != EINTR) return errno;
-  }
-}
-
-// Makes a file's directory entry durable, so a new file survives a power cut.
-void syncDirectoryOf(const std::filesystem::path& file) {
-  auto dir = file.parent_path();
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw Error(ErrorCode::kUnavailable, "cannot open " + dir.string() + ": " + std::strerror(errno));
-  int rc = ::fsync(fd) == 0 ? 0 : errno;
-  ::close(fd);
-  if (rc) throw Error(ErrorCode::kUnavailable, "cannot sync " + dir.string() + ": " + std::strerror(rc));
-}
 
 }  // namespace
 
@@ -138,12 +121,15 @@ SqliteEngine::SqliteEngine(int index, std::filesystem::path file, config::Durabi
           "value BLOB NOT NULL, PRIMARY KEY(ns, obj, key)) WITHOUT ROWID;"
           "CREATE TABLE IF NOT EXISTS alarms(ns INTEGER NOT NULL, obj BLOB NOT NULL, time INTEGER NOT NULL, "
           "PRIMARY KEY(ns, obj)) WITHOUT ROWID;"
-          "CREATE INDEX IF NOT EXISTS alarms_by_time ON alarms(time);");
+          "CREATE INDEX IF NOT EXISTS alarms_by_time ON alarms(time);"
+          "CREATE TABLE IF NOT EXISTS names(ns INTEGER NOT NULL, obj BLOB NOT NULL, name BLOB NOT NULL, "
+          "PRIMARY KEY(ns, obj)) WITHOUT ROWID;");
   upsertStmt_ = Statement(writer_, "INSERT OR REPLACE INTO kv(ns, obj, key, value) VALUES(?1, ?2, ?3, ?4)");
   deleteStmt_ = Statement(writer_, "DELETE FROM kv WHERE ns = ?1 AND obj = ?2 AND key = ?3");
   deleteAllStmt_ = Statement(writer_, "DELETE FROM kv WHERE ns = ?1 AND obj = ?2");
   setAlarmStmt_ = Statement(writer_, "INSERT OR REPLACE INTO alarms(ns, obj, time) VALUES(?1, ?2, ?3)");
   deleteAlarmStmt_ = Statement(writer_, "DELETE FROM alarms WHERE ns = ?1 AND obj = ?2");
+  nameStmt_ = Statement(writer_, "INSERT OR IGNORE INTO names(ns, obj, name) VALUES(?1, ?2, ?3)");
   beginStmt_ = Statement(writer_, "BEGIN IMMEDIATE");
   commitStmt_ = Statement(writer_, "COMMIT");
   rollbackStmt_ = Statement(writer_, "ROLLBACK");
@@ -196,6 +182,7 @@ SqliteEngine::~SqliteEngine() {
   deleteAllStmt_ = {};
   setAlarmStmt_ = {};
   deleteAlarmStmt_ = {};
+  nameStmt_ = {};
   beginStmt_ = {};
   commitStmt_ = {};
   rollbackStmt_ = {};
@@ -258,29 +245,74 @@ Deferred<Rows> SqliteEngine::scan(std::int64_t ns, const ObjectId::Raw& id, std:
 void SqliteEngine::purgeNamespace(std::int64_t ns) {
   Statement kv(writer_, "DELETE FROM kv WHERE ns = ?1");
   Statement alarms(writer_, "DELETE FROM alarms WHERE ns = ?1");
-  sqlite3_bind_int64(kv.get(), 1, ns);
-  sqlite3_bind_int64(alarms.get(), 1, ns);
-  check(writer_, sqlite3_step(kv.get()), "purge");
-  check(writer_, sqlite3_step(alarms.get()), "purge");
+  Statement names(writer_, "DELETE FROM names WHERE ns = ?1");
+  for (Statement* q : {&kv, &alarms, &names}) {
+    sqlite3_bind_int64(q->get(), 1, ns);
+    check(writer_, sqlite3_step(q->get()), "purge");
+  }
   if (walFd_ >= 0) {
     if (int rc = syncDescriptor(walFd_)) throw Error(ErrorCode::kUnavailable, std::string("purge: ") + std::strerror(rc));
   }
 }
 
-std::vector<ObjectId::Raw> SqliteEngine::listObjects(std::int64_t ns) {
-  Statement q(reader_, "SELECT DISTINCT obj FROM kv WHERE ns = ?1 UNION SELECT obj FROM alarms WHERE ns = ?1");
-  sqlite3_bind_int64(q.get(), 1, ns);
-  std::vector<ObjectId::Raw> out;
-  for (;;) {
+std::vector<StoredObject> SqliteEngine::listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+                                                   std::size_t limit) {
+  // One indexed seek per object and table, rather than a DISTINCT over every row: a page
+  // costs its own objects' keys, whatever the namespace holds.
+  Statement nextKv(reader_, "SELECT obj FROM kv WHERE ns = ?1 AND obj > ?2 ORDER BY obj LIMIT 1");
+  Statement nextAlarm(reader_, "SELECT obj FROM alarms WHERE ns = ?1 AND obj > ?2 ORDER BY obj LIMIT 1");
+  auto next = [this, ns](Statement& q, const std::string& from) -> std::optional<std::string> {
+    sqlite3_reset(q.get());
+    sqlite3_bind_int64(q.get(), 1, ns);
+    sqlite3_bind_blob(q.get(), 2, from.data(), static_cast<int>(from.size()), SQLITE_TRANSIENT);
     int rc = sqlite3_step(q.get());
-    if (rc == SQLITE_DONE) return out;
+    if (rc == SQLITE_DONE) return std::nullopt;
     if (rc != SQLITE_ROW) fail(reader_, "list objects");
-    auto blob = columnBlob(q.get(), 0);
-    if (blob.size() != ObjectId::kBytes) continue;
+    return std::string(columnBlob(q.get(), 0));
+  };
+  std::string from = after ? std::string(reinterpret_cast<const char*>(after->data()), after->size()) : std::string();
+  std::vector<StoredObject> out;
+  while (out.size() < limit) {
+    auto a = next(nextKv, from);
+    auto b = next(nextAlarm, from);
+    if (!a && !b) break;
+    from = !a ? *b : !b ? *a : std::min(*a, *b);
+    if (from.size() != ObjectId::kBytes) continue;
     ObjectId::Raw id;
-    std::memcpy(id.data(), blob.data(), id.size());
-    out.push_back(id);
+    std::memcpy(id.data(), from.data(), id.size());
+    out.push_back(describeObject(ns, id));
   }
+  return out;
+}
+
+std::size_t SqliteEngine::countObjects(std::int64_t ns) {
+  Statement q(reader_,
+              "SELECT count(*) FROM (SELECT obj FROM kv WHERE ns = ?1 GROUP BY obj "
+              "UNION SELECT obj FROM alarms WHERE ns = ?1)");
+  sqlite3_bind_int64(q.get(), 1, ns);
+  if (sqlite3_step(q.get()) != SQLITE_ROW) fail(reader_, "count objects");
+  return static_cast<std::size_t>(sqlite3_column_int64(q.get(), 0));
+}
+
+StoredObject SqliteEngine::describeObject(std::int64_t ns, const ObjectId::Raw& id) {
+  Statement size(reader_, "SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM kv WHERE ns = ?1 AND obj = ?2");
+  Statement alarm(reader_, "SELECT time FROM alarms WHERE ns = ?1 AND obj = ?2");
+  Statement name(reader_, "SELECT name FROM names WHERE ns = ?1 AND obj = ?2");
+  StoredObject o;
+  o.id = id;
+  bindObject(size.get(), ns, id);
+  if (sqlite3_step(size.get()) != SQLITE_ROW) fail(reader_, "describe object");
+  o.keys = static_cast<std::size_t>(sqlite3_column_int64(size.get(), 0));
+  o.bytes = static_cast<std::uint64_t>(sqlite3_column_int64(size.get(), 1));
+  bindObject(alarm.get(), ns, id);
+  int rc = sqlite3_step(alarm.get());
+  if (rc == SQLITE_ROW) o.alarm = sqlite3_column_int64(alarm.get(), 0);
+  else if (rc != SQLITE_DONE) fail(reader_, "describe object");
+  bindObject(name.get(), ns, id);
+  rc = sqlite3_step(name.get());
+  if (rc == SQLITE_ROW) o.name = std::string(columnBlob(name.get(), 0));
+  else if (rc != SQLITE_DONE) fail(reader_, "describe object");
+  return o;
 }
 
 void SqliteEngine::loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) {
@@ -420,6 +452,11 @@ void SqliteEngine::commit(const std::vector<CommitBatch>& batches) {
             bindObject(s, ob.ns, ob.id);
             if (ob.alarm) sqlite3_bind_int64(s, 3, *ob.alarm);
             step(s);
+          }
+          if (ob.name) {
+            bindObject(nameStmt_.get(), ob.ns, ob.id);
+            bindBlob(nameStmt_.get(), 3, ob.name->data(), ob.name->size());
+            step(nameStmt_.get());
           }
         }
       }

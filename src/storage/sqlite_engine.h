@@ -77,7 +77,10 @@ class SqliteEngine final : public StorageEngine {
   bool accepting() override;
   void submit(CommitBatch batch) override;
   void purgeNamespace(std::int64_t ns) override;
-  std::vector<ObjectId::Raw> listObjects(std::int64_t ns) override;
+  std::vector<StoredObject> listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+                                       std::size_t limit) override;
+  std::size_t countObjects(std::int64_t ns) override;
+  StoredObject describeObject(std::int64_t ns, const ObjectId::Raw& id) override;
   void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) override;
   const metrics::Histogram* syncDurations() const override { return &syncDurations_; }
 
@@ -102,7 +105,7 @@ class SqliteEngine final : public StorageEngine {
 
   // Commit and sync threads, handed over under mu_.
   sqlite3* writer_ = nullptr;
-  Statement upsertStmt_, deleteStmt_, deleteAllStmt_, setAlarmStmt_, deleteAlarmStmt_;
+  Statement upsertStmt_, deleteStmt_, deleteAllStmt_, setAlarmStmt_, deleteAlarmStmt_, nameStmt_;
   Statement beginStmt_, commitStmt_, rollbackStmt_;
   int walFd_ = -1;  // durability full: our own descriptor of the WAL, for fdatasync
   std::mutex mu_;

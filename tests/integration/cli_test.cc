@@ -222,7 +222,7 @@ TEST_F(CliTest, UsageErrorsSayWhatIsWrongAndWhatIsAcceptedAndExitTwo) {
       {{"serve", "--config", config, "--listen", "::1:80"}, "durable: --listen: an IPv6 address goes in brackets"},
       {{"serve", "--config"}, "durable: --config needs a value"},
       {{"serve", "--bogus"}, "durable: unknown option --bogus"},
-      {{"start"}, "durable: unknown command 'start' (commands: serve, --help, --version)"},
+      {{"start"}, "durable: unknown command 'start' (commands: serve, objects, storage, alarm, backup, restore, --help, --version)"},
   };
   for (const auto& c : cases) {
     std::vector<std::string> args = c.args;

@@ -4,6 +4,7 @@
 //   GET /probe/:id/set?in=MS  -> setAlarm(now + MS); {"scheduledTime": T}
 //   GET /probe/:id/get        -> {"fired": N, "alarm": getAlarm() or null,
 //                                 "last": scheduledTime of the last run or null}
+//   GET /probe/:id/put?key=K&type=int|string|bytes|json&value=V -> put(K, V as that type); 204
 //
 // Config: tests/support/test_server.toml.
 #include "seed/app.h"
@@ -41,6 +42,24 @@ class AlarmProbe : public durable::DurableObject {
       body["last"] = last ? boost::json::value(*last) : boost::json::value(nullptr);
       co_return durable::Response::json(body);
     }
+    if (path == "/put") {
+      const auto params = url.searchParams();
+      const std::string key = params.get("key").value_or("");
+      const std::string type = params.get("type").value_or("string");
+      const std::string value = params.get("value").value_or("");
+      if (type == "int") {
+        co_await storage().put(key, std::stoll(value));
+      } else if (type == "bytes") {
+        co_await storage().put(key, durable::Bytes(value));
+      } else if (type == "json") {
+        co_await storage().put(key, boost::json::parse(value));
+      } else {
+        co_await storage().put(key, value);
+      }
+      durable::ResponseInit noContent;
+      noContent.status = 204;
+      co_return durable::Response("", std::move(noContent));
+    }
     durable::ResponseInit notFound;
     notFound.status = 404;
     co_return durable::Response("Not found", std::move(notFound));
@@ -58,7 +77,7 @@ durable::Handler toProbe(std::string path) {
     const auto& ns = c.env().ns("PROBE");
     const auto stub = ns.get(ns.idFromName(c.param("id")));
     std::string target = "http://do" + path;
-    if (auto in = c.query("in")) target += "?in=" + *in;
+    if (auto query = c.req().url().search(); !query.empty()) target += query;
     durable::Request request(target);
     co_return co_await stub.fetch(std::move(request));
   };
@@ -74,6 +93,7 @@ int main(int argc, char** argv) {
   durable::Worker app;
   app.get("/probe/:id/set", toProbe("/set"));
   app.get("/probe/:id/get", toProbe("/get"));
+  app.get("/probe/:id/put", toProbe("/put"));
   // What the Worker sees of the request's address (the RFC 9112 tests: absolute-form targets).
   app.get("/echo/url", [](durable::Context& c) -> durable::Task<durable::Response> {
     const durable::URL url = c.req().url();

@@ -1,0 +1,99 @@
+#include "cli/state.h"
+
+#include "base/log.h"
+#include "config/migrations.h"
+
+#include <unistd.h>
+
+#include <set>
+
+namespace durable::cli {
+
+namespace {
+
+// The class names live after `migrations` (the config holds the whole history; recorded
+// tags must be a prefix of it). Names only: keys and namespace IDs come from meta.sqlite.
+config::MigrationState liveClassesAfter(const std::vector<config::Migration>& migrations) {
+  std::set<std::string> live;
+  for (const auto& m : migrations) {
+    live.insert(m.newClasses.begin(), m.newClasses.end());
+    live.insert(m.newSqliteClasses.begin(), m.newSqliteClasses.end());
+    for (const auto& r : m.renamedClasses) {
+      if (live.erase(r.from)) live.insert(r.to);
+    }
+    for (const auto& d : m.deletedClasses) live.erase(d);
+  }
+  config::MigrationState state;
+  for (const auto& name : live) state.classes.push_back({name, 0, {}});
+  return state;
+}
+
+// The classes that new_sqlite_classes created, under their names after every migration.
+std::set<std::string> sqliteBackedClasses(const std::vector<config::Migration>& migrations) {
+  std::set<std::string> sqlite;
+  for (const auto& m : migrations) {
+    sqlite.insert(m.newSqliteClasses.begin(), m.newSqliteClasses.end());
+    for (const auto& r : m.renamedClasses) {
+      if (sqlite.erase(r.from)) sqlite.insert(r.to);
+    }
+    for (const auto& d : m.deletedClasses) sqlite.erase(d);
+  }
+  return sqlite;
+}
+
+}  // namespace
+
+OpenState openState(const config::Config& cfg, const std::string& configPath, const std::filesystem::path& dir,
+                    const Factories& classes, bool pauseAlarms) {
+  std::set<std::string> exported;
+  for (const auto& [name, _] : classes) exported.insert(name);
+  // Check the bindings against the classes the config's migrations leave live before
+  // applying them: a config refused here must not leave its migrations recorded in
+  // meta.sqlite (they would then conflict with the corrected config's).
+  config::validateBindings(cfg, liveClassesAfter(cfg.migrations), exported);
+
+  OpenState out;
+  // Before anything in the directory is opened, and held until the runtime is gone.
+  out.lock = std::make_unique<detail::StateDirLock>(dir);
+  detail::logInfo("config ", configPath, (cfg.name.empty() ? "" : " (name " + cfg.name + ")"), ", state in ",
+                  dir.string(), ", pid ", ::getpid());
+  config::MetaStore meta(dir);
+  auto state = meta.apply(cfg);
+  config::validateBindings(cfg, state, exported);
+
+  int partitions = meta.partitions().value_or(0);
+  if (partitions <= 0) {
+    // Fixed for the life of the state directory: a later run with more shards has no
+    // partition to give them (Runtime caps shards at partitions).
+    unsigned n = cfg.settings.shards ? cfg.settings.shards : detail::defaultShardCount();
+    partitions = static_cast<int>(n);
+    meta.setPartitions(partitions);
+  }
+
+  std::vector<detail::NamespaceImpl*> bindings;
+  const std::set<std::string> sqliteClasses = sqliteBackedClasses(cfg.migrations);
+  for (const auto& b : cfg.bindings) {
+    for (const auto& c : state.classes) {
+      if (c.name != b.className) continue;
+      auto ns = std::make_unique<detail::NamespaceImpl>();
+      ns->binding = b.name;
+      ns->className = c.name;
+      ns->nsId = c.nsId;
+      ns->key = c.key;
+      ns->sqliteBacked = sqliteClasses.count(c.name) > 0;
+      ns->factory = classes.at(c.name);
+      bindings.push_back(ns.get());
+      out.namespaces.push_back(std::move(ns));
+    }
+  }
+  std::map<std::string, std::string, std::less<>> vars(cfg.vars.begin(), cfg.vars.end());
+
+  detail::RuntimeOptions runtimeOptions{dir, cfg.settings};
+  runtimeOptions.pauseAlarms = pauseAlarms;
+  out.runtime = std::make_unique<detail::Runtime>(runtimeOptions, bindings, std::move(vars), state.namespacesToPurge,
+                                                  partitions);
+  for (auto ns : state.namespacesToPurge) meta.markPurged(ns);
+  return out;
+}
+
+}  // namespace durable::cli

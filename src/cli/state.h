@@ -1,0 +1,36 @@
+// A state directory opened as `durable serve` opens it, for the server and for the command-line
+// tools that read a stopped server's state (cli/tools.h).
+#pragma once
+
+#include "config/config.h"
+#include "runtime/runtime.h"
+#include "runtime/state_lock.h"
+
+#include <durable/object.h>
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace durable::cli {
+
+using Factories = std::map<std::string, std::function<std::unique_ptr<DurableObject>(State&, Env&)>>;
+
+// Members in this order: the runtime goes first, then the namespaces it serves, then the lock.
+struct OpenState {
+  std::unique_ptr<detail::StateDirLock> lock;
+  std::vector<std::unique_ptr<detail::NamespaceImpl>> namespaces;
+  std::unique_ptr<detail::Runtime> runtime;  // built, not started
+};
+
+// Checks the config's bindings against `classes`, takes the directory's lock (StateDirLocked
+// when a server holds it), applies the config's migrations to meta.sqlite and builds the
+// runtime over the directory's partitions. `pauseAlarms`: no alarm fires (a tool reading the
+// state runs nobody's code on its own).
+OpenState openState(const config::Config& cfg, const std::string& configPath, const std::filesystem::path& dir,
+                    const Factories& classes, bool pauseAlarms);
+
+}  // namespace durable::cli
