@@ -3,6 +3,10 @@
 // Each call writes one whole line on stderr in the server's own format,
 // "2026-12-04T17:03:12.345Z INFO durable: <args>", even when shards log at once. Arguments
 // are written with operator<<, one after another, as given.
+//
+// A line written during an object's event is tagged with the object's binding and ID and the
+// id of the request it serves, "… INFO durable: [ns=COUNTER object=<hex> request=<id>] <args>"
+// (in JSON lines: "namespace", "object", "requestId"); a Worker's lines with the request id.
 #pragma once
 
 #include <sstream>

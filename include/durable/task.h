@@ -10,6 +10,7 @@
 #pragma once
 
 #include <coroutine>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -208,9 +209,22 @@ void spawn(Task<T> task, std::function<void(Result<T>)> done = {}) {
 namespace detail {
 // What a Future carries from its suspension to its resumption for the runtime (which object,
 // which event flow: src/base/exec_context.h). Here only because the Future template needs it.
+// The request an event serves: its x-request-id and W3C traceparent. Inline, so that copying
+// a context allocates nothing; log lines and the stub and RPC calls the event makes carry them
+// (src/base/request_tag.h).
+struct RequestTag {
+  static constexpr std::size_t kMaxId = 64;
+  static constexpr std::size_t kTraceparent = 55;  // version 00: 2-32-16-2 hex digits
+  std::uint8_t idSize = 0;  // 0: no request
+  bool hasTraceparent = false;
+  char id[kMaxId];
+  char traceparent[kTraceparent];
+};
+
 struct ExecContext {
   void* host = nullptr;
   std::uint64_t flow = 0;
+  RequestTag request{};
 };
 ExecContext& currentContext() noexcept;
 // Resumes `h` with `ctx` restored, where the runtime says (src/base/exec_context.h).

@@ -2,6 +2,7 @@
 
 #include <durable/console.h>
 
+#include "base/request_tag.h"
 #include "base/utf8.h"
 
 #include <boost/json.hpp>
@@ -12,6 +13,7 @@ namespace durable::detail {
 
 namespace {
 bool g_jsonLogs = false;
+ObjectOfHost g_objectOfHost = nullptr;
 
 // "YYYY-MM-DDTHH:MM:SS.mmmZ"
 void appendTime(std::string& out) {
@@ -38,6 +40,34 @@ void appendTime(std::string& out) {
 }
 }  // namespace
 
+void setObjectOfHost(ObjectOfHost fn) { g_objectOfHost = fn; }
+
+LogTags currentLogTags() {
+  const ExecContext& ctx = currentContext();
+  LogTags tags;
+  if (ctx.host && g_objectOfHost) tags.object = g_objectOfHost(ctx.host);
+  tags.requestId = requestIdOf(ctx.request);
+  return tags;
+}
+
+void appendLogTags(std::string& out) {
+  const LogTags tags = currentLogTags();
+  if (tags.object.ns.empty() && tags.requestId.empty()) return;
+  out += '[';
+  if (!tags.object.ns.empty()) {
+    out += "ns=";
+    out += tags.object.ns;
+    out += " object=";
+    out += tags.object.id;
+    if (!tags.requestId.empty()) out += ' ';
+  }
+  if (!tags.requestId.empty()) {
+    out += "request=";
+    out += tags.requestId;
+  }
+  out += "] ";
+}
+
 void setJsonLogs(bool json) { g_jsonLogs = json; }
 bool jsonLogs() { return g_jsonLogs; }
 
@@ -48,7 +78,22 @@ std::string jsonLogLine(LogLevel level, std::string_view message) {
   appendTime(out);
   out += "\",\"level\":\"";
   out += level == LogLevel::kInfo ? "info" : level == LogLevel::kWarn ? "warn" : "error";
-  out += "\",\"msg\":";
+  out += '"';
+  // Tags are namespace bindings, hex IDs and request ids (validRequestId): nothing to escape.
+  const LogTags tags = currentLogTags();
+  if (!tags.object.ns.empty()) {
+    out += ",\"namespace\":\"";
+    out += tags.object.ns;
+    out += "\",\"object\":\"";
+    out += tags.object.id;
+    out += '"';
+  }
+  if (!tags.requestId.empty()) {
+    out += ",\"requestId\":\"";
+    out += tags.requestId;
+    out += '"';
+  }
+  out += ",\"msg\":";
   // A message may carry a client's bytes: made well-formed UTF-8 so that the line stays JSON.
   out += boost::json::serialize(boost::json::string(toWellFormedUtf8(std::string(message))));
   out += "}\n";

@@ -18,6 +18,24 @@ enum class LogLevel { kInfo, kWarn, kError };
 // Appends "YYYY-MM-DDTHH:MM:SS.mmmZ LEVEL durable: " to `out`.
 void appendLogPrefix(std::string& out, LogLevel level);
 
+// What a line written during an event is tagged with: the object whose event it is (its
+// binding and hex ID) and the request it serves. Empty parts are left out.
+struct LogObject {
+  std::string_view ns;
+  std::string_view id;
+};
+struct LogTags {
+  LogObject object;
+  std::string_view requestId;
+};
+// How the log finds the object of ExecContext::host: set once by the runtime, which knows
+// what a host is.
+using ObjectOfHost = LogObject (*)(void* host);
+void setObjectOfHost(ObjectOfHost fn);
+LogTags currentLogTags();
+// "[ns=COUNTER object=<hex> request=<id>] ", or nothing outside an event.
+void appendLogTags(std::string& out);
+
 template <class T>
 void appendLogArg(std::string& out, const T& arg) {
   using U = std::decay_t<T>;
@@ -50,7 +68,10 @@ std::string formatLogLine(LogLevel level, const Args&... args) {
   std::string line;
   line.reserve(128);
   const bool json = jsonLogs();
-  if (!json) appendLogPrefix(line, level);
+  if (!json) {
+    appendLogPrefix(line, level);
+    appendLogTags(line);
+  }
   (appendLogArg(line, args), ...);
   if (json) return jsonLogLine(level, line);
   line += '\n';

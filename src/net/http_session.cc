@@ -5,7 +5,9 @@
 #include "net/error_response.h"
 
 #include "net/websocket.h"
+#include "base/exec_context.h"
 #include "base/log.h"
+#include "base/request_tag.h"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -34,7 +36,9 @@ namespace {
 // Writes the response head and body into `out`, reusing its capacity. Hand-written because
 // Beast's generic serializer cost about a fifth of a request's instructions; the format is
 // small. CR and LF in a header become spaces, so no handler can split the response.
-void serialize(const Response& r, unsigned version, bool keepAlive, bool headRequest, std::string& out) {
+// `requestId`: sent as x-request-id unless the response names one itself.
+void serialize(const Response& r, unsigned version, bool keepAlive, bool headRequest, std::string_view requestId,
+               std::string& out) {
   out.clear();
   out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
   const int status = r.status();
@@ -53,9 +57,17 @@ void serialize(const Response& r, unsigned version, bool keepAlive, bool headReq
   for (const auto& [name, value] : r.headers().entries()) {
     // Framing is ours to decide.
     if (name == "content-length" || name == "transfer-encoding" || name == "connection") continue;
+    if (name == kRequestIdHeader) requestId = {};
     clean(name);
     out += ": ";
     clean(value);
+    out += "\r\n";
+  }
+  if (!requestId.empty()) {
+    // validRequestId(): nothing to clean.
+    out += kRequestIdHeader;
+    out += ": ";
+    out += requestId;
     out += "\r\n";
   }
   const bool bodyless = status < 200 || status == 204 || status == 304;
@@ -308,7 +320,10 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
       // Only the client's bytes can make a URL or header that Request refuses.
       return fail(400, e.what());
     }
-    // As the client sent them: a body without a content-type gets none, as in a Worker.
+    // As the client sent them: a body without a content-type gets none, as in a Worker. Its
+    // x-request-id is the one logged and answered: made here when it has none fit to use.
+    tag_ = makeRequestTag(headers.get(kRequestIdHeader), headers.get(kTraceparentHeader));
+    if (headers.get(kRequestIdHeader) != requestIdOf(tag_)) headers.set(kRequestIdHeader, requestIdOf(tag_));
     request->headers() = std::move(headers);
     // The request has its own copy; the parser's goes now (its count stays until the answer).
     std::string().swap(req.body());
@@ -316,6 +331,8 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
     deadline_ = Clock::time_point::max();
     server_.requestStarted();
     auto self = shared_from_this();
+    // The Worker's code runs as part of this request: its log lines and stub calls carry the tag.
+    ContextScope scope({nullptr, 0, tag_});
     spawn(server_.worker().fetch(std::move(*request), server_.host().env()),
           std::function<void(Result<Response>)>([self](Result<Response> r) {
             if (r.ok() && r.value().status() == 101) {
@@ -377,7 +394,7 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
   }
 
   void write(const Response& res, bool counted) {
-    serialize(res, version_ ? version_ : 11, keepAlive_, head_, out_);
+    serialize(res, version_ ? version_ : 11, keepAlive_, head_, requestIdOf(tag_), out_);
     deadline_ = Clock::now() + kWriteTimeout;
     const int status = res.status();
     const bool bodyless = head_ || status < 200 || status == 204 || status == 304;
@@ -417,6 +434,7 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
     if (server_.options().accessLog) logAccess(status, bodyBytes, took);
     started_ = {};
     method_ = metrics::Method::kOther;
+    tag_ = {};
   }
 
   // From the request's head to its response written (or the connection upgraded).
@@ -431,6 +449,7 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
     for (char& c : logTarget_) {
       if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) c = '?';
     }
+    ContextScope scope({nullptr, 0, tag_});  // the line names the request's id
     logInfo("access ", logMethod_, " ", logTarget_, " status=", status, " bytes=", bodyBytes, " duration_ms=", duration);
     logMethod_.clear();
     logTarget_.clear();
@@ -463,6 +482,7 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
   // The request being answered: when its head was read, its method.
   Clock::time_point started_{};
   metrics::Method method_ = metrics::Method::kOther;
+  RequestTag tag_{};  // the request's id, from its head until its response is written
   // For the access log, when it is on.
   std::string logMethod_;
   std::string logTarget_;

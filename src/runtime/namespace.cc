@@ -1,5 +1,6 @@
 // durable/namespace.h: IDs of a class's objects, and stubs that send them requests.
 #include "base/exec_context.h"
+#include "base/request_tag.h"
 #include "runtime/runtime.h"
 
 #include <durable/error.h>
@@ -74,6 +75,13 @@ struct FetchAwaiter {
   void await_suspend(std::coroutine_handle<> h) {
     handle = h;
     ctx = currentContext();
+    // The request this call serves goes with it, unless the caller named one itself.
+    if (ctx.request.idSize && !request.headers().has(detail::kRequestIdHeader)) {
+      request.headers().set(detail::kRequestIdHeader, detail::requestIdOf(ctx.request));
+    }
+    if (ctx.request.hasTraceparent && !request.headers().has(detail::kTraceparentHeader)) {
+      request.headers().set(detail::kTraceparentHeader, detail::traceparentOf(ctx.request));
+    }
     // Only `this` is captured: the callback fits std::function's inline buffer.
     ns->runtime->dispatchFetch(*ns, id, std::move(request), [this](Result<Response> r) {
       result.emplace(std::move(r));
@@ -96,7 +104,7 @@ struct CallAwaiter {
   void await_suspend(std::coroutine_handle<> h) {
     handle = h;
     ctx = currentContext();
-    ns->runtime->dispatchCall(*ns, id, isClass, std::move(body), [this](std::exception_ptr e) {
+    ns->runtime->dispatchCall(*ns, id, isClass, std::move(body), ctx.request, [this](std::exception_ptr e) {
       error = std::move(e);
       detail::resumeNow(handle, ctx);
     });

@@ -4,6 +4,7 @@
 #include "base/exec_context.h"
 #include "base/log.h"
 #include "base/remote_error.h"
+#include "base/request_tag.h"
 #include "net/error_response.h"
 
 #include <durable/clock.h>
@@ -22,7 +23,7 @@ namespace durable::detail {
 void postTo(Shard& shard, std::function<void()> fn) { boost::asio::post(shard.context(), std::move(fn)); }
 
 void resumeNow(std::coroutine_handle<> h, ExecContext ctx) {
-  if (ctx.host) return static_cast<ObjectHost*>(ctx.host)->resumeGated(h, ctx.flow);
+  if (ctx.host) return static_cast<ObjectHost*>(ctx.host)->resumeGated(h, ctx);
   ContextScope scope(ctx);
   h.resume();
 }
@@ -53,11 +54,16 @@ ObjectHost::~ObjectHost() {
   instance_.reset();
 }
 
-void ObjectHost::resumeGated(std::coroutine_handle<> h, std::uint64_t flow) {
-  gate_.resume(flow, [this, h, flow] {
-    ContextScope scope({this, flow});
+void ObjectHost::resumeGated(std::coroutine_handle<> h, const ExecContext& ctx) {
+  gate_.resume(ctx.flow, [h, ctx] {
+    ContextScope scope(ctx);
     h.resume();
   });
+}
+
+const std::string& ObjectHost::idHex() const {
+  if (idHex_.empty()) idHex_ = id_.toString();
+  return idHex_;
 }
 
 void ObjectHost::ensureInstance() {
@@ -179,7 +185,8 @@ void ObjectHost::startFetch(Request request, Shard* replyTo, std::function<void(
     return;
   }
   beginEvent();
-  ContextScope scope({this, shard_.nextFlow()});
+  const auto& headers = request.headers();
+  ContextScope scope({this, shard_.nextFlow(), makeRequestTag(headers.get(kRequestIdHeader), headers.get(kTraceparentHeader))});
   spawn(runFetch(std::move(request)),
         std::function<void(Result<Response>)>(
             [this, generation = generation_, replyTo, reply = std::move(reply)](Result<Response> r) mutable {
@@ -190,8 +197,8 @@ void ObjectHost::startFetch(Request request, Shard* replyTo, std::function<void(
             }));
 }
 
-void ObjectHost::call(bool (*isClass)(DurableObject&), std::function<Task<void>(DurableObject&)> body, Shard* replyTo,
-                      std::function<void(std::exception_ptr)> done) {
+void ObjectHost::call(bool (*isClass)(DurableObject&), std::function<Task<void>(DurableObject&)> body,
+                      const RequestTag& tag, Shard* replyTo, std::function<void(std::exception_ptr)> done) {
   if (stuck_) {
     sendReply<std::exception_ptr>(replyTo, std::move(done), resetError_);
     return;
@@ -200,7 +207,7 @@ void ObjectHost::call(bool (*isClass)(DurableObject&), std::function<Task<void>(
     sendReply<std::exception_ptr>(replyTo, std::move(done), overloadedError());
     return;
   }
-  gate_.enter([this, isClass, body = std::move(body), replyTo, done = std::move(done)]() mutable {
+  gate_.enter([this, isClass, body = std::move(body), tag, replyTo, done = std::move(done)]() mutable {
     std::exception_ptr refused;
     if (stuck_) {
       refused = resetError_;
@@ -217,7 +224,7 @@ void ObjectHost::call(bool (*isClass)(DurableObject&), std::function<Task<void>(
       return;
     }
     beginEvent();
-    ContextScope scope({this, shard_.nextFlow()});
+    ContextScope scope({this, shard_.nextFlow(), tag});
     spawn(runInside([body = std::move(body)](DurableObject& o, State&) { return body(o); }, true),
           std::function<void(Result<void>)>([this, generation = generation_, replyTo, done = std::move(done)](Result<void> r) {
             --pendingCalls_;
@@ -380,7 +387,7 @@ Future<void> ObjectHost::blockConcurrencyWhile(std::function<Task<void>()> fn) {
     resetInstance(why, true);
   });
   auto holder = std::make_shared<std::function<Task<void>()>>(std::move(fn));
-  ContextScope scope({this, flow});
+  ContextScope scope({this, flow, currentContext().request});
   spawn((*holder)(), std::function<void(Result<void>)>([this, block, holder](Result<void> r) mutable {
           shard_.timers().cancel(block->deadline);
           if (!block->settled) {
@@ -425,6 +432,11 @@ Runtime::Runtime(RuntimeOptions options, const std::vector<NamespaceImpl*>& name
                  std::map<std::string, std::string, std::less<>> vars, const std::vector<std::int64_t>& purge,
                  int partitions)
     : options_(std::move(options)), partitionCount_(partitions), env_(&envImpl_) {
+  // Log lines written during an object's event name the object.
+  setObjectOfHost([](void* host) -> LogObject {
+    const auto* h = static_cast<const ObjectHost*>(host);
+    return {h->ns().binding, h->idHex()};
+  });
   unsigned shards = options_.settings.shards;
   if (shards == 0) shards = defaultShardCount();
   shards = std::min<unsigned>(shards, static_cast<unsigned>(partitionCount_));
@@ -532,12 +544,14 @@ void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request
 }
 
 void Runtime::dispatchCall(const NamespaceImpl& ns, const ObjectId& id, bool (*isClass)(DurableObject&),
-                           std::function<Task<void>(DurableObject&)> body, std::function<void(std::exception_ptr)> done) {
+                           std::function<Task<void>(DurableObject&)> body, const RequestTag& tag,
+                           std::function<void(std::exception_ptr)> done) {
   Shard* caller = Shard::current();
   Shard& owner = shardOf(id);
-  deliverOn(owner, caller, [&owner, &ns, id, caller, isClass, body = std::move(body), done = std::move(done)]() mutable {
-    owner.host(ns, id).call(isClass, std::move(body), caller, std::move(done));
-  });
+  deliverOn(owner, caller,
+            [&owner, &ns, id, caller, isClass, body = std::move(body), tag, done = std::move(done)]() mutable {
+              owner.host(ns, id).call(isClass, std::move(body), tag, caller, std::move(done));
+            });
 }
 
 void Runtime::dispatchRun(const NamespaceImpl& ns, const ObjectId& id,

@@ -92,8 +92,9 @@ class ObjectHost {
   // An RPC call: `body` runs on the instance as an event, if `isClass` says the instance is
   // of the class the caller named. `done` runs like fetch()'s `reply`, with body's exception
   // (made remote) or the runtime's, or null.
-  void call(bool (*isClass)(DurableObject&), std::function<Task<void>(DurableObject&)> body, Shard* replyTo,
-            std::function<void(std::exception_ptr)> done);
+  // `tag`: the request the caller serves (base/request_tag.h), for the event's log lines and calls.
+  void call(bool (*isClass)(DurableObject&), std::function<Task<void>(DurableObject&)> body, const RequestTag& tag,
+            Shard* replyTo, std::function<void(std::exception_ptr)> done);
   // Runs the object's alarm() as an event; `done` runs once its writes are durable, with what
   // the alarm threw (nullptr: it succeeded).
   void alarm(AlarmInfo info, std::function<void(std::exception_ptr)> done);
@@ -106,7 +107,7 @@ class ObjectHost {
   void run(std::function<Task<void>(DurableObject&, State&)> fn, std::function<void(std::exception_ptr)> done);
 
   // Resumes a coroutine of flow `flow` now if the input gate admits it, else when it opens.
-  void resumeGated(std::coroutine_handle<> h, std::uint64_t flow);
+  void resumeGated(std::coroutine_handle<> h, const ExecContext& ctx);
 
   Future<void> blockConcurrencyWhile(std::function<Task<void>()> fn);
   // state().abort(): every event running now fails (its caller gets a retryable error) and the
@@ -121,6 +122,8 @@ class ObjectHost {
   // the host is destroyed.
   boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> idleHook;
   const ObjectId& id() const { return id_; }
+  // id().toString(), made once, for log lines.
+  const std::string& idHex() const;
   OutputGate& outputGate() { return outputGate_; }
   Storage& storage() { return storage_; }
   const NamespaceImpl& ns() const { return ns_; }
@@ -157,6 +160,7 @@ class ObjectHost {
   Shard& shard_;
   const NamespaceImpl& ns_;
   const ObjectId id_;
+  mutable std::string idHex_;
   // Before store_: the store's Holds release into it when the store goes.
   OutputGate outputGate_;
   ObjectStore store_;
@@ -330,7 +334,8 @@ class Runtime final : public HttpHost {
                      std::function<void(Result<Response>)> reply);
   // An RPC call (ObjectHost::call); `done` runs where dispatchFetch's `reply` does.
   void dispatchCall(const NamespaceImpl& ns, const ObjectId& id, bool (*isClass)(DurableObject&),
-                    std::function<Task<void>(DurableObject&)> body, std::function<void(std::exception_ptr)> done);
+                    std::function<Task<void>(DurableObject&)> body, const RequestTag& tag,
+                    std::function<void(std::exception_ptr)> done);
   // Runs fn inside the object as an event; `done` runs on the object's shard.
   void dispatchRun(const NamespaceImpl& ns, const ObjectId& id, std::function<Task<void>(DurableObject&, State&)> fn,
                    std::function<void(std::exception_ptr)> done);

@@ -319,7 +319,7 @@ TEST_F(CliTest, TheAccessLogHasOneLinePerRequestWithMethodPathStatusBytesAndDura
   EXPECT_EQ(server->stop().describe(), "exit code 0");
 
   const std::regex access(
-      R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z INFO durable: access (\S+) (\S+) status=(\d+) bytes=(\d+) duration_ms=(\d+\.\d{3})$)");
+      R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z INFO durable: (?:\[request=[0-9a-f]{32}\] )?access (\S+) (\S+) status=(\d+) bytes=(\d+) duration_ms=(\d+\.\d{3})$)");
   std::vector<std::smatch> found;
   const auto all = lines(server->stderrText());
   std::vector<std::string> accessLines;

@@ -257,8 +257,8 @@ TEST_F(WebSocketServerTest, HibernatingRoom) {
   clients[1]->send("still");
   for (std::size_t i = 1; i < clients.size(); ++i) EXPECT_EQ(clients[i]->readText(), "still");
   // The server's log names the tag of the sender, as the seed does, in a line of the
-  // server's own format (durable::console::log).
-  static const std::regex line(R"((^|\n)\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO durable: Message from: \[user-123\]\n)");
+  // server's own format (durable::console::log), tagged with the object it came from.
+  static const std::regex line(R"((^|\n)\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO durable: \[ns=HIBERNATING_ROOM object=[0-9a-f]{64}\] Message from: \[user-123\]\n)");
   EXPECT_TRUE(std::regex_search(server->stderrText(), line)) << server->stderrText();
 }
 

@@ -5,6 +5,8 @@
 //   GET /probe/:id/get        -> {"fired": N, "alarm": getAlarm() or null,
 //                                 "last": scheduledTime of the last run or null}
 //   GET /probe/:id/put?key=K&type=int|string|bytes|json&value=V -> put(K, V as that type); 204
+//   GET /probe/:id/whoami     -> logs "probe whoami"; {"requestId", "traceparent"} as it got them
+//   GET /probe/:id/rpc?text=T -> the RPC note(T), which logs "probe note T" and returns T
 //
 // Config: tests/support/test_server.toml.
 #include "seed/app.h"
@@ -42,6 +44,13 @@ class AlarmProbe : public durable::DurableObject {
       body["last"] = last ? boost::json::value(*last) : boost::json::value(nullptr);
       co_return durable::Response::json(body);
     }
+    if (path == "/whoami") {
+      durable::console::log("probe whoami");
+      boost::json::object body;
+      body["requestId"] = request.headers().get("x-request-id").value_or("");
+      body["traceparent"] = request.headers().get("traceparent").value_or("");
+      co_return durable::Response::json(body);
+    }
     if (path == "/put") {
       const auto params = url.searchParams();
       const std::string key = params.get("key").value_or("");
@@ -64,6 +73,12 @@ class AlarmProbe : public durable::DurableObject {
     notFound.status = 404;
     co_return durable::Response("Not found", std::move(notFound));
   }
+
+  durable::Task<std::string> note(std::string text) {
+    durable::console::log("probe note ", text);
+    co_return text;
+  }
+  using Rpc = durable::Rpc<&AlarmProbe::note>;
 
   durable::Task<void> alarm(durable::AlarmInfo info) override {
     const auto fired = (co_await storage().get<std::int64_t>("fired")).value_or(0);
@@ -94,6 +109,15 @@ int main(int argc, char** argv) {
   app.get("/probe/:id/set", toProbe("/set"));
   app.get("/probe/:id/get", toProbe("/get"));
   app.get("/probe/:id/put", toProbe("/put"));
+  app.get("/probe/:id/whoami", toProbe("/whoami"));
+  app.get("/probe/:id/rpc", [](durable::Context& c) -> durable::Task<durable::Response> {
+    durable::console::log("worker saw ", c.req().url().pathname());
+    const auto& ns = c.env().ns("PROBE");
+    const auto stub = ns.get(ns.idFromName(c.param("id")));
+    const std::string text = c.query("text").value_or("");
+    std::string echoed = co_await stub.call<&AlarmProbe::note>(text);
+    co_return durable::Response(std::move(echoed));
+  });
   // What the Worker sees of the request's address (the RFC 9112 tests: absolute-form targets).
   app.get("/echo/url", [](durable::Context& c) -> durable::Task<durable::Response> {
     const durable::URL url = c.req().url();
