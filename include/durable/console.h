@@ -10,7 +10,17 @@
 #pragma once
 
 #include <sstream>
+#include <string>
 #include <string_view>
+
+namespace durable {
+
+// The id of the request the running code serves, as its log lines show it: the client's
+// x-request-id when that was 1 to 64 characters of [A-Za-z0-9._:/+=@-], else one made for the
+// request; "" outside any request (an alarm, start-up).
+std::string requestId();
+
+}  // namespace durable
 
 namespace durable::console {
 

@@ -1,6 +1,13 @@
 #include <durable/console.h>
 
 #include "base/log.h"
+#include "base/request_tag.h"
+
+namespace durable {
+
+std::string requestId() { return std::string(detail::requestIdOf(detail::currentContext().request)); }
+
+}  // namespace durable
 
 namespace durable::console {
 

@@ -320,10 +320,10 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
       // Only the client's bytes can make a URL or header that Request refuses.
       return fail(400, e.what());
     }
-    // As the client sent them: a body without a content-type gets none, as in a Worker. Its
-    // x-request-id is the one logged and answered: made here when it has none fit to use.
-    tag_ = makeRequestTag(headers.get(kRequestIdHeader), headers.get(kTraceparentHeader));
-    if (headers.get(kRequestIdHeader) != requestIdOf(tag_)) headers.set(kRequestIdHeader, requestIdOf(tag_));
+    // As the client sent them: a body without a content-type gets none, as in a Worker. The
+    // request's id is its x-request-id when fit to use, else made here (durable::requestId()).
+    const TagHeaders given = findTagHeaders(headers);
+    tag_ = makeRequestTag(given.id, given.traceparent);
     request->headers() = std::move(headers);
     // The request has its own copy; the parser's goes now (its count stays until the answer).
     std::string().swap(req.body());

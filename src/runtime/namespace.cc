@@ -1,6 +1,5 @@
 // durable/namespace.h: IDs of a class's objects, and stubs that send them requests.
 #include "base/exec_context.h"
-#include "base/request_tag.h"
 #include "runtime/runtime.h"
 
 #include <durable/error.h>
@@ -75,15 +74,9 @@ struct FetchAwaiter {
   void await_suspend(std::coroutine_handle<> h) {
     handle = h;
     ctx = currentContext();
-    // The request this call serves goes with it, unless the caller named one itself.
-    if (ctx.request.idSize && !request.headers().has(detail::kRequestIdHeader)) {
-      request.headers().set(detail::kRequestIdHeader, detail::requestIdOf(ctx.request));
-    }
-    if (ctx.request.hasTraceparent && !request.headers().has(detail::kTraceparentHeader)) {
-      request.headers().set(detail::kTraceparentHeader, detail::traceparentOf(ctx.request));
-    }
-    // Only `this` is captured: the callback fits std::function's inline buffer.
-    ns->runtime->dispatchFetch(*ns, id, std::move(request), [this](Result<Response> r) {
+    // Only `this` is captured: the callback fits std::function's inline buffer. The request
+    // this call serves goes with it, beside the Request rather than in its headers.
+    ns->runtime->dispatchFetch(*ns, id, std::move(request), ctx.request, [this](Result<Response> r) {
       result.emplace(std::move(r));
       detail::resumeNow(handle, ctx);
     });

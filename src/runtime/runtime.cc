@@ -147,7 +147,8 @@ std::exception_ptr overloadedError() {
 }
 }  // namespace
 
-void ObjectHost::fetch(Request request, Shard* replyTo, std::function<void(Result<Response>)> reply) {
+void ObjectHost::fetch(Request request, const RequestTag& tag, Shard* replyTo,
+                       std::function<void(Result<Response>)> reply) {
   if (stuck_) {
     sendReply<Result<Response>>(replyTo, std::move(reply), resetError_);
     return;
@@ -158,11 +159,11 @@ void ObjectHost::fetch(Request request, Shard* replyTo, std::function<void(Resul
   }
   // Admitted at once, the event is not wrapped for the queue.
   if (gate_.admitsNewEvent()) {
-    startFetch(std::move(request), replyTo, std::move(reply));
+    startFetch(std::move(request), tag, replyTo, std::move(reply));
     return;
   }
-  gate_.enqueue([this, request = std::move(request), replyTo, reply = std::move(reply)]() mutable {
-    startFetch(std::move(request), replyTo, std::move(reply));
+  gate_.enqueue([this, request = std::move(request), tag, replyTo, reply = std::move(reply)]() mutable {
+    startFetch(std::move(request), tag, replyTo, std::move(reply));
   });
 }
 
@@ -178,15 +179,15 @@ void ObjectHost::sendReply(Shard* replyTo, std::function<void(R)> reply, R resul
   });
 }
 
-void ObjectHost::startFetch(Request request, Shard* replyTo, std::function<void(Result<Response>)> reply) {
+void ObjectHost::startFetch(Request request, const RequestTag& tag, Shard* replyTo,
+                            std::function<void(Result<Response>)> reply) {
   if (stuck_ || !instance_) {
     --pendingCalls_;
     sendReply<Result<Response>>(replyTo, std::move(reply), stuck_ ? resetError_ : constructFailure());
     return;
   }
   beginEvent();
-  const auto& headers = request.headers();
-  ContextScope scope({this, shard_.nextFlow(), makeRequestTag(headers.get(kRequestIdHeader), headers.get(kTraceparentHeader))});
+  ContextScope scope({this, shard_.nextFlow(), requestTagFor(request.headers(), tag)});
   spawn(runFetch(std::move(request)),
         std::function<void(Result<Response>)>(
             [this, generation = generation_, replyTo, reply = std::move(reply)](Result<Response> r) mutable {
@@ -534,13 +535,14 @@ void Runtime::deliverOn(Shard& owner, Shard* caller, Deliver deliver) {
   }
 }
 
-void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request,
+void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request, const RequestTag& tag,
                             std::function<void(Result<Response>)> reply) {
   Shard* caller = Shard::current();
   Shard& owner = shardOf(id);
-  deliverOn(owner, caller, [&owner, &ns, id, caller, request = std::move(request), reply = std::move(reply)]() mutable {
-    owner.host(ns, id).fetch(std::move(request), caller, std::move(reply));
-  });
+  deliverOn(owner, caller,
+            [&owner, &ns, id, caller, request = std::move(request), tag, reply = std::move(reply)]() mutable {
+              owner.host(ns, id).fetch(std::move(request), tag, caller, std::move(reply));
+            });
 }
 
 void Runtime::dispatchCall(const NamespaceImpl& ns, const ObjectId& id, bool (*isClass)(DurableObject&),

@@ -88,7 +88,8 @@ class ObjectHost {
   // else inline on this shard. It gets the object's exception instead of a response when its
   // fetch threw (Error::remote()), or the runtime's (a reset: retryable(); too many calls
   // pending: overloaded()).
-  void fetch(Request request, Shard* replyTo, std::function<void(Result<Response>)> reply);
+  // `tag`: the request the caller serves; the event's is requestTagFor() it (base/request_tag.h).
+  void fetch(Request request, const RequestTag& tag, Shard* replyTo, std::function<void(Result<Response>)> reply);
   // An RPC call: `body` runs on the instance as an event, if `isClass` says the instance is
   // of the class the caller named. `done` runs like fetch()'s `reply`, with body's exception
   // (made remote) or the runtime's, or null.
@@ -130,7 +131,8 @@ class ObjectHost {
   Shard& shard() { return shard_; }
 
  private:
-  void startFetch(Request request, Shard* replyTo, std::function<void(Result<Response>)> reply);
+  void startFetch(Request request, const RequestTag& tag, Shard* replyTo,
+                  std::function<void(Result<Response>)> reply);
   template <class R>
   static void sendReply(Shard* replyTo, std::function<void(R)> reply, R result);
   Task<Response> runFetch(Request request);
@@ -330,7 +332,7 @@ class Runtime final : public HttpHost {
 
   // Sends a request to an object from any thread; `reply` runs on the caller's shard (or, when
   // called from outside any shard, on the object's shard).
-  void dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request,
+  void dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request, const RequestTag& tag,
                      std::function<void(Result<Response>)> reply);
   // An RPC call (ObjectHost::call); `done` runs where dispatchFetch's `reply` does.
   void dispatchCall(const NamespaceImpl& ns, const ObjectId& id, bool (*isClass)(DurableObject&),

@@ -51,32 +51,35 @@ class RequestIdTest : public ::testing::Test {
   TempDir dir_;
 };
 
-TEST_F(RequestIdTest, AnIdIsTakenOrMadeAnsweredAndSeenByTheObject) {
+TEST_F(RequestIdTest, AnIdIsTakenOrMadeAnsweredAndCarriedToTheObject) {
   auto server = start();
   HttpConnection http("127.0.0.1", server->port());
 
-  auto given = http.request("GET", "/probe/p/whoami", "", {{"x-request-id", "it-1"}, {"traceparent", kTraceparent}});
+  auto given = http.request("GET", "/probe/p/whoami", "", {{"x-request-id", "it-1"}});
   ASSERT_EQ(given.status, 200) << given.body;
   EXPECT_EQ(given.header("x-request-id"), "it-1");
   auto seen = json::parse(given.body);
+  EXPECT_EQ(seen.at("workerRequestId").as_string(), "it-1");
   EXPECT_EQ(seen.at("requestId").as_string(), "it-1") << "the stub call carried it";
-  EXPECT_EQ(seen.at("traceparent").as_string(), kTraceparent) << "and the trace context";
+  EXPECT_EQ(seen.at("header").as_string(), "") << "beside the request, not added to its headers";
 
   auto made = http.get("/probe/p/whoami");
   const std::string id = made.header("x-request-id");
   EXPECT_TRUE(std::regex_match(id, std::regex("[0-9a-f]{32}"))) << id;
+  EXPECT_EQ(json::parse(made.body).at("workerRequestId").as_string(), id);
   EXPECT_EQ(json::parse(made.body).at("requestId").as_string(), id);
-  EXPECT_EQ(json::parse(made.body).at("traceparent").as_string(), "");
   EXPECT_NE(http.get("/probe/p/whoami").header("x-request-id"), id) << "each request its own";
 
-  // An id that could not go into a log line or a header unchanged is replaced, as is a
-  // malformed traceparent dropped.
+  // An id that could not go into a log line or a header unchanged is replaced.
   for (const std::string bad : {std::string("has space"), std::string(65, 'a'), std::string("quote\"")}) {
-    auto r = http.request("GET", "/probe/p/whoami", "", {{"x-request-id", bad}, {"traceparent", "00-xyz"}});
+    auto r = http.request("GET", "/probe/p/whoami", "", {{"x-request-id", bad}});
     EXPECT_TRUE(std::regex_match(r.header("x-request-id"), std::regex("[0-9a-f]{32}"))) << bad;
     EXPECT_EQ(json::parse(r.body).at("requestId").as_string(), r.header("x-request-id"));
-    EXPECT_EQ(json::parse(r.body).at("traceparent").as_string(), "");
   }
+  // A stub request that names its own id keeps it.
+  auto own = http.request("GET", "/probe/p/whoami-as?as=mine-2", "", {{"x-request-id", "outer-2"}});
+  EXPECT_EQ(json::parse(own.body).at("requestId").as_string(), "mine-2");
+  EXPECT_EQ(own.header("x-request-id"), "outer-2");
   // Answered on every response, a 404 from the Worker included.
   EXPECT_EQ(http.request("GET", "/no/such/route", "", {{"x-request-id", "lost-1"}}).header("x-request-id"), "lost-1");
 
@@ -85,6 +88,22 @@ TEST_F(RequestIdTest, AnIdIsTakenOrMadeAnsweredAndSeenByTheObject) {
   ASSERT_EQ(lines.size(), 1u) << server->stderrText();
   EXPECT_TRUE(std::regex_search(lines[0], std::regex(R"(INFO durable: \[ns=PROBE object=[0-9a-f]{64} request=it-1\] probe whoami$)")))
       << lines[0];
+}
+
+TEST_F(RequestIdTest, TraceparentGoesOnThroughTheObjectToTheServicesItCalls) {
+  auto server = start();
+  HttpConnection http("127.0.0.1", server->port());
+  const std::string target = "/probe/p/trace?port=" + std::to_string(server->port());
+  auto r = http.request("GET", target, "", {{"x-request-id", "tr-1"}, {"traceparent", kTraceparent}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto echoed = json::parse(r.body);
+  EXPECT_EQ(echoed.at("traceparent").as_string(), kTraceparent);
+  EXPECT_NE(echoed.at("requestId").as_string(), "tr-1") << "another service's request is its own";
+  // A malformed traceparent is not passed on.
+  auto bad = http.request("GET", target, "", {{"traceparent", "00-xyz"}});
+  EXPECT_EQ(json::parse(bad.body).at("traceparent").as_string(), "");
+  auto none = http.get(target);
+  EXPECT_EQ(json::parse(none.body).at("traceparent").as_string(), "");
 }
 
 TEST_F(RequestIdTest, RpcAndTheWorkerLogUnderTheRequestsId) {

@@ -5,7 +5,11 @@
 //   GET /probe/:id/get        -> {"fired": N, "alarm": getAlarm() or null,
 //                                 "last": scheduledTime of the last run or null}
 //   GET /probe/:id/put?key=K&type=int|string|bytes|json&value=V -> put(K, V as that type); 204
-//   GET /probe/:id/whoami     -> logs "probe whoami"; {"requestId", "traceparent"} as it got them
+//   GET /probe/:id/whoami     -> logs "probe whoami"; {"requestId": durable::requestId(), "header":
+//                                its x-request-id header}; the Worker adds "workerRequestId"
+//   GET /probe/:id/trace?port=P -> what GET /echo/trace on port P, called with durable::fetch
+//                                from the object, saw: {"traceparent", "requestId"}
+//   GET /probe/:id/whoami-as?as=ID -> whoami, called with its own x-request-id: ID
 //   GET /probe/:id/rpc?text=T -> the RPC note(T), which logs "probe note T" and returns T
 //
 // Config: tests/support/test_server.toml.
@@ -47,9 +51,15 @@ class AlarmProbe : public durable::DurableObject {
     if (path == "/whoami") {
       durable::console::log("probe whoami");
       boost::json::object body;
-      body["requestId"] = request.headers().get("x-request-id").value_or("");
-      body["traceparent"] = request.headers().get("traceparent").value_or("");
+      body["requestId"] = durable::requestId();
+      body["header"] = request.headers().get("x-request-id").value_or("");
       co_return durable::Response::json(body);
+    }
+    if (path == "/trace") {
+      // What a service called from here sees: the traceparent goes on, the request id does not.
+      const std::string port = url.searchParams().get("port").value_or("0");
+      durable::Response echoed = co_await durable::fetch(durable::Request("http://127.0.0.1:" + port + "/echo/trace"));
+      co_return durable::Response(echoed.text(), {.headers = {{"content-type", "application/json"}}});
     }
     if (path == "/put") {
       const auto params = url.searchParams();
@@ -109,7 +119,28 @@ int main(int argc, char** argv) {
   app.get("/probe/:id/set", toProbe("/set"));
   app.get("/probe/:id/get", toProbe("/get"));
   app.get("/probe/:id/put", toProbe("/put"));
-  app.get("/probe/:id/whoami", toProbe("/whoami"));
+  app.get("/probe/:id/whoami", [](durable::Context& c) -> durable::Task<durable::Response> {
+    const auto& ns = c.env().ns("PROBE");
+    const auto stub = ns.get(ns.idFromName(c.param("id")));
+    durable::Request request("http://do/whoami");
+    durable::Response inner = co_await stub.fetch(std::move(request));
+    auto body = boost::json::parse(inner.text()).as_object();
+    body["workerRequestId"] = durable::requestId();
+    co_return durable::Response::json(body);
+  });
+  app.get("/probe/:id/trace", toProbe("/trace"));
+  app.get("/echo/trace", [](durable::Context& c) -> durable::Task<durable::Response> {
+    co_return c.json(boost::json::object{{"traceparent", c.req().headers().get("traceparent").value_or("")},
+                                         {"requestId", durable::requestId()}});
+  });
+  // Forwards a URL of its own choosing with a header of its own: the header's id wins.
+  app.get("/probe/:id/whoami-as", [](durable::Context& c) -> durable::Task<durable::Response> {
+    const auto& ns = c.env().ns("PROBE");
+    const auto stub = ns.get(ns.idFromName(c.param("id")));
+    const std::string as = c.query("as").value_or("");
+    durable::Request request("http://do/whoami", {.headers = {{"x-request-id", as}}});
+    co_return co_await stub.fetch(std::move(request));
+  });
   app.get("/probe/:id/rpc", [](durable::Context& c) -> durable::Task<durable::Response> {
     durable::console::log("worker saw ", c.req().url().pathname());
     const auto& ns = c.env().ns("PROBE");
