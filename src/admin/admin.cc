@@ -1,6 +1,7 @@
 #include "admin/admin.h"
 
 #include "admin/backup.h"
+#include "admin/inspector_page.h"
 #include "base/utf8.h"
 #include "runtime/runtime.h"
 #include "storage/object_store.h"
@@ -212,6 +213,8 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
   Worker w;
   if (!options.token.empty()) {
     w.use([token = options.token](Context& c, Next next) -> Task<Response> {
+      // The inspector page holds no data: it asks for the token and sends it with each call.
+      if (c.req().method() == "GET" && c.req().url().pathname() == "/") co_return co_await next();
       const auto header = c.header("authorization").value_or("");
       constexpr std::string_view kBearer = "Bearer ";
       const bool ok = header.size() > kBearer.size() && header.compare(0, kBearer.size(), kBearer) == 0 &&
@@ -224,6 +227,13 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
       co_return co_await next();
     });
   }
+
+  w.get("/", [](Context&) -> Task<Response> {
+    Response page(kInspectorPage);
+    page.headers().set("content-type", "text/html; charset=utf-8");
+    page.headers().set("cache-control", "no-store");
+    co_return page;
+  });
 
   w.get("/metrics", [&runtime](Context&) -> Task<Response> {
     Response r(renderMetrics(runtime));
@@ -428,7 +438,7 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
 
   w.notFound([](Context& c) -> Task<Response> {
     co_return errorJson(404, "no admin route for " + std::string(c.req().method()) + " " + c.req().url().pathname() +
-                                 " (routes: GET /metrics, GET /admin/namespaces, GET /admin/namespaces/:ns/objects, "
+                                 " (routes: GET / (the inspector), GET /metrics, GET /admin/namespaces, GET /admin/namespaces/:ns/objects, "
                                  "GET|DELETE .../objects/:id/storage, GET .../objects/:id, "
                                  "POST .../objects/:id/alarm/run, POST /admin/backup)");
   });
