@@ -324,6 +324,7 @@ SqlChangeRecorder::SqlChangeRecorder(sqlite3* db) : db_(db) { sqlite3_preupdate_
 SqlChangeRecorder::~SqlChangeRecorder() { sqlite3_preupdate_hook(db_, nullptr, nullptr); }
 
 void SqlChangeRecorder::begin(sqlite3_stmt* stmt) {
+  active_ = true;
   statementStart_ = records_.size();
   inSchemaStatement_ = !sqlite3_stmt_readonly(stmt) && changesSchema(sqlite3_sql(stmt));
 }
@@ -331,6 +332,7 @@ void SqlChangeRecorder::begin(sqlite3_stmt* stmt) {
 void SqlChangeRecorder::end(sqlite3_stmt* stmt, int rc) {
   const bool schema = inSchemaStatement_;
   inSchemaStatement_ = false;
+  active_ = false;
   if (rc != SQLITE_DONE) {
     // A failed statement changed nothing (SQLite rolled it back): neither did its records.
     records_.resize(statementStart_);
@@ -349,7 +351,7 @@ void SqlChangeRecorder::onPreupdate(void* self, sqlite3* db, int op, const char*
                                     sqlite3_int64 oldRowid, sqlite3_int64 newRowid) {
   auto& r = *static_cast<SqlChangeRecorder*>(self);
   // A schema statement's rows are redone by its text; a temp table is the connection's own.
-  if (r.inSchemaStatement_ || std::strcmp(dbName, "main") != 0) return;
+  if (!r.active_ || r.inSchemaStatement_ || std::strcmp(dbName, "main") != 0) return;
   std::string& out = r.records_;
   const int count = sqlite3_preupdate_count(db);
   auto values = [&](bool old) {

@@ -28,7 +28,8 @@ class SqlChangeRecorder {
   SqlChangeRecorder& operator=(const SqlChangeRecorder&) = delete;
 
   // Steps `stmt` to its end as sqlite3_step would (SQLITE_DONE, or the error), recording what
-  // it changes; `onRow` is called for each result row (RETURNING, SELECT).
+  // it changes; `onRow` is called for each result row (RETURNING, SELECT). Only statements run
+  // here are recorded.
   template <class OnRow>
   int run(sqlite3_stmt* stmt, OnRow&& onRow) {
     begin(stmt);
@@ -56,6 +57,7 @@ class SqlChangeRecorder {
 
   sqlite3* db_;
   std::string records_;
+  bool active_ = false;  // inside run(): what other statements change is not recorded
   bool inSchemaStatement_ = false;
   int schemaVersionBefore_ = 0;
   std::size_t statementStart_ = 0;
