@@ -61,6 +61,12 @@ struct WriteOp {
   }
 };
 
+// One entry of an object's SQL log (docs/sql-design.md): the records of SqlChangeRecorder.
+struct SqlLogEntry {
+  std::uint64_t lsn = 0;
+  std::string records;
+};
+
 // One object's part of a batch, copied out of its cache so an engine thread never touches
 // shard-owned memory.
 struct ObjectBatch {
@@ -73,6 +79,12 @@ struct ObjectBatch {
   // The name the ID was made from (idFromName), on the first batch of each activation, so the
   // admin API can show it; the engine keeps the first one it is given.
   std::optional<std::string> name;
+  // A SQLite-backed object's SQL changes since its previous batch (storage/object_sql.h),
+  // kept in the partition's log until the object's own file has them on disk.
+  std::optional<SqlLogEntry> sqlLog;
+  // The object's file holds its log through this LSN, synced: those entries may go. Applied
+  // after `sqlLog`.
+  std::optional<std::uint64_t> sqlLogPruneThrough;
   // Decoded values the object's cache replaced. Releasing a large JSON tree is thousands of
   // frees: the engine's thread does it when it drops the batch, not the shard.
   std::vector<std::shared_ptr<const Value>> retired;
@@ -131,6 +143,9 @@ class StorageEngine {
   virtual Deferred<Rows> scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
                               const std::optional<std::string>& upper, bool reverse, std::size_t limit) = 0;
   virtual Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id) = 0;
+  // The object's SQL log entries above `afterLsn`, in order.
+  virtual Deferred<std::vector<SqlLogEntry>> readSqlLog(std::int64_t ns, const ObjectId::Raw& id,
+                                                        std::uint64_t afterLsn) = 0;
 
   // False while a batch submitted earlier still waits to be taken: the partition then keeps
   // its open batch growing (so consecutive writes of a key go out once) until engineReady().

@@ -67,6 +67,18 @@ Deferred<std::optional<std::int64_t>> MemoryEngine::readAlarm(std::int64_t ns, c
   return later(shard_, time);
 }
 
+Deferred<std::vector<SqlLogEntry>> MemoryEngine::readSqlLog(std::int64_t ns, const ObjectId::Raw& id,
+                                                            std::uint64_t afterLsn) {
+  std::vector<SqlLogEntry> out;
+  {
+    std::lock_guard lock(rows_->mu);
+    if (auto log = rows_->sqlLog.find({ns, id}); log != rows_->sqlLog.end()) {
+      for (auto it = log->second.upper_bound(afterLsn); it != log->second.end(); ++it) out.push_back({it->first, it->second});
+    }
+  }
+  return later(shard_, std::move(out));
+}
+
 void MemoryEngine::submit(CommitBatch batch) {
   // Reported on a later turn, as a networked engine would.
   auto report = [this, seq = batch.seq] { boost::asio::post(shard_, [this, seq] { sink_->engineCommitted(seq); }); };
@@ -93,6 +105,13 @@ void MemoryEngine::submit(CommitBatch batch) {
         }
       }
       if (ob.name) rows_->names.try_emplace(object, *ob.name);
+      if (ob.sqlLog) rows_->sqlLog[object][ob.sqlLog->lsn] = ob.sqlLog->records;
+      if (ob.sqlLogPruneThrough) {
+        if (auto log = rows_->sqlLog.find(object); log != rows_->sqlLog.end()) {
+          log->second.erase(log->second.begin(), log->second.upper_bound(*ob.sqlLogPruneThrough));
+          if (log->second.empty()) rows_->sqlLog.erase(log);
+        }
+      }
     }
     if (rows_->holding) {
       rows_->heldReports.emplace_back(std::move(report));
@@ -117,6 +136,7 @@ void MemoryEngine::purgeNamespace(std::int64_t ns) {
   std::erase_if(rows_->kv, [ns](const auto& entry) { return entry.first.first == ns; });
   std::erase_if(rows_->alarms, [ns](const auto& entry) { return entry.first.first == ns; });
   std::erase_if(rows_->names, [ns](const auto& entry) { return entry.first.first == ns; });
+  std::erase_if(rows_->sqlLog, [ns](const auto& entry) { return entry.first.first == ns; });
 }
 
 StoredObject MemoryEngine::describeLocked(std::int64_t ns, const ObjectId::Raw& id) const {

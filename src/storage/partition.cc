@@ -33,6 +33,12 @@ Deferred<std::optional<std::int64_t>> Partition::readAlarm(std::int64_t ns, cons
   return engine_->readAlarm(ns, id);
 }
 
+Deferred<std::vector<SqlLogEntry>> Partition::readSqlLog(std::int64_t ns, const ObjectId::Raw& id,
+                                                         std::uint64_t afterLsn) {
+  checkUsable();
+  return engine_->readSqlLog(ns, id, afterLsn);
+}
+
 Deferred<Rows> Partition::scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
                                const std::optional<std::string>& upper, bool reverse, std::size_t limit) {
   checkUsable();

@@ -123,13 +123,17 @@ SqliteEngine::SqliteEngine(int index, std::filesystem::path file, config::Durabi
           "PRIMARY KEY(ns, obj)) WITHOUT ROWID;"
           "CREATE INDEX IF NOT EXISTS alarms_by_time ON alarms(time);"
           "CREATE TABLE IF NOT EXISTS names(ns INTEGER NOT NULL, obj BLOB NOT NULL, name BLOB NOT NULL, "
-          "PRIMARY KEY(ns, obj)) WITHOUT ROWID;");
+          "PRIMARY KEY(ns, obj)) WITHOUT ROWID;"
+          "CREATE TABLE IF NOT EXISTS sqllog(ns INTEGER NOT NULL, obj BLOB NOT NULL, lsn INTEGER NOT NULL, "
+          "records BLOB NOT NULL, PRIMARY KEY(ns, obj, lsn)) WITHOUT ROWID;");
   upsertStmt_ = Statement(writer_, "INSERT OR REPLACE INTO kv(ns, obj, key, value) VALUES(?1, ?2, ?3, ?4)");
   deleteStmt_ = Statement(writer_, "DELETE FROM kv WHERE ns = ?1 AND obj = ?2 AND key = ?3");
   deleteAllStmt_ = Statement(writer_, "DELETE FROM kv WHERE ns = ?1 AND obj = ?2");
   setAlarmStmt_ = Statement(writer_, "INSERT OR REPLACE INTO alarms(ns, obj, time) VALUES(?1, ?2, ?3)");
   deleteAlarmStmt_ = Statement(writer_, "DELETE FROM alarms WHERE ns = ?1 AND obj = ?2");
   nameStmt_ = Statement(writer_, "INSERT OR IGNORE INTO names(ns, obj, name) VALUES(?1, ?2, ?3)");
+  appendSqlLogStmt_ = Statement(writer_, "INSERT OR REPLACE INTO sqllog(ns, obj, lsn, records) VALUES(?1, ?2, ?3, ?4)");
+  pruneSqlLogStmt_ = Statement(writer_, "DELETE FROM sqllog WHERE ns = ?1 AND obj = ?2 AND lsn <= ?3");
   beginStmt_ = Statement(writer_, "BEGIN IMMEDIATE");
   commitStmt_ = Statement(writer_, "COMMIT");
   rollbackStmt_ = Statement(writer_, "ROLLBACK");
@@ -137,6 +141,7 @@ SqliteEngine::SqliteEngine(int index, std::filesystem::path file, config::Durabi
   reader_ = openDatabase(file_, durability, true);
   readStmt_ = Statement(reader_, "SELECT value FROM kv WHERE ns = ?1 AND obj = ?2 AND key = ?3");
   readAlarmStmt_ = Statement(reader_, "SELECT time FROM alarms WHERE ns = ?1 AND obj = ?2");
+  readSqlLogStmt_ = Statement(reader_, "SELECT lsn, records FROM sqllog WHERE ns = ?1 AND obj = ?2 AND lsn > ?3 ORDER BY lsn");
 
   if (syncThread) {
     // The WAL exists from the schema statements on and SQLite only deletes it when the last
@@ -176,6 +181,7 @@ SqliteEngine::~SqliteEngine() {
   if (walFd_ >= 0) ::close(walFd_);
   readStmt_ = {};
   readAlarmStmt_ = {};
+  readSqlLogStmt_ = {};
   for (auto& s : listStmts_) s = {};
   upsertStmt_ = {};
   deleteStmt_ = {};
@@ -183,6 +189,8 @@ SqliteEngine::~SqliteEngine() {
   setAlarmStmt_ = {};
   deleteAlarmStmt_ = {};
   nameStmt_ = {};
+  appendSqlLogStmt_ = {};
+  pruneSqlLogStmt_ = {};
   beginStmt_ = {};
   commitStmt_ = {};
   rollbackStmt_ = {};
@@ -210,6 +218,21 @@ Deferred<std::optional<std::int64_t>> SqliteEngine::readAlarm(std::int64_t ns, c
   if (rc == SQLITE_ROW) return std::optional<std::int64_t>(sqlite3_column_int64(s, 0));
   check(reader_, rc, "read alarm");
   return std::optional<std::int64_t>();
+}
+
+Deferred<std::vector<SqlLogEntry>> SqliteEngine::readSqlLog(std::int64_t ns, const ObjectId::Raw& id,
+                                                            std::uint64_t afterLsn) {
+  sqlite3_stmt* s = readSqlLogStmt_.get();
+  ResetGuard guard{s};
+  bindObject(s, ns, id);
+  sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(afterLsn));
+  std::vector<SqlLogEntry> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    out.push_back({static_cast<std::uint64_t>(sqlite3_column_int64(s, 0)), std::string(columnBlob(s, 1))});
+  }
+  check(reader_, rc, "read SQL log");
+  return out;
 }
 
 Statement& SqliteEngine::listStatement(bool lowerInclusive, bool hasUpper, bool reverse) {
@@ -246,7 +269,8 @@ void SqliteEngine::purgeNamespace(std::int64_t ns) {
   Statement kv(writer_, "DELETE FROM kv WHERE ns = ?1");
   Statement alarms(writer_, "DELETE FROM alarms WHERE ns = ?1");
   Statement names(writer_, "DELETE FROM names WHERE ns = ?1");
-  for (Statement* q : {&kv, &alarms, &names}) {
+  Statement sqllog(writer_, "DELETE FROM sqllog WHERE ns = ?1");
+  for (Statement* q : {&kv, &alarms, &names, &sqllog}) {
     sqlite3_bind_int64(q->get(), 1, ns);
     check(writer_, sqlite3_step(q->get()), "purge");
   }
@@ -457,6 +481,17 @@ void SqliteEngine::commit(const std::vector<CommitBatch>& batches) {
             bindObject(nameStmt_.get(), ob.ns, ob.id);
             bindBlob(nameStmt_.get(), 3, ob.name->data(), ob.name->size());
             step(nameStmt_.get());
+          }
+          if (ob.sqlLog) {
+            bindObject(appendSqlLogStmt_.get(), ob.ns, ob.id);
+            sqlite3_bind_int64(appendSqlLogStmt_.get(), 3, static_cast<sqlite3_int64>(ob.sqlLog->lsn));
+            bindBlob(appendSqlLogStmt_.get(), 4, ob.sqlLog->records.data(), ob.sqlLog->records.size());
+            step(appendSqlLogStmt_.get());
+          }
+          if (ob.sqlLogPruneThrough) {
+            bindObject(pruneSqlLogStmt_.get(), ob.ns, ob.id);
+            sqlite3_bind_int64(pruneSqlLogStmt_.get(), 3, static_cast<sqlite3_int64>(*ob.sqlLogPruneThrough));
+            step(pruneSqlLogStmt_.get());
           }
         }
       }

@@ -74,6 +74,7 @@ class SqliteEngine final : public StorageEngine {
   Deferred<Rows> scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
                       const std::optional<std::string>& upper, bool reverse, std::size_t limit) override;
   Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id) override;
+  Deferred<std::vector<SqlLogEntry>> readSqlLog(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t afterLsn) override;
   bool accepting() override;
   void submit(CommitBatch batch) override;
   void purgeNamespace(std::int64_t ns) override;
@@ -100,12 +101,13 @@ class SqliteEngine final : public StorageEngine {
 
   // Shard thread.
   sqlite3* reader_ = nullptr;
-  Statement readStmt_, readAlarmStmt_;
+  Statement readStmt_, readAlarmStmt_, readSqlLogStmt_;
   Statement listStmts_[8];
 
   // Commit and sync threads, handed over under mu_.
   sqlite3* writer_ = nullptr;
   Statement upsertStmt_, deleteStmt_, deleteAllStmt_, setAlarmStmt_, deleteAlarmStmt_, nameStmt_;
+  Statement appendSqlLogStmt_, pruneSqlLogStmt_;
   Statement beginStmt_, commitStmt_, rollbackStmt_;
   int walFd_ = -1;  // durability full: our own descriptor of the WAL, for fdatasync
   std::mutex mu_;
