@@ -8,13 +8,16 @@
 
 #include <durable/error.h>
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/json.hpp>
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <iterator>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 namespace durable::detail {
@@ -201,6 +204,81 @@ Handler guarded(std::function<Task<Response>(Context&)> body) {
   };
 }
 
+// Work that must not hold a shard thread (a backup, a count over every row) on threads of its
+// own, each posting its answer back to the calling shard. The admin Worker owns it and joins
+// every thread when it goes, which is before the runtime does.
+class OffShard {
+ public:
+  ~OffShard() {
+    std::lock_guard lock(mu_);
+    for (auto& job : jobs_) job.thread.join();
+  }
+
+  // `work` named by the caller, not a temporary in its co_await (g++ 12: see onShard).
+  template <class T>
+  Future<T> run(const std::function<T()>& work) {
+    Promise<T> promise;
+    Shard* home = Shard::current();
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::lock_guard lock(mu_);
+    // Joined as soon as they have ended: an ended thread keeps its stack until then.
+    std::erase_if(jobs_, [](Job& job) {
+      if (!job.done->load()) return false;
+      job.thread.join();
+      return true;
+    });
+    jobs_.push_back({std::thread([promise, home, work, done]() mutable {
+                       std::optional<T> value;
+                       std::exception_ptr error;
+                       try {
+                         value.emplace(work());
+                       } catch (...) {
+                         error = std::current_exception();
+                       }
+                       postTo(*home, [promise, value = std::move(value), error]() mutable {
+                         if (error) return promise.setError(error);
+                         promise.setValue(std::move(*value));
+                       });
+                       done->store(true);
+                     }),
+                     done});
+    return promise.future();
+  }
+
+ private:
+  struct Job {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::mutex mu_;
+  std::vector<Job> jobs_;
+};
+
+// A Host header naming this machine: a loopback address or localhost, with any port.
+bool loopbackHost(std::string_view host) {
+  if (host.starts_with("[")) {
+    const auto close = host.find(']');
+    return close != std::string_view::npos && host.substr(1, close - 1) == "::1";
+  }
+  host = host.substr(0, host.find(':'));
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(std::string(host), ec);
+  return !ec && address.is_loopback();
+}
+
+bool startsWithIgnoringCase(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i) {
+    char c = s[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    char p = prefix[i];
+    if (p >= 'A' && p <= 'Z') p = static_cast<char>(p - 'A' + 'a');
+    if (c != p) return false;
+  }
+  return true;
+}
+
 struct Listed {
   StoredObject stored;
   bool live = false;
@@ -211,13 +289,31 @@ struct Listed {
 
 Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
   Worker w;
+  auto offShard = std::make_shared<OffShard>();
+  auto backupRunning = std::make_shared<std::atomic<bool>>(false);
+
+  // A web page the operator has open must not reach this listener: a cross-site request
+  // carries an Origin other than the listener's own, and a DNS-rebound one a Host that is
+  // not this machine (checked when no token guards the listener).
+  w.use([hasToken = !options.token.empty()](Context& c, Next next) -> Task<Response> {
+    const std::string host = c.header("host").value_or("");
+    if (!hasToken && !loopbackHost(host)) {
+      co_return errorJson(403, "this admin listener answers requests for a loopback address only, not for Host '" +
+                                   host + "'");
+    }
+    if (auto origin = c.header("origin"); origin && *origin != "http://" + host) {
+      co_return errorJson(403, "this admin listener answers no request from another site (Origin " + *origin + ")");
+    }
+    co_return co_await next();
+  });
   if (!options.token.empty()) {
     w.use([token = options.token](Context& c, Next next) -> Task<Response> {
       // The inspector page holds no data: it asks for the token and sends it with each call.
-      if (c.req().method() == "GET" && c.req().url().pathname() == "/") co_return co_await next();
+      const auto method = c.req().method();
+      if ((method == "GET" || method == "HEAD") && c.req().url().pathname() == "/") co_return co_await next();
       const auto header = c.header("authorization").value_or("");
-      constexpr std::string_view kBearer = "Bearer ";
-      const bool ok = header.size() > kBearer.size() && header.compare(0, kBearer.size(), kBearer) == 0 &&
+      constexpr std::string_view kBearer = "bearer ";
+      const bool ok = header.size() > kBearer.size() && startsWithIgnoringCase(header, kBearer) &&
                       sameSecret(std::string_view(header).substr(kBearer.size()), token);
       if (!ok) {
         Response r = errorJson(401, "this admin listener needs the header \"Authorization: Bearer <admin token>\"");
@@ -241,20 +337,31 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     co_return r;
   });
 
-  w.get("/admin/namespaces", [&runtime](Context&) -> Task<Response> {
+  // Counting reads every row of a namespace: on a thread of its own over the partitions'
+  // files, never on a shard (over the in-memory engine, which has no files, on the shards).
+  w.get("/admin/namespaces", [&runtime, offShard](Context&) -> Task<Response> {
     const auto& namespaces = runtime.namespaces();
     std::vector<std::size_t> counts(namespaces.size());
-    for (unsigned s = 0; s < runtime.shardCount(); ++s) {
-      Shard& shard = runtime.shard(s);
-      const std::function<Task<std::vector<std::size_t>>()> count = [&shard, &namespaces]() -> Task<std::vector<std::size_t>> {
-        std::vector<std::size_t> n(namespaces.size());
-        for (auto& p : shard.partitions) {
-          for (std::size_t i = 0; i < namespaces.size(); ++i) n[i] += p->countObjects(namespaces[i]->nsId);
-        }
-        co_return n;
+    if (!runtime.options().engine) {
+      std::vector<std::int64_t> ids;
+      for (const auto* ns : namespaces) ids.push_back(ns->nsId);
+      const std::function<std::vector<std::size_t>()> count = [dir = runtime.options().persistDir, ids] {
+        return countObjectsInState(dir, ids);
       };
-      auto perShard = co_await onShard(shard, count);
-      for (std::size_t i = 0; i < counts.size(); ++i) counts[i] += perShard[i];
+      counts = co_await offShard->run(count);
+    } else {
+      for (unsigned s = 0; s < runtime.shardCount(); ++s) {
+        Shard& shard = runtime.shard(s);
+        const std::function<Task<std::vector<std::size_t>>()> count = [&shard, &namespaces]() -> Task<std::vector<std::size_t>> {
+          std::vector<std::size_t> n(namespaces.size());
+          for (auto& p : shard.partitions) {
+            for (std::size_t i = 0; i < namespaces.size(); ++i) n[i] += p->countObjects(namespaces[i]->nsId);
+          }
+          co_return n;
+        };
+        auto perShard = co_await onShard(shard, count);
+        for (std::size_t i = 0; i < counts.size(); ++i) counts[i] += perShard[i];
+      }
     }
     boost::json::array out;
     for (std::size_t i = 0; i < namespaces.size(); ++i) {
@@ -340,7 +447,7 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     const std::string prefix = key ? *key : c.query("prefix").value_or("");
     std::string lower = prefix;
     bool lowerInclusive = true;
-    if (auto cursor = c.query("cursor"); cursor && !cursor->empty()) {
+    if (auto cursor = c.query("cursor"); !key && cursor && !cursor->empty()) {
       auto key = fromHex(*cursor);
       if (!key) throw AdminError{400, "cursor: not a cursor this API gave out (hex digits), got '" + *cursor + "'"};
       if (*key >= prefix) {
@@ -397,16 +504,26 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     const NamespaceImpl& ns = findNamespace(runtime, c.param("ns"));
     const ObjectId id = parseId(ns, c.param("id"), "id");
     Shard& shard = runtime.shardOf(id);
-    const std::function<Task<bool>()> run = [&shard, &ns, id]() -> Task<bool> {
+    const std::function<Task<AlarmScheduler::RunNow>()> run = [&shard, &ns, id]() -> Task<AlarmScheduler::RunNow> {
       co_return shard.runAlarmNow(ns.nsId, id.raw());
     };
-    const bool started = co_await onShard(shard, run);
-    if (!started) throw AdminError{404, "object " + id.toString() + " has no alarm set"};
+    const AlarmScheduler::RunNow started = co_await onShard(shard, run);
+    if (started == AlarmScheduler::RunNow::kNoAlarm) {
+      throw AdminError{404, "object " + id.toString() + " has no alarm set"};
+    }
+    if (started == AlarmScheduler::RunNow::kPaused) {
+      throw AdminError{409, "alarms do not run here: this is a stopped server's state, opened to be read; run the "
+                            "alarm on the server (durable serve) with --admin HOST:PORT"};
+    }
     co_return Response::json(boost::json::object{{"started", true}}, {.status = 202});
   }));
 
   // On a thread of its own: a backup reads every database, and no shard may wait for that.
-  w.post("/admin/backup", guarded([&runtime](Context& c) -> Task<Response> {
+  // One at a time, on a thread of its own: a backup reads every database.
+  w.post("/admin/backup", guarded([&runtime, offShard, backupRunning](Context& c) -> Task<Response> {
+    if (!c.header("content-type").value_or("").starts_with("application/json")) {
+      throw AdminError{415, "the body wants content-type application/json: {\"to\": \"/path/of/the/backup.tar\"}"};
+    }
     std::string to;
     try {
       to = std::string(c.req().json().at("to").as_string());
@@ -416,24 +533,25 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     if (to.empty() || to.front() != '/') {
       throw AdminError{400, "\"to\" wants an absolute path on the server's machine, got '" + to + "'"};
     }
-    Promise<BackupSummary> made;
-    Shard* home = Shard::current();
-    std::thread([made, home, dir = runtime.options().persistDir, to]() mutable {
-      std::optional<BackupSummary> summary;
-      std::exception_ptr error;
-      try {
-        summary = backupState(dir, to);
-      } catch (...) {
-        error = std::current_exception();
-      }
-      postTo(*home, [made, summary, error]() mutable {
-        if (error) return made.setError(error);
-        made.setValue(*summary);
-      });
-    }).detach();
-    const BackupSummary summary = co_await made.future();
+    const auto dir = runtime.options().persistDir;
+    try {
+      checkBackupTarget(dir, to);
+    } catch (const Error& e) {
+      throw AdminError{400, e.what()};
+    }
+    if (backupRunning->exchange(true)) throw AdminError{409, "a backup is running already: one at a time"};
+    std::optional<BackupSummary> summary;
+    std::exception_ptr failed;
+    try {
+      const std::function<BackupSummary()> backup = [dir, to] { return backupState(dir, to); };
+      summary = co_await offShard->run(backup);
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    backupRunning->store(false);
+    if (failed) std::rethrow_exception(failed);
     co_return Response::json(
-        boost::json::object{{"file", to}, {"databases", summary.databases}, {"bytes", summary.bytes}});
+        boost::json::object{{"file", to}, {"databases", summary->databases}, {"bytes", summary->bytes}});
   }));
 
   w.notFound([](Context& c) -> Task<Response> {

@@ -8,10 +8,15 @@
 #include <archive_entry.h>
 #include <sqlite3.h>
 
+#include <boost/json.hpp>
+
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <regex>
@@ -123,6 +128,24 @@ void syncPath(const fs::path& file) {
   if (rc) unavailable("cannot sync " + file.string() + ": " + std::strerror(rc));
 }
 
+// The number of databases a manifest of this format announces.
+template <class Refuse>
+std::size_t manifestDatabases(const std::string& text, Refuse refuse) {
+  boost::system::error_code ec;
+  const auto json = boost::json::parse(text, ec);
+  const auto* o = ec ? nullptr : json.if_object();
+  const auto* format = o ? o->if_contains("format") : nullptr;
+  const auto* databases = o ? o->if_contains("databases") : nullptr;
+  if (!format || !format->is_int64() || !databases || !databases->is_int64() || databases->as_int64() < 1) {
+    throw refuse("its manifest is not one durable writes");
+  }
+  if (format->as_int64() != kFormat) {
+    throw refuse("it is of format " + std::to_string(format->as_int64()) + ", this durable reads format " +
+                 std::to_string(kFormat));
+  }
+  return static_cast<std::size_t>(databases->as_int64());
+}
+
 // Removes what it names when it goes, unless released.
 struct Cleanup {
   std::vector<fs::path> paths;
@@ -134,21 +157,50 @@ struct Cleanup {
 
 }  // namespace
 
-BackupSummary backupState(const fs::path& stateDir, const fs::path& to) {
+fs::path checkBackupTarget(const fs::path& stateDir, const std::string& to) {
+  auto refuse = [&to](const std::string& why) {
+    return Error(ErrorCode::kInvalidArgument, "backup target '" + to + "': " + why);
+  };
+  if (to.empty()) throw refuse("empty");
+  for (unsigned char c : to) {
+    // A NUL would cut the path short in the system calls; other control characters are typos.
+    if (c < 0x20 || c == 0x7f) throw refuse("it holds a control character");
+  }
+  const fs::path target = fs::absolute(to).lexically_normal();
+  const auto name = target.filename().string();
+  if (name.empty() || name == "." || name == "..") throw refuse("it names no file");
+  std::error_code ec;
+  if (!fs::is_directory(target.parent_path(), ec)) {
+    throw refuse("its directory " + target.parent_path().string() + " does not exist");
+  }
+  if (fs::is_directory(target, ec)) throw refuse("it is a directory");
+  // Inside the state directory a backup would be written over the databases it copies.
+  const fs::path state = fs::weakly_canonical(fs::absolute(stateDir), ec);
+  const fs::path where = fs::weakly_canonical(target, ec);
+  const auto rel = where.lexically_relative(state);
+  if (!state.empty() && !rel.empty() && *rel.begin() != "..") {
+    throw refuse("it is inside the state directory " + state.string());
+  }
+  return target;
+}
+
+BackupSummary backupState(const fs::path& stateDir, const std::string& to) {
+  const fs::path target = checkBackupTarget(stateDir, to);
   const auto names = databasesOf(stateDir);
-  const fs::path target = fs::absolute(to);
-  const fs::path temp = target.parent_path() / ("." + target.filename().string() + ".partial");
+  // A directory of this backup's own beside the target: concurrent backups never share one,
+  // and the cleanup removes only what this call made.
+  std::string pattern = (target.parent_path() / ("." + target.filename().string() + ".partial-XXXXXX")).string();
+  if (!::mkdtemp(pattern.data())) unavailable("cannot create a directory beside " + target.string() + ": " + std::strerror(errno));
+  const fs::path temp = pattern;
   Cleanup cleanup{{temp}};
   std::error_code ec;
-  fs::create_directories(temp, ec);
-  if (ec) unavailable("cannot create " + temp.string() + ": " + ec.message());
 
   BackupSummary summary;
   std::vector<std::pair<std::string, fs::path>> copies;
   for (const auto& name : names) {
     const fs::path copy = temp / std::to_string(copies.size());
     copyDatabase(stateDir / name, copy);
-    summary.bytes += fs::file_size(copy);
+    summary.bytes += fs::file_size(copy, ec);
     copies.emplace_back(name, copy);
   }
   summary.databases = copies.size();
@@ -167,11 +219,37 @@ BackupSummary backupState(const fs::path& stateDir, const fs::path& to) {
                 ",\"databases\":" + std::to_string(copies.size()) + "}\n");
   for (const auto& [name, copy] : copies) writeEntry(out.a, name, copy, fs::file_size(copy));
   if (archive_write_close(out.a) != ARCHIVE_OK) unavailable(std::string("backup: ") + archive_error_string(out.a));
+  // It holds every object's data: readable by its owner only, as the state directory is.
+  ::chmod(tar.c_str(), 0600);
   syncPath(tar);
   fs::rename(tar, target, ec);
   if (ec) unavailable("cannot write " + target.string() + ": " + ec.message());
   syncDirectoryOf(target);
   return summary;
+}
+
+std::vector<std::size_t> countObjectsInState(const fs::path& stateDir, const std::vector<std::int64_t>& namespaces) {
+  std::vector<std::size_t> counts(namespaces.size());
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(stateDir / "partitions", ec)) {
+    if (!e.is_regular_file() || e.path().extension() != ".sqlite") continue;
+    Db db;
+    openDb(db, "file:" + e.path().string() + "?mode=ro", SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
+    sqlite3_stmt* q = nullptr;
+    if (sqlite3_prepare_v2(db.db,
+                           "SELECT count(*) FROM (SELECT obj FROM kv WHERE ns = ?1 GROUP BY obj "
+                           "UNION SELECT obj FROM alarms WHERE ns = ?1)",
+                           -1, &q, nullptr) != SQLITE_OK) {
+      unavailable("cannot count the objects of " + e.path().string() + ": " + sqlite3_errmsg(db.db));
+    }
+    for (std::size_t i = 0; i < namespaces.size(); ++i) {
+      sqlite3_bind_int64(q, 1, namespaces[i]);
+      if (sqlite3_step(q) == SQLITE_ROW) counts[i] += static_cast<std::size_t>(sqlite3_column_int64(q, 0));
+      sqlite3_reset(q);
+    }
+    sqlite3_finalize(q);
+  }
+  return counts;
 }
 
 BackupSummary restoreState(const fs::path& from, const fs::path& stateDir) {
@@ -203,15 +281,22 @@ BackupSummary restoreState(const fs::path& from, const fs::path& stateDir) {
   static const std::regex kPartition("partitions/p[0-9]{1,4}\\.sqlite");
   BackupSummary summary;
   bool manifest = false, meta = false;
+  std::size_t expected = 0;
   archive_entry* e = nullptr;
   for (;;) {
     const int rc = archive_read_next_header(in.a, &e);
     if (rc == ARCHIVE_EOF) break;
     if (rc != ARCHIVE_OK) throw notABackup(archive_error_string(in.a));
     const std::string name = archive_entry_pathname(e);
+    if (archive_entry_filetype(e) != AE_IFREG) throw notABackup("'" + name + "' is not a regular file");
     if (!manifest) {
       if (name != kManifest) throw notABackup("it does not start with " + std::string(kManifest));
       manifest = true;
+      std::string text;
+      char buf[4096];
+      la_ssize_t n;
+      while ((n = archive_read_data(in.a, buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+      expected = manifestDatabases(text, notABackup);
       continue;
     }
     if (name != "meta.sqlite" && !std::regex_match(name, kPartition)) {
@@ -232,7 +317,8 @@ BackupSummary restoreState(const fs::path& from, const fs::path& stateDir) {
       if (!out.flush()) unavailable("cannot write " + file.string());
     }
     Db check;
-    openDb(check, file, SQLITE_OPEN_READONLY);
+    // immutable: no -shm or -wal is made beside the file by looking at it.
+    openDb(check, "file:" + file.string() + "?immutable=1", SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
     sqlite3_stmt* q = nullptr;
     std::string verdict;
     if (sqlite3_prepare_v2(check.db, "PRAGMA quick_check", -1, &q, nullptr) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) {
@@ -247,6 +333,10 @@ BackupSummary restoreState(const fs::path& from, const fs::path& stateDir) {
   }
   if (!manifest) throw notABackup("it is empty");
   if (!meta) throw notABackup("it holds no meta.sqlite");
+  if (summary.databases != expected) {
+    throw notABackup("its manifest counts " + std::to_string(expected) + " databases, it holds " +
+                     std::to_string(summary.databases));
+  }
 
   // Partitions first, meta.sqlite last: a directory with meta.sqlite is one with state.
   if (fs::exists(staging / "partitions")) {
@@ -255,7 +345,12 @@ BackupSummary restoreState(const fs::path& from, const fs::path& stateDir) {
     syncDirectoryOf(stateDir / "partitions" / "x");
   }
   fs::rename(staging / "meta.sqlite", stateDir / "meta.sqlite", ec);
-  if (ec) unavailable("cannot move " + (staging / "meta.sqlite").string() + ": " + ec.message());
+  if (ec) {
+    // Not half restored: without meta.sqlite the partitions go too, so a retry finds it new.
+    std::error_code ignored;
+    fs::remove_all(stateDir / "partitions", ignored);
+    unavailable("cannot move " + (staging / "meta.sqlite").string() + ": " + ec.message());
+  }
   syncDirectoryOf(stateDir / "meta.sqlite");
   return summary;
 }

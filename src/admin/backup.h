@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 namespace durable::detail {
 
@@ -14,15 +16,26 @@ struct BackupSummary {
   std::uint64_t bytes = 0;  // of the databases, before packing
 };
 
-// Writes the backup of `stateDir` to `to`: into a temporary file beside it, synced, then
-// renamed, so `to` is either the old file or a whole backup. Throws Error (kUnavailable) with
-// the reason when it cannot read a database or write the file.
-BackupSummary backupState(const std::filesystem::path& stateDir, const std::filesystem::path& to);
+// `to` as the absolute path of a backup of `stateDir`, or Error (kInvalidArgument) saying why
+// not: empty, a control character in it, no file name, a directory, its directory missing, or
+// inside the state directory.
+std::filesystem::path checkBackupTarget(const std::filesystem::path& stateDir, const std::string& to);
+
+// Writes the backup of `stateDir` to `to` (checkBackupTarget() first): into a directory of its
+// own beside it, synced, then renamed, so `to` is either the old file or a whole backup, mode
+// 0600. Throws Error (kUnavailable) with the reason when it cannot read a database or write.
+BackupSummary backupState(const std::filesystem::path& stateDir, const std::string& to);
 
 // Unpacks a backup into `stateDir`, which must hold no state (no meta.sqlite, no partitions):
 // Error (kFailedPrecondition) if it does, Error (kInvalidArgument) when `from` is not a backup
 // this format wrote or a database in it fails SQLite's integrity check; then nothing of it is
 // left in `stateDir`. The caller holds the directory's lock.
 BackupSummary restoreState(const std::filesystem::path& from, const std::filesystem::path& stateDir);
+
+// For each namespace id in `namespaces`, how many objects have stored keys or an alarm, read
+// from the partitions' files on the calling thread (a read transaction per file, alongside the
+// server's writers): what GET /admin/namespaces shows without holding a shard.
+std::vector<std::size_t> countObjectsInState(const std::filesystem::path& stateDir,
+                                             const std::vector<std::int64_t>& namespaces);
 
 }  // namespace durable::detail

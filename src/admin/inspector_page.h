@@ -62,7 +62,7 @@ inline constexpr const char* kInspectorPage = R"HTML(<!doctype html>
     </div>
   </section>
   <section>
-    <h2>Namespaces</h2>
+    <h2>Namespaces <button id="refresh-namespaces">refresh</button></h2>
     <table id="namespaces"><thead><tr><th>binding</th><th>class</th><th>backend</th><th>objects</th></tr></thead><tbody></tbody></table>
   </section>
   <div class="two">
@@ -203,6 +203,7 @@ async function moreStorage() {
   $("more-storage").hidden = !page.cursor;
 }
 
+$("refresh-namespaces").onclick = () => loadNamespaces().catch(showError);
 $("more-objects").onclick = () => moreObjects().catch(showError);
 $("more-storage").onclick = () => moreStorage().catch(showError);
 $("refresh-object").onclick = () => showObject().catch(showError);
@@ -286,7 +287,6 @@ $("login").onsubmit = (event) => {
 loadNamespaces().catch(showError);
 tick();
 setInterval(tick, 1000);
-setInterval(() => loadNamespaces().catch(() => {}), 5000);
 </script>
 </body>
 </html>

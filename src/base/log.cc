@@ -68,6 +68,29 @@ void appendLogTags(std::string& out) {
   out += "] ";
 }
 
+void escapeLogControls(std::string& line, std::size_t from) {
+  std::size_t i = from;
+  while (i < line.size() && (static_cast<unsigned char>(line[i]) >= 0x20 || line[i] == '\t') && line[i] != 0x7f) ++i;
+  if (i == line.size()) return;
+  std::string out(line, 0, i);
+  for (; i < line.size(); ++i) {
+    const auto c = static_cast<unsigned char>(line[i]);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  line.swap(out);
+}
+
 void setJsonLogs(bool json) { g_jsonLogs = json; }
 bool jsonLogs() { return g_jsonLogs; }
 
@@ -79,12 +102,13 @@ std::string jsonLogLine(LogLevel level, std::string_view message) {
   out += "\",\"level\":\"";
   out += level == LogLevel::kInfo ? "info" : level == LogLevel::kWarn ? "warn" : "error";
   out += '"';
-  // Tags are namespace bindings, hex IDs and request ids (validRequestId): nothing to escape.
+  // A binding is the config's (escaped, whatever it holds); hex IDs and request ids
+  // (validRequestId) need no escaping.
   const LogTags tags = currentLogTags();
   if (!tags.object.ns.empty()) {
-    out += ",\"namespace\":\"";
-    out += tags.object.ns;
-    out += "\",\"object\":\"";
+    out += ",\"namespace\":";
+    out += boost::json::serialize(boost::json::string(toWellFormedUtf8(std::string(tags.object.ns))));
+    out += ",\"object\":\"";
     out += tags.object.id;
     out += '"';
   }

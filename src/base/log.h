@@ -56,6 +56,10 @@ void appendLogArg(std::string& out, const T& arg) {
   }
 }
 
+// A message may carry a client's bytes: from `from` on, a line break becomes "\\n" (and CR
+// "\\r", any other control character "\\xNN"), so that no message can forge a line of its own.
+void escapeLogControls(std::string& line, std::size_t from);
+
 // Log lines as JSON objects, one per line ([durable] log_format = "json"): set once at
 // start-up, before other threads log.
 void setJsonLogs(bool json);
@@ -68,12 +72,12 @@ std::string formatLogLine(LogLevel level, const Args&... args) {
   std::string line;
   line.reserve(128);
   const bool json = jsonLogs();
-  if (!json) {
-    appendLogPrefix(line, level);
-    appendLogTags(line);
-  }
+  if (!json) appendLogPrefix(line, level);
+  const std::size_t message = line.size();
+  if (!json) appendLogTags(line);
   (appendLogArg(line, args), ...);
   if (json) return jsonLogLine(level, line);
+  escapeLogControls(line, message);
   line += '\n';
   return line;
 }

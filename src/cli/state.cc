@@ -44,7 +44,7 @@ std::set<std::string> sqliteBackedClasses(const std::vector<config::Migration>& 
 }  // namespace
 
 OpenState openState(const config::Config& cfg, const std::string& configPath, const std::filesystem::path& dir,
-                    const Factories& classes, bool pauseAlarms) {
+                    const Factories& classes, bool forTool) {
   std::set<std::string> exported;
   for (const auto& [name, _] : classes) exported.insert(name);
   // Check the bindings against the classes the config's migrations leave live before
@@ -58,7 +58,20 @@ OpenState openState(const config::Config& cfg, const std::string& configPath, co
   detail::logInfo("config ", configPath, (cfg.name.empty() ? "" : " (name " + cfg.name + ")"), ", state in ",
                   dir.string(), ", pid ", ::getpid());
   config::MetaStore meta(dir);
+  if (forTool) {
+    const auto applied = meta.appliedTags();
+    if (cfg.migrations.size() > applied.size()) {
+      std::string ahead;
+      for (std::size_t i = applied.size(); i < cfg.migrations.size(); ++i) {
+        ahead += (ahead.empty() ? "" : ", ") + cfg.migrations[i].tag;
+      }
+      throw config::ConfigError(configPath + ": migrations " + ahead + " are not applied to " + dir.string() +
+                                ": a tool does not change a state's classes; serve it with this config first, or "
+                                "pass the config its server runs with");
+    }
+  }
   auto state = meta.apply(cfg);
+  if (forTool) state.namespacesToPurge.clear();
   config::validateBindings(cfg, state, exported);
 
   int partitions = meta.partitions().value_or(0);
@@ -89,7 +102,7 @@ OpenState openState(const config::Config& cfg, const std::string& configPath, co
   std::map<std::string, std::string, std::less<>> vars(cfg.vars.begin(), cfg.vars.end());
 
   detail::RuntimeOptions runtimeOptions{dir, cfg.settings};
-  runtimeOptions.pauseAlarms = pauseAlarms;
+  runtimeOptions.pauseAlarms = forTool;
   out.runtime = std::make_unique<detail::Runtime>(runtimeOptions, bindings, std::move(vars), state.namespacesToPurge,
                                                   partitions);
   for (auto ns : state.namespacesToPurge) meta.markPurged(ns);

@@ -28,9 +28,10 @@ struct OpenState {
 
 // Checks the config's bindings against `classes`, takes the directory's lock (StateDirLocked
 // when a server holds it), applies the config's migrations to meta.sqlite and builds the
-// runtime over the directory's partitions. `pauseAlarms`: no alarm fires (a tool reading the
-// state runs nobody's code on its own).
+// runtime over the directory's partitions. `forTool`: a command-line tool looks at a stopped
+// server's state: it applies no migration (a config ahead of the state is refused), purges no
+// deleted class, and no alarm fires.
 OpenState openState(const config::Config& cfg, const std::string& configPath, const std::filesystem::path& dir,
-                    const Factories& classes, bool pauseAlarms);
+                    const Factories& classes, bool forTool);
 
 }  // namespace durable::cli

@@ -15,6 +15,9 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
+#include <sys/socket.h>
+#include <sys/time.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -75,6 +78,11 @@ Reply send(const std::string& host, std::uint16_t port, const std::string& token
     throw Error(ErrorCode::kUnavailable,
                 "cannot reach the admin listener at " + host + ":" + std::to_string(port) + ": " + ec.message());
   }
+  // A server that stops answering does not hold the tool forever (a backup may take long).
+  const int seconds = r.target == "/admin/backup" ? 3600 : 120;
+  const timeval limit{seconds, 0};
+  ::setsockopt(stream.socket().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  ::setsockopt(stream.socket().native_handle(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
   http::request<http::string_body> req(r.method, r.target, 11);
   req.set(http::field::host, host + ":" + std::to_string(port));
   if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
@@ -233,6 +241,29 @@ Reply askState(const LocalState& s, const Factories& classes, const AdminRequest
   return *reply;
 }
 
+// A stopped server's state needs no runtime to be copied: the files, under the lock.
+int backupStopped(const ToolOptions& o, const std::string& defaultConfig) {
+  if (!o.positional.empty() || !o.to || o.to->empty()) throw UsageError("usage: durable backup --to FILE");
+  const fs::path dir = o.persistDir ? fs::path(*o.persistDir) : localState(o, defaultConfig).dir;
+  if (!fs::exists(dir / "meta.sqlite")) {
+    throw Error(ErrorCode::kNotFound, dir.string() + " holds no durable state: pass --persist-to DIR (the server's "
+                                                     "state directory) or --admin HOST:PORT (a running server)");
+  }
+  std::optional<detail::StateDirLock> lock;
+  try {
+    lock.emplace(dir);
+  } catch (const detail::StateDirLocked& e) {
+    throw Error(ErrorCode::kFailedPrecondition,
+                std::string(e.what()) + " (to back up a running server, pass its --admin HOST:PORT)");
+  }
+  const std::string to = fs::absolute(*o.to).string();
+  const auto summary = detail::backupState(dir, to);
+  std::cout << boost::json::serialize(boost::json::object{
+                   {"file", to}, {"databases", summary.databases}, {"bytes", summary.bytes}})
+            << "\n";
+  return 0;
+}
+
 int restore(const ToolOptions& o, const std::string& defaultConfig) {
   if (!o.positional.empty() || !o.from || o.from->empty() || o.admin) {
     throw UsageError("usage: durable restore --from FILE [--config FILE] [--persist-to DIR] (into a new directory)");
@@ -243,8 +274,20 @@ int restore(const ToolOptions& o, const std::string& defaultConfig) {
   } else {
     dir = localState(o, defaultConfig).dir;
   }
-  detail::StateDirLock lock(dir);
-  const auto summary = detail::restoreState(*o.from, dir);
+  std::error_code ec;
+  if (!fs::is_regular_file(*o.from, ec)) throw Error(ErrorCode::kNotFound, *o.from + ": no such file");
+  const bool existed = fs::exists(dir, ec);
+  detail::BackupSummary summary;
+  try {
+    detail::StateDirLock lock(dir);
+    summary = detail::restoreState(*o.from, dir);
+  } catch (const detail::StateDirLocked&) {
+    throw;
+  } catch (...) {
+    // Nothing of a failed restore is left: not even the directory, when it made it.
+    if (!existed) fs::remove_all(dir, ec);
+    throw;
+  }
   std::cout << boost::json::serialize(boost::json::object{
                    {"restored", dir.string()}, {"databases", summary.databases}, {"bytes", summary.bytes}})
             << "\n";
@@ -263,6 +306,7 @@ int runTool(const std::vector<std::string>& args, const Factories& classes, cons
   try {
     const ToolOptions o = parseOptions(args);
     if (command == "restore") return restore(o, defaultConfig);
+    if (command == "backup" && !o.admin) return backupStopped(o, defaultConfig);
     const AdminRequest request = requestFor(command, o);
     Reply reply;
     if (o.admin) {

@@ -149,6 +149,14 @@ void MetaStore::exec(const char* sql) {
   }
 }
 
+std::vector<std::string> MetaStore::appliedTags() {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> recorded;
+  Stmt s(db_, "SELECT tag FROM migrations ORDER BY seq");
+  while (s.step()) recorded.push_back(s.text(0));
+  return recorded;
+}
+
 MigrationState MetaStore::apply(const Config& config) {
   std::lock_guard lock(mu_);
   std::vector<std::string> recorded;

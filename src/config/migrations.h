@@ -47,6 +47,9 @@ class MetaStore {
   // "<source>:<line>: migration <tag>: <reason>". Returns the state after all of them.
   MigrationState apply(const Config& config);
 
+  // The tags of the migrations applied so far, in order.
+  std::vector<std::string> appliedTags();
+
   // The storage layer calls this once a deleted class's data is gone.
   void markPurged(std::int64_t nsId);
 

@@ -63,10 +63,11 @@ void AlarmScheduler::onDurable(std::int64_t ns, const ObjectId::Raw& id, std::op
   arm();
 }
 
-bool AlarmScheduler::runNow(std::int64_t ns, const ObjectId::Raw& id) {
+AlarmScheduler::RunNow AlarmScheduler::runNow(std::int64_t ns, const ObjectId::Raw& id) {
   Key key{ns, id};
   auto it = byKey_.find(key);
-  if (it == byKey_.end()) return false;
+  if (it == byKey_.end()) return RunNow::kNoAlarm;
+  if (paused_) return RunNow::kPaused;
   Entry& e = it->second;
   if (!e.running) {
     unschedule(key, e);
@@ -74,7 +75,7 @@ bool AlarmScheduler::runNow(std::int64_t ns, const ObjectId::Raw& id) {
     schedule(key, e);
     poke();
   }
-  return true;
+  return RunNow::kStarted;
 }
 
 bool AlarmScheduler::due() const { return !paused_ && !byTime_.empty() && byTime_.begin()->first <= durable::now(); }

@@ -43,9 +43,9 @@ class AlarmScheduler {
   void onDurable(std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time);
   // The clock may have moved (a manual clock was advanced): fire what is due, re-arm.
   void poke();
-  // Runs the object's pending alarm now, as if it were due (the admin API's alarm run); false
-  // when it has none.
-  bool runNow(std::int64_t ns, const ObjectId::Raw& id);
+  // Runs the object's pending alarm now, as if it were due (the admin API's alarm run).
+  enum class RunNow { kStarted, kNoAlarm, kPaused };
+  RunNow runNow(std::int64_t ns, const ObjectId::Raw& id);
   // No alarm fires while paused: a command-line tool that opens a stopped server's state
   // (durable objects list ...) reads it without running anyone's code.
   void pause() { paused_ = true; }

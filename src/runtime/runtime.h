@@ -218,7 +218,7 @@ class Shard final : public SocketShard {
   // Records that `host` was just active: it moves to the back of its idle list.
   void touch(ObjectHost& host);
   // AlarmScheduler::runNow() for an object of this shard.
-  bool runAlarmNow(std::int64_t ns, const ObjectId::Raw& id) { return alarms_->runNow(ns, id); }
+  AlarmScheduler::RunNow runAlarmNow(std::int64_t ns, const ObjectId::Raw& id) { return alarms_->runNow(ns, id); }
 
   std::vector<std::unique_ptr<Partition>> partitions;  // indexed by partition / shard count
 

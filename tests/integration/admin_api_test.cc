@@ -72,6 +72,11 @@ class AdminApiTest : public ::testing::Test {
   }
 
   CommandResult cli(std::vector<std::string> args) { return runBinary(args, dir_.path(), 60s); }
+  // The same with the test server's binary, which exports AlarmProbe.
+  CommandResult testCli(std::vector<std::string> args) {
+    args.insert(args.begin(), testServerPath().string());
+    return runCommand(args, dir_.path(), 60s);
+  }
 
   TempDir dir_;
   int starts_ = 0;
@@ -350,6 +355,120 @@ TEST_F(AdminApiTest, ABackupTakenUnderLoadRestoresTheSameData) {
   EXPECT_EQ(bad.status.code, 1);
   EXPECT_NE(bad.err.find("is not a durable backup"), std::string::npos) << bad.err;
   EXPECT_FALSE(fs::exists(dir_ / "r2" / "meta.sqlite"));
+}
+
+
+TEST_F(AdminApiTest, OtherSitesAndOtherHostNamesAreRefused) {
+  auto server = start();
+  const std::string self = "127.0.0.1:" + std::to_string(server->adminPort());
+  auto raw = [&](const std::string& head) {
+    return parseResponse(rawExchange("127.0.0.1", server->adminPort(), head + "Connection: close\r\n\r\n").received);
+  };
+  // DNS rebinding: a name that is not this machine.
+  auto rebound = raw("GET /admin/namespaces HTTP/1.1\r\nHost: evil.example:" + std::to_string(server->adminPort()) + "\r\n");
+  EXPECT_EQ(rebound.status, 403);
+  EXPECT_NE(rebound.body.find("loopback"), std::string::npos) << rebound.body;
+  EXPECT_EQ(raw("GET /admin/namespaces HTTP/1.1\r\nHost: localhost:1\r\n").status, 200);
+  EXPECT_EQ(raw("GET /admin/namespaces HTTP/1.1\r\nHost: " + self + "\r\n").status, 200);
+  // A page of another site posting here (a "simple" request a browser sends unasked).
+  const std::string body = R"({"to":")" + (dir_ / "csrf.tar").string() + R"("})";
+  auto csrf = raw("POST /admin/backup HTTP/1.1\r\nHost: " + self + "\r\nOrigin: https://evil.example\r\n" +
+                  "Content-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body +
+                  "\r\n");
+  EXPECT_EQ(csrf.status, 403);
+  EXPECT_FALSE(fs::exists(dir_ / "csrf.tar"));
+  // Without an Origin, but not JSON: refused too.
+  auto plain = raw("POST /admin/backup HTTP/1.1\r\nHost: " + self + "\r\nContent-Type: text/plain\r\nContent-Length: " +
+                   std::to_string(body.size()) + "\r\n\r\n" + body + "\r\n");
+  EXPECT_EQ(plain.status, 415);
+  EXPECT_FALSE(fs::exists(dir_ / "csrf.tar"));
+  // The page's own calls carry its own origin.
+  EXPECT_EQ(raw("DELETE /admin/namespaces/COUNTER/objects/" + std::string(64, '0') + "/storage HTTP/1.1\r\nHost: " + self +
+                "\r\nOrigin: http://" + self + "\r\n")
+                .status,
+            400);  // (an ID of no namespace: refused for that, not for where it came from)
+}
+
+TEST_F(AdminApiTest, BackupTargetsThatWouldDoHarmAreRefused) {
+  auto server = start();
+  HttpConnection http("127.0.0.1", server->port());
+  ASSERT_EQ(http.post("/counters/a/increment").status, 200);
+  fs::create_directories(dir_ / "victim" / "sub");
+  std::ofstream(dir_ / "victim" / "sub" / "file") << "keep me";
+  auto post = [&](const std::string& to) {
+    HttpConnection admin("127.0.0.1", server->adminPort(), 60s);
+    return admin.request("POST", "/admin/backup", json::serialize(json::object{{"to", to}}),
+                         {{"content-type", "application/json"}});
+  };
+  for (const std::string to : {(dir_ / "victim").string() + std::string(1, '\0') + "/x.tar",
+                               (dir_ / "state" / "meta.sqlite").string(), (dir_ / "state" / "b.tar").string(),
+                               (dir_ / "missing" / "b.tar").string(), std::string("/"), (dir_ / "victim").string()}) {
+    auto r = post(to);
+    EXPECT_EQ(r.status, 400) << to << ": " << r.body;
+    EXPECT_NE(r.body.find("backup target"), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(readFile(dir_ / "victim" / "sub" / "file"), "keep me");
+  EXPECT_FALSE(fs::exists(dir_ / "missing"));
+
+  // Backups at once to one file: each is whole or refused (409), none leaves anything behind.
+  std::vector<int> statuses(3);
+  std::vector<std::thread> at;
+  for (int i = 0; i < 3; ++i) at.emplace_back([&, i] { statuses[i] = post((dir_ / "same.tar").string()).status; });
+  for (auto& t : at) t.join();
+  int made = 0;
+  for (int s : statuses) {
+    EXPECT_TRUE(s == 200 || s == 409) << s;
+    made += s == 200;
+  }
+  EXPECT_GE(made, 1);
+  for (const auto& e : fs::directory_iterator(dir_.path())) {
+    EXPECT_EQ(e.path().filename().string().find(".partial"), std::string::npos) << e.path();
+  }
+  EXPECT_EQ(fs::status(dir_ / "same.tar").permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  auto restore = cli({"restore", "--from", (dir_ / "same.tar").string(), "--persist-to", (dir_ / "r").string()});
+  EXPECT_EQ(restore.status.code, 0) << restore.err;
+}
+
+TEST_F(AdminApiTest, ToolsOnAStoppedStateChangeNoClassAndRunNoAlarm) {
+  auto server = start({"--shards", "2"}, true);
+  HttpConnection http("127.0.0.1", server->port());
+  ASSERT_EQ(http.get("/probe/p/set?in=3600000").status, 200);
+  const std::string id = idOf(*server, "PROBE", "p");
+  ASSERT_EQ(server->stop().code, 0);
+  const auto where = std::vector<std::string>{"--config", testServerConfig().string(), "--persist-to", (dir_ / "state").string()};
+
+  auto run = testCli({"alarm", "run", "PROBE", id, where[0], where[1], where[2], where[3]});
+  EXPECT_EQ(run.status.code, 1);
+  EXPECT_NE(run.err.find("alarms do not run here"), std::string::npos) << run.err;
+
+  // A config one migration ahead of the state is refused, and applies nothing.
+  const fs::path ahead = dir_ / "ahead.toml";
+  {
+    std::string toml = readFile(testServerConfig());
+    const auto table = toml.find("[durable]");
+    ASSERT_NE(table, std::string::npos);
+    toml.insert(table, "[[migrations]]\ntag = \"v2\"\nnew_classes = [\"Unbound\"]\n\n");
+    std::ofstream(ahead) << toml;
+  }
+  auto refused = testCli({"objects", "list", "COUNTER", "--config", ahead.string(), where[2], where[3]});
+  EXPECT_EQ(refused.status.code, 1);
+  EXPECT_NE(refused.err.find("not applied"), std::string::npos) << refused.err;
+  auto still = testCli({"objects", "get", "PROBE", id, where[0], where[1], where[2], where[3]});
+  ASSERT_EQ(still.status.code, 0) << still.err;
+  EXPECT_TRUE(json::parse(still.out).at("alarm").is_int64()) << "the alarm is still there: " << still.out;
+
+  // A stopped state is backed up from its files: no config, no classes needed.
+  auto backup = cli({"backup", "--to", (dir_ / "offline.tar").string(), where[2], where[3]});
+  ASSERT_EQ(backup.status.code, 0) << backup.err;
+  auto restore = cli({"restore", "--from", (dir_ / "offline.tar").string(), "--persist-to", (dir_ / "copy").string()});
+  ASSERT_EQ(restore.status.code, 0) << restore.err;
+  auto copy = start({"--shards", "2"}, true, dir_ / "copy");
+  HttpConnection again("127.0.0.1", copy->port());
+  EXPECT_EQ(json::parse(again.get("/probe/p/get").body).at("alarm").as_int64(), json::parse(still.out).at("alarm").as_int64());
+  // A restore that fails leaves no directory behind.
+  auto failed = cli({"restore", "--from", (dir_ / "nothing.tar").string(), "--persist-to", (dir_ / "never").string()});
+  EXPECT_EQ(failed.status.code, 1);
+  EXPECT_FALSE(fs::exists(dir_ / "never"));
 }
 
 }  // namespace

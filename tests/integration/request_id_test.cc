@@ -148,5 +148,18 @@ TEST_F(RequestIdTest, JsonLogLinesCarryTheTagsAsFields) {
   EXPECT_EQ(o.at("msg").as_string(), "probe whoami");
 }
 
+
+TEST_F(RequestIdTest, AMessageCannotForgeALogLineOfItsOwn) {
+  auto server = start();
+  HttpConnection http("127.0.0.1", server->port());
+  const std::string forged = "2026-12-06T20:00:00.000Z ERROR durable: forged line";
+  auto r = http.get("/probe/p/rpc?text=hello%0A" + std::string("2026-12-06T20:00:00.000Z%20ERROR%20durable:%20forged%20line"));
+  ASSERT_EQ(r.status, 200);
+  auto lines = linesWith(*server, "probe note hello");
+  ASSERT_EQ(lines.size(), 1u) << server->stderrText();
+  EXPECT_NE(lines[0].find("probe note hello\\n" + forged), std::string::npos) << lines[0];
+  for (const auto& line : linesWith(*server, "forged line")) EXPECT_NE(line.rfind(forged, 0), 0u) << line;
+}
+
 }  // namespace
 }  // namespace durable_it
