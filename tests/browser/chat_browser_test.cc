@@ -5,7 +5,7 @@
 // every page reconnects by itself and sends again. No response the pages got is a 404 (the
 // page names an inline icon, so no /favicon.ico). Saves a screenshot of each page.
 //
-//   durable_browser_test OUTPUT_DIR        (ctest: browser.chat; writes OUTPUT_DIR/chat.png)
+//   durable_chat_browser_test OUTPUT_DIR   (ctest: Browser.ChatPage; writes OUTPUT_DIR/chat.png)
 //
 // Chromium is driven as browser/chromium.h says. Exit status: 0 passed, 1 failed, 77 skipped
 // (Chromium missing or unable to start; ctest's SKIP_RETURN_CODE).
@@ -55,9 +55,7 @@ std::string describe(const std::vector<std::string>& lines) {
 }
 
 int run(const fs::path& outputDir) {
-  const char* env = std::getenv("CHROMIUM");
-  const std::string chromium = env && *env ? env : "/usr/bin/chromium";
-  if (::access(chromium.c_str(), X_OK) != 0) throw Skip(chromium + " is not installed (scripts/deps.sh installs it)");
+  durable_browser::chromiumPath();  // Skip before anything starts when there is none
   fs::create_directories(outputDir);
 
   durable_it::TempDir dir;
@@ -68,13 +66,7 @@ int run(const fs::path& outputDir) {
   const std::string base = "http://" + server->host() + ":" + std::to_string(server->port());
 
   std::optional<Browser> browser;
-  try {
-    browser.emplace(chromium, dir / "profile", outputDir / "chromium.log");
-    browser->call("Browser.getVersion", {}, {}, 30s);
-  } catch (const std::exception& e) {
-    std::string log = durable_it::readFile(outputDir / "chromium.log");
-    throw Skip(std::string("Chromium did not start: ") + e.what() + "\n" + log.substr(0, 2000));
-  }
+  durable_browser::launch(browser, dir / "profile", outputDir / "chromium.log");
   auto version = browser->call("Browser.getVersion");
   std::cout << "browser: " << json::serialize(version.at("product")) << "\n";
 
@@ -212,17 +204,4 @@ int run(const fs::path& outputDir) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const fs::path outputDir = argc > 1 ? fs::path(argv[1]) : fs::current_path() / "test-output";
-  try {
-    int rc = run(outputDir);
-    std::cout << "browser test: 1 passed, 0 failed\n";
-    return rc;
-  } catch (const Skip& e) {
-    std::cout << "SKIPPED: " << e.what() << "\n";
-    return kSkip;
-  } catch (const std::exception& e) {
-    std::cout << "FAILED: " << e.what() << "\n";
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return durable_browser::browserTestMain(argc, argv, "browser test", run); }

@@ -14,9 +14,12 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <iterator>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -274,5 +277,45 @@ class Page {
   std::string targetId_;
   std::string session_;
 };
+
+
+// The Chromium to drive: $CHROMIUM, else /usr/bin/chromium; Skip when it is not there.
+inline std::string chromiumPath() {
+  const char* env = std::getenv("CHROMIUM");
+  const std::string chromium = env && *env ? env : "/usr/bin/chromium";
+  if (::access(chromium.c_str(), X_OK) != 0) throw Skip(chromium + " is not installed (scripts/deps.sh installs it)");
+  return chromium;
+}
+
+// Starts Chromium into `browser` and waits for it to answer; Skip, with its log, when it cannot.
+inline void launch(std::optional<Browser>& browser, const fs::path& profile, const fs::path& log) {
+  try {
+    browser.emplace(chromiumPath(), profile, log);
+    browser->call("Browser.getVersion", {}, {}, 30s);
+  } catch (const Skip&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::ifstream in(log);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    throw Skip(std::string("Chromium did not start: ") + e.what() + "\n" + text.substr(0, 2000));
+  }
+}
+
+// A browser test's main: runs `run(OUTPUT_DIR)` (argv[1], default ./test-output); exits 0 when it
+// passed, 1 when it threw, kSkip when it threw Skip.
+inline int browserTestMain(int argc, char** argv, const char* name, int (*run)(const fs::path&)) {
+  const fs::path outputDir = argc > 1 ? fs::path(argv[1]) : fs::current_path() / "test-output";
+  try {
+    int rc = run(outputDir);
+    std::cout << name << ": 1 passed, 0 failed\n";
+    return rc;
+  } catch (const Skip& e) {
+    std::cout << "SKIPPED: " << e.what() << "\n";
+    return kSkip;
+  } catch (const std::exception& e) {
+    std::cout << "FAILED: " << e.what() << "\n";
+    return 1;
+  }
+}
 
 }  // namespace durable_browser

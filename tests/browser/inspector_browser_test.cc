@@ -5,7 +5,7 @@
 // checks that the charts drew from /metrics; deletes the counter's storage from the page.
 // Saves a screenshot.
 //
-//   durable_inspector_test OUTPUT_DIR     (ctest: Browser.Inspector; writes OUTPUT_DIR/inspector.png)
+//   durable_inspector_browser_test OUTPUT_DIR   (ctest: Browser.Inspector; writes OUTPUT_DIR/inspector.png)
 //
 // Exit status: 0 passed, 1 failed, 77 skipped (Chromium missing or unable to start).
 #include "browser/chromium.h"
@@ -44,9 +44,7 @@ void expect(bool ok, const std::string& what, Page& page) {
 }
 
 int run(const fs::path& outputDir) {
-  const char* env = std::getenv("CHROMIUM");
-  const std::string chromium = env && *env ? env : "/usr/bin/chromium";
-  if (::access(chromium.c_str(), X_OK) != 0) throw Skip(chromium + " is not installed (scripts/deps.sh installs it)");
+  durable_browser::chromiumPath();  // Skip before anything starts when there is none
   fs::create_directories(outputDir);
 
   durable_it::TempDir dir;
@@ -71,13 +69,7 @@ int run(const fs::path& outputDir) {
   if (http.post("/counters/other/increment").status != 200) throw std::runtime_error("increment failed");
 
   std::optional<Browser> browser;
-  try {
-    browser.emplace(chromium, dir / "profile", outputDir / "chromium-inspector.log");
-    browser->call("Browser.getVersion", {}, {}, 30s);
-  } catch (const std::exception& e) {
-    std::string log = durable_it::readFile(outputDir / "chromium-inspector.log");
-    throw Skip(std::string("Chromium did not start: ") + e.what() + "\n" + log.substr(0, 2000));
-  }
+  durable_browser::launch(browser, dir / "profile", outputDir / "chromium-inspector.log");
 
   // The page itself needs no token; its calls do: it asks, and a wrong one is refused.
   Page page(*browser, admin + "/", "!!document.getElementById('namespaces')");
@@ -146,17 +138,4 @@ int run(const fs::path& outputDir) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const fs::path outputDir = argc > 1 ? fs::path(argv[1]) : fs::current_path() / "test-output";
-  try {
-    int rc = run(outputDir);
-    std::cout << "inspector test: 1 passed, 0 failed\n";
-    return rc;
-  } catch (const Skip& e) {
-    std::cout << "SKIPPED: " << e.what() << "\n";
-    return kSkip;
-  } catch (const std::exception& e) {
-    std::cout << "FAILED: " << e.what() << "\n";
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return durable_browser::browserTestMain(argc, argv, "inspector test", run); }
