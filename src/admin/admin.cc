@@ -103,10 +103,6 @@ std::optional<std::string> fromHex(std::string_view hex) {
   return out;
 }
 
-std::string idHex(const ObjectId::Raw& raw) {
-  return toHex(std::string_view(reinterpret_cast<const char*>(raw.data()), raw.size()));
-}
-
 // A key: as text when it is UTF-8, else as base64.
 void putKey(boost::json::object& o, const std::string& key) {
   if (validUtf8(key)) {
@@ -152,7 +148,7 @@ std::size_t pageLimit(Context& c) {
 
 boost::json::object describe(const StoredObject& o, bool live, const std::optional<std::string>& liveName) {
   boost::json::object j;
-  j["id"] = idHex(o.id);
+  j["id"] = ObjectId(o.id, std::nullopt).toString();
   const auto& name = o.name ? o.name : liveName;
   if (name) {
     j["name"] = *name;
@@ -403,7 +399,7 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     for (const auto& o : all) objects.push_back(describe(o.stored, o.live, o.liveName));
     boost::json::object out{{"objects", std::move(objects)}};
     if (more) {
-      out["cursor"] = idHex(all.back().stored.id);
+      out["cursor"] = ObjectId(all.back().stored.id, std::nullopt).toString();
     } else {
       out["cursor"] = nullptr;
     }
@@ -518,8 +514,8 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     co_return Response::json(boost::json::object{{"started", true}}, {.status = 202});
   }));
 
-  // On a thread of its own: a backup reads every database, and no shard may wait for that.
-  // One at a time, on a thread of its own: a backup reads every database.
+  // One at a time, on a thread of its own: a backup reads every database, and no shard may
+  // wait for that.
   w.post("/admin/backup", guarded([&runtime, offShard, backupRunning](Context& c) -> Task<Response> {
     if (!c.header("content-type").value_or("").starts_with("application/json")) {
       throw AdminError{415, "the body wants content-type application/json: {\"to\": \"/path/of/the/backup.tar\"}"};

@@ -1,6 +1,7 @@
 #include "admin/backup.h"
 
 #include "base/file_sync.h"
+#include "storage/sqlite_engine.h"
 
 #include <durable/error.h>
 
@@ -88,7 +89,8 @@ struct Archive {
   }
 };
 
-void writeEntry(archive* a, const std::string& name, const fs::path& file, std::uint64_t size) {
+// A regular file's header, mode 0600: a backup holds every object's data.
+void writeHeader(archive* a, const std::string& name, std::uint64_t size) {
   std::unique_ptr<archive_entry, decltype(&archive_entry_free)> e(archive_entry_new(), archive_entry_free);
   archive_entry_set_pathname(e.get(), name.c_str());
   archive_entry_set_size(e.get(), static_cast<la_int64_t>(size));
@@ -96,6 +98,10 @@ void writeEntry(archive* a, const std::string& name, const fs::path& file, std::
   archive_entry_set_perm(e.get(), 0600);
   archive_entry_set_mtime(e.get(), ::time(nullptr), 0);
   if (archive_write_header(a, e.get()) != ARCHIVE_OK) unavailable(std::string("backup: ") + archive_error_string(a));
+}
+
+void writeEntry(archive* a, const std::string& name, const fs::path& file, std::uint64_t size) {
+  writeHeader(a, name, size);
   std::ifstream in(file, std::ios::binary);
   std::vector<char> buf(1 << 20);
   while (in) {
@@ -108,14 +114,8 @@ void writeEntry(archive* a, const std::string& name, const fs::path& file, std::
 }
 
 void writeText(archive* a, const std::string& name, const std::string& text) {
-  std::unique_ptr<archive_entry, decltype(&archive_entry_free)> e(archive_entry_new(), archive_entry_free);
-  archive_entry_set_pathname(e.get(), name.c_str());
-  archive_entry_set_size(e.get(), static_cast<la_int64_t>(text.size()));
-  archive_entry_set_filetype(e.get(), AE_IFREG);
-  archive_entry_set_perm(e.get(), 0600);
-  archive_entry_set_mtime(e.get(), ::time(nullptr), 0);
-  if (archive_write_header(a, e.get()) != ARCHIVE_OK ||
-      archive_write_data(a, text.data(), text.size()) != static_cast<la_ssize_t>(text.size())) {
+  writeHeader(a, name, text.size());
+  if (archive_write_data(a, text.data(), text.size()) != static_cast<la_ssize_t>(text.size())) {
     unavailable(std::string("backup: ") + archive_error_string(a));
   }
 }
@@ -236,10 +236,7 @@ std::vector<std::size_t> countObjectsInState(const fs::path& stateDir, const std
     Db db;
     openDb(db, "file:" + e.path().string() + "?mode=ro", SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
     sqlite3_stmt* q = nullptr;
-    if (sqlite3_prepare_v2(db.db,
-                           "SELECT count(*) FROM (SELECT obj FROM kv WHERE ns = ?1 GROUP BY obj "
-                           "UNION SELECT obj FROM alarms WHERE ns = ?1)",
-                           -1, &q, nullptr) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db.db, SqliteEngine::kCountObjectsSql, -1, &q, nullptr) != SQLITE_OK) {
       unavailable("cannot count the objects of " + e.path().string() + ": " + sqlite3_errmsg(db.db));
     }
     for (std::size_t i = 0; i < namespaces.size(); ++i) {

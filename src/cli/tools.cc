@@ -204,13 +204,18 @@ LocalState localState(const ToolOptions& o, const std::string& defaultConfig) {
   return s;
 }
 
+// A tool opens only a directory that holds a state: it must not make one by asking.
+void requireState(const fs::path& dir) {
+  if (!fs::exists(dir / "meta.sqlite")) {
+    throw Error(ErrorCode::kNotFound, dir.string() + " holds no durable state: pass --persist-to DIR (the server's "
+                                                     "state directory) or --admin HOST:PORT (a running server)");
+  }
+}
+
 // Serves `request` from a stopped server's state: the runtime opened over it with alarms
 // paused, the admin API on an ephemeral loopback port for the one request.
 Reply askState(const LocalState& s, const Factories& classes, const AdminRequest& request) {
-  if (!fs::exists(s.dir / "meta.sqlite")) {
-    throw Error(ErrorCode::kNotFound, s.dir.string() + " holds no durable state: pass --persist-to DIR (the server's "
-                                                       "state directory) or --admin HOST:PORT (a running server)");
-  }
+  requireState(s.dir);
   OpenState state;
   try {
     state = openState(s.cfg, s.configPath, s.dir, classes, true);
@@ -245,10 +250,7 @@ Reply askState(const LocalState& s, const Factories& classes, const AdminRequest
 int backupStopped(const ToolOptions& o, const std::string& defaultConfig) {
   if (!o.positional.empty() || !o.to || o.to->empty()) throw UsageError("usage: durable backup --to FILE");
   const fs::path dir = o.persistDir ? fs::path(*o.persistDir) : localState(o, defaultConfig).dir;
-  if (!fs::exists(dir / "meta.sqlite")) {
-    throw Error(ErrorCode::kNotFound, dir.string() + " holds no durable state: pass --persist-to DIR (the server's "
-                                                     "state directory) or --admin HOST:PORT (a running server)");
-  }
+  requireState(dir);
   std::optional<detail::StateDirLock> lock;
   try {
     lock.emplace(dir);

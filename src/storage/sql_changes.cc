@@ -220,7 +220,8 @@ class Replayer {
     auto it = tables_.find(name);
     if (it != tables_.end()) return *it->second;
     auto t = std::make_unique<Table>();
-    Stmt info(db_, "SELECT name, pk, hidden FROM pragma_table_xinfo(" + quotedLiteral(name) + ")");
+    Stmt info(db_, "SELECT name, pk, hidden FROM pragma_table_xinfo(?1)");
+    sqlite3_bind_text(info.s, 1, name.data(), static_cast<int>(name.size()), SQLITE_TRANSIENT);
     std::vector<std::pair<int, int>> pk;  // (position in key, column)
     while (sqlite3_step(info.s) == SQLITE_ROW) {
       const int column = static_cast<int>(t->columns.size());
@@ -296,16 +297,6 @@ class Replayer {
   }
 
  private:
-  static std::string quotedLiteral(std::string_view s) {
-    std::string out = "'";
-    for (char c : s) {
-      if (c == '\'') out.push_back('\'');
-      out.push_back(c);
-    }
-    out.push_back('\'');
-    return out;
-  }
-
   sqlite3* db_;
   std::map<std::string, std::unique_ptr<Table>, std::less<>> tables_;
 };

@@ -279,6 +279,15 @@ void SqliteEngine::purgeNamespace(std::int64_t ns) {
   }
 }
 
+// What describeObject() asks, prepared once for a whole page of objects.
+struct SqliteEngine::DescribeStatements {
+  Statement size, alarm, name;
+  explicit DescribeStatements(sqlite3* db)
+      : size(db, "SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM kv WHERE ns = ?1 AND obj = ?2"),
+        alarm(db, "SELECT time FROM alarms WHERE ns = ?1 AND obj = ?2"),
+        name(db, "SELECT name FROM names WHERE ns = ?1 AND obj = ?2") {}
+};
+
 std::vector<StoredObject> SqliteEngine::listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
                                                    std::size_t limit) {
   // One indexed seek per object and table, rather than a DISTINCT over every row: a page
@@ -295,6 +304,7 @@ std::vector<StoredObject> SqliteEngine::listObjects(std::int64_t ns, const std::
     return std::string(columnBlob(q.get(), 0));
   };
   std::string from = after ? std::string(reinterpret_cast<const char*>(after->data()), after->size()) : std::string();
+  DescribeStatements describe(reader_);
   std::vector<StoredObject> out;
   while (out.size() < limit) {
     auto a = next(nextKv, from);
@@ -304,37 +314,38 @@ std::vector<StoredObject> SqliteEngine::listObjects(std::int64_t ns, const std::
     if (from.size() != ObjectId::kBytes) continue;
     ObjectId::Raw id;
     std::memcpy(id.data(), from.data(), id.size());
-    out.push_back(describeObject(ns, id));
+    out.push_back(describeWith(describe, ns, id));
   }
   return out;
 }
 
 std::size_t SqliteEngine::countObjects(std::int64_t ns) {
-  Statement q(reader_,
-              "SELECT count(*) FROM (SELECT obj FROM kv WHERE ns = ?1 GROUP BY obj "
-              "UNION SELECT obj FROM alarms WHERE ns = ?1)");
+  Statement q(reader_, kCountObjectsSql);
   sqlite3_bind_int64(q.get(), 1, ns);
   if (sqlite3_step(q.get()) != SQLITE_ROW) fail(reader_, "count objects");
   return static_cast<std::size_t>(sqlite3_column_int64(q.get(), 0));
 }
 
 StoredObject SqliteEngine::describeObject(std::int64_t ns, const ObjectId::Raw& id) {
-  Statement size(reader_, "SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM kv WHERE ns = ?1 AND obj = ?2");
-  Statement alarm(reader_, "SELECT time FROM alarms WHERE ns = ?1 AND obj = ?2");
-  Statement name(reader_, "SELECT name FROM names WHERE ns = ?1 AND obj = ?2");
+  DescribeStatements q(reader_);
+  return describeWith(q, ns, id);
+}
+
+StoredObject SqliteEngine::describeWith(DescribeStatements& q, std::int64_t ns, const ObjectId::Raw& id) {
   StoredObject o;
   o.id = id;
-  bindObject(size.get(), ns, id);
-  if (sqlite3_step(size.get()) != SQLITE_ROW) fail(reader_, "describe object");
-  o.keys = static_cast<std::size_t>(sqlite3_column_int64(size.get(), 0));
-  o.bytes = static_cast<std::uint64_t>(sqlite3_column_int64(size.get(), 1));
-  bindObject(alarm.get(), ns, id);
-  int rc = sqlite3_step(alarm.get());
-  if (rc == SQLITE_ROW) o.alarm = sqlite3_column_int64(alarm.get(), 0);
+  for (Statement* s : {&q.size, &q.alarm, &q.name}) {
+    sqlite3_reset(s->get());
+    bindObject(s->get(), ns, id);
+  }
+  if (sqlite3_step(q.size.get()) != SQLITE_ROW) fail(reader_, "describe object");
+  o.keys = static_cast<std::size_t>(sqlite3_column_int64(q.size.get(), 0));
+  o.bytes = static_cast<std::uint64_t>(sqlite3_column_int64(q.size.get(), 1));
+  int rc = sqlite3_step(q.alarm.get());
+  if (rc == SQLITE_ROW) o.alarm = sqlite3_column_int64(q.alarm.get(), 0);
   else if (rc != SQLITE_DONE) fail(reader_, "describe object");
-  bindObject(name.get(), ns, id);
-  rc = sqlite3_step(name.get());
-  if (rc == SQLITE_ROW) o.name = std::string(columnBlob(name.get(), 0));
+  rc = sqlite3_step(q.name.get());
+  if (rc == SQLITE_ROW) o.name = std::string(columnBlob(q.name.get(), 0));
   else if (rc != SQLITE_DONE) fail(reader_, "describe object");
   return o;
 }

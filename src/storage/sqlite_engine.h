@@ -64,6 +64,12 @@ class Statement {
 
 class SqliteEngine final : public StorageEngine {
  public:
+  // How many objects of namespace ?1 have stored keys or an alarm in a partition's file: also
+  // what the admin API counts with, over the files, off the shards (admin/backup.h).
+  static constexpr const char* kCountObjectsSql =
+      "SELECT count(*) FROM (SELECT obj FROM kv WHERE ns = ?1 GROUP BY obj "
+      "UNION SELECT obj FROM alarms WHERE ns = ?1)";
+
   // `faultInjection`: open through the fault-injecting VFS (storage/fault_vfs.h), for tests.
   SqliteEngine(int index, std::filesystem::path file, config::Durability durability, boost::asio::io_context& shard,
                bool faultInjection = false);
@@ -93,6 +99,8 @@ class SqliteEngine final : public StorageEngine {
   void reportCommitted(std::uint64_t seq);
   void reportFailed(std::uint64_t seq, std::exception_ptr why, bool fatal = false);
   Statement& listStatement(bool lowerInclusive, bool hasUpper, bool reverse);
+  struct DescribeStatements;
+  StoredObject describeWith(DescribeStatements& q, std::int64_t ns, const ObjectId::Raw& id);
 
   const int index_;
   const std::filesystem::path file_;
