@@ -11,6 +11,7 @@
 #pragma once
 
 #include <durable/borrowed.h>
+#include <durable/sql.h>
 #include <durable/task.h>
 #include <durable/value.h>
 
@@ -59,6 +60,15 @@ namespace detail {
 class ObjectHost;
 class ObjectStore;
 struct TxnOverlay;
+
+template <class T>
+struct IsAwaitable : std::false_type {};
+template <class T>
+struct IsAwaitable<Task<T>> : std::true_type {};
+template <class T>
+struct IsAwaitable<Future<T>> : std::true_type {};
+template <class T>
+struct IsAwaitable<StorageOp<T>> : std::true_type {};
 }  // namespace detail
 
 class Storage {
@@ -107,6 +117,36 @@ class Storage {
   }
   using TransactionFn = std::function<Task<void>(Storage& txn)>;
 
+  // SQLite-backed objects (new_sqlite_classes): runs `fn` at once, synchronously, in a
+  // transaction: when it returns, its SQL statements and key-value writes stand (and its
+  // result is returned); when it throws, none of them do and the exception propagates. Calls
+  // nest. Throws Error(kInvalidArgument) for a key-value backed class. `fn` cannot await: for
+  // a transaction that does, use transaction().
+  template <class F>
+  std::invoke_result_t<F&> transactionSync(F&& fn) {
+    using R = std::invoke_result_t<F&>;
+    static_assert(!detail::IsAwaitable<R>::value,
+                  "transactionSync() runs its function synchronously; use transaction() for one that awaits");
+    beginTransactionSync();
+    try {
+      if constexpr (std::is_void_v<R>) {
+        fn();
+        endTransactionSync(true);
+      } else {
+        R result = fn();
+        endTransactionSync(true);
+        return result;
+      }
+    } catch (...) {
+      endTransactionSync(false);
+      throw;
+    }
+  }
+
+  // The object's SQL database (durable/sql.h); throws Error(kInvalidArgument) for a class
+  // that is not SQLite-backed.
+  SqlStorage& sql();
+
   // Completes when every write made so far is durable.
   Future<void> sync();
 
@@ -121,7 +161,15 @@ class Storage {
  private:
   // Made by the runtime for each object (and here, for a transaction).
   friend class detail::ObjectHost;
-  explicit Storage(detail::ObjectStore* store, detail::TxnOverlay* txn = nullptr) : store_(store), txn_(txn) {}
+  explicit Storage(detail::ObjectStore* store, detail::TxnOverlay* txn = nullptr)
+      : store_(store), txn_(txn), sql_(store) {}
+
+  // The overlay this Storage's calls write into: its transaction()'s, else that of the
+  // transactionSync() running now, else none (the store itself).
+  detail::TxnOverlay* txn() const;
+  void beginTransactionSync();
+  // After fn threw (keep false), or returned: then it may throw itself (a retired flow).
+  void endTransactionSync(bool keep);
 
   // The key checked, and whether the storage engine must be asked for it first (an engine
   // that answers later: storage/engine.h).
@@ -144,6 +192,7 @@ class Storage {
 
   detail::ObjectStore* store_;
   detail::TxnOverlay* txn_;
+  SqlStorage sql_;
 };
 
 }  // namespace durable

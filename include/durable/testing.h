@@ -46,6 +46,8 @@ struct EnvOptions {
   // Exported classes as if created by new_sqlite_classes: key and value together up to 2 MiB,
   // instead of values up to maxValueBytes (storage.h).
   bool sqliteBacked = false;
+  // Their SQL database's size limit ([durable] sql_max_database_bytes).
+  std::uint64_t sqlMaxDatabaseBytes = 10ull * 1024 * 1024 * 1024;
   // Empty: a fresh temporary directory, removed with the Env.
   std::filesystem::path persistDir;
   // Install a ManualClock for the Env's lifetime: durable::now() and alarms then move only

@@ -311,6 +311,16 @@ class Parser {
         } else {
           fail(lineOf(value), "unknown log_format \"" + str->get() + "\" (expected \"plain\" or \"json\")");
         }
+      } else if (key == "sql_max_database_bytes") {
+        s.sqlMaxDatabaseBytes = static_cast<std::uint64_t>(integerIn(value, key, 64 * 1024, std::int64_t{1} << 40));
+      } else if (key == "sql_max_value_bytes") {
+        s.sqlMaxValueBytes = static_cast<int>(integerIn(value, key, 1024, std::int64_t{1} << 30));
+      } else if (key == "sql_max_statement_bytes") {
+        s.sqlMaxStatementBytes = static_cast<int>(integerIn(value, key, 1024, std::int64_t{1} << 30));
+      } else if (key == "sql_max_bound_parameters") {
+        s.sqlMaxBoundParameters = static_cast<int>(integerIn(value, key, 1, 32766));
+      } else if (key == "sql_max_columns") {
+        s.sqlMaxColumns = static_cast<int>(integerIn(value, key, 1, 2000));
       } else if (key == "access_log") {
         const auto* b = value.as_boolean();
         if (b == nullptr) fail(lineOf(value), "durable.access_log must be true or false, not " + typeName(value));
@@ -322,7 +332,8 @@ class Parser {
                                 "max_body_bytes_in_memory, max_websocket_send_queue_bytes, max_websocket_reassembly_bytes, "
                                 "websocket_write_timeout_ms, websocket_message_timeout_ms, websocket_ping_interval_ms, "
                                 "websocket_pong_timeout_ms, max_pending_calls, fetch_timeout_ms, max_fetch_response_bytes, "
-                                "access_log, admin, admin_token, log_format)");
+                                "access_log, admin, admin_token, log_format, sql_max_database_bytes, sql_max_value_bytes, "
+                                "sql_max_statement_bytes, sql_max_bound_parameters, sql_max_columns)");
       }
     }
   }

@@ -84,6 +84,12 @@ struct Settings {
   // Required by the admin listener when it is not on loopback; DURABLE_ADMIN_TOKEN overrides it.
   std::string adminToken;                        // [durable] admin_token
   LogFormat logFormat = LogFormat::kPlain;       // [durable] log_format = "plain" | "json"
+  // The SQL database of each SQLite-backed object (durable/sql.h); Cloudflare's limits by default.
+  std::uint64_t sqlMaxDatabaseBytes = 10ull * 1024 * 1024 * 1024;  // [durable] sql_max_database_bytes (64 KiB .. 1 TiB)
+  int sqlMaxValueBytes = 2 * 1024 * 1024;        // [durable] sql_max_value_bytes: a string, blob or row (1 KiB .. 1 GiB)
+  int sqlMaxStatementBytes = 100 * 1000;         // [durable] sql_max_statement_bytes (1 KiB .. 1 GiB)
+  int sqlMaxBoundParameters = 100;               // [durable] sql_max_bound_parameters (1 .. 32766)
+  int sqlMaxColumns = 100;                       // [durable] sql_max_columns (1 .. 2000)
   bool operator==(const Settings&) const = default;
 };
 

@@ -30,6 +30,27 @@ void resumeNow(std::coroutine_handle<> h, ExecContext ctx) {
 
 // ---------------------------------------------------------------- ObjectHost
 
+std::optional<ObjectStore::SqlConfig> sqlConfigOf(const RuntimeOptions& options, const NamespaceImpl& ns,
+                                                  const ObjectId& id) {
+  if (!ns.sqliteBacked) return std::nullopt;
+  const auto& s = options.settings;
+  ObjectStore::SqlConfig config;
+  config.limits = {s.sqlMaxDatabaseBytes, s.sqlMaxValueBytes, s.sqlMaxStatementBytes, s.sqlMaxBoundParameters,
+                   s.sqlMaxColumns};
+  if (options.engine) {
+    // An engine of the tests' keeps every log entry: the database is rebuilt from them.
+    config.file = ":memory:";
+  } else {
+    const std::string hex = id.toString();
+    config.file = sqlFileOf(options.persistDir, ns.nsId, hex);
+  }
+  return config;
+}
+
+std::filesystem::path sqlFileOf(const std::filesystem::path& persistDir, std::int64_t nsId, const std::string& hexId) {
+  return persistDir / "sql" / std::to_string(nsId) / hexId.substr(0, 2) / (hexId + ".sqlite");
+}
+
 ObjectHost::ObjectHost(Shard& shard, const NamespaceImpl& ns, const ObjectId& id, Partition& partition)
     : shard_(shard),
       ns_(ns),
@@ -37,7 +58,7 @@ ObjectHost::ObjectHost(Shard& shard, const NamespaceImpl& ns, const ObjectId& id
       store_(partition, ns.nsId, id,
              ns.sqliteBacked ? ObjectStore::Limits{kMaxSqliteKeyValueBytes, true}
                              : ObjectStore::Limits{shard.runtime().options().settings.maxValueBytes, false},
-             [this] { breakInstance(); }, gate_, outputGate_),
+             [this] { breakInstance(); }, gate_, outputGate_, sqlConfigOf(shard.runtime().options(), ns, id)),
       storage_(&store_),
       state_(this),
       gate_([this](std::function<void()> fn) { postTo(shard_, std::move(fn)); },
@@ -68,6 +89,7 @@ const std::string& ObjectHost::idHex() const {
 
 void ObjectHost::ensureInstance() {
   if (instance_) return;
+  if (!store_.sqlReady() && !openSql()) return;
   try {
     ContextScope scope({this, shard_.nextFlow()});
     instance_ = ns_.factory(state_, shard_.runtime().env());
@@ -78,6 +100,32 @@ void ObjectHost::ensureInstance() {
     constructError_ = std::current_exception();
   }
   log("object ", ns_.className, " ", id_.toString(), ": constructor threw: ", describeException(constructError_));
+}
+
+bool ObjectHost::openSql() {
+  if (sqlOpenFailed_) {
+    // The event that waited for the failed open fails with its error; the next one tries again.
+    sqlOpenFailed_ = false;
+    return false;
+  }
+  const std::uint64_t flow = shard_.nextFlow();
+  auto lock = std::make_shared<InputGate::Lock>(gate_.lock(flow));
+  bool finished = false;
+  ContextScope scope({this, flow});
+  spawn(store_.openSql(), std::function<void(Result<void>)>([this, lock, &finished](Result<void> r) {
+          finished = true;
+          if (!r.ok()) {
+            log("object ", ns_.className, " ", id_.toString(), ": its SQL database cannot be opened: ",
+                describeException(r.error()));
+            constructError_ = r.error();
+            sqlOpenFailed_ = true;
+          }
+          // Released last: the gate may start the waiting event at once (it calls back here).
+          lock->release();
+        }));
+  // Done at once (the engine answered now): the event goes on, or fails with the error.
+  if (finished && sqlOpenFailed_) sqlOpenFailed_ = false;
+  return finished && store_.sqlReady();
 }
 
 std::exception_ptr ObjectHost::constructFailure() const {
@@ -460,6 +508,11 @@ Runtime::Runtime(RuntimeOptions options, const std::vector<NamespaceImpl*>& name
     auto part = std::make_unique<Partition>(p, std::move(engine), s.context());
     for (auto ns : purge) part->purgeNamespace(ns);
     s.partitions.push_back(std::move(part));
+  }
+  // After the partitions' purge is durable: the objects' own databases of a deleted class.
+  for (auto ns : purge) {
+    std::error_code ignored;
+    std::filesystem::remove_all(options_.persistDir / "sql" / std::to_string(ns), ignored);
   }
 
   for (NamespaceImpl* ns : namespaces) {

@@ -76,6 +76,10 @@ struct NamespaceImpl {
   std::size_t index = 0;
 };
 
+// Where a SQLite-backed object keeps its own database: a directory per namespace, fanned out by
+// the ID's first byte so that no directory holds a million files.
+std::filesystem::path sqlFileOf(const std::filesystem::path& persistDir, std::int64_t nsId, const std::string& hexId);
+
 class ObjectHost {
  public:
   ObjectHost(Shard& shard, const NamespaceImpl& ns, const ObjectId& id, Partition& partition);
@@ -145,6 +149,9 @@ class ObjectHost {
   // Runs `start` now if the input gate admits a new event, else when it does.
   void enter(std::function<void()> start);
   void ensureInstance();
+  // Brings a SQLite-backed object's database up to its log before the instance is made: true
+  // when it is ready now; else the input gate stays locked until it is (or the open failed).
+  bool openSql();
   // The error of an event that finds no instance because its constructor threw.
   std::exception_ptr constructFailure() const;
   void beginEvent() { ++running_; }
@@ -172,6 +179,7 @@ class ObjectHost {
 
   InputGate gate_;
   std::exception_ptr constructError_;
+  bool sqlOpenFailed_ = false;
   int running_ = 0;
   std::size_t pendingCalls_ = 0;  // accepted by fetch() or call(), not yet answered
   // Events started in a generation below failBelow_ fail with resetError_ (resetInstance).

@@ -54,6 +54,7 @@ struct Env::Impl {
       ro.settings.shards = options.shards;
       ro.settings.idleTimeoutMs = options.idleTimeoutMs;
       ro.settings.maxValueBytes = options.maxValueBytes;
+      ro.settings.sqlMaxDatabaseBytes = options.sqlMaxDatabaseBytes;
       ro.settings.maxPendingCalls = options.maxPendingCalls;
       ro.settings.fetchTimeoutMs = options.fetchTimeoutMs;
       ro.settings.maxFetchResponseBytes = options.maxFetchResponseBytes;

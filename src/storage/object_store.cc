@@ -1,5 +1,6 @@
 #include "storage/object_store.h"
 
+#include "base/log.h"
 #include "base/utf8.h"
 
 #include <durable/error.h>
@@ -61,7 +62,8 @@ Range rangeOf(const ListOptions& o) {
 }  // namespace
 
 ObjectStore::ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& id, Limits limits,
-                         std::function<void()> onReset, InputGate& inputGate, OutputGate& outputGate)
+                         std::function<void()> onReset, InputGate& inputGate, OutputGate& outputGate,
+                         std::optional<SqlConfig> sql)
     : partition_(partition),
       readsMayWait_(partition.readsMayWait()),
       ns_(ns),
@@ -69,7 +71,8 @@ ObjectStore::ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& 
       limits_(limits),
       onReset_(std::move(onReset)),
       inputGate_(inputGate),
-      outputGate_(outputGate) {}
+      outputGate_(outputGate),
+      sqlConfig_(std::move(sql)) {}
 
 ObjectStore::~ObjectStore() = default;
 
@@ -466,6 +469,14 @@ void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
     out.name = *id_.name();
     nameRecorded_ = true;
   }
+  std::uint64_t sqlLsn = 0;
+  if (sql_ && !sqlStale_) {
+    if (auto entry = sql_->emit()) {
+      sqlLsn = entry->lsn;
+      out.sqlLog = SqlLogEntry{entry->lsn, std::move(entry->records)};
+    }
+  }
+  inFlightSqlLsn_.push_back(sqlLsn);
   out.retired = std::move(retired_);
   retired_.clear();
   inFlightKeys_.push_back(std::move(openKeys_));
@@ -485,6 +496,27 @@ void ObjectStore::committed(std::uint64_t seq) {
   }
   if (alarmSeq_ == seq) alarmSeq_ = 0;
   --inFlight_;
+  if (!inFlightSqlLsn_.empty()) {
+    const std::uint64_t lsn = inFlightSqlLsn_.front();
+    inFlightSqlLsn_.pop_front();
+    if (sql_ && !sqlStale_) {
+      try {
+        sql_->durable(lsn);
+        // A hot object's file commits only in a moment when nothing it holds is in flight:
+        // after 64 entries without one, new events wait for it.
+        if (sql_->mustQuiesce(64)) {
+          if (!quiesce_.held()) quiesce_ = inputGate_.lock(kQuiesceFlow);
+        } else {
+          quiesce_.release();
+        }
+      } catch (const std::exception& e) {
+        // The log has every entry; the file catches up by replaying before its next statement.
+        logError("storage: object ", id_.toString(), ": its SQL database could not commit: ", e.what());
+        sql_->markStale();
+      }
+    }
+    if (sql_ && !sqlReady()) resyncSql();
+  }
   // Last: releasing may send output at once, which must see this store's state as final.
   if (!inFlightHolds_.empty()) {
     OutputGate::Hold hold = std::move(inFlightHolds_.front());
@@ -505,6 +537,8 @@ void ObjectStore::reset(std::exception_ptr why) {
   alarm_.reset();
   alarmSeq_ = 0;
   firing_ = false;
+  inFlightSqlLsn_.clear();
+  if (sql_) sqlLost();
   auto holds = std::move(inFlightHolds_);
   inFlightHolds_.clear();
   holds.push_back(std::move(openHold_));

@@ -11,6 +11,7 @@
 
 #include "gates/input_gate.h"
 #include "gates/output_gate.h"
+#include "storage/object_sql.h"
 #include "storage/partition.h"
 
 #include <durable/storage.h>
@@ -18,6 +19,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -74,10 +76,16 @@ class ObjectStore final : private BatchWriter {
     std::size_t maxValueBytes = kDefaultMaxValueBytes;
     bool keyCounts = false;  // the key's bytes count against maxValueBytes too (SQLite-backed)
   };
+  // A SQLite-backed object's own database (storage/object_sql.h): its file (":memory:" over an
+  // engine that keeps the whole log, for tests) and the author's limits.
+  struct SqlConfig {
+    std::filesystem::path file;
+    ObjectSqlDb::Limits limits;
+  };
   // The gates are the object's: a transaction locks `inputGate`; each batch the store writes
   // into holds `outputGate` until it is durable. Both outlive the store.
   ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& id, Limits limits, std::function<void()> onReset,
-              InputGate& inputGate, OutputGate& outputGate);
+              InputGate& inputGate, OutputGate& outputGate, std::optional<SqlConfig> sql = std::nullopt);
   ~ObjectStore();
   ObjectStore(const ObjectStore&) = delete;
   ObjectStore& operator=(const ObjectStore&) = delete;
@@ -150,6 +158,29 @@ class ObjectStore final : private BatchWriter {
 
   InputGate& inputGate() { return inputGate_; }
 
+  // ---- The SQL database of a SQLite-backed object (docs/sql-design.md). ----
+  bool sqliteBacked() const { return sqlConfig_.has_value(); }
+  // Whether the database is open and holds the log's every entry: the object may run. When
+  // not, openSql() before its first event, with the input gate held while it waits.
+  bool sqlReady() const { return !sqlConfig_ || (sql_ && !sqlStale_ && !sql_->stale()); }
+  Task<void> openSql();
+  // For a statement of the author's: throws when the class is not SQLite-backed, the calling
+  // flow was retired, or the database must first be brought up to the log again.
+  ObjectSqlDb& sqlForStatement();
+  // A statement that may have written ran: its changes leave with the next batch.
+  void sqlWritten() { touch(); }
+  // deleteAll() of a SQLite-backed object drops the author's tables too.
+  void wipeSql();
+  // transactionSync(): KV writes go to an overlay (the enclosing transaction's, snapshotted,
+  // when there is one) and SQL into a savepoint; endSyncTxn(false) undoes both.
+  void beginSyncTxn(TxnOverlay* enclosing);
+  void endSyncTxn(bool keep);
+  // The overlay of the transactionSync() running now, if any.
+  TxnOverlay* syncTxn() const { return syncTxn_; }
+  // transaction() of a SQLite-backed object: its SQL statements are undone with its KV writes.
+  void beginSqlSavepoint();
+  void endSqlSavepoint(bool keep);
+
  private:
   // BatchWriter, for the partition.
   void emit(std::uint64_t seq, ObjectBatch& out) override;
@@ -159,6 +190,9 @@ class ObjectStore final : private BatchWriter {
   void reset(std::exception_ptr why) override;
 
   static constexpr std::uint64_t kOpen = ~std::uint64_t{0};
+  // The input-gate flow of the store's own lock (quiesce_): no event's flow has this number.
+  static constexpr InputGate::Flow kQuiesceFlow = ~InputGate::Flow{0};
+  static constexpr InputGate::Flow kResyncFlow = ~InputGate::Flow{0} - 1;
   struct Entry {
     std::optional<std::string> value;
     // JSON values only: parsing one costs far more than copying it (a ChatRoom reads its
@@ -176,6 +210,12 @@ class ObjectStore final : private BatchWriter {
 
   template <class T>
   Task<T> awaitEngine(Future<T> answer);
+  // The file no longer holds what it claims (a lost batch, a failed commit of its own): it
+  // must replay the log before the next statement.
+  void sqlLost();
+  // Brings a stale file up to the log once nothing is in flight: at once over an engine that
+  // answers now, else with the input gate held until it has (resync_).
+  void resyncSql();
   Deferred<Rows> fetchPage(const ListPlan& plan);
 
   Partition& partition_;
@@ -209,6 +249,23 @@ class ObjectStore final : private BatchWriter {
   bool firing_ = false;
   bool firingChanged_ = false;
   std::int64_t firingTime_ = 0;
+
+  // SQL (SQLite-backed classes only).
+  std::optional<SqlConfig> sqlConfig_;
+  std::unique_ptr<ObjectSqlDb> sql_;
+  bool sqlStale_ = false;
+  // The SQL log entry each batch in flight carries (0: none), oldest first.
+  std::deque<std::uint64_t> inFlightSqlLsn_;
+  // Held while a hot object's file waits for a moment to commit (ObjectSqlDb::mustQuiesce).
+  InputGate::Lock quiesce_;
+  bool resyncing_ = false;
+  struct SyncFrame {
+    TxnOverlay* target = nullptr;
+    std::optional<TxnOverlay> snapshot;  // what `target` held before, when not our own
+  };
+  std::vector<SyncFrame> syncFrames_;
+  std::unique_ptr<TxnOverlay> syncOwn_;
+  TxnOverlay* syncTxn_ = nullptr;
 };
 
 }  // namespace durable::detail

@@ -317,6 +317,7 @@ SqlChangeRecorder::~SqlChangeRecorder() { sqlite3_preupdate_hook(db_, nullptr, n
 void SqlChangeRecorder::begin(sqlite3_stmt* stmt) {
   active_ = true;
   statementStart_ = records_.size();
+  statementRowsStart_ = rows_;
   inSchemaStatement_ = !sqlite3_stmt_readonly(stmt) && changesSchema(sqlite3_sql(stmt));
 }
 
@@ -327,6 +328,7 @@ void SqlChangeRecorder::end(sqlite3_stmt* stmt, int rc) {
   if (rc != SQLITE_DONE) {
     // A failed statement changed nothing (SQLite rolled it back): neither did its records.
     records_.resize(statementStart_);
+    rows_ = statementRowsStart_;
     return;
   }
   if (schema) {
@@ -343,6 +345,7 @@ void SqlChangeRecorder::onPreupdate(void* self, sqlite3* db, int op, const char*
   auto& r = *static_cast<SqlChangeRecorder*>(self);
   // A schema statement's rows are redone by its text; a temp table is the connection's own.
   if (!r.active_ || r.inSchemaStatement_ || std::strcmp(dbName, "main") != 0) return;
+  ++r.rows_;
   std::string& out = r.records_;
   const int count = sqlite3_preupdate_count(db);
   auto values = [&](bool old) {
@@ -387,6 +390,13 @@ void SqlChangeRecorder::onPreupdate(void* self, sqlite3* db, int op, const char*
 std::string SqlChangeRecorder::take() {
   std::string out;
   out.swap(records_);
+  return out;
+}
+
+std::string SqlChangeRecorder::takePrefix(std::size_t n) {
+  if (n >= records_.size()) return take();
+  std::string out = records_.substr(0, n);
+  records_.erase(0, n);
   return out;
 }
 

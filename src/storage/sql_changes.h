@@ -44,10 +44,14 @@ class SqlChangeRecorder {
 
   // The records since the last take(), in order; the recorder starts empty again.
   std::string take();
+  // The first `n` bytes of those records (a mark from size()); the rest stay.
+  std::string takePrefix(std::size_t n);
   // Drops the records since the last take() (the statements were rolled back).
   void discard(std::size_t toSize);
   // How many bytes are recorded since the last take(): a mark for discard().
   std::size_t size() const { return records_.size(); }
+  // How many row changes statements run here have made in all (a failed statement's excluded).
+  std::uint64_t rowsRecorded() const { return rows_; }
 
  private:
   static void onPreupdate(void* self, sqlite3* db, int op, const char* dbName, const char* table, sqlite3_int64 oldRowid,
@@ -61,6 +65,8 @@ class SqlChangeRecorder {
   bool inSchemaStatement_ = false;
   int schemaVersionBefore_ = 0;
   std::size_t statementStart_ = 0;
+  std::uint64_t rows_ = 0;
+  std::uint64_t statementRowsStart_ = 0;
 };
 
 // Applies records made by SqlChangeRecorder to `db`, in order, inside the caller's transaction;

@@ -56,10 +56,12 @@ Value decodeAt(const detail::ObjectStore& store, std::string_view key, std::stri
 }
 }  // namespace
 
+detail::TxnOverlay* Storage::txn() const { return txn_ ? txn_ : store_->syncTxn(); }
+
 bool Storage::mustLoad(std::string_view key) {
   if (!store_->readsMayWait()) return false;
   store_->checkKey(key);
-  return store_->needsLoad(key, txn_);
+  return store_->needsLoad(key, txn());
 }
 
 Task<void> Storage::load(std::vector<std::string> keys, bool alarm) { return store_->load(std::move(keys), alarm); }
@@ -67,12 +69,12 @@ Task<void> Storage::load(std::vector<std::string> keys, bool alarm) { return sto
 std::optional<Value> Storage::getValue(std::string_view key) {
   store_->checkKey(key);
   // The caller gets its own copy, which it may change without touching what is stored.
-  if (auto cached = store_->decoded(key, txn_)) return Value(*cached);
-  auto v = store_->read(key, txn_);
+  if (auto cached = store_->decoded(key, txn())) return Value(*cached);
+  auto v = store_->read(key, txn());
   if (!v) return std::nullopt;
   Value value = decodeAt(*store_, key, *v);
   // Only a value that decoded as it is: a repaired one is logged on every read.
-  if (value.type() == Value::Type::kJson && value.encode() == *v) store_->rememberDecoded(key, txn_, value);
+  if (value.type() == Value::Type::kJson && value.encode() == *v) store_->rememberDecoded(key, txn(), value);
   return value;
 }
 
@@ -81,7 +83,7 @@ StorageOp<Entries> Storage::get(std::span<const std::string> keys) {
   for (const auto& k : keys) store_->checkKey(k);
   std::vector<std::string> missing;
   for (const auto& k : keys) {
-    if (store_->needsLoad(k, txn_)) missing.push_back(k);
+    if (store_->needsLoad(k, txn())) missing.push_back(k);
   }
   if (missing.empty()) return StorageOp<Entries>(getLoaded(keys));
   return StorageOp<Entries>([](Storage* self, std::vector<std::string> missing,
@@ -99,7 +101,7 @@ Entries Storage::getLoaded(std::span<const std::string> keys) {
   sorted.erase(std::unique(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return *a == *b; }), sorted.end());
   Entries out;
   for (const auto* k : sorted) {
-    if (auto v = store_->read(*k, txn_)) out.emplace_back(*k, decodeAt(*store_, *k, *v));
+    if (auto v = store_->read(*k, txn())) out.emplace_back(*k, decodeAt(*store_, *k, *v));
   }
   return out;
 }
@@ -107,7 +109,7 @@ Entries Storage::getLoaded(std::span<const std::string> keys) {
 StorageOp<void> Storage::put(std::string_view key, Value value) {
   store_->checkWritable();
   store_->checkKey(key);
-  if (!txn_ && value.type() == Value::Type::kJson) {
+  if (!txn() && value.type() == Value::Type::kJson) {
     std::size_t bound;
     try {
       bound = detail::checkedEncodedBound(value);
@@ -124,8 +126,8 @@ StorageOp<void> Storage::put(std::string_view key, Value value) {
   std::string encoded = encodeFor(key, value);
   store_->checkValue(key, encoded);
   std::shared_ptr<const Value> decoded;
-  if (!txn_ && value.type() == Value::Type::kJson) decoded = std::make_shared<const Value>(std::move(value));
-  store_->write(key, std::move(encoded), txn_, std::move(decoded));
+  if (!txn() && value.type() == Value::Type::kJson) decoded = std::make_shared<const Value>(std::move(value));
+  store_->write(key, std::move(encoded), txn(), std::move(decoded));
   return {};
 }
 
@@ -140,22 +142,22 @@ StorageOp<void> Storage::put(std::span<const std::pair<std::string, Value>> entr
     encoded.push_back(encodeFor(k, v));
     store_->checkValue(k, encoded.back());
   }
-  for (std::size_t i = 0; i < entries.size(); ++i) store_->write(entries[i].first, std::move(encoded[i]), txn_);
+  for (std::size_t i = 0; i < entries.size(); ++i) store_->write(entries[i].first, std::move(encoded[i]), txn());
   return {};
 }
 
 StorageOp<bool> Storage::remove(std::string_view key) {
   store_->checkWritable();
   store_->checkKey(key);
-  if (store_->needsLoad(key, txn_)) {
+  if (store_->needsLoad(key, txn())) {
     return StorageOp<bool>([](Storage* self, std::string key) -> Task<bool> {
       std::vector<std::string> keys(1, key);
       co_await self->load(std::move(keys));
       co_return self->removeLoaded(std::span<const std::string>(&key, 1)) == 1;
     }(this, std::string(key)));
   }
-  bool existed = store_->read(key, txn_).has_value();
-  store_->write(key, std::nullopt, txn_);
+  bool existed = store_->read(key, txn()).has_value();
+  store_->write(key, std::nullopt, txn());
   return StorageOp<bool>(existed);
 }
 
@@ -164,7 +166,7 @@ StorageOp<std::size_t> Storage::remove(std::span<const std::string> keys) {
   for (const auto& k : keys) store_->checkKey(k);
   std::vector<std::string> missing;
   for (const auto& k : keys) {
-    if (store_->needsLoad(k, txn_)) missing.push_back(k);
+    if (store_->needsLoad(k, txn())) missing.push_back(k);
   }
   if (missing.empty()) return StorageOp<std::size_t>(removeLoaded(keys));
   return StorageOp<std::size_t>([](Storage* self, std::vector<std::string> missing,
@@ -178,9 +180,9 @@ std::size_t Storage::removeLoaded(std::span<const std::string> keys) {
   store_->checkWritable();
   std::size_t n = 0;
   for (const auto& k : keys) {
-    if (store_->read(k, txn_)) {
+    if (store_->read(k, txn())) {
       ++n;
-      store_->write(k, std::nullopt, txn_);
+      store_->write(k, std::nullopt, txn());
     }
   }
   return n;
@@ -207,7 +209,7 @@ detail::ObjectStore::Accept collectInto(const detail::ObjectStore& store, Entrie
 }  // namespace
 
 StorageOp<Entries> Storage::list(const ListOptions& options) {
-  auto plan = store_->planList(options, txn_);
+  auto plan = store_->planList(options, txn());
   if (!store_->readsMayWait()) {
     Entries out;
     store_->list(plan, collectInto(*store_, out));
@@ -222,7 +224,9 @@ StorageOp<Entries> Storage::list(const ListOptions& options) {
 
 StorageOp<void> Storage::deleteAll() {
   store_->checkWritable();
-  store_->removeAll(txn_);
+  // Its SQL tables go too; inside a transaction, within its savepoint.
+  if (store_->sqliteBacked()) store_->wipeSql();
+  store_->removeAll(txn());
   return {};
 }
 
@@ -235,6 +239,7 @@ Task<void> Storage::runTransaction(TransactionFn fn) {
   detail::TxnOverlay overlay;
   Storage txn(store_, &overlay);
   std::exception_ptr error;
+  store_->beginSqlSavepoint();
   try {
     co_await fn(txn);
   } catch (...) {
@@ -249,6 +254,7 @@ Task<void> Storage::runTransaction(TransactionFn fn) {
       error = std::current_exception();
     }
   }
+  store_->endSqlSavepoint(!error);
   lock.release();
   if (error) std::rethrow_exception(error);
 }
@@ -256,25 +262,25 @@ Task<void> Storage::runTransaction(TransactionFn fn) {
 Future<void> Storage::sync() { return store_->waitDurable(); }
 
 StorageOp<std::optional<std::int64_t>> Storage::getAlarm() {
-  if (store_->needsAlarmLoad(txn_)) {
+  if (store_->needsAlarmLoad(txn())) {
     return StorageOp<std::optional<std::int64_t>>([](Storage* self) -> Task<std::optional<std::int64_t>> {
       std::vector<std::string> none;
       co_await self->load(std::move(none), true);
-      co_return self->store_->alarm(self->txn_);
+      co_return self->store_->alarm(self->txn());
     }(this));
   }
-  return StorageOp<std::optional<std::int64_t>>(store_->alarm(txn_));
+  return StorageOp<std::optional<std::int64_t>>(store_->alarm(txn()));
 }
 
 StorageOp<void> Storage::setAlarm(std::int64_t epochMillis) {
   store_->checkWritable();
-  store_->setAlarm(epochMillis, txn_);
+  store_->setAlarm(epochMillis, txn());
   return {};
 }
 
 StorageOp<void> Storage::deleteAlarm() {
   store_->checkWritable();
-  store_->setAlarm(std::nullopt, txn_);
+  store_->setAlarm(std::nullopt, txn());
   return {};
 }
 
