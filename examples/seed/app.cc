@@ -4,6 +4,7 @@
 #include "seed/chat_room.h"
 #include "seed/counter.h"
 #include "seed/hibernating_room.h"
+#include "seed/notes.h"
 #include "seed/rate_limiter.h"
 #include "seed/safe_do.h"
 #include "seed/scheduled_task.h"
@@ -122,6 +123,27 @@ void addRoutes(durable::Worker& app) {
     app.on(method, "/tasks/:id/schedule", forwardTo("TASK", "/schedule", method));
     app.on(method, "/tasks/:id/cancel", forwardTo("TASK", "/cancel", method));
   }
+
+  // Not in the seed: the SQLite-backed Notes (seed/notes.h). The request goes on as it came,
+  // body and query included, to the notebook named :id.
+  const auto toNotes = [](std::string path) {
+    return [path = std::move(path)](durable::Context& c) -> durable::Task<durable::Response> {
+      const auto& notes = c.env().ns("NOTES");
+      const auto stub = notes.getByName(c.param("id"));
+      std::string target = "http://do" + path;
+      if (path == "/notes/") target += c.param("noteId");
+      const auto query = c.req().url().search();
+      if (!query.empty()) target += query;
+      durable::RequestInit init;
+      init.method = c.req().method();
+      init.headers = c.req().headers();
+      if (c.req().hasBody()) init.body = c.req().text();
+      co_return co_await stub.fetch(durable::Request(target, std::move(init)));
+    };
+  };
+  app.post("/notes/:id", toNotes("/notes"));
+  app.get("/notes/:id", toNotes("/notes"));
+  app.del("/notes/:id/:noteId", toNotes("/notes/"));
 }
 
 void exportClasses(durable::Server& server) {
@@ -131,6 +153,7 @@ void exportClasses(durable::Server& server) {
   server.exportClass<SafeDO>("SafeDO");
   server.exportClass<ChatRoom>("ChatRoom");
   server.exportClass<HibernatingRoom>("HibernatingRoom");
+  server.exportClass<Notes>("Notes");
 }
 
 }  // namespace seed

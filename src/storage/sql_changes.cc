@@ -405,8 +405,10 @@ void SqlChangeRecorder::discard(std::size_t toSize) {
 }
 
 void replaySqlChanges(sqlite3* db, std::string_view records) {
+  // The out-parameter reports the setting after the call: ask first (-1 changes nothing).
   int triggersWere = 1;
-  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, &triggersWere);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, -1, &triggersWere);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr);
   struct Restore {
     sqlite3* db;
     int was;
