@@ -143,6 +143,8 @@ void addRoutes(durable::Worker& app) {
   };
   app.post("/notes/:id", toNotes("/notes"));
   app.get("/notes/:id", toNotes("/notes"));
+  app.get("/notes/:id/bookmark", toNotes("/bookmark"));
+  app.post("/notes/:id/restore", toNotes("/restore"));
   app.del("/notes/:id/:noteId", toNotes("/notes/"));
 }
 

@@ -5,6 +5,9 @@
 //   POST   /notes           {"text": "…"}  → 201 {"id", "text", "createdAt"}
 //   GET    /notes?q=words                  → matching notes, newest first (all without q)
 //   DELETE /notes/:noteId                  → 204, or 404
+//   GET    /bookmark[?at=ms]               → {"bookmark": "…"} now, or for that time
+//   POST   /restore {"bookmark": "…"}      → 202 {"bookmark", "undo"}; the notebook restarts
+//                                            and serves the state the bookmark names
 #pragma once
 
 #include <durable/durable.h>
@@ -86,10 +89,64 @@ class Notes : public durable::DurableObject {
       co_return durable::Response(nullptr, {.status = 204});
     }
 
+    if (path == "/bookmark" && request.method() == "GET") {
+      const auto at = url.searchParams().get("at");
+      std::optional<std::int64_t> time;
+      if (at) {
+        time = parseId(*at);
+        if (!time) co_return error(400, "?at= must be a time in epoch milliseconds");
+      }
+      std::string bookmark;
+      std::string failure;
+      try {
+        if (time) {
+          bookmark = co_await state().storage().getBookmarkForTime(*time);
+        } else {
+          bookmark = co_await state().storage().getCurrentBookmark();
+        }
+      } catch (const durable::Error& e) {
+        if (e.code() != durable::ErrorCode::kInvalidArgument && e.code() != durable::ErrorCode::kNotFound) throw;
+        failure = e.what();
+      }
+      if (!failure.empty()) co_return error(400, failure);
+      co_return durable::Response::json(boost::json::object{{"bookmark", bookmark}});
+    }
+
+    if (path == "/restore" && request.method() == "POST") {
+      std::string bookmark;
+      try {
+        const auto body = request.json();
+        const auto* object = body.if_object();
+        const auto* field = object ? object->if_contains("bookmark") : nullptr;
+        if (field && field->is_string()) bookmark = std::string(field->get_string());
+      } catch (const durable::Error&) {
+        co_return error(400, "the body must be JSON: {\"bookmark\": \"...\"}");
+      }
+      if (bookmark.empty()) co_return error(400, "\"bookmark\" must be a non-empty string");
+      std::string undo;
+      std::string failure;
+      try {
+        undo = co_await state().storage().onNextSessionRestoreBookmark(bookmark);
+      } catch (const durable::Error& e) {
+        if (e.code() != durable::ErrorCode::kInvalidArgument && e.code() != durable::ErrorCode::kNotFound) throw;
+        failure = e.what();
+      }
+      if (!failure.empty()) co_return error(400, failure);
+      // The restore happens when the notebook starts again: once this reply has left, it ends
+      // itself (ctx.abort() on Cloudflare) and the next request starts it from the bookmark.
+      state().waitUntil(restartSoon(state()));
+      co_return durable::Response::json(boost::json::object{{"bookmark", bookmark}, {"undo", undo}}, {.status = 202});
+    }
+
     co_return error(404, "not found");
   }
 
  private:
+  static durable::Task<void> restartSoon(durable::State& state) {
+    co_await durable::sleep(1);
+    state.abort("restoring a bookmark");
+  }
+
   static durable::Response error(int status, std::string message) {
     return durable::Response::json(boost::json::object{{"error", std::move(message)}}, {.status = status});
   }

@@ -147,6 +147,24 @@ class Storage {
   // that is not SQLite-backed.
   SqlStorage& sql();
 
+  // Point-in-time recovery (SQLite-backed classes; the others throw Error(kInvalidArgument)).
+  // A bookmark is an opaque string naming a state of the object's SQL database; bookmarks sort
+  // in time order. History is kept for [durable] pitr_retention_ms (30 days by default).
+  //
+  // The state after every write made so far (once those are durable).
+  Task<std::string> getCurrentBookmark();
+  // The state at a time within the retention (a later time is taken as now).
+  Task<std::string> getBookmarkForTime(std::int64_t epochMillis);
+  Task<std::string> getBookmarkForTime(std::chrono::system_clock::time_point when) {
+    return getBookmarkForTime(std::chrono::duration_cast<std::chrono::milliseconds>(when.time_since_epoch()).count());
+  }
+  // The next instance of the object starts from the state `bookmark` names (call
+  // state().abort() to end this one). The restore is itself part of the history, so a later
+  // bookmark undoes it. Returns the current bookmark, the way back. Throws
+  // Error(kInvalidArgument) for a string that is not a bookmark of this object's kept history.
+  // The key-value API's data is not part of it (see docs/sql-design.md).
+  Task<std::string> onNextSessionRestoreBookmark(std::string bookmark);
+
   // Completes when every write made so far is durable.
   Future<void> sync();
 

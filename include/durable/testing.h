@@ -48,6 +48,9 @@ struct EnvOptions {
   bool sqliteBacked = false;
   // Their SQL database's size limit ([durable] sql_max_database_bytes).
   std::uint64_t sqlMaxDatabaseBytes = 10ull * 1024 * 1024 * 1024;
+  // Point-in-time recovery: [durable] pitr_retention_ms and pitr_snapshot_every.
+  std::int64_t pitrRetentionMs = 30ll * 24 * 3600 * 1000;
+  std::uint64_t pitrSnapshotEvery = 10'000;
   // Empty: a fresh temporary directory, removed with the Env.
   std::filesystem::path persistDir;
   // Install a ManualClock for the Env's lifetime: durable::now() and alarms then move only

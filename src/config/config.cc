@@ -321,6 +321,10 @@ class Parser {
         s.sqlMaxBoundParameters = static_cast<int>(integerIn(value, key, 1, 32766));
       } else if (key == "sql_max_columns") {
         s.sqlMaxColumns = static_cast<int>(integerIn(value, key, 1, 2000));
+      } else if (key == "pitr_retention_ms") {
+        s.pitrRetentionMs = integerIn(value, key, 1000, std::int64_t{10} * 366 * 24 * 3600 * 1000);
+      } else if (key == "pitr_snapshot_every") {
+        s.pitrSnapshotEvery = static_cast<std::uint64_t>(integerIn(value, key, 1, 10'000'000));
       } else if (key == "access_log") {
         const auto* b = value.as_boolean();
         if (b == nullptr) fail(lineOf(value), "durable.access_log must be true or false, not " + typeName(value));
@@ -333,7 +337,8 @@ class Parser {
                                 "websocket_write_timeout_ms, websocket_message_timeout_ms, websocket_ping_interval_ms, "
                                 "websocket_pong_timeout_ms, max_pending_calls, fetch_timeout_ms, max_fetch_response_bytes, "
                                 "access_log, admin, admin_token, log_format, sql_max_database_bytes, sql_max_value_bytes, "
-                                "sql_max_statement_bytes, sql_max_bound_parameters, sql_max_columns)");
+                                "sql_max_statement_bytes, sql_max_bound_parameters, sql_max_columns, pitr_retention_ms, "
+                                "pitr_snapshot_every)");
       }
     }
   }

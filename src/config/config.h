@@ -90,6 +90,10 @@ struct Settings {
   int sqlMaxStatementBytes = 100 * 1000;         // [durable] sql_max_statement_bytes (1 KiB .. 1 GiB)
   int sqlMaxBoundParameters = 100;               // [durable] sql_max_bound_parameters (1 .. 32766)
   int sqlMaxColumns = 100;                       // [durable] sql_max_columns (1 .. 2000)
+  // Point-in-time recovery of SQLite-backed objects: how far back a bookmark may go, and how
+  // many log entries an object makes between two snapshots of its database (restore speed).
+  std::int64_t pitrRetentionMs = 30ll * 24 * 3600 * 1000;  // [durable] pitr_retention_ms (1 s .. 10 years)
+  std::uint64_t pitrSnapshotEvery = 10'000;      // [durable] pitr_snapshot_every (1 .. 10,000,000)
   bool operator==(const Settings&) const = default;
 };
 

@@ -37,6 +37,7 @@ std::optional<ObjectStore::SqlConfig> sqlConfigOf(const RuntimeOptions& options,
   ObjectStore::SqlConfig config;
   config.limits = {s.sqlMaxDatabaseBytes, s.sqlMaxValueBytes, s.sqlMaxStatementBytes, s.sqlMaxBoundParameters,
                    s.sqlMaxColumns};
+  config.history = {s.pitrSnapshotEvery, s.pitrRetentionMs};
   if (options.engine) {
     // An engine of the tests' keeps every log entry: the database is rebuilt from them.
     config.file = ":memory:";
@@ -89,7 +90,7 @@ const std::string& ObjectHost::idHex() const {
 
 void ObjectHost::ensureInstance() {
   if (instance_) return;
-  if (!store_.sqlReady() && !openSql()) return;
+  if (store_.sqlMustOpen() && !openSql()) return;
   try {
     ContextScope scope({this, shard_.nextFlow()});
     instance_ = ns_.factory(state_, shard_.runtime().env());
@@ -125,7 +126,7 @@ bool ObjectHost::openSql() {
         }));
   // Done at once (the engine answered now): the event goes on, or fails with the error.
   if (finished && sqlOpenFailed_) sqlOpenFailed_ = false;
-  return finished && store_.sqlReady();
+  return finished && !store_.sqlMustOpen();
 }
 
 std::exception_ptr ObjectHost::constructFailure() const {

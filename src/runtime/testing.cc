@@ -55,6 +55,8 @@ struct Env::Impl {
       ro.settings.idleTimeoutMs = options.idleTimeoutMs;
       ro.settings.maxValueBytes = options.maxValueBytes;
       ro.settings.sqlMaxDatabaseBytes = options.sqlMaxDatabaseBytes;
+      ro.settings.pitrRetentionMs = options.pitrRetentionMs;
+      ro.settings.pitrSnapshotEvery = options.pitrSnapshotEvery;
       ro.settings.maxPendingCalls = options.maxPendingCalls;
       ro.settings.fetchTimeoutMs = options.fetchTimeoutMs;
       ro.settings.maxFetchResponseBytes = options.maxFetchResponseBytes;

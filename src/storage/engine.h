@@ -65,6 +65,15 @@ struct WriteOp {
 struct SqlLogEntry {
   std::uint64_t lsn = 0;
   std::string records;
+  std::int64_t at = 0;  // epoch ms when its changes were made (the bookmarks' time)
+};
+
+// Where an object's SQL log stands at a time (point-in-time recovery): its last entry made at or
+// before it, and its oldest entry still kept (0 when it has none).
+struct SqlLogPosition {
+  std::uint64_t lsn = 0;  // 0: no entry at or before the time is kept
+  std::int64_t at = 0;
+  std::uint64_t oldestLsn = 0;
 };
 
 // One object's part of a batch, copied out of its cache so an engine thread never touches
@@ -79,9 +88,9 @@ struct ObjectBatch {
   // The name the ID was made from (idFromName), on the first batch of each activation, so the
   // admin API can show it; the engine keeps the first one it is given.
   std::optional<std::string> name;
-  // A SQLite-backed object's SQL changes since its previous batch (storage/object_sql.h),
-  // kept in the partition's log until the object's own file has them on disk.
-  std::optional<SqlLogEntry> sqlLog;
+  // A SQLite-backed object's SQL changes since its previous batch (storage/object_sql.h), in
+  // LSN order: the partition's log keeps them as the object's history.
+  std::vector<SqlLogEntry> sqlLog;
   // The object's file holds its log through this LSN, synced: those entries may go. Applied
   // after `sqlLog`.
   std::optional<std::uint64_t> sqlLogPruneThrough;
@@ -143,9 +152,10 @@ class StorageEngine {
   virtual Deferred<Rows> scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
                               const std::optional<std::string>& upper, bool reverse, std::size_t limit) = 0;
   virtual Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id) = 0;
-  // The object's SQL log entries above `afterLsn`, in order.
+  // The object's SQL log entries in (afterLsn, throughLsn], in order.
   virtual Deferred<std::vector<SqlLogEntry>> readSqlLog(std::int64_t ns, const ObjectId::Raw& id,
-                                                        std::uint64_t afterLsn) = 0;
+                                                        std::uint64_t afterLsn, std::uint64_t throughLsn) = 0;
+  virtual Deferred<SqlLogPosition> sqlLogPosition(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) = 0;
 
   // False while a batch submitted earlier still waits to be taken: the partition then keeps
   // its open batch growing (so consecutive writes of a key go out once) until engineReady().

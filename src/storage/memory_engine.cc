@@ -68,15 +68,35 @@ Deferred<std::optional<std::int64_t>> MemoryEngine::readAlarm(std::int64_t ns, c
 }
 
 Deferred<std::vector<SqlLogEntry>> MemoryEngine::readSqlLog(std::int64_t ns, const ObjectId::Raw& id,
-                                                            std::uint64_t afterLsn) {
+                                                            std::uint64_t afterLsn, std::uint64_t throughLsn) {
   std::vector<SqlLogEntry> out;
   {
     std::lock_guard lock(rows_->mu);
     if (auto log = rows_->sqlLog.find({ns, id}); log != rows_->sqlLog.end()) {
-      for (auto it = log->second.upper_bound(afterLsn); it != log->second.end(); ++it) out.push_back({it->first, it->second});
+      for (auto it = log->second.upper_bound(afterLsn); it != log->second.end() && it->first <= throughLsn; ++it) {
+        out.push_back(it->second);
+      }
     }
   }
   return later(shard_, std::move(out));
+}
+
+Deferred<SqlLogPosition> MemoryEngine::sqlLogPosition(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
+  SqlLogPosition position;
+  {
+    std::lock_guard lock(rows_->mu);
+    if (auto log = rows_->sqlLog.find({ns, id}); log != rows_->sqlLog.end() && !log->second.empty()) {
+      position.oldestLsn = log->second.begin()->first;
+      for (auto it = log->second.rbegin(); it != log->second.rend(); ++it) {
+        if (it->second.at <= time) {
+          position.lsn = it->first;
+          position.at = it->second.at;
+          break;
+        }
+      }
+    }
+  }
+  return later(shard_, position);
 }
 
 void MemoryEngine::submit(CommitBatch batch) {
@@ -105,7 +125,7 @@ void MemoryEngine::submit(CommitBatch batch) {
         }
       }
       if (ob.name) rows_->names.try_emplace(object, *ob.name);
-      if (ob.sqlLog) rows_->sqlLog[object][ob.sqlLog->lsn] = ob.sqlLog->records;
+      for (const SqlLogEntry& entry : ob.sqlLog) rows_->sqlLog[object][entry.lsn] = entry;
       if (ob.sqlLogPruneThrough) {
         if (auto log = rows_->sqlLog.find(object); log != rows_->sqlLog.end()) {
           log->second.erase(log->second.begin(), log->second.upper_bound(*ob.sqlLogPruneThrough));

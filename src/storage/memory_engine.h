@@ -29,7 +29,7 @@ class MemoryEngine final : public StorageEngine {
     std::map<std::pair<std::int64_t, ObjectId::Raw>, std::map<std::string, std::string, std::less<>>> kv;
     std::map<std::pair<std::int64_t, ObjectId::Raw>, std::int64_t> alarms;
     std::map<std::pair<std::int64_t, ObjectId::Raw>, std::string> names;
-    std::map<std::pair<std::int64_t, ObjectId::Raw>, std::map<std::uint64_t, std::string>> sqlLog;
+    std::map<std::pair<std::int64_t, ObjectId::Raw>, std::map<std::uint64_t, SqlLogEntry>> sqlLog;
     // While set, commits are applied but not reported durable, so output behind them waits
     // (testing::Env::holdCommits). The reports wait here, in order, for release().
     bool holding = false;
@@ -45,7 +45,9 @@ class MemoryEngine final : public StorageEngine {
   Deferred<Rows> scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
                       const std::optional<std::string>& upper, bool reverse, std::size_t limit) override;
   Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id) override;
-  Deferred<std::vector<SqlLogEntry>> readSqlLog(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t afterLsn) override;
+  Deferred<std::vector<SqlLogEntry>> readSqlLog(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t afterLsn,
+                                                std::uint64_t throughLsn) override;
+  Deferred<SqlLogPosition> sqlLogPosition(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) override;
   bool accepting() override { return true; }
   void submit(CommitBatch batch) override;
   void purgeNamespace(std::int64_t ns) override;

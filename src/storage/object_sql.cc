@@ -1,9 +1,12 @@
 #include "storage/object_sql.h"
 
+#include "base/file_sync.h"
+
 #include <durable/error.h>
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <strings.h>
 #include <system_error>
@@ -14,6 +17,18 @@ namespace {
 
 [[noreturn]] void fail(sqlite3* db, const std::string& what) {
   throw Error(ErrorCode::kUnavailable, what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+}
+
+std::string targetRecord(char tag, std::uint64_t target) {
+  std::string out(1, tag);
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(target >> (8 * i)));
+  return out;
+}
+std::optional<std::uint64_t> targetOf(char tag, std::string_view records) {
+  if (records.size() != 9 || records[0] != tag) return std::nullopt;
+  std::uint64_t target = 0;
+  for (int i = 0; i < 8; ++i) target |= static_cast<std::uint64_t>(static_cast<unsigned char>(records[1 + i])) << (8 * i);
+  return target;
 }
 
 bool internalName(const char* name) { return name && strncasecmp(name, "_cf_", 4) == 0; }
@@ -150,9 +165,13 @@ const char* codeName(int rc) {
 
 }  // namespace
 
-ObjectSqlDb::ObjectSqlDb(const std::filesystem::path& file) : ObjectSqlDb(file, Limits{}) {}
+ObjectSqlDb::ObjectSqlDb(const std::filesystem::path& file) : ObjectSqlDb(file, Limits{}, History{}) {}
 
-ObjectSqlDb::ObjectSqlDb(const std::filesystem::path& file, const Limits& limits) {
+ObjectSqlDb::ObjectSqlDb(const std::filesystem::path& file, const Limits& limits)
+    : ObjectSqlDb(file, limits, History{}) {}
+
+ObjectSqlDb::ObjectSqlDb(const std::filesystem::path& file, const Limits& limits, const History& history)
+    : history_(history) {
   const bool inMemory = file == ":memory:";
   std::error_code ec;
   if (!inMemory) std::filesystem::create_directories(file.parent_path(), ec);
@@ -189,17 +208,28 @@ ObjectSqlDb::ObjectSqlDb(const std::filesystem::path& file, const Limits& limits
       const std::uint64_t pages = std::max<std::uint64_t>(limits.maxDatabaseBytes / static_cast<std::uint64_t>(bytes), 2);
       exec(("PRAGMA max_page_count=" + std::to_string(pages)).c_str());
     }
-    exec("CREATE TABLE IF NOT EXISTS _cf_meta(k INTEGER PRIMARY KEY, lsn INTEGER NOT NULL);"
-         "INSERT OR IGNORE INTO _cf_meta VALUES (1, 0)");
+    exec("CREATE TABLE IF NOT EXISTS _cf_meta(k INTEGER PRIMARY KEY, lsn INTEGER NOT NULL, at INTEGER NOT NULL DEFAULT 0);"
+         "INSERT OR IGNORE INTO _cf_meta(k, lsn) VALUES (1, 0)");
+    // A file made on 2026-12-06 has no time of its last entry, nor an armed restore.
+    if (sqlite3_exec(db_, "SELECT at FROM _cf_meta LIMIT 0", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      exec("ALTER TABLE _cf_meta ADD COLUMN at INTEGER NOT NULL DEFAULT 0");
+    }
+    if (sqlite3_exec(db_, "SELECT pending FROM _cf_meta LIMIT 0", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      exec("ALTER TABLE _cf_meta ADD COLUMN pending INTEGER");
+    }
     sqlite3_stmt* read = nullptr;
-    if (sqlite3_prepare_v2(db_, "SELECT lsn FROM _cf_meta WHERE k = 1", -1, &read, nullptr) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db_, "SELECT lsn, at FROM _cf_meta WHERE k = 1", -1, &read, nullptr) != SQLITE_OK) {
       fail(db_, "open " + file.string());
     }
-    if (sqlite3_step(read) == SQLITE_ROW) appliedLsn_ = static_cast<std::uint64_t>(sqlite3_column_int64(read, 0));
+    if (sqlite3_step(read) == SQLITE_ROW) {
+      appliedLsn_ = static_cast<std::uint64_t>(sqlite3_column_int64(read, 0));
+      lastAt_ = sqlite3_column_int64(read, 1);
+    }
     sqlite3_finalize(read);
     committedLsn_ = durableLsn_ = appliedLsn_;
-    if (sqlite3_prepare_v3(db_, "UPDATE _cf_meta SET lsn = ?1 WHERE k = 1", -1, SQLITE_PREPARE_PERSISTENT, &setLsn_,
-                           nullptr) != SQLITE_OK) {
+    readPendingRestore();
+    if (sqlite3_prepare_v3(db_, "UPDATE _cf_meta SET lsn = ?1, at = ?2 WHERE k = 1", -1, SQLITE_PREPARE_PERSISTENT,
+                           &setLsn_, nullptr) != SQLITE_OK) {
       fail(db_, "open " + file.string());
     }
   } catch (...) {
@@ -209,6 +239,19 @@ ObjectSqlDb::ObjectSqlDb(const std::filesystem::path& file, const Limits& limits
   }
   recorder_.emplace(db_);
   sqlite3_set_authorizer(db_, &ObjectSqlDb::authorize, this);
+  if (!inMemory) {
+    snapshotDir_ = file.parent_path() / (file.stem().string() + ".snapshots");
+    std::error_code ignored;
+    for (const auto& f : std::filesystem::directory_iterator(snapshotDir_, ignored)) {
+      unsigned long long lsn = 0, at = 0;
+      char tail = 0;
+      const std::string name = f.path().filename().string();
+      if (name.size() == 40 && std::sscanf(name.c_str(), "%16llx-%16llx.sqlit%c", &lsn, &at, &tail) == 3 && tail == 'e') {
+        snapshots_.push_back({lsn, static_cast<std::int64_t>(at), f.path()});
+      }
+    }
+    std::sort(snapshots_.begin(), snapshots_.end(), [](const Snapshot& a, const Snapshot& b) { return a.lsn < b.lsn; });
+  }
 }
 
 int ObjectSqlDb::authorize(void* self, int action, const char* a, const char* b, const char* dbName, const char*) {
@@ -405,6 +448,7 @@ void ObjectSqlDb::ensureTransaction() {
 
 void ObjectSqlDb::writeLsn(std::uint64_t lsn) {
   sqlite3_bind_int64(setLsn_, 1, static_cast<sqlite3_int64>(lsn));
+  sqlite3_bind_int64(setLsn_, 2, lastAt_);
   const int rc = sqlite3_step(setLsn_);
   sqlite3_reset(setLsn_);
   if (rc != SQLITE_DONE) fail(db_, "object database: recording its LSN");
@@ -426,7 +470,15 @@ void ObjectSqlDb::replay(const Entry& entry) {
   };
   exec("BEGIN");
   try {
-    replaySqlChanges(db_, entry.records);
+    if (restoreTarget(entry.records)) {
+      throw Error(ErrorCode::kInternal, "object database: a restore entry is applied by replaceWith(), not replayed");
+    }
+    if (auto armed = targetOf('P', entry.records)) {
+      writePendingRestore(armed);
+    } else {
+      replaySqlChanges(db_, entry.records);
+    }
+    lastAt_ = std::max(lastAt_, entry.at);
     writeLsn(entry.lsn);
     exec("COMMIT");
   } catch (...) {
@@ -457,28 +509,193 @@ void ObjectSqlDb::endSavepoint(bool keep) {
   exec("RELEASE _cf_txn");
 }
 
-std::optional<ObjectSqlDb::Entry> ObjectSqlDb::emit() {
+void ObjectSqlDb::cut(std::int64_t now) {
   const std::size_t ready = savepoints_.empty() ? recorder_->size() : savepoints_.front();
-  if (ready == 0) {
-    // Statements that wrote nothing opened the transaction: it holds nothing to wait for.
-    durable(durableLsn_);
-    return std::nullopt;
-  }
+  if (ready == 0) return;
   Entry entry;
   entry.records = recorder_->takePrefix(ready);
   for (auto& mark : savepoints_) mark -= ready;
   entry.lsn = ++appliedLsn_;
-  return entry;
+  lastAt_ = std::max(lastAt_, now);
+  entry.at = lastAt_;
+  ready_.push_back(std::move(entry));
 }
 
-void ObjectSqlDb::durable(std::uint64_t lsn) {
+std::vector<ObjectSqlDb::Entry> ObjectSqlDb::emit(std::int64_t now) {
+  cut(now);
+  if (ready_.empty()) {
+    // Statements that wrote nothing opened the transaction: it holds nothing to wait for.
+    durable(durableLsn_);
+    return {};
+  }
+  return std::exchange(ready_, {});
+}
+
+void ObjectSqlDb::durable(std::uint64_t lsn, std::int64_t now) {
   durableLsn_ = std::max(durableLsn_, lsn);
-  if (stale_ || !inTransaction_ || !savepoints_.empty() || recorder_->size() != 0 || durableLsn_ < appliedLsn_) return;
+  if (stale_ || !inTransaction_ || !savepoints_.empty() || recorder_->size() != 0 || !ready_.empty() ||
+      durableLsn_ < appliedLsn_) {
+    return;
+  }
   // The LSN is written with what it counts, in the transaction that commits them.
   writeLsn(appliedLsn_);
   exec("COMMIT");
   inTransaction_ = false;
   committedLsn_ = appliedLsn_;
+  if (!snapshotDir_.empty() &&
+      committedLsn_ >= (snapshots_.empty() ? 0 : snapshots_.back().lsn) + history_.snapshotEvery) {
+    takeSnapshot(now);
+  }
+}
+
+void ObjectSqlDb::takeSnapshot(std::int64_t now) {
+  std::error_code ec;
+  std::filesystem::create_directories(snapshotDir_, ec);
+  char name[48];
+  std::snprintf(name, sizeof name, "%016llx-%016llx.sqlite", static_cast<unsigned long long>(committedLsn_),
+                static_cast<unsigned long long>(lastAt_));
+  const auto final = snapshotDir_ / name;
+  const auto temporary = snapshotDir_ / (std::string(name) + ".tmp");
+  std::filesystem::remove(temporary, ec);
+  sqlite3_stmt* vacuum = nullptr;
+  // VACUUM INTO attaches its target for the moment it runs; the author's SQL never can.
+  sqlite3_limit(db_, SQLITE_LIMIT_ATTACHED, 1);
+  int rc = sqlite3_prepare_v2(db_, "VACUUM INTO ?1", -1, &vacuum, nullptr);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text(vacuum, 1, temporary.c_str(), -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(vacuum);
+  }
+  sqlite3_finalize(vacuum);
+  sqlite3_limit(db_, SQLITE_LIMIT_ATTACHED, 0);
+  // A snapshot that cannot be made costs only restore speed; the log still has everything.
+  bool synced = false;
+  if (rc == SQLITE_DONE) {
+    const int fd = ::open(temporary.c_str(), O_RDONLY | O_CLOEXEC);
+    synced = fd >= 0 && syncDescriptor(fd) == 0;
+    if (fd >= 0) ::close(fd);
+  }
+  if (!synced) {
+    std::filesystem::remove(temporary, ec);
+    return;
+  }
+  std::filesystem::rename(temporary, final, ec);
+  if (ec) return;
+  try {
+    syncDirectoryOf(final);
+  } catch (const Error&) {
+    return;
+  }
+  snapshots_.push_back({committedLsn_, lastAt_, final});
+  if (now <= 0) return;
+  // Retention: the newest snapshot made before the cutoff stands for every older moment, so
+  // the log before it and older snapshots may go.
+  const std::int64_t cutoff = now - history_.retentionMs;
+  std::size_t keepFrom = 0;
+  for (std::size_t i = 0; i < snapshots_.size(); ++i) {
+    if (snapshots_[i].at <= cutoff) keepFrom = i;
+  }
+  if (snapshots_[keepFrom].at > cutoff) return;
+  for (std::size_t i = 0; i < keepFrom; ++i) std::filesystem::remove(snapshots_[i].file, ec);
+  pruneThrough_ = snapshots_[keepFrom].lsn;
+  snapshots_.erase(snapshots_.begin(), snapshots_.begin() + static_cast<std::ptrdiff_t>(keepFrom));
+}
+
+std::optional<ObjectSqlDb::Snapshot> ObjectSqlDb::snapshotAtOrBefore(std::uint64_t lsn) const {
+  std::optional<Snapshot> found;
+  for (const auto& s : snapshots_) {
+    if (s.lsn <= lsn) found = s;
+  }
+  return found;
+}
+
+std::uint64_t ObjectSqlDb::appendRestore(std::uint64_t target, std::int64_t now) {
+  cut(now);
+  Entry entry;
+  entry.records = targetRecord('R', target);
+  entry.lsn = ++appliedLsn_;
+  lastAt_ = std::max(lastAt_, now);
+  entry.at = lastAt_;
+  ready_.push_back(std::move(entry));
+  return appliedLsn_;
+}
+
+
+void ObjectSqlDb::readPendingRestore() {
+  pendingRestore_.reset();
+  sqlite3_stmt* read = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT pending FROM _cf_meta WHERE k = 1", -1, &read, nullptr) == SQLITE_OK &&
+      sqlite3_step(read) == SQLITE_ROW && sqlite3_column_type(read, 0) != SQLITE_NULL) {
+    pendingRestore_ = static_cast<std::uint64_t>(sqlite3_column_int64(read, 0));
+  }
+  sqlite3_finalize(read);
+}
+
+void ObjectSqlDb::writePendingRestore(std::optional<std::uint64_t> target) {
+  sqlite3_stmt* write = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "UPDATE _cf_meta SET pending = ?1 WHERE k = 1", -1, &write, nullptr);
+  if (rc == SQLITE_OK) {
+    if (target) sqlite3_bind_int64(write, 1, static_cast<sqlite3_int64>(*target));
+    rc = sqlite3_step(write);
+  }
+  sqlite3_finalize(write);
+  if (rc != SQLITE_DONE) fail(db_, "object database: recording an armed restore");
+  pendingRestore_ = target;
+}
+
+void ObjectSqlDb::armRestore(std::uint64_t target, std::int64_t now) {
+  cut(now);
+  ensureTransaction();
+  writePendingRestore(target);
+  Entry entry;
+  entry.records = targetRecord('P', target);
+  entry.lsn = ++appliedLsn_;
+  lastAt_ = std::max(lastAt_, now);
+  entry.at = lastAt_;
+  ready_.push_back(std::move(entry));
+}
+
+std::optional<std::uint64_t> ObjectSqlDb::restoreTarget(std::string_view records) {
+  if (records.size() != 9 || records[0] != 'R') return std::nullopt;
+  std::uint64_t target = 0;
+  for (int i = 0; i < 8; ++i) target |= static_cast<std::uint64_t>(static_cast<unsigned char>(records[1 + i])) << (8 * i);
+  return target;
+}
+
+void ObjectSqlDb::replaceWith(sqlite3* source, std::uint64_t lsn) {
+  if (inTransaction_) throw Error(ErrorCode::kInternal, "object database: replaced with a transaction open");
+  sqlite3_backup* backup = sqlite3_backup_init(db_, "main", source, "main");
+  if (!backup) fail(db_, "object database: restoring");
+  const int rc = sqlite3_backup_step(backup, -1);
+  sqlite3_backup_finish(backup);
+  if (rc != SQLITE_DONE) fail(db_, "object database: restoring");
+  exec("BEGIN");
+  try {
+    writeLsn(lsn);
+    writePendingRestore(std::nullopt);
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    readPendingRestore();
+    throw;
+  }
+  appliedLsn_ = committedLsn_ = lsn;
+  durableLsn_ = std::max(durableLsn_, lsn);
+}
+
+void ObjectSqlDb::replaceWithFile(const std::filesystem::path& source, std::uint64_t lsn) {
+  sqlite3* from = nullptr;
+  if (sqlite3_open_v2(source.c_str(), &from, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    const std::string why = from ? sqlite3_errmsg(from) : "out of memory";
+    sqlite3_close(from);
+    throw Error(ErrorCode::kUnavailable, "cannot open snapshot " + source.string() + ": " + why);
+  }
+  try {
+    replaceWith(from, lsn);
+  } catch (...) {
+    sqlite3_close(from);
+    throw;
+  }
+  sqlite3_close(from);
 }
 
 void ObjectSqlDb::lost() {
@@ -488,7 +705,9 @@ void ObjectSqlDb::lost() {
   }
   savepoints_.clear();
   recorder_->take();
+  ready_.clear();
   stale_ = false;
+  readPendingRestore();
   appliedLsn_ = durableLsn_ = committedLsn_;
 }
 

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -37,6 +38,20 @@ class ObjectSqlDb {
   struct Entry {
     std::uint64_t lsn = 0;
     std::string records;
+    std::int64_t at = 0;  // epoch ms; never less than the previous entry's
+  };
+  // Point-in-time recovery: every `snapshotEvery` entries the committed file is copied (a
+  // snapshot, beside the file), and the log's entries older than the newest snapshot made
+  // before `retentionMs` ago may go (pruneThrough()). A database in memory keeps no snapshot
+  // and prunes nothing: its log is all there is.
+  struct History {
+    std::uint64_t snapshotEvery = 10'000;
+    std::int64_t retentionMs = 30ll * 24 * 3600 * 1000;
+  };
+  struct Snapshot {
+    std::uint64_t lsn = 0;
+    std::int64_t at = 0;
+    std::filesystem::path file;
   };
 
   // What the author's SQL may do (Cloudflare's limits for SQLite-backed objects by default).
@@ -50,6 +65,7 @@ class ObjectSqlDb {
 
   // Opens `file` (":memory:" for a database that only the log keeps), creating it and its
   // directory when missing. Throws Error (kUnavailable).
+  ObjectSqlDb(const std::filesystem::path& file, const Limits& limits, const History& history);
   ObjectSqlDb(const std::filesystem::path& file, const Limits& limits);
   explicit ObjectSqlDb(const std::filesystem::path& file);
   // Closes without committing what is not durable.
@@ -116,13 +132,39 @@ class ObjectSqlDb {
   void endSavepoint(bool keep);
   bool inSavepoint() const { return !savepoints_.empty(); }
 
-  // The changes since the last emit, as the next log entry; nullopt when there are none (then
-  // a transaction holding nothing pending is committed). Inside a savepoint, only what was
-  // recorded before the outermost one leaves: the rest may still be undone.
-  std::optional<Entry> emit();
+  // Closes the changes made so far into an entry of their own, stamped `now` (a bookmark names
+  // the state after an entry). Inside a savepoint, only what was recorded before the outermost
+  // one: the rest may still be undone.
+  void cut(std::int64_t now);
+  // cut(), then every entry made since the last emit, in order; empty when there are none
+  // (then a transaction holding nothing pending is committed).
+  std::vector<Entry> emit(std::int64_t now = 0);
+  // The time of the last entry (lastLsn()'s), or 0 when there is none.
+  std::int64_t lastAt() const { return lastAt_; }
+
+  // ---- Point-in-time recovery ----
+  // An entry that restores the database to the state after entry `target`, appended after
+  // cut(now); its LSN. The file itself changes only when replaceWith() applies it.
+  std::uint64_t appendRestore(std::uint64_t target, std::int64_t now);
+  // The target of a restore entry, or nullopt for an entry of changes.
+  static std::optional<std::uint64_t> restoreTarget(std::string_view records);
+  // An entry that arms a restore to `target` for the next instance (onNextSessionRestoreBookmark):
+  // the state does not change, but pendingRestore() says so from now on, across restarts.
+  void armRestore(std::uint64_t target, std::int64_t now);
+  // The armed restore's target, until replaceWith() applies one.
+  std::optional<std::uint64_t> pendingRestore() const { return pendingRestore_; }
+  // Makes the database a copy of `source` (another connection's main database) at `lsn`,
+  // committed; no transaction may be open.
+  void replaceWith(sqlite3* source, std::uint64_t lsn);
+  void replaceWithFile(const std::filesystem::path& source, std::uint64_t lsn);
+  // The newest snapshot at or before `lsn`.
+  std::optional<Snapshot> snapshotAtOrBefore(std::uint64_t lsn) const;
+  // The LSN through which the log may be pruned, once (the caller sends it with a batch).
+  std::optional<std::uint64_t> takePruneThrough() { return std::exchange(pruneThrough_, std::nullopt); }
   // Every entry up to `lsn` is durable in the log: commits the file's transaction when it
   // holds nothing newer (no entry in flight, no change since the last emit).
-  void durable(std::uint64_t lsn);
+  // `now` (epoch ms) decides which snapshots fall out of retention; 0: none does.
+  void durable(std::uint64_t lsn, std::int64_t now = 0);
   // An entry in flight was lost (its batch failed), or the file is stale(): rolls back to
   // committedLsn() and drops what was not emitted. The caller replays the log's entries above it.
   void lost();
@@ -134,6 +176,7 @@ class ObjectSqlDb {
   void exec(const char* sql);
   void ensureTransaction();
   void writeLsn(std::uint64_t lsn);
+  void takeSnapshot(std::int64_t now);
   // After an author's statement: whether SQLite ended the file's transaction (then stale()).
   void noticeLostTransaction();
   static int authorize(void* self, int action, const char* a, const char* b, const char* dbName, const char* trigger);
@@ -149,6 +192,15 @@ class ObjectSqlDb {
   std::uint64_t appliedLsn_ = 0;
   std::uint64_t committedLsn_ = 0;
   std::uint64_t durableLsn_ = 0;
+  std::int64_t lastAt_ = 0;
+  std::vector<Entry> ready_;  // cut, not yet emitted
+  History history_;
+  std::filesystem::path snapshotDir_;  // empty: none kept
+  std::vector<Snapshot> snapshots_;    // by LSN
+  std::optional<std::uint64_t> pruneThrough_;
+  std::optional<std::uint64_t> pendingRestore_;
+  void readPendingRestore();
+  void writePendingRestore(std::optional<std::uint64_t> target);
 };
 
 }  // namespace durable::detail

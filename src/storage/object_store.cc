@@ -3,6 +3,7 @@
 #include "base/log.h"
 #include "base/utf8.h"
 
+#include <durable/clock.h>
 #include <durable/error.h>
 
 #include <algorithm>
@@ -471,10 +472,11 @@ void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
   }
   std::uint64_t sqlLsn = 0;
   if (sql_ && !sqlStale_) {
-    if (auto entry = sql_->emit()) {
-      sqlLsn = entry->lsn;
-      out.sqlLog = SqlLogEntry{entry->lsn, std::move(entry->records)};
+    for (auto& entry : sql_->emit(durable::now())) {
+      sqlLsn = entry.lsn;
+      out.sqlLog.push_back(SqlLogEntry{entry.lsn, std::move(entry.records), entry.at});
     }
+    out.sqlLogPruneThrough = sql_->takePruneThrough();
   }
   inFlightSqlLsn_.push_back(sqlLsn);
   out.retired = std::move(retired_);
@@ -501,7 +503,7 @@ void ObjectStore::committed(std::uint64_t seq) {
     inFlightSqlLsn_.pop_front();
     if (sql_ && !sqlStale_) {
       try {
-        sql_->durable(lsn);
+        sql_->durable(lsn, durable::now());
         // A hot object's file commits only in a moment when nothing it holds is in flight:
         // after 64 entries without one, new events wait for it.
         if (sql_->mustQuiesce(64)) {

@@ -81,6 +81,7 @@ class ObjectStore final : private BatchWriter {
   struct SqlConfig {
     std::filesystem::path file;
     ObjectSqlDb::Limits limits;
+    ObjectSqlDb::History history;
   };
   // The gates are the object's: a transaction locks `inputGate`; each batch the store writes
   // into holds `outputGate` until it is durable. Both outlive the store.
@@ -181,6 +182,17 @@ class ObjectStore final : private BatchWriter {
   void beginSqlSavepoint();
   void endSqlSavepoint(bool keep);
 
+  // ---- Point-in-time recovery (durable/storage.h's bookmarks). ----
+  // A bookmark names the state after an entry of the object's SQL log: "<at>-<lsn>", both 16
+  // hex digits, so that bookmarks sort in time order.
+  Task<std::string> currentBookmark();
+  Task<std::string> bookmarkForTime(std::int64_t time);
+  // Checks `bookmark` and arms the restore for the next instance; the current bookmark (the
+  // way back).
+  Task<std::string> restoreOnNextSession(std::string bookmark);
+  // Before a new instance starts: the database must be opened, caught up or restored.
+  bool sqlMustOpen() const { return !sqlReady() || (sql_ && sql_->pendingRestore()); }
+
  private:
   // BatchWriter, for the partition.
   void emit(std::uint64_t seq, ObjectBatch& out) override;
@@ -216,6 +228,11 @@ class ObjectStore final : private BatchWriter {
   // Brings a stale file up to the log once nothing is in flight: at once over an engine that
   // answers now, else with the input gate held until it has (resync_).
   void resyncSql();
+  // The database as it was after entry `target`: the newest snapshot at or before it, and the
+  // log's entries after that one (a restore among them rebuilt the same way), in memory.
+  Task<std::unique_ptr<ObjectSqlDb>> buildState(std::uint64_t target);
+  // Replays the log's entries above the file's onto it (after a crash, a lost batch, a stale file).
+  Task<void> catchUpSql();
   Deferred<Rows> fetchPage(const ListPlan& plan);
 
   Partition& partition_;

@@ -34,9 +34,14 @@ Deferred<std::optional<std::int64_t>> Partition::readAlarm(std::int64_t ns, cons
 }
 
 Deferred<std::vector<SqlLogEntry>> Partition::readSqlLog(std::int64_t ns, const ObjectId::Raw& id,
-                                                         std::uint64_t afterLsn) {
+                                                         std::uint64_t afterLsn, std::uint64_t throughLsn) {
   checkUsable();
-  return engine_->readSqlLog(ns, id, afterLsn);
+  return engine_->readSqlLog(ns, id, afterLsn, throughLsn);
+}
+
+Deferred<SqlLogPosition> Partition::sqlLogPosition(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
+  checkUsable();
+  return engine_->sqlLogPosition(ns, id, time);
 }
 
 Deferred<Rows> Partition::scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,

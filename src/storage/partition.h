@@ -70,7 +70,9 @@ class Partition final : private CommitSink {
   Deferred<Rows> scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
                       const std::optional<std::string>& upper, bool reverse, std::size_t limit);
   Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id);
-  Deferred<std::vector<SqlLogEntry>> readSqlLog(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t afterLsn);
+  Deferred<std::vector<SqlLogEntry>> readSqlLog(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t afterLsn,
+                                                std::uint64_t throughLsn = UINT64_MAX);
+  Deferred<SqlLogPosition> sqlLogPosition(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time);
 
   // Registers a writer with writes for the open batch, and schedules a flush.
   void markDirty(BatchWriter* store);

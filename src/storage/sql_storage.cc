@@ -8,7 +8,10 @@
 #include <durable/sql.h>
 #include <durable/storage.h>
 
+#include <durable/clock.h>
+
 #include <algorithm>
+#include <cstdio>
 
 namespace durable {
 
@@ -16,28 +19,214 @@ namespace detail {
 
 // ---------------------------------------------------------------- ObjectStore: SQL
 
-Task<void> ObjectStore::openSql() {
-  if (sqlReady()) co_return;
-  if (!sql_) {
-    sql_ = std::make_unique<ObjectSqlDb>(sqlConfig_->file, sqlConfig_->limits);
-    sqlStale_ = true;  // until the log's entries above what the file holds are in
+namespace {
+
+template <class T>
+Task<T> answerOf(Deferred<T> deferred) {
+  if (deferred.index() == 0) co_return std::move(std::get<0>(deferred));
+  Future<T> later = std::move(std::get<1>(deferred));
+  co_return co_await later;
+}
+
+std::string encodeBookmark(std::int64_t at, std::uint64_t lsn) {
+  char text[40];
+  std::snprintf(text, sizeof text, "%016llx-%016llx", static_cast<unsigned long long>(at),
+                static_cast<unsigned long long>(lsn));
+  return text;
+}
+
+struct Bookmark {
+  std::int64_t at = 0;
+  std::uint64_t lsn = 0;
+};
+
+std::optional<Bookmark> decodeBookmark(std::string_view text) {
+  if (text.size() != 33 || text[16] != '-') return std::nullopt;
+  auto hex = [](std::string_view digits, std::uint64_t& out) {
+    out = 0;
+    for (char c : digits) {
+      int v;
+      if (c >= '0' && c <= '9') {
+        v = c - '0';
+      } else if (c >= 'a' && c <= 'f') {
+        v = c - 'a' + 10;
+      } else {
+        return false;
+      }
+      out = out << 4 | static_cast<std::uint64_t>(v);
+    }
+    return true;
+  };
+  std::uint64_t at = 0, lsn = 0;
+  if (!hex(text.substr(0, 16), at) || !hex(text.substr(17), lsn) || at > static_cast<std::uint64_t>(INT64_MAX)) {
+    return std::nullopt;
   }
-  // Entries in flight may yet land in the log: a replay must wait for them. A new instance
-  // starts only after a reset, when the partition has failed every batch of the old one.
-  auto log = partition_.readSqlLog(ns_, id_.raw(), sql_->committedLsn());
-  std::vector<SqlLogEntry> entries;
-  if (log.index() == 0) {
-    entries = std::move(std::get<0>(log));
-  } else {
-    entries = co_await std::move(std::get<1>(log));
-  }
+  return Bookmark{static_cast<std::int64_t>(at), lsn};
+}
+
+std::string retentionText(std::int64_t ms) {
+  if (ms % (24 * 3600 * 1000) == 0) return std::to_string(ms / (24 * 3600 * 1000)) + " days";
+  return std::to_string(ms) + " ms";
+}
+
+}  // namespace
+
+Task<void> ObjectStore::catchUpSql() {
+  auto read = partition_.readSqlLog(ns_, id_.raw(), sql_->committedLsn());
+  auto pending = answerOf(std::move(read));
+  std::vector<SqlLogEntry> entries = co_await std::move(pending);
   if (sqlReady()) co_return;
   sql_->lost();
   for (const auto& e : entries) {
     if (e.lsn <= sql_->appliedLsn()) continue;
-    sql_->replay(ObjectSqlDb::Entry{e.lsn, e.records});
+    if (auto target = ObjectSqlDb::restoreTarget(e.records)) {
+      // A restore whose entry was durable when the process stopped, but not yet applied.
+      auto build = buildState(*target);
+      std::unique_ptr<ObjectSqlDb> state = co_await std::move(build);
+      sql_->replaceWith(state->db(), e.lsn);
+    } else {
+      sql_->replay(ObjectSqlDb::Entry{e.lsn, e.records, e.at});
+    }
   }
   sqlStale_ = false;
+}
+
+Task<void> ObjectStore::openSql() {
+  if (!sqlMustOpen()) co_return;
+  if (!sql_) {
+    sql_ = std::make_unique<ObjectSqlDb>(sqlConfig_->file, sqlConfig_->limits, sqlConfig_->history);
+    sqlStale_ = true;  // until the log's entries above what the file holds are in
+  }
+  if (!sqlReady()) {
+    auto catchUp = catchUpSql();
+    co_await std::move(catchUp);
+  }
+  const auto armed = sql_->pendingRestore();
+  if (!armed) co_return;
+  const std::uint64_t target = *armed;
+  // What the old instance wrote is durable first: the restore entry comes after all of it.
+  auto before = waitDurable();
+  co_await before;
+  const std::uint64_t lsn = sql_->appendRestore(target, durable::now());
+  touch();
+  auto recorded = waitDurable();
+  co_await recorded;
+  auto build = buildState(target);
+  std::unique_ptr<ObjectSqlDb> state = co_await std::move(build);
+  sql_->replaceWith(state->db(), lsn);
+  logInfo("storage: object ", id_.toString(), ": restored to the state after its SQL log entry ", target);
+}
+
+Task<std::unique_ptr<ObjectSqlDb>> ObjectStore::buildState(std::uint64_t target) {
+  auto state = std::make_unique<ObjectSqlDb>(std::filesystem::path(":memory:"), sqlConfig_->limits);
+  std::uint64_t from = 0;
+  if (auto snapshot = sql_->snapshotAtOrBefore(target)) {
+    state->replaceWithFile(snapshot->file, snapshot->lsn);
+    from = snapshot->lsn;
+  }
+  if (target > from) {
+    auto read = partition_.readSqlLog(ns_, id_.raw(), from, target);
+    auto pending = answerOf(std::move(read));
+    std::vector<SqlLogEntry> entries = co_await std::move(pending);
+    if (entries.size() != target - from || entries.front().lsn != from + 1) {
+      throw Error(ErrorCode::kNotFound, "the object's history up to that bookmark is no longer kept");
+    }
+    for (const auto& e : entries) {
+      if (auto inner = ObjectSqlDb::restoreTarget(e.records)) {
+        auto build = buildState(*inner);
+        std::unique_ptr<ObjectSqlDb> restored = co_await std::move(build);
+        state->replaceWith(restored->db(), e.lsn);
+      } else {
+        state->replay(ObjectSqlDb::Entry{e.lsn, e.records, e.at});
+      }
+    }
+  }
+  co_return state;
+}
+
+Task<std::string> ObjectStore::currentBookmark() {
+  ObjectSqlDb& db = sqlForStatement();
+  const std::int64_t now = durable::now();
+  db.cut(now);
+  const std::uint64_t lsn = db.appliedLsn();
+  const std::int64_t at = lsn ? db.lastAt() : now;
+  // A bookmark names history that is kept: the entries it counts are durable first.
+  auto durableNow = waitDurable();
+  co_await durableNow;
+  co_return encodeBookmark(at, lsn);
+}
+
+Task<std::string> ObjectStore::bookmarkForTime(std::int64_t time) {
+  ObjectSqlDb& db = sqlForStatement();
+  const std::int64_t now = durable::now();
+  const std::int64_t retention = sqlConfig_->history.retentionMs;
+  if (time > now) time = now;
+  if (time < now - retention) {
+    throw Error(ErrorCode::kInvalidArgument, "getBookmarkForTime(): the time is more than " + retentionText(retention) +
+                                                 " ago, outside the retention of the object's history");
+  }
+  db.cut(now);
+  auto durableNow = waitDurable();
+  co_await durableNow;
+  auto read = partition_.sqlLogPosition(ns_, id_.raw(), time);
+  auto pending = answerOf(std::move(read));
+  const SqlLogPosition position = co_await std::move(pending);
+  if (position.lsn != 0) co_return encodeBookmark(position.at, position.lsn);
+  // Before the first entry: the empty database, unless older entries were pruned.
+  if (position.oldestLsn <= 1) co_return encodeBookmark(time, 0);
+  if (auto s = sql_->snapshotAtOrBefore(position.oldestLsn - 1); s && s->lsn == position.oldestLsn - 1) {
+    co_return encodeBookmark(s->at, s->lsn);
+  }
+  throw Error(ErrorCode::kNotFound, "getBookmarkForTime(): no history of the object is kept for that time");
+}
+
+Task<std::string> ObjectStore::restoreOnNextSession(std::string text) {
+  ObjectSqlDb& db = sqlForStatement();
+  const auto bookmark = decodeBookmark(text);
+  if (!bookmark) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "onNextSessionRestoreBookmark(): not a bookmark (getCurrentBookmark() and getBookmarkForTime() make them)");
+  }
+  const std::int64_t now = durable::now();
+  db.cut(now);
+  if (bookmark->lsn > db.appliedLsn()) {
+    throw Error(ErrorCode::kInvalidArgument, "onNextSessionRestoreBookmark(): an unknown bookmark (it is ahead of "
+                                             "this object's history)");
+  }
+  const std::int64_t retention = sqlConfig_->history.retentionMs;
+  if (bookmark->at < now - retention) {
+    throw Error(ErrorCode::kInvalidArgument, "onNextSessionRestoreBookmark(): the bookmark is more than " +
+                                                 retentionText(retention) + " old, outside the retention of the object's history");
+  }
+  const std::string undo = encodeBookmark(db.appliedLsn() ? db.lastAt() : now, db.appliedLsn());
+  auto durableNow = waitDurable();
+  co_await durableNow;
+  // The bookmark must name a state this object had: an entry (or a snapshot) with that LSN and time.
+  bool known = false;
+  if (bookmark->lsn == 0) {
+    auto read = partition_.sqlLogPosition(ns_, id_.raw(), INT64_MAX);
+    auto pending = answerOf(std::move(read));
+    const SqlLogPosition position = co_await std::move(pending);
+    known = position.oldestLsn <= 1;
+  } else {
+    auto read = partition_.readSqlLog(ns_, id_.raw(), bookmark->lsn - 1, bookmark->lsn);
+    auto pending = answerOf(std::move(read));
+    const std::vector<SqlLogEntry> entries = co_await std::move(pending);
+    known = entries.size() == 1 && entries[0].at == bookmark->at;
+    if (auto s = sql_->snapshotAtOrBefore(bookmark->lsn); !known && s && s->lsn == bookmark->lsn) {
+      known = s->at == bookmark->at;
+    }
+  }
+  if (!known) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "onNextSessionRestoreBookmark(): an unknown bookmark (no state of this object has it)");
+  }
+  // Armed in the log too, so that a restart before the next instance still restores.
+  sql_->armRestore(bookmark->lsn, durable::now());
+  touch();
+  auto armed = waitDurable();
+  co_await armed;
+  co_return undo;
 }
 
 ObjectSqlDb& ObjectStore::sqlForStatement() {
@@ -311,5 +500,13 @@ void Storage::beginTransactionSync() {
 }
 
 void Storage::endTransactionSync(bool keep) { store_->endSyncTxn(keep); }
+
+Task<std::string> Storage::getCurrentBookmark() { return store_->currentBookmark(); }
+
+Task<std::string> Storage::getBookmarkForTime(std::int64_t epochMillis) { return store_->bookmarkForTime(epochMillis); }
+
+Task<std::string> Storage::onNextSessionRestoreBookmark(std::string bookmark) {
+  return store_->restoreOnNextSession(std::move(bookmark));
+}
 
 }  // namespace durable

@@ -125,14 +125,18 @@ SqliteEngine::SqliteEngine(int index, std::filesystem::path file, config::Durabi
           "CREATE TABLE IF NOT EXISTS names(ns INTEGER NOT NULL, obj BLOB NOT NULL, name BLOB NOT NULL, "
           "PRIMARY KEY(ns, obj)) WITHOUT ROWID;"
           "CREATE TABLE IF NOT EXISTS sqllog(ns INTEGER NOT NULL, obj BLOB NOT NULL, lsn INTEGER NOT NULL, "
-          "records BLOB NOT NULL, PRIMARY KEY(ns, obj, lsn)) WITHOUT ROWID;");
+          "records BLOB NOT NULL, at INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(ns, obj, lsn)) WITHOUT ROWID;");
+  // A state made between 2026-12-06 and -07 has the log without its times.
+  if (sqlite3_exec(writer_, "SELECT at FROM sqllog LIMIT 0", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    execSql(writer_, "ALTER TABLE sqllog ADD COLUMN at INTEGER NOT NULL DEFAULT 0");
+  }
   upsertStmt_ = Statement(writer_, "INSERT OR REPLACE INTO kv(ns, obj, key, value) VALUES(?1, ?2, ?3, ?4)");
   deleteStmt_ = Statement(writer_, "DELETE FROM kv WHERE ns = ?1 AND obj = ?2 AND key = ?3");
   deleteAllStmt_ = Statement(writer_, "DELETE FROM kv WHERE ns = ?1 AND obj = ?2");
   setAlarmStmt_ = Statement(writer_, "INSERT OR REPLACE INTO alarms(ns, obj, time) VALUES(?1, ?2, ?3)");
   deleteAlarmStmt_ = Statement(writer_, "DELETE FROM alarms WHERE ns = ?1 AND obj = ?2");
   nameStmt_ = Statement(writer_, "INSERT OR IGNORE INTO names(ns, obj, name) VALUES(?1, ?2, ?3)");
-  appendSqlLogStmt_ = Statement(writer_, "INSERT OR REPLACE INTO sqllog(ns, obj, lsn, records) VALUES(?1, ?2, ?3, ?4)");
+  appendSqlLogStmt_ = Statement(writer_, "INSERT OR REPLACE INTO sqllog(ns, obj, lsn, records, at) VALUES(?1, ?2, ?3, ?4, ?5)");
   pruneSqlLogStmt_ = Statement(writer_, "DELETE FROM sqllog WHERE ns = ?1 AND obj = ?2 AND lsn <= ?3");
   beginStmt_ = Statement(writer_, "BEGIN IMMEDIATE");
   commitStmt_ = Statement(writer_, "COMMIT");
@@ -141,7 +145,13 @@ SqliteEngine::SqliteEngine(int index, std::filesystem::path file, config::Durabi
   reader_ = openDatabase(file_, durability, true);
   readStmt_ = Statement(reader_, "SELECT value FROM kv WHERE ns = ?1 AND obj = ?2 AND key = ?3");
   readAlarmStmt_ = Statement(reader_, "SELECT time FROM alarms WHERE ns = ?1 AND obj = ?2");
-  readSqlLogStmt_ = Statement(reader_, "SELECT lsn, records FROM sqllog WHERE ns = ?1 AND obj = ?2 AND lsn > ?3 ORDER BY lsn");
+  readSqlLogStmt_ = Statement(
+      reader_, "SELECT lsn, records, at FROM sqllog WHERE ns = ?1 AND obj = ?2 AND lsn > ?3 AND lsn <= ?4 ORDER BY lsn");
+  // Times grow with LSNs (ObjectSqlDb keeps them so): the last entry at or before a time is
+  // the one with the highest LSN among them.
+  sqlLogAtStmt_ = Statement(
+      reader_, "SELECT lsn, at FROM sqllog WHERE ns = ?1 AND obj = ?2 AND at <= ?3 ORDER BY lsn DESC LIMIT 1");
+  sqlLogOldestStmt_ = Statement(reader_, "SELECT lsn FROM sqllog WHERE ns = ?1 AND obj = ?2 ORDER BY lsn LIMIT 1");
 
   if (syncThread) {
     // The WAL exists from the schema statements on and SQLite only deletes it when the last
@@ -182,6 +192,8 @@ SqliteEngine::~SqliteEngine() {
   readStmt_ = {};
   readAlarmStmt_ = {};
   readSqlLogStmt_ = {};
+  sqlLogAtStmt_ = {};
+  sqlLogOldestStmt_ = {};
   for (auto& s : listStmts_) s = {};
   upsertStmt_ = {};
   deleteStmt_ = {};
@@ -221,18 +233,47 @@ Deferred<std::optional<std::int64_t>> SqliteEngine::readAlarm(std::int64_t ns, c
 }
 
 Deferred<std::vector<SqlLogEntry>> SqliteEngine::readSqlLog(std::int64_t ns, const ObjectId::Raw& id,
-                                                            std::uint64_t afterLsn) {
+                                                            std::uint64_t afterLsn, std::uint64_t throughLsn) {
   sqlite3_stmt* s = readSqlLogStmt_.get();
   ResetGuard guard{s};
   bindObject(s, ns, id);
   sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(afterLsn));
+  sqlite3_bind_int64(s, 4, static_cast<sqlite3_int64>(std::min<std::uint64_t>(throughLsn, INT64_MAX)));
   std::vector<SqlLogEntry> out;
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    out.push_back({static_cast<std::uint64_t>(sqlite3_column_int64(s, 0)), std::string(columnBlob(s, 1))});
+    out.push_back({static_cast<std::uint64_t>(sqlite3_column_int64(s, 0)), std::string(columnBlob(s, 1)),
+                   sqlite3_column_int64(s, 2)});
   }
   check(reader_, rc, "read SQL log");
   return out;
+}
+
+Deferred<SqlLogPosition> SqliteEngine::sqlLogPosition(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
+  SqlLogPosition position;
+  {
+    sqlite3_stmt* s = sqlLogAtStmt_.get();
+    ResetGuard guard{s};
+    bindObject(s, ns, id);
+    sqlite3_bind_int64(s, 3, time);
+    const int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      position.lsn = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+      position.at = sqlite3_column_int64(s, 1);
+    } else {
+      check(reader_, rc, "read SQL log");
+    }
+  }
+  sqlite3_stmt* s = sqlLogOldestStmt_.get();
+  ResetGuard guard{s};
+  bindObject(s, ns, id);
+  const int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    position.oldestLsn = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+  } else {
+    check(reader_, rc, "read SQL log");
+  }
+  return position;
 }
 
 Statement& SqliteEngine::listStatement(bool lowerInclusive, bool hasUpper, bool reverse) {
@@ -493,10 +534,11 @@ void SqliteEngine::commit(const std::vector<CommitBatch>& batches) {
             bindBlob(nameStmt_.get(), 3, ob.name->data(), ob.name->size());
             step(nameStmt_.get());
           }
-          if (ob.sqlLog) {
+          for (const SqlLogEntry& entry : ob.sqlLog) {
             bindObject(appendSqlLogStmt_.get(), ob.ns, ob.id);
-            sqlite3_bind_int64(appendSqlLogStmt_.get(), 3, static_cast<sqlite3_int64>(ob.sqlLog->lsn));
-            bindBlob(appendSqlLogStmt_.get(), 4, ob.sqlLog->records.data(), ob.sqlLog->records.size());
+            sqlite3_bind_int64(appendSqlLogStmt_.get(), 3, static_cast<sqlite3_int64>(entry.lsn));
+            bindBlob(appendSqlLogStmt_.get(), 4, entry.records.data(), entry.records.size());
+            sqlite3_bind_int64(appendSqlLogStmt_.get(), 5, entry.at);
             step(appendSqlLogStmt_.get());
           }
           if (ob.sqlLogPruneThrough) {

@@ -80,7 +80,9 @@ class SqliteEngine final : public StorageEngine {
   Deferred<Rows> scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
                       const std::optional<std::string>& upper, bool reverse, std::size_t limit) override;
   Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id) override;
-  Deferred<std::vector<SqlLogEntry>> readSqlLog(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t afterLsn) override;
+  Deferred<std::vector<SqlLogEntry>> readSqlLog(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t afterLsn,
+                                                std::uint64_t throughLsn) override;
+  Deferred<SqlLogPosition> sqlLogPosition(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) override;
   bool accepting() override;
   void submit(CommitBatch batch) override;
   void purgeNamespace(std::int64_t ns) override;
@@ -109,7 +111,7 @@ class SqliteEngine final : public StorageEngine {
 
   // Shard thread.
   sqlite3* reader_ = nullptr;
-  Statement readStmt_, readAlarmStmt_, readSqlLogStmt_;
+  Statement readStmt_, readAlarmStmt_, readSqlLogStmt_, sqlLogAtStmt_, sqlLogOldestStmt_;
   Statement listStmts_[8];
 
   // Commit and sync threads, handed over under mu_.

@@ -115,7 +115,7 @@ TEST_F(AdminApiTest, ObjectsAreListedExactlyInIdOrderAndPaged) {
   EXPECT_EQ(listAll(*server, "Counter", 100).size(), 25u);
 
   EXPECT_EQ(admin(*server, "GET", "/admin/namespaces/NOPE/objects", 404).at("error").as_string(),
-            "no namespace 'NOPE' (bindings: COUNTER, RATE_LIMITER, TASK, ROOM, HIBERNATING_ROOM)");
+            "no namespace 'NOPE' (bindings: COUNTER, RATE_LIMITER, TASK, ROOM, HIBERNATING_ROOM, NOTES)");
   for (const char* bad : {"0", "1001", "x", "-1"}) {
     auto e = admin(*server, "GET", std::string("/admin/namespaces/COUNTER/objects?limit=") + bad, 400);
     EXPECT_NE(std::string(e.at("error").as_string()).find("limit wants a whole number from 1 to 1000"),

@@ -172,11 +172,11 @@ TEST_F(AdminTest, NamespacesListTheObjectsWritten) {
   auto r = httpRequest("127.0.0.1", server->adminPort(), "GET", "/admin/namespaces");
   ASSERT_EQ(r.status, 200) << r.body;
   auto list = boost::json::parse(r.body).as_array();
-  ASSERT_EQ(list.size(), 5u) << r.body;
+  ASSERT_EQ(list.size(), 6u) << r.body;
   bool sawCounter = false;
   for (const auto& v : list) {
     const auto& o = v.as_object();
-    EXPECT_EQ(o.at("backend").as_string(), "kv");
+    EXPECT_EQ(o.at("backend").as_string(), o.at("class").as_string() == "Notes" ? "sqlite" : "kv");
     if (o.at("binding").as_string() == "COUNTER") {
       sawCounter = true;
       EXPECT_EQ(o.at("class").as_string(), "Counter");

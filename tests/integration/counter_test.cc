@@ -742,10 +742,10 @@ TEST_F(CounterTest, RenamedClassesKeepTheirDataAndDeletedClassesLoseIt) {
     lastLog_ = o.stderrLog;
     return ServerProcess::start(std::move(o));
   };
-  const std::string toSafe = "[[migrations]]\ntag = \"v4\"\nrenamed_classes = [{from = \"Counter\", to = \"SafeDO\"}]\n";
-  const std::string back = "[[migrations]]\ntag = \"v5\"\nrenamed_classes = [{from = \"SafeDO\", to = \"Counter\"}]\n";
-  const std::string gone = "[[migrations]]\ntag = \"v6\"\ndeleted_classes = [\"Counter\"]\n";
-  const std::string again = "[[migrations]]\ntag = \"v7\"\nnew_classes = [\"Counter\"]\n";
+  const std::string toSafe = "[[migrations]]\ntag = \"t1\"\nrenamed_classes = [{from = \"Counter\", to = \"SafeDO\"}]\n";
+  const std::string back = "[[migrations]]\ntag = \"t2\"\nrenamed_classes = [{from = \"SafeDO\", to = \"Counter\"}]\n";
+  const std::string gone = "[[migrations]]\ntag = \"t3\"\ndeleted_classes = [\"Counter\"]\n";
+  const std::string again = "[[migrations]]\ntag = \"t4\"\nnew_classes = [\"Counter\"]\n";
 
   {
     auto server = serveWith("v3", "Counter", "");

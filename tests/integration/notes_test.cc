@@ -188,5 +188,71 @@ TEST_F(NotesTest, AcknowledgedNotesSurviveARestartAndKill9UnderLoad) {
   EXPECT_EQ(texts(parse(c.get("/notes/load?q=crash"))), (std::vector<std::string>{"after the crash"}));
 }
 
+// Point-in-time recovery over HTTP: a bookmark, a restore to it (202, then the notebook restarts
+// and serves that state), the undo bookmark bringing the later note back, the bad inputs, and
+// the restored state across a restart of the server.
+TEST_F(NotesTest, BookmarksRestoreTheNotebookAndTheUndoBookmarkBringsItBack) {
+  auto server = startServer();
+  HttpConnection c(server->host(), server->port());
+  add(c, "pitr", "first note");
+  add(c, "pitr", "second note");
+  const auto bookmarkReply = c.get("/notes/pitr/bookmark");
+  ASSERT_EQ(bookmarkReply.status, 200) << bookmarkReply.body;
+  const std::string two(parse(bookmarkReply).at("bookmark").as_string());
+  add(c, "pitr", "third note");
+
+  // Waits (a bounded while) until the notebook serves `expected`: the restart follows the 202.
+  auto serves = [&](const std::vector<std::string>& expected) {
+    std::vector<std::string> got;
+    for (int i = 0; i < 200; ++i) {
+      const auto r = c.get("/notes/pitr");
+      if (r.status == 200 && (got = texts(parse(r))) == expected) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    ADD_FAILURE() << "still serving " << json::serialize(json::value_from(got));
+    return false;
+  };
+
+  const auto restored = c.post("/notes/pitr/restore", json::serialize(json::object{{"bookmark", two}}));
+  ASSERT_EQ(restored.status, 202) << restored.body;
+  const std::string undo(parse(restored).at("undo").as_string());
+  EXPECT_GT(undo, two) << "bookmarks sort in time order";
+  EXPECT_TRUE(serves({"second note", "first note"}));
+  EXPECT_EQ(texts(parse(c.get("/notes/pitr?q=third"))), (std::vector<std::string>{})) << "the index went back too";
+
+  ASSERT_EQ(c.post("/notes/pitr/restore", json::serialize(json::object{{"bookmark", undo}})).status, 202);
+  EXPECT_TRUE(serves({"third note", "second note", "first note"}));
+  EXPECT_EQ(texts(parse(c.get("/notes/pitr?q=third"))), (std::vector<std::string>{"third note"}));
+
+  // By time: a moment before anything was written is the empty notebook.
+  const auto before = c.get("/notes/pitr/bookmark?at=" + std::to_string(1'000'000'000'000 + 0));
+  EXPECT_EQ(before.status, 400) << "2001 is outside the 30 days kept: " << before.body;
+  const auto nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+  const auto recent = c.get("/notes/pitr/bookmark?at=" + std::to_string(nowMs - 60'000));
+  ASSERT_EQ(recent.status, 200) << recent.body;
+  ASSERT_EQ(c.post("/notes/pitr/restore", json::serialize(json::object{{"bookmark", parse(recent).at("bookmark")}})).status,
+            202);
+  EXPECT_TRUE(serves({}));
+
+  for (const char* bad : {"", "not json", "{}", R"({"bookmark":5})", R"({"bookmark":""})",
+                          R"({"bookmark":"0000000000000000-zzzzzzzzzzzzzzzz"})",
+                          R"({"bookmark":"00000000ffffffff-00000000000000ff"})"}) {
+    const auto r = c.post("/notes/pitr/restore", bad);
+    EXPECT_EQ(r.status, 400) << bad << " -> " << r.body;
+    EXPECT_TRUE(parse(r).as_object().contains("error")) << r.body;
+  }
+  EXPECT_EQ(c.get("/notes/pitr/bookmark?at=soon").status, 400);
+
+  // The restored (empty) state, then a note, across a restart.
+  add(c, "pitr", "after the restores");
+  c.close();
+  EXPECT_EQ(server->stop().code, 0);
+  auto again = startServer();
+  HttpConnection d(again->host(), again->port());
+  EXPECT_EQ(texts(parse(d.get("/notes/pitr"))), (std::vector<std::string>{"after the restores"}));
+}
+
 }  // namespace
 }  // namespace durable_it

@@ -29,7 +29,7 @@ constexpr std::int64_t kNs = 7;
 // Drives the partition as an object's store does: one batch's part, then waits for its report.
 class Writer final : public BatchWriter {
  public:
-  std::optional<SqlLogEntry> next;
+  std::vector<SqlLogEntry> next;
   std::optional<std::uint64_t> prune;
   std::uint64_t committedSeq = 0;
   bool wasReset = false;
@@ -40,7 +40,7 @@ class Writer final : public BatchWriter {
     out.id = id;
     out.sqlLog = std::move(next);
     out.sqlLogPruneThrough = prune;
-    next.reset();
+    next.clear();
     prune.reset();
   }
   void committed(std::uint64_t seq) override { committedSeq = seq; }
@@ -82,20 +82,23 @@ class SqlLogEngineTest : public ::testing::TestWithParam<std::string> {
     }
     ASSERT_GT(writer_.committedSeq, before) << "the batch was not reported durable";
   }
-  std::vector<SqlLogEntry> read(std::uint64_t after) {
-    auto answer = partition_->readSqlLog(kNs, writer_.id, after);
-    if (auto* now = std::get_if<std::vector<SqlLogEntry>>(&answer)) return *now;
-    auto future = std::get<durable::Future<std::vector<SqlLogEntry>>>(std::move(answer));
-    std::optional<std::vector<SqlLogEntry>> got;
-    durable::spawn<void>([](durable::Future<std::vector<SqlLogEntry>> f,
-                            std::optional<std::vector<SqlLogEntry>>& out) -> durable::Task<void> {
+  std::vector<SqlLogEntry> read(std::uint64_t after, std::uint64_t through = UINT64_MAX) {
+    return answer(partition_->readSqlLog(kNs, writer_.id, after, through));
+  }
+  SqlLogPosition position(std::int64_t time) { return answer(partition_->sqlLogPosition(kNs, writer_.id, time)); }
+  template <class T>
+  T answer(Deferred<T> deferred) {
+    if (auto* now = std::get_if<T>(&deferred)) return std::move(*now);
+    auto future = std::get<durable::Future<T>>(std::move(deferred));
+    std::optional<T> got;
+    durable::spawn<void>([](durable::Future<T> f, std::optional<T>& out) -> durable::Task<void> {
       out = co_await std::move(f);
     }(std::move(future), got));
-    for (int i = 0; i < 1000 && !got; ++i) {
+    for (int i = 0; i < 500 && !got; ++i) {
       ctx_.restart();
       ctx_.run_for(std::chrono::milliseconds(2));
     }
-    return got.value_or(std::vector<SqlLogEntry>{});
+    return got.value_or(T{});
   }
   static std::vector<std::uint64_t> lsns(const std::vector<SqlLogEntry>& entries) {
     std::vector<std::uint64_t> out;
@@ -114,7 +117,8 @@ class SqlLogEngineTest : public ::testing::TestWithParam<std::string> {
 
 TEST_P(SqlLogEngineTest, EntriesAreDurableReadInOrderPrunedAndPurged) {
   for (std::uint64_t lsn = 1; lsn <= 5; ++lsn) {
-    writer_.next = SqlLogEntry{lsn, "records of " + std::to_string(lsn) + std::string("\0bytes", 6)};
+    writer_.next.push_back(SqlLogEntry{lsn, "records of " + std::to_string(lsn) + std::string("\0bytes", 6),
+                                       static_cast<std::int64_t>(lsn) * 1000});
     commit();
   }
   auto all = read(0);
@@ -122,16 +126,28 @@ TEST_P(SqlLogEngineTest, EntriesAreDurableReadInOrderPrunedAndPurged) {
   EXPECT_EQ(all[2].records, std::string("records of 3") + std::string("\0bytes", 6));
   EXPECT_EQ(lsns(read(3)), (std::vector<std::uint64_t>{4, 5}));
   EXPECT_TRUE(read(5).empty());
+  EXPECT_EQ(lsns(read(1, 3)), (std::vector<std::uint64_t>{2, 3}));
+  EXPECT_EQ(all[3].at, 4000);
+  // Point-in-time: the last entry at or before a time, and the oldest kept.
+  EXPECT_EQ(position(3500).lsn, 3u);
+  EXPECT_EQ(position(3500).at, 3000);
+  EXPECT_EQ(position(3000).lsn, 3u);
+  EXPECT_EQ(position(999).lsn, 0u);
+  EXPECT_EQ(position(999).oldestLsn, 1u);
 
   // An entry and a prune in one batch: the entry stays, what the file holds goes.
-  writer_.next = SqlLogEntry{6, "six"};
+  writer_.next.push_back(SqlLogEntry{6, "six", 6000});
+  writer_.next.push_back(SqlLogEntry{7, "seven", 7000});
   writer_.prune = 4;
   commit();
-  EXPECT_EQ(lsns(read(0)), (std::vector<std::uint64_t>{5, 6}));
+  EXPECT_EQ(lsns(read(0)), (std::vector<std::uint64_t>{5, 6, 7}));
+  EXPECT_EQ(position(4500).lsn, 0u) << "entry 4 was pruned";
+  EXPECT_EQ(position(4500).oldestLsn, 5u);
 
   if (GetParam() == "sqlite") {
     open();  // the partition's file again, as after a restart
-    EXPECT_EQ(lsns(read(0)), (std::vector<std::uint64_t>{5, 6}));
+    EXPECT_EQ(lsns(read(0)), (std::vector<std::uint64_t>{5, 6, 7}));
+    EXPECT_EQ(read(0)[2].at, 7000);
   }
   partition_->purgeNamespace(kNs);
   EXPECT_TRUE(read(0).empty());
