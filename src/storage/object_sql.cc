@@ -193,6 +193,7 @@ ObjectSqlDb::ObjectSqlDb(const std::filesystem::path& file, const Limits& limits
     sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
     sqlite3_limit(db_, SQLITE_LIMIT_ATTACHED, 0);
     sqlite3_limit(db_, SQLITE_LIMIT_LENGTH, limits.maxValueBytes);
+    authorsLengthLimit_ = limits.maxValueBytes;
     sqlite3_limit(db_, SQLITE_LIMIT_SQL_LENGTH, limits.maxStatementBytes);
     sqlite3_limit(db_, SQLITE_LIMIT_VARIABLE_NUMBER, limits.maxBoundParameters);
     sqlite3_limit(db_, SQLITE_LIMIT_COLUMN, limits.maxColumns);
@@ -232,8 +233,20 @@ ObjectSqlDb::ObjectSqlDb(const std::filesystem::path& file, const Limits& limits
                            &setLsn_, nullptr) != SQLITE_OK) {
       fail(db_, "open " + file.string());
     }
+    exec("CREATE TABLE IF NOT EXISTS _cf_KV(key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID");
+    auto prepare = [&](const char* sql, sqlite3_stmt** out) {
+      if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, out, nullptr) != SQLITE_OK) {
+        fail(db_, "open " + file.string());
+      }
+    };
+    prepare("SELECT value FROM _cf_KV WHERE key = ?1", &kvGet_);
+    prepare("INSERT OR REPLACE INTO _cf_KV(key, value) VALUES (?1, ?2)", &kvPut_);
+    prepare("DELETE FROM _cf_KV WHERE key = ?1", &kvDelete_);
   } catch (...) {
     sqlite3_finalize(setLsn_);
+    sqlite3_finalize(kvGet_);
+    sqlite3_finalize(kvPut_);
+    sqlite3_finalize(kvDelete_);
     sqlite3_close(db_);
     throw;
   }
@@ -327,7 +340,14 @@ int ObjectSqlDb::authorize(void* self, int action, const char* a, const char* b,
   }
 }
 
+void ObjectSqlDb::useAuthorsLimit(bool authors) {
+  if (authors == authorsLimitOn_) return;
+  authorsLimitOn_ = authors;
+  sqlite3_limit(db_, SQLITE_LIMIT_LENGTH, authors ? authorsLengthLimit_ : std::max(authorsLengthLimit_, 4 * 1024 * 1024));
+}
+
 sqlite3_stmt* ObjectSqlDb::prepareUser(std::string_view sql, std::string_view* tail) {
+  useAuthorsLimit(true);
   refusal_.clear();
   sqlite3_stmt* stmt = nullptr;
   const char* end = nullptr;
@@ -373,6 +393,120 @@ void ObjectSqlDb::noticeLostTransaction() {
     savepoints_.clear();
     stale_ = true;
   }
+}
+
+void ObjectSqlDb::runInternal(sqlite3_stmt* stmt, const char* what) {
+  useAuthorsLimit(false);
+  ensureTransaction();
+  const int rc = recorder_->run(stmt);
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  noticeLostTransaction();
+  if (rc != SQLITE_DONE) {
+    throw Error((rc & 0xff) == SQLITE_FULL ? ErrorCode::kResourceExhausted : ErrorCode::kUnavailable,
+                std::string(what) + ": " + errorMessage(rc));
+  }
+}
+
+std::optional<std::string> ObjectSqlDb::kvGet(std::string_view key) {
+  sqlite3_bind_text(kvGet_, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+  std::optional<std::string> out;
+  const int rc = sqlite3_step(kvGet_);
+  if (rc == SQLITE_ROW) {
+    const auto* p = static_cast<const char*>(sqlite3_column_blob(kvGet_, 0));
+    out.emplace(p ? p : "", static_cast<std::size_t>(sqlite3_column_bytes(kvGet_, 0)));
+  }
+  sqlite3_reset(kvGet_);
+  sqlite3_clear_bindings(kvGet_);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) fail(db_, "object database: reading a key");
+  return out;
+}
+
+void ObjectSqlDb::kvPut(std::string_view key, std::string_view encoded) {
+  sqlite3_bind_text(kvPut_, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+  sqlite3_bind_blob(kvPut_, 2, encoded.data(), static_cast<int>(encoded.size()), SQLITE_STATIC);
+  runInternal(kvPut_, "storage: writing a key");
+}
+
+void ObjectSqlDb::kvDelete(std::string_view key) {
+  sqlite3_bind_text(kvDelete_, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+  runInternal(kvDelete_, "storage: deleting a key");
+}
+
+void ObjectSqlDb::kvDeleteAll() {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, "DELETE FROM _cf_KV", -1, &stmt, nullptr) != SQLITE_OK) fail(db_, "storage: deleteAll");
+  try {
+    runInternal(stmt, "storage: deleteAll");
+  } catch (...) {
+    sqlite3_finalize(stmt);
+    throw;
+  }
+  sqlite3_finalize(stmt);
+}
+
+void ObjectSqlDb::kvWriteAll(bool deleteAllFirst,
+                             const std::vector<std::pair<std::string, std::optional<std::string>>>& writes) {
+  if (!deleteAllFirst && writes.size() == 1) {
+    if (writes[0].second) {
+      kvPut(writes[0].first, *writes[0].second);
+    } else {
+      kvDelete(writes[0].first);
+    }
+    return;
+  }
+  const std::size_t mark = recorder_->size();
+  beginSavepoint();
+  try {
+    if (deleteAllFirst) kvDeleteAll();
+    for (const auto& [key, value] : writes) {
+      if (value) {
+        kvPut(key, *value);
+      } else {
+        kvDelete(key);
+      }
+    }
+  } catch (...) {
+    // A stale() file lost its savepoints with its transaction; its records still go.
+    if (!savepoints_.empty()) {
+      endSavepoint(false);
+    } else {
+      recorder_->discard(mark);
+    }
+    throw;
+  }
+  endSavepoint(true);
+}
+
+std::vector<std::pair<std::string, std::string>> ObjectSqlDb::kvScan(std::string_view lower, bool lowerInclusive,
+                                                                     const std::optional<std::string>& upper,
+                                                                     bool reverse, std::size_t limit) {
+  sqlite3_stmt*& stmt = kvScan_[(lowerInclusive ? 1 : 0) | (upper ? 2 : 0) | (reverse ? 4 : 0)];
+  if (!stmt) {
+    std::string sql = "SELECT key, value FROM _cf_KV WHERE key ";
+    sql += lowerInclusive ? ">= ?1" : "> ?1";
+    if (upper) sql += " AND key < ?2";
+    sql += reverse ? " ORDER BY key DESC" : " ORDER BY key ASC";
+    sql += " LIMIT ?3";
+    if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
+      fail(db_, "storage: listing keys");
+    }
+  }
+  sqlite3_bind_text(stmt, 1, lower.data(), static_cast<int>(lower.size()), SQLITE_STATIC);
+  if (upper) sqlite3_bind_text(stmt, 2, upper->data(), static_cast<int>(upper->size()), SQLITE_STATIC);
+  sqlite3_bind_int64(stmt, 3, limit > static_cast<std::size_t>(INT64_MAX) ? -1 : static_cast<sqlite3_int64>(limit));
+  std::vector<std::pair<std::string, std::string>> rows;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    const auto* k = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    const auto* v = static_cast<const char*>(sqlite3_column_blob(stmt, 1));
+    rows.emplace_back(std::string(k ? k : "", static_cast<std::size_t>(sqlite3_column_bytes(stmt, 0))),
+                      std::string(v ? v : "", static_cast<std::size_t>(sqlite3_column_bytes(stmt, 1))));
+  }
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  if (rc != SQLITE_DONE) fail(db_, "storage: listing keys");
+  return rows;
 }
 
 void ObjectSqlDb::wipe() {
@@ -428,6 +562,10 @@ ObjectSqlDb::~ObjectSqlDb() {
   if (inTransaction_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
   recorder_.reset();
   sqlite3_finalize(setLsn_);
+  sqlite3_finalize(kvGet_);
+  sqlite3_finalize(kvPut_);
+  sqlite3_finalize(kvDelete_);
+  for (auto* s : kvScan_) sqlite3_finalize(s);
   sqlite3_close(db_);
 }
 
@@ -468,6 +606,7 @@ void ObjectSqlDb::replay(const Entry& entry) {
     sqlite3_db_config(db_, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
     exec("PRAGMA foreign_keys=ON");
   };
+  useAuthorsLimit(false);
   exec("BEGIN");
   try {
     if (restoreTarget(entry.records)) {

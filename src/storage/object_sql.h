@@ -121,6 +121,22 @@ class ObjectSqlDb {
   // The message for an author's statement that failed with `rc`.
   std::string errorMessage(int rc) const;
 
+  // The key-value API of a SQLite-backed object lives in `_cf_KV` (key TEXT PRIMARY KEY, value
+  // BLOB: Value::encode()'s bytes), written at once and recorded like any change: one log, one
+  // history, one size for both. Writes need a fresh file (not stale()).
+  std::optional<std::string> kvGet(std::string_view key);
+  void kvPut(std::string_view key, std::string_view encoded);
+  void kvDelete(std::string_view key);
+  void kvDeleteAll();
+  // Several writes (after a deleteAll when `deleteAllFirst`) as one: all of them, or, when one
+  // fails, none (their records dropped too). A value of nullopt deletes its key.
+  void kvWriteAll(bool deleteAllFirst, const std::vector<std::pair<std::string, std::optional<std::string>>>& writes);
+  // Rows in [lower, upper) (lower exclusive when !lowerInclusive; no upper bound when nullopt),
+  // ascending or descending, at most `limit`.
+  std::vector<std::pair<std::string, std::string>> kvScan(std::string_view lower, bool lowerInclusive,
+                                                          const std::optional<std::string>& upper, bool reverse,
+                                                          std::size_t limit);
+
   // deleteAll() of a SQLite-backed object: drops every table, view and trigger of the author's.
   void wipe();
   // The file's size in bytes (pages in use times the page size).
@@ -183,6 +199,16 @@ class ObjectSqlDb {
 
   sqlite3* db_ = nullptr;
   sqlite3_stmt* setLsn_ = nullptr;
+  sqlite3_stmt* kvGet_ = nullptr;
+  sqlite3_stmt* kvPut_ = nullptr;
+  sqlite3_stmt* kvDelete_ = nullptr;
+  sqlite3_stmt* kvScan_[8] = {};  // by lowerInclusive | hasUpper << 1 | reverse << 2
+  void runInternal(sqlite3_stmt* stmt, const char* what);
+  // The author's statements run under the author's length limit; the runtime's own writes (a
+  // key and value of 2 MiB together, with their row) and replays under a larger one.
+  void useAuthorsLimit(bool authors);
+  int authorsLengthLimit_ = 0;
+  bool authorsLimitOn_ = true;
   std::optional<SqlChangeRecorder> recorder_;  // made once db_ is open
   bool preparingUser_ = false;  // the authorizer applies
   std::string refusal_;         // why the authorizer refused the statement being prepared

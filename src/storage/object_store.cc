@@ -66,7 +66,9 @@ ObjectStore::ObjectStore(Partition& partition, std::int64_t ns, const ObjectId& 
                          std::function<void()> onReset, InputGate& inputGate, OutputGate& outputGate,
                          std::optional<SqlConfig> sql)
     : partition_(partition),
-      readsMayWait_(partition.readsMayWait()),
+      // A SQLite-backed object's keys are in its own database, which answers at once.
+      readsMayWait_(partition.readsMayWait() && !sql),
+      alarmReadsMayWait_(partition.readsMayWait()),
       ns_(ns),
       id_(id),
       limits_(limits),
@@ -110,6 +112,11 @@ std::optional<std::string> ObjectStore::read(std::string_view key, const TxnOver
   }
   if (auto it = cache_.find(key); it != cache_.end()) return encoded(it->second);
   if (complete_) return std::nullopt;
+  if (sqlConfig_) {
+    auto value = sqlForStatement().kvGet(key);
+    cache_.emplace(std::string(key), Entry{.value = value});
+    return value;
+  }
   auto v = partition_.read(ns_, id_.raw(), key);
   // Storage loads what an engine that waits must fetch before it reads (needsLoad()), unless
   // a failed commit emptied the cache in between.
@@ -128,7 +135,7 @@ bool ObjectStore::needsLoad(std::string_view key, const TxnOverlay* txn) const {
 }
 
 bool ObjectStore::needsAlarmLoad(const TxnOverlay* txn) const {
-  if (!readsMayWait_ || alarmLoaded_) return false;
+  if (!alarmReadsMayWait_ || alarmLoaded_) return false;
   if (txn && txn->alarmChanged) return false;
   return !(firing_ && !firingChanged_);
 }
@@ -208,6 +215,20 @@ void ObjectStore::write(std::string_view key, std::optional<std::string> encoded
     txn->writes.insert_or_assign(std::string(key), std::move(encoded));
     return;
   }
+  if (sqlConfig_) {
+    // Into the object's database at once, so that a savepoint around it undoes it.
+    ObjectSqlDb& db = sqlForStatement();
+    if (encoded) {
+      db.kvPut(key, *encoded);
+    } else {
+      db.kvDelete(key);
+    }
+  }
+  cacheWrite(key, std::move(encoded), std::move(decoded));
+}
+
+void ObjectStore::cacheWrite(std::string_view key, std::optional<std::string> encoded,
+                             std::shared_ptr<const Value> decoded) {
   auto [it, inserted] = cache_.try_emplace(std::string(key));
   retire(it->second);
   it->second.value = std::move(encoded);
@@ -215,6 +236,18 @@ void ObjectStore::write(std::string_view key, std::optional<std::string> encoded
   it->second.decoded = decoded && decoded->type() == Value::Type::kJson ? std::move(decoded) : nullptr;
   markOpen(it->first, it->second);
   touch();
+}
+
+void ObjectStore::writeAll(std::vector<std::pair<std::string, std::optional<std::string>>> writes, bool deleteAll) {
+  if (!sqlConfig_) {
+    if (deleteAll) removeAll(nullptr);
+    for (auto& [k, v] : writes) write(k, std::move(v), nullptr);
+    return;
+  }
+  // The database first, all or nothing; then the cache, which cannot fail.
+  sqlForStatement().kvWriteAll(deleteAll, writes);
+  if (deleteAll) cacheRemoveAll();
+  for (auto& [k, v] : writes) cacheWrite(k, std::move(v), nullptr);
 }
 
 void ObjectStore::retire(Entry& e) {
@@ -253,12 +286,17 @@ void ObjectStore::removeAll(TxnOverlay* txn) {
     txn->alarm.reset();
     return;
   }
+  if (sqlConfig_) sqlForStatement().kvDeleteAll();
+  cacheRemoveAll();
+}
+
+void ObjectStore::cacheRemoveAll() {
   // In-flight entries stay known to committed() through inFlightKeys_; the cache itself
   // restarts empty and complete.
   cache_.clear();
   openKeys_.clear();
   complete_ = true;
-  openDeleteAll_ = true;
+  openDeleteAll_ = !sqlConfig_;
   alarmLoaded_ = true;
   alarm_.reset();
   alarmSeq_ = kOpen;
@@ -321,6 +359,13 @@ Deferred<Rows> ObjectStore::fetchPage(const ListPlan& p) {
       lower = *p.resumeAfter;
       lowerInclusive = false;
     }
+  }
+  if (sqlConfig_) {
+    Rows rows;
+    for (auto& [k, v] : sqlForStatement().kvScan(lower, lowerInclusive, upper, p.reverse, p.pageSize())) {
+      rows.push_back({std::move(k), std::move(v)});
+    }
+    return rows;
   }
   return partition_.scan(ns_, id_.raw(), lower, lowerInclusive, upper, p.reverse, p.pageSize());
 }
@@ -426,8 +471,10 @@ void ObjectStore::setAlarm(std::optional<std::int64_t> time, TxnOverlay* txn) {
 }
 
 void ObjectStore::apply(TxnOverlay&& txn) {
-  if (txn.deleteAll) removeAll(nullptr);
-  for (auto& [k, v] : txn.writes) write(k, std::move(v), nullptr);
+  std::vector<std::pair<std::string, std::optional<std::string>>> writes;
+  writes.reserve(txn.writes.size());
+  for (auto& [k, v] : txn.writes) writes.emplace_back(k, std::move(v));
+  writeAll(std::move(writes), txn.deleteAll);
   // Not skipped after deleteAll: the transaction may have set an alarm after it.
   if (txn.alarmChanged) setAlarm(txn.alarm, nullptr);
 }
@@ -454,6 +501,8 @@ void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
     auto it = cache_.find(key);
     if (it == cache_.end() || it->second.seq != kOpen) continue;
     it->second.seq = seq;
+    // A SQLite-backed object's keys travel in its SQL log entry.
+    if (sqlConfig_) continue;
     if (it->second.encodePending) {
       // The engine encodes it as it commits; the shard encodes it only if it needs the bytes itself.
       out.writes.push_back({key, std::nullopt, it->second.decoded});

@@ -96,6 +96,8 @@ class ObjectStore final : private BatchWriter {
   // `decoded`: the same value, kept so that the next get() of it copies instead of parsing.
   void write(std::string_view key, std::optional<std::string> encoded, TxnOverlay* txn,
              std::shared_ptr<const Value> decoded = {});
+  // Whether put() may leave encoding to writeDecoded(): not when keys go to a SQL database at once.
+  bool encodesLater() const { return !sqlConfig_; }
   // A JSON value put outside a transaction whose encoding is known to fit the limits (the
   // caller checked its text and a bound on its size): it is encoded only when something needs
   // the bytes, by the engine as it commits the batch (SQLite's does it on its commit thread,
@@ -109,6 +111,9 @@ class ObjectStore final : private BatchWriter {
   // Keeps `value`, just decoded from what read() returned, with its cache entry.
   void rememberDecoded(std::string_view key, const TxnOverlay* txn, const Value& value);
   void removeAll(TxnOverlay* txn);
+  // Several writes outside a transaction, all or none (after removing every key when
+  // `deleteAll`); write() for each, but atomic when they go to a SQL database.
+  void writeAll(std::vector<std::pair<std::string, std::optional<std::string>>> writes, bool deleteAll = false);
   // list(): each entry goes to `accept`, in list order, and only those it takes (returns true
   // for) count against the limit: the caller may leave out an entry without making the page
   // shorter. planList() reads the options and the cache at once; list() runs the plan over
@@ -216,6 +221,9 @@ class ObjectStore final : private BatchWriter {
   // The entry's encoded value, encoding it first if writeDecoded() left that for later.
   static const std::optional<std::string>& encoded(Entry& e);
   void markOpen(const std::string& key, Entry& e);
+  // write() and removeAll() on the cache only (the SQL database has them already).
+  void cacheWrite(std::string_view key, std::optional<std::string> encoded, std::shared_ptr<const Value> decoded);
+  void cacheRemoveAll();
   void touch();
   // Keeps an entry's decoded value for the open batch to carry away (ObjectBatch::retired).
   void retire(Entry& e);
@@ -237,6 +245,7 @@ class ObjectStore final : private BatchWriter {
 
   Partition& partition_;
   const bool readsMayWait_;
+  const bool alarmReadsMayWait_;
   const std::int64_t ns_;
   const ObjectId id_;
   const Limits limits_;

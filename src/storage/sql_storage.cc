@@ -101,6 +101,24 @@ Task<void> ObjectStore::openSql() {
     auto catchUp = catchUpSql();
     co_await std::move(catchUp);
   }
+  {
+    // Keys a build before 2026-12-07 kept in the partition (SQLite-backed objects' keys live in
+    // their own database now): moved in, in one batch that also deletes them there.
+    auto scan = partition_.scan(ns_, id_.raw(), "", true, std::nullopt, false, SIZE_MAX);
+    auto pending = answerOf(std::move(scan));
+    Rows legacy = co_await std::move(pending);
+    if (!legacy.empty()) {
+      std::vector<std::pair<std::string, std::optional<std::string>>> writes;
+      writes.reserve(legacy.size());
+      for (auto& row : legacy) {
+        if (!sql_->kvGet(row.key)) writes.emplace_back(std::move(row.key), std::move(row.value));
+      }
+      sql_->kvWriteAll(false, writes);
+      openDeleteAll_ = true;
+      touch();
+      logInfo("storage: object ", id_.toString(), ": moved ", legacy.size(), " keys into its SQL database");
+    }
+  }
   const auto armed = sql_->pendingRestore();
   if (!armed) co_return;
   const std::uint64_t target = *armed;

@@ -109,7 +109,7 @@ Entries Storage::getLoaded(std::span<const std::string> keys) {
 StorageOp<void> Storage::put(std::string_view key, Value value) {
   store_->checkWritable();
   store_->checkKey(key);
-  if (!txn() && value.type() == Value::Type::kJson) {
+  if (!txn() && value.type() == Value::Type::kJson && store_->encodesLater()) {
     std::size_t bound;
     try {
       bound = detail::checkedEncodedBound(value);
@@ -142,7 +142,14 @@ StorageOp<void> Storage::put(std::span<const std::pair<std::string, Value>> entr
     encoded.push_back(encodeFor(k, v));
     store_->checkValue(k, encoded.back());
   }
-  for (std::size_t i = 0; i < entries.size(); ++i) store_->write(entries[i].first, std::move(encoded[i]), txn());
+  if (auto* overlay = txn()) {
+    for (std::size_t i = 0; i < entries.size(); ++i) store_->write(entries[i].first, std::move(encoded[i]), overlay);
+    return {};
+  }
+  std::vector<std::pair<std::string, std::optional<std::string>>> writes;
+  writes.reserve(entries.size());
+  for (std::size_t i = 0; i < entries.size(); ++i) writes.emplace_back(entries[i].first, std::move(encoded[i]));
+  store_->writeAll(std::move(writes));
   return {};
 }
 
@@ -178,12 +185,17 @@ StorageOp<std::size_t> Storage::remove(std::span<const std::string> keys) {
 
 std::size_t Storage::removeLoaded(std::span<const std::string> keys) {
   store_->checkWritable();
-  std::size_t n = 0;
+  std::vector<std::pair<std::string, std::optional<std::string>>> removals;
   for (const auto& k : keys) {
-    if (store_->read(k, txn())) {
-      ++n;
-      store_->write(k, std::nullopt, txn());
+    if (store_->read(k, txn()) && std::none_of(removals.begin(), removals.end(), [&](const auto& r) { return r.first == k; })) {
+      removals.emplace_back(k, std::nullopt);
     }
+  }
+  const std::size_t n = removals.size();
+  if (auto* overlay = txn()) {
+    for (auto& [k, v] : removals) store_->write(k, std::nullopt, overlay);
+  } else if (!removals.empty()) {
+    store_->writeAll(std::move(removals));
   }
   return n;
 }
