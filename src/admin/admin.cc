@@ -4,6 +4,7 @@
 #include "admin/inspector_page.h"
 #include "base/utf8.h"
 #include "runtime/runtime.h"
+#include "storage/object_sql_reader.h"
 #include "storage/object_store.h"
 
 #include <durable/error.h>
@@ -144,6 +145,22 @@ std::size_t pageLimit(Context& c) {
     throw AdminError{400, "limit wants a whole number from 1 to 1000, got '" + *text + "'"};
   }
   return n;
+}
+
+// A SQLite-backed object's file, or nullopt (another class, or an engine without files).
+std::optional<std::filesystem::path> sqlFile(Runtime& runtime, const NamespaceImpl& ns, const ObjectId::Raw& id) {
+  if (!ns.sqliteBacked || runtime.options().engine) return std::nullopt;
+  return sqlFileOf(runtime.options().persistDir, ns.nsId, ObjectId(id, std::nullopt).toString());
+}
+
+// A SQLite-backed object keeps its keys in its own file: the partition knows only its alarm
+// and that it has a log.
+void addSqlFacts(Runtime& runtime, const NamespaceImpl& ns, StoredObject& o) {
+  const auto file = sqlFile(runtime, ns, o.id);
+  if (!file) return;
+  ObjectSqlReader reader(*file);
+  o.keys = reader.kvSize().first;
+  o.bytes = ObjectSqlReader::bytesOnDisk(*file);
 }
 
 boost::json::object describe(const StoredObject& o, bool live, const std::optional<std::string>& liveName) {
@@ -379,10 +396,12 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     std::vector<Listed> all;
     for (unsigned s = 0; s < runtime.shardCount(); ++s) {
       Shard& shard = runtime.shard(s);
-      const std::function<Task<std::vector<Listed>>()> list = [&shard, &ns, after, limit]() -> Task<std::vector<Listed>> {
+      const std::function<Task<std::vector<Listed>>()> list = [&runtime, &shard, &ns, after,
+                                                               limit]() -> Task<std::vector<Listed>> {
         std::vector<Listed> out;
         for (auto& p : shard.partitions) {
           for (auto& o : p->listObjects(ns.nsId, after, limit + 1)) {
+            addSqlFacts(runtime, ns, o);
             ObjectHost* host = shard.findHost(ns, ObjectId(o.id, std::nullopt));
             out.push_back({std::move(o), host != nullptr, host ? host->id().name() : std::nullopt});
           }
@@ -411,7 +430,8 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     const ObjectId id = parseId(ns, c.param("id"), "id");
     Shard& shard = runtime.shardOf(id);
     const std::function<Task<boost::json::object>()> look = [&runtime, &shard, &ns, id]() -> Task<boost::json::object> {
-      const StoredObject stored = runtime.partitionOf(id).describeObject(ns.nsId, id.raw());
+      StoredObject stored = runtime.partitionOf(id).describeObject(ns.nsId, id.raw());
+      addSqlFacts(runtime, ns, stored);
       ObjectHost* host = shard.findHost(ns, id);
       boost::json::object j = describe(stored, host != nullptr, host ? host->id().name() : std::nullopt);
       boost::json::array sockets;
@@ -454,6 +474,10 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     // One key: [key, key + "\0") holds it and nothing else.
     const std::optional<std::string> upper = key ? std::optional<std::string>(*key + '\0') : prefixEnd(prefix);
     const std::function<Task<Rows>()> read = [&runtime, &ns, id, lower, lowerInclusive, upper, limit]() -> Task<Rows> {
+      if (const auto file = sqlFile(runtime, ns, id.raw())) {
+        ObjectSqlReader reader(*file);
+        co_return reader.kv(lower, lowerInclusive, upper, limit + 1);
+      }
       Deferred<Rows> answer =
           runtime.partitionOf(id).scan(ns.nsId, id.raw(), lower, lowerInclusive, upper, false, limit + 1);
       co_return co_await settle(answer);
@@ -479,6 +503,52 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
   }));
 
   // Through the object, as its own deleteAll(): its gates hold, and its cache forgets.
+  // Read-only SQL over a SQLite-backed object's file, on a thread of its own: what the file has
+  // committed, without waking the object. At most 1,000 rows.
+  w.get("/admin/namespaces/:ns/objects/:id/sql", guarded([&runtime, offShard](Context& c) -> Task<Response> {
+    const NamespaceImpl& ns = findNamespace(runtime, c.param("ns"));
+    const ObjectId id = parseId(ns, c.param("id"), "id");
+    if (!ns.sqliteBacked) {
+      throw AdminError{400, "namespace " + ns.binding + " (class " + ns.className +
+                                ") is key-value backed: only classes made by new_sqlite_classes have SQL"};
+    }
+    const auto query = c.query("query");
+    if (!query || query->empty()) throw AdminError{400, "?query= wants one read-only SQL statement"};
+    const auto file = sqlFile(runtime, ns, id.raw());
+    if (!file) throw AdminError{400, "this server keeps no SQL files (an in-memory engine)"};
+    const std::function<ObjectSqlReader::Result()> run = [file = *file, query = *query] {
+      ObjectSqlReader reader(file);
+      return reader.query(query, 1000);
+    };
+    std::optional<ObjectSqlReader::Result> result;
+    std::string refused;
+    try {
+      result = co_await offShard->run(run);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kInvalidArgument) throw;
+      refused = e.what();
+    }
+    if (!result) throw AdminError{400, refused};
+    boost::json::array columns;
+    for (const auto& name : result->columns) columns.push_back(boost::json::string(name));
+    boost::json::array rows;
+    for (const auto& row : result->rows) {
+      boost::json::array values;
+      for (const auto& v : row) {
+        if (v.type() == Value::Type::kBytes) {
+          values.push_back(boost::json::object{{"base64", base64(v.as<Bytes>().data)}});
+        } else if (v.type() == Value::Type::kString && !validUtf8(v.as<std::string>())) {
+          values.push_back(boost::json::object{{"base64", base64(v.as<std::string>())}});
+        } else {
+          values.push_back(v.toJson());
+        }
+      }
+      rows.push_back(std::move(values));
+    }
+    co_return Response::json(boost::json::object{
+        {"columns", std::move(columns)}, {"rows", std::move(rows)}, {"truncated", result->truncated}});
+  }));
+
   w.del("/admin/namespaces/:ns/objects/:id/storage", guarded([&runtime](Context& c) -> Task<Response> {
     const NamespaceImpl& ns = findNamespace(runtime, c.param("ns"));
     const ObjectId id = parseId(ns, c.param("id"), "id");
@@ -553,7 +623,7 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
   w.notFound([](Context& c) -> Task<Response> {
     co_return errorJson(404, "no admin route for " + std::string(c.req().method()) + " " + c.req().url().pathname() +
                                  " (routes: GET / (the inspector), GET /metrics, GET /admin/namespaces, GET /admin/namespaces/:ns/objects, "
-                                 "GET|DELETE .../objects/:id/storage, GET .../objects/:id, "
+                                 "GET|DELETE .../objects/:id/storage, GET .../objects/:id/sql?query=, GET .../objects/:id, "
                                  "POST .../objects/:id/alarm/run, POST /admin/backup)");
   });
   return w;

@@ -182,6 +182,9 @@ std::vector<StoredObject> MemoryEngine::listObjects(std::int64_t ns, const std::
   for (const auto& [object, time] : rows_->alarms) {
     if (object.first == ns && (!after || object.second > *after)) ids.insert(object.second);
   }
+  for (const auto& [object, log] : rows_->sqlLog) {
+    if (object.first == ns && !log.empty() && (!after || object.second > *after)) ids.insert(object.second);
+  }
   std::vector<StoredObject> out;
   for (const auto& id : ids) {
     if (out.size() >= limit) break;

@@ -335,6 +335,8 @@ std::vector<StoredObject> SqliteEngine::listObjects(std::int64_t ns, const std::
   // costs its own objects' keys, whatever the namespace holds.
   Statement nextKv(reader_, "SELECT obj FROM kv WHERE ns = ?1 AND obj > ?2 ORDER BY obj LIMIT 1");
   Statement nextAlarm(reader_, "SELECT obj FROM alarms WHERE ns = ?1 AND obj > ?2 ORDER BY obj LIMIT 1");
+  // A SQLite-backed object's data is in its own file; its log here says it has some.
+  Statement nextSql(reader_, "SELECT obj FROM sqllog WHERE ns = ?1 AND obj > ?2 ORDER BY obj LIMIT 1");
   auto next = [this, ns](Statement& q, const std::string& from) -> std::optional<std::string> {
     sqlite3_reset(q.get());
     sqlite3_bind_int64(q.get(), 1, ns);
@@ -348,10 +350,13 @@ std::vector<StoredObject> SqliteEngine::listObjects(std::int64_t ns, const std::
   DescribeStatements describe(reader_);
   std::vector<StoredObject> out;
   while (out.size() < limit) {
-    auto a = next(nextKv, from);
-    auto b = next(nextAlarm, from);
-    if (!a && !b) break;
-    from = !a ? *b : !b ? *a : std::min(*a, *b);
+    std::optional<std::string> first;
+    for (Statement* q : {&nextKv, &nextAlarm, &nextSql}) {
+      auto candidate = next(*q, from);
+      if (candidate && (!first || *candidate < *first)) first = std::move(candidate);
+    }
+    if (!first) break;
+    from = std::move(*first);
     if (from.size() != ObjectId::kBytes) continue;
     ObjectId::Raw id;
     std::memcpy(id.data(), from.data(), id.size());

@@ -68,7 +68,7 @@ class SqliteEngine final : public StorageEngine {
   // what the admin API counts with, over the files, off the shards (admin/backup.h).
   static constexpr const char* kCountObjectsSql =
       "SELECT count(*) FROM (SELECT obj FROM kv WHERE ns = ?1 GROUP BY obj "
-      "UNION SELECT obj FROM alarms WHERE ns = ?1)";
+      "UNION SELECT obj FROM alarms WHERE ns = ?1 UNION SELECT obj FROM sqllog WHERE ns = ?1 GROUP BY obj)";
 
   // `faultInjection`: open through the fault-injecting VFS (storage/fault_vfs.h), for tests.
   SqliteEngine(int index, std::filesystem::path file, config::Durability durability, boost::asio::io_context& shard,
