@@ -41,8 +41,19 @@ std::vector<std::string> databasesOf(const fs::path& stateDir) {
   if (!fs::exists(stateDir / "meta.sqlite")) {
     unavailable(stateDir.string() + " holds no durable state (no meta.sqlite)");
   }
-  std::vector<std::string> names{"meta.sqlite"};
+  // SQLite-backed objects' own files first: a file is never ahead of its partition's log, and
+  // copied before the log it stays so in the backup.
+  std::vector<std::string> names;
   std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(stateDir / "sql", ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    const auto name = it->path().filename().string();
+    if (it->is_regular_file() && name.ends_with(".sqlite")) {
+      names.push_back(it->path().lexically_relative(stateDir).generic_string());
+    }
+  }
+  ec.clear();
+  names.push_back("meta.sqlite");
   for (const auto& e : fs::directory_iterator(stateDir / "partitions", ec)) {
     const auto name = e.path().filename().string();
     if (e.is_regular_file() && name.ends_with(".sqlite")) names.push_back("partitions/" + name);
@@ -250,7 +261,7 @@ std::vector<std::size_t> countObjectsInState(const fs::path& stateDir, const std
 }
 
 BackupSummary restoreState(const fs::path& from, const fs::path& stateDir) {
-  for (const char* existing : {"meta.sqlite", "partitions"}) {
+  for (const char* existing : {"meta.sqlite", "partitions", "sql"}) {
     if (fs::exists(stateDir / existing)) {
       throw Error(ErrorCode::kFailedPrecondition, stateDir.string() + " already holds durable state (" + existing +
                                                       "): restore into a new directory");
@@ -276,6 +287,9 @@ BackupSummary restoreState(const fs::path& from, const fs::path& stateDir) {
   if (ec) unavailable("cannot create " + staging.string() + ": " + ec.message());
 
   static const std::regex kPartition("partitions/p[0-9]{1,4}\\.sqlite");
+  // An object's file, or a snapshot of it (storage/object_sql.h).
+  static const std::regex kObjectFile(
+      "sql/-?[0-9]{1,19}/[0-9a-f]{2}/[0-9a-f]{64}(\\.sqlite|\\.snapshots/[0-9a-f]{16}-[0-9a-f]{16}\\.sqlite)");
   BackupSummary summary;
   bool manifest = false, meta = false;
   std::size_t expected = 0;
@@ -296,11 +310,13 @@ BackupSummary restoreState(const fs::path& from, const fs::path& stateDir) {
       expected = manifestDatabases(text, notABackup);
       continue;
     }
-    if (name != "meta.sqlite" && !std::regex_match(name, kPartition)) {
+    if (name != "meta.sqlite" && !std::regex_match(name, kPartition) && !std::regex_match(name, kObjectFile)) {
       throw notABackup("unexpected entry '" + name + "'");
     }
     meta = meta || name == "meta.sqlite";
     const fs::path file = staging / name;
+    fs::create_directories(file.parent_path(), ec);
+    if (ec) unavailable("cannot create " + file.parent_path().string() + ": " + ec.message());
     {
       std::ofstream out(file, std::ios::binary | std::ios::trunc);
       std::vector<char> buf(1 << 20);
@@ -328,6 +344,12 @@ BackupSummary restoreState(const fs::path& from, const fs::path& stateDir) {
     syncPath(file);
     ++summary.databases;
   }
+  // The objects' directories, every level, so that their files survive a power cut too.
+  for (auto it = fs::recursive_directory_iterator(staging / "sql", ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it->is_directory()) syncDirectoryOf(it->path() / "x");
+  }
+  ec.clear();
   if (!manifest) throw notABackup("it is empty");
   if (!meta) throw notABackup("it holds no meta.sqlite");
   if (summary.databases != expected) {
@@ -335,7 +357,13 @@ BackupSummary restoreState(const fs::path& from, const fs::path& stateDir) {
                      std::to_string(summary.databases));
   }
 
-  // Partitions first, meta.sqlite last: a directory with meta.sqlite is one with state.
+  // Objects' files and partitions first, meta.sqlite last: a directory with meta.sqlite is one
+  // with state.
+  if (fs::exists(staging / "sql")) {
+    fs::rename(staging / "sql", stateDir / "sql", ec);
+    if (ec) unavailable("cannot move " + (staging / "sql").string() + ": " + ec.message());
+    syncDirectoryOf(stateDir / "sql" / "x");
+  }
   if (fs::exists(staging / "partitions")) {
     fs::rename(staging / "partitions", stateDir / "partitions", ec);
     if (ec) unavailable("cannot move " + (staging / "partitions").string() + ": " + ec.message());
@@ -346,6 +374,7 @@ BackupSummary restoreState(const fs::path& from, const fs::path& stateDir) {
     // Not half restored: without meta.sqlite the partitions go too, so a retry finds it new.
     std::error_code ignored;
     fs::remove_all(stateDir / "partitions", ignored);
+    fs::remove_all(stateDir / "sql", ignored);
     unavailable("cannot move " + (staging / "meta.sqlite").string() + ": " + ec.message());
   }
   syncDirectoryOf(stateDir / "meta.sqlite");

@@ -297,6 +297,13 @@ TEST_F(AdminApiTest, TheCliAsksARunningServerOrAStoppedState) {
 
 TEST_F(AdminApiTest, ABackupTakenUnderLoadRestoresTheSameData) {
   auto server = start();
+  {
+    // A SQLite-backed object too: its own file goes into the backup with the partitions.
+    HttpConnection http("127.0.0.1", server->port());
+    for (const char* text : {"kept in the backup", "and this one"}) {
+      ASSERT_EQ(http.post("/notes/saved", json::serialize(json::object{{"text", text}})).status, 201);
+    }
+  }
   const std::string adminAt = "127.0.0.1:" + std::to_string(server->adminPort());
   constexpr int kCounters = 8;
   // Per counter: the last count acknowledged before the backup started, and the last one
@@ -347,6 +354,10 @@ TEST_F(AdminApiTest, ABackupTakenUnderLoadRestoresTheSameData) {
     EXPECT_LE(n, afterBackup[c] + 2) << "counter " << c;
   }
   EXPECT_EQ(listAll(*copy, "COUNTER", 100).size(), static_cast<std::size_t>(kCounters));
+  const auto notes = json::parse(http.get("/notes/saved?q=backup").body).as_array();
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0].at("text").as_string(), "kept in the backup");
+  EXPECT_TRUE(fs::exists(restored / "sql")) << "the notebook's own file was restored";
 
   // Not a backup: refused, and the directory holds no state after.
   const fs::path junk = dir_ / "junk.tar";
