@@ -475,6 +475,9 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     const std::optional<std::string> upper = key ? std::optional<std::string>(*key + '\0') : prefixEnd(prefix);
     const std::function<Task<Rows>()> read = [&runtime, &ns, id, lower, lowerInclusive, upper, limit]() -> Task<Rows> {
       if (const auto file = sqlFile(runtime, ns, id.raw())) {
+        // A live object's file commits in steps (storage/object_sql.h): what is durable goes in
+        // first, so that the file shows every acknowledged write.
+        if (ObjectHost* host = runtime.shardOf(id).findHost(ns, id)) host->commitSql();
         ObjectSqlReader reader(*file);
         co_return reader.kv(lower, lowerInclusive, upper, limit + 1);
       }
@@ -516,6 +519,13 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     if (!query || query->empty()) throw AdminError{400, "?query= wants one read-only SQL statement"};
     const auto file = sqlFile(runtime, ns, id.raw());
     if (!file) throw AdminError{400, "this server keeps no SQL files (an in-memory engine)"};
+    Shard& shard = runtime.shardOf(id);
+    const std::function<Task<bool>()> commit = [&shard, &ns, id]() -> Task<bool> {
+      ObjectHost* host = shard.findHost(ns, id);
+      if (host) host->commitSql();
+      co_return host != nullptr;
+    };
+    co_await onShard(shard, commit);
     const std::function<ObjectSqlReader::Result()> run = [file = *file, query = *query] {
       ObjectSqlReader reader(file);
       return reader.query(query, 1000);

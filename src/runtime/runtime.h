@@ -131,6 +131,8 @@ class ObjectHost {
   const std::string& idHex() const;
   OutputGate& outputGate() { return outputGate_; }
   Storage& storage() { return storage_; }
+  // Commits the durable part of a SQLite-backed object's file, for a reader from outside.
+  void commitSql() { store_.commitSql(); }
   const NamespaceImpl& ns() const { return ns_; }
   Shard& shard() { return shard_; }
 

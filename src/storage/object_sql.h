@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <unordered_map>
 #include <utility>
 #include <string>
 #include <string_view>
@@ -47,6 +48,8 @@ class ObjectSqlDb {
   struct History {
     std::uint64_t snapshotEvery = 10'000;
     std::int64_t retentionMs = 30ll * 24 * 3600 * 1000;
+    // The file commits once this many durable entries wait (the rest: commitIfDurable()).
+    std::uint64_t commitEvery = 16;
   };
   struct Snapshot {
     std::uint64_t lsn = 0;
@@ -100,13 +103,27 @@ class ObjectSqlDb {
   // leave part of a statement, or undo the file's open transaction). nullptr when `sql` holds
   // only blanks and comments. The caller finalizes the statement.
   sqlite3_stmt* prepareUser(std::string_view sql, std::string_view* tail);
+  // prepareUser() for a query of one statement, kept for the next exec() of the same text (as
+  // Cloudflare keeps them): owned by the database, reset after each use. nullptr when `sql` is
+  // not exactly one statement (the caller prepares it statement by statement).
+  sqlite3_stmt* cachedUser(std::string_view sql);
   // Runs an author's statement like run(), atomically: a failed statement changes nothing.
   // Returns SQLite's code; `rowsWritten` counts the rows it inserted, updated or deleted
   // (those of its triggers included).
   template <class OnRow>
   int runUser(sqlite3_stmt* stmt, OnRow&& onRow, std::uint64_t& rowsWritten) {
     const std::uint64_t before = recorder_->rowsRecorded();
-    const int rc = run(stmt, std::forward<OnRow>(onRow));
+    // SQLite prepares a statement again when the schema changed: under the authorizer too.
+    if (!sqlite3_stmt_readonly(stmt)) ensureTransaction();
+    preparingUser_ = true;
+    int rc;
+    try {
+      rc = recorder_->run(stmt, std::forward<OnRow>(onRow));
+    } catch (...) {
+      preparingUser_ = false;
+      throw;
+    }
+    preparingUser_ = false;
     noticeLostTransaction();
     rowsWritten += recorder_->rowsRecorded() - before;
     return rc;
@@ -173,14 +190,20 @@ class ObjectSqlDb {
   // committed; no transaction may be open.
   void replaceWith(sqlite3* source, std::uint64_t lsn);
   void replaceWithFile(const std::filesystem::path& source, std::uint64_t lsn);
+  // A snapshot of the committed file now (no transaction may be open), e.g. after a restore.
+  void snapshotNow(std::int64_t now) {
+    if (!snapshotDir_.empty() && !inTransaction_) takeSnapshot(now);
+  }
   // The newest snapshot at or before `lsn`.
   std::optional<Snapshot> snapshotAtOrBefore(std::uint64_t lsn) const;
   // The LSN through which the log may be pruned, once (the caller sends it with a batch).
   std::optional<std::uint64_t> takePruneThrough() { return std::exchange(pruneThrough_, std::nullopt); }
   // Every entry up to `lsn` is durable in the log: commits the file's transaction when it
   // holds nothing newer (no entry in flight, no change since the last emit).
-  // `now` (epoch ms) decides which snapshots fall out of retention; 0: none does.
+  // `now` (epoch ms) decides which snapshots fall out of retention; 0: none does. The file
+  // commits every kCommitEvery entries; commitIfDurable() (and closing) commit the rest.
   void durable(std::uint64_t lsn, std::int64_t now = 0);
+  void commitIfDurable(std::int64_t now = 0);
   // An entry in flight was lost (its batch failed), or the file is stale(): rolls back to
   // committedLsn() and drops what was not emitted. The caller replays the log's entries above it.
   void lost();
@@ -193,6 +216,8 @@ class ObjectSqlDb {
   void ensureTransaction();
   void writeLsn(std::uint64_t lsn);
   void takeSnapshot(std::int64_t now);
+  bool committable() const;
+  void commit(std::int64_t now);
   // After an author's statement: whether SQLite ended the file's transaction (then stale()).
   void noticeLostTransaction();
   static int authorize(void* self, int action, const char* a, const char* b, const char* dbName, const char* trigger);
@@ -211,6 +236,7 @@ class ObjectSqlDb {
   bool authorsLimitOn_ = true;
   std::optional<SqlChangeRecorder> recorder_;  // made once db_ is open
   bool preparingUser_ = false;  // the authorizer applies
+  std::unordered_map<std::string, sqlite3_stmt*> userStatements_;  // cachedUser()
   std::string refusal_;         // why the authorizer refused the statement being prepared
   bool inTransaction_ = false;
   bool stale_ = false;

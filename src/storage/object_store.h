@@ -173,6 +173,8 @@ class ObjectStore final : private BatchWriter {
   // For a statement of the author's: throws when the class is not SQLite-backed, the calling
   // flow was retired, or the database must first be brought up to the log again.
   ObjectSqlDb& sqlForStatement();
+  // Commits the file's durable part now (storage/object_sql.h), for a reader from outside.
+  void commitSql();
   // A statement that may have written ran: its changes leave with the next batch.
   void sqlWritten() { touch(); }
   // deleteAll() of a SQLite-backed object drops the author's tables too.

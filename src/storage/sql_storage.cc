@@ -84,6 +84,7 @@ Task<void> ObjectStore::catchUpSql() {
       auto build = buildState(*target);
       std::unique_ptr<ObjectSqlDb> state = co_await std::move(build);
       sql_->replaceWith(state->db(), e.lsn);
+      sql_->snapshotNow(durable::now());
     } else {
       sql_->replay(ObjectSqlDb::Entry{e.lsn, e.records, e.at});
     }
@@ -125,6 +126,8 @@ Task<void> ObjectStore::openSql() {
   // What the old instance wrote is durable first: the restore entry comes after all of it.
   auto before = waitDurable();
   co_await before;
+  // The file commits in steps: what it still holds open is durable now, and goes in.
+  sql_->commitIfDurable(durable::now());
   const std::uint64_t lsn = sql_->appendRestore(target, durable::now());
   touch();
   auto recorded = waitDurable();
@@ -132,6 +135,9 @@ Task<void> ObjectStore::openSql() {
   auto build = buildState(target);
   std::unique_ptr<ObjectSqlDb> state = co_await std::move(build);
   sql_->replaceWith(state->db(), lsn);
+  // A snapshot of the restored state: a later rebuild starts from it, not from the history the
+  // restore went back to, which retention may prune.
+  sql_->snapshotNow(durable::now());
   logInfo("storage: object ", id_.toString(), ": restored to the state after its SQL log entry ", target);
 }
 
@@ -262,6 +268,10 @@ ObjectSqlDb& ObjectStore::sqlForStatement() {
     }
   }
   return *sql_;
+}
+
+void ObjectStore::commitSql() {
+  if (sql_ && !sqlStale_) sql_->commitIfDurable(durable::now());
 }
 
 void ObjectStore::sqlLost() {
@@ -444,15 +454,17 @@ SqlCursor SqlStorage::execBound(std::string_view query, const Value* bindings, s
   detail::ObjectSqlDb& db = store_->sqlForStatement();
   SqlCursor cursor;
   std::string_view rest = query;
+  // One statement, the common case, is prepared once per text and kept.
+  sqlite3_stmt* cached = db.cachedUser(query);
   for (bool ran = false;;) {
     std::string_view tail;
-    sqlite3_stmt* stmt = db.prepareUser(rest, &tail);
+    sqlite3_stmt* stmt = cached ? cached : db.prepareUser(rest, &tail);
     if (!stmt) {
       if (!ran) throw Error(ErrorCode::kInvalidArgument, "SQL code did not contain a statement.");
       break;
     }
-    Finalize finalize{stmt};
-    const bool last = noStatementIn(tail);
+    Finalize finalize{cached ? nullptr : stmt};
+    const bool last = cached || noStatementIn(tail);
     if (!last && sqlite3_bind_parameter_count(stmt) > 0) {
       throw Error(ErrorCode::kInvalidArgument,
                   "When executing multiple SQL statements in a single call, only the last statement can have "

@@ -43,6 +43,9 @@ long long value(ObjectSqlDb& db, const std::string& sql) {
   return v;
 }
 
+// The file commits as soon as its entries are durable, as these tests expect.
+const ObjectSqlDb::History kEveryEntry{.commitEvery = 1};
+
 // The entry made since the last emit (a test never cuts more than one), or nullopt.
 std::optional<Entry> emitOne(ObjectSqlDb& db) {
   auto entries = db.emit();
@@ -66,7 +69,7 @@ class ObjectSqlTest : public ::testing::Test {
 TEST_F(ObjectSqlTest, TheFileCommitsOnlyWhatTheLogHasMadeDurable) {
   std::vector<Entry> log;
   {
-    ObjectSqlDb db(file());
+    ObjectSqlDb db(file(), ObjectSqlDb::Limits{}, kEveryEntry);
     EXPECT_EQ(db.appliedLsn(), 0u);
     ASSERT_EQ(exec(db, "CREATE TABLE c(id INTEGER PRIMARY KEY, n INTEGER)"), SQLITE_DONE);
     ASSERT_EQ(exec(db, "INSERT INTO c VALUES (1, 0)"), SQLITE_DONE);
@@ -104,7 +107,7 @@ TEST_F(ObjectSqlTest, TheFileCommitsOnlyWhatTheLogHasMadeDurable) {
 }
 
 TEST_F(ObjectSqlTest, ALostBatchRollsBackAndTheLogReplays) {
-  ObjectSqlDb db(file());
+  ObjectSqlDb db(file(), ObjectSqlDb::Limits{}, kEveryEntry);
   ASSERT_EQ(exec(db, "CREATE TABLE c(id INTEGER PRIMARY KEY, n INTEGER); "), SQLITE_DONE);
   ASSERT_EQ(exec(db, "INSERT INTO c VALUES (1, 10)"), SQLITE_DONE);
   auto one = emitOne(db);
@@ -126,7 +129,7 @@ TEST_F(ObjectSqlTest, ALostBatchRollsBackAndTheLogReplays) {
 }
 
 TEST_F(ObjectSqlTest, ASavepointUndoneTakesItsRecordsWithIt) {
-  ObjectSqlDb db(file());
+  ObjectSqlDb db(file(), ObjectSqlDb::Limits{}, kEveryEntry);
   ASSERT_EQ(exec(db, "CREATE TABLE t(a)"), SQLITE_DONE);
   db.beginSavepoint();
   ASSERT_EQ(exec(db, "INSERT INTO t VALUES (1)"), SQLITE_DONE);
@@ -154,7 +157,7 @@ TEST_F(ObjectSqlTest, ASavepointUndoneTakesItsRecordsWithIt) {
 // integrity check.
 TEST_F(ObjectSqlTest, FullTextIndexChangesReachTheLogBeforeTheFileCommits) {
   std::vector<Entry> log;
-  ObjectSqlDb db(file());
+  ObjectSqlDb db(file(), ObjectSqlDb::Limits{}, kEveryEntry);
   ASSERT_EQ(exec(db, "CREATE TABLE notes(id INTEGER PRIMARY KEY, text TEXT NOT NULL)"), SQLITE_DONE);
   ASSERT_EQ(exec(db, "CREATE VIRTUAL TABLE notes_fts USING fts5(text, content='notes', content_rowid='id')"),
             SQLITE_DONE);
@@ -196,7 +199,7 @@ TEST_F(ObjectSqlTest, FullTextIndexChangesReachTheLogBeforeTheFileCommits) {
 // syncing it before telling the database it is durable, until it is killed.
 [[noreturn]] void writer(const fs::path& file, const fs::path& logFile, unsigned seed) {
   try {
-    ObjectSqlDb db(file);
+    ObjectSqlDb db(file, ObjectSqlDb::Limits{}, kEveryEntry);
     if (db.appliedLsn() == 0) {
       exec(db, "CREATE TABLE c(id INTEGER PRIMARY KEY, n INTEGER)");
       exec(db, "INSERT INTO c VALUES (1, 0)");
@@ -276,7 +279,7 @@ TEST_F(ObjectSqlTest, AWriterKilledAtRandomLeavesAFileTheLogCompletesExactly) {
       }
       std::ofstream(logFile, std::ios::binary | std::ios::trunc) << keep;
     }
-    ObjectSqlDb db(file());
+    ObjectSqlDb db(file(), ObjectSqlDb::Limits{}, kEveryEntry);
     ASSERT_LE(db.appliedLsn(), log.back().lsn) << "round " << round << ": the file is ahead of the log";
     for (const auto& e : log) {
       if (e.lsn > db.appliedLsn()) db.replay(e);
