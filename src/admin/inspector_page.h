@@ -91,13 +91,18 @@ inline constexpr const char* kInspectorPage = R"HTML(<!doctype html>
         <div class="row"><input id="prefix" placeholder="key prefix"><button id="filter">list</button></div>
         <table id="storage"><thead><tr><th>key</th><th>type</th><th>value</th></tr></thead><tbody></tbody></table>
         <div class="row"><button id="more-storage" hidden>more</button></div>
+        <div id="sql-box" hidden>
+          <h2>SQL</h2>
+          <div class="row"><textarea id="sql-query" rows="3" cols="60" spellcheck="false">SELECT name, type FROM sqlite_schema</textarea><button id="sql-run">run (read-only)</button></div>
+          <table id="sql-result"><thead><tr></tr></thead><tbody></tbody></table>
+        </div>
       </div>
     </section>
   </div>
 </main>
 <script>
 "use strict";
-const state = { ns: null, objectsCursor: null, object: null, storageCursor: null, token: sessionStorage.getItem("durable-admin-token") };
+const state = { backends: {}, ns: null, objectsCursor: null, object: null, storageCursor: null, token: sessionStorage.getItem("durable-admin-token") };
 const $ = (id) => document.getElementById(id);
 document.getElementById("where").textContent = location.host;
 
@@ -125,6 +130,7 @@ async function loadNamespaces() {
   const body = $("namespaces").tBodies[0];
   body.replaceChildren();
   for (const ns of list) {
+    state.backends[ns.binding] = ns.backend;
     const tr = document.createElement("tr");
     tr.className = "pick" + (ns.binding === state.ns ? " chosen" : "");
     tr.dataset.binding = ns.binding;
@@ -179,6 +185,9 @@ async function showObject() {
   $("object-alarm").textContent = when(o.alarm);
   $("object-sockets").textContent = o.sockets.length ? o.sockets.map((s) => s.state + (s.tags.length ? " [" + s.tags.join(", ") + "]" : "")).join("; ") : "none";
   $("run-alarm").disabled = o.alarm == null;
+  $("sql-box").hidden = state.backends[state.ns] !== "sqlite";
+  $("sql-result").tHead.rows[0].replaceChildren();
+  $("sql-result").tBodies[0].replaceChildren();
   state.storageCursor = null;
   $("storage").tBodies[0].replaceChildren();
   await moreStorage();
@@ -206,6 +215,21 @@ async function moreStorage() {
 $("refresh-namespaces").onclick = () => loadNamespaces().catch(showError);
 $("more-objects").onclick = () => moreObjects().catch(showError);
 $("more-storage").onclick = () => moreStorage().catch(showError);
+
+async function runSql() {
+  showError(null);
+  const r = await api(objectPath() + "/sql?query=" + encodeURIComponent($("sql-query").value));
+  const head = $("sql-result").tHead.rows[0], body = $("sql-result").tBodies[0];
+  head.replaceChildren(); body.replaceChildren();
+  for (const c of r.columns) { const th = document.createElement("th"); th.textContent = c; head.appendChild(th); }
+  for (const row of r.rows) {
+    const tr = document.createElement("tr");
+    for (const v of row) cell(tr, v !== null && typeof v === "object" ? "base64:" + v.base64 : String(v), "mono");
+    body.appendChild(tr);
+  }
+  if (r.truncated) { const tr = document.createElement("tr"); cell(tr, "(the first 1,000 rows)", "muted"); body.appendChild(tr); }
+}
+$("sql-run").onclick = () => runSql().catch(showError);
 $("refresh-object").onclick = () => showObject().catch(showError);
 $("filter").onclick = () => { state.storageCursor = null; $("storage").tBodies[0].replaceChildren(); moreStorage().catch(showError); };
 $("run-alarm").onclick = () => api(objectPath() + "/alarm/run", { method: "POST" }).then(() => setTimeout(() => showObject().catch(showError), 300)).catch(showError);

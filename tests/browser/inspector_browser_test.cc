@@ -2,8 +2,8 @@
 // the seed app with an admin token, increments a counter over HTTP, opens the inspector in
 // headless Chromium, gives it the token (a wrong one first), picks the COUNTER namespace, the counter and checks
 // that its key and value show; increments again and checks that a refresh shows the new value;
-// checks that the charts drew from /metrics; deletes the counter's storage from the page.
-// Saves a screenshot.
+// checks that the charts drew from /metrics; deletes the counter's storage from the page; picks
+// a SQLite-backed notebook and runs a query in the SQL box. Saves screenshots.
 //
 //   durable_inspector_browser_test OUTPUT_DIR   (ctest: Browser.Inspector; writes OUTPUT_DIR/inspector.png)
 //
@@ -133,6 +133,40 @@ int run(const fs::path& outputDir) {
   expect(page.waitFor("document.querySelectorAll('#storage tbody tr').length === 0"), "the storage was not emptied", page);
   const auto after = http.post("/counters/inspected/increment").body;
   if (after != R"({"count":1})") throw std::runtime_error("after deleting from the page the counter answered " + after);
+
+  // A SQLite-backed object: the SQL box runs a read-only query over its database.
+  for (const char* text : {"first note", "second note"}) {
+    if (http.post("/notes/inspected", std::string(R"({"text":")") + text + "\"}").status != 201) {
+      throw std::runtime_error("adding a note failed");
+    }
+  }
+  page.eval("document.getElementById('refresh-namespaces').click()");
+  expect(page.waitFor("[...document.querySelectorAll('#namespaces tbody tr')].some(r => r.dataset.binding === 'NOTES' "
+                      "&& r.cells[2].textContent === 'sqlite' && r.cells[3].textContent === '1')"),
+         "the namespaces table does not show NOTES (sqlite) with its notebook", page);
+  expect(page.eval("document.getElementById('sql-box').hidden").as_bool(), "the SQL box shows for a key-value object",
+         page);
+  page.eval("[...document.querySelectorAll('#namespaces tbody tr')].find(r => r.dataset.binding === 'NOTES').click()");
+  expect(page.waitFor("[...document.querySelectorAll('#objects tbody tr')].some(r => r.cells[0].textContent === 'inspected')"),
+         "the objects table does not list the notebook", page);
+  page.eval("[...document.querySelectorAll('#objects tbody tr')].find(r => r.cells[0].textContent === 'inspected').click()");
+  expect(page.waitFor("!document.getElementById('sql-box').hidden"), "the SQL box does not show for a SQLite-backed object",
+         page);
+  page.eval("document.getElementById('sql-query').value = 'SELECT id, text FROM notes ORDER BY id'; "
+            "document.getElementById('sql-run').click(); true");
+  expect(page.waitFor("[...document.querySelectorAll('#sql-result tbody tr')].map(r => r.cells[1].textContent).join('|') "
+                      "=== 'first note|second note'"),
+         "the SQL box does not show the notes", page);
+  page.eval("document.getElementById('sql-query').value = 'DELETE FROM notes'; document.getElementById('sql-run').click(); true");
+  expect(page.waitFor("document.getElementById('error').textContent.includes('read')"), "a write is not refused", page);
+  const auto notes = http.get("/notes/inspected").body;
+  if (json::parse(notes).as_array().size() != 2) throw std::runtime_error("the notes changed: " + notes);
+  const fs::path sqlShot = fs::absolute(outputDir / "inspector-sql.png");
+  page.eval("document.getElementById('sql-query').value = 'SELECT id, text, created_at FROM notes'; "
+            "document.getElementById('sql-run').click(); true");
+  page.waitFor("document.querySelectorAll('#sql-result tbody tr').length === 2");
+  page.screenshot(sqlShot);
+  std::cout << "screenshot: " << sqlShot.string() << "\n";
   return 0;
 }
 
