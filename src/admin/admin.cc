@@ -431,8 +431,9 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     Shard& shard = runtime.shardOf(id);
     const std::function<Task<boost::json::object>()> look = [&runtime, &shard, &ns, id]() -> Task<boost::json::object> {
       StoredObject stored = runtime.partitionOf(id).describeObject(ns.nsId, id.raw());
-      addSqlFacts(runtime, ns, stored);
       ObjectHost* host = shard.findHost(ns, id);
+      if (host) host->commitSql();
+      addSqlFacts(runtime, ns, stored);
       boost::json::object j = describe(stored, host != nullptr, host ? host->id().name() : std::nullopt);
       boost::json::array sockets;
       if (ObjectSockets* open = shard.findSockets(ns, id)) {
@@ -505,7 +506,6 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     co_return Response::json(out);
   }));
 
-  // Through the object, as its own deleteAll(): its gates hold, and its cache forgets.
   // Read-only SQL over a SQLite-backed object's file, on a thread of its own: what the file has
   // committed, without waking the object. At most 1,000 rows.
   w.get("/admin/namespaces/:ns/objects/:id/sql", guarded([&runtime, offShard](Context& c) -> Task<Response> {
@@ -559,6 +559,7 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
         {"columns", std::move(columns)}, {"rows", std::move(rows)}, {"truncated", result->truncated}});
   }));
 
+  // Through the object, as its own deleteAll(): its gates hold, and its cache forgets.
   w.del("/admin/namespaces/:ns/objects/:id/storage", guarded([&runtime](Context& c) -> Task<Response> {
     const NamespaceImpl& ns = findNamespace(runtime, c.param("ns"));
     const ObjectId id = parseId(ns, c.param("id"), "id");

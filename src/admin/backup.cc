@@ -210,6 +210,8 @@ BackupSummary backupState(const fs::path& stateDir, const std::string& to) {
   std::vector<std::pair<std::string, fs::path>> copies;
   for (const auto& name : names) {
     const fs::path copy = temp / std::to_string(copies.size());
+    // Retention may remove a snapshot between the listing and its copy: it is not needed then.
+    if (name.find(".snapshots/") != std::string::npos && !fs::exists(stateDir / name, ec)) continue;
     copyDatabase(stateDir / name, copy);
     summary.bytes += fs::file_size(copy, ec);
     copies.emplace_back(name, copy);

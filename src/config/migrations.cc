@@ -208,7 +208,14 @@ void MetaStore::applyOne(const Migration& m) {
     s.bind(1, name).bind(2, next++).bind(3, detail::randomNamespaceKey()).run();
   };
   for (const auto& name : m.newClasses) create(name);
-  for (const auto& name : m.newSqliteClasses) create(name);
+  for (const auto& name : m.newSqliteClasses) {
+    if (classExists(db_, name)) {
+      throw MigrationProblem("cannot create class " + name +
+                             " as SQLite-backed (new_sqlite_classes): it already exists, and a class cannot change its "
+                             "storage backend, as on Cloudflare; create a class of another name");
+    }
+    create(name);
+  }
   for (const auto& r : m.renamedClasses) {
     if (!classExists(db_, r.from)) throw MigrationProblem("cannot rename class " + r.from + ": no such class");
     if (classExists(db_, r.to)) {

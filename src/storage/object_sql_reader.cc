@@ -2,9 +2,49 @@
 
 #include <durable/error.h>
 
+#include <strings.h>
+
+#include <chrono>
+#include <cstring>
+
 namespace durable::detail {
 
 namespace {
+
+// PRAGMAs that only read. Others (hard_heap_limit, temp_store_directory, ...) act while a
+// statement is prepared, before anything could check that it only reads.
+constexpr const char* kReadPragmas[] = {"table_list",       "table_info",  "table_xinfo",   "index_list",
+                                        "index_info",       "index_xinfo", "foreign_key_list", "foreign_key_check",
+                                        "quick_check",      "integrity_check", "page_count", "page_size",
+                                        "freelist_count",   "data_version", "schema_version", "user_version",
+                                        "application_id",   "encoding",    "collation_list", "function_list",
+                                        "pragma_list",      "compile_options"};
+
+// Writes cannot happen here (the file is opened read-only, and query() runs only statements
+// SQLite calls read-only); this stops what acts before that check or outside the file. FTS5
+// prepares statements of its own on the connection, so what is not named here passes.
+int authorizeRead(void*, int action, const char* a, const char* b, const char*, const char*) {
+  switch (action) {
+    case SQLITE_ATTACH:
+    case SQLITE_DETACH:
+      return SQLITE_DENY;
+    case SQLITE_FUNCTION:
+      // fts3_tokenizer() with one argument hands out a pointer; load_extension() loads code.
+      return b && (strcasecmp(b, "fts3_tokenizer") == 0 || strcasecmp(b, "load_extension") == 0) ? SQLITE_DENY : SQLITE_OK;
+    case SQLITE_PRAGMA:
+      if (!a) return SQLITE_DENY;
+      for (const char* name : kReadPragmas) {
+        if (strcasecmp(a, name) != 0) continue;
+        // A value after "=" sets: only the ones that take an object name as their argument read.
+        const bool takesName = std::strstr(name, "_info") || std::strstr(name, "_list") ||
+                               std::strstr(name, "_check") || strcasecmp(name, "table_xinfo") == 0;
+        return !b || takesName ? SQLITE_OK : SQLITE_DENY;
+      }
+      return SQLITE_DENY;
+    default:
+      return SQLITE_OK;
+  }
+}
 
 struct Finalize {
   sqlite3_stmt* stmt = nullptr;
@@ -31,6 +71,7 @@ ObjectSqlReader::ObjectSqlReader(const std::filesystem::path& file) {
   }
   sqlite3_limit(db_, SQLITE_LIMIT_ATTACHED, 0);
   sqlite3_db_config(db_, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
   // The object may be committing at this moment: wait for it rather than fail.
   sqlite3_busy_timeout(db_, 2000);
 }
@@ -85,13 +126,29 @@ Rows ObjectSqlReader::kv(std::string_view lower, bool lowerInclusive, const std:
   return rows;
 }
 
-ObjectSqlReader::Result ObjectSqlReader::query(std::string_view sql, std::size_t maxRows) {
+ObjectSqlReader::Result ObjectSqlReader::query(std::string_view sql, std::size_t maxRows, std::chrono::milliseconds limit) {
   if (!db_) {
     // No file yet: an empty database answers as SQLite's empty database would.
     sqlite3* empty = nullptr;
     sqlite3_open_v2(":memory:", &empty, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
     db_ = empty;
+    sqlite3_limit(db_, SQLITE_LIMIT_ATTACHED, 0);
   }
+  sqlite3_set_authorizer(db_, &authorizeRead, nullptr);
+  // A query that runs past `limit` is interrupted: an operator's mistake must not hold a thread
+  // (and the object's WAL, which cannot be checkpointed under an open read) for good.
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  sqlite3_progress_handler(
+      db_, 10'000,
+      [](void* d) -> int { return std::chrono::steady_clock::now() > *static_cast<const std::chrono::steady_clock::time_point*>(d) ? 1 : 0; },
+      const_cast<std::chrono::steady_clock::time_point*>(&deadline));
+  struct Unhook {
+    sqlite3* db;
+    ~Unhook() {
+      sqlite3_progress_handler(db, 0, nullptr, nullptr);
+      sqlite3_set_authorizer(db, nullptr, nullptr);
+    }
+  } unhook{db_};
   Finalize q;
   const char* tail = nullptr;
   if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &q.stmt, &tail) != SQLITE_OK) {
@@ -132,6 +189,9 @@ ObjectSqlReader::Result ObjectSqlReader::query(std::string_view sql, std::size_t
       }
     }
     out.rows.push_back(std::move(row));
+  }
+  if (rc == SQLITE_INTERRUPT) {
+    throw Error(ErrorCode::kInvalidArgument, "the query ran past " + std::to_string(limit.count()) + " ms and was stopped");
   }
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) throw Error(ErrorCode::kInvalidArgument, sqlite3_errmsg(db_));
   return out;

@@ -9,6 +9,7 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <cstddef>
 #include <filesystem>
 #include <optional>
@@ -40,7 +41,8 @@ class ObjectSqlReader {
   };
   // One statement that only reads; anything else (a write, a second statement, a PRAGMA that
   // changes something, ATTACH) throws Error(kInvalidArgument) with the reason.
-  Result query(std::string_view sql, std::size_t maxRows);
+  // One that runs past `limit` is stopped (kInvalidArgument, saying so).
+  Result query(std::string_view sql, std::size_t maxRows, std::chrono::milliseconds limit = std::chrono::seconds(5));
 
  private:
   sqlite3* db_ = nullptr;  // null: no file

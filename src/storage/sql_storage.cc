@@ -271,7 +271,14 @@ ObjectSqlDb& ObjectStore::sqlForStatement() {
 }
 
 void ObjectStore::commitSql() {
-  if (sql_ && !sqlStale_) sql_->commitIfDurable(durable::now());
+  if (!sql_ || sqlStale_) return;
+  try {
+    sql_->commitIfDurable(durable::now());
+  } catch (const std::exception& e) {
+    // As when a batch's report commits it: the log has every entry, the file catches up.
+    logError("storage: object ", id_.toString(), ": its SQL database could not commit: ", e.what());
+    sql_->markStale();
+  }
 }
 
 void ObjectStore::sqlLost() {

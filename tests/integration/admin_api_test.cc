@@ -510,12 +510,25 @@ TEST_F(AdminApiTest, SqliteBackedObjectsAreListedAndTheirSqlIsReadOnly) {
 
   for (const std::string bad : {"DELETE%20FROM%20notes", "INSERT%20INTO%20notes%20VALUES(9,'x',1)",
                                 "SELECT%201;%20DROP%20TABLE%20notes", "PRAGMA%20journal_mode=DELETE", "",
-                                "ATTACH%20'x'%20AS%20y", "SELECT%20*%20FROM%20nowhere"}) {
+                                "ATTACH%20'x'%20AS%20y", "SELECT%20*%20FROM%20nowhere",
+                                // PRAGMAs that act while prepared, process-wide, and a pointer leak.
+                                "PRAGMA%20hard_heap_limit=1000000", "PRAGMA%20soft_heap_limit=1000000",
+                                "PRAGMA%20temp_store_directory='/tmp'", "PRAGMA%20user_version=7",
+                                "SELECT%20fts3_tokenizer('simple')",
+                                "WITH%20x%20AS%20(SELECT%201)%20DELETE%20FROM%20notes", "VACUUM%20INTO%20'/tmp/x.db'"}) {
     const auto refused = admin(*server, "GET", base + "/sql?query=" + bad, 400);
     EXPECT_TRUE(refused.as_object().contains("error")) << bad;
   }
   EXPECT_EQ(json::serialize(admin(*server, "GET", base + "/sql?query=SELECT%20count(*)%20FROM%20notes").at("rows")), "[[2]]")
       << "nothing was changed";
+  EXPECT_EQ(json::serialize(admin(*server, "GET", base + "/sql?query=PRAGMA%20user_version").at("rows")), "[[0]]")
+      << "a PRAGMA that reads is answered";
+  // A query that would never end is stopped (after 5 s) and says so.
+  const auto endless = admin(*server, "GET",
+                             base + "/sql?query=WITH%20RECURSIVE%20r(n)%20AS%20(SELECT%201%20UNION%20ALL%20SELECT%20n%2B1%20"
+                                    "FROM%20r)%20SELECT%20count(*)%20FROM%20r",
+                             400);
+  EXPECT_NE(json::serialize(endless).find("was stopped"), std::string::npos) << json::serialize(endless);
   // A key-value class has no SQL.
   admin(*server, "GET", "/admin/namespaces/COUNTER/objects/" + id + "/sql?query=SELECT%201", 400);
   // Its key-value storage (none here) reads from the same file.

@@ -196,6 +196,10 @@ TEST_F(MigrationsTest, StepErrorsNameLineAndTag) {
                           "[[migrations]]\ntag = \"v2\"\nrenamed_classes = [{ from = \"Counter\", to = \"Room\" }]\n"));
       },
       "wrangler.toml:6: migration v2: ", "Room already exists");
+  // A key-value backed class cannot become SQLite-backed.
+  expectConfigError(
+      [&] { store.apply(parse(std::string(kV1) + "[[migrations]]\ntag = \"v2\"\nnew_sqlite_classes = [\"Counter\"]\n")); },
+      "wrangler.toml:6: migration v2: ", "cannot change its storage backend");
   expectConfigError([&] { store.apply(parse(std::string(kV1) + "[[migrations]]\ntag = \"v2\"\ndeleted_classes = [\"Nope\"]\n")); },
                     "wrangler.toml:6: migration v2: ", "cannot delete class Nope: no such class");
   expectConfigError([&] { store.apply(parse("[[migrations]]\ntag = \"v0\"\nnew_classes = [\"A\", \"A\"]\n")); },
