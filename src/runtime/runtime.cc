@@ -69,11 +69,13 @@ ObjectHost::ObjectHost(Shard& shard, const NamespaceImpl& ns, const ObjectId& id
               return true;
             }),
       lastActive_(std::chrono::steady_clock::now()) {
+  if (ns_.sqliteBacked) shard_.sqlObjectOpened();
 }
 
 ObjectHost::~ObjectHost() {
   // The instance goes first: its destructor may still touch State and Storage.
   instance_.reset();
+  if (ns_.sqliteBacked) shard_.sqlObjectClosed();
 }
 
 void ObjectHost::resumeGated(std::coroutine_handle<> h, const ExecContext& ctx) {

@@ -227,6 +227,13 @@ class Shard final : public SocketShard {
   void evictIdle(bool all = false);
   // Records that `host` was just active: it moves to the back of its idle list.
   void touch(ObjectHost& host);
+  // A SQLite-backed object keeps its own file open (three descriptors with its WAL and index)
+  // while it is in memory. Past this shard's share of a quarter of the descriptor limit (the
+  // rest is for connections: max_connections), the least recently active idle ones leave memory
+  // at once rather than at their idle timeout, so that a burst of a million objects never runs
+  // the process out of descriptors.
+  void sqlObjectOpened();
+  void sqlObjectClosed() { --sqlObjectsLive_; }
   // AlarmScheduler::runNow() for an object of this shard.
   AlarmScheduler::RunNow runAlarmNow(std::int64_t ns, const ObjectId::Raw& id) { return alarms_->runNow(ns, id); }
 
@@ -283,6 +290,12 @@ class Shard final : public SocketShard {
   std::unordered_map<Key, ObjectSockets, KeyHash> sockets_;
   IdleList idlePlain_, idleWithSockets_;
   std::uint64_t flows_ = 0;
+  // Evicts idle SQLite-backed objects, oldest first, until at most sqlObjectCap() are live.
+  void evictSqlObjectsOverCap();
+  std::size_t sqlObjectCap();
+  std::size_t sqlObjectsLive_ = 0;
+  std::size_t sqlObjectCap_ = 0;  // 0: not computed yet
+  bool sqlEvictionPosted_ = false;
   std::unique_ptr<AlarmScheduler> alarms_;
   std::unique_ptr<ShardTimers> timers_;
   std::unique_ptr<HttpClient> httpClient_;

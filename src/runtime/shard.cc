@@ -2,6 +2,7 @@
 #include "runtime/runtime.h"
 
 #include <malloc.h>
+#include <sys/resource.h>
 
 #include "base/exec_context.h"
 #include "base/log.h"
@@ -236,6 +237,49 @@ void Shard::evictIdle(bool all) {
   // pages malloc would hold forever; hand the free pages back to the system. (After 200,000
   // objects were evicted, RSS stayed at 233 MB; a malloc_trim(0) brought it to 116 MB.)
   if (hibernated >= 64 || evicted >= 256) ::malloc_trim(0);
+}
+
+std::size_t Shard::sqlObjectCap() {
+  if (sqlObjectCap_ == 0) {
+    rlimit limit{};
+    const std::size_t descriptors =
+        ::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY ? limit.rlim_cur : 1'048'576;
+    sqlObjectCap_ = std::max<std::size_t>(16, descriptors / 4 / 3 / std::max(1u, runtime_.shardCount()));
+  }
+  return sqlObjectCap_;
+}
+
+void Shard::sqlObjectOpened() {
+  ++sqlObjectsLive_;
+  // On a fresh stack: the caller may be in the middle of dispatching to another object.
+  if (sqlObjectsLive_ > sqlObjectCap() && !sqlEvictionPosted_) {
+    sqlEvictionPosted_ = true;
+    boost::asio::post(ctx_, [this] {
+      sqlEvictionPosted_ = false;
+      evictSqlObjectsOverCap();
+    });
+  }
+}
+
+void Shard::evictSqlObjectsOverCap() {
+  const auto now = std::chrono::steady_clock::now();
+  for (IdleList* list : {&idlePlain_, &idleWithSockets_}) {
+    for (auto it = list->begin(); it != list->end() && sqlObjectsLive_ > sqlObjectCap();) {
+      ObjectHost& host = *it;
+      ++it;
+      if (!host.ns().sqliteBacked || !host.evictable(now, std::chrono::milliseconds(0))) continue;
+      // Its sockets stay open and hibernate, as at the hibernation timeout.
+      if (ObjectSockets* sockets = liveSockets(host)) {
+        for (auto& ws : sockets->sockets) {
+          if (auto conn = ws->conn.lock()) conn->hibernate();
+        }
+      }
+      const std::size_t nsIndex = host.ns().index;
+      objects_.erase(Key{host.ns().nsId, host.id().raw()});
+      metrics_.objectsLive[nsIndex].add(-1);
+      metrics_.evictions[nsIndex].add();
+    }
+  }
 }
 
 ObjectHost* Shard::findHost(const NamespaceImpl& ns, const ObjectId& id) {
