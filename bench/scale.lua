@@ -14,6 +14,13 @@ local phase = os.getenv("PHASE") or "random"
 local nthreads = tonumber(os.getenv("WRK_THREADS") or "1")
 local read_pct = tonumber(os.getenv("READ_PCT") or "50")
 local done_dir = os.getenv("DONE_DIR") or "."
+-- CLASS=sql: bench/sql/sql_counter's SQLite-backed counters (POST /sql/o<i> adds, GET reads,
+-- an answer is the bare count) instead of the seed's.
+local sql = os.getenv("CLASS") == "sql"
+local function incrementPath(i) if sql then return "/sql/o" .. i end return "/counters/o" .. i .. "/increment" end
+local function readPath(i) if sql then return "/sql/o" .. i end return "/counters/o" .. i end
+local first = sql and "1" or '{"count":1}'
+local health = "/health"
 
 local created = 0
 function setup(thread)
@@ -39,12 +46,12 @@ if phase == "create" then
   end
   function request()
     if checked and next_i < objects then
-      local path = "/counters/o" .. next_i .. "/increment"
+      local path = incrementPath(next_i)
       next_i = next_i + nthreads
       return wrk.format("POST", path)
     end
     checked = true
-    return wrk.format("GET", "/health")
+    return wrk.format("GET", health)
   end
   function response(status, headers, body)
     if status == 200 and body == "ok" then  -- /health
@@ -53,7 +60,7 @@ if phase == "create" then
     end
     answered = answered + 1
     last = os.time()
-    if status ~= 200 or body ~= '{"count":1}' then bad = bad + 1 end
+    if status ~= 200 or body ~= first then bad = bad + 1 end
     if answered == share then done() end
   end
 else
@@ -61,8 +68,8 @@ else
     math.randomseed(os.time() * 16 + tid)
   end
   function request()
-    local path = "/counters/o" .. math.random(0, objects - 1)
-    if math.random(1, 100) <= read_pct then return wrk.format("GET", path) end
-    return wrk.format("POST", path .. "/increment")
+    local i = math.random(0, objects - 1)
+    if math.random(1, 100) <= read_pct then return wrk.format("GET", readPath(i)) end
+    return wrk.format("POST", incrementPath(i))
   end
 end

@@ -15,7 +15,10 @@
 # and prints the server's VmRSS after each step, the state directory's size (du) per object
 # and its SQLite files, then stops the server (SIGTERM) and counts the stored keys with sqlite3.
 #
-# Environment: OBJECTS (1000000) SECS (60) SETTLE (65; 0 skips step 3) CONNS (256)
+# CLASS=sql runs the same over SQLite-backed counters (bench/sql/sql_counter.cc: UPDATE …
+# RETURNING in each object's own database), built with -DDURABLE_BUILD_BENCH=ON.
+#
+# Environment: CLASS (kv | sql) OBJECTS (1000000) SECS (60) SETTLE (65; 0 skips step 3) CONNS (256)
 #              THREADS (wrk threads, 1) READ_PCT (50) BUILD (build) PORT (18920)
 #              STATE (state directory; default a fresh one under /var/tmp, removed at the end
 #              unless KEEP=1) CREATE_TIMEOUT (seconds, 3600) SHARDS (default: one per core)
@@ -33,6 +36,13 @@ PORT=${PORT:-18920}
 CREATE_TIMEOUT=${CREATE_TIMEOUT:-3600}
 SHARDS=${SHARDS:-}
 KEEP=${KEEP:-}
+CLASS=${CLASS:-kv}
+case $CLASS in
+  kv) TARGET=durable_bin EXE=durable CONFIG=examples/seed/wrangler.toml ;;
+  sql) TARGET=sql_counter EXE=sql_counter CONFIG=bench/sql/wrangler.toml ;;
+  *) echo "scale: CLASS is kv or sql" >&2; exit 2 ;;
+esac
+export CLASS
 WORK=$(mktemp -d)
 STATE=${STATE:-}
 OWN_STATE=
@@ -50,12 +60,12 @@ trap 'exit 130' INT TERM
 
 command -v wrk > /dev/null || { echo "scale: wrk is missing; run bash scripts/deps.sh --bench" >&2; exit 1; }
 { [ -f "$BUILD/CMakeCache.txt" ] || cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release; } > "$WORK/build.log" 2>&1 &&
-  cmake --build "$BUILD" -j "$(nproc)" --target durable_bin >> "$WORK/build.log" 2>&1 ||
+  cmake --build "$BUILD" -j "$(nproc)" --target "$TARGET" >> "$WORK/build.log" 2>&1 ||
   { tail -30 "$WORK/build.log"; echo "scale: build failed" >&2; exit 1; }
 
 rm -rf "$STATE"; mkdir -p "$STATE"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-"$BUILD/durable" serve --config examples/seed/wrangler.toml --listen 127.0.0.1:$PORT --persist-to "$STATE" \
+"$BUILD/$EXE" serve --config "$CONFIG" --listen 127.0.0.1:$PORT --persist-to "$STATE" \
   --durability full ${SHARDS:+--shards $SHARDS} > "$WORK/out" 2> "$WORK/err" &
 SERVER=$!
 for _ in $(seq 200); do grep -q listening "$WORK/out" 2>/dev/null && break; sleep 0.05; done
@@ -73,7 +83,7 @@ wrk_summary() {  # wrk output -> one line
 }
 
 echo "# $(date -u '+%F %H:%M UTC'), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# $OBJECTS objects, wrk -t$THREADS -c$CONNS, durability full, shards ${SHARDS:-default}, state in $STATE"
+echo "# $OBJECTS $CLASS objects, wrk -t$THREADS -c$CONNS, durability full, shards ${SHARDS:-default}, state in $STATE"
 RSS0=$(rss)
 echo "server VmRSS at start: $RSS0 KiB"
 
@@ -141,7 +151,9 @@ echo "server stopped: exit $rc; $(grep -c . "$WORK/err" || true) lines on stderr
 BYTES=$(du_state)
 echo "state directory after stop: $BYTES bytes: $(awk -v b="$BYTES" -v n="$OBJECTS" 'BEGIN { printf "%.0f bytes", b / n }') per object"
 find "$STATE" -type f -printf '  %10s %P\n' | sort -k2
-if command -v sqlite3 > /dev/null; then
+if [ "$CLASS" = sql ]; then
+  echo "objects' own databases: $(find "$STATE/sql" -name '*.sqlite' -not -path '*.snapshots*' | wc -l) (expected $OBJECTS)"
+elif command -v sqlite3 > /dev/null; then
   keys=0
   for db in $(find "$STATE" -name '*.sqlite' -o -name '*.db' | sort); do
     n=$(sqlite3 -readonly "$db" "SELECT count(*) FROM kv" 2>/dev/null) || continue
