@@ -150,7 +150,8 @@ echo "server stopped: exit $rc; $(grep -c . "$WORK/err" || true) lines on stderr
 [ -s "$WORK/err" ] && grep -v '^$' "$WORK/err" | sort | uniq -c | sort -rn | head -5 | sed 's/^/  stderr: /'
 BYTES=$(du_state)
 echo "state directory after stop: $BYTES bytes: $(awk -v b="$BYTES" -v n="$OBJECTS" 'BEGIN { printf "%.0f bytes", b / n }') per object"
-find "$STATE" -type f -printf '  %10s %P\n' | sort -k2
+# The partitions and meta, not a million objects' files.
+find "$STATE" -path "$STATE/sql" -prune -o -type f -printf '  %10s %P\n' | sort -k2
 if [ "$CLASS" = sql ]; then
   echo "objects' own databases: $(find "$STATE/sql" -name '*.sqlite' -not -path '*.snapshots*' | wc -l) (expected $OBJECTS)"
 elif command -v sqlite3 > /dev/null; then

@@ -40,21 +40,14 @@ class Notes : public durable::DurableObject {
     auto& sql = state().storage().sql();
 
     if (path == "/notes" && request.method() == "POST") {
-      std::string text;
-      try {
-        const auto body = request.json();
-        const auto* object = body.if_object();
-        const auto* field = object ? object->if_contains("text") : nullptr;
-        if (field && field->is_string()) text = std::string(field->get_string());
-      } catch (const durable::Error&) {
-        co_return error(400, "the body must be JSON: {\"text\": \"...\"}");
-      }
-      if (text.empty()) co_return error(400, "\"text\" must be a non-empty string");
+      const auto text = stringField(request, "text");
+      if (!text) co_return error(400, "the body must be JSON: {\"text\": \"...\"}");
+      if (text->empty()) co_return error(400, "\"text\" must be a non-empty string");
       const auto now = durable::now();
-      const auto id = sql.exec("INSERT INTO notes(text, created_at) VALUES (?, ?) RETURNING id", text, now)
+      const auto id = sql.exec("INSERT INTO notes(text, created_at) VALUES (?, ?) RETURNING id", *text, now)
                           .one()
                           .get<std::int64_t>("id");
-      co_return durable::Response::json(boost::json::object{{"id", id}, {"text", text}, {"createdAt", now}},
+      co_return durable::Response::json(boost::json::object{{"id", id}, {"text", *text}, {"createdAt", now}},
                                         {.status = 201});
     }
 
@@ -113,15 +106,9 @@ class Notes : public durable::DurableObject {
     }
 
     if (path == "/restore" && request.method() == "POST") {
-      std::string bookmark;
-      try {
-        const auto body = request.json();
-        const auto* object = body.if_object();
-        const auto* field = object ? object->if_contains("bookmark") : nullptr;
-        if (field && field->is_string()) bookmark = std::string(field->get_string());
-      } catch (const durable::Error&) {
-        co_return error(400, "the body must be JSON: {\"bookmark\": \"...\"}");
-      }
+      const auto field = stringField(request, "bookmark");
+      if (!field) co_return error(400, "the body must be JSON: {\"bookmark\": \"...\"}");
+      const std::string bookmark = *field;
       if (bookmark.empty()) co_return error(400, "\"bookmark\" must be a non-empty string");
       std::string undo;
       std::string failure;
@@ -142,6 +129,19 @@ class Notes : public durable::DurableObject {
   }
 
  private:
+  // A JSON object body's string field: "" when the field is missing or not a string, nullopt
+  // when the body is not JSON.
+  static std::optional<std::string> stringField(const durable::Request& request, const char* name) {
+    try {
+      const auto body = request.json();
+      const auto* object = body.if_object();
+      const auto* field = object ? object->if_contains(name) : nullptr;
+      return field && field->is_string() ? std::string(field->get_string()) : std::string();
+    } catch (const durable::Error&) {
+      return std::nullopt;
+    }
+  }
+
   static durable::Task<void> restartSoon(durable::State& state) {
     co_await durable::sleep(1);
     state.abort("restoring a bookmark");

@@ -691,13 +691,9 @@ void ObjectSqlDb::endSavepoint(bool keep) {
 void ObjectSqlDb::cut(std::int64_t now) {
   const std::size_t ready = savepoints_.empty() ? recorder_->size() : savepoints_.front();
   if (ready == 0) return;
-  Entry entry;
-  entry.records = recorder_->takePrefix(ready);
+  std::string records = recorder_->takePrefix(ready);
   for (auto& mark : savepoints_) mark -= ready;
-  entry.lsn = ++appliedLsn_;
-  lastAt_ = std::max(lastAt_, now);
-  entry.at = lastAt_;
-  ready_.push_back(std::move(entry));
+  appendEntry(std::move(records), now);
 }
 
 std::vector<ObjectSqlDb::Entry> ObjectSqlDb::emit(std::int64_t now) {
@@ -799,10 +795,9 @@ std::optional<ObjectSqlDb::Snapshot> ObjectSqlDb::snapshotAtOrBefore(std::uint64
   return found;
 }
 
-std::uint64_t ObjectSqlDb::appendRestore(std::uint64_t target, std::int64_t now) {
-  cut(now);
+std::uint64_t ObjectSqlDb::appendEntry(std::string records, std::int64_t now) {
   Entry entry;
-  entry.records = targetRecord('R', target);
+  entry.records = std::move(records);
   entry.lsn = ++appliedLsn_;
   lastAt_ = std::max(lastAt_, now);
   entry.at = lastAt_;
@@ -810,6 +805,10 @@ std::uint64_t ObjectSqlDb::appendRestore(std::uint64_t target, std::int64_t now)
   return appliedLsn_;
 }
 
+std::uint64_t ObjectSqlDb::appendRestore(std::uint64_t target, std::int64_t now) {
+  cut(now);
+  return appendEntry(targetRecord('R', target), now);
+}
 
 void ObjectSqlDb::readPendingRestore() {
   pendingRestore_.reset();
@@ -837,12 +836,7 @@ void ObjectSqlDb::armRestore(std::uint64_t target, std::int64_t now) {
   cut(now);
   ensureTransaction();
   writePendingRestore(target);
-  Entry entry;
-  entry.records = targetRecord('P', target);
-  entry.lsn = ++appliedLsn_;
-  lastAt_ = std::max(lastAt_, now);
-  entry.at = lastAt_;
-  ready_.push_back(std::move(entry));
+  appendEntry(targetRecord('P', target), now);
 }
 
 std::optional<std::uint64_t> ObjectSqlDb::restoreTarget(std::string_view records) {

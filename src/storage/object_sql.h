@@ -217,6 +217,8 @@ class ObjectSqlDb {
   void writeLsn(std::uint64_t lsn);
   void takeSnapshot(std::int64_t now);
   bool committable() const;
+  // A new entry of `records` after the last, stamped `now` (never before the one before); its LSN.
+  std::uint64_t appendEntry(std::string records, std::int64_t now);
   void commit(std::int64_t now);
   // After an author's statement: whether SQLite ended the file's transaction (then stale()).
   void noticeLostTransaction();
