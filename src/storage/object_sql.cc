@@ -186,11 +186,10 @@ ObjectSqlDb::ObjectSqlDb(const std::filesystem::path& file, const Limits& limits
   try {
     // Durability is the log's: the file is synced only when a checkpoint copies the WAL back,
     // which keeps it whole (never corrupt) through a power cut; what it lost, the log has.
-    // Unsynced while a new file turns to WAL (a file that a crash leaves unreadable then held
-    // nothing yet): creating one costs no fsync.
+    // Unsynced while a new file turns to WAL and gets its tables (a file that a crash leaves
+    // unreadable then held nothing yet): creating one costs no fsync. NORMAL from there on.
     exec("PRAGMA synchronous=OFF");
     exec("PRAGMA journal_mode=WAL");
-    exec("PRAGMA synchronous=NORMAL");
     exec("PRAGMA foreign_keys=ON");
     sqlite3_db_config(db_, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
     sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
@@ -217,6 +216,7 @@ ObjectSqlDb::ObjectSqlDb(const std::filesystem::path& file, const Limits& limits
          "INSERT OR IGNORE INTO _cf_meta(k, lsn) VALUES (1, 0);"
          "CREATE TABLE IF NOT EXISTS _cf_KV(key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;"
          "COMMIT");
+    exec("PRAGMA synchronous=NORMAL");
     // A file made on 2026-12-06 has no time of its last entry, nor an armed restore.
     if (sqlite3_exec(db_, "SELECT at FROM _cf_meta LIMIT 0", nullptr, nullptr, nullptr) != SQLITE_OK) {
       exec("ALTER TABLE _cf_meta ADD COLUMN at INTEGER NOT NULL DEFAULT 0");
