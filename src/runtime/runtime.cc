@@ -113,10 +113,11 @@ bool ObjectHost::openSql() {
   }
   const std::uint64_t flow = shard_.nextFlow();
   auto lock = std::make_shared<InputGate::Lock>(gate_.lock(flow));
-  bool finished = false;
+  // Shared: over an engine that answers later, the completion runs after this call returned.
+  auto finished = std::make_shared<bool>(false);
   ContextScope scope({this, flow});
-  spawn(store_.openSql(), std::function<void(Result<void>)>([this, lock, &finished](Result<void> r) {
-          finished = true;
+  spawn(store_.openSql(), std::function<void(Result<void>)>([this, lock, finished](Result<void> r) {
+          *finished = true;
           if (!r.ok()) {
             log("object ", ns_.className, " ", id_.toString(), ": its SQL database cannot be opened: ",
                 describeException(r.error()));
@@ -127,8 +128,8 @@ bool ObjectHost::openSql() {
           lock->release();
         }));
   // Done at once (the engine answered now): the event goes on, or fails with the error.
-  if (finished && sqlOpenFailed_) sqlOpenFailed_ = false;
-  return finished && !store_.sqlMustOpen();
+  if (*finished && sqlOpenFailed_) sqlOpenFailed_ = false;
+  return *finished && !store_.sqlMustOpen();
 }
 
 std::exception_ptr ObjectHost::constructFailure() const {
