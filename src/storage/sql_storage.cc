@@ -291,11 +291,12 @@ void ObjectStore::sqlLost() {
 }
 
 void ObjectStore::resyncSql() {
-  if (sqlReady() || resyncing_ || inFlight_ != 0 || dirty_) return;
+  if (!sql_ || sqlReady() || resyncing_ || inFlight_ != 0 || dirty_) return;
   resyncing_ = true;
   auto lock = std::make_shared<InputGate::Lock>(inputGate_.lock(kResyncFlow));
   ContextScope scope({currentContext().host, kResyncFlow});
-  spawn(openSql(), std::function<void(Result<void>)>([this, lock](Result<void> r) {
+  // Catching up only: an armed restore waits for the next instance (openSql at its start).
+  spawn(catchUpSql(), std::function<void(Result<void>)>([this, lock](Result<void> r) {
           resyncing_ = false;
           if (!r.ok()) {
             logError("storage: object ", id_.toString(), ": its SQL database cannot catch up with its log: ",
