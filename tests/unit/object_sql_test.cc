@@ -258,7 +258,14 @@ TEST_F(ObjectSqlTest, AWriterKilledAtRandomLeavesAFileTheLogCompletesExactly) {
     const pid_t child = ::fork();
     ASSERT_GE(child, 0);
     if (child == 0) writer(file(), logFile, static_cast<unsigned>(round));
-    ::usleep(static_cast<useconds_t>(20'000 + rng() % 150'000));
+    // Killed at a random moment after it has written something this round (a loaded machine,
+    // or a sanitizer, can take longer than any fixed delay to get it going).
+    std::error_code ec;
+    const auto sizeBefore = fs::exists(logFile) ? fs::file_size(logFile, ec) : 0;
+    for (int i = 0; i < 2000 && (fs::exists(logFile) ? fs::file_size(logFile, ec) : 0) == sizeBefore; ++i) {
+      ::usleep(5'000);
+    }
+    ::usleep(static_cast<useconds_t>(rng() % 150'000));
     ::kill(child, SIGKILL);
     int status = 0;
     ::waitpid(child, &status, 0);
