@@ -107,6 +107,8 @@ class ObjectSqlDb {
   // Cloudflare keeps them): owned by the database, reset after each use. nullptr when `sql` is
   // not exactly one statement (the caller prepares it statement by statement).
   sqlite3_stmt* cachedUser(std::string_view sql);
+  // Whether `sql` holds nothing but blanks, semicolons and comments: no statement.
+  static bool noStatementIn(std::string_view sql);
   // Runs an author's statement like run(), atomically: a failed statement changes nothing.
   // Returns SQLite's code; `rowsWritten` counts the rows it inserted, updated or deleted
   // (those of its triggers included).

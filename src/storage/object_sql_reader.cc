@@ -1,5 +1,7 @@
 #include "storage/object_sql_reader.h"
 
+#include "storage/object_sql.h"
+
 #include <durable/error.h>
 
 #include <strings.h>
@@ -50,13 +52,6 @@ struct Finalize {
   sqlite3_stmt* stmt = nullptr;
   ~Finalize() { sqlite3_finalize(stmt); }
 };
-
-bool onlyBlanks(std::string_view s) {
-  for (char c : s) {
-    if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != ';') return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -155,7 +150,7 @@ ObjectSqlReader::Result ObjectSqlReader::query(std::string_view sql, std::size_t
     throw Error(ErrorCode::kInvalidArgument, sqlite3_errmsg(db_));
   }
   if (!q.stmt) throw Error(ErrorCode::kInvalidArgument, "the query holds no statement");
-  if (!onlyBlanks(std::string_view(tail, static_cast<std::size_t>(sql.data() + sql.size() - tail)))) {
+  if (!ObjectSqlDb::noStatementIn(std::string_view(tail, static_cast<std::size_t>(sql.data() + sql.size() - tail)))) {
     throw Error(ErrorCode::kInvalidArgument, "one statement at a time");
   }
   if (!sqlite3_stmt_readonly(q.stmt)) {

@@ -379,26 +379,6 @@ std::vector<std::vector<Value>> SqlCursor::raw() const {
 
 namespace {
 
-// Whether `sql` holds nothing but blanks, semicolons and comments.
-bool noStatementIn(std::string_view sql) {
-  std::size_t i = 0;
-  while (i < sql.size()) {
-    const char c = sql[i];
-    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' || c == ';') {
-      ++i;
-    } else if (sql.substr(i, 2) == "--") {
-      const auto eol = sql.find('\n', i);
-      i = eol == std::string_view::npos ? sql.size() : eol + 1;
-    } else if (sql.substr(i, 2) == "/*") {
-      const auto end = sql.find("*/", i + 2);
-      i = end == std::string_view::npos ? sql.size() : end + 2;
-    } else {
-      return false;
-    }
-  }
-  return true;
-}
-
 struct Finalize {
   sqlite3_stmt* stmt;
   ~Finalize() { sqlite3_finalize(stmt); }
@@ -472,7 +452,7 @@ SqlCursor SqlStorage::execBound(std::string_view query, const Value* bindings, s
       break;
     }
     Finalize finalize{cached ? nullptr : stmt};
-    const bool last = cached || noStatementIn(tail);
+    const bool last = cached || detail::ObjectSqlDb::noStatementIn(tail);
     if (!last && sqlite3_bind_parameter_count(stmt) > 0) {
       throw Error(ErrorCode::kInvalidArgument,
                   "When executing multiple SQL statements in a single call, only the last statement can have "
