@@ -11,10 +11,11 @@ packages=(
   libmimalloc-dev  # the server's allocator (CMakeLists.txt, DURABLE_MIMALLOC)
   prometheus-cpp-dev  # the text format of GET /metrics on the admin listener (src/admin/metrics_text.cc)
   libarchive-dev  # durable backup / restore: one tar file of the state's databases (src/admin/backup.cc)
+  libpq-dev  # cluster mode: PostgreSQL as store and ownership authority (src/storage/postgres_engine.h)
 )
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
   packages+=(googletest libgtest-dev libgmock-dev
-             postgresql-15 libpq-dev  # the tests' PostgreSQL server (tests/support/postgres_server.h)
+             postgresql-15  # the tests' PostgreSQL server (tests/support/postgres_server.h)
              chromium)  # the browser test of the chat page (tests/browser)
 fi
 if [ "${1:-}" = "--bench" ]; then

@@ -62,7 +62,11 @@ struct EnvOptions {
   // "sqlite": a database file per partition in persistDir, as `durable serve` keeps it.
   // "memory": rows kept in the Env's memory, surviving restart() but not the Env; every
   // commit completes on a later turn of the event loop, as over a network.
+  // "postgres": rows in the PostgreSQL at postgresUrl, the Env a one-node cluster named
+  // clusterNode (docs/cluster.md): every commit fenced by the slots it holds.
   std::string storageEngine = "sqlite";
+  std::string postgresUrl;
+  std::string clusterNode = "test";
 };
 
 class Env {

@@ -25,6 +25,7 @@
 #include "net/websocket.h"
 #include "storage/object_store.h"
 #include "storage/partition.h"
+#include "storage/slot_table.h"
 
 #include <durable/namespace.h>
 #include <durable/object.h>
@@ -313,6 +314,9 @@ struct RuntimeOptions {
   // Empty: each partition is a SQLite file under persistDir. Else the engine of partition p,
   // on the shard context given (durable/testing.h's in-memory storage).
   std::function<std::unique_ptr<StorageEngine>(int p, boost::asio::io_context& shard)> engine;
+  // Cluster mode (cluster/membership.h): the slots this node holds. Objects are placed in
+  // partitions by slot.
+  std::shared_ptr<const SlotTable> slots;
 };
 
 // The shard count when the config says 0: one per core but one. Each shard also keeps a commit
@@ -349,7 +353,9 @@ class Runtime final : public HttpHost {
   const NamespaceImpl* namespaceById(std::int64_t nsId) const;
   // The served namespaces, by NamespaceImpl::index.
   const std::vector<const NamespaceImpl*>& namespaces() const { return namespaces_; }
+  // In cluster mode a slot lies in one partition, so a slot's objects share one engine.
   int partitionIndex(const ObjectId& id) const {
+    if (options_.slots) return options_.slots->slotOf(id.raw()) % partitionCount_;
     return static_cast<int>(id.hash() % static_cast<std::size_t>(partitionCount_));
   }
 

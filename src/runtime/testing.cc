@@ -4,7 +4,9 @@
 #include "runtime/runtime.h"
 #include "runtime/state_lock.h"
 #include "storage/fault_vfs.h"
+#include "cluster/membership.h"
 #include "storage/memory_engine.h"
+#include "storage/postgres_engine.h"
 
 #include <durable/error.h>
 
@@ -44,6 +46,8 @@ struct Env::Impl {
   std::map<std::string, Namespace> handles;
   // storageEngine "memory": each partition's rows, kept across restart().
   std::vector<std::shared_ptr<detail::MemoryEngine::Data>> memoryRows;
+  // storageEngine "postgres": this Env as a node of a cluster, kept across restart().
+  std::unique_ptr<detail::ClusterMembership> cluster;
 
   detail::Runtime& started() {
     if (!runtime) {
@@ -69,12 +73,26 @@ struct Env::Impl {
           return std::make_unique<detail::MemoryEngine>(memoryRows[static_cast<std::size_t>(p)], shard);
         };
       }
+      const int partitions = static_cast<int>(std::max(1u, options.shards));
+      if (options.storageEngine == "postgres") {
+        if (!cluster) {
+          detail::ClusterOptions co;
+          co.url = options.postgresUrl;
+          co.node = options.clusterNode;
+          cluster = std::make_unique<detail::ClusterMembership>(co);
+          cluster->start();
+        }
+        ro.slots = cluster->slots();
+        ro.engine = [this, partitions](int p, boost::asio::io_context& shard) -> std::unique_ptr<detail::StorageEngine> {
+          return std::make_unique<detail::PostgresEngine>(p, partitions, options.postgresUrl, options.clusterNode,
+                                                          cluster->slots(), shard);
+        };
+      }
       ro.settings.hibernationTimeoutMs = options.hibernationTimeoutMs;
       ro.settings.maxWebSocketMessageBytes = options.maxWebSocketMessageBytes;
       std::vector<detail::NamespaceImpl*> ns;
       for (auto& n : namespaces) ns.push_back(n.get());
-      runtime = std::make_unique<detail::Runtime>(ro, ns, vars, std::vector<std::int64_t>{},
-                                                  static_cast<int>(std::max(1u, options.shards)));
+      runtime = std::make_unique<detail::Runtime>(ro, ns, vars, std::vector<std::int64_t>{}, partitions);
       runtime->start();
     }
     return *runtime;
@@ -82,9 +100,12 @@ struct Env::Impl {
 };
 
 Env::Env(EnvOptions options) : impl_(std::make_unique<Impl>()) {
-  if (options.storageEngine != "sqlite" && options.storageEngine != "memory") {
-    throw Error(ErrorCode::kInvalidArgument,
-                "EnvOptions::storageEngine: \"" + options.storageEngine + "\" is not \"sqlite\" or \"memory\"");
+  if (options.storageEngine != "sqlite" && options.storageEngine != "memory" && options.storageEngine != "postgres") {
+    throw Error(ErrorCode::kInvalidArgument, "EnvOptions::storageEngine: \"" + options.storageEngine +
+                                                 "\" is not \"sqlite\", \"memory\" or \"postgres\"");
+  }
+  if (options.storageEngine == "postgres" && options.postgresUrl.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "EnvOptions::storageEngine \"postgres\" needs EnvOptions::postgresUrl");
   }
   impl_->options = std::move(options);
   if (impl_->options.manualClock) {

@@ -272,6 +272,23 @@ std::string PostgresServer::connectionString() const {
   return "host=127.0.0.1 port=" + std::to_string(port_) + " user=durable dbname=postgres";
 }
 
+std::string PostgresServer::createDatabase() {
+  const std::string name = "test" + std::to_string(++databases_);
+  PGconn* c = PQconnectdb(connectionString().c_str());
+  PGresult* r = PQexec(c, ("CREATE DATABASE " + name).c_str());
+  const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  const std::string why = ok ? "" : PQresultErrorMessage(r);
+  PQclear(r);
+  PQfinish(c);
+  if (!ok) throw std::runtime_error("postgres harness: CREATE DATABASE " + name + ": " + why);
+  return "host=127.0.0.1 port=" + std::to_string(port_) + " user=durable dbname=" + name;
+}
+
+PostgresServer& PostgresServer::shared() {
+  static PostgresServer server;
+  return server;
+}
+
 std::string PostgresServer::logText() const { return readAll(dir_ / "server.log"); }
 
 }  // namespace durable_test

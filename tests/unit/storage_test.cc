@@ -1,8 +1,9 @@
 // Storage through the real runtime: every behaviour is checked once through the object's
 // cache (in the event that wrote it, or the next one) and once after env.restart(), when the
 // object is evicted and every read comes from the partition's engine. StorageTest and
-// StorageListTest run on both engines (storage/engine.h): the SQLite files `durable serve`
-// keeps, and the in-memory engine, whose commits complete on a later turn of the event loop.
+// StorageListTest run on every engine (storage/engine.h): the SQLite files `durable serve`
+// keeps, the in-memory engine, whose commits complete on a later turn of the event loop, and
+// PostgreSQL (cluster mode, a real server started by the test process).
 //
 // g++ 12: no braced temporaries of classes with std::string members (ListOptions, pairs,
 // initializer lists of strings) inside a co_await expression. Options and key lists are built
@@ -16,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include "support/postgres_server.h"
 #include "unit/test_support.h"
 
 #include <cmath>
@@ -57,12 +59,13 @@ std::vector<std::string> keysOf(const Entries& entries) {
 
 using durable::test_support::errorCodeOf;
 
-// "sqlite" or "memory"; with "-sql", the class is SQLite-backed: its keys live in its own SQL
+// "sqlite", "memory" or "postgres"; with "-sql", the class is SQLite-backed: its keys live in its own SQL
 // database (_cf_KV), and every test here holds for them too.
 dt::EnvOptions onEngine(const std::string& engine) {
   dt::EnvOptions options;
   options.sqliteBacked = engine.ends_with("-sql");
   options.storageEngine = options.sqliteBacked ? engine.substr(0, engine.size() - 4) : engine;
+  if (options.storageEngine == "postgres") options.postgresUrl = durable_test::PostgresServer::shared().createDatabase();
   return options;
 }
 
@@ -987,9 +990,11 @@ TEST(StorageKeys, InvalidUtf8IsRefused) {
 
 namespace {
 // The parameter names become test names: '-' is not allowed there.
-INSTANTIATE_TEST_SUITE_P(Engines, StorageTest, ::testing::Values("sqlite", "memory", "sqlite-sql", "memory-sql"),
+INSTANTIATE_TEST_SUITE_P(Engines, StorageTest, ::testing::Values("sqlite", "memory", "sqlite-sql", "memory-sql", "postgres",
+                                           "postgres-sql"),
                          [](const auto& info) { std::string n = info.param; std::replace(n.begin(), n.end(), '-', '_'); return n; });
-INSTANTIATE_TEST_SUITE_P(Engines, StorageListTest, ::testing::Values("sqlite", "memory", "sqlite-sql", "memory-sql"),
+INSTANTIATE_TEST_SUITE_P(Engines, StorageListTest, ::testing::Values("sqlite", "memory", "sqlite-sql", "memory-sql", "postgres",
+                                           "postgres-sql"),
                          [](const auto& info) { std::string n = info.param; std::replace(n.begin(), n.end(), '-', '_'); return n; });
 }  // namespace
 

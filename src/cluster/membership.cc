@@ -1,0 +1,195 @@
+#include "cluster/membership.h"
+
+#include "base/log.h"
+#include "storage/postgres_engine.h"
+
+#include <durable/error.h>
+
+#include <pthread.h>
+
+#include <algorithm>
+
+namespace durable::detail {
+
+namespace {
+
+// Rendezvous hashing: every node computes the same owner for a slot from the same live set,
+// and a node joining or leaving moves only the slots it wins or held.
+std::uint64_t score(const std::string& node, int slot) {
+  std::uint64_t h = 14695981039346656037ull;  // FNV-1a
+  auto mix = [&h](unsigned char c) {
+    h ^= c;
+    h *= 1099511628211ull;
+  };
+  for (unsigned char c : node) mix(c);
+  for (int i = 0; i < 4; ++i) mix(static_cast<unsigned char>((static_cast<unsigned>(slot) >> (8 * i)) & 0xff));
+  // FNV's low bits mix poorly for short inputs: finish with a multiply-xorshift.
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h;
+}
+
+std::string intArray(const std::vector<int>& values) {
+  std::string out = "{";
+  for (int v : values) {
+    if (out.size() > 1) out += ',';
+    out += std::to_string(v);
+  }
+  return out + "}";
+}
+
+}  // namespace
+
+bool validNodeName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
+  });
+}
+
+ClusterMembership::ClusterMembership(ClusterOptions options) : options_(std::move(options)) {
+  if (!validNodeName(options_.node)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "cluster node name \"" + options_.node + "\" is not 1-64 of the characters A-Z a-z 0-9 . _ -");
+  }
+  db_ = std::make_unique<PgBlocking>(options_.url);
+  const int slots = ensurePostgresSchema(*db_, options_.slots);
+  slots_ = std::make_shared<SlotTable>(slots);
+  const auto sentAt = std::chrono::steady_clock::now();
+  auto r = db_->run(
+      "INSERT INTO durable_nodes(name, address, lease_until) VALUES($1::text, $2::text, clock_timestamp() + "
+      "$3::int8 * interval '1 millisecond') ON CONFLICT (name) DO UPDATE SET address = excluded.address, "
+      "lease_until = excluded.lease_until, incarnation = durable_nodes.incarnation + 1 RETURNING incarnation",
+      PgParams().bytes(options_.node).bytes(options_.address).int8(options_.lease.count()));
+  incarnation_ = pgInt8(r.get(), 0, 0);
+  slots_->renewed(sentAt, trustedFor());
+  const auto claimed = claim();
+  logInfo("cluster: node ", options_.node, " (incarnation ", incarnation_, ") holds ", claimed.size(), " of ", slots,
+          " slots");
+}
+
+ClusterMembership::~ClusterMembership() { stop(); }
+
+std::chrono::milliseconds ClusterMembership::trustedFor() const {
+  // The margin covers the two clocks' rates differing and the renewal's own latency.
+  const auto margin = std::max(options_.lease / 10, std::chrono::milliseconds(100));
+  return options_.lease - margin;
+}
+
+void ClusterMembership::start(std::function<void(const std::vector<int>&)> claimed) {
+  claimed_ = std::move(claimed);
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "cluster-lease");
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      cv_.wait_for(lock, options_.lease / 4, [this] { return stopping_; });
+      if (stopping_) break;
+      lock.unlock();
+      try {
+        tick();
+      } catch (const std::exception& e) {
+        logWarn("cluster: lease renewal failed: ", e.what());
+      }
+      lock.lock();
+    }
+  });
+}
+
+void ClusterMembership::tick() {
+  if (!db_ || !db_->ok()) db_ = std::make_unique<PgBlocking>(options_.url);
+  renew();
+  auto claimed = claim();
+  if (!claimed.empty() && claimed_) claimed_(claimed);
+}
+
+void ClusterMembership::renew() {
+  const auto sentAt = std::chrono::steady_clock::now();
+  auto r = db_->run(
+      "UPDATE durable_nodes SET lease_until = clock_timestamp() + $2::int8 * interval '1 millisecond' "
+      "WHERE name = $1::text AND incarnation = $3::int8 RETURNING 1",
+      PgParams().bytes(options_.node).int8(options_.lease.count()).int8(incarnation_));
+  if (PQntuples(r.get()) == 0) {
+    // Another process registered under this name: it claims our slots with new epochs.
+    for (int s = 0; s < slots_->count(); ++s) slots_->drop(s);
+    throw Error(ErrorCode::kUnavailable, "node " + options_.node + " was registered again by another process");
+  }
+  slots_->renewed(sentAt, trustedFor());
+}
+
+std::vector<int> ClusterMembership::claim() {
+  auto live = db_->run("SELECT name FROM durable_nodes WHERE lease_until > clock_timestamp() ORDER BY name");
+  std::vector<std::string> nodes;
+  for (int i = 0; i < PQntuples(live.get()); ++i) nodes.emplace_back(pgBytes(live.get(), i, 0));
+  if (std::find(nodes.begin(), nodes.end(), options_.node) == nodes.end()) return {};
+  std::vector<int> wanted;
+  for (int s = 0; s < slots_->count(); ++s) {
+    if (slots_->epoch(s) != 0) continue;
+    const std::string* best = nullptr;
+    std::uint64_t bestScore = 0;
+    for (const auto& n : nodes) {
+      const auto sc = score(n, s);
+      if (!best || sc > bestScore) {
+        best = &n;
+        bestScore = sc;
+      }
+    }
+    if (*best == options_.node) wanted.push_back(s);
+  }
+  if (wanted.empty()) return {};
+  db_->script("BEGIN");
+  std::vector<int> claimed;
+  try {
+    auto mine = db_->run(
+        "SELECT 1 FROM durable_nodes WHERE name = $1::text AND incarnation = $2::int8 AND lease_until > "
+        "clock_timestamp() FOR SHARE",
+        PgParams().bytes(options_.node).int8(incarnation_));
+    if (PQntuples(mine.get()) == 0) {
+      db_->script("ROLLBACK");
+      return {};
+    }
+    const auto list = intArray(wanted);
+    db_->run("SELECT slot FROM durable_slots WHERE slot = ANY($1::int[]) ORDER BY slot FOR UPDATE", PgParams().text(list));
+    auto r = db_->run(
+        "UPDATE durable_slots s SET owner = $2::text, epoch = s.epoch + 1 WHERE s.slot = ANY($1::int[]) AND "
+        "(s.owner IS NULL OR s.owner = $2::text OR NOT EXISTS (SELECT 1 FROM durable_nodes n WHERE n.name = s.owner "
+        "AND n.lease_until > clock_timestamp())) RETURNING s.slot::int8, s.epoch",
+        PgParams().text(list).bytes(options_.node));
+    db_->script("COMMIT");
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      const int slot = static_cast<int>(pgInt8(r.get(), i, 0));
+      slots_->hold(slot, pgInt8(r.get(), i, 1));
+      claimed.push_back(slot);
+    }
+  } catch (...) {
+    PQclear(PQexec(db_->raw(), "ROLLBACK"));
+    throw;
+  }
+  return claimed;
+}
+
+void ClusterMembership::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (std::exchange(released_, true)) return;
+  try {
+    if (!db_ || !db_->ok()) db_ = std::make_unique<PgBlocking>(options_.url);
+    db_->run(
+        "UPDATE durable_slots SET owner = NULL WHERE owner = $1::text AND EXISTS (SELECT 1 FROM durable_nodes WHERE "
+        "name = $1::text AND incarnation = $2::int8)",
+        PgParams().bytes(options_.node).int8(incarnation_));
+    db_->run("UPDATE durable_nodes SET lease_until = clock_timestamp() WHERE name = $1::text AND incarnation = $2::int8",
+             PgParams().bytes(options_.node).int8(incarnation_));
+    for (int s = 0; s < slots_->count(); ++s) slots_->drop(s);
+  } catch (const std::exception& e) {
+    logWarn("cluster: could not release the slots of ", options_.node, ": ", e.what(),
+            "; other nodes claim them when its lease expires");
+  }
+}
+
+}  // namespace durable::detail

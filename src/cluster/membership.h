@@ -1,0 +1,77 @@
+// A node's membership in a cluster on PostgreSQL (docs/cluster.md): its row in durable_nodes,
+// the lease it renews there by PostgreSQL's clock, and the slots it claims.
+//
+// - Lease: every lease/4 the node sets lease_until = clock_timestamp() + lease. It trusts its
+//   own lease until the moment it sent the last successful renewal plus lease minus a margin
+//   (its monotonic clock; SlotTable::leaseTrusted), so a pause or a partition stops it from
+//   serving before any other node may claim its slots.
+// - Claims: a slot's target owner is the live node that rendezvous hashing picks. A node
+//   claims its targets whose owner is absent or whose lease expired, bumping the epoch
+//   (UPDATE ... epoch = epoch + 1), in one transaction that locks the slot rows in slot order.
+//   Every commit of the old owner is fenced by that epoch (storage/postgres_engine.h).
+// - A restart of the same node name bumps its incarnation and claims its slots again with new
+//   epochs: the old process, if it still runs, is fenced like any other node.
+#pragma once
+
+#include "storage/pg_connection.h"
+#include "storage/slot_table.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace durable::detail {
+
+struct ClusterOptions {
+  std::string url;      // libpq connection string or postgres:// URL
+  std::string node;     // this node's name, unique in the cluster
+  std::string address;  // where other nodes reach it (host:port)
+  std::chrono::milliseconds lease{5000};
+  int slots = 4096;     // used when the cluster is created; an existing one keeps its count
+};
+
+// Accepted node names: 1-64 of [A-Za-z0-9._-].
+bool validNodeName(const std::string& name);
+
+class ClusterMembership {
+ public:
+  // Connects, creates the schema if needed, registers the node and claims its share of the
+  // slots. Throws Error(kUnavailable) when PostgreSQL cannot be reached.
+  explicit ClusterMembership(ClusterOptions options);
+  ~ClusterMembership();  // stop()s
+
+  const std::shared_ptr<SlotTable>& slots() const { return slots_; }
+  const ClusterOptions& options() const { return options_; }
+
+  // Renews the lease and claims slots on a thread of its own; `claimed` runs there with the
+  // slots newly claimed after start-up (their alarms must be loaded).
+  void start(std::function<void(const std::vector<int>&)> claimed = {});
+  // Releases every slot this node holds and ends its lease now, so that others claim at once.
+  void stop();
+
+  // One renewal and claim round, as the thread does (tests).
+  void tick();
+
+ private:
+  void renew();
+  std::vector<int> claim();
+  std::chrono::milliseconds trustedFor() const;
+
+  ClusterOptions options_;
+  std::shared_ptr<SlotTable> slots_;
+  std::unique_ptr<PgBlocking> db_;
+  std::int64_t incarnation_ = 0;
+  std::function<void(const std::vector<int>&)> claimed_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  bool released_ = false;
+  std::thread thread_;
+};
+
+}  // namespace durable::detail

@@ -1,0 +1,149 @@
+// One libpq connection driven by a shard's event loop: exchanges (statements ended by a
+// pipeline sync, which PostgreSQL runs as one implicit transaction) are pipelined without a
+// thread per query and without a blocking call (libpq's pipeline mode, "Pipeline Mode" in the
+// libpq docs). Used by the PostgreSQL engine (storage/postgres_engine.h).
+//
+// Why the implicit transaction of a sync and not BEGIN/COMMIT: when a statement fails, the
+// server skips the rest up to the sync and rolls back what ran, so a fenced commit whose fence
+// fails writes nothing and leaves the session clean for the next exchange, with no round trip.
+//
+// A lost connection fails every exchange in flight with kUnavailable: for a commit its outcome
+// is unknown, which the engine's caller treats as a failed commit (the objects are reset and
+// reload what PostgreSQL has). The next exchange connects again.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace durable::detail {
+
+struct PgResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using PgResult = std::unique_ptr<PGresult, PgResultDeleter>;
+
+// The SQLSTATE a fenced commit fails with when a slot it writes to is no longer this node's
+// at the epoch it holds (docs/cluster.md).
+inline constexpr std::string_view kFenceSqlState = "DU001";
+
+// A statement's parameters. Binary ones are sent as bytes in PostgreSQL's binary format
+// (bytea as is, bigint as 8 big-endian bytes); text ones in its text format (arrays).
+class PgParams {
+ public:
+  PgParams& bytes(std::string_view b);
+  PgParams& int8(std::int64_t v);
+  PgParams& text(std::string_view t);
+  int size() const { return static_cast<int>(values_.size()); }
+
+ private:
+  friend class PgConnection;
+  friend class PgBlocking;
+  std::vector<std::string> values_;
+  std::vector<int> formats_;
+};
+
+// A statement prepared once per connection, by name, when an exchange first uses it.
+struct PgStatement {
+  std::string name;
+  std::string sql;
+};
+
+struct PgQuery {
+  const PgStatement* statement;
+  PgParams params;
+};
+
+// What an exchange answers: one result per query, in order (binary format), or the first
+// error. `sqlState` is the error's SQLSTATE ("" when the connection failed).
+struct PgOutcome {
+  std::vector<PgResult> results;
+  std::exception_ptr error;
+  std::string sqlState;
+};
+
+class PgConnection {
+ public:
+  // Connects at once (blocking: start-up); throws Error(kUnavailable) with libpq's message.
+  PgConnection(std::string conninfo, boost::asio::io_context& loop);
+  ~PgConnection();
+  PgConnection(const PgConnection&) = delete;
+  PgConnection& operator=(const PgConnection&) = delete;
+
+  // Sends `queries` followed by a sync; `done` runs on the loop once the sync's answer is in
+  // (the transaction is committed: with synchronous_commit on, durable), never inside this call.
+  void exchange(std::vector<PgQuery> queries, std::function<void(PgOutcome)> done);
+  // Exchanges sent and not yet answered.
+  std::size_t inFlight() const { return pending_.size(); }
+
+  // Closes the connection and fails what is in flight; used on shutdown.
+  void close();
+
+ private:
+  struct Pending {
+    std::size_t prepares = 0;  // results to drop before the queries'
+    std::size_t queries = 0;
+    std::size_t seen = 0;      // prepares and queries whose results ended
+    bool inResult = false;     // a result of the current query was taken, its end not yet
+    PgOutcome outcome;
+    std::function<void(PgOutcome)> done;
+  };
+
+  void connect();
+  void send(std::vector<PgQuery>& queries, Pending& p);
+  void flush();
+  void waitRead();
+  void onReadable();
+  void drain();
+  void fail(const std::string& why);
+  void complete(Pending p);
+
+  const std::string conninfo_;
+  boost::asio::io_context& loop_;
+  PGconn* conn_ = nullptr;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> socket_;
+  std::set<std::string> prepared_;
+  std::deque<Pending> pending_;
+  bool reading_ = false, writing_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// A blocking connection for start-up, the admin API and the cluster's own bookkeeping.
+class PgBlocking {
+ public:
+  explicit PgBlocking(const std::string& conninfo);  // throws Error(kUnavailable)
+  ~PgBlocking();
+  PgBlocking(const PgBlocking&) = delete;
+  PgBlocking& operator=(const PgBlocking&) = delete;
+
+  // Runs one statement (text parameters unless given binary ones, binary results); throws
+  // Error(kUnavailable) with the server's message on failure.
+  PgResult run(std::string_view sql, const PgParams& params = {});
+  // Runs several statements separated by semicolons, no parameters.
+  void script(std::string_view sql);
+  bool ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+  PGconn* raw() { return conn_; }
+
+ private:
+  PGconn* conn_;
+};
+
+// Reading binary results.
+std::int64_t pgInt8(const PGresult* r, int row, int col);
+std::int32_t pgInt4(const PGresult* r, int row, int col);
+std::string_view pgBytes(const PGresult* r, int row, int col);
+bool pgNull(const PGresult* r, int row, int col);
+
+}  // namespace durable::detail

@@ -1,0 +1,445 @@
+#include "storage/postgres_engine.h"
+
+#include <durable/error.h>
+
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <map>
+
+namespace durable::detail {
+
+namespace {
+
+// Ours alone among the sessions of the database: it serializes schema creation across nodes.
+constexpr std::int64_t kSchemaLockKey = 0x6475726162;  // "durab"
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS durable_cluster(
+  id int PRIMARY KEY CHECK (id = 1),
+  slots int NOT NULL CHECK (slots > 0),
+  created timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE TABLE IF NOT EXISTS durable_nodes(
+  name text PRIMARY KEY,
+  address text NOT NULL DEFAULT '',
+  lease_until timestamptz NOT NULL,
+  incarnation bigint NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS durable_slots(
+  slot int PRIMARY KEY,
+  owner text,
+  epoch bigint NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS durable_kv(
+  ns bigint NOT NULL, obj bytea NOT NULL, key bytea NOT NULL, value bytea NOT NULL, slot int NOT NULL,
+  PRIMARY KEY (ns, obj, key));
+CREATE TABLE IF NOT EXISTS durable_alarms(
+  ns bigint NOT NULL, obj bytea NOT NULL, time bigint NOT NULL, slot int NOT NULL,
+  PRIMARY KEY (ns, obj));
+CREATE INDEX IF NOT EXISTS durable_alarms_by_slot ON durable_alarms(slot);
+CREATE TABLE IF NOT EXISTS durable_names(
+  ns bigint NOT NULL, obj bytea NOT NULL, name bytea NOT NULL, slot int NOT NULL,
+  PRIMARY KEY (ns, obj));
+CREATE TABLE IF NOT EXISTS durable_sqllog(
+  ns bigint NOT NULL, obj bytea NOT NULL, lsn bigint NOT NULL, records bytea NOT NULL, at bigint NOT NULL,
+  slot int NOT NULL, PRIMARY KEY (ns, obj, lsn));
+-- The fence of every commit: the slots it writes must be held by `me` at these epochs. The
+-- rows are locked FOR SHARE in slot order (a claim locks them FOR UPDATE in the same order),
+-- so a claim waits for the commits that checked the old epoch, and no two wait on each other.
+CREATE OR REPLACE FUNCTION durable_fence(want_slots int[], want_epochs bigint[], me text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE held int;
+BEGIN
+  SELECT count(*) INTO held FROM (
+    SELECT s.slot FROM durable_slots s JOIN unnest(want_slots, want_epochs) AS w(slot, epoch)
+      ON s.slot = w.slot AND s.epoch = w.epoch AND s.owner = me
+    ORDER BY s.slot FOR SHARE OF s) AS locked;
+  IF held <> cardinality(want_slots) THEN
+    RAISE EXCEPTION 'this node no longer holds every slot this commit writes to' USING ERRCODE = 'DU001';
+  END IF;
+END $$;
+)sql";
+
+const PgStatement kFence{"fence", "SELECT durable_fence($1::int[], $2::bigint[], $3::text)"};
+const PgStatement kUpsert{"upsert",
+                          "INSERT INTO durable_kv(ns, obj, key, value, slot) VALUES($1::int8, $2::bytea, $3::bytea, "
+                          "$4::bytea, $5::int8) ON CONFLICT (ns, obj, key) DO UPDATE SET value = excluded.value"};
+const PgStatement kDelete{"delete", "DELETE FROM durable_kv WHERE ns = $1::int8 AND obj = $2::bytea AND key = $3::bytea"};
+const PgStatement kDeleteAll{"delete_all", "DELETE FROM durable_kv WHERE ns = $1::int8 AND obj = $2::bytea"};
+const PgStatement kSetAlarm{"set_alarm",
+                            "INSERT INTO durable_alarms(ns, obj, time, slot) VALUES($1::int8, $2::bytea, $3::int8, "
+                            "$4::int8) ON CONFLICT (ns, obj) DO UPDATE SET time = excluded.time"};
+const PgStatement kDeleteAlarm{"delete_alarm", "DELETE FROM durable_alarms WHERE ns = $1::int8 AND obj = $2::bytea"};
+const PgStatement kName{"name",
+                        "INSERT INTO durable_names(ns, obj, name, slot) VALUES($1::int8, $2::bytea, $3::bytea, "
+                        "$4::int8) ON CONFLICT (ns, obj) DO NOTHING"};
+const PgStatement kAppendLog{"append_log",
+                             "INSERT INTO durable_sqllog(ns, obj, lsn, records, at, slot) VALUES($1::int8, $2::bytea, "
+                             "$3::int8, $4::bytea, $5::int8, $6::int8) ON CONFLICT (ns, obj, lsn) DO UPDATE SET "
+                             "records = excluded.records, at = excluded.at"};
+const PgStatement kPruneLog{"prune_log",
+                            "DELETE FROM durable_sqllog WHERE ns = $1::int8 AND obj = $2::bytea AND lsn <= $3::int8"};
+const PgStatement kRead{"read", "SELECT value FROM durable_kv WHERE ns = $1::int8 AND obj = $2::bytea AND key = $3::bytea"};
+const PgStatement kReadAlarm{"read_alarm", "SELECT time FROM durable_alarms WHERE ns = $1::int8 AND obj = $2::bytea"};
+const PgStatement kReadLog{"read_log",
+                           "SELECT lsn, records, at FROM durable_sqllog WHERE ns = $1::int8 AND obj = $2::bytea AND "
+                           "lsn > $3::int8 AND lsn <= $4::int8 ORDER BY lsn"};
+const PgStatement kLogAt{"log_at",
+                         "SELECT lsn, at FROM durable_sqllog WHERE ns = $1::int8 AND obj = $2::bytea AND at <= $3::int8 "
+                         "ORDER BY lsn DESC LIMIT 1"};
+const PgStatement kLogOldest{"log_oldest",
+                             "SELECT lsn FROM durable_sqllog WHERE ns = $1::int8 AND obj = $2::bytea ORDER BY lsn LIMIT 1"};
+
+PgStatement scanStatement(bool lowerInclusive, bool hasUpper, bool reverse) {
+  std::string sql = "SELECT key, value FROM durable_kv WHERE ns = $1::int8 AND obj = $2::bytea AND key ";
+  sql += lowerInclusive ? ">= $3::bytea" : "> $3::bytea";
+  if (hasUpper) sql += " AND key < $5::bytea";
+  sql += reverse ? " ORDER BY key DESC" : " ORDER BY key ASC";
+  sql += " LIMIT $4::int8";
+  return {"scan" + std::to_string((lowerInclusive ? 1 : 0) | (hasUpper ? 2 : 0) | (reverse ? 4 : 0)), sql};
+}
+
+const PgStatement kScans[8] = {scanStatement(false, false, false), scanStatement(true, false, false),
+                               scanStatement(false, true, false),  scanStatement(true, true, false),
+                               scanStatement(false, false, true),  scanStatement(true, false, true),
+                               scanStatement(false, true, true),   scanStatement(true, true, true)};
+
+std::string_view rawBytes(const ObjectId::Raw& id) { return {reinterpret_cast<const char*>(id.data()), id.size()}; }
+
+PgParams objectParams(std::int64_t ns, const ObjectId::Raw& id) {
+  PgParams p;
+  p.int8(ns).bytes(rawBytes(id));
+  return p;
+}
+
+template <class T>
+Future<T> answer(PgConnection& conn, std::vector<PgQuery> queries,
+                 std::function<T(std::vector<PgResult>&)> decode) {
+  Promise<T> promise;
+  Future<T> future = promise.future();
+  conn.exchange(std::move(queries), [promise, decode = std::move(decode)](PgOutcome o) mutable {
+    if (o.error) {
+      promise.setError(o.error);
+      return;
+    }
+    promise.setValue(decode(o.results));
+  });
+  return future;
+}
+
+std::vector<PgQuery> one(const PgStatement& s, PgParams params) {
+  std::vector<PgQuery> q;
+  q.push_back({&s, std::move(params)});
+  return q;
+}
+
+bool rawId(std::string_view bytes, ObjectId::Raw& id) {
+  if (bytes.size() != ObjectId::kBytes) return false;
+  std::memcpy(id.data(), bytes.data(), id.size());
+  return true;
+}
+
+}  // namespace
+
+int ensurePostgresSchema(PgBlocking& db, int slots) {
+  db.script("BEGIN");
+  try {
+    db.run("SELECT pg_advisory_xact_lock($1::int8)", PgParams().int8(kSchemaLockKey));
+    db.script(kSchema);
+    db.run("INSERT INTO durable_cluster(id, slots) VALUES(1, $1::int8) ON CONFLICT (id) DO NOTHING",
+           PgParams().int8(slots));
+    auto r = db.run("SELECT slots::int8 FROM durable_cluster WHERE id = 1");
+    const int recorded = static_cast<int>(pgInt8(r.get(), 0, 0));
+    db.run("INSERT INTO durable_slots(slot) SELECT generate_series(0, $1::int8 - 1) ON CONFLICT (slot) DO NOTHING",
+           PgParams().int8(recorded));
+    db.script("COMMIT");
+    return recorded;
+  } catch (...) {
+    PQclear(PQexec(db.raw(), "ROLLBACK"));
+    throw;
+  }
+}
+
+PostgresEngine::PostgresEngine(int index, int partitions, std::string conninfo, std::string node,
+                               std::shared_ptr<const SlotTable> slots, boost::asio::io_context& shard)
+    : index_(index),
+      partitions_(partitions),
+      conninfo_(std::move(conninfo)),
+      node_(std::move(node)),
+      slots_(std::move(slots)),
+      shard_(shard),
+      writer_(conninfo_, shard),
+      reader_(conninfo_, shard) {}
+
+PostgresEngine::~PostgresEngine() { *alive_ = false; }
+
+PgBlocking& PostgresEngine::admin() {
+  if (!admin_ || !admin_->ok()) admin_ = std::make_unique<PgBlocking>(conninfo_);
+  return *admin_;
+}
+
+Deferred<std::optional<std::string>> PostgresEngine::read(std::int64_t ns, const ObjectId::Raw& id,
+                                                          std::string_view key) {
+  auto p = objectParams(ns, id);
+  p.bytes(key);
+  return answer<std::optional<std::string>>(reader_, one(kRead, std::move(p)), [](std::vector<PgResult>& r) {
+    if (PQntuples(r[0].get()) == 0) return std::optional<std::string>();
+    return std::optional<std::string>(std::string(pgBytes(r[0].get(), 0, 0)));
+  });
+}
+
+Deferred<Rows> PostgresEngine::scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower,
+                                    bool lowerInclusive, const std::optional<std::string>& upper, bool reverse,
+                                    std::size_t limit) {
+  auto p = objectParams(ns, id);
+  p.bytes(lower).int8(static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+  if (upper) p.bytes(*upper);
+  const auto& s = kScans[(lowerInclusive ? 1 : 0) | (upper ? 2 : 0) | (reverse ? 4 : 0)];
+  return answer<Rows>(reader_, one(s, std::move(p)), [](std::vector<PgResult>& r) {
+    Rows rows;
+    const int n = PQntuples(r[0].get());
+    rows.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      rows.push_back({std::string(pgBytes(r[0].get(), i, 0)), std::string(pgBytes(r[0].get(), i, 1))});
+    }
+    return rows;
+  });
+}
+
+Deferred<std::optional<std::int64_t>> PostgresEngine::readAlarm(std::int64_t ns, const ObjectId::Raw& id) {
+  return answer<std::optional<std::int64_t>>(reader_, one(kReadAlarm, objectParams(ns, id)),
+                                             [](std::vector<PgResult>& r) {
+                                               if (PQntuples(r[0].get()) == 0) return std::optional<std::int64_t>();
+                                               return std::optional<std::int64_t>(pgInt8(r[0].get(), 0, 0));
+                                             });
+}
+
+Deferred<std::vector<SqlLogEntry>> PostgresEngine::readSqlLog(std::int64_t ns, const ObjectId::Raw& id,
+                                                              std::uint64_t afterLsn, std::uint64_t throughLsn) {
+  auto p = objectParams(ns, id);
+  p.int8(static_cast<std::int64_t>(std::min<std::uint64_t>(afterLsn, INT64_MAX)))
+      .int8(static_cast<std::int64_t>(std::min<std::uint64_t>(throughLsn, INT64_MAX)));
+  return answer<std::vector<SqlLogEntry>>(reader_, one(kReadLog, std::move(p)), [](std::vector<PgResult>& r) {
+    std::vector<SqlLogEntry> out;
+    const int n = PQntuples(r[0].get());
+    for (int i = 0; i < n; ++i) {
+      out.push_back({static_cast<std::uint64_t>(pgInt8(r[0].get(), i, 0)), std::string(pgBytes(r[0].get(), i, 1)),
+                     pgInt8(r[0].get(), i, 2)});
+    }
+    return out;
+  });
+}
+
+Deferred<SqlLogPosition> PostgresEngine::sqlLogPosition(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
+  std::vector<PgQuery> q;
+  auto at = objectParams(ns, id);
+  at.int8(time);
+  q.push_back({&kLogAt, std::move(at)});
+  q.push_back({&kLogOldest, objectParams(ns, id)});
+  return answer<SqlLogPosition>(reader_, std::move(q), [](std::vector<PgResult>& r) {
+    SqlLogPosition position;
+    if (PQntuples(r[0].get()) > 0) {
+      position.lsn = static_cast<std::uint64_t>(pgInt8(r[0].get(), 0, 0));
+      position.at = pgInt8(r[0].get(), 0, 1);
+    }
+    if (PQntuples(r[1].get()) > 0) position.oldestLsn = static_cast<std::uint64_t>(pgInt8(r[1].get(), 0, 0));
+    return position;
+  });
+}
+
+bool PostgresEngine::accepting() {
+  if (!committing_) return true;
+  readyWhenDone_ = true;
+  return false;
+}
+
+void PostgresEngine::submit(CommitBatch batch) {
+  queued_.push_back(std::move(batch));
+  if (!committing_) startCommit();
+}
+
+void PostgresEngine::startCommit() {
+  // Batches of a failed epoch come first (epochs only grow) and are refused unwritten.
+  std::optional<std::uint64_t> refusedThrough;
+  while (!queued_.empty() && failedEpoch_ && queued_.front().epoch <= *failedEpoch_) {
+    refusedThrough = queued_.front().seq;
+    queued_.pop_front();
+  }
+  if (refusedThrough) {
+    boost::asio::post(shard_, [this, alive = alive_, seq = *refusedThrough] {
+      if (*alive) {
+        sink_->engineFailed(seq, std::make_exception_ptr(Error(ErrorCode::kUnavailable, "an earlier commit failed")),
+                            false);
+      }
+    });
+  }
+  if (queued_.empty()) return;
+
+  std::vector<CommitBatch> batches(std::make_move_iterator(queued_.begin()), std::make_move_iterator(queued_.end()));
+  queued_.clear();
+  const std::uint64_t seq = batches.back().seq;
+  const std::uint64_t epoch = batches.back().epoch;
+
+  std::map<int, std::int64_t> fence;
+  std::string unheld;
+  std::vector<PgQuery> queries;
+  queries.push_back({&kFence, {}});
+  std::string scratch;
+  for (const CommitBatch& batch : batches) {
+    for (const ObjectBatch& ob : batch.objects) {
+      const int slot = slots_->slotOf(ob.id);
+      const std::int64_t held = slots_->epoch(slot);
+      if (held == 0 && unheld.empty()) unheld = std::to_string(slot);
+      fence.emplace(slot, held);
+      if (ob.deleteAll) queries.push_back({&kDeleteAll, objectParams(ob.ns, ob.id)});
+      for (const WriteOp& w : ob.writes) {
+        auto p = objectParams(ob.ns, ob.id);
+        p.bytes(w.key);
+        if (const std::string* bytes = w.bytes(scratch)) {
+          p.bytes(*bytes).int8(slot);
+          queries.push_back({&kUpsert, std::move(p)});
+        } else {
+          queries.push_back({&kDelete, std::move(p)});
+        }
+      }
+      if (ob.alarmChanged) {
+        auto p = objectParams(ob.ns, ob.id);
+        if (ob.alarm) {
+          p.int8(*ob.alarm).int8(slot);
+          queries.push_back({&kSetAlarm, std::move(p)});
+        } else {
+          queries.push_back({&kDeleteAlarm, std::move(p)});
+        }
+      }
+      if (ob.name) {
+        auto p = objectParams(ob.ns, ob.id);
+        p.bytes(*ob.name).int8(slot);
+        queries.push_back({&kName, std::move(p)});
+      }
+      for (const SqlLogEntry& entry : ob.sqlLog) {
+        auto p = objectParams(ob.ns, ob.id);
+        p.int8(static_cast<std::int64_t>(entry.lsn)).bytes(entry.records).int8(entry.at).int8(slot);
+        queries.push_back({&kAppendLog, std::move(p)});
+      }
+      if (ob.sqlLogPruneThrough) {
+        auto p = objectParams(ob.ns, ob.id);
+        p.int8(static_cast<std::int64_t>(*ob.sqlLogPruneThrough));
+        queries.push_back({&kPruneLog, std::move(p)});
+      }
+    }
+  }
+  if (!unheld.empty()) {
+    failedEpoch_ = epoch;
+    boost::asio::post(shard_, [this, alive = alive_, seq, unheld] {
+      if (!*alive) return;
+      sink_->engineFailed(seq,
+                          std::make_exception_ptr(Error(ErrorCode::kUnavailable,
+                                                        "this node does not hold slot " + unheld + " (cluster mode)")),
+                          false);
+      if (std::exchange(readyWhenDone_, false)) sink_->engineReady();
+    });
+    return;
+  }
+  std::string slotsArray = "{", epochsArray = "{";
+  for (const auto& [slot, held] : fence) {
+    if (slotsArray.size() > 1) {
+      slotsArray += ',';
+      epochsArray += ',';
+    }
+    slotsArray += std::to_string(slot);
+    epochsArray += std::to_string(held);
+  }
+  slotsArray += '}';
+  epochsArray += '}';
+  queries.front().params.text(slotsArray).text(epochsArray).bytes(node_);
+
+  committing_ = true;
+  writer_.exchange(std::move(queries), [this, alive = alive_, seq, epoch, batches = std::make_shared<std::vector<CommitBatch>>(
+                                                                               std::move(batches))](PgOutcome o) {
+    if (!*alive) return;
+    committing_ = false;
+    // The batches (and the decoded values they retire) are released here, on the shard.
+    batches->clear();
+    if (o.error) {
+      failedEpoch_ = epoch;
+      std::exception_ptr why = o.error;
+      if (o.sqlState == kFenceSqlState) {
+        why = std::make_exception_ptr(
+            Error(ErrorCode::kUnavailable, "this node no longer holds the object's slot; the write was not made"));
+      }
+      sink_->engineFailed(seq, why, false);
+    } else {
+      sink_->engineCommitted(seq);
+    }
+    if (std::exchange(readyWhenDone_, false)) sink_->engineReady();
+    if (!queued_.empty() && !committing_) startCommit();
+  });
+}
+
+void PostgresEngine::purgeNamespace(std::int64_t ns) {
+  auto& db = admin();
+  for (const char* table : {"durable_kv", "durable_alarms", "durable_names", "durable_sqllog"}) {
+    db.run(std::string("DELETE FROM ") + table + " WHERE ns = $1::int8", PgParams().int8(ns));
+  }
+}
+
+namespace {
+// The objects of one namespace with anything stored, and their slots.
+constexpr const char* kObjectsOf =
+    "(SELECT obj, slot FROM durable_kv WHERE ns = $1::int8 UNION SELECT obj, slot FROM durable_alarms WHERE ns = $1::int8 "
+    "UNION SELECT obj, slot FROM durable_sqllog WHERE ns = $1::int8) AS o WHERE slot % $2::int8 = $3::int8";
+}  // namespace
+
+std::vector<StoredObject> PostgresEngine::listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+                                                      std::size_t limit) {
+  auto r = admin().run(std::string("SELECT obj FROM ") + kObjectsOf + " AND obj > $4::bytea ORDER BY obj LIMIT $5::int8",
+                       PgParams()
+                           .int8(ns)
+                           .int8(partitions_)
+                           .int8(index_)
+                           .bytes(after ? rawBytes(*after) : std::string_view())
+                           .int8(static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX))));
+  std::vector<StoredObject> out;
+  for (int i = 0; i < PQntuples(r.get()); ++i) {
+    ObjectId::Raw id;
+    if (rawId(pgBytes(r.get(), i, 0), id)) out.push_back(describeObject(ns, id));
+  }
+  return out;
+}
+
+std::size_t PostgresEngine::countObjects(std::int64_t ns) {
+  auto r = admin().run(std::string("SELECT count(*) FROM ") + kObjectsOf,
+                       PgParams().int8(ns).int8(partitions_).int8(index_));
+  return static_cast<std::size_t>(pgInt8(r.get(), 0, 0));
+}
+
+StoredObject PostgresEngine::describeObject(std::int64_t ns, const ObjectId::Raw& id) {
+  auto& db = admin();
+  StoredObject o;
+  o.id = id;
+  auto size = db.run(
+      "SELECT count(*), coalesce(sum(length(key) + length(value)), 0)::int8 FROM durable_kv WHERE ns = $1::int8 AND "
+      "obj = $2::bytea",
+      objectParams(ns, id));
+  o.keys = static_cast<std::size_t>(pgInt8(size.get(), 0, 0));
+  o.bytes = static_cast<std::uint64_t>(pgInt8(size.get(), 0, 1));
+  auto alarm = db.run(kReadAlarm.sql, objectParams(ns, id));
+  if (PQntuples(alarm.get()) > 0) o.alarm = pgInt8(alarm.get(), 0, 0);
+  auto name = db.run("SELECT name FROM durable_names WHERE ns = $1::int8 AND obj = $2::bytea", objectParams(ns, id));
+  if (PQntuples(name.get()) > 0) o.name = std::string(pgBytes(name.get(), 0, 0));
+  return o;
+}
+
+void PostgresEngine::loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) {
+  auto r = admin().run("SELECT ns, obj, time, slot::int8 FROM durable_alarms WHERE slot % $1::int8 = $2::int8",
+                       PgParams().int8(partitions_).int8(index_));
+  for (int i = 0; i < PQntuples(r.get()); ++i) {
+    ObjectId::Raw id;
+    if (!rawId(pgBytes(r.get(), i, 1), id)) continue;
+    // Only the slots this node holds: another node fires the rest.
+    if (slots_->epoch(static_cast<int>(pgInt8(r.get(), i, 3))) == 0) continue;
+    fn(pgInt8(r.get(), i, 0), id, pgInt8(r.get(), i, 2));
+  }
+}
+
+}  // namespace durable::detail

@@ -1,0 +1,80 @@
+// The cluster's engine: a partition's rows in PostgreSQL, which is also the authority on who
+// owns which slot (docs/cluster.md). Every commit is fenced: its first statement checks, and
+// locks FOR SHARE, the slot rows of every object it writes at the epochs this node holds
+// (storage/slot_table.h), so a node that lost a slot (its lease lapsed, another node claimed
+// it and bumped the epoch) has its whole batch refused by the server, nothing of it written.
+// A claim's UPDATE of a slot row waits for the commits that hold it, so a commit either lands
+// before the claim or fails. Temporal's shard row (`range_id`) is the model.
+//
+// I/O runs on the shard's event loop (storage/pg_connection.h): one connection for commits,
+// one for reads, and a blocking one for the admin API's calls. A batch is durable when the
+// server answers its sync (synchronous_commit, as the server or the connection string sets
+// it). One commit is in flight at a time; batches submitted meanwhile wait and go out together
+// (accepting()), which is what gives group commit across the shard's objects.
+//
+// Schema: durable_kv, durable_alarms, durable_names, durable_sqllog keyed like the SQLite
+// engine's tables (storage/sqlite_engine.h), each row with its object's slot; durable_slots,
+// durable_nodes and durable_cluster for ownership (cluster/membership.h).
+#pragma once
+
+#include "storage/engine.h"
+#include "storage/pg_connection.h"
+#include "storage/slot_table.h"
+
+#include <boost/asio/io_context.hpp>
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace durable::detail {
+
+// Creates what is missing of the schema (under an advisory lock, so nodes starting together
+// do not race) and records the slot count on first use. Returns the cluster's slot count,
+// which a later `slots` that differs does not change.
+int ensurePostgresSchema(PgBlocking& db, int slots);
+
+class PostgresEngine final : public StorageEngine {
+ public:
+  // Partition `index` of `partitions` on this node: it holds the objects whose slot % partitions
+  // is index, and answers for those only.
+  PostgresEngine(int index, int partitions, std::string conninfo, std::string node,
+                 std::shared_ptr<const SlotTable> slots, boost::asio::io_context& shard);
+  ~PostgresEngine() override;
+
+  bool readsMayWait() const override { return true; }
+  Deferred<std::optional<std::string>> read(std::int64_t ns, const ObjectId::Raw& id, std::string_view key) override;
+  Deferred<Rows> scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
+                      const std::optional<std::string>& upper, bool reverse, std::size_t limit) override;
+  Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id) override;
+  Deferred<std::vector<SqlLogEntry>> readSqlLog(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t afterLsn,
+                                                std::uint64_t throughLsn) override;
+  Deferred<SqlLogPosition> sqlLogPosition(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) override;
+  bool accepting() override;
+  void submit(CommitBatch batch) override;
+  void purgeNamespace(std::int64_t ns) override;
+  std::vector<StoredObject> listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+                                       std::size_t limit) override;
+  std::size_t countObjects(std::int64_t ns) override;
+  StoredObject describeObject(std::int64_t ns, const ObjectId::Raw& id) override;
+  void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) override;
+
+ private:
+  void startCommit();
+  PgBlocking& admin();
+
+  const int index_, partitions_;
+  const std::string conninfo_, node_;
+  const std::shared_ptr<const SlotTable> slots_;
+  boost::asio::io_context& shard_;
+  PgConnection writer_, reader_;
+  std::unique_ptr<PgBlocking> admin_;
+  std::deque<CommitBatch> queued_;
+  bool committing_ = false;
+  bool readyWhenDone_ = false;  // accepting() said no: report engineReady() when this commit ends
+  std::optional<std::uint64_t> failedEpoch_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace durable::detail

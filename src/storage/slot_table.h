@@ -1,0 +1,57 @@
+// Which slots this node holds, at which epoch, and whether its lease may still be trusted: the
+// shared state between the cluster's membership thread (cluster/membership.h), which claims
+// and renews, and the shards, whose PostgreSQL engines fence every commit with these epochs
+// (storage/postgres_engine.h) and which admit no event while the lease may have lapsed.
+//
+// An object's slot is a hash of its ID, fixed when the cluster is created (docs/cluster.md).
+// Epoch 0 means "not held here". Plain atomics: read on every commit, written on a claim.
+#pragma once
+
+#include <durable/id.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+namespace durable::detail {
+
+class SlotTable {
+ public:
+  explicit SlotTable(int slots) : epochs_(static_cast<std::size_t>(slots)) {}
+
+  int count() const { return static_cast<int>(epochs_.size()); }
+
+  // The same leading bytes ObjectId::hash() reads: HMAC output or random, so uniform.
+  int slotOf(const ObjectId::Raw& id) const {
+    std::uint64_t h;
+    std::memcpy(&h, id.data(), sizeof h);
+    return static_cast<int>(h % epochs_.size());
+  }
+
+  std::int64_t epoch(int slot) const { return epochs_[static_cast<std::size_t>(slot)].load(std::memory_order_acquire); }
+  void hold(int slot, std::int64_t epoch) { epochs_[static_cast<std::size_t>(slot)].store(epoch, std::memory_order_release); }
+  void drop(int slot) { hold(slot, 0); }
+  int held() const {
+    int n = 0;
+    for (const auto& e : epochs_) n += e.load(std::memory_order_relaxed) != 0;
+    return n;
+  }
+
+  // Self-fencing: the lease renewed by a statement that began at `sentAt` (monotonic) runs
+  // until sentAt + lease by PostgreSQL's clock; trusted until sentAt + lease - margin here.
+  void renewed(std::chrono::steady_clock::time_point sentAt, std::chrono::milliseconds trusted) {
+    trustedUntil_.store((sentAt + trusted).time_since_epoch().count(), std::memory_order_release);
+  }
+  bool leaseTrusted(std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now()) const {
+    return now.time_since_epoch().count() < trustedUntil_.load(std::memory_order_acquire);
+  }
+
+ private:
+  std::vector<std::atomic<std::int64_t>> epochs_;
+  std::atomic<std::chrono::steady_clock::rep> trustedUntil_{0};
+};
+
+}  // namespace durable::detail
