@@ -67,6 +67,8 @@ struct EnvOptions {
   std::string storageEngine = "sqlite";
   std::string postgresUrl;
   std::string clusterNode = "test";
+  // The node's lease ([cluster] lease_ms): renewed every quarter of it.
+  std::int64_t clusterLeaseMs = 5000;
 };
 
 class Env {

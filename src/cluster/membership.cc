@@ -106,6 +106,12 @@ void ClusterMembership::tick() {
 
 void ClusterMembership::renew() {
   const auto sentAt = std::chrono::steady_clock::now();
+  if (!slots_->leaseTrusted(sentAt)) {
+    // The lease may have lapsed (a pause, a partition, PostgreSQL away): any slot may have
+    // been claimed meanwhile. Forget them all; claim() takes back, at new epochs, those still
+    // ours, and objects loaded under the old epochs load again (ObjectHost::fencedOut).
+    for (int s = 0; s < slots_->count(); ++s) slots_->drop(s);
+  }
   auto r = db_->run(
       "UPDATE durable_nodes SET lease_until = clock_timestamp() + $2::int8 * interval '1 millisecond' "
       "WHERE name = $1::text AND incarnation = $3::int8 RETURNING 1",
@@ -119,13 +125,36 @@ void ClusterMembership::renew() {
 }
 
 std::vector<int> ClusterMembership::claim() {
+  // Every slot with its owner's standing, in one read: slots taken from this node while it
+  // did not look (claimed by a node that found its lease expired) are forgotten, so they can
+  // be claimed back; slots whose owner is alive are left alone without a write.
+  auto all = db_->run(
+      "SELECT s.slot::int8, s.epoch, s.owner = $1::text, s.owner IS NULL OR s.owner = $1::text OR NOT EXISTS "
+      "(SELECT 1 FROM durable_nodes n WHERE n.name = s.owner AND n.lease_until > clock_timestamp()) "
+      "FROM durable_slots s",
+      PgParams().bytes(options_.node));
+  std::vector<std::int64_t> mine(static_cast<std::size_t>(slots_->count()), 0);
+  std::vector<bool> free(static_cast<std::size_t>(slots_->count()), false);
+  for (int i = 0; i < PQntuples(all.get()); ++i) {
+    const auto slot = pgInt8(all.get(), i, 0);
+    if (slot < 0 || slot >= slots_->count()) continue;
+    const auto at = static_cast<std::size_t>(slot);
+    // Binary booleans are one byte; a NULL owner makes the comparison NULL.
+    if (!pgNull(all.get(), i, 2) && pgBytes(all.get(), i, 2)[0]) mine[at] = pgInt8(all.get(), i, 1);
+    free[at] = pgBytes(all.get(), i, 3)[0] != 0;
+  }
+  for (int s = 0; s < slots_->count(); ++s) {
+    const auto held = slots_->epoch(s);
+    if (held != 0 && held != mine[static_cast<std::size_t>(s)]) slots_->drop(s);
+  }
+
   auto live = db_->run("SELECT name FROM durable_nodes WHERE lease_until > clock_timestamp() ORDER BY name");
   std::vector<std::string> nodes;
   for (int i = 0; i < PQntuples(live.get()); ++i) nodes.emplace_back(pgBytes(live.get(), i, 0));
   if (std::find(nodes.begin(), nodes.end(), options_.node) == nodes.end()) return {};
   std::vector<int> wanted;
   for (int s = 0; s < slots_->count(); ++s) {
-    if (slots_->epoch(s) != 0) continue;
+    if (slots_->epoch(s) != 0 || !free[static_cast<std::size_t>(s)]) continue;
     const std::string* best = nullptr;
     std::uint64_t bestScore = 0;
     for (const auto& n : nodes) {
@@ -141,11 +170,15 @@ std::vector<int> ClusterMembership::claim() {
   db_->script("BEGIN");
   std::vector<int> claimed;
   try {
-    auto mine = db_->run(
+    // A commit stalled while holding a slot's row (its node paused mid-send) must not stall
+    // the lease thread past the next renewal.
+    db_->run("SELECT set_config('lock_timeout', $1::text, true)",
+             PgParams().bytes(std::to_string(std::max<std::int64_t>(options_.lease.count() / 4, 1)) + "ms"));
+    auto me = db_->run(
         "SELECT 1 FROM durable_nodes WHERE name = $1::text AND incarnation = $2::int8 AND lease_until > "
         "clock_timestamp() FOR SHARE",
         PgParams().bytes(options_.node).int8(incarnation_));
-    if (PQntuples(mine.get()) == 0) {
+    if (PQntuples(me.get()) == 0) {
       db_->script("ROLLBACK");
       return {};
     }

@@ -185,6 +185,34 @@ void ObjectHost::abort(const std::string& reason) {
   std::rethrow_exception(why);
 }
 
+std::exception_ptr ObjectHost::fencedOut() {
+  const SlotTable* slots = shard_.runtime().options().slots.get();
+  if (!slots) return nullptr;
+  auto refuse = [](const std::string& why) {
+    return std::make_exception_ptr(Error(ErrorCode::kUnavailable, why, {.retryable = true}));
+  };
+  // A node that cannot be sure of its lease serves nothing: another may own its slots now.
+  if (!slots->leaseTrusted()) return refuse("this node's cluster lease may have lapsed; it serves again once renewed");
+  const int slot = slots->slotOf(id_.raw());
+  const std::int64_t epoch = slots->epoch(slot);
+  if (epoch == 0) return refuse("this node does not hold the object's slot " + std::to_string(slot));
+  const std::int64_t loadedUnder = store_.fenceEpoch();
+  if (loadedUnder == epoch) return nullptr;
+  if (loadedUnder != 0) {
+    // The slot was lost and claimed again: another node may have written meanwhile.
+    auto why = refuse("the object's slot " + std::to_string(slot) + " moved; its state is loaded again");
+    if (!store_.idle() || running_ > 0) {
+      // Writes of the old epoch are still open or in flight: their fenced commit fails and
+      // resets the store; until then nothing new runs on the old state.
+      resetInstance(why, false);
+      return why;
+    }
+    store_.forgetLoaded(why);
+  }
+  store_.setFenceEpoch(epoch);
+  return nullptr;
+}
+
 bool ObjectHost::admitCall() {
   if (pendingCalls_ >= shard_.settings().maxPendingCalls) return false;
   ++pendingCalls_;
@@ -203,6 +231,10 @@ void ObjectHost::fetch(Request request, const RequestTag& tag, Shard* replyTo,
                        std::function<void(Result<Response>)> reply) {
   if (stuck_) {
     sendReply<Result<Response>>(replyTo, std::move(reply), resetError_);
+    return;
+  }
+  if (auto fenced = fencedOut()) {
+    sendReply<Result<Response>>(replyTo, std::move(reply), fenced);
     return;
   }
   if (!admitCall()) {
@@ -256,6 +288,10 @@ void ObjectHost::call(bool (*isClass)(DurableObject&), std::function<Task<void>(
     sendReply<std::exception_ptr>(replyTo, std::move(done), resetError_);
     return;
   }
+  if (auto fenced = fencedOut()) {
+    sendReply<std::exception_ptr>(replyTo, std::move(done), fenced);
+    return;
+  }
   if (!admitCall()) {
     sendReply<std::exception_ptr>(replyTo, std::move(done), overloadedError());
     return;
@@ -290,6 +326,7 @@ void ObjectHost::call(bool (*isClass)(DurableObject&), std::function<Task<void>(
 
 void ObjectHost::run(std::function<Task<void>(DurableObject&, State&)> fn, std::function<void(std::exception_ptr)> done) {
   if (stuck_) return done(resetError_);
+  if (auto fenced = fencedOut()) return done(fenced);
   enter([this, fn = std::move(fn), done = std::move(done)]() mutable {
     if (stuck_ || !instance_) {
       done(stuck_ ? resetError_ : constructFailure());
@@ -324,6 +361,7 @@ Task<void> ObjectHost::runInside(std::function<Task<void>(DurableObject&, State&
 
 void ObjectHost::alarm(AlarmInfo info, std::function<void(std::exception_ptr)> done) {
   if (stuck_) return done(resetError_);
+  if (auto fenced = fencedOut()) return done(fenced);
   enter([this, info, done = std::move(done)]() mutable {
     if (stuck_ || !instance_) {
       done(stuck_ ? resetError_ : constructFailure());

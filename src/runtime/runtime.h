@@ -157,6 +157,10 @@ class ObjectHost {
   bool openSql();
   // The error of an event that finds no instance because its constructor threw.
   std::exception_ptr constructFailure() const;
+  // Cluster mode: why this node may not run an event of this object now (its lease may have
+  // lapsed; it does not hold the object's slot; the object is still settling writes of an
+  // older epoch of its slot), or null. State loaded under an older epoch is dropped first.
+  std::exception_ptr fencedOut();
   void beginEvent() { ++running_; }
   void endEvent();
   void breakInstance();

@@ -79,6 +79,7 @@ struct Env::Impl {
           detail::ClusterOptions co;
           co.url = options.postgresUrl;
           co.node = options.clusterNode;
+          co.lease = std::chrono::milliseconds(options.clusterLeaseMs);
           cluster = std::make_unique<detail::ClusterMembership>(co);
           cluster->start();
         }

@@ -81,6 +81,9 @@ struct SqlLogPosition {
 struct ObjectBatch {
   std::int64_t ns = 0;
   ObjectId::Raw id{};
+  // Cluster mode: the slot epoch the object's state was loaded under (0: not in a cluster).
+  // The engine commits the batch only if the object's slot is still held at this epoch.
+  std::int64_t fenceEpoch = 0;
   bool deleteAll = false;  // applied before `writes`
   std::vector<WriteOp> writes;
   bool alarmChanged = false;

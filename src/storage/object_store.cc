@@ -495,6 +495,7 @@ Future<void> ObjectStore::waitDurable() {
 void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
   out.ns = ns_;
   out.id = id_.raw();
+  out.fenceEpoch = fenceEpoch_;
   out.deleteAll = std::exchange(openDeleteAll_, false);
   out.writes.reserve(openKeys_.size());
   for (auto& key : openKeys_) {

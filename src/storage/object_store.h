@@ -159,6 +159,14 @@ class ObjectStore final : private BatchWriter {
   Future<void> waitDurable();
   // No write is open or in flight: the object may be evicted.
   bool idle() const { return !dirty_ && inFlight_ == 0; }
+  // Cluster mode: the slot epoch this object's state was loaded under; every batch it emits
+  // is fenced by it (ObjectBatch::fenceEpoch), so writes from before a slot moved never land
+  // under the epoch of a later claim.
+  void setFenceEpoch(std::int64_t epoch) { fenceEpoch_ = epoch; }
+  // Forgets what was loaded, as after a failed commit: the next read goes to the engine. Only
+  // while idle().
+  void forgetLoaded(std::exception_ptr why) { reset(std::move(why)); }
+  std::int64_t fenceEpoch() const { return fenceEpoch_; }
 
   const ObjectId& id() const { return id_; }
 
@@ -262,6 +270,7 @@ class ObjectStore final : private BatchWriter {
   bool openDeleteAll_ = false;
   bool dirty_ = false;
   bool nameRecorded_ = false;  // ObjectBatch::name went out with an earlier batch
+  std::int64_t fenceEpoch_ = 0;
   int inFlight_ = 0;
   // Alarm: loaded lazily; alarmSeq_ like Entry::seq.
   bool alarmLoaded_ = false;

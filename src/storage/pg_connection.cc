@@ -23,6 +23,8 @@ PGconn* open(const std::string& conninfo) {
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
     throw Error(ErrorCode::kUnavailable, "cannot connect to PostgreSQL: " + why);
   }
+  // NOTICEs (CREATE ... IF NOT EXISTS on a schema already there) are not ours to print.
+  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
   return c;
 }
 

@@ -161,7 +161,7 @@ int ensurePostgresSchema(PgBlocking& db, int slots) {
 }
 
 PostgresEngine::PostgresEngine(int index, int partitions, std::string conninfo, std::string node,
-                               std::shared_ptr<const SlotTable> slots, boost::asio::io_context& shard)
+                               std::shared_ptr<SlotTable> slots, boost::asio::io_context& shard)
     : index_(index),
       partitions_(partitions),
       conninfo_(std::move(conninfo)),
@@ -288,9 +288,12 @@ void PostgresEngine::startCommit() {
   for (const CommitBatch& batch : batches) {
     for (const ObjectBatch& ob : batch.objects) {
       const int slot = slots_->slotOf(ob.id);
-      const std::int64_t held = slots_->epoch(slot);
+      const std::int64_t held = ob.fenceEpoch ? ob.fenceEpoch : slots_->epoch(slot);
       if (held == 0 && unheld.empty()) unheld = std::to_string(slot);
-      fence.emplace(slot, held);
+      // Two objects of one slot loaded under different epochs: the older one's is sent, and
+      // fails, since only the newest can still be held.
+      auto [at, fresh] = fence.emplace(slot, held);
+      if (!fresh) at->second = std::min(at->second, held);
       if (ob.deleteAll) queries.push_back({&kDeleteAll, objectParams(ob.ns, ob.id)});
       for (const WriteOp& w : ob.writes) {
         auto p = objectParams(ob.ns, ob.id);
@@ -354,8 +357,9 @@ void PostgresEngine::startCommit() {
   queries.front().params.text(slotsArray).text(epochsArray).bytes(node_);
 
   committing_ = true;
-  writer_.exchange(std::move(queries), [this, alive = alive_, seq, epoch, batches = std::make_shared<std::vector<CommitBatch>>(
-                                                                               std::move(batches))](PgOutcome o) {
+  writer_.exchange(std::move(queries), [this, alive = alive_, seq, epoch, fence = std::move(fence),
+                                        batches = std::make_shared<std::vector<CommitBatch>>(std::move(batches))](
+                                           PgOutcome o) {
     if (!*alive) return;
     committing_ = false;
     // The batches (and the decoded values they retire) are released here, on the shard.
@@ -364,6 +368,10 @@ void PostgresEngine::startCommit() {
       failedEpoch_ = epoch;
       std::exception_ptr why = o.error;
       if (o.sqlState == kFenceSqlState) {
+        // One of these slots is another node's now. Until the next lease round tells which,
+        // none of them serves: a reset object must not reload and answer from rows that the
+        // new owner is writing. Those still ours are claimed back at new epochs.
+        for (const auto& [slot, held] : fence) slots_->dropIfAt(slot, held);
         why = std::make_exception_ptr(
             Error(ErrorCode::kUnavailable, "this node no longer holds the object's slot; the write was not made"));
       }

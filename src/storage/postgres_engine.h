@@ -40,7 +40,7 @@ class PostgresEngine final : public StorageEngine {
   // Partition `index` of `partitions` on this node: it holds the objects whose slot % partitions
   // is index, and answers for those only.
   PostgresEngine(int index, int partitions, std::string conninfo, std::string node,
-                 std::shared_ptr<const SlotTable> slots, boost::asio::io_context& shard);
+                 std::shared_ptr<SlotTable> slots, boost::asio::io_context& shard);
   ~PostgresEngine() override;
 
   bool readsMayWait() const override { return true; }
@@ -66,7 +66,7 @@ class PostgresEngine final : public StorageEngine {
 
   const int index_, partitions_;
   const std::string conninfo_, node_;
-  const std::shared_ptr<const SlotTable> slots_;
+  const std::shared_ptr<SlotTable> slots_;
   boost::asio::io_context& shard_;
   PgConnection writer_, reader_;
   std::unique_ptr<PgBlocking> admin_;

@@ -34,6 +34,10 @@ class SlotTable {
   std::int64_t epoch(int slot) const { return epochs_[static_cast<std::size_t>(slot)].load(std::memory_order_acquire); }
   void hold(int slot, std::int64_t epoch) { epochs_[static_cast<std::size_t>(slot)].store(epoch, std::memory_order_release); }
   void drop(int slot) { hold(slot, 0); }
+  // Drops the slot if it is still held at `epoch` (not if it was claimed again since).
+  void dropIfAt(int slot, std::int64_t epoch) {
+    epochs_[static_cast<std::size_t>(slot)].compare_exchange_strong(epoch, 0, std::memory_order_acq_rel);
+  }
   int held() const {
     int n = 0;
     for (const auto& e : epochs_) n += e.load(std::memory_order_relaxed) != 0;

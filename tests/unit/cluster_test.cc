@@ -1,0 +1,278 @@
+// Cluster mode's ownership on a real PostgreSQL (cluster/membership.h, storage/postgres_engine.h):
+// slots claimed with epochs, every commit fenced by them in its own transaction, a node that
+// lost a slot or whose lease may have lapsed refusing to serve, and claims ordered after the
+// commits that checked the old epoch.
+#include <durable/error.h>
+#include <durable/namespace.h>
+#include <durable/object.h>
+#include <durable/testing.h>
+#include <durable/value.h>
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include "cluster/membership.h"
+#include "storage/pg_connection.h"
+#include "support/postgres_server.h"
+
+#include <chrono>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+
+namespace {
+
+using durable::detail::ClusterMembership;
+using durable::detail::ClusterOptions;
+using durable::detail::PgBlocking;
+using durable::detail::PgParams;
+using durable_test::PostgresServer;
+using namespace std::chrono_literals;
+
+class Tally : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  durable::Task<durable::Response> fetch(durable::Request request) override {
+    auto n = (co_await storage().get<std::int64_t>("n")).value_or(0);
+    if (request.url().pathname() == "/add") {
+      ++n;
+      co_await storage().put("n", n);
+      co_await storage().put("copy", n);
+    }
+    co_return durable::Response(std::to_string(n));
+  }
+};
+
+// One row of durable_kv, read by a connection of its own: what PostgreSQL holds.
+std::optional<std::int64_t> stored(const std::string& url, const durable::ObjectId& id, const std::string& key) {
+  PgBlocking db(url);
+  auto r = db.run("SELECT value FROM durable_kv WHERE obj = $1::bytea AND key = $2::bytea",
+                  PgParams()
+                      .bytes(std::string_view(reinterpret_cast<const char*>(id.raw().data()), id.raw().size()))
+                      .bytes(key));
+  if (PQntuples(r.get()) == 0) return std::nullopt;
+  auto v = durable::Value::decode(std::string(durable::detail::pgBytes(r.get(), 0, 0)));
+  return v.as<std::int64_t>();
+}
+
+int slotOf(const durable::ObjectId& id) { return durable::detail::SlotTable(4096).slotOf(id.raw()); }
+
+std::int64_t one(const std::string& url, const std::string& sql) {
+  PgBlocking db(url);
+  auto r = db.run(sql);
+  return durable::detail::pgInt8(r.get(), 0, 0);
+}
+
+// The error a call fails with, or nullopt when it answered.
+std::optional<durable::Error> failure(durable::testing::Env& env, const durable::Stub& stub, const std::string& url) {
+  try {
+    env.fetch(stub, url);
+  } catch (const durable::Error& e) {
+    return e;
+  }
+  return std::nullopt;
+}
+
+durable::testing::EnvOptions onPostgres(const std::string& url, std::int64_t leaseMs = 5000) {
+  durable::testing::EnvOptions o;
+  o.storageEngine = "postgres";
+  o.postgresUrl = url;
+  o.clusterLeaseMs = leaseMs;
+  return o;
+}
+
+TEST(ClusterFence, ABatchForASlotClaimedElsewhereWritesNothingAndTheSlotIsTakenBack) {
+  const auto url = PostgresServer::shared().createDatabase();
+  durable::testing::Env env(onPostgres(url, 800));
+  const auto& ns = env.exportClass<Tally>("TALLY");
+  const auto a = ns.getByName("a");
+  EXPECT_EQ(env.fetch(a, "http://do/add").text(), "1");
+  EXPECT_EQ(env.fetch(a, "http://do/add").text(), "2");
+
+  // Another node, alive, claims a's slot, as it would after this node's lease expired.
+  const int slot = slotOf(a.id());
+  PgBlocking db(url);
+  db.run("INSERT INTO durable_nodes(name, lease_until) VALUES('other', clock_timestamp() + interval '1 hour')");
+  db.run("UPDATE durable_slots SET owner = 'other', epoch = epoch + 1 WHERE slot = $1::int8", PgParams().int8(slot));
+  const auto claimedAt = one(url, "SELECT epoch FROM durable_slots WHERE slot = " + std::to_string(slot));
+
+  auto refused = failure(env, a, "http://do/add");
+  ASSERT_TRUE(refused.has_value()) << "a write under a lost slot's epoch was acknowledged";
+  EXPECT_EQ(refused->code(), durable::ErrorCode::kUnavailable) << refused->what();
+  EXPECT_TRUE(refused->retryable()) << refused->what();
+  // Nothing of the fenced batch reached PostgreSQL: neither key moved.
+  EXPECT_EQ(stored(url, a.id(), "n"), 2);
+  EXPECT_EQ(stored(url, a.id(), "copy"), 2);
+
+  EXPECT_TRUE(failure(env, a, "http://do/").has_value()) << "served a read of a slot another node holds";
+
+  // "other" dies: this node's next lease round claims the slot back at a newer epoch, and the
+  // object reloads what PostgreSQL holds.
+  db.run("UPDATE durable_nodes SET lease_until = clock_timestamp() WHERE name = 'other'");
+  std::optional<std::string> answer;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!answer && std::chrono::steady_clock::now() < deadline) {
+    try {
+      answer = env.fetch(a, "http://do/").text();
+    } catch (const durable::Error&) {
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  ASSERT_EQ(answer, "2");
+  EXPECT_GT(one(url, "SELECT epoch FROM durable_slots WHERE slot = " + std::to_string(slot)), claimedAt);
+  EXPECT_EQ(env.fetch(a, "http://do/add").text(), "3");
+  EXPECT_EQ(stored(url, a.id(), "n"), 3);
+}
+
+// Self-fencing: while PostgreSQL does not answer (SIGSTOP), the node cannot renew its lease,
+// and once the lease may have lapsed it answers 503 instead of serving what it cached.
+TEST(ClusterFence, ANodeThatCannotRenewItsLeaseStopsServingAndComesBack) {
+  PostgresServer pg;
+  const auto url = pg.createDatabase();
+  durable::testing::Env env(onPostgres(url, 600));
+  const auto& ns = env.exportClass<Tally>("TALLY");
+  const auto a = ns.getByName("a");
+  EXPECT_EQ(env.fetch(a, "http://do/add").text(), "1");
+  EXPECT_EQ(env.fetch(a, "http://do/").text(), "1");  // served from the object's cache
+
+  pg.pause();
+  std::this_thread::sleep_for(900ms);
+  auto refused = failure(env, a, "http://do/");
+  pg.resume();
+  ASSERT_TRUE(refused.has_value()) << "a node whose lease may have lapsed served a read";
+  EXPECT_EQ(refused->code(), durable::ErrorCode::kUnavailable);
+  EXPECT_NE(std::string(refused->what()).find("lease"), std::string::npos) << refused->what();
+
+  std::optional<std::string> answer;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!answer && std::chrono::steady_clock::now() < deadline) {
+    try {
+      answer = env.fetch(a, "http://do/add").text();
+    } catch (const durable::Error&) {
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  EXPECT_EQ(answer, "2");
+}
+
+ClusterOptions node(const std::string& url, const std::string& name, std::chrono::milliseconds lease = 5000ms) {
+  ClusterOptions o;
+  o.url = url;
+  o.node = name;
+  o.lease = lease;
+  return o;
+}
+
+TEST(ClusterMembership, TheFirstNodeClaimsEverySlotAndAnotherTakesThemWhenItsLeaseExpires) {
+  const auto url = PostgresServer::shared().createDatabase();
+  ClusterMembership a(node(url, "a", 600ms));
+  EXPECT_EQ(a.slots()->held(), 4096);
+  EXPECT_EQ(one(url, "SELECT count(*) FROM durable_slots WHERE owner = 'a' AND epoch = 1"), 4096);
+  EXPECT_TRUE(a.slots()->leaseTrusted());
+
+  // a never renews (its thread is not started): after 600 ms its lease is over by
+  // PostgreSQL's clock, and a stopped trusting it 100 ms before.
+  std::this_thread::sleep_for(700ms);
+  EXPECT_FALSE(a.slots()->leaseTrusted());
+  ClusterMembership b(node(url, "b"));
+  EXPECT_EQ(b.slots()->held(), 4096);
+  EXPECT_EQ(one(url, "SELECT count(*) FROM durable_slots WHERE owner = 'b' AND epoch = 2"), 4096);
+
+  // a comes back: it renews, forgets every slot (any may have moved), and claims none, since
+  // their owner b is alive.
+  a.tick();
+  EXPECT_TRUE(a.slots()->leaseTrusted());
+  EXPECT_EQ(a.slots()->held(), 0);
+  EXPECT_EQ(one(url, "SELECT count(*) FROM durable_slots WHERE owner = 'b' AND epoch = 2"), 4096);
+}
+
+TEST(ClusterMembership, LiveNodesSplitFreeSlotsByRendezvousHashingWithoutOverlap) {
+  const auto url = PostgresServer::shared().createDatabase();
+  ClusterMembership a(node(url, "a"));
+  ClusterMembership b(node(url, "b"));
+  ClusterMembership c(node(url, "c"));
+  EXPECT_EQ(b.slots()->held(), 0);  // a holds them all and is alive
+  PgBlocking(url).run("UPDATE durable_slots SET owner = NULL");
+  a.tick();
+  b.tick();
+  c.tick();
+  const int held[] = {a.slots()->held(), b.slots()->held(), c.slots()->held()};
+  EXPECT_EQ(held[0] + held[1] + held[2], 4096);
+  for (int h : held) {
+    EXPECT_GT(h, 4096 / 3 - 200);
+    EXPECT_LT(h, 4096 / 3 + 200);
+  }
+  for (int s = 0; s < 4096; ++s) {
+    const int holders = (a.slots()->epoch(s) != 0) + (b.slots()->epoch(s) != 0) + (c.slots()->epoch(s) != 0);
+    ASSERT_EQ(holders, 1) << "slot " << s;
+  }
+  EXPECT_EQ(one(url, "SELECT count(*) FROM durable_slots WHERE owner = 'b'"), held[1]);
+}
+
+TEST(ClusterMembership, StopReleasesTheSlotsForAnotherNodeAtOnce) {
+  const auto url = PostgresServer::shared().createDatabase();
+  ClusterMembership a(node(url, "a"));
+  ClusterMembership b(node(url, "b"));
+  EXPECT_EQ(b.slots()->held(), 0);
+  a.stop();
+  EXPECT_EQ(a.slots()->held(), 0);
+  b.tick();  // no lease to wait for
+  EXPECT_EQ(b.slots()->held(), 4096);
+  EXPECT_EQ(one(url, "SELECT min(epoch) FROM durable_slots"), 2);
+}
+
+TEST(ClusterMembership, ASecondProcessUnderTheSameNameFencesTheFirst) {
+  const auto url = PostgresServer::shared().createDatabase();
+  ClusterMembership first(node(url, "a"));
+  ClusterMembership second(node(url, "a"));
+  EXPECT_EQ(second.slots()->held(), 4096);
+  EXPECT_EQ(one(url, "SELECT min(epoch) FROM durable_slots"), 2);
+  EXPECT_THROW(first.tick(), durable::Error);
+  EXPECT_EQ(first.slots()->held(), 0);
+  EXPECT_EQ(second.slots()->held(), 4096);
+}
+
+TEST(ClusterMembership, ABadNodeNameIsRefusedWithWhatIsAccepted) {
+  const auto url = PostgresServer::shared().createDatabase();
+  try {
+    ClusterMembership bad(node(url, "no spaces"));
+    ADD_FAILURE() << "accepted";
+  } catch (const durable::Error& e) {
+    EXPECT_EQ(e.code(), durable::ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("A-Z a-z 0-9 . _ -"), std::string::npos) << e.what();
+  }
+}
+
+// The fence and a claim are ordered by the slot row's lock: a claim waits for a commit that
+// checked the old epoch, and the old owner's next commit is refused with SQLSTATE DU001.
+TEST(ClusterFence, AClaimWaitsForTheCommitThatCheckedTheOldEpoch) {
+  const auto url = PostgresServer::shared().createDatabase();
+  ClusterMembership a(node(url, "a"));
+  PgBlocking owner(url);
+  owner.script("BEGIN");
+  owner.run("SELECT durable_fence('{7}', '{1}', 'a')");
+
+  PGconn* claimer = PQconnectdb(url.c_str());
+  ASSERT_EQ(PQstatus(claimer), CONNECTION_OK);
+  ASSERT_EQ(PQsendQuery(claimer, "UPDATE durable_slots SET owner = 'b', epoch = epoch + 1 WHERE slot = 7"), 1);
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(PQconsumeInput(claimer), 1);
+  EXPECT_EQ(PQisBusy(claimer), 1) << "the claim did not wait for the commit holding the slot";
+
+  owner.script("COMMIT");
+  PGresult* r;
+  while ((r = PQgetResult(claimer)) != nullptr) {
+    EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+    PQclear(r);
+  }
+  PQfinish(claimer);
+
+  PGconn* stale = PQconnectdb(url.c_str());
+  PGresult* refused = PQexec(stale, "SELECT durable_fence('{7}', '{1}', 'a')");
+  EXPECT_EQ(PQresultStatus(refused), PGRES_FATAL_ERROR);
+  EXPECT_STREQ(PQresultErrorField(refused, PG_DIAG_SQLSTATE), "DU001");
+  PQclear(refused);
+  PQfinish(stale);
+}
+
+}  // namespace
