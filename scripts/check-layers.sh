@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Bottom first. A folder may include its own headers and those of any folder before it.
-layers=(base metrics ids config gates storage net runtime worker admin cli)
+layers=(base metrics ids config gates storage cluster net runtime worker admin cli)
 
 # Includes allowed to run back up: none since issue 13 (net reaches the runtime through the
 # interfaces net/http_host.h and SocketShard, which the runtime implements). An include that

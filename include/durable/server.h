@@ -32,6 +32,11 @@ struct ServeOptions {
   std::optional<std::int64_t> idleTimeoutMs;
   // The admin listener: "HOST:PORT" or "off" (overrides [durable] admin).
   std::optional<std::string> admin;
+  // Cluster mode (overrides [cluster] url, node, advertise): PostgreSQL's connection string,
+  // this node's name, and the HOST:PORT other nodes reach it at.
+  std::optional<std::string> cluster;
+  std::optional<std::string> node;
+  std::optional<std::string> advertise;
 };
 
 class Server {

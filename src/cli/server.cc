@@ -2,6 +2,7 @@
 #include "cli/options.h"
 #include "cli/state.h"
 #include "cli/tools.h"
+#include "cluster/membership.h"
 #include "config/config.h"
 #include "config/migrations.h"
 #include "net/http_server.h"
@@ -34,6 +35,7 @@ Usage:
   durable serve [--config FILE] [--listen HOST:PORT] [--persist-to DIR]
                 [--durability full|relaxed] [--shards N] [--idle-timeout-ms N]
                 [--admin HOST:PORT|off]
+                [--cluster POSTGRES_URL --node NAME [--advertise HOST:PORT]]
 )";
 constexpr const char* kUsageTail = R"(  durable --help
   durable --version
@@ -53,6 +55,11 @@ Options:
   --admin HOST:PORT     where to serve GET /metrics and the admin API (default 127.0.0.1 and
                         the --listen port + 1000; "off": nowhere). Anywhere but loopback it
                         needs a token: [durable] admin_token or DURABLE_ADMIN_TOKEN
+  --cluster URL         run as a node of a cluster whose storage and slot ownership live in
+                        this PostgreSQL (a postgres:// URL or libpq connection string;
+                        [cluster] url); see docs/cluster.md
+  --node NAME           this node's name in the cluster: 1-64 of A-Z a-z 0-9 . _ -
+  --advertise HOST:PORT where the other nodes reach this one (default: the --listen address)
 
 SIGTERM, SIGINT or SIGHUP drains in-flight requests, closes WebSockets with 1001
 (going away), commits, and exits 0.
@@ -170,6 +177,18 @@ int Server::run(int argc, char** argv) {
       } else if (is("--admin")) {
         options.admin = value();
         if (*options.admin != "off") cli::splitListen(*options.admin);
+      } else if (is("--cluster")) {
+        options.cluster = value();
+        if (options.cluster->empty()) throw cli::UsageError("--cluster wants a PostgreSQL URL, e.g. postgres://user@host/db");
+      } else if (is("--node")) {
+        options.node = value();
+        if (!detail::validNodeName(*options.node)) {
+          throw cli::UsageError("--node wants a name of 1-64 of the characters A-Z a-z 0-9 . _ -, got '" +
+                                *options.node + "'");
+        }
+      } else if (is("--advertise")) {
+        options.advertise = value();
+        cli::splitListen(*options.advertise);
       } else if (is("--idle-timeout-ms")) {
         options.idleTimeoutMs =
             cli::parseInteger("--idle-timeout-ms", value(), 1, std::numeric_limits<std::int64_t>::max(),
@@ -245,6 +264,19 @@ int Server::serve(const ServeOptions& options) {
     if (options.shards) cfg.settings.shards = *options.shards;
     if (options.idleTimeoutMs) cfg.settings.idleTimeoutMs = *options.idleTimeoutMs;
     if (options.admin) cfg.settings.admin = *options.admin;
+    if (options.cluster) cfg.cluster.url = *options.cluster;
+    if (options.node) cfg.cluster.node = *options.node;
+    if (options.advertise) cfg.cluster.advertise = *options.advertise;
+    if (cfg.cluster.enabled()) {
+      if (cfg.cluster.node.empty()) throw cli::UsageError("cluster mode needs this node's name: --node NAME or [cluster] node");
+      if (!detail::validNodeName(cfg.cluster.node)) {
+        throw cli::UsageError("[cluster] node wants a name of 1-64 of the characters A-Z a-z 0-9 . _ -, got '" +
+                              cfg.cluster.node + "'");
+      }
+      if (cfg.cluster.advertise.empty()) cfg.cluster.advertise = options.listen;
+    } else if (options.node || options.advertise) {
+      throw cli::UsageError("--node and --advertise are for cluster mode: pass --cluster POSTGRES_URL too");
+    }
     detail::setJsonLogs(cfg.settings.logFormat == config::LogFormat::kJson);
     const std::string host = cli::resolveListenHost(listen.host);
     const std::optional<AdminListen> admin = adminListen(cfg.settings, listen);
@@ -298,6 +330,8 @@ int Server::serve(const ServeOptions& options) {
     // went away (1001) rather than seeing a dropped connection, and may reconnect at once.
     runtime.closeWebSockets(1001, "server shutting down", std::chrono::seconds(2));
     runtime.stop();
+    // After every commit landed: the slots go back at once, not when the lease runs out.
+    if (state.cluster) state.cluster->stop();
     detail::logInfo("stopped");
     return 0;
   } catch (const cli::UsageError& e) {

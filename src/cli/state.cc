@@ -1,7 +1,10 @@
 #include "cli/state.h"
 
 #include "base/log.h"
+#include "cluster/membership.h"
+#include "cluster/shared_meta.h"
 #include "config/migrations.h"
+#include "storage/postgres_engine.h"
 
 #include <unistd.h>
 
@@ -41,6 +44,72 @@ std::set<std::string> sqliteBackedClasses(const std::vector<config::Migration>& 
   return sqlite;
 }
 
+// The config's bindings over the classes `state` has, into `out`.
+std::vector<detail::NamespaceImpl*> bindClasses(const config::Config& cfg, const config::MigrationState& state,
+                                                const Factories& classes, OpenState& out) {
+  std::vector<detail::NamespaceImpl*> bindings;
+  const std::set<std::string> sqliteClasses = sqliteBackedClasses(cfg.migrations);
+  for (const auto& b : cfg.bindings) {
+    for (const auto& c : state.classes) {
+      if (c.name != b.className) continue;
+      auto ns = std::make_unique<detail::NamespaceImpl>();
+      ns->binding = b.name;
+      ns->className = c.name;
+      ns->nsId = c.nsId;
+      ns->key = c.key;
+      ns->sqliteBacked = sqliteClasses.count(c.name) > 0;
+      ns->factory = classes.at(c.name);
+      bindings.push_back(ns.get());
+      out.namespaces.push_back(std::move(ns));
+    }
+  }
+  return bindings;
+}
+
+// A node of a cluster (docs/cluster.md): the classes come from the cluster's shared meta, the
+// rows live in PostgreSQL, and the node holds the slots it claims. The directory keeps what is
+// this node's alone (SQLite-backed objects' working files, the meta's working copy).
+OpenState openClusterNode(const config::Config& cfg, const std::filesystem::path& dir, const Factories& classes,
+                          OpenState out) {
+  std::set<std::string> exported;
+  for (const auto& [name, _] : classes) exported.insert(name);
+  const auto& cs = cfg.cluster;
+  config::MigrationState state;
+  detail::withSharedMeta(cs.url, cs.slots, dir / "cluster", [&](config::MetaStore& meta) {
+    state = meta.apply(cfg);
+    config::validateBindings(cfg, state, exported);
+  });
+
+  detail::ClusterOptions co;
+  co.url = cs.url;
+  co.node = cs.node;
+  co.address = cs.advertise;
+  co.lease = std::chrono::milliseconds(cs.leaseMs);
+  co.slots = cs.slots;
+  out.cluster = std::make_unique<detail::ClusterMembership>(co);
+
+  auto bindings = bindClasses(cfg, state, classes, out);
+  std::map<std::string, std::string, std::less<>> vars(cfg.vars.begin(), cfg.vars.end());
+  // Partitions are only this node's way of spreading slots over its shards: nothing on disk
+  // depends on their number.
+  const int partitions = static_cast<int>(cfg.settings.shards ? cfg.settings.shards : detail::defaultShardCount());
+  detail::RuntimeOptions runtimeOptions{dir, cfg.settings};
+  runtimeOptions.slots = out.cluster->slots();
+  runtimeOptions.engine = [url = cs.url, node = cs.node, slots = out.cluster->slots(), partitions](
+                              int p, boost::asio::io_context& shard) -> std::unique_ptr<detail::StorageEngine> {
+    return std::make_unique<detail::PostgresEngine>(p, partitions, url, node, slots, shard);
+  };
+  out.runtime = std::make_unique<detail::Runtime>(runtimeOptions, bindings, std::move(vars), state.namespacesToPurge,
+                                                  partitions);
+  if (!state.namespacesToPurge.empty()) {
+    detail::withSharedMeta(cs.url, cs.slots, dir / "cluster", [&](config::MetaStore& meta) {
+      for (auto ns : state.namespacesToPurge) meta.markPurged(ns);
+    });
+  }
+  out.cluster->start([runtime = out.runtime.get()](const std::vector<int>&) { runtime->slotsClaimed(); });
+  return out;
+}
+
 }  // namespace
 
 OpenState openState(const config::Config& cfg, const std::string& configPath, const std::filesystem::path& dir,
@@ -57,6 +126,8 @@ OpenState openState(const config::Config& cfg, const std::string& configPath, co
   out.lock = std::make_unique<detail::StateDirLock>(dir);
   detail::logInfo("config ", configPath, (cfg.name.empty() ? "" : " (name " + cfg.name + ")"), ", state in ",
                   dir.string(), ", pid ", ::getpid());
+  const bool cluster = cfg.cluster.enabled() && !forTool;
+  if (cluster) return openClusterNode(cfg, dir, classes, std::move(out));
   config::MetaStore meta(dir);
   if (forTool) {
     const auto applied = meta.appliedTags();
@@ -83,22 +154,7 @@ OpenState openState(const config::Config& cfg, const std::string& configPath, co
     meta.setPartitions(partitions);
   }
 
-  std::vector<detail::NamespaceImpl*> bindings;
-  const std::set<std::string> sqliteClasses = sqliteBackedClasses(cfg.migrations);
-  for (const auto& b : cfg.bindings) {
-    for (const auto& c : state.classes) {
-      if (c.name != b.className) continue;
-      auto ns = std::make_unique<detail::NamespaceImpl>();
-      ns->binding = b.name;
-      ns->className = c.name;
-      ns->nsId = c.nsId;
-      ns->key = c.key;
-      ns->sqliteBacked = sqliteClasses.count(c.name) > 0;
-      ns->factory = classes.at(c.name);
-      bindings.push_back(ns.get());
-      out.namespaces.push_back(std::move(ns));
-    }
-  }
+  auto bindings = bindClasses(cfg, state, classes, out);
   std::map<std::string, std::string, std::less<>> vars(cfg.vars.begin(), cfg.vars.end());
 
   detail::RuntimeOptions runtimeOptions{dir, cfg.settings};

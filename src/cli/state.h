@@ -2,6 +2,7 @@
 // tools that read a stopped server's state (cli/tools.h).
 #pragma once
 
+#include "cluster/membership.h"
 #include "config/config.h"
 #include "runtime/runtime.h"
 #include "runtime/state_lock.h"
@@ -22,8 +23,20 @@ using Factories = std::map<std::string, std::function<std::unique_ptr<DurableObj
 // Members in this order: the runtime goes first, then the namespaces it serves, then the lock.
 struct OpenState {
   std::unique_ptr<detail::StateDirLock> lock;
+  // Cluster mode: this node's lease and slots, released after the runtime stopped.
+  std::unique_ptr<detail::ClusterMembership> cluster;
   std::vector<std::unique_ptr<detail::NamespaceImpl>> namespaces;
   std::unique_ptr<detail::Runtime> runtime;  // built, not started
+
+  OpenState() = default;
+  OpenState(OpenState&&) = default;
+  OpenState& operator=(OpenState&&) = default;
+  // The runtime stops (its last commits land) before the node gives up its slots, and the
+  // node's lease thread, which calls into the runtime, ends before the runtime goes.
+  ~OpenState() {
+    if (runtime) runtime->stop();
+    if (cluster) cluster->stop();
+  }
 };
 
 // Checks the config's bindings against `classes`, takes the directory's lock (StateDirLocked

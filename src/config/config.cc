@@ -76,6 +76,7 @@ class Parser {
     if (const toml::node* n = root.get("migrations")) parseMigrations(*n);
     if (const toml::node* n = root.get("vars")) parseVars(*n);
     if (const toml::node* n = root.get("durable")) parseSettings(*n);
+    if (const toml::node* n = root.get("cluster")) parseCluster(*n);
     return std::move(config_);
   }
 
@@ -228,8 +229,9 @@ class Parser {
     }
   }
 
-  std::int64_t integerIn(const toml::node& n, std::string_view key, std::int64_t lo, std::int64_t hi) const {
-    const std::string field = "durable." + std::string(key);
+  std::int64_t integerIn(const toml::node& n, std::string_view key, std::int64_t lo, std::int64_t hi,
+                         std::string_view table = "durable.") const {
+    const std::string field = std::string(table) + std::string(key);
     const auto* i = n.as_integer();
     if (i == nullptr) fail(lineOf(n), field + " must be an integer, not " + typeName(n));
     const std::int64_t v = i->get();
@@ -238,6 +240,32 @@ class Parser {
                           std::to_string(hi) + ")");
     }
     return v;
+  }
+
+  void parseCluster(const toml::node& node) {
+    ClusterSettings& c = config_.cluster;
+    auto text = [&](const toml::node& value, std::string_view key) {
+      const auto* str = value.as_string();
+      if (str == nullptr) fail(lineOf(value), "cluster." + std::string(key) + " must be a string, not " + typeName(value));
+      if (str->get().empty()) fail(lineOf(value), "cluster." + std::string(key) + " must not be empty");
+      return str->get();
+    };
+    for (const auto& [k, value] : requireTable(node, "cluster")) {
+      const std::string_view key = k.str();
+      if (key == "url") {
+        c.url = text(value, key);
+      } else if (key == "node") {
+        c.node = text(value, key);
+      } else if (key == "advertise") {
+        c.advertise = text(value, key);
+      } else if (key == "lease_ms") {
+        c.leaseMs = integerIn(value, key, 200, 600'000, "cluster.");
+      } else if (key == "slots") {
+        c.slots = static_cast<int>(integerIn(value, key, 1, 65'536, "cluster."));
+      } else {
+        fail(lineOf(value), "unknown setting cluster." + std::string(key) + " (known: url, node, advertise, lease_ms, slots)");
+      }
+    }
   }
 
   void parseSettings(const toml::node& node) {

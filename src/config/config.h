@@ -97,6 +97,17 @@ struct Settings {
   bool operator==(const Settings&) const = default;
 };
 
+// [cluster]: run as one node of a cluster on PostgreSQL (docs/cluster.md). Off while url is empty.
+struct ClusterSettings {
+  std::string url;                // [cluster] url: a libpq connection string or postgres:// URL
+  std::string node;               // [cluster] node: this node's name, unique in the cluster
+  std::string advertise;          // [cluster] advertise: HOST:PORT other nodes reach it at (default: --listen)
+  std::int64_t leaseMs = 5000;    // [cluster] lease_ms (200 .. 600,000)
+  int slots = 4096;               // [cluster] slots: fixed when the cluster is created (1 .. 65,536)
+  bool enabled() const { return !url.empty(); }
+  bool operator==(const ClusterSettings&) const = default;
+};
+
 struct Config {
   std::string source;                        // file name used in error messages
   // Top-level `name` (wrangler's Worker name); empty when absent. Names the default state
@@ -107,6 +118,7 @@ struct Config {
   std::vector<Migration> migrations;         // [[migrations]]
   std::map<std::string, std::string> vars;  // [vars]; numbers and booleans as their text
   Settings settings;
+  ClusterSettings cluster;
   // Whole-value comparison, so that a test can show two files giving the same configuration.
   bool operator==(const Config&) const = default;
 };

@@ -27,6 +27,19 @@ void AlarmScheduler::load() {
   arm();
 }
 
+void AlarmScheduler::loadNew() {
+  for (auto& p : shard_.partitions) {
+    p->loadAlarms([this](std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
+      Key key{ns, id};
+      if (byKey_.count(key)) return;
+      Entry& e = byKey_[key];
+      e.time = e.scheduledTime = time;
+      schedule(key, e);
+    });
+  }
+  arm();
+}
+
 void AlarmScheduler::schedule(const Key& key, Entry& e) { byTime_.emplace(e.time, key); }
 
 void AlarmScheduler::unschedule(const Key& key, const Entry& e) { byTime_.erase({e.time, key}); }

@@ -39,6 +39,9 @@ class AlarmScheduler {
 
   // Reads every alarm of the shard's partitions. Called once, before the first event.
   void load();
+  // Cluster mode: reads the alarms of the shard's partitions again after this node claimed
+  // slots, and schedules those it did not know (alarms/slot ownership: docs/cluster.md).
+  void loadNew();
   // A committed change: the object's alarm is now `time`, or gone.
   void onDurable(std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time);
   // The clock may have moved (a manual clock was advanced): fire what is due, re-arm.

@@ -583,6 +583,20 @@ void Runtime::start() {
   for (auto& s : shards_) s->start();
 }
 
+void Runtime::slotsClaimed() {
+  if (!started_) return;
+  for (auto& sp : shards_) {
+    Shard* s = sp.get();
+    postTo(*s, [s] {
+      try {
+        s->alarms().loadNew();
+      } catch (const std::exception& e) {
+        logWarn("shard ", s->index(), ": cannot load the alarms of claimed slots: ", e.what());
+      }
+    });
+  }
+}
+
 void Runtime::stop() {
   if (!started_) return;
   started_ = false;

@@ -241,6 +241,8 @@ class Shard final : public SocketShard {
   void sqlObjectClosed() { --sqlObjectsLive_; }
   // AlarmScheduler::runNow() for an object of this shard.
   AlarmScheduler::RunNow runAlarmNow(std::int64_t ns, const ObjectId::Raw& id) { return alarms_->runNow(ns, id); }
+  AlarmScheduler& alarms() { return *alarms_; }
+  int index() const { return index_; }
 
   std::vector<std::unique_ptr<Partition>> partitions;  // indexed by partition / shard count
 
@@ -340,6 +342,8 @@ class Runtime final : public HttpHost {
   ~Runtime();
 
   void start();
+  // Cluster mode: this node claimed slots; each shard schedules their stored alarms. Any thread.
+  void slotsClaimed();
   // Flushes every partition and waits for the commits, then stops the shard threads.
   void stop();
   // Sends a close frame with `code` on every open WebSocket and waits, at most `wait`, for the
@@ -387,7 +391,7 @@ class Runtime final : public HttpHost {
   Env::Impl envImpl_;
   Env env_;
   std::vector<std::unique_ptr<Shard>> shards_;
-  bool started_ = false;
+  std::atomic<bool> started_{false};  // read by the cluster lease thread (slotsClaimed)
 };
 
 // Posts fn to the shard thread; the caller keeps everything fn references alive until it runs.

@@ -21,6 +21,10 @@ CREATE TABLE IF NOT EXISTS durable_cluster(
   id int PRIMARY KEY CHECK (id = 1),
   slots int NOT NULL CHECK (slots > 0),
   created timestamptz NOT NULL DEFAULT clock_timestamp());
+-- The cluster's classes: the meta.sqlite of a single server, shared (cluster/shared_meta.h).
+CREATE TABLE IF NOT EXISTS durable_meta(
+  id int PRIMARY KEY CHECK (id = 1),
+  meta bytea NOT NULL);
 CREATE TABLE IF NOT EXISTS durable_nodes(
   name text PRIMARY KEY,
   address text NOT NULL DEFAULT '',
