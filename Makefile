@@ -4,9 +4,12 @@ LISTEN  ?= 127.0.0.1:8787
 # Empty: the config's name picks the state directory (.durable/durable-seed for the demo).
 PERSIST ?=
 CONFIG  ?= examples/seed/wrangler.toml
+# Cluster mode (docs/cluster.md): PostgreSQL's URL and this node's name.
+CLUSTER ?=
+NODE    ?=
 JOBS    ?= $(shell nproc)
 
-.PHONY: deps deps-test build build-server run test bench bench-attack clean crash-test test-asan test-tsan fuzz
+.PHONY: deps deps-test build build-server run test bench bench-attack clean crash-test test-asan test-tsan fuzz cluster cluster-stop
 
 deps:
 	@bash scripts/deps.sh
@@ -24,7 +27,16 @@ build: deps-test
 	@cmake --build $(BUILD) -j $(JOBS)
 
 run: build-server
-	./$(BUILD)/durable serve --config $(CONFIG) --listen $(LISTEN) $(if $(PERSIST),--persist-to $(PERSIST))
+	./$(BUILD)/durable serve --config $(CONFIG) --listen $(LISTEN) $(if $(PERSIST),--persist-to $(PERSIST)) \
+	  $(if $(CLUSTER),--cluster "$(CLUSTER)" --node $(NODE))
+
+# A local PostgreSQL (.durable/pg) and three nodes on 127.0.0.1:8787-8789 serving the demo app.
+cluster: build-server
+	@bash scripts/deps.sh --cluster
+	@BUILD=$(BUILD) CONFIG=$(CONFIG) bash scripts/cluster.sh start
+
+cluster-stop:
+	@bash scripts/cluster.sh stop
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600

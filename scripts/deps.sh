@@ -18,6 +18,10 @@ if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
              postgresql-15  # the tests' PostgreSQL server (tests/support/postgres_server.h)
              chromium)  # the browser test of the chat page (tests/browser)
 fi
+# `make cluster`: a PostgreSQL server to run the nodes on (scripts/cluster.sh).
+if [ "${1:-}" = "--cluster" ]; then
+  packages+=(postgresql-15)
+fi
 if [ "${1:-}" = "--bench" ]; then
   packages+=(libbenchmark-dev wrk)
 fi
