@@ -65,6 +65,16 @@ SIGTERM, SIGINT or SIGHUP drains in-flight requests, closes WebSockets with 1001
 (going away), commits, and exits 0.
 )";
 
+// Cluster mode: the front answers other nodes' forwarded requests (runtime/forward.cc) before
+// the author's Worker sees anything; everything else is the Worker's.
+Worker clusterFront(detail::Runtime& runtime, const Worker& user) {
+  Worker front;
+  front.all(std::string(detail::Runtime::kForwardPath),
+            [&runtime](Context& c) -> Task<Response> { return runtime.acceptForwarded(std::move(c.req())); });
+  front.notFound([&user](Context& c) -> Task<Response> { return user.fetch(std::move(c.req()), c.env()); });
+  return front;
+}
+
 void printUsage() { std::cout << kUsageHead << cli::kToolsUsage << kUsageTail << cli::kToolsWhere; }
 
 // A bad command line: what was wrong, then where to look, without burying it under the usage.
@@ -296,7 +306,8 @@ int Server::serve(const ServeOptions& options) {
     httpOptions.maxBodyBytesInMemory = cfg.settings.maxBodyBytesInMemory;
     httpOptions.readTimeout = std::chrono::milliseconds(cfg.settings.requestTimeoutMs);
     httpOptions.accessLog = cfg.settings.accessLog;
-    detail::HttpServer http(runtime, *worker_, httpOptions);
+    const Worker front = state.cluster ? clusterFront(runtime, *worker_) : Worker();
+    detail::HttpServer http(runtime, state.cluster ? front : *worker_, httpOptions);
     std::unique_ptr<detail::HttpServer> adminHttp;
     std::unique_ptr<Worker> adminWorker;
     if (admin) {

@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <optional>
 
 namespace durable::detail {
 
@@ -55,8 +56,11 @@ ClusterMembership::ClusterMembership(ClusterOptions options) : options_(std::mov
                 "cluster node name \"" + options_.node + "\" is not 1-64 of the characters A-Z a-z 0-9 . _ -");
   }
   db_ = std::make_unique<PgBlocking>(options_.url);
-  const int slots = ensurePostgresSchema(*db_, options_.slots);
+  const auto record = ensurePostgresSchema(*db_, options_.slots);
+  const int slots = record.slots;
   slots_ = std::make_shared<SlotTable>(slots);
+  slots_->secret = record.secret;
+
   const auto sentAt = std::chrono::steady_clock::now();
   auto r = db_->run(
       "INSERT INTO durable_nodes(name, address, lease_until) VALUES($1::text, $2::text, clock_timestamp() + "
@@ -82,17 +86,12 @@ void ClusterMembership::start(std::function<void(const std::vector<int>&)> claim
   claimed_ = std::move(claimed);
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "cluster-lease");
-    std::unique_lock lock(mu_);
-    while (!stopping_) {
-      cv_.wait_for(lock, options_.lease / 4, [this] { return stopping_; });
-      if (stopping_) break;
-      lock.unlock();
+    while (slots_->awaitRefresh(options_.lease / 4)) {
       try {
         tick();
       } catch (const std::exception& e) {
         logWarn("cluster: lease renewal failed: ", e.what());
       }
-      lock.lock();
     }
   });
 }
@@ -129,12 +128,13 @@ std::vector<int> ClusterMembership::claim() {
   // did not look (claimed by a node that found its lease expired) are forgotten, so they can
   // be claimed back; slots whose owner is alive are left alone without a write.
   auto all = db_->run(
-      "SELECT s.slot::int8, s.epoch, s.owner = $1::text, s.owner IS NULL OR s.owner = $1::text OR NOT EXISTS "
-      "(SELECT 1 FROM durable_nodes n WHERE n.name = s.owner AND n.lease_until > clock_timestamp()) "
-      "FROM durable_slots s",
+      "SELECT s.slot::int8, s.epoch, s.owner = $1::text, s.owner IS NULL OR s.owner = $1::text OR n.name IS NULL, "
+      "n.address FROM durable_slots s LEFT JOIN durable_nodes n ON n.name = s.owner AND n.lease_until > "
+      "clock_timestamp()",
       PgParams().bytes(options_.node));
   std::vector<std::int64_t> mine(static_cast<std::size_t>(slots_->count()), 0);
   std::vector<bool> free(static_cast<std::size_t>(slots_->count()), false);
+  std::vector<std::optional<SlotTable::Route>> routes(static_cast<std::size_t>(slots_->count()));
   for (int i = 0; i < PQntuples(all.get()); ++i) {
     const auto slot = pgInt8(all.get(), i, 0);
     if (slot < 0 || slot >= slots_->count()) continue;
@@ -142,6 +142,9 @@ std::vector<int> ClusterMembership::claim() {
     // Binary booleans are one byte; a NULL owner makes the comparison NULL.
     if (!pgNull(all.get(), i, 2) && pgBytes(all.get(), i, 2)[0]) mine[at] = pgInt8(all.get(), i, 1);
     free[at] = pgBytes(all.get(), i, 3)[0] != 0;
+    if (!pgNull(all.get(), i, 4)) {
+      routes[at] = SlotTable::Route{std::string(pgBytes(all.get(), i, 4)), pgInt8(all.get(), i, 1)};
+    }
   }
   for (int s = 0; s < slots_->count(); ++s) {
     const auto held = slots_->epoch(s);
@@ -166,7 +169,10 @@ std::vector<int> ClusterMembership::claim() {
     }
     if (*best == options_.node) wanted.push_back(s);
   }
-  if (wanted.empty()) return {};
+  if (wanted.empty()) {
+    slots_->setRoutes(std::move(routes));
+    return {};
+  }
   db_->script("BEGIN");
   std::vector<int> claimed;
   try {
@@ -193,8 +199,10 @@ std::vector<int> ClusterMembership::claim() {
     for (int i = 0; i < PQntuples(r.get()); ++i) {
       const int slot = static_cast<int>(pgInt8(r.get(), i, 0));
       slots_->hold(slot, pgInt8(r.get(), i, 1));
+      routes[static_cast<std::size_t>(slot)] = SlotTable::Route{options_.address, pgInt8(r.get(), i, 1)};
       claimed.push_back(slot);
     }
+    slots_->setRoutes(std::move(routes));
   } catch (...) {
     PQclear(PQexec(db_->raw(), "ROLLBACK"));
     throw;
@@ -203,11 +211,7 @@ std::vector<int> ClusterMembership::claim() {
 }
 
 void ClusterMembership::stop() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
+  slots_->stopWaiting();
   if (thread_.joinable()) thread_.join();
   if (std::exchange(released_, true)) return;
   try {

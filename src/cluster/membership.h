@@ -67,9 +67,6 @@ class ClusterMembership {
   std::unique_ptr<PgBlocking> db_;
   std::int64_t incarnation_ = 0;
   std::function<void(const std::vector<int>&)> claimed_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
   bool released_ = false;
   std::thread thread_;
 };

@@ -367,6 +367,10 @@ class Runtime final : public HttpHost {
     return static_cast<int>(id.hash() % static_cast<std::size_t>(partitionCount_));
   }
 
+  // Cluster mode (runtime/forward.cc): the path other nodes send an object's requests to,
+  // and what answers there (the front HTTP server routes it here before the Worker).
+  static constexpr std::string_view kForwardPath = "/.durable/cluster/fetch";
+  Task<Response> acceptForwarded(Request request);
   // Sends a request to an object from any thread; `reply` runs on the caller's shard (or, when
   // called from outside any shard, on the object's shard).
   void dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request, const RequestTag& tag,
@@ -381,6 +385,11 @@ class Runtime final : public HttpHost {
 
  private:
   // Runs `deliver` on `owner`: now when the caller is on that shard, else posted there.
+  // Cluster mode: the object's slot is not this node's (runtime/forward.cc).
+  bool heldElsewhere(const ObjectId& id) const;
+  void forwardFetch(const NamespaceImpl& ns, const ObjectId& id, Request request, const RequestTag& tag,
+                    std::function<void(Result<Response>)> reply);
+  Task<Response> forwarded(Shard& via, const NamespaceImpl& ns, ObjectId id, Request request, RequestTag tag);
   template <class Deliver>
   void deliverOn(Shard& owner, Shard* caller, Deliver deliver);
 

@@ -4,6 +4,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <openssl/rand.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstring>
@@ -20,6 +22,7 @@ constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS durable_cluster(
   id int PRIMARY KEY CHECK (id = 1),
   slots int NOT NULL CHECK (slots > 0),
+  secret text NOT NULL,
   created timestamptz NOT NULL DEFAULT clock_timestamp());
 -- The cluster's classes: the meta.sqlite of a single server, shared (cluster/shared_meta.h).
 CREATE TABLE IF NOT EXISTS durable_meta(
@@ -145,17 +148,24 @@ bool rawId(std::string_view bytes, ObjectId::Raw& id) {
 
 }  // namespace
 
-int ensurePostgresSchema(PgBlocking& db, int slots) {
+ClusterRecord ensurePostgresSchema(PgBlocking& db, int slots) {
+  unsigned char random[32];
+  if (RAND_bytes(random, sizeof random) != 1) throw Error(ErrorCode::kUnavailable, "no randomness for the cluster secret");
+  std::string secret;
+  for (unsigned char b : random) {
+    secret += "0123456789abcdef"[b >> 4];
+    secret += "0123456789abcdef"[b & 15];
+  }
   db.script("BEGIN");
   try {
     db.run("SELECT pg_advisory_xact_lock($1::int8)", PgParams().int8(kSchemaLockKey));
     db.script(kSchema);
-    db.run("INSERT INTO durable_cluster(id, slots) VALUES(1, $1::int8) ON CONFLICT (id) DO NOTHING",
-           PgParams().int8(slots));
-    auto r = db.run("SELECT slots::int8 FROM durable_cluster WHERE id = 1");
-    const int recorded = static_cast<int>(pgInt8(r.get(), 0, 0));
+    db.run("INSERT INTO durable_cluster(id, slots, secret) VALUES(1, $1::int8, $2::text) ON CONFLICT (id) DO NOTHING",
+           PgParams().int8(slots).bytes(secret));
+    auto r = db.run("SELECT slots::int8, secret FROM durable_cluster WHERE id = 1");
+    ClusterRecord recorded{static_cast<int>(pgInt8(r.get(), 0, 0)), std::string(pgBytes(r.get(), 0, 1))};
     db.run("INSERT INTO durable_slots(slot) SELECT generate_series(0, $1::int8 - 1) ON CONFLICT (slot) DO NOTHING",
-           PgParams().int8(recorded));
+           PgParams().int8(recorded.slots));
     db.script("COMMIT");
     return recorded;
   } catch (...) {

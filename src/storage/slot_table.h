@@ -11,6 +11,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <string>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -44,6 +48,52 @@ class SlotTable {
     return n;
   }
 
+  // Where a slot lives: the address of its live owner and the epoch it holds it at, as the
+  // last lease round read them. Requests for objects this node does not hold go there.
+  struct Route {
+    std::string address;
+    std::int64_t epoch = 0;
+  };
+  void setRoutes(std::vector<std::optional<Route>> routes) {
+    {
+      std::lock_guard lock(routesMu_);
+      routes_ = std::move(routes);
+    }
+    routesVersion_.fetch_add(1, std::memory_order_release);
+  }
+  std::optional<Route> route(int slot) const {
+    std::lock_guard lock(routesMu_);
+    if (static_cast<std::size_t>(slot) >= routes_.size()) return std::nullopt;
+    return routes_[static_cast<std::size_t>(slot)];
+  }
+  std::uint64_t routesVersion() const { return routesVersion_.load(std::memory_order_acquire); }
+  // Asks the lease thread to read the routes again now (after a 421 from a node that no
+  // longer holds a slot). Any thread.
+  void requestRefresh() const {
+    {
+      std::lock_guard lock(refreshMu_);
+      refreshWanted_ = true;
+    }
+    refreshCv_.notify_all();
+  }
+  // The lease thread: waits up to `most` or until requestRefresh(); false once stopWaiting().
+  bool awaitRefresh(std::chrono::milliseconds most) const {
+    std::unique_lock lock(refreshMu_);
+    refreshCv_.wait_for(lock, most, [this] { return refreshWanted_ || stopped_; });
+    refreshWanted_ = false;
+    return !stopped_;
+  }
+  void stopWaiting() const {
+    {
+      std::lock_guard lock(refreshMu_);
+      stopped_ = true;
+    }
+    refreshCv_.notify_all();
+  }
+
+  // What node-to-node requests carry to be accepted (docs/cluster.md). Set once, at start.
+  std::string secret;
+
   // Self-fencing: the lease renewed by a statement that began at `sentAt` (monotonic) runs
   // until sentAt + lease by PostgreSQL's clock; trusted until sentAt + lease - margin here.
   void renewed(std::chrono::steady_clock::time_point sentAt, std::chrono::milliseconds trusted) {
@@ -56,6 +106,12 @@ class SlotTable {
  private:
   std::vector<std::atomic<std::int64_t>> epochs_;
   std::atomic<std::chrono::steady_clock::rep> trustedUntil_{0};
+  mutable std::mutex routesMu_;
+  std::vector<std::optional<Route>> routes_;
+  std::atomic<std::uint64_t> routesVersion_{0};
+  mutable std::mutex refreshMu_;
+  mutable std::condition_variable refreshCv_;
+  mutable bool refreshWanted_ = false, stopped_ = false;
 };
 
 }  // namespace durable::detail
