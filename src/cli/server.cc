@@ -267,6 +267,7 @@ int Server::serve(const ServeOptions& options) {
 
   // Known once the config is read; named in an error that may come from a full disk.
   std::filesystem::path stateDir;
+  bool advertiseListen = false;  // cluster mode without --advertise: other nodes use --listen's address
   try {
     const auto overridden = cfg.settings;
     cfg = config::loadConfig(configPath);
@@ -283,7 +284,8 @@ int Server::serve(const ServeOptions& options) {
         throw cli::UsageError("[cluster] node wants a name of 1-64 of the characters A-Z a-z 0-9 . _ -, got '" +
                               cfg.cluster.node + "'");
       }
-      if (cfg.cluster.advertise.empty()) cfg.cluster.advertise = options.listen;
+      advertiseListen = cfg.cluster.advertise.empty();
+      if (advertiseListen) cfg.cluster.advertise = options.listen;
     } else if (options.node || options.advertise) {
       throw cli::UsageError("--node and --advertise are for cluster mode: pass --cluster POSTGRES_URL too");
     }
@@ -325,6 +327,10 @@ int Server::serve(const ServeOptions& options) {
     if (adminHttp) {
       adminHttp->start();
       std::cout << kAdminBanner << admin->host << ":" << adminHttp->port() << std::endl;
+    }
+    if (state.cluster) {
+      if (advertiseListen) state.cluster->advertise(host + ":" + std::to_string(http.port()));
+      state.cluster->start([&runtime](const std::vector<int>&) { runtime.slotsClaimed(); });
     }
     std::cout << kListeningBanner << host << ":" << http.port() << std::endl;
 

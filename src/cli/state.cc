@@ -106,7 +106,7 @@ OpenState openClusterNode(const config::Config& cfg, const std::filesystem::path
       for (auto ns : state.namespacesToPurge) meta.markPurged(ns);
     });
   }
-  out.cluster->start([runtime = out.runtime.get()](const std::vector<int>&) { runtime->slotsClaimed(); });
+  // Not started here: the server first learns the port it listens on (ClusterMembership::advertise).
   return out;
 }
 

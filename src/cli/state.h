@@ -23,7 +23,8 @@ using Factories = std::map<std::string, std::function<std::unique_ptr<DurableObj
 // Members in this order: the runtime goes first, then the namespaces it serves, then the lock.
 struct OpenState {
   std::unique_ptr<detail::StateDirLock> lock;
-  // Cluster mode: this node's lease and slots, released after the runtime stopped.
+  // Cluster mode: this node's lease and slots, released after the runtime stopped. Its lease
+  // thread is for the caller to start, once the node is reachable.
   std::unique_ptr<detail::ClusterMembership> cluster;
   std::vector<std::unique_ptr<detail::NamespaceImpl>> namespaces;
   std::unique_ptr<detail::Runtime> runtime;  // built, not started

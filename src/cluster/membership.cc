@@ -96,11 +96,70 @@ void ClusterMembership::start(std::function<void(const std::vector<int>&)> claim
   });
 }
 
+void ClusterMembership::advertise(const std::string& address) {
+  options_.address = address;
+  db_->run("UPDATE durable_nodes SET address = $2::text WHERE name = $1::text AND incarnation = $3::int8",
+           PgParams().bytes(options_.node).bytes(address).int8(incarnation_));
+}
+
 void ClusterMembership::tick() {
   if (!db_ || !db_->ok()) db_ = std::make_unique<PgBlocking>(options_.url);
   renew();
   auto claimed = claim();
   if (!claimed.empty() && claimed_) claimed_(claimed);
+  handOff();
+}
+
+void ClusterMembership::handOff() {
+  if (!releasing_.empty()) {
+    std::string slots = "{", epochs = "{";
+    for (const auto& [slot, epoch] : releasing_) {
+      if (slots.size() > 1) {
+        slots += ',';
+        epochs += ',';
+      }
+      slots += std::to_string(slot);
+      epochs += std::to_string(epoch);
+    }
+    slots += '}';
+    epochs += '}';
+    db_->script("BEGIN");
+    try {
+      db_->run("SELECT set_config('lock_timeout', $1::text, true)",
+               PgParams().bytes(std::to_string(std::max<std::int64_t>(options_.lease.count() / 4, 1)) + "ms"));
+      db_->run(
+          "UPDATE durable_slots s SET owner = NULL FROM unnest($2::int[], $3::bigint[]) AS r(slot, epoch) "
+          "WHERE s.slot = r.slot AND s.epoch = r.epoch AND s.owner = $1::text",
+          PgParams().bytes(options_.node).text(slots).text(epochs));
+      db_->script("COMMIT");
+    } catch (...) {
+      PQclear(PQexec(db_->raw(), "ROLLBACK"));
+      throw;  // kept in releasing_: tried again next round
+    }
+    logInfo("cluster: node ", options_.node, " handed ", releasing_.size(), " slots to the nodes that joined");
+    releasing_.clear();
+    slots_->requestRefresh();  // the new owners' claims show in the next read of the routes
+  }
+  if (std::find(liveNodes_.begin(), liveNodes_.end(), options_.node) == liveNodes_.end()) return;
+  for (int s = 0; s < slots_->count(); ++s) {
+    const auto epoch = slots_->epoch(s);
+    if (epoch == 0 || targetOf(s) == options_.node) continue;
+    releasing_.emplace_back(s, epoch);
+    slots_->drop(s);
+  }
+}
+
+const std::string& ClusterMembership::targetOf(int slot) const {
+  const std::string* best = &liveNodes_.front();
+  std::uint64_t bestScore = score(*best, slot);
+  for (const auto& n : liveNodes_) {
+    const auto sc = score(n, slot);
+    if (sc > bestScore) {
+      best = &n;
+      bestScore = sc;
+    }
+  }
+  return *best;
 }
 
 void ClusterMembership::renew() {
@@ -152,22 +211,16 @@ std::vector<int> ClusterMembership::claim() {
   }
 
   auto live = db_->run("SELECT name FROM durable_nodes WHERE lease_until > clock_timestamp() ORDER BY name");
-  std::vector<std::string> nodes;
-  for (int i = 0; i < PQntuples(live.get()); ++i) nodes.emplace_back(pgBytes(live.get(), i, 0));
-  if (std::find(nodes.begin(), nodes.end(), options_.node) == nodes.end()) return {};
+  liveNodes_.clear();
+  for (int i = 0; i < PQntuples(live.get()); ++i) liveNodes_.emplace_back(pgBytes(live.get(), i, 0));
+  if (std::find(liveNodes_.begin(), liveNodes_.end(), options_.node) == liveNodes_.end()) {
+    slots_->setRoutes(std::move(routes));
+    return {};
+  }
   std::vector<int> wanted;
   for (int s = 0; s < slots_->count(); ++s) {
     if (slots_->epoch(s) != 0 || !free[static_cast<std::size_t>(s)]) continue;
-    const std::string* best = nullptr;
-    std::uint64_t bestScore = 0;
-    for (const auto& n : nodes) {
-      const auto sc = score(n, s);
-      if (!best || sc > bestScore) {
-        best = &n;
-        bestScore = sc;
-      }
-    }
-    if (*best == options_.node) wanted.push_back(s);
+    if (targetOf(s) == options_.node) wanted.push_back(s);
   }
   if (wanted.empty()) {
     slots_->setRoutes(std::move(routes));

@@ -54,18 +54,30 @@ class ClusterMembership {
   // Releases every slot this node holds and ends its lease now, so that others claim at once.
   void stop();
 
+  // Records where other nodes reach this one (when it was not known at construction: a
+  // listener on port 0). Before start().
+  void advertise(const std::string& address);
+
   // One renewal and claim round, as the thread does (tests).
   void tick();
 
  private:
   void renew();
   std::vector<int> claim();
+  // Slots held here whose rendezvous target is another live node (one that joined) go to it:
+  // dropped here in one round (new events for them are refused or forwarded), released in
+  // PostgreSQL in the next, once the commits already made under them had a round to land.
+  void handOff();
+  // The slot's owner by rendezvous hashing over liveNodes_ (not empty).
+  const std::string& targetOf(int slot) const;
   std::chrono::milliseconds trustedFor() const;
 
   ClusterOptions options_;
   std::shared_ptr<SlotTable> slots_;
   std::unique_ptr<PgBlocking> db_;
   std::int64_t incarnation_ = 0;
+  std::vector<std::string> liveNodes_;             // as the last claim() read them
+  std::vector<std::pair<int, std::int64_t>> releasing_;  // dropped here, to release next round
   std::function<void(const std::vector<int>&)> claimed_;
   bool released_ = false;
   std::thread thread_;
