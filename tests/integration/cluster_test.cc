@@ -1,0 +1,237 @@
+// Cluster mode end to end: three `durable serve` processes on loopback over one real
+// PostgreSQL, under client load through every node, with real faults (kill -9 of a node,
+// SIGSTOP of a node for twice its lease). After each: every acknowledged increment is in the
+// final count, an object's acknowledged counts are distinct and ordered as the requests were,
+// and every object answers again within the lease plus 2 s (docs/cluster.md).
+#include "integration/server_process.h"
+#include "storage/pg_connection.h"
+#include "support/postgres_server.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <signal.h>
+
+namespace durable_it {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using durable::detail::PgBlocking;
+
+constexpr auto kLease = 1000ms;
+constexpr int kCounters = 40;
+
+// One acknowledged increment: when its request began and its response ended, and the count.
+struct Ack {
+  Clock::time_point began, ended;
+  long long count;
+};
+
+std::optional<long long> countOf(const HttpResponse& r) {
+  if (r.status != 200) return std::nullopt;
+  boost::system::error_code ec;
+  auto v = boost::json::parse(r.body, ec);
+  if (ec || !v.is_object() || !v.as_object().contains("count")) return std::nullopt;
+  return v.as_object().at("count").as_int64();
+}
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_ = dir_ / "wrangler.toml";
+    writeFile(config_, readFile(seedConfig()) + "\n[cluster]\nlease_ms = " + std::to_string(kLease.count()) + "\n");
+    for (int i = 0; i < 3; ++i) nodes_.push_back(startNode(i));
+    // Until the first node handed the others their share.
+    const auto deadline = Clock::now() + 15s;
+    while (owners() < 3) {
+      ASSERT_LT(Clock::now(), deadline) << "the slots were not shared between the three nodes";
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+
+  std::unique_ptr<ServerProcess> startNode(int i) {
+    ServerProcess::Options o;
+    o.config = config_;
+    o.persistDir = dir_ / ("n" + std::to_string(i));
+    o.stderrLog = dir_ / ("n" + std::to_string(i) + "-" + std::to_string(++starts_) + ".log");
+    o.extraArgs = {"--listen", "127.0.0.1:0", "--admin", "off", "--cluster", pg_.connectionString(), "--node",
+                   "n" + std::to_string(i)};
+    return ServerProcess::start(o);
+  }
+
+  int owners() {
+    PgBlocking db(pg_.connectionString());
+    auto r = db.run("SELECT count(DISTINCT owner)::int8 FROM durable_slots WHERE owner IS NOT NULL");
+    return static_cast<int>(durable::detail::pgInt8(r.get(), 0, 0));
+  }
+
+  // Increments counters c0..c39 in turn through node `i` until `stop`, recording every
+  // acknowledged count; failed requests (a node that died, a slot that moves) are not.
+  void load(int i, std::atomic<bool>& stop) {
+    HttpConnection conn("127.0.0.1", nodes_[static_cast<std::size_t>(i)]->port(), 3s);
+    for (int n = 0; !stop; ++n) {
+      const int c = (n * 7 + i * 13) % kCounters;
+      const auto began = Clock::now();
+      std::optional<long long> count;
+      try {
+        count = countOf(conn.post("/counters/c" + std::to_string(c) + "/increment"));
+      } catch (const HttpError&) {
+        std::this_thread::sleep_for(20ms);
+      }
+      if (!count) continue;
+      std::lock_guard lock(mu_);
+      acks_[c].push_back({began, Clock::now(), *count});
+    }
+  }
+
+  // Every counter read through node `i`, until each answers or `within` passes: how long it took.
+  Clock::duration untilEveryCounterAnswers(int i, Clock::duration within, std::map<int, long long>& finals) {
+    const auto start = Clock::now();
+    HttpConnection conn("127.0.0.1", nodes_[static_cast<std::size_t>(i)]->port(), 3s);
+    for (int c = 0; c < kCounters; ++c) {
+      for (;;) {
+        std::optional<long long> count;
+        try {
+          count = countOf(conn.get("/counters/c" + std::to_string(c)));
+        } catch (const HttpError&) {
+        }
+        if (count) {
+          finals[c] = *count;
+          break;
+        }
+        if (Clock::now() - start > within) {
+          ADD_FAILURE() << "counter c" << c << " did not answer through n" << i;
+          return Clock::now() - start;
+        }
+        std::this_thread::sleep_for(20ms);
+      }
+    }
+    return Clock::now() - start;
+  }
+
+  void checkInvariants(const std::map<int, long long>& finals) {
+    std::lock_guard lock(mu_);
+    std::size_t total = 0;
+    for (auto& [c, acks] : acks_) {
+      total += acks.size();
+      std::set<long long> seen;
+      long long highest = 0;
+      for (const auto& a : acks) {
+        EXPECT_TRUE(seen.insert(a.count).second) << "counter c" << c << " acknowledged " << a.count << " twice";
+        highest = std::max(highest, a.count);
+      }
+      ASSERT_TRUE(finals.count(c));
+      EXPECT_GE(finals.at(c), highest) << "counter c" << c << " lost an acknowledged increment";
+      // Real-time order: a response that ended before a request began has the lower count.
+      for (const auto& a : acks) {
+        for (const auto& b : acks) {
+          if (a.ended < b.began) EXPECT_LT(a.count, b.count) << "counter c" << c;
+        }
+      }
+    }
+    EXPECT_GT(total, 100u) << "too little load to prove anything";
+  }
+
+  TempDir dir_;
+  durable_test::PostgresServer pg_;
+  fs::path config_;
+  std::vector<std::unique_ptr<ServerProcess>> nodes_;
+  int starts_ = 0;
+  std::mutex mu_;
+  std::map<int, std::vector<Ack>> acks_;
+};
+
+TEST_F(ClusterTest, KillNineOfANodeUnderLoadLosesNothingAndEveryObjectAnswersWithinTheLease) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 3; ++i) clients.emplace_back([this, i, &stop] { load(i, stop); });
+  std::this_thread::sleep_for(1500ms);
+  nodes_[1]->kill9();
+  const auto killedAt = Clock::now();
+  std::this_thread::sleep_for(kLease + 1500ms);
+  stop = true;
+  for (auto& t : clients) t.join();
+
+  std::map<int, long long> finals;
+  untilEveryCounterAnswers(0, 10s, finals);
+  EXPECT_LT(Clock::now() - killedAt, kLease + 2s + 1500ms + 2s);
+  // The same answers through the other survivor: one object, one count, wherever it is asked.
+  std::map<int, long long> again;
+  untilEveryCounterAnswers(2, 5s, again);
+  EXPECT_EQ(finals, again);
+  checkInvariants(finals);
+
+  PgBlocking db(pg_.connectionString());
+  auto r = db.run("SELECT count(*)::int8 FROM durable_slots WHERE owner = 'n1'");
+  EXPECT_EQ(durable::detail::pgInt8(r.get(), 0, 0), 0) << "the dead node still owns slots";
+}
+
+// A node paused for twice its lease has lost its slots when it wakes: whatever it answers then
+// is the new owners' state or a 503, never what it had cached.
+TEST_F(ClusterTest, ANodePausedPastItsLeaseServesNothingStaleWhenItWakes) {
+  std::map<int, long long> before;
+  for (int c = 0; c < kCounters; ++c) {
+    auto r = httpRequest("127.0.0.1", nodes_[0]->port(), "POST", "/counters/c" + std::to_string(c) + "/increment");
+    ASSERT_EQ(r.status, 200) << r.body;
+    before[c] = *countOf(r);
+  }
+  ASSERT_EQ(::kill(nodes_[0]->pid(), SIGSTOP), 0);
+  std::this_thread::sleep_for(2 * kLease);
+  // The others take n0's slots and move every counter on.
+  std::map<int, long long> after;
+  const auto deadline = Clock::now() + kLease + 2s;
+  for (int c = 0; c < kCounters; ++c) {
+    for (;;) {
+      auto r = httpRequest("127.0.0.1", nodes_[1]->port(), "POST", "/counters/c" + std::to_string(c) + "/increment");
+      if (auto n = countOf(r)) {
+        after[c] = *n;
+        EXPECT_EQ(*n, before[c] + 1) << "counter c" << c;
+        break;
+      }
+      ASSERT_LT(Clock::now(), deadline) << "c" << c << " did not answer through n1: " << r.status << " " << r.body;
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  // The reads wait in the woken node's socket before it runs again, so they meet it in the
+  // first instant after SIGCONT, before its lease thread has spoken to PostgreSQL.
+  std::string pipelined;
+  for (int c = 0; c < kCounters; ++c) {
+    pipelined += "GET /counters/c" + std::to_string(c) + " HTTP/1.1\r\nHost: n0\r\n" +
+                 (c + 1 == kCounters ? "Connection: close\r\n" : "") + "\r\n";
+  }
+  RawExchange woke;
+  std::thread reader([&] { woke = rawExchange("127.0.0.1", nodes_[0]->port(), pipelined, 10s); });
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(::kill(nodes_[0]->pid(), SIGCONT), 0);
+  reader.join();
+  std::vector<HttpResponse> answers;
+  for (std::size_t at = woke.received.find("HTTP/1.1 "); at != std::string::npos;) {
+    const auto next = woke.received.find("HTTP/1.1 ", at + 1);
+    answers.push_back(parseResponse(woke.received.substr(at, next == std::string::npos ? next : next - at)));
+    at = next;
+  }
+  ASSERT_EQ(answers.size(), static_cast<std::size_t>(kCounters)) << woke.received;
+  for (int c = 0; c < kCounters; ++c) {
+    const auto& r = answers[static_cast<std::size_t>(c)];
+    if (auto n = countOf(r)) {
+      EXPECT_EQ(*n, after[c]) << "the woken node answered a stale count for c" << c;
+    } else {
+      EXPECT_EQ(r.status, 503) << r.body;
+    }
+  }
+  // Within a lease round it serves again, through the new owners.
+  std::map<int, long long> finals;
+  untilEveryCounterAnswers(0, kLease + 2s, finals);
+  EXPECT_EQ(finals, after);
+}
+
+}  // namespace
+}  // namespace durable_it
