@@ -95,9 +95,10 @@ OpenState openClusterNode(const config::Config& cfg, const std::filesystem::path
   const int partitions = static_cast<int>(cfg.settings.shards ? cfg.settings.shards : detail::defaultShardCount());
   detail::RuntimeOptions runtimeOptions{dir, cfg.settings};
   runtimeOptions.slots = out.cluster->slots();
-  runtimeOptions.engine = [url = cs.url, node = cs.node, slots = out.cluster->slots(), partitions](
+  const bool relaxed = cfg.settings.durability == config::Durability::kRelaxed;
+  runtimeOptions.engine = [url = cs.url, node = cs.node, slots = out.cluster->slots(), partitions, relaxed](
                               int p, boost::asio::io_context& shard) -> std::unique_ptr<detail::StorageEngine> {
-    return std::make_unique<detail::PostgresEngine>(p, partitions, url, node, slots, shard);
+    return std::make_unique<detail::PostgresEngine>(p, partitions, url, node, slots, shard, relaxed);
   };
   out.runtime = std::make_unique<detail::Runtime>(runtimeOptions, bindings, std::move(vars), state.namespacesToPurge,
                                                   partitions);

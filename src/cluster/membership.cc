@@ -60,6 +60,7 @@ ClusterMembership::ClusterMembership(ClusterOptions options) : options_(std::mov
   const int slots = record.slots;
   slots_ = std::make_shared<SlotTable>(slots);
   slots_->secret = record.secret;
+  slots_->lease = options_.lease;
 
   const auto sentAt = std::chrono::steady_clock::now();
   auto r = db_->run(

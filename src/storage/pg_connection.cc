@@ -12,9 +12,9 @@ namespace {
 
 // A connection attempt gives up after this long (a partitioned network would otherwise block
 // the caller for the kernel's TCP timeout); a connection string's own connect_timeout wins.
-PGconn* open(const std::string& conninfo) {
-  const char* keys[] = {"connect_timeout", "dbname", nullptr};
-  const char* values[] = {"2", conninfo.c_str(), nullptr};
+PGconn* open(const std::string& conninfo, const std::string& sessionOptions = {}) {
+  const char* keys[] = {"connect_timeout", "dbname", sessionOptions.empty() ? nullptr : "options", nullptr};
+  const char* values[] = {"2", conninfo.c_str(), sessionOptions.c_str(), nullptr};
   PGconn* c = PQconnectdbParams(keys, values, 1);
   if (c == nullptr) throw Error(ErrorCode::kUnavailable, "PostgreSQL: out of memory");
   if (PQstatus(c) != CONNECTION_OK) {
@@ -63,8 +63,8 @@ PgParams& PgParams::text(std::string_view t) {
   return *this;
 }
 
-PgConnection::PgConnection(std::string conninfo, boost::asio::io_context& loop)
-    : conninfo_(std::move(conninfo)), loop_(loop) {
+PgConnection::PgConnection(std::string conninfo, boost::asio::io_context& loop, std::string sessionOptions)
+    : conninfo_(std::move(conninfo)), loop_(loop), sessionOptions_(std::move(sessionOptions)) {
   connect();
 }
 
@@ -78,7 +78,7 @@ PgConnection::~PgConnection() {
 }
 
 void PgConnection::connect() {
-  conn_ = open(conninfo_);
+  conn_ = open(conninfo_, sessionOptions_);
   if (PQsetnonblocking(conn_, 1) != 0 || PQenterPipelineMode(conn_) != 1) {
     const std::string why = trimmed(PQerrorMessage(conn_));
     PQfinish(conn_);

@@ -77,7 +77,8 @@ struct PgOutcome {
 class PgConnection {
  public:
   // Connects at once (blocking: start-up); throws Error(kUnavailable) with libpq's message.
-  PgConnection(std::string conninfo, boost::asio::io_context& loop);
+  // `sessionOptions`: libpq's `options` keyword ("-c name=value ..."), for every connection.
+  PgConnection(std::string conninfo, boost::asio::io_context& loop, std::string sessionOptions = {});
   ~PgConnection();
   PgConnection(const PgConnection&) = delete;
   PgConnection& operator=(const PgConnection&) = delete;
@@ -112,6 +113,7 @@ class PgConnection {
 
   const std::string conninfo_;
   boost::asio::io_context& loop_;
+  const std::string sessionOptions_;
   PGconn* conn_ = nullptr;
   std::unique_ptr<boost::asio::posix::stream_descriptor> socket_;
   std::set<std::string> prepared_;

@@ -174,15 +174,26 @@ ClusterRecord ensurePostgresSchema(PgBlocking& db, int slots) {
   }
 }
 
+namespace {
+// A commit never sits idle inside a transaction (its statements and sync go out together), so
+// a session that does was cut off mid-send: it must not keep its slot rows locked against a
+// claim for long.
+std::string writerOptions(const SlotTable& slots, bool relaxed) {
+  std::string o = "-c idle_in_transaction_session_timeout=" + std::to_string(std::max<std::int64_t>(slots.lease.count() / 2, 100));
+  if (relaxed) o += " -c synchronous_commit=off";
+  return o;
+}
+}  // namespace
+
 PostgresEngine::PostgresEngine(int index, int partitions, std::string conninfo, std::string node,
-                               std::shared_ptr<SlotTable> slots, boost::asio::io_context& shard)
+                               std::shared_ptr<SlotTable> slots, boost::asio::io_context& shard, bool relaxed)
     : index_(index),
       partitions_(partitions),
       conninfo_(std::move(conninfo)),
       node_(std::move(node)),
       slots_(std::move(slots)),
       shard_(shard),
-      writer_(conninfo_, shard),
+      writer_(conninfo_, shard, writerOptions(*slots_, relaxed)),
       reader_(conninfo_, shard) {}
 
 PostgresEngine::~PostgresEngine() { *alive_ = false; }

@@ -47,8 +47,10 @@ class PostgresEngine final : public StorageEngine {
  public:
   // Partition `index` of `partitions` on this node: it holds the objects whose slot % partitions
   // is index, and answers for those only.
+  // `relaxed`: a commit is reported once PostgreSQL has it in memory (synchronous_commit =
+  // off for this engine's commits; durability "relaxed"), not once its WAL is flushed.
   PostgresEngine(int index, int partitions, std::string conninfo, std::string node,
-                 std::shared_ptr<SlotTable> slots, boost::asio::io_context& shard);
+                 std::shared_ptr<SlotTable> slots, boost::asio::io_context& shard, bool relaxed = false);
   ~PostgresEngine() override;
 
   bool readsMayWait() const override { return true; }

@@ -93,6 +93,8 @@ class SlotTable {
 
   // What node-to-node requests carry to be accepted (docs/cluster.md). Set once, at start.
   std::string secret;
+  // The node's lease ([cluster] lease_ms). Set once, at start.
+  std::chrono::milliseconds lease{5000};
 
   // Self-fencing: the lease renewed by a statement that began at `sentAt` (monotonic) runs
   // until sentAt + lease by PostgreSQL's clock; trusted until sentAt + lease - margin here.

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The PostgreSQL engine (cluster mode, one node) against the SQLite engine on the same
+# workload, alternating SQLite, PostgreSQL, SQLite, ... for ROUNDS rounds, each with a fresh
+# server and fresh storage (a new state directory; a new PostgreSQL database). Both durable:
+# --durability full (fdatasync of the partition's WAL) and synchronous_commit = on.
+#
+#   bash bench/cluster/engines.sh WORKLOAD      (hot: one object; many: 1,000 objects)
+#
+# Environment: ROUNDS (4) SECS (5) CONNS (32) PORT (18905) PGPORT (55440) BUILD (build).
+# Prints req/s and p99 of every round, the medians, and PostgreSQL's rate over SQLite's round
+# by round (each pair ran back to back) with their median: the figure to quote.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+WORKLOAD=${1:-}
+ROUNDS=${ROUNDS:-4}
+SECS=${SECS:-5}
+CONNS=${CONNS:-32}
+PORT=${PORT:-18905}
+PGPORT=${PGPORT:-55440}
+BUILD=${BUILD:-build}
+PGBIN=${DURABLE_POSTGRES_BIN:-/usr/lib/postgresql/15/bin}
+case $WORKLOAD in
+  hot) ARGS=(-s bench/post.lua "http://127.0.0.1:$PORT/counters/hot/increment") ;;
+  many) ARGS=(-s bench/many.lua "http://127.0.0.1:$PORT/") ;;
+  *) sed -n 2,11p "$0"; exit 2 ;;
+esac
+WORK=$(mktemp -d)
+chmod 755 "$WORK"
+SERVER=
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  [ -n "$SERVER" ] && kill -KILL "$SERVER" 2>/dev/null
+  as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mkdir "$WORK/pg"
+[ "$(id -u)" -eq 0 ] && chown postgres: "$WORK/pg"
+as_pg "$PGBIN/initdb" -D "$WORK/pg" -U durable -A trust -E UTF8 --locale=C >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -w -l "$WORK/pg/server.log" \
+  -o "-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on" start >/dev/null
+psql_() { psql -h 127.0.0.1 -p "$PGPORT" -U durable -d postgres -Atqc "$1"; }
+
+declare -A RESULTS
+for round in $(seq "$ROUNDS"); do
+  for engine in sqlite postgres; do
+    rm -rf "$WORK/state"
+    extra=()
+    if [ "$engine" = postgres ]; then
+      psql_ "DROP DATABASE IF EXISTS bench" && psql_ "CREATE DATABASE bench"
+      extra=(--cluster "host=127.0.0.1 port=$PGPORT user=durable dbname=bench" --node bench)
+    fi
+    "./$BUILD/durable" serve --config examples/seed/wrangler.toml --listen 127.0.0.1:$PORT --admin off \
+      --persist-to "$WORK/state" --durability full --shards 1 "${extra[@]}" > "$WORK/out" 2>&1 &
+    SERVER=$!
+    for _ in $(seq 200); do grep -q listening "$WORK/out" 2>/dev/null && break; sleep 0.05; done
+    wrk -t1 -c"$CONNS" -d2s "${ARGS[@]}" > /dev/null
+    line=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${ARGS[@]}" |
+      awk '/Requests\/sec/ {r=$2} $1=="99%" {p=$2} END {printf "%d@%s", r, p}')
+    RESULTS[$engine]="${RESULTS[$engine]:-} $line"
+    kill -TERM $SERVER; wait $SERVER 2>/dev/null || true
+    SERVER=
+  done
+done
+
+echo "# $(date -u '+%F %H:%M UTC') $WORKLOAD, wrk -t1 -c$CONNS -d${SECS}s, --shards 1, durability full, $ROUNDS alternating rounds"
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+for engine in sqlite postgres; do
+  runs=${RESULTS[$engine]}
+  printf '%-9s median %7s req/s   runs (req/s@p99):%s\n' "$engine" "$(echo "$runs" | tr ' ' '\n' | grep . | cut -d@ -f1 | median)" "$runs"
+done
+read -ra s <<< "${RESULTS[sqlite]}"
+read -ra p <<< "${RESULTS[postgres]}"
+ratios=""
+for i in "${!s[@]}"; do
+  ratios+=" $(awk -v a="${p[$i]%@*}" -v b="${s[$i]%@*}" 'BEGIN {printf "%.2f", a / b}')"
+done
+echo "postgres/sqlite per round:$ratios   median $(echo "$ratios" | median)"
