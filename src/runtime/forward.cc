@@ -146,7 +146,7 @@ Task<Response> Runtime::forwarded(Shard& via, const NamespaceImpl& ns, ObjectId 
     std::optional<Response> response;
     std::exception_ptr lost;
     try {
-      response = co_await via.httpClient().fetch(std::move(out));
+      response = co_await via.peerClient().fetch(std::move(out));
     } catch (...) {
       lost = std::current_exception();
     }

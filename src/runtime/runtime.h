@@ -258,6 +258,8 @@ class Shard final : public SocketShard {
   ShardTimers& timers() { return *timers_; }
   // This shard's outbound HTTP (durable::fetch), made on first use; from its own thread.
   HttpClient& httpClient();
+  // Cluster mode: requests forwarded to the nodes that hold their objects (runtime/forward.cc).
+  HttpClient& peerClient();
   std::uint64_t nextFlow() { return ++flows_; }
 
  private:
@@ -306,6 +308,7 @@ class Shard final : public SocketShard {
   std::unique_ptr<AlarmScheduler> alarms_;
   std::unique_ptr<ShardTimers> timers_;
   std::unique_ptr<HttpClient> httpClient_;
+  std::unique_ptr<HttpClient> peerClient_;
   std::function<void()> socketsClosed_;  // closeSockets()'s callback, until it has run
   std::vector<std::function<void()>> settledWaiters_;
   metrics::ShardMetrics metrics_;

@@ -56,6 +56,22 @@ HttpClient& Shard::httpClient() {
   return *httpClient_;
 }
 
+HttpClient& Shard::peerClient() {
+  if (!peerClient_) {
+    const auto& s = settings();
+    HttpClientLimits limits;
+    limits.timeout = std::chrono::milliseconds(s.requestTimeoutMs);
+    limits.maxResponseBytes = s.maxBodyBytes;
+    limits.maxRedirects = 0;
+    // As many kept-alive connections to a peer as requests go to it at once: a connection
+    // opened per request would cost more than the hop itself.
+    limits.maxIdlePerOrigin = 1024;
+    limits.maxIdle = 4096;
+    peerClient_ = std::make_unique<HttpClient>(ctx_, limits);
+  }
+  return *peerClient_;
+}
+
 void Shard::start() {
   thread_ = std::thread([this] {
     // Named for top -H, perf and gdb.
@@ -103,6 +119,7 @@ void Shard::start() {
     settledWaiters_.clear();
     alarms_.reset();
     httpClient_.reset();
+    peerClient_.reset();
     timers_.reset();
     t_shard = nullptr;
   });
