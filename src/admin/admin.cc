@@ -1,4 +1,5 @@
 #include "admin/admin.h"
+#include "cluster/status.h"
 
 #include "admin/backup.h"
 #include "admin/inspector_page.h"
@@ -343,6 +344,15 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     page.headers().set("cache-control", "no-store");
     co_return page;
   });
+
+  if (!options.clusterUrl.empty()) {
+    w.get("/cluster", [url = options.clusterUrl, offShard](Context&) -> Task<Response> {
+      const std::function<std::string()> read = [url] { return clusterStatusJson(url); };
+      Response r(co_await offShard->run(read));
+      r.headers().set("content-type", "application/json");
+      co_return r;
+    });
+  }
 
   w.get("/metrics", [&runtime](Context&) -> Task<Response> {
     Response r(renderMetrics(runtime));

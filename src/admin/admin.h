@@ -14,6 +14,8 @@ struct AdminOptions {
   // When set, every request needs "Authorization: Bearer <token>". Required when the listener
   // is bound to anything but loopback (the server refuses to start without one).
   std::string token;
+  // Cluster mode: PostgreSQL's URL, for GET /cluster (cluster/status.h).
+  std::string clusterUrl;
 };
 
 // The admin routes, as a Worker served by its own HttpServer.

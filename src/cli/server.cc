@@ -3,6 +3,7 @@
 #include "cli/state.h"
 #include "cli/tools.h"
 #include "cluster/membership.h"
+#include "cluster/status.h"
 #include "config/config.h"
 #include "config/migrations.h"
 #include "net/http_server.h"
@@ -37,7 +38,8 @@ Usage:
                 [--admin HOST:PORT|off]
                 [--cluster POSTGRES_URL --node NAME [--advertise HOST:PORT]]
 )";
-constexpr const char* kUsageTail = R"(  durable --help
+constexpr const char* kUsageTail = R"(  durable cluster status [--cluster URL | --config FILE]
+  durable --help
   durable --version
 
 Options:
@@ -81,6 +83,39 @@ void printUsage() { std::cout << kUsageHead << cli::kToolsUsage << kUsageTail <<
 int usageError(const std::string& message) {
   std::cerr << "durable: " << message << "\nRun 'durable --help' for usage.\n";
   return 2;
+}
+
+// durable cluster status [--cluster URL | --config FILE]: the cluster's nodes, leases and
+// slot counts as JSON, read from PostgreSQL.
+int clusterCommand(const std::vector<std::string>& args, const std::string& defaultConfig) {
+  try {
+    if (args.size() < 2 || args[1] != "status") throw cli::UsageError("durable cluster wants status");
+    std::string url, configPath = defaultConfig;
+    for (std::size_t i = 2; i < args.size(); ++i) {
+      auto value = [&]() -> std::string {
+        if (i + 1 >= args.size()) throw cli::UsageError(args[i] + " needs a value");
+        return args[++i];
+      };
+      if (args[i] == "--cluster") {
+        url = value();
+      } else if (args[i] == "--config") {
+        configPath = value();
+      } else {
+        throw cli::UsageError("unknown option " + args[i] + " (durable cluster status takes --cluster URL or --config FILE)");
+      }
+    }
+    if (url.empty() && !configPath.empty()) url = config::loadConfig(configPath).cluster.url;
+    if (url.empty()) {
+      throw cli::UsageError("durable cluster status needs the cluster's PostgreSQL: --cluster URL, or --config FILE with [cluster] url");
+    }
+    std::cout << detail::clusterStatusJson(url) << "\n";
+    return 0;
+  } catch (const cli::UsageError& e) {
+    return usageError(e.what());
+  } catch (const std::exception& e) {
+    std::cerr << "durable: " << e.what() << "\n";
+    return 1;
+  }
 }
 
 struct AdminListen {
@@ -150,6 +185,7 @@ int Server::run(int argc, char** argv) {
     std::cout << "durable " << DURABLE_VERSION << "\n";
     return 0;
   }
+  if (args[0] == "cluster") return clusterCommand(args, defaultConfig_);
   if (cli::isTool(args[0])) return cli::runTool(args, classes_, defaultConfig_);
   if (args[0] != "serve") {
     return usageError("unknown command '" + args[0] +
@@ -313,7 +349,8 @@ int Server::serve(const ServeOptions& options) {
     std::unique_ptr<detail::HttpServer> adminHttp;
     std::unique_ptr<Worker> adminWorker;
     if (admin) {
-      adminWorker = std::make_unique<Worker>(detail::makeAdminWorker(runtime, {.token = admin->token}));
+      adminWorker = std::make_unique<Worker>(
+          detail::makeAdminWorker(runtime, {.token = admin->token, .clusterUrl = cfg.cluster.url}));
       detail::HttpOptions adminOptions = httpOptions;
       adminOptions.host = admin->host;
       adminOptions.port = admin->port;
