@@ -47,7 +47,8 @@ class ClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     config_ = dir_ / "wrangler.toml";
-    writeFile(config_, readFile(seedConfig()) + "\n[cluster]\nlease_ms = " + std::to_string(kLease.count()) + "\n");
+    // The tests' server: the seed's app and AlarmProbe (tests/support/test_server.cc).
+    writeFile(config_, readFile(testServerConfig()) + "\n[cluster]\nlease_ms = " + std::to_string(kLease.count()) + "\n");
     for (int i = 0; i < 3; ++i) nodes_.push_back(startNode(i));
     // Until the first node handed the others their share.
     const auto deadline = Clock::now() + 15s;
@@ -58,7 +59,9 @@ class ClusterTest : public ::testing::Test {
   }
 
   std::unique_ptr<ServerProcess> startNode(int i) {
+
     ServerProcess::Options o;
+    o.binary = testServerPath();
     o.config = config_;
     o.persistDir = dir_ / ("n" + std::to_string(i));
     o.stderrLog = dir_ / ("n" + std::to_string(i) + "-" + std::to_string(++starts_) + ".log");
@@ -231,6 +234,70 @@ TEST_F(ClusterTest, ANodePausedPastItsLeaseServesNothingStaleWhenItWakes) {
   std::map<int, long long> finals;
   untilEveryCounterAnswers(0, kLease + 2s, finals);
   EXPECT_EQ(finals, after);
+}
+
+// Alarms are at-least-once across failover: the alarms a killed node held fire on the nodes
+// that claim its slots, at or after their time.
+TEST_F(ClusterTest, TheAlarmsOfAKilledNodeFireOnTheNodesThatTakeItsSlots) {
+  constexpr int kProbes = 30;
+  std::map<int, long long> scheduled;
+  for (int p = 0; p < kProbes; ++p) {
+    auto r = httpRequest("127.0.0.1", nodes_[0]->port(), "GET", "/probe/p" + std::to_string(p) + "/set?in=1500");
+    ASSERT_EQ(r.status, 200) << r.body;
+    scheduled[p] = boost::json::parse(r.body).at("scheduledTime").as_int64();
+  }
+  nodes_[1]->kill9();
+  const auto deadline = Clock::now() + 1500ms + kLease + 5s;
+  for (int p = 0; p < kProbes; ++p) {
+    for (;;) {
+      auto r = httpRequest("127.0.0.1", nodes_[2]->port(), "GET", "/probe/p" + std::to_string(p) + "/get");
+      if (r.status == 200) {
+        const auto body = boost::json::parse(r.body).as_object();
+        if (body.at("fired").as_int64() >= 1) {
+          EXPECT_EQ(body.at("last").as_int64(), scheduled[p]) << "probe p" << p;
+          EXPECT_TRUE(body.at("alarm").is_null()) << r.body;
+          break;
+        }
+      }
+      ASSERT_LT(Clock::now(), deadline) << "the alarm of probe p" << p << " never fired: " << r.status << " " << r.body;
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+}
+
+// SIGTERM hands the node's slots over at once (no lease to wait out), and a node that joins
+// under load takes its share; neither loses an acknowledged increment.
+TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  for (int i : {0, 2}) clients.emplace_back([this, i, &stop] { load(i, stop); });
+  std::this_thread::sleep_for(1s);
+  const auto status = nodes_[1]->stop();
+  EXPECT_TRUE(status.exited && status.code == 0) << status.describe();
+  {
+    PgBlocking db(pg_.connectionString());
+    auto r = db.run(
+        "SELECT (SELECT count(*) FROM durable_slots WHERE owner = 'n1')::int8, "
+        "(SELECT count(*) FROM durable_nodes WHERE name = 'n1' AND lease_until > clock_timestamp())::int8");
+    EXPECT_EQ(durable::detail::pgInt8(r.get(), 0, 0), 0) << "a stopped node kept slots";
+    EXPECT_EQ(durable::detail::pgInt8(r.get(), 0, 1), 0) << "a stopped node kept its lease";
+  }
+  std::this_thread::sleep_for(1s);
+  nodes_.push_back(startNode(3));
+  const auto deadline = Clock::now() + 10s;
+  for (;;) {
+    PgBlocking db(pg_.connectionString());
+    auto r = db.run("SELECT count(*)::int8 FROM durable_slots WHERE owner = 'n3'");
+    if (durable::detail::pgInt8(r.get(), 0, 0) > 0) break;
+    ASSERT_LT(Clock::now(), deadline) << "the joining node was given no slot";
+    std::this_thread::sleep_for(100ms);
+  }
+  std::this_thread::sleep_for(1s);
+  stop = true;
+  for (auto& t : clients) t.join();
+  std::map<int, long long> finals;
+  untilEveryCounterAnswers(3, kLease + 2s, finals);
+  checkInvariants(finals);
 }
 
 }  // namespace
