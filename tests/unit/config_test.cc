@@ -233,3 +233,48 @@ TEST(Config, LoadConfigReadsAFile) {
 
 }  // namespace
 }  // namespace durable::config
+
+namespace durable::config {
+namespace {
+
+TEST(Config, ClusterSection) {
+  const Config c = parseConfig(R"(
+[cluster]
+url = "postgres://durable@db.internal/durable"
+node = "n1"
+advertise = "10.0.0.5:8787"
+lease_ms = 2000
+slots = 1024
+)",
+                               "wrangler.toml");
+  EXPECT_TRUE(c.cluster.enabled());
+  EXPECT_EQ(c.cluster.url, "postgres://durable@db.internal/durable");
+  EXPECT_EQ(c.cluster.node, "n1");
+  EXPECT_EQ(c.cluster.advertise, "10.0.0.5:8787");
+  EXPECT_EQ(c.cluster.leaseMs, 2000);
+  EXPECT_EQ(c.cluster.slots, 1024);
+  EXPECT_FALSE(parseConfig("", "wrangler.toml").cluster.enabled());
+  EXPECT_EQ(parseConfig("", "wrangler.toml").cluster.leaseMs, 5000);
+  EXPECT_EQ(parseConfig("", "wrangler.toml").cluster.slots, 4096);
+}
+
+TEST(Config, ClusterSectionErrorsSayWhatIsAccepted) {
+  auto error = [](const std::string& toml) {
+    try {
+      parseConfig(toml, "wrangler.toml");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(error("[cluster]\nlease_ms = 100\n"), "wrangler.toml:2: cluster.lease_ms = 100 is out of range (200 .. 600000)");
+  EXPECT_EQ(error("[cluster]\nslots = 0\n"), "wrangler.toml:2: cluster.slots = 0 is out of range (1 .. 65536)");
+  EXPECT_EQ(error("[cluster]\nurl = 5\n"), "wrangler.toml:2: cluster.url must be a string, not an integer");
+  EXPECT_EQ(error("[cluster]\nnode = \"\"\n"), "wrangler.toml:2: cluster.node must not be empty");
+  EXPECT_EQ(error("[cluster]\nleases = 1\n"),
+            "wrangler.toml:2: unknown setting cluster.leases (known: url, node, advertise, lease_ms, slots)");
+  EXPECT_EQ(error("cluster = 1\n"), "wrangler.toml:1: cluster must be a table, not an integer");
+}
+
+}  // namespace
+}  // namespace durable::config
