@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# How long objects are unavailable after kill -9 of a node, for each lease: three nodes on one
+# PostgreSQL, OBJECTS counters written once through the first node, then the second node is
+# killed and every counter is read through the first, over and over, until all of them answer.
+# Prints, per lease, the time from the kill until the last counter answered.
+#
+#   bash bench/cluster/failover.sh [LEASE_MS...]      (default: 2000 5000 10000)
+#
+# Environment: OBJECTS (300) BASE_PORT (18921) PGPORT (55442) BUILD (build).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+LEASES=("$@")
+[ ${#LEASES[@]} -eq 0 ] && LEASES=(2000 5000 10000)
+OBJECTS=${OBJECTS:-300}
+BASE_PORT=${BASE_PORT:-18921}
+PGPORT=${PGPORT:-55442}
+BUILD=${BUILD:-build}
+PGBIN=${DURABLE_POSTGRES_BIN:-/usr/lib/postgresql/15/bin}
+WORK=$(mktemp -d)
+chmod 755 "$WORK"
+PIDS=()
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+stop_nodes() { for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; PIDS=(); }
+cleanup() {
+  stop_nodes
+  as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir "$WORK/pg"
+[ "$(id -u)" -eq 0 ] && chown postgres: "$WORK/pg"
+as_pg "$PGBIN/initdb" -D "$WORK/pg" -U durable -A trust -E UTF8 --locale=C >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -w -l "$WORK/pg/server.log" \
+  -o "-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+psql_() { psql -h 127.0.0.1 -p "$PGPORT" -U durable -d "${2:-postgres}" -Atqc "$1"; }
+
+echo "# $(date -u '+%F %H:%M UTC') kill -9 of one of three nodes, $OBJECTS counters read through a survivor"
+for lease in "${LEASES[@]}"; do
+  db="l$lease"
+  psql_ "CREATE DATABASE $db"
+  url="host=127.0.0.1 port=$PGPORT user=durable dbname=$db"
+  { cat examples/seed/wrangler.toml; printf '\n[cluster]\nlease_ms = %s\n' "$lease"; } > "$WORK/$db.toml"
+  for i in 1 2 3; do
+    "./$BUILD/durable" serve --config "$WORK/$db.toml" --listen 127.0.0.1:$((BASE_PORT + i - 1)) --admin off \
+      --persist-to "$WORK/$db-n$i" --shards 1 --cluster "$url" --node "n$i" > "$WORK/$db-n$i.log" 2>&1 &
+    PIDS+=($!)
+  done
+  for i in 1 2 3; do
+    for _ in $(seq 200); do grep -q listening "$WORK/$db-n$i.log" 2>/dev/null && break; sleep 0.05; done
+  done
+  for _ in $(seq 300); do
+    [ "$(psql_ "SELECT count(DISTINCT owner) FROM durable_slots WHERE owner IS NOT NULL" "$db")" = 3 ] && break
+    sleep 0.1
+  done
+  sleep $(awk -v l="$lease" 'BEGIN {print 2 * l / 1000}')  # the hand-off settled, routes read again
+  for c in $(seq "$OBJECTS"); do
+    curl -s -o /dev/null -X POST "http://127.0.0.1:$BASE_PORT/counters/f$c/increment"
+  done
+  held=$(psql_ "SELECT count(*) FROM durable_slots WHERE owner = 'n2'" "$db")
+  kill -KILL "${PIDS[1]}"
+  t0=$(date +%s.%N)
+  pending=$(seq "$OBJECTS")
+  while [ -n "$pending" ]; do
+    next=""
+    for c in $pending; do
+      code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 "http://127.0.0.1:$BASE_PORT/counters/f$c")
+      [ "$code" = 200 ] || next+=" $c"
+    done
+    pending=$next
+  done
+  t1=$(date +%s.%N)
+  printf 'lease %5d ms: every counter answered %.2f s after the kill (the killed node held %s slots)\n' \
+    "$lease" "$(echo "$t1 - $t0" | bc)" "$held"
+  stop_nodes
+done
