@@ -16,6 +16,7 @@ packages=(
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
   packages+=(googletest libgtest-dev libgmock-dev
              postgresql-15  # the tests' PostgreSQL server (tests/support/postgres_server.h)
+             iproute2  # the cluster tests' network namespaces (tests/integration/cluster_test.cc)
              chromium)  # the browser test of the chat page (tests/browser)
 fi
 # `make cluster`: a PostgreSQL server to run the nodes on (scripts/cluster.sh).

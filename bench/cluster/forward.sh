@@ -50,15 +50,22 @@ curl -s -X POST "http://127.0.0.1:$BASE_PORT/counters/hot/increment" > /dev/null
 owner=$(psql_ "SELECT owner FROM durable_slots WHERE slot = (SELECT slot FROM durable_kv LIMIT 1)")
 owner_port=$((BASE_PORT + ${owner#n} - 1))
 other_port=$((BASE_PORT + ${owner#n} % 3))
-declare -A RESULTS
+# Busy CPU time of the whole machine, in clock ticks (/proc/stat: all but idle and iowait).
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+TICK=$(getconf CLK_TCK)
+declare -A RESULTS CPU
 for round in $(seq "$ROUNDS"); do
   for which in owner other; do
     port=$owner_port
     [ "$which" = other ] && port=$other_port
     url_="http://127.0.0.1:$port/counters/hot/increment"
     wrk -t1 -c"$CONNS" -d2s -s bench/post.lua "$url_" > /dev/null
+    b0=$(busy)
     line=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s bench/post.lua "$url_" |
       awk '/Requests\/sec/ {r=$2} $1=="99%" {p=$2} END {printf "%d@%s", r, p}')
+    b1=$(busy)
+    # Machine CPU per request (all processes: wrk, the nodes, PostgreSQL), in microseconds.
+    CPU[$which]="${CPU[$which]:-} $(awk -v t=$((b1 - b0)) -v hz="$TICK" -v r="${line%@*}" -v s="$SECS" 'BEGIN {printf "%.0f", t / hz * 1e6 / (r * s)}')"
     RESULTS[$which]="${RESULTS[$which]:-} $line"
   done
 done
@@ -66,7 +73,8 @@ echo "# $(date -u '+%F %H:%M UTC') one object, owner $owner (:$owner_port), othe
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 for which in owner other; do
   runs=${RESULTS[$which]}
-  printf '%-6s median %7s req/s   runs (req/s@p99):%s\n' "$which" "$(echo "$runs" | tr ' ' '\n' | grep . | cut -d@ -f1 | median)" "$runs"
+  printf '%-6s median %7s req/s   runs (req/s@p99):%s   machine CPU per request (us):%s\n' "$which" \
+    "$(echo "$runs" | tr ' ' '\n' | grep . | cut -d@ -f1 | median)" "$runs" "${CPU[$which]}"
 done
 read -ra a <<< "${RESULTS[owner]}"
 read -ra b <<< "${RESULTS[other]}"

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include <signal.h>
+#include <unistd.h>
 
 namespace durable_it {
 namespace {
@@ -45,7 +46,22 @@ std::optional<long long> countOf(const HttpResponse& r) {
 
 class ClusterTest : public ::testing::Test {
  protected:
+  // Where the nodes listen (and PostgreSQL, besides loopback); the partition test puts them
+  // on a veth pair instead, one end in a network namespace.
+  virtual std::string nodeHost(int i) const { return "127.0.0.1"; }
+  virtual std::vector<std::string> postgresSettings() const { return {}; }
+  virtual fs::path nodeBinary(int i) const { return testServerPath(); }
+  // Before PostgreSQL starts (the addresses it listens on must exist), and after.
+  virtual void prepareNetwork() {}
+  virtual void afterPostgres() {}
+
   void SetUp() override {
+    durable_test::PostgresServer::Options po;
+    po.settings = postgresSettings();
+    prepareNetwork();
+    if (IsSkipped()) return;
+    pgHolder_ = std::make_unique<durable_test::PostgresServer>(po);
+    afterPostgres();
     config_ = dir_ / "wrangler.toml";
     // The tests' server: the seed's app and AlarmProbe (tests/support/test_server.cc).
     writeFile(config_, readFile(testServerConfig()) + "\n[cluster]\nlease_ms = " + std::to_string(kLease.count()) + "\n");
@@ -61,17 +77,21 @@ class ClusterTest : public ::testing::Test {
   std::unique_ptr<ServerProcess> startNode(int i) {
 
     ServerProcess::Options o;
-    o.binary = testServerPath();
+    o.binary = nodeBinary(i);
     o.config = config_;
     o.persistDir = dir_ / ("n" + std::to_string(i));
     o.stderrLog = dir_ / ("n" + std::to_string(i) + "-" + std::to_string(++starts_) + ".log");
-    o.extraArgs = {"--listen", "127.0.0.1:0", "--admin", "off", "--cluster", pg_.connectionString(), "--node",
+    o.extraArgs = {"--listen", nodeHost(i) + ":0", "--admin", "off", "--cluster", url(), "--node",
                    "n" + std::to_string(i)};
     return ServerProcess::start(o);
   }
 
+  // What the nodes connect with; the partition test names PostgreSQL's veth address.
+  virtual std::string url() const { return pg().connectionString(); }
+  durable_test::PostgresServer& pg() const { return *pgHolder_; }
+
   int owners() {
-    PgBlocking db(pg_.connectionString());
+    PgBlocking db(pg().connectionString());
     auto r = db.run("SELECT count(DISTINCT owner)::int8 FROM durable_slots WHERE owner IS NOT NULL");
     return static_cast<int>(durable::detail::pgInt8(r.get(), 0, 0));
   }
@@ -79,7 +99,7 @@ class ClusterTest : public ::testing::Test {
   // Increments counters c0..c39 in turn through node `i` until `stop`, recording every
   // acknowledged count; failed requests (a node that died, a slot that moves) are not.
   void load(int i, std::atomic<bool>& stop) {
-    HttpConnection conn("127.0.0.1", nodes_[static_cast<std::size_t>(i)]->port(), 3s);
+    HttpConnection conn(nodes_[static_cast<std::size_t>(i)]->host(), nodes_[static_cast<std::size_t>(i)]->port(), 3s);
     for (int n = 0; !stop; ++n) {
       const int c = (n * 7 + i * 13) % kCounters;
       const auto began = Clock::now();
@@ -98,7 +118,7 @@ class ClusterTest : public ::testing::Test {
   // Every counter read through node `i`, until each answers or `within` passes: how long it took.
   Clock::duration untilEveryCounterAnswers(int i, Clock::duration within, std::map<int, long long>& finals) {
     const auto start = Clock::now();
-    HttpConnection conn("127.0.0.1", nodes_[static_cast<std::size_t>(i)]->port(), 3s);
+    HttpConnection conn(nodes_[static_cast<std::size_t>(i)]->host(), nodes_[static_cast<std::size_t>(i)]->port(), 3s);
     for (int c = 0; c < kCounters; ++c) {
       for (;;) {
         std::optional<long long> count;
@@ -144,7 +164,7 @@ class ClusterTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  durable_test::PostgresServer pg_;
+  std::unique_ptr<durable_test::PostgresServer> pgHolder_;
   fs::path config_;
   std::vector<std::unique_ptr<ServerProcess>> nodes_;
   int starts_ = 0;
@@ -172,7 +192,7 @@ TEST_F(ClusterTest, KillNineOfANodeUnderLoadLosesNothingAndEveryObjectAnswersWit
   EXPECT_EQ(finals, again);
   checkInvariants(finals);
 
-  PgBlocking db(pg_.connectionString());
+  PgBlocking db(pg().connectionString());
   auto r = db.run("SELECT count(*)::int8 FROM durable_slots WHERE owner = 'n1'");
   EXPECT_EQ(durable::detail::pgInt8(r.get(), 0, 0), 0) << "the dead node still owns slots";
 }
@@ -245,9 +265,9 @@ TEST_F(ClusterTest, APostgresCrashMidCommitLosesNothingAcknowledged) {
   std::vector<std::thread> clients;
   for (int i = 0; i < 3; ++i) clients.emplace_back([this, i, &stop] { load(i, stop); });
   std::this_thread::sleep_for(1500ms);
-  pg_.kill();
+  pg().kill();
   std::this_thread::sleep_for(500ms);
-  pg_.start();
+  pg().start();
   const auto backAt = Clock::now();
   std::this_thread::sleep_for(kLease + 1500ms);
   stop = true;
@@ -297,7 +317,7 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
   const auto status = nodes_[1]->stop();
   EXPECT_TRUE(status.exited && status.code == 0) << status.describe();
   {
-    PgBlocking db(pg_.connectionString());
+    PgBlocking db(pg().connectionString());
     auto r = db.run(
         "SELECT (SELECT count(*) FROM durable_slots WHERE owner = 'n1')::int8, "
         "(SELECT count(*) FROM durable_nodes WHERE name = 'n1' AND lease_until > clock_timestamp())::int8");
@@ -308,7 +328,7 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
   nodes_.push_back(startNode(3));
   const auto deadline = Clock::now() + 10s;
   for (;;) {
-    PgBlocking db(pg_.connectionString());
+    PgBlocking db(pg().connectionString());
     auto r = db.run("SELECT count(*)::int8 FROM durable_slots WHERE owner = 'n3'");
     if (durable::detail::pgInt8(r.get(), 0, 0) > 0) break;
     ASSERT_LT(Clock::now(), deadline) << "the joining node was given no slot";
@@ -319,6 +339,98 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
   for (auto& t : clients) t.join();
   std::map<int, long long> finals;
   untilEveryCounterAnswers(3, kLease + 2s, finals);
+  checkInvariants(finals);
+}
+
+// One node in a network namespace of the test's own, joined to the others and to PostgreSQL by a
+// veth pair; cutting the pair's link cuts it off from both.
+class ClusterPartitionTest : public ClusterTest {
+ protected:
+  static constexpr const char* kHostIp = "10.231.0.1";
+  static constexpr const char* kIsolatedIp = "10.231.0.2";
+
+  static void ip(const std::vector<std::string>& args, const fs::path& scratch) {
+    std::vector<std::string> argv{"/usr/sbin/ip"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const auto r = runCommand(argv, scratch, 10s);
+    if (!r.status.exited || r.status.code != 0) throw std::runtime_error("ip failed: " + r.err);
+  }
+
+  void prepareNetwork() override {
+    if (::geteuid() != 0 || !fs::exists("/usr/sbin/ip")) GTEST_SKIP() << "network namespaces need root and iproute2";
+    const auto id = std::to_string(::getpid() % 100000);
+    netns_ = "durable-it-" + id;
+    hostIf_ = "dvh" + id;
+    const std::string nsIf = "dvn" + id;
+    ip({"netns", "add", netns_}, dir_.path());
+    ip({"link", "add", hostIf_, "type", "veth", "peer", "name", nsIf}, dir_.path());
+    ip({"link", "set", nsIf, "netns", netns_}, dir_.path());
+    ip({"addr", "add", std::string(kHostIp) + "/24", "dev", hostIf_}, dir_.path());
+    ip({"link", "set", hostIf_, "up"}, dir_.path());
+    ip({"netns", "exec", netns_, "ip", "addr", "add", std::string(kIsolatedIp) + "/24", "dev", nsIf}, dir_.path());
+    ip({"netns", "exec", netns_, "ip", "link", "set", nsIf, "up"}, dir_.path());
+    ip({"netns", "exec", netns_, "ip", "link", "set", "lo", "up"}, dir_.path());
+    wrapper_ = dir_ / "in-namespace.sh";
+    writeFile(wrapper_, "#!/bin/sh\nexec /usr/sbin/ip netns exec " + netns_ + " " + testServerPath().string() + " \"$@\"\n");
+    fs::permissions(wrapper_, fs::perms::owner_all | fs::perms::group_read | fs::perms::others_read);
+  }
+
+  void afterPostgres() override {
+    // initdb trusts loopback only: the veth addresses too.
+    const auto hba = pg().dir() / "data" / "pg_hba.conf";
+    writeFile(hba, readFile(hba) + "host all all 10.231.0.0/24 trust\n");
+    pg().stop();
+    pg().start();
+  }
+
+  void TearDown() override {
+    nodes_.clear();
+    if (!netns_.empty()) {
+      try {
+        ip({"netns", "del", netns_}, dir_.path());  // takes its end of the pair, and so the pair
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+    }
+  }
+
+  std::string nodeHost(int i) const override { return i == 2 ? kIsolatedIp : kHostIp; }
+  fs::path nodeBinary(int i) const override { return i == 2 ? wrapper_ : testServerPath(); }
+  std::vector<std::string> postgresSettings() const override {
+    return {std::string("listen_addresses=127.0.0.1,") + kHostIp};
+  }
+  std::string url() const override {
+    return std::string("host=") + kHostIp + " port=" + std::to_string(pg().port()) + " user=durable dbname=postgres";
+  }
+
+  std::string netns_, hostIf_;
+  fs::path wrapper_;
+};
+
+TEST_F(ClusterPartitionTest, ANodeCutOffFromPostgresAndItsPeersLosesNothingAndServesAgainWhenHealed) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 3; ++i) clients.emplace_back([this, i, &stop] { load(i, stop); });
+  std::this_thread::sleep_for(1500ms);
+  ip({"link", "set", hostIf_, "down"}, dir_.path());
+  std::this_thread::sleep_for(kLease + 2s);
+  {
+    PgBlocking db(pg().connectionString());
+    auto r = db.run("SELECT count(*)::int8 FROM durable_slots WHERE owner = 'n2'");
+    EXPECT_EQ(durable::detail::pgInt8(r.get(), 0, 0), 0) << "the others did not take the cut-off node's slots";
+  }
+  ip({"link", "set", hostIf_, "up"}, dir_.path());
+  const auto healedAt = Clock::now();
+  std::this_thread::sleep_for(1s);
+  stop = true;
+  for (auto& t : clients) t.join();
+  std::map<int, long long> finals;
+  // Through the node that was cut off: it serves again, the others' writes included.
+  untilEveryCounterAnswers(2, kLease + 5s, finals);
+  EXPECT_LT(Clock::now() - healedAt, 1s + kLease + 5s);
+  std::map<int, long long> again;
+  untilEveryCounterAnswers(0, 5s, again);
+  EXPECT_EQ(finals, again);
   checkInvariants(finals);
 }
 
