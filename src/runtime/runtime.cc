@@ -13,8 +13,11 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <condition_variable>
 #include <mutex>
+
+#include <unistd.h>
 #include <optional>
 #include <utility>
 
@@ -140,8 +143,21 @@ std::exception_ptr ObjectHost::constructFailure() const {
 
 void ObjectHost::enter(std::function<void()> start) { gate_.enter(std::move(start)); }
 
+std::FILE* eventLog = nullptr;
+
+void ObjectHost::logEvent(char what) {
+  static std::mutex mu;
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count();
+  std::lock_guard lock(mu);
+  std::fprintf(eventLog, "%c %lld %s\n", what, static_cast<long long>(ns), idHex().c_str());
+  std::fflush(eventLog);
+}
+
 void ObjectHost::endEvent() {
   --running_;
+  if (eventLog) logEvent('E');
   lastActive_ = std::chrono::steady_clock::now();
   shard_.touch(*this);
   if (running_ == 0 && gate_.broken()) {
@@ -523,6 +539,11 @@ Runtime::Runtime(RuntimeOptions options, const std::vector<NamespaceImpl*>& name
                  std::map<std::string, std::string, std::less<>> vars, const std::vector<std::int64_t>& purge,
                  int partitions)
     : options_(std::move(options)), partitionCount_(partitions), env_(&envImpl_) {
+  if (const char* path = std::getenv("DURABLE_EVENT_LOG"); path && *path && !eventLog) {
+    std::string file = path;
+    if (auto at = file.find("%p"); at != std::string::npos) file.replace(at, 2, std::to_string(::getpid()));
+    eventLog = std::fopen(file.c_str(), "a");
+  }
   // Log lines written during an object's event name the object.
   setObjectOfHost([](void* host) -> LogObject {
     const auto* h = static_cast<const ObjectHost*>(host);

@@ -35,6 +35,7 @@
 #include <boost/intrusive/list.hpp>
 
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <deque>
 #include <filesystem>
@@ -81,6 +82,11 @@ struct NamespaceImpl {
 // the ID's first byte so that no directory holds a million files.
 std::filesystem::path sqlFileOf(const std::filesystem::path& persistDir, std::int64_t nsId, const std::string& hexId);
 
+// DURABLE_EVENT_LOG=FILE (tests): every event's start and end, one line each, "B|E <monotonic
+// ns> <object ID hex>", appended; "%p" in FILE becomes the process ID. The cluster tests check
+// with it that no two nodes ever run events of one object at the same time.
+extern std::FILE* eventLog;
+
 class ObjectHost {
  public:
   ObjectHost(Shard& shard, const NamespaceImpl& ns, const ObjectId& id, Partition& partition);
@@ -119,6 +125,8 @@ class ObjectHost {
   // state().abort(): every event running now fails (its caller gets a retryable error) and the
   // instance is replaced once they have ended. Throws that error, to end the calling event.
   [[noreturn]] void abort(const std::string& reason);
+  // Cluster mode: the node's lease may have lapsed: what runs now fails and the instance goes.
+  void fenceOff(std::exception_ptr why) { resetInstance(std::move(why), false); }
   void waitUntil(Task<void> task);
 
   bool evictable(std::chrono::steady_clock::time_point now, std::chrono::milliseconds idle) const;
@@ -161,8 +169,12 @@ class ObjectHost {
   // lapsed; it does not hold the object's slot; the object is still settling writes of an
   // older epoch of its slot), or null. State loaded under an older epoch is dropped first.
   std::exception_ptr fencedOut();
-  void beginEvent() { ++running_; }
+  void beginEvent() {
+    ++running_;
+    if (eventLog) logEvent('B');
+  }
   void endEvent();
+  void logEvent(char what);
   void breakInstance();
   // The events running now fail with `why` when they end, and the instance is reset once they
   // have. `stuck`: their code may never end (blockConcurrencyWhile timed out): until it does,
@@ -295,6 +307,10 @@ class Shard final : public SocketShard {
   boost::asio::io_context ctx_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   boost::asio::steady_timer evictTimer_;
+  // Cluster mode: self-fencing of what is already running (watchLease).
+  boost::asio::steady_timer leaseTimer_;
+  bool leaseLapsed_ = false;
+  void watchLease();
   std::unordered_map<Key, std::unique_ptr<ObjectHost>, KeyHash> objects_;
   std::unordered_map<Key, ObjectSockets, KeyHash> sockets_;
   IdleList idlePlain_, idleWithSockets_;

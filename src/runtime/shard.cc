@@ -35,6 +35,7 @@ Shard::Shard(Runtime& runtime, int index)
       index_(index),
       work_(ctx_.get_executor()),
       evictTimer_(ctx_),
+      leaseTimer_(ctx_),
       metrics_(runtime.namespaces().size()) {}
 
 Shard::~Shard() {
@@ -83,6 +84,7 @@ void Shard::start() {
       boost::asio::post(t_shard->ctx_, [h, ctx] { resumeNow(h, ctx); });
     });
     scheduleEviction();
+    if (runtime_.options().slots) watchLease();
     timers_ = std::make_unique<ShardTimers>(ctx_);
     alarms_ = std::make_unique<AlarmScheduler>(*this);
     if (runtime_.options().pauseAlarms) alarms_->pause();
@@ -190,6 +192,29 @@ void Shard::checkSettled() {
 
 void Shard::join() {
   if (thread_.joinable()) thread_.join();
+}
+
+void Shard::watchLease() {
+  // Admission already refuses new events once the lease is not trusted (ObjectHost::fencedOut);
+  // this ends those already running, so that none outlives the lease: a commit or read still
+  // waiting on PostgreSQL fails now (outcome unknown: 503), and every instance is reset.
+  leaseTimer_.expires_after(std::chrono::milliseconds(20));
+  leaseTimer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    const bool trusted = runtime_.options().slots->leaseTrusted();
+    if (!trusted && !leaseLapsed_) {
+      leaseLapsed_ = true;
+      logWarn("shard ", index_, ": the cluster lease may have lapsed: failing what is in flight");
+      for (auto& p : partitions) p->abandonInFlight();
+      auto why = std::make_exception_ptr(Error(ErrorCode::kUnavailable,
+                                               "this node's cluster lease may have lapsed; it serves again once renewed",
+                                               {.retryable = true}));
+      for (auto& [key, host] : objects_) host->fenceOff(why);
+    } else if (trusted) {
+      leaseLapsed_ = false;
+    }
+    watchLease();
+  });
 }
 
 void Shard::scheduleEviction() {

@@ -182,6 +182,11 @@ class StorageEngine {
   // Calls fn(ns, id, time) for every stored alarm.
   virtual void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) = 0;
 
+  // Cluster mode, when the node's lease may have lapsed: fails what is in flight now (its
+  // outcome is unknown to the caller) instead of waiting for a store that another node may be
+  // writing to by the time it answers. Later calls work as before.
+  virtual void abandonInFlight() {}
+
   // How long each flush to disk took, for an engine that flushes (metrics.h); read from any thread.
   virtual const metrics::Histogram* syncDurations() const { return nullptr; }
 

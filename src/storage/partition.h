@@ -61,6 +61,8 @@ class Partition final : private CommitSink {
   ~Partition();
   Partition(const Partition&) = delete;
   Partition& operator=(const Partition&) = delete;
+  // StorageEngine::abandonInFlight.
+  void abandonInFlight() { engine_->abandonInFlight(); }
 
   // ---- Shard thread only. ----
 

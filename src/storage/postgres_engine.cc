@@ -409,6 +409,13 @@ void PostgresEngine::startCommit() {
   });
 }
 
+void PostgresEngine::abandonInFlight() {
+  // Closing fails every exchange in flight (a commit: failed, its objects reset); the next
+  // exchange connects again.
+  if (writer_.inFlight()) writer_.close();
+  if (reader_.inFlight()) reader_.close();
+}
+
 void PostgresEngine::purgeNamespace(std::int64_t ns) {
   auto& db = admin();
   for (const char* table : {"durable_kv", "durable_alarms", "durable_names", "durable_sqllog"}) {

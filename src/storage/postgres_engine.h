@@ -69,6 +69,7 @@ class PostgresEngine final : public StorageEngine {
   std::size_t countObjects(std::int64_t ns) override;
   StoredObject describeObject(std::int64_t ns, const ObjectId::Raw& id) override;
   void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) override;
+  void abandonInFlight() override;
 
  private:
   void startCommit();

@@ -2,7 +2,8 @@
 // PostgreSQL, under client load through every node, with real faults (kill -9 of a node,
 // SIGSTOP of a node for twice its lease). After each: every acknowledged increment is in the
 // final count, an object's acknowledged counts are distinct and ordered as the requests were,
-// and every object answers again within the lease plus 2 s (docs/cluster.md).
+// every object answers again within the lease plus 2 s, and no two nodes ever run events of
+// one object at the same time (docs/cluster.md).
 #include "integration/server_process.h"
 #include "storage/pg_connection.h"
 #include "support/postgres_server.h"
@@ -11,7 +12,9 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <sstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -56,6 +59,9 @@ class ClusterTest : public ::testing::Test {
   virtual void afterPostgres() {}
 
   void SetUp() override {
+    // Every node logs each event's start and end (runtime.h, eventLog): one machine, one
+    // monotonic clock, so intervals of different nodes compare exactly.
+    ::setenv("DURABLE_EVENT_LOG", (dir_ / "events-%p.log").c_str(), 1);
     durable_test::PostgresServer::Options po;
     po.settings = postgresSettings();
     prepareNetwork();
@@ -68,10 +74,12 @@ class ClusterTest : public ::testing::Test {
     for (int i = 0; i < 3; ++i) nodes_.push_back(startNode(i));
     // Until the first node handed the others their share.
     const auto deadline = Clock::now() + 15s;
-    while (owners() < 3) {
+    while (owners() < 3 || unowned() > 0) {
       ASSERT_LT(Clock::now(), deadline) << "the slots were not shared between the three nodes";
       std::this_thread::sleep_for(100ms);
     }
+    // Two more lease rounds: every node's routes name the new owners.
+    std::this_thread::sleep_for(kLease / 2);
   }
 
   std::unique_ptr<ServerProcess> startNode(int i) {
@@ -89,6 +97,12 @@ class ClusterTest : public ::testing::Test {
   // What the nodes connect with; the partition test names PostgreSQL's veth address.
   virtual std::string url() const { return pg().connectionString(); }
   durable_test::PostgresServer& pg() const { return *pgHolder_; }
+
+  int unowned() {
+    PgBlocking db(pg().connectionString());
+    auto r = db.run("SELECT count(*)::int8 FROM durable_slots WHERE owner IS NULL");
+    return static_cast<int>(durable::detail::pgInt8(r.get(), 0, 0));
+  }
 
   int owners() {
     PgBlocking db(pg().connectionString());
@@ -140,6 +154,54 @@ class ClusterTest : public ::testing::Test {
     return Clock::now() - start;
   }
 
+  // No two processes ever ran events of one object at the same time. An event still open in a
+  // killed process's log ended when it was killed (`killed`: pid -> when).
+  void checkSingleActivation(const std::map<pid_t, Clock::time_point>& killed = {}) {
+    struct Interval {
+      std::int64_t from, to;
+      pid_t pid;
+    };
+    std::map<std::string, std::vector<Interval>> byObject;
+    std::size_t events = 0;
+    const auto now = Clock::now().time_since_epoch().count();
+    for (const auto& entry : fs::directory_iterator(dir_.path())) {
+      const auto name = entry.path().filename().string();
+      if (name.rfind("events-", 0) != 0) continue;
+      const pid_t pid = std::stoi(name.substr(7));
+      std::map<std::string, std::pair<int, std::int64_t>> open;  // object -> (running, since)
+      std::istringstream in(readFile(entry.path()));
+      char what;
+      std::int64_t at;
+      std::string object;
+      while (in >> what >> at >> object) {
+        ++events;
+        auto& [running, since] = open[object];
+        if (what == 'B' && running++ == 0) since = at;
+        if (what == 'E' && --running == 0) byObject[object].push_back({since, at, pid});
+      }
+      const auto k = killed.find(pid);
+      const std::int64_t end = k == killed.end() ? now : k->second.time_since_epoch().count();
+      for (const auto& [object, state] : open) {
+        if (state.first > 0) byObject[object].push_back({state.second, end, pid});
+      }
+    }
+    EXPECT_GT(events, 100u) << "the nodes logged no events";
+    for (auto& [object, intervals] : byObject) {
+      std::sort(intervals.begin(), intervals.end(), [](const Interval& a, const Interval& b) { return a.from < b.from; });
+      std::map<pid_t, std::int64_t> lastEnd;
+      for (const auto& i : intervals) {
+        for (const auto& [pid, end] : lastEnd) {
+          if (pid != i.pid && end > i.from) {
+            ADD_FAILURE() << "object " << object << " ran on pid " << pid << " until " << end << " and on pid " << i.pid
+                          << " from " << i.from << ": " << (end - i.from) / 1000 << " us at once";
+            return;
+          }
+        }
+        lastEnd[i.pid] = std::max(lastEnd[i.pid], i.to);
+      }
+    }
+  }
+
   void checkInvariants(const std::map<int, long long>& finals) {
     std::lock_guard lock(mu_);
     std::size_t total = 0;
@@ -177,6 +239,7 @@ TEST_F(ClusterTest, KillNineOfANodeUnderLoadLosesNothingAndEveryObjectAnswersWit
   std::vector<std::thread> clients;
   for (int i = 0; i < 3; ++i) clients.emplace_back([this, i, &stop] { load(i, stop); });
   std::this_thread::sleep_for(1500ms);
+  const pid_t victim = nodes_[1]->pid();
   nodes_[1]->kill9();
   const auto killedAt = Clock::now();
   std::this_thread::sleep_for(kLease + 1500ms);
@@ -191,6 +254,7 @@ TEST_F(ClusterTest, KillNineOfANodeUnderLoadLosesNothingAndEveryObjectAnswersWit
   untilEveryCounterAnswers(2, 5s, again);
   EXPECT_EQ(finals, again);
   checkInvariants(finals);
+  checkSingleActivation({{victim, killedAt}});
 
   PgBlocking db(pg().connectionString());
   auto r = db.run("SELECT count(*)::int8 FROM durable_slots WHERE owner = 'n1'");
@@ -254,6 +318,7 @@ TEST_F(ClusterTest, ANodePausedPastItsLeaseServesNothingStaleWhenItWakes) {
   std::map<int, long long> finals;
   untilEveryCounterAnswers(0, kLease + 2s, finals);
   EXPECT_EQ(finals, after);
+  checkSingleActivation();
 }
 
 // PostgreSQL itself crashes mid-commit (kill -9 of every server process, as
@@ -276,6 +341,7 @@ TEST_F(ClusterTest, APostgresCrashMidCommitLosesNothingAcknowledged) {
   untilEveryCounterAnswers(1, 10s, finals);
   EXPECT_LT(Clock::now() - backAt, kLease + 1500ms + kLease + 2s);
   checkInvariants(finals);
+  checkSingleActivation();
 }
 
 // Alarms are at-least-once across failover: the alarms a killed node held fire on the nodes
@@ -340,6 +406,7 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
   std::map<int, long long> finals;
   untilEveryCounterAnswers(3, kLease + 2s, finals);
   checkInvariants(finals);
+  checkSingleActivation();
 }
 
 // One node in a network namespace of the test's own, joined to the others and to PostgreSQL by a
@@ -432,6 +499,7 @@ TEST_F(ClusterPartitionTest, ANodeCutOffFromPostgresAndItsPeersLosesNothingAndSe
   untilEveryCounterAnswers(0, 5s, again);
   EXPECT_EQ(finals, again);
   checkInvariants(finals);
+  checkSingleActivation();
 }
 
 }  // namespace
