@@ -87,13 +87,14 @@ void ClusterMembership::start(std::function<void(const std::vector<int>&)> claim
   claimed_ = std::move(claimed);
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "cluster-lease");
-    while (slots_->awaitRefresh(options_.lease / 4)) {
+    // A round at once: the server took a while to start since the constructor's renewal.
+    do {
       try {
         tick();
       } catch (const std::exception& e) {
         logWarn("cluster: lease renewal failed: ", e.what());
       }
-    }
+    } while (slots_->awaitRefresh(options_.lease / 4));
   });
 }
 
