@@ -18,29 +18,22 @@ CONNS=${CONNS:-32}
 PORT=${PORT:-18905}
 PGPORT=${PGPORT:-55440}
 BUILD=${BUILD:-build}
-PGBIN=${DURABLE_POSTGRES_BIN:-/usr/lib/postgresql/15/bin}
 case $WORKLOAD in
   hot) ARGS=(-s bench/post.lua "http://127.0.0.1:$PORT/counters/hot/increment") ;;
   many) ARGS=(-s bench/many.lua "http://127.0.0.1:$PORT/") ;;
   *) sed -n 2,11p "$0"; exit 2 ;;
 esac
 WORK=$(mktemp -d)
-chmod 755 "$WORK"
+. bench/cluster/postgres.sh
 SERVER=
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   [ -n "$SERVER" ] && kill -KILL "$SERVER" 2>/dev/null
-  as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
+  stop_postgres
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-mkdir "$WORK/pg"
-[ "$(id -u)" -eq 0 ] && chown postgres: "$WORK/pg"
-as_pg "$PGBIN/initdb" -D "$WORK/pg" -U durable -A trust -E UTF8 --locale=C >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -w -l "$WORK/pg/server.log" \
-  -o "-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on" start >/dev/null
-psql_() { psql -h 127.0.0.1 -p "$PGPORT" -U durable -d postgres -Atqc "$1"; }
+start_postgres
 
 declare -A RESULTS
 for round in $(seq "$ROUNDS"); do

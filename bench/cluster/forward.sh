@@ -15,23 +15,16 @@ CONNS=${CONNS:-32}
 BASE_PORT=${BASE_PORT:-18911}
 PGPORT=${PGPORT:-55441}
 BUILD=${BUILD:-build}
-PGBIN=${DURABLE_POSTGRES_BIN:-/usr/lib/postgresql/15/bin}
 WORK=$(mktemp -d)
-chmod 755 "$WORK"
+. bench/cluster/postgres.sh
 PIDS=()
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
+  stop_postgres
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-mkdir "$WORK/pg"
-[ "$(id -u)" -eq 0 ] && chown postgres: "$WORK/pg"
-as_pg "$PGBIN/initdb" -D "$WORK/pg" -U durable -A trust -E UTF8 --locale=C >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -w -l "$WORK/pg/server.log" \
-  -o "-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
-psql_() { psql -h 127.0.0.1 -p "$PGPORT" -U durable -d postgres -Atqc "$1"; }
+start_postgres
 url="host=127.0.0.1 port=$PGPORT user=durable dbname=postgres"
 for i in 1 2 3; do
   "./$BUILD/durable" serve --config examples/seed/wrangler.toml --listen 127.0.0.1:$((BASE_PORT + i - 1)) \

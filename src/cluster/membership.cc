@@ -31,15 +31,6 @@ std::uint64_t score(const std::string& node, int slot) {
   return h;
 }
 
-std::string intArray(const std::vector<int>& values) {
-  std::string out = "{";
-  for (int v : values) {
-    if (out.size() > 1) out += ',';
-    out += std::to_string(v);
-  }
-  return out + "}";
-}
-
 }  // namespace
 
 bool validNodeName(const std::string& name) {
@@ -114,17 +105,12 @@ void ClusterMembership::tick() {
 
 void ClusterMembership::handOff() {
   if (!releasing_.empty()) {
-    std::string slots = "{", epochs = "{";
+    std::vector<int> slots;
+    std::vector<std::int64_t> epochs;
     for (const auto& [slot, epoch] : releasing_) {
-      if (slots.size() > 1) {
-        slots += ',';
-        epochs += ',';
-      }
-      slots += std::to_string(slot);
-      epochs += std::to_string(epoch);
+      slots.push_back(slot);
+      epochs.push_back(epoch);
     }
-    slots += '}';
-    epochs += '}';
     db_->script("BEGIN");
     try {
       db_->run("SELECT set_config('lock_timeout', $1::text, true)",
@@ -132,7 +118,7 @@ void ClusterMembership::handOff() {
       db_->run(
           "UPDATE durable_slots s SET owner = NULL FROM unnest($2::int[], $3::bigint[]) AS r(slot, epoch) "
           "WHERE s.slot = r.slot AND s.epoch = r.epoch AND s.owner = $1::text",
-          PgParams().bytes(options_.node).text(slots).text(epochs));
+          PgParams().bytes(options_.node).text(pgArray(slots)).text(pgArray(epochs)));
       db_->script("COMMIT");
     } catch (...) {
       PQclear(PQexec(db_->raw(), "ROLLBACK"));
@@ -243,7 +229,7 @@ std::vector<int> ClusterMembership::claim() {
       db_->script("ROLLBACK");
       return {};
     }
-    const auto list = intArray(wanted);
+    const auto list = pgArray(wanted);
     db_->run("SELECT slot FROM durable_slots WHERE slot = ANY($1::int[]) ORDER BY slot FOR UPDATE", PgParams().text(list));
     auto r = db_->run(
         "UPDATE durable_slots s SET owner = $2::text, epoch = s.epoch + 1 WHERE s.slot = ANY($1::int[]) AND "

@@ -259,6 +259,16 @@ PgBlocking::PgBlocking(const std::string& conninfo) : conn_(open(conninfo)) {}
 
 PgBlocking::~PgBlocking() { PQfinish(conn_); }
 
+namespace {
+PgResult checked(PgResult r, PGconn* conn) {
+  const auto status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
+    throw Error(ErrorCode::kUnavailable, "PostgreSQL: " + trimmed(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn)));
+  }
+  return r;
+}
+}  // namespace
+
 PgResult PgBlocking::run(std::string_view sql, const PgParams& params) {
   std::vector<const char*> values;
   std::vector<int> lengths;
@@ -267,24 +277,14 @@ PgResult PgBlocking::run(std::string_view sql, const PgParams& params) {
     lengths.push_back(static_cast<int>(v.size()));
   }
   const std::string text(sql);
-  PgResult r(PQexecParams(conn_, text.c_str(), params.size(), nullptr, values.data(), lengths.data(),
-                          params.formats_.data(), 1));
-  const auto status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
-    throw Error(ErrorCode::kUnavailable,
-                "PostgreSQL: " + trimmed(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn_)));
-  }
-  return r;
+  return checked(PgResult(PQexecParams(conn_, text.c_str(), params.size(), nullptr, values.data(), lengths.data(),
+                                        params.formats_.data(), 1)),
+                 conn_);
 }
 
 void PgBlocking::script(std::string_view sql) {
   const std::string text(sql);
-  PgResult r(PQexec(conn_, text.c_str()));
-  const auto status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
-    throw Error(ErrorCode::kUnavailable,
-                "PostgreSQL: " + trimmed(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn_)));
-  }
+  checked(PgResult(PQexec(conn_, text.c_str())), conn_);
 }
 
 std::int64_t pgInt8(const PGresult* r, int row, int col) {

@@ -142,6 +142,17 @@ class PgBlocking {
   PGconn* conn_;
 };
 
+// An array in PostgreSQL's text format ("{1,2,3}"), for a text parameter cast to int[] or bigint[].
+template <class Number>
+std::string pgArray(const std::vector<Number>& values) {
+  std::string out = "{";
+  for (const auto& v : values) {
+    if (out.size() > 1) out += ',';
+    out += std::to_string(v);
+  }
+  return out + "}";
+}
+
 // Reading binary results.
 std::int64_t pgInt8(const PGresult* r, int row, int col);
 std::int32_t pgInt4(const PGresult* r, int row, int col);

@@ -368,18 +368,13 @@ void PostgresEngine::startCommit() {
     });
     return;
   }
-  std::string slotsArray = "{", epochsArray = "{";
+  std::vector<int> fencedSlots;
+  std::vector<std::int64_t> fencedEpochs;
   for (const auto& [slot, held] : fence) {
-    if (slotsArray.size() > 1) {
-      slotsArray += ',';
-      epochsArray += ',';
-    }
-    slotsArray += std::to_string(slot);
-    epochsArray += std::to_string(held);
+    fencedSlots.push_back(slot);
+    fencedEpochs.push_back(held);
   }
-  slotsArray += '}';
-  epochsArray += '}';
-  queries.front().params.text(slotsArray).text(epochsArray).bytes(node_);
+  queries.front().params.text(pgArray(fencedSlots)).text(pgArray(fencedEpochs)).bytes(node_);
 
   committing_ = true;
   writer_.exchange(std::move(queries), [this, alive = alive_, seq, epoch, fence = std::move(fence),
