@@ -54,6 +54,7 @@ class ClusterTest : public ::testing::Test {
   virtual std::string nodeHost(int i) const { return "127.0.0.1"; }
   virtual std::vector<std::string> postgresSettings() const { return {}; }
   virtual fs::path nodeBinary(int i) const { return testServerPath(); }
+  virtual fs::path baseConfig() const { return testServerConfig(); }
   // Before PostgreSQL starts (the addresses it listens on must exist), and after.
   virtual void prepareNetwork() {}
   virtual void afterPostgres() {}
@@ -70,7 +71,7 @@ class ClusterTest : public ::testing::Test {
     afterPostgres();
     config_ = dir_ / "wrangler.toml";
     // The tests' server: the seed's app and AlarmProbe (tests/support/test_server.cc).
-    writeFile(config_, readFile(testServerConfig()) + "\n[cluster]\nlease_ms = " + std::to_string(kLease.count()) + "\n");
+    writeFile(config_, readFile(baseConfig()) + "\n[cluster]\nlease_ms = " + std::to_string(kLease.count()) + "\n");
     for (int i = 0; i < 3; ++i) nodes_.push_back(startNode(i));
     // Until the first node handed the others their share.
     const auto deadline = Clock::now() + 15s;
@@ -407,6 +408,59 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
   untilEveryCounterAnswers(3, kLease + 2s, finals);
   checkInvariants(finals);
   checkSingleActivation();
+}
+
+// The demo app itself (its SQLite-backed Notes included) on three nodes.
+class ClusterDemoTest : public ClusterTest {
+ protected:
+  fs::path nodeBinary(int) const override { return binaryPath(); }
+  fs::path baseConfig() const override { return seedConfig(); }
+};
+
+// A SQLite-backed object in cluster mode: its database is rebuilt on whichever node holds it
+// from the SQL log in PostgreSQL, so its notes (and their full-text index) survive the death
+// of the node that wrote them.
+TEST_F(ClusterDemoTest, NotesWrittenThroughOneNodeAreReadThroughAnyAndOutliveTheirNode) {
+  auto post = [&](int node, const std::string& text) {
+    return httpRequest(nodes_[static_cast<std::size_t>(node)]->host(), nodes_[static_cast<std::size_t>(node)]->port(),
+                       "POST", "/notes/book", "{\"text\": \"" + text + "\"}");
+  };
+  for (int i = 0; i < 5; ++i) {
+    const auto r = post(0, "note " + std::to_string(i) + (i % 2 ? " odd" : " even"));
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+  const auto all = httpRequest(nodes_[1]->host(), nodes_[1]->port(), "GET", "/notes/book");
+  ASSERT_EQ(all.status, 200) << all.body;
+  EXPECT_EQ(boost::json::parse(all.body).as_array().size(), 5u) << all.body;
+  const auto odd = httpRequest(nodes_[2]->host(), nodes_[2]->port(), "GET", "/notes/book?q=odd");
+  ASSERT_EQ(odd.status, 200) << odd.body;
+  EXPECT_EQ(boost::json::parse(odd.body).as_array().size(), 2u) << odd.body;
+
+  // Kill the node that holds the notebook; a survivor takes its slot and rebuilds it.
+  std::string owner;
+  {
+    PgBlocking db(pg().connectionString());
+    auto r = db.run("SELECT owner FROM durable_slots WHERE slot = (SELECT slot FROM durable_sqllog LIMIT 1)");
+    ASSERT_EQ(PQntuples(r.get()), 1);
+    owner = std::string(durable::detail::pgBytes(r.get(), 0, 0));
+  }
+  const int victim = owner.back() - '0';
+  const int survivor = (victim + 1) % 3;
+  nodes_[static_cast<std::size_t>(victim)]->kill9();
+  const auto deadline = Clock::now() + kLease + 5s;
+  HttpResponse after;
+  for (;;) {
+    after = httpRequest(nodes_[static_cast<std::size_t>(survivor)]->host(),
+                        nodes_[static_cast<std::size_t>(survivor)]->port(), "GET", "/notes/book?q=even");
+    if (after.status == 200) break;
+    ASSERT_LT(Clock::now(), deadline) << after.status << " " << after.body;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(boost::json::parse(after.body).as_array().size(), 3u) << after.body;
+  EXPECT_EQ(post(survivor, "after the failover").status, 201);
+  const auto last = httpRequest(nodes_[static_cast<std::size_t>(survivor)]->host(),
+                                nodes_[static_cast<std::size_t>(survivor)]->port(), "GET", "/notes/book");
+  EXPECT_EQ(boost::json::parse(last.body).as_array().size(), 6u) << last.body;
 }
 
 // One node in a network namespace of the test's own, joined to the others and to PostgreSQL by a
