@@ -158,14 +158,23 @@ void ClusterMembership::renew() {
     // ours, and objects loaded under the old epochs load again (ObjectHost::fencedOut).
     for (int s = 0; s < slots_->count(); ++s) slots_->drop(s);
   }
+  // Whether the lease was still running when this renewal reached PostgreSQL, read in the same
+  // statement: a renewal sent in time may still arrive late.
   auto r = db_->run(
-      "UPDATE durable_nodes SET lease_until = clock_timestamp() + $2::int8 * interval '1 millisecond' "
-      "WHERE name = $1::text AND incarnation = $3::int8 RETURNING 1",
+      "WITH old AS (SELECT lease_until > clock_timestamp() AS live FROM durable_nodes WHERE name = $1::text AND "
+      "incarnation = $3::int8 FOR UPDATE) "
+      "UPDATE durable_nodes n SET lease_until = clock_timestamp() + $2::int8 * interval '1 millisecond' FROM old "
+      "WHERE n.name = $1::text AND n.incarnation = $3::int8 RETURNING old.live",
       PgParams().bytes(options_.node).int8(options_.lease.count()).int8(incarnation_));
   if (PQntuples(r.get()) == 0) {
     // Another process registered under this name: it claims our slots with new epochs.
     for (int s = 0; s < slots_->count(); ++s) slots_->drop(s);
     throw Error(ErrorCode::kUnavailable, "node " + options_.node + " was registered again by another process");
+  }
+  if (pgBytes(r.get(), 0, 0)[0] == 0) {
+    // It had run out: any slot may have been claimed meanwhile. Forgotten before the lease is
+    // trusted again, so no event runs at an epoch another node may have replaced.
+    for (int s = 0; s < slots_->count(); ++s) slots_->drop(s);
   }
   slots_->renewed(sentAt, trustedFor());
 }

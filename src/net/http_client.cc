@@ -276,7 +276,7 @@ Task<Response> HttpClient::exchange(const std::string& method, const URL& url, c
       }
     }};
     auto [rec, got] = co_await read;
-    if (rec && reused && replayable && !parser.got_some() && closedWhileIdle(rec)) continue;
+    if (rec && reused && replayable && limits_.replayUnanswered && !parser.got_some() && closedWhileIdle(rec)) continue;
     if (rec == http::error::body_limit) {
       throw Error(ErrorCode::kPayloadTooLarge, "fetch " + url.href() + ": the response is larger than " +
                                                    std::to_string(limits_.maxResponseBytes) + " bytes");

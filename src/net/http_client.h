@@ -32,6 +32,10 @@ struct HttpClientLimits {
   std::size_t maxIdlePerOrigin = 16;
   std::chrono::milliseconds idleTimeout{30000};  // a kept-alive connection idle this long is closed
   std::size_t maxIdle = 256;  // kept-alive connections over all origins
+  // An idempotent request sent on a kept-alive connection that then ended without a byte of
+  // answer is sent again on a new one. Off where the receiver may have run it and a second run
+  // is not the caller's to allow (cluster forwarding).
+  bool replayUnanswered = true;
 };
 
 class HttpClient {

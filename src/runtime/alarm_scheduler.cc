@@ -28,6 +28,16 @@ void AlarmScheduler::load() {
 }
 
 void AlarmScheduler::loadNew() {
+  // What this shard knows of the alarms of slots held here is replaced by what storage has: a
+  // slot lost and claimed back may have had its alarms changed by another node meanwhile.
+  for (auto it = byKey_.begin(); it != byKey_.end();) {
+    if (!it->second.running && !shard_.runtime().heldElsewhere(ObjectId(it->first.id, std::nullopt))) {
+      unschedule(it->first, it->second);
+      it = byKey_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   for (auto& p : shard_.partitions) {
     p->loadAlarms([this](std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
       Key key{ns, id};
@@ -123,6 +133,11 @@ void AlarmScheduler::fireDue() {
     Key key = byTime_.begin()->second;
     byTime_.erase(byTime_.begin());
     Entry& e = byKey_.at(key);
+    if (shard_.runtime().heldElsewhere(ObjectId(key.id, std::nullopt))) {
+      // Cluster mode: the slot moved; the node holding it loaded this alarm when it claimed it.
+      byKey_.erase(key);
+      continue;
+    }
     const NamespaceImpl* ns = shard_.runtime().namespaceById(key.ns);
     if (!ns) {
       log("alarms: no class is bound for namespace ", key.ns, "; alarm dropped");

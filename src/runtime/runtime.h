@@ -127,6 +127,7 @@ class ObjectHost {
   [[noreturn]] void abort(const std::string& reason);
   // Cluster mode: the node's lease may have lapsed: what runs now fails and the instance goes.
   void fenceOff(std::exception_ptr why) { resetInstance(std::move(why), false); }
+  bool runningEvents() const { return running_ > 0; }
   void waitUntil(Task<void> task);
 
   bool evictable(std::chrono::steady_clock::time_point now, std::chrono::milliseconds idle) const;
@@ -310,6 +311,7 @@ class Shard final : public SocketShard {
   // Cluster mode: self-fencing of what is already running (watchLease).
   boost::asio::steady_timer leaseTimer_;
   bool leaseLapsed_ = false;
+  std::uint64_t slotDropsSeen_ = 0;
   void watchLease();
   std::unordered_map<Key, std::unique_ptr<ObjectHost>, KeyHash> objects_;
   std::unordered_map<Key, ObjectSockets, KeyHash> sockets_;
@@ -389,6 +391,8 @@ class Runtime final : public HttpHost {
   // Cluster mode (runtime/forward.cc): the path other nodes send an object's requests to,
   // and what answers there (the front HTTP server routes it here before the Worker).
   static constexpr std::string_view kForwardPath = "/.durable/cluster/fetch";
+  // Cluster mode: the object's slot is not this node's (runtime/forward.cc).
+  bool heldElsewhere(const ObjectId& id) const;
   Task<Response> acceptForwarded(Request request);
   // Sends a request to an object from any thread; `reply` runs on the caller's shard (or, when
   // called from outside any shard, on the object's shard).
@@ -404,8 +408,6 @@ class Runtime final : public HttpHost {
 
  private:
   // Runs `deliver` on `owner`: now when the caller is on that shard, else posted there.
-  // Cluster mode: the object's slot is not this node's (runtime/forward.cc).
-  bool heldElsewhere(const ObjectId& id) const;
   void forwardFetch(const NamespaceImpl& ns, const ObjectId& id, Request request, const RequestTag& tag,
                     std::function<void(Result<Response>)> reply);
   Task<Response> forwarded(Shard& via, const NamespaceImpl& ns, ObjectId id, Request request, RequestTag tag);

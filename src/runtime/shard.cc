@@ -68,6 +68,8 @@ HttpClient& Shard::peerClient() {
     // opened per request would cost more than the hop itself.
     limits.maxIdlePerOrigin = 1024;
     limits.maxIdle = 4096;
+    // A forwarded request is never sent twice once it may have been delivered (runtime/forward.cc).
+    limits.replayUnanswered = false;
     peerClient_ = std::make_unique<HttpClient>(ctx_, limits);
   }
   return *peerClient_;
@@ -212,6 +214,17 @@ void Shard::watchLease() {
       for (auto& [key, host] : objects_) host->fenceOff(why);
     } else if (trusted) {
       leaseLapsed_ = false;
+    }
+    // Slots given away (hand-off) or lost (a fenced-out commit): the events of their objects
+    // that are still running end now, before another node may claim the slots.
+    const auto drops = runtime_.options().slots->drops();
+    if (drops != slotDropsSeen_) {
+      slotDropsSeen_ = drops;
+      auto why = std::make_exception_ptr(
+          Error(ErrorCode::kUnavailable, "the object's slot moved to another node", {.retryable = true}));
+      for (auto& [key, host] : objects_) {
+        if (host->runningEvents() && runtime_.heldElsewhere(host->id())) host->fenceOff(why);
+      }
     }
     watchLease();
   });

@@ -194,12 +194,23 @@ void PgConnection::drain() {
   while (conn_ != nullptr && !pending_.empty() && !PQisBusy(conn_)) {
     Pending& p = pending_.front();
     PgResult r(PQgetResult(conn_));
-    if (p.seen < p.prepares + p.queries) {
-      if (!r) {  // the end of one statement's results
-        if (p.inResult) ++p.seen;
+    if (!r) {
+      if (p.inResult) {  // the end of one statement's results
+        ++p.seen;
         p.inResult = false;
+        p.strayNulls = 0;
         continue;
       }
+      // Nothing was being read, so nothing ends here. Once in a row is tolerated; more means
+      // libpq lost the pipeline (or the connection), and the loop would otherwise ask forever.
+      if (PQstatus(conn_) != CONNECTION_OK || ++p.strayNulls > 2) {
+        fail("lost the connection to PostgreSQL: " + trimmed(PQerrorMessage(conn_)));
+        return;
+      }
+      continue;
+    }
+    p.strayNulls = 0;
+    if (p.seen < p.prepares + p.queries) {
       p.inResult = true;
       const auto status = PQresultStatus(r.get());
       if (status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR) {
@@ -217,7 +228,6 @@ void PgConnection::drain() {
       if (p.seen >= p.prepares) p.outcome.results.push_back(std::move(r));
       continue;
     }
-    if (!r) continue;
     if (PQresultStatus(r.get()) != PGRES_PIPELINE_SYNC) {
       fail("PostgreSQL answered out of order");
       return;

@@ -98,6 +98,7 @@ class PgConnection {
     std::size_t queries = 0;
     std::size_t seen = 0;      // prepares and queries whose results ended
     bool inResult = false;     // a result of the current query was taken, its end not yet
+    int strayNulls = 0;        // PQgetResult's NULLs in a row that ended nothing
     PgOutcome outcome;
     std::function<void(PgOutcome)> done;
   };

@@ -37,11 +37,20 @@ class SlotTable {
 
   std::int64_t epoch(int slot) const { return epochs_[static_cast<std::size_t>(slot)].load(std::memory_order_acquire); }
   void hold(int slot, std::int64_t epoch) { epochs_[static_cast<std::size_t>(slot)].store(epoch, std::memory_order_release); }
-  void drop(int slot) { hold(slot, 0); }
+  void drop(int slot) {
+    if (epochs_[static_cast<std::size_t>(slot)].exchange(0, std::memory_order_acq_rel) != 0) {
+      drops_.fetch_add(1, std::memory_order_release);
+    }
+  }
   // Drops the slot if it is still held at `epoch` (not if it was claimed again since).
   void dropIfAt(int slot, std::int64_t epoch) {
-    epochs_[static_cast<std::size_t>(slot)].compare_exchange_strong(epoch, 0, std::memory_order_acq_rel);
+    if (epochs_[static_cast<std::size_t>(slot)].compare_exchange_strong(epoch, 0, std::memory_order_acq_rel)) {
+      drops_.fetch_add(1, std::memory_order_release);
+    }
   }
+  // Counts the slots dropped so far: a shard that sees it move ends the events of objects whose
+  // slot is gone (Shard::watchLease).
+  std::uint64_t drops() const { return drops_.load(std::memory_order_acquire); }
   int held() const {
     int n = 0;
     for (const auto& e : epochs_) n += e.load(std::memory_order_relaxed) != 0;
@@ -108,6 +117,7 @@ class SlotTable {
  private:
   std::vector<std::atomic<std::int64_t>> epochs_;
   std::atomic<std::chrono::steady_clock::rep> trustedUntil_{0};
+  std::atomic<std::uint64_t> drops_{0};
   mutable std::mutex routesMu_;
   std::vector<std::optional<Route>> routes_;
   std::atomic<std::uint64_t> routesVersion_{0};
