@@ -81,6 +81,49 @@ class ClusterTest : public ::testing::Test {
     }
     // Two more lease rounds: every node's routes name the new owners.
     std::this_thread::sleep_for(kLease / 2);
+    epochWatch_ = std::thread([this] { watchEpochs(); });
+  }
+
+  void TearDown() override { stopWatchingEpochs(); }
+
+  // Slot epochs never go down, whatever the faults: read every 50 ms from PostgreSQL (what is
+  // committed there), until the test ends.
+  void watchEpochs() {
+    std::vector<std::int64_t> seen;
+    while (!epochStop_) {
+      try {
+        PgBlocking db(pg().connectionString());
+        while (!epochStop_) {
+          auto r = db.run("SELECT slot::int8, epoch FROM durable_slots ORDER BY slot");
+          seen.resize(static_cast<std::size_t>(PQntuples(r.get())), 0);
+          for (int i = 0; i < PQntuples(r.get()); ++i) {
+            const auto slot = static_cast<std::size_t>(durable::detail::pgInt8(r.get(), i, 0));
+            const auto epoch = durable::detail::pgInt8(r.get(), i, 1);
+            if (slot < seen.size() && epoch < seen[slot]) {
+              std::lock_guard lock(mu_);
+              if (epochRegression_.empty()) {
+                epochRegression_ = "slot " + std::to_string(slot) + " went from epoch " + std::to_string(seen[slot]) +
+                                   " to " + std::to_string(epoch);
+              }
+            }
+            if (slot < seen.size()) seen[slot] = std::max(seen[slot], epoch);
+          }
+          ++epochReads_;
+          std::this_thread::sleep_for(50ms);
+        }
+      } catch (const std::exception&) {
+        std::this_thread::sleep_for(50ms);  // PostgreSQL is down (a test's fault): read again
+      }
+    }
+  }
+
+  void stopWatchingEpochs() {
+    epochStop_ = true;
+    if (epochWatch_.joinable()) {
+      epochWatch_.join();
+      EXPECT_GT(epochReads_.load(), 0) << "the slot epochs were never read";
+      EXPECT_EQ(epochRegression_, "") << "a slot epoch went down";
+    }
   }
 
   std::unique_ptr<ServerProcess> startNode(int i) {
@@ -233,6 +276,10 @@ class ClusterTest : public ::testing::Test {
   int starts_ = 0;
   std::mutex mu_;
   std::map<int, std::vector<Ack>> acks_;
+  std::thread epochWatch_;
+  std::atomic<bool> epochStop_{false};
+  std::atomic<int> epochReads_{0};
+  std::string epochRegression_;  // under mu_
 };
 
 TEST_F(ClusterTest, KillNineOfANodeUnderLoadLosesNothingAndEveryObjectAnswersWithinTheLease) {
@@ -364,6 +411,7 @@ TEST_F(ClusterTest, TheAlarmsOfAKilledNodeFireOnTheNodesThatTakeItsSlots) {
         const auto body = boost::json::parse(r.body).as_object();
         if (body.at("fired").as_int64() >= 1) {
           EXPECT_EQ(body.at("last").as_int64(), scheduled[p]) << "probe p" << p;
+          EXPECT_GE(body.at("firedAt").as_int64(), scheduled[p]) << "the alarm of probe p" << p << " fired early";
           EXPECT_TRUE(body.at("alarm").is_null()) << r.body;
           break;
         }
@@ -505,6 +553,7 @@ class ClusterPartitionTest : public ClusterTest {
   }
 
   void TearDown() override {
+    ClusterTest::TearDown();
     nodes_.clear();
     if (!netns_.empty()) {
       try {

@@ -3,7 +3,8 @@
 //
 //   GET /probe/:id/set?in=MS  -> setAlarm(now + MS); {"scheduledTime": T}
 //   GET /probe/:id/get        -> {"fired": N, "alarm": getAlarm() or null,
-//                                 "last": scheduledTime of the last run or null}
+//                                 "last": scheduledTime of the last run or null,
+//                                 "firedAt": durable::now() during the last run, or null}
 //   GET /probe/:id/put?key=K&type=int|string|bytes|json&value=V -> put(K, V as that type); 204
 //   GET /probe/:id/whoami     -> logs "probe whoami"; {"requestId": durable::requestId(), "header":
 //                                its x-request-id header}; the Worker adds "workerRequestId"
@@ -41,11 +42,13 @@ class AlarmProbe : public durable::DurableObject {
     if (path == "/get") {
       const auto fired = (co_await storage().get<std::int64_t>("fired")).value_or(0);
       const auto last = co_await storage().get<std::int64_t>("last");
+      const auto firedAt = co_await storage().get<std::int64_t>("firedAt");
       const auto alarm = co_await storage().getAlarm();
       boost::json::object body;
       body["fired"] = fired;
       body["alarm"] = alarm ? boost::json::value(*alarm) : boost::json::value(nullptr);
       body["last"] = last ? boost::json::value(*last) : boost::json::value(nullptr);
+      body["firedAt"] = firedAt ? boost::json::value(*firedAt) : boost::json::value(nullptr);
       co_return durable::Response::json(body);
     }
     if (path == "/whoami") {
@@ -94,6 +97,7 @@ class AlarmProbe : public durable::DurableObject {
     const auto fired = (co_await storage().get<std::int64_t>("fired")).value_or(0);
     co_await storage().put("fired", fired + 1);
     co_await storage().put("last", info.scheduledTime);
+    co_await storage().put("firedAt", durable::now());
   }
 };
 
