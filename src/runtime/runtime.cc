@@ -143,18 +143,6 @@ std::exception_ptr ObjectHost::constructFailure() const {
 
 void ObjectHost::enter(std::function<void()> start) { gate_.enter(std::move(start)); }
 
-std::FILE* eventLog = nullptr;
-
-void ObjectHost::logEvent(char what) {
-  static std::mutex mu;
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      std::chrono::steady_clock::now().time_since_epoch())
-                      .count();
-  std::lock_guard lock(mu);
-  std::fprintf(eventLog, "%c %lld %s\n", what, static_cast<long long>(ns), idHex().c_str());
-  std::fflush(eventLog);
-}
-
 void ObjectHost::endEvent() {
   --running_;
   if (eventLog) logEvent('E');
@@ -199,34 +187,6 @@ void ObjectHost::abort(const std::string& reason) {
       Error(ErrorCode::kUnavailable, "Durable Object was reset by state.abort(): " + reason, {.retryable = true}));
   resetInstance(why, false);
   std::rethrow_exception(why);
-}
-
-std::exception_ptr ObjectHost::fencedOut() {
-  const SlotTable* slots = shard_.runtime().options().slots.get();
-  if (!slots) return nullptr;
-  auto refuse = [](const std::string& why) {
-    return std::make_exception_ptr(Error(ErrorCode::kUnavailable, why, {.retryable = true}));
-  };
-  // A node that cannot be sure of its lease serves nothing: another may own its slots now.
-  if (!slots->leaseTrusted()) return refuse("this node's cluster lease may have lapsed; it serves again once renewed");
-  const int slot = slots->slotOf(id_.raw());
-  const std::int64_t epoch = slots->epoch(slot);
-  if (epoch == 0) return refuse("this node does not hold the object's slot " + std::to_string(slot));
-  const std::int64_t loadedUnder = store_.fenceEpoch();
-  if (loadedUnder == epoch) return nullptr;
-  if (loadedUnder != 0) {
-    // The slot was lost and claimed again: another node may have written meanwhile.
-    auto why = refuse("the object's slot " + std::to_string(slot) + " moved; its state is loaded again");
-    if (!store_.idle() || running_ > 0) {
-      // Writes of the old epoch are still open or in flight: their fenced commit fails and
-      // resets the store; until then nothing new runs on the old state.
-      resetInstance(why, false);
-      return why;
-    }
-    store_.forgetLoaded(why);
-  }
-  store_.setFenceEpoch(epoch);
-  return nullptr;
 }
 
 bool ObjectHost::admitCall() {
@@ -602,20 +562,6 @@ void Runtime::start() {
   if (started_) return;
   started_ = true;
   for (auto& s : shards_) s->start();
-}
-
-void Runtime::slotsClaimed() {
-  if (!started_) return;
-  for (auto& sp : shards_) {
-    Shard* s = sp.get();
-    postTo(*s, [s] {
-      try {
-        s->alarms().loadNew();
-      } catch (const std::exception& e) {
-        logWarn("shard ", s->index(), ": cannot load the alarms of claimed slots: ", e.what());
-      }
-    });
-  }
 }
 
 void Runtime::stop() {

@@ -271,7 +271,7 @@ class Shard final : public SocketShard {
   ShardTimers& timers() { return *timers_; }
   // This shard's outbound HTTP (durable::fetch), made on first use; from its own thread.
   HttpClient& httpClient();
-  // Cluster mode: requests forwarded to the nodes that hold their objects (runtime/forward.cc).
+  // Cluster mode: requests forwarded to the nodes that hold their objects (runtime/cluster.cc).
   HttpClient& peerClient();
   std::uint64_t nextFlow() { return ++flows_; }
 
@@ -388,10 +388,10 @@ class Runtime final : public HttpHost {
     return static_cast<int>(id.hash() % static_cast<std::size_t>(partitionCount_));
   }
 
-  // Cluster mode (runtime/forward.cc): the path other nodes send an object's requests to,
+  // Cluster mode (runtime/cluster.cc): the path other nodes send an object's requests to,
   // and what answers there (the front HTTP server routes it here before the Worker).
   static constexpr std::string_view kForwardPath = "/.durable/cluster/fetch";
-  // Cluster mode: the object's slot is not this node's (runtime/forward.cc).
+  // Cluster mode: the object's slot is not this node's (runtime/cluster.cc).
   bool heldElsewhere(const ObjectId& id) const;
   Task<Response> acceptForwarded(Request request);
   // Sends a request to an object from any thread; `reply` runs on the caller's shard (or, when

@@ -68,7 +68,7 @@ HttpClient& Shard::peerClient() {
     // opened per request would cost more than the hop itself.
     limits.maxIdlePerOrigin = 1024;
     limits.maxIdle = 4096;
-    // A forwarded request is never sent twice once it may have been delivered (runtime/forward.cc).
+    // A forwarded request is never sent twice once it may have been delivered (runtime/cluster.cc).
     limits.replayUnanswered = false;
     peerClient_ = std::make_unique<HttpClient>(ctx_, limits);
   }
@@ -194,40 +194,6 @@ void Shard::checkSettled() {
 
 void Shard::join() {
   if (thread_.joinable()) thread_.join();
-}
-
-void Shard::watchLease() {
-  // Admission already refuses new events once the lease is not trusted (ObjectHost::fencedOut);
-  // this ends those already running, so that none outlives the lease: a commit or read still
-  // waiting on PostgreSQL fails now (outcome unknown: 503), and every instance is reset.
-  leaseTimer_.expires_after(std::chrono::milliseconds(20));
-  leaseTimer_.async_wait([this](boost::system::error_code ec) {
-    if (ec) return;
-    const bool trusted = runtime_.options().slots->leaseTrusted();
-    if (!trusted && !leaseLapsed_) {
-      leaseLapsed_ = true;
-      logWarn("shard ", index_, ": the cluster lease may have lapsed: failing what is in flight");
-      for (auto& p : partitions) p->abandonInFlight();
-      auto why = std::make_exception_ptr(Error(ErrorCode::kUnavailable,
-                                               "this node's cluster lease may have lapsed; it serves again once renewed",
-                                               {.retryable = true}));
-      for (auto& [key, host] : objects_) host->fenceOff(why);
-    } else if (trusted) {
-      leaseLapsed_ = false;
-    }
-    // Slots given away (hand-off) or lost (a fenced-out commit): the events of their objects
-    // that are still running end now, before another node may claim the slots.
-    const auto drops = runtime_.options().slots->drops();
-    if (drops != slotDropsSeen_) {
-      slotDropsSeen_ = drops;
-      auto why = std::make_exception_ptr(
-          Error(ErrorCode::kUnavailable, "the object's slot moved to another node", {.retryable = true}));
-      for (auto& [key, host] : objects_) {
-        if (host->runningEvents() && runtime_.heldElsewhere(host->id())) host->fenceOff(why);
-      }
-    }
-    watchLease();
-  });
 }
 
 void Shard::scheduleEviction() {

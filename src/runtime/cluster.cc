@@ -1,5 +1,8 @@
-// Cluster mode: a request for an object whose slot another node holds goes to that node
-// (docs/cluster.md, "Requests"). The Worker ran here; the object's event runs there. The
+// The runtime's side of cluster mode (docs/cluster.md): which events an object may run on this
+// node (admission, and the lease watch that ends what already runs), the alarms of slots it
+// claims, and requests for objects another node holds.
+//
+// Requests: the Worker ran here; the object's event runs on the node that holds its slot. The
 // request carries the slot epoch the sender's routes name: a node that does not hold the slot
 // at that epoch answers 421 before the object sees anything, so the sender reads the routes
 // again and tries once more. A request that reached the owner is never sent twice: if the
@@ -17,6 +20,10 @@
 #include <boost/json.hpp>
 
 #include <openssl/crypto.h>
+
+#include <chrono>
+#include <cstdio>
+#include <mutex>
 
 namespace durable::detail {
 
@@ -85,7 +92,100 @@ Task<void> routesRefreshed(const SlotTable& slots) {
   for (int i = 0; i < 400 && slots.routesVersion() == before; ++i) co_await durable::sleep(5);
 }
 
+// Why an event is refused or ended while the node cannot trust its lease.
+std::exception_ptr leaseLapsed() {
+  return std::make_exception_ptr(Error(ErrorCode::kUnavailable,
+                                       "this node's cluster lease may have lapsed; it serves again once renewed",
+                                       {.retryable = true}));
+}
+
 }  // namespace
+
+std::FILE* eventLog = nullptr;
+
+void ObjectHost::logEvent(char what) {
+  static std::mutex mu;
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count();
+  std::lock_guard lock(mu);
+  std::fprintf(eventLog, "%c %lld %s\n", what, static_cast<long long>(ns), idHex().c_str());
+  std::fflush(eventLog);
+}
+
+std::exception_ptr ObjectHost::fencedOut() {
+  const SlotTable* slots = shard_.runtime().options().slots.get();
+  if (!slots) return nullptr;
+  auto refuse = [](const std::string& why) {
+    return std::make_exception_ptr(Error(ErrorCode::kUnavailable, why, {.retryable = true}));
+  };
+  // A node that cannot be sure of its lease serves nothing: another may own its slots now.
+  if (!slots->leaseTrusted()) return leaseLapsed();
+  const int slot = slots->slotOf(id_.raw());
+  const std::int64_t epoch = slots->epoch(slot);
+  if (epoch == 0) return refuse("this node does not hold the object's slot " + std::to_string(slot));
+  const std::int64_t loadedUnder = store_.fenceEpoch();
+  if (loadedUnder == epoch) return nullptr;
+  if (loadedUnder != 0) {
+    // The slot was lost and claimed again: another node may have written meanwhile.
+    auto why = refuse("the object's slot " + std::to_string(slot) + " moved; its state is loaded again");
+    if (!store_.idle() || running_ > 0) {
+      // Writes of the old epoch are still open or in flight: their fenced commit fails and
+      // resets the store; until then nothing new runs on the old state.
+      resetInstance(why, false);
+      return why;
+    }
+    store_.forgetLoaded(why);
+  }
+  store_.setFenceEpoch(epoch);
+  return nullptr;
+}
+
+void Runtime::slotsClaimed() {
+  if (!started_) return;
+  for (auto& sp : shards_) {
+    Shard* s = sp.get();
+    postTo(*s, [s] {
+      try {
+        s->alarms().loadNew();
+      } catch (const std::exception& e) {
+        logWarn("shard ", s->index(), ": cannot load the alarms of claimed slots: ", e.what());
+      }
+    });
+  }
+}
+
+void Shard::watchLease() {
+  // Admission already refuses new events once the lease is not trusted (ObjectHost::fencedOut);
+  // this ends those already running, so that none outlives the lease: a commit or read still
+  // waiting on PostgreSQL fails now (outcome unknown: 503), and every instance is reset.
+  leaseTimer_.expires_after(std::chrono::milliseconds(20));
+  leaseTimer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    const bool trusted = runtime_.options().slots->leaseTrusted();
+    if (!trusted && !leaseLapsed_) {
+      leaseLapsed_ = true;
+      logWarn("shard ", index_, ": the cluster lease may have lapsed: failing what is in flight");
+      for (auto& p : partitions) p->abandonInFlight();
+      const auto why = leaseLapsed();
+      for (auto& [key, host] : objects_) host->fenceOff(why);
+    } else if (trusted) {
+      leaseLapsed_ = false;
+    }
+    // Slots given away (hand-off) or lost (a fenced-out commit): the events of their objects
+    // that are still running end now, before another node may claim the slots.
+    const auto drops = runtime_.options().slots->drops();
+    if (drops != slotDropsSeen_) {
+      slotDropsSeen_ = drops;
+      auto why = std::make_exception_ptr(
+          Error(ErrorCode::kUnavailable, "the object's slot moved to another node", {.retryable = true}));
+      for (auto& [key, host] : objects_) {
+        if (host->runningEvents() && runtime_.heldElsewhere(host->id())) host->fenceOff(why);
+      }
+    }
+    watchLease();
+  });
+}
 
 bool Runtime::heldElsewhere(const ObjectId& id) const {
   const SlotTable* slots = options_.slots.get();
