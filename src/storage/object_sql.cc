@@ -153,10 +153,10 @@ void ObjectSqlDb::noticeLostTransaction() {
   }
 }
 
-void ObjectSqlDb::runInternal(sqlite3_stmt* stmt, const char* what) {
+void ObjectSqlDb::runInternal(sqlite3_stmt* stmt, const char* what, bool recorded) {
   useAuthorsLimit(false);
   ensureTransaction();
-  const int rc = recorder_->run(stmt);
+  const int rc = recorded ? recorder_->run(stmt) : sqlite3_step(stmt);
   sqlite3_reset(stmt);
   sqlite3_clear_bindings(stmt);
   noticeLostTransaction();
@@ -183,12 +183,14 @@ std::optional<std::string> ObjectSqlDb::kvGet(std::string_view key) {
 void ObjectSqlDb::kvPut(std::string_view key, std::string_view encoded) {
   sqlite3_bind_text(kvPut_, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
   sqlite3_bind_blob(kvPut_, 2, encoded.data(), static_cast<int>(encoded.size()), SQLITE_STATIC);
-  runInternal(kvPut_, "storage: writing a key");
+  runInternal(kvPut_, "storage: writing a key", false);
+  recorder_->recordKvPut(key, encoded);
 }
 
 void ObjectSqlDb::kvDelete(std::string_view key) {
   sqlite3_bind_text(kvDelete_, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
-  runInternal(kvDelete_, "storage: deleting a key");
+  runInternal(kvDelete_, "storage: deleting a key", false);
+  recorder_->recordKvDelete(key);
 }
 
 void ObjectSqlDb::kvDeleteAll() {
@@ -203,13 +205,12 @@ void ObjectSqlDb::kvDeleteAll() {
   sqlite3_finalize(stmt);
 }
 
-void ObjectSqlDb::kvWriteAll(bool deleteAllFirst,
-                             const std::vector<std::pair<std::string, std::optional<std::string>>>& writes) {
+void ObjectSqlDb::kvWriteAll(bool deleteAllFirst, std::span<const KvWrite> writes) {
   if (!deleteAllFirst && writes.size() == 1) {
-    if (writes[0].second) {
-      kvPut(writes[0].first, *writes[0].second);
+    if (writes[0].value) {
+      kvPut(writes[0].key, *writes[0].value);
     } else {
-      kvDelete(writes[0].first);
+      kvDelete(writes[0].key);
     }
     return;
   }

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <unordered_map>
 #include <utility>
 #include <string>
@@ -147,9 +148,14 @@ class ObjectSqlDb {
   void kvPut(std::string_view key, std::string_view encoded);
   void kvDelete(std::string_view key);
   void kvDeleteAll();
+  // A key's new value (Value::encode()'s bytes), or its deletion when `value` is null.
+  struct KvWrite {
+    std::string_view key;
+    const std::string* value;
+  };
   // Several writes (after a deleteAll when `deleteAllFirst`) as one: all of them, or, when one
-  // fails, none (their records dropped too). A value of nullopt deletes its key.
-  void kvWriteAll(bool deleteAllFirst, const std::vector<std::pair<std::string, std::optional<std::string>>>& writes);
+  // fails, none (their records dropped too).
+  void kvWriteAll(bool deleteAllFirst, std::span<const KvWrite> writes);
   // Rows in [lower, upper) (lower exclusive when !lowerInclusive; no upper bound when nullopt),
   // ascending or descending, at most `limit`.
   std::vector<std::pair<std::string, std::string>> kvScan(std::string_view lower, bool lowerInclusive,
@@ -232,7 +238,8 @@ class ObjectSqlDb {
   sqlite3_stmt* kvPut_ = nullptr;
   sqlite3_stmt* kvDelete_ = nullptr;
   sqlite3_stmt* kvScan_[8] = {};  // by lowerInclusive | hasUpper << 1 | reverse << 2
-  void runInternal(sqlite3_stmt* stmt, const char* what);
+  // `recorded`: what it changes is recorded as rows; else the caller records it.
+  void runInternal(sqlite3_stmt* stmt, const char* what, bool recorded = true);
   // The author's statements run under the author's length limit; the runtime's own writes (a
   // key and value of 2 MiB together, with their row) and replays under a larger one.
   void useAuthorsLimit(bool authors);

@@ -216,38 +216,49 @@ void ObjectStore::write(std::string_view key, std::optional<std::string> encoded
     return;
   }
   if (sqlConfig_) {
-    // Into the object's database at once, so that a savepoint around it undoes it.
     ObjectSqlDb& db = sqlForStatement();
-    if (encoded) {
-      db.kvPut(key, *encoded);
-    } else {
-      db.kvDelete(key);
+    if (db.inSavepoint()) {
+      // Into the object's database at once, so that the savepoint's rollback undoes it.
+      if (encoded) {
+        db.kvPut(key, *encoded);
+      } else {
+        db.kvDelete(key);
+      }
+      cacheWrite(key, std::move(encoded), std::move(decoded), false);
+      return;
     }
   }
-  cacheWrite(key, std::move(encoded), std::move(decoded));
+  cacheWrite(key, std::move(encoded), std::move(decoded), sqlConfig_.has_value());
 }
 
 void ObjectStore::cacheWrite(std::string_view key, std::optional<std::string> encoded,
-                             std::shared_ptr<const Value> decoded) {
+                             std::shared_ptr<const Value> decoded, bool sqlPending) {
   auto [it, inserted] = cache_.try_emplace(std::string(key));
   retire(it->second);
   it->second.value = std::move(encoded);
   it->second.encodePending = false;
   it->second.decoded = decoded && decoded->type() == Value::Type::kJson ? std::move(decoded) : nullptr;
+  it->second.sqlPending = sqlPending;
+  sqlKvPending_ = sqlKvPending_ || sqlPending;
   markOpen(it->first, it->second);
   touch();
 }
 
 void ObjectStore::writeAll(std::vector<std::pair<std::string, std::optional<std::string>>> writes, bool deleteAll) {
-  if (!sqlConfig_) {
+  if (!sqlSavepointOpen()) {
+    // A SQLite-backed object's database gets them with the batch, all at once (flushSqlKv).
+    if (sqlConfig_) sqlForStatement();
     if (deleteAll) removeAll(nullptr);
-    for (auto& [k, v] : writes) write(k, std::move(v), nullptr);
+    for (auto& [k, v] : writes) cacheWrite(k, std::move(v), nullptr, sqlConfig_.has_value());
     return;
   }
   // The database first, all or nothing; then the cache, which cannot fail.
-  sqlForStatement().kvWriteAll(deleteAll, writes);
+  std::vector<ObjectSqlDb::KvWrite> rows;
+  rows.reserve(writes.size());
+  for (const auto& [k, v] : writes) rows.push_back({k, v ? &*v : nullptr});
+  sqlForStatement().kvWriteAll(deleteAll, rows);
   if (deleteAll) cacheRemoveAll();
-  for (auto& [k, v] : writes) cacheWrite(k, std::move(v), nullptr);
+  for (auto& [k, v] : writes) cacheWrite(k, std::move(v), nullptr, false);
 }
 
 void ObjectStore::retire(Entry& e) {
@@ -255,11 +266,15 @@ void ObjectStore::retire(Entry& e) {
 }
 
 void ObjectStore::writeDecoded(std::string_view key, std::shared_ptr<const Value> decoded) {
+  // A SQLite-backed object's database must be fresh for a write, as for write().
+  if (sqlConfig_) sqlForStatement();
   auto [it, inserted] = cache_.try_emplace(std::string(key));
   retire(it->second);
   it->second.value.reset();
   it->second.encodePending = true;
   it->second.decoded = std::move(decoded);
+  it->second.sqlPending = sqlConfig_.has_value();
+  sqlKvPending_ = sqlKvPending_ || sqlConfig_.has_value();
   markOpen(it->first, it->second);
   touch();
 }
@@ -295,6 +310,7 @@ void ObjectStore::cacheRemoveAll() {
   // restarts empty and complete.
   cache_.clear();
   openKeys_.clear();
+  sqlKvPending_ = false;
   complete_ = true;
   openDeleteAll_ = !sqlConfig_;
   alarmLoaded_ = true;
@@ -493,6 +509,23 @@ Future<void> ObjectStore::waitDurable() {
 }
 
 void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
+  if (sqlKvPending_) {
+    try {
+      if (!sql_ || !sqlReady()) {
+        throw Error(ErrorCode::kUnavailable, "its SQL database was reset before the writes could reach it",
+                    {.retryable = true});
+      }
+      flushSqlKv();
+    } catch (const std::exception& e) {
+      // flushSqlKv() dropped them; the batch carries the rest.
+      logError("storage: object ", id_.toString(), ": key-value writes lost before their commit: ", e.what());
+      if (sqlKvPending_) {
+        dropSqlKv(std::make_exception_ptr(
+            Error(ErrorCode::kUnavailable, std::string("storage: the object's writes failed: ") + e.what(),
+                  {.retryable = true})));
+      }
+    }
+  }
   out.ns = ns_;
   out.id = id_.raw();
   out.fenceEpoch = fenceEpoch_;
@@ -579,6 +612,7 @@ void ObjectStore::committed(std::uint64_t seq) {
 
 void ObjectStore::reset(std::exception_ptr why) {
   cache_.clear();
+  sqlKvPending_ = false;
   complete_ = false;
   openKeys_.clear();
   inFlightKeys_.clear();

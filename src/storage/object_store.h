@@ -96,8 +96,9 @@ class ObjectStore final : private BatchWriter {
   // `decoded`: the same value, kept so that the next get() of it copies instead of parsing.
   void write(std::string_view key, std::optional<std::string> encoded, TxnOverlay* txn,
              std::shared_ptr<const Value> decoded = {});
-  // Whether put() may leave encoding to writeDecoded(): not when keys go to a SQL database at once.
-  bool encodesLater() const { return !sqlConfig_; }
+  // Whether put() may leave encoding to writeDecoded(): not inside a savepoint of the object's
+  // SQL database, where keys go to the database at once.
+  bool encodesLater() const { return !sqlSavepointOpen(); }
   // A JSON value put outside a transaction whose encoding is known to fit the limits (the
   // caller checked its text and a bound on its size): it is encoded only when something needs
   // the bytes, by the engine as it commits the batch (SQLite's does it on its commit thread,
@@ -185,6 +186,8 @@ class ObjectStore final : private BatchWriter {
   void commitSql();
   // A statement that may have written ran: its changes leave with the next batch.
   void sqlWritten() { touch(); }
+  // The database's size, the key-value writes not yet in it included.
+  std::uint64_t sqlDatabaseSize();
   // deleteAll() of a SQLite-backed object drops the author's tables too.
   void wipeSql();
   // transactionSync(): KV writes go to an overlay (the enclosing transaction's, snapshotted,
@@ -227,12 +230,14 @@ class ObjectStore final : private BatchWriter {
     std::shared_ptr<const Value> decoded;
     std::uint64_t seq = 0;  // 0 clean, kOpen open, else the in-flight batch
     bool encodePending = false;  // `value` is still to be encoded from `decoded` (writeDecoded)
+    bool sqlPending = false;     // a SQLite-backed object's write, not yet in its _cf_KV (flushSqlKv)
   };
   // The entry's encoded value, encoding it first if writeDecoded() left that for later.
   static const std::optional<std::string>& encoded(Entry& e);
   void markOpen(const std::string& key, Entry& e);
-  // write() and removeAll() on the cache only (the SQL database has them already).
-  void cacheWrite(std::string_view key, std::optional<std::string> encoded, std::shared_ptr<const Value> decoded);
+  // write() and removeAll() on the cache only; `sqlPending`: the SQL database is still to get it.
+  void cacheWrite(std::string_view key, std::optional<std::string> encoded, std::shared_ptr<const Value> decoded,
+                  bool sqlPending);
   void cacheRemoveAll();
   void touch();
   // Keeps an entry's decoded value for the open batch to carry away (ObjectBatch::retired).
@@ -243,6 +248,21 @@ class ObjectStore final : private BatchWriter {
   // The file no longer holds what it claims (a lost batch, a failed commit of its own): it
   // must replay the log before the next statement.
   void sqlLost();
+  bool sqlSavepointOpen() const { return sql_ && sql_->inSavepoint(); }
+  // A SQLite-backed object's key-value writes reach its database once per batch, not once per
+  // put (a ChatRoom puts its whole history on every message): the open batch's writes go in
+  // when it leaves (emit), or before anything that must see them there: a savepoint, a cut for
+  // a bookmark, the size. Throws what the database threw, after dropSqlKv().
+  void flushSqlKv();
+  ObjectSqlDb& sqlWithKv() {
+    ObjectSqlDb& db = sqlForStatement();
+    flushSqlKv();
+    return db;
+  }
+  // The writes the database refused: out of the cache (a read goes to the database, which holds
+  // the last value that is), their turns' output fails with `why`, and the instance that saw
+  // them starts again.
+  void dropSqlKv(std::exception_ptr why);
   // Brings a stale file up to the log once nothing is in flight: at once over an engine that
   // answers now, else with the input gate held until it has (resync_).
   void resyncSql();
@@ -291,6 +311,7 @@ class ObjectStore final : private BatchWriter {
   std::optional<SqlConfig> sqlConfig_;
   std::unique_ptr<ObjectSqlDb> sql_;
   bool sqlStale_ = false;
+  bool sqlKvPending_ = false;  // some open entry is sqlPending
   // The SQL log entry each batch in flight carries (0: none), oldest first.
   std::deque<std::uint64_t> inFlightSqlLsn_;
   // Held while a hot object's file waits for a moment to commit (ObjectSqlDb::mustQuiesce).

@@ -21,6 +21,8 @@ namespace {
 //   'I' table newRowid count values                  a row inserted
 //   'U' table oldRowid newRowid count old... new...  a row updated
 //   'D' table oldRowid count values                  a row deleted
+//   'K' key value                                    a key of the key-value API (_cf_KV) written
+//   'X' key                                          a key of the key-value API deleted
 // where text and table are a varint length and bytes, a rowid 8 bytes, a count a varint and a
 // value a type byte (SQLite's) and its payload.
 
@@ -289,6 +291,21 @@ class Replayer {
     for (int c : t.key) bindValue(s, first++, old[static_cast<std::size_t>(c)]);
   }
 
+  // 'K' or 'X': the key (and the value) from `r`.
+  void kv(bool put, Reader& r) {
+    Stmt& s = put ? kvPut_ : kvDelete_;
+    if (!s.s) {
+      s = Stmt(db_, put ? "INSERT OR REPLACE INTO _cf_KV(key, value) VALUES (?1, ?2)" : "DELETE FROM _cf_KV WHERE key = ?1");
+    }
+    const std::string_view key = r.bytes();
+    sqlite3_bind_text(s.s, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+    if (put) {
+      const std::string_view value = r.bytes();
+      sqlite3_bind_blob(s.s, 2, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
+    }
+    step(s.s);
+  }
+
   void insert(Table& t, std::int64_t rowid, const std::vector<Value>& row) {
     int i = 1;
     if (!t.withoutRowid) sqlite3_bind_int64(t.insert.s, i++, rowid);
@@ -299,6 +316,7 @@ class Replayer {
  private:
   sqlite3* db_;
   std::map<std::string, std::unique_ptr<Table>, std::less<>> tables_;
+  Stmt kvPut_, kvDelete_;
 };
 
 std::vector<Value> readRow(Reader& r, std::size_t count) {
@@ -387,6 +405,17 @@ void SqlChangeRecorder::onPreupdate(void* self, sqlite3* db, int op, const char*
   }
 }
 
+void SqlChangeRecorder::recordKvPut(std::string_view key, std::string_view value) {
+  records_.push_back('K');
+  putBytes(records_, key.data(), key.size());
+  putBytes(records_, value.data(), value.size());
+}
+
+void SqlChangeRecorder::recordKvDelete(std::string_view key) {
+  records_.push_back('X');
+  putBytes(records_, key.data(), key.size());
+}
+
 std::string SqlChangeRecorder::take() {
   std::string out;
   out.swap(records_);
@@ -421,6 +450,10 @@ void replaySqlChanges(sqlite3* db, std::string_view records) {
     const char tag = r.byte();
     if (tag == 'S') {
       replay.schema(r.bytes());
+      continue;
+    }
+    if (tag == 'K' || tag == 'X') {
+      replay.kv(tag == 'K', r);
       continue;
     }
     if (tag != 'I' && tag != 'U' && tag != 'D') corrupt("a bad record tag");

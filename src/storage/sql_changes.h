@@ -42,6 +42,12 @@ class SqlChangeRecorder {
     return run(stmt, [] {});
   }
 
+  // A write of the object's key-value API (its `_cf_KV` table), run unrecorded by the caller:
+  // recorded as the write itself. Recorded as rows, INSERT OR REPLACE would carry the value it
+  // replaces too, whole (a ChatRoom's history, twice per message).
+  void recordKvPut(std::string_view key, std::string_view value);
+  void recordKvDelete(std::string_view key);
+
   // The records since the last take(), in order; the recorder starts empty again.
   std::string take();
   // The first `n` bytes of those records (a mark from size()); the rest stay.

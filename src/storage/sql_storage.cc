@@ -109,10 +109,10 @@ Task<void> ObjectStore::openSql() {
     auto pending = answerOf(std::move(scan));
     Rows legacy = co_await std::move(pending);
     if (!legacy.empty()) {
-      std::vector<std::pair<std::string, std::optional<std::string>>> writes;
+      std::vector<ObjectSqlDb::KvWrite> writes;
       writes.reserve(legacy.size());
-      for (auto& row : legacy) {
-        if (!sql_->kvGet(row.key)) writes.emplace_back(std::move(row.key), std::move(row.value));
+      for (const auto& row : legacy) {
+        if (!sql_->kvGet(row.key)) writes.push_back({row.key, &row.value});
       }
       sql_->kvWriteAll(false, writes);
       openDeleteAll_ = true;
@@ -135,6 +135,9 @@ Task<void> ObjectStore::openSql() {
   auto build = buildState(target);
   std::unique_ptr<ObjectSqlDb> state = co_await std::move(build);
   sql_->replaceWith(state->db(), lsn);
+  // The cache holds keys as they were before the restore: reads go to the restored file again.
+  std::erase_if(cache_, [](const auto& entry) { return entry.second.seq == 0; });
+  complete_ = false;
   // A snapshot of the restored state: a later rebuild starts from it, not from the history the
   // restore went back to, which retention may prune.
   sql_->snapshotNow(durable::now());
@@ -169,7 +172,7 @@ Task<std::unique_ptr<ObjectSqlDb>> ObjectStore::buildState(std::uint64_t target)
 }
 
 Task<std::string> ObjectStore::currentBookmark() {
-  ObjectSqlDb& db = sqlForStatement();
+  ObjectSqlDb& db = sqlWithKv();
   const std::int64_t now = durable::now();
   db.cut(now);
   const std::uint64_t lsn = db.appliedLsn();
@@ -189,6 +192,7 @@ Task<std::string> ObjectStore::bookmarkForTime(std::int64_t time) {
     throw Error(ErrorCode::kInvalidArgument, "getBookmarkForTime(): the time is more than " + retentionText(retention) +
                                                  " ago, outside the retention of the object's history");
   }
+  flushSqlKv();
   db.cut(now);
   auto durableNow = waitDurable();
   co_await durableNow;
@@ -205,7 +209,7 @@ Task<std::string> ObjectStore::bookmarkForTime(std::int64_t time) {
 }
 
 Task<std::string> ObjectStore::restoreOnNextSession(std::string text) {
-  ObjectSqlDb& db = sqlForStatement();
+  ObjectSqlDb& db = sqlWithKv();
   const auto bookmark = decodeBookmark(text);
   if (!bookmark) {
     throw Error(ErrorCode::kInvalidArgument,
@@ -312,7 +316,8 @@ void ObjectStore::wipeSql() {
 }
 
 void ObjectStore::beginSyncTxn(TxnOverlay* enclosing) {
-  ObjectSqlDb& db = sqlForStatement();
+  // What was written before the savepoint stays, whatever becomes of it.
+  ObjectSqlDb& db = sqlWithKv();
   SyncFrame frame;
   if (!enclosing) enclosing = syncTxn_;
   if (enclosing) {
@@ -342,7 +347,43 @@ void ObjectStore::endSyncTxn(bool keep) {
 }
 
 void ObjectStore::beginSqlSavepoint() {
-  if (sqlConfig_) sqlForStatement().beginSavepoint();
+  if (sqlConfig_) sqlWithKv().beginSavepoint();
+}
+
+std::uint64_t ObjectStore::sqlDatabaseSize() { return sqlWithKv().databaseSize(); }
+
+void ObjectStore::flushSqlKv() {
+  if (!sqlKvPending_) return;
+  std::vector<ObjectSqlDb::KvWrite> rows;
+  for (const auto& key : openKeys_) {
+    auto it = cache_.find(key);
+    if (it == cache_.end() || !it->second.sqlPending) continue;
+    const auto& value = encoded(it->second);
+    rows.push_back({it->first, value ? &*value : nullptr});
+  }
+  try {
+    if (!rows.empty()) sql_->kvWriteAll(false, rows);
+  } catch (...) {
+    dropSqlKv(std::current_exception());
+    throw;
+  }
+  for (const auto& key : openKeys_) {
+    if (auto it = cache_.find(key); it != cache_.end()) it->second.sqlPending = false;
+  }
+  sqlKvPending_ = false;
+}
+
+void ObjectStore::dropSqlKv(std::exception_ptr why) {
+  std::erase_if(openKeys_, [this](const std::string& key) {
+    auto it = cache_.find(key);
+    if (it == cache_.end() || !it->second.sqlPending) return false;
+    cache_.erase(it);
+    return true;
+  });
+  complete_ = false;
+  sqlKvPending_ = false;
+  openHold_.release(why);
+  if (onReset_) onReset_();
 }
 
 void ObjectStore::endSqlSavepoint(bool keep) {
@@ -502,7 +543,7 @@ SqlCursor SqlStorage::execBound(std::string_view query, const Value* bindings, s
   return cursor;
 }
 
-std::uint64_t SqlStorage::databaseSize() { return store_->sqlForStatement().databaseSize(); }
+std::uint64_t SqlStorage::databaseSize() { return store_->sqlDatabaseSize(); }
 
 // ---------------------------------------------------------------- Storage
 

@@ -150,6 +150,33 @@ TEST_F(ObjectSqlTest, ASavepointUndoneTakesItsRecordsWithIt) {
   EXPECT_EQ(value(replica, "SELECT a FROM t"), 2);
 }
 
+// The key-value API's writes are recorded as writes: a value rewritten is in its entry once (the
+// value it replaced is not), and a replica built from the entries holds the same keys.
+TEST_F(ObjectSqlTest, KeyValueWritesAreRecordedOnceAndReplay) {
+  ObjectSqlDb db(file(), ObjectSqlDb::Limits{}, kEveryEntry);
+  const std::string big(100'000, 'a');
+  db.kvPut("history", big);
+  db.kvPut("gone", "x");
+  auto first = emitOne(db);
+  ASSERT_TRUE(first);
+  db.durable(first->lsn);
+  const std::string bigger = big + std::string(1'000, 'b');
+  db.kvPut("history", bigger);
+  db.kvDelete("gone");
+  auto second = emitOne(db);
+  ASSERT_TRUE(second);
+  EXPECT_LT(second->records.size(), bigger.size() + 200) << "the old value is not recorded";
+
+  ObjectSqlDb replica(dir_ / "replica.sqlite");
+  replica.replay(*first);
+  EXPECT_EQ(replica.kvGet("gone"), "x");
+  replica.replay(*second);
+  EXPECT_EQ(replica.kvGet("history"), bigger);
+  EXPECT_FALSE(replica.kvGet("gone"));
+  db.durable(second->lsn);
+  EXPECT_EQ(db.kvGet("history"), bigger);
+}
+
 // FTS5 buffers index changes in memory and writes them to its shadow tables when the
 // transaction commits: those writes must be in the log too, or a replica's index (and the file
 // after a crash) would differ. Here the file commits only now and then, as under load; the log

@@ -316,6 +316,49 @@ TEST_P(SqlApiTest, TransactionSyncUndoesSqlKeyValueAndAlarmWritesOnAThrow) {
   });
 }
 
+// Key-value writes reach the object's database once per batch (ObjectStore::flushSqlKv), not at
+// each put: whatever was written before a savepoint opens stays when it is rolled back, what is
+// written inside goes with it, and a bookmark taken after a put names a state that has it.
+TEST_P(SqlApiTest, KeyValueWritesBeforeASavepointSurviveItsRollback) {
+  in([](State& state) -> Task<void> {
+    auto& storage = state.storage();
+    storage.put("k", 1);
+    storage.put("gone", 1);
+    storage.remove("gone");
+    EXPECT_THROW(storage.transactionSync([&] {
+      storage.put("k", 2);
+      storage.put("gone", 2);
+      throw std::runtime_error("no");
+    }),
+                 std::runtime_error);
+    EXPECT_EQ(co_await storage.get<int>("k"), 1);
+    EXPECT_FALSE(co_await storage.get("gone"));
+    storage.put("k", 3);
+    try {
+      co_await storage.transaction([&](durable::Storage& txn) -> Task<void> {
+        co_await txn.put("k", 4);
+        throw std::runtime_error("async");
+      });
+    } catch (const std::runtime_error&) {
+    }
+    EXPECT_EQ(co_await storage.get<int>("k"), 3);
+    // The same key put many times in one batch, then a sibling in the same batch.
+    for (int i = 0; i < 50; ++i) storage.put("hot", i);
+    storage.put(std::vector<std::pair<std::string, durable::Value>>{{"a", 1}, {"b", 2}});
+    EXPECT_GT(storage.sql().databaseSize(), 0u);
+    const auto listed = co_await storage.list();
+    EXPECT_EQ(listed.size(), 4u);  // a, b, hot, k
+  });
+  env_.restart();
+  in([](State& state) -> Task<void> {
+    auto& storage = state.storage();
+    EXPECT_EQ(co_await storage.get<int>("k"), 3);
+    EXPECT_EQ(co_await storage.get<int>("hot"), 49);
+    EXPECT_EQ(co_await storage.get<int>("b"), 2);
+    EXPECT_FALSE(co_await storage.get("gone"));
+  });
+}
+
 TEST_P(SqlApiTest, DeleteAllDropsTheTablesToo) {
   in([](State& state) -> Task<void> {
     auto& sql = state.storage().sql();
@@ -441,6 +484,41 @@ TEST(SqlLimitTest, TheDatabaseStopsGrowingAtItsLimit) {
     EXPECT_LE(sql.databaseSize(), 256u * 1024);
     EXPECT_EQ(sql.exec("SELECT count(*) AS n FROM t").one().get<std::int64_t>("n"), stored);
     co_return;
+  });
+}
+
+// Key-value writes reach the database with their batch: one that does not fit under the size
+// limit fails its turn's output (not its put(), which returned), and the object starts again
+// from the last state that fitted.
+TEST(SqlLimitTest, KeyValueWritesPastTheLimitFailTheirTurnAndKeepTheLastState) {
+  auto options = sqlOn("sqlite");
+  options.sqlMaxDatabaseBytes = 256 * 1024;
+  durable::testing::Env env(options);
+  const auto& ns = env.exportClass<Db>("DB");
+  const auto stub = ns.get(ns.idFromName("full"));
+  env.runInDurableObject<Db>(stub, [](Db&, State& state) -> Task<void> {
+    co_await state.storage().put("k", std::string(64 * 1024, 'a'));
+  });
+  std::string error;
+  try {
+    env.runInDurableObject<Db>(stub, [](Db&, State& state) -> Task<void> {
+      state.storage().put("k", std::string(64 * 1024, 'b'));
+      state.storage().put("big", std::string(300 * 1024, 'c'));
+      co_await state.storage().sync();
+    });
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  EXPECT_NE(error.find("SQLITE_FULL"), std::string::npos) << error;
+  env.runInDurableObject<Db>(stub, [](Db&, State& state) -> Task<void> {
+    EXPECT_EQ(co_await state.storage().get<std::string>("k"), std::string(64 * 1024, 'a'));
+    EXPECT_FALSE(co_await state.storage().get("big"));
+    state.storage().put("k", "after");
+  });
+  env.restart();
+  env.runInDurableObject<Db>(stub, [](Db&, State& state) -> Task<void> {
+    EXPECT_EQ(co_await state.storage().get<std::string>("k"), "after");
+    EXPECT_FALSE(co_await state.storage().get("big"));
   });
 }
 
@@ -576,6 +654,20 @@ TEST_P(PitrTest, RestoreToABookmarkThenUndoItWithALaterOne) {
   restore(three);
   env_.restart();
   EXPECT_EQ(values(), "1,2,3,");
+}
+
+TEST_P(PitrTest, ABookmarkTakenAfterAPutNamesAStateThatHasIt) {
+  std::string one;
+  in([&one](State& state) -> Task<void> {
+    state.storage().put("k", 1);
+    one = co_await state.storage().getCurrentBookmark();
+    state.storage().put("k", 2);
+  });
+  env_.advanceClock(std::chrono::seconds(1));
+  restore(one);
+  int k = 0;
+  in([&k](State& state) -> Task<void> { k = (co_await state.storage().get<int>("k")).value_or(0); });
+  EXPECT_EQ(k, 1);
 }
 
 TEST_P(PitrTest, BookmarkForTimeNamesTheStateThen) {
