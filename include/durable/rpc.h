@@ -28,10 +28,14 @@
 #include <durable/value.h>
 
 #include <functional>
+#include <memory>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
+#include <vector>
 
 namespace durable {
 
@@ -100,10 +104,94 @@ bool isInstanceOf(DurableObject& o) {
   return dynamic_cast<C*>(&o) != nullptr;
 }
 
-// Runs `body` in the object as one event (src/runtime/namespace.cc); throws what it threw,
-// made remote, or the runtime's error.
+// The same call in a form that crosses nodes (cluster mode, src/runtime/cluster.cc): the
+// method's place in its class's Rpc list, the arguments as Values, and where the result goes.
+struct RpcRemote {
+  const char* className = nullptr;  // typeid(C).name(): every node runs the same binary
+  int method = -1;
+  std::function<std::vector<Value>()> args;
+  std::function<void(Value)> result;  // empty for a method that returns void
+};
+
+// What a node that holds an object needs to run a call sent from another: per class, each
+// listed method as a function of Values (null for one whose types a call could not carry).
+using RpcInvoke = Task<Value> (*)(DurableObject&, std::vector<Value>&);
+struct RpcTable {
+  bool (*isClass)(DurableObject&) = nullptr;
+  std::vector<RpcInvoke> methods;
+};
+// Every class that some stub.call<> names is registered when the program starts (RpcRegistered).
+bool registerRpcTable(const char* className, std::shared_ptr<const RpcTable> table);
+std::shared_ptr<const RpcTable> findRpcTable(std::string_view className);
+
+// Runs `body` in the object as one event (src/runtime/namespace.cc), or `remote` on the node
+// that holds it; throws what it threw, made remote, or the runtime's error.
 Task<void> rpcDispatch(const NamespaceImpl* ns, ObjectId id, bool (*isClass)(DurableObject&),
-                       std::function<Task<void>(DurableObject&)> body);
+                       std::function<Task<void>(DurableObject&)> body, RpcRemote remote);
+
+template <auto Method>
+constexpr bool rpcCarriesCall() {
+  using Traits = RpcMethod<decltype(Method)>;
+  if constexpr (!Traits::value) {
+    return false;
+  } else {
+    return RpcValue<typename Traits::Result> &&
+           []<class... P>(std::tuple<P...>*) { return (RpcValue<P> && ...); }(static_cast<typename Traits::Params*>(nullptr));
+  }
+}
+
+template <auto Method>
+Task<Value> rpcInvokeValues(DurableObject& object, std::vector<Value>& args) {
+  using Traits = RpcMethod<decltype(Method)>;
+  using C = typename Traits::Class;
+  using Params = typename Traits::Params;
+  constexpr std::size_t n = std::tuple_size_v<Params>;
+  if (args.size() != n) {
+    throw Error(ErrorCode::kInvalidArgument, "RPC: " + std::to_string(args.size()) + " arguments for a method that takes " +
+                                                 std::to_string(n));
+  }
+  Params params = [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return Params(std::move(args[I]).template as<std::tuple_element_t<I, Params>>()...);
+  }(std::make_index_sequence<n>{});
+  auto* self = static_cast<C*>(&object);
+  if constexpr (std::is_void_v<typename Traits::Result>) {
+    co_await std::apply([self](auto&... p) { return (self->*Method)(std::move(p)...); }, params);
+    co_return Value();
+  } else {
+    co_return Value(co_await std::apply([self](auto&... p) { return (self->*Method)(std::move(p)...); }, params));
+  }
+}
+
+template <auto... Ms>
+std::shared_ptr<const RpcTable> rpcTableFor(Rpc<Ms...>*, bool (*isClass)(DurableObject&)) {
+  auto table = std::make_shared<RpcTable>();
+  table->isClass = isClass;
+  (table->methods.push_back([] {
+    if constexpr (rpcCarriesCall<Ms>()) {
+      return &rpcInvokeValues<Ms>;
+    } else {
+      return static_cast<RpcInvoke>(nullptr);
+    }
+  }()),
+   ...);
+  return table;
+}
+
+template <auto M, auto... Ms>
+constexpr int rpcIndexIn(Rpc<Ms...>*) {
+  int i = 0;
+  int found = -1;
+  ((found = found < 0 && sameMethod<M, Ms>() ? i : found, ++i), ...);
+  return found;
+}
+
+template <class C>
+struct RpcRegistered {
+  static const bool done;
+};
+template <class C>
+const bool RpcRegistered<C>::done =
+    registerRpcTable(typeid(C).name(), rpcTableFor(static_cast<typename C::Rpc*>(nullptr), &isInstanceOf<C>));
 
 template <auto Method, class C, class R, class Params>
 Task<void> rpcInvoke(C* self, Params* params, std::optional<R>* out) {
@@ -122,17 +210,32 @@ Task<typename RpcMethod<decltype(Method)>::Result> rpcCall(const NamespaceImpl* 
   using C = typename Traits::Class;
   using R = typename Traits::Result;
   using Params = typename Traits::Params;
+  // Odr-used here, so that every program that calls a method of C can also run calls to C
+  // that other nodes send it.
+  (void)RpcRegistered<C>::done;
+  RpcRemote remote;
+  remote.className = typeid(C).name();
+  remote.method = rpcIndexIn<Method>(static_cast<typename C::Rpc*>(nullptr));
+  remote.args = [p = &params] {
+    return [p]<std::size_t... I>(std::index_sequence<I...>) {
+      std::vector<Value> values;
+      values.reserve(sizeof...(I));
+      (values.emplace_back(std::get<I>(*p)), ...);
+      return values;
+    }(std::make_index_sequence<std::tuple_size_v<Params>>{});
+  };
   if constexpr (std::is_void_v<R>) {
     std::function<Task<void>(DurableObject&)> body = [p = &params](DurableObject& o) {
       return rpcInvokeVoid<Method, C, Params>(static_cast<C*>(&o), p);
     };
-    co_await rpcDispatch(ns, std::move(id), &isInstanceOf<C>, std::move(body));
+    co_await rpcDispatch(ns, std::move(id), &isInstanceOf<C>, std::move(body), std::move(remote));
   } else {
     std::optional<R> out;
+    remote.result = [o = &out](Value v) { o->emplace(std::move(v).template as<R>()); };
     std::function<Task<void>(DurableObject&)> body = [p = &params, o = &out](DurableObject& obj) {
       return rpcInvoke<Method, C, R, Params>(static_cast<C*>(&obj), p, o);
     };
-    co_await rpcDispatch(ns, std::move(id), &isInstanceOf<C>, std::move(body));
+    co_await rpcDispatch(ns, std::move(id), &isInstanceOf<C>, std::move(body), std::move(remote));
     co_return std::move(*out);
   }
 }

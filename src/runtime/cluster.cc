@@ -37,6 +37,39 @@ constexpr std::string_view kUrlHeader = "x-durable-url";
 constexpr std::string_view kMisdirectedHeader = "x-durable-misdirected";
 // An error the object's event ended with, as the caller must see it (code, flags, message).
 constexpr std::string_view kErrorHeader = "x-durable-error";
+// An RPC call rather than a fetch: the class (typeid name) and the method's place in its list.
+constexpr std::string_view kRpcClassHeader = "x-durable-rpc-class";
+constexpr std::string_view kRpcMethodHeader = "x-durable-rpc-method";
+
+// A call's arguments on the wire: each Value's encoding after its length (4 bytes, little endian).
+std::string encodeArguments(const std::vector<Value>& args) {
+  std::string out;
+  for (const auto& v : args) {
+    const std::string bytes = v.encode();
+    const auto n = static_cast<std::uint32_t>(bytes.size());
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(n >> (8 * i)));
+    out += bytes;
+  }
+  return out;
+}
+
+std::vector<Value> decodeArguments(std::string_view in) {
+  std::vector<Value> out;
+  while (!in.empty()) {
+    if (in.size() < 4) throw Error(ErrorCode::kInvalidArgument, "RPC: truncated arguments");
+    std::uint32_t n = 0;
+    for (int i = 0; i < 4; ++i) n |= static_cast<std::uint32_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+    in.remove_prefix(4);
+    if (in.size() < n) throw Error(ErrorCode::kInvalidArgument, "RPC: truncated arguments");
+    out.push_back(Value::decode(in.substr(0, n)));
+    in.remove_prefix(n);
+  }
+  return out;
+}
+
+Task<void> runCallOf(RpcInvoke invoke, DurableObject& object, std::vector<Value> args, std::shared_ptr<Value> out) {
+  *out = co_await invoke(object, args);
+}
 
 bool sameSecret(std::string_view given, const std::string& secret) {
   return !secret.empty() && given.size() == secret.size() && CRYPTO_memcmp(given.data(), secret.data(), given.size()) == 0;
@@ -208,23 +241,105 @@ void Runtime::forwardFetch(const NamespaceImpl& ns, const ObjectId& id, Request 
 }
 
 Task<Response> Runtime::forwarded(Shard& via, const NamespaceImpl& ns, ObjectId id, Request request, RequestTag tag) {
-  const SlotTable& slots = *options_.slots;
-  const int slot = slots.slotOf(id.raw());
   if (auto upgrade = request.headers().get("upgrade"); upgrade && !upgrade->empty()) {
     throw Error(ErrorCode::kUnavailable,
                 "a WebSocket to an object held by another node is not relayed yet (cluster mode): connect to the node "
                 "that holds it",
                 {.retryable = true});
   }
+  const SlotTable& slots = *options_.slots;
+  auto make = [&](const std::string& address, std::int64_t epoch) {
+    RequestInit init{.method = request.method(), .redirect = "manual"};
+    if (request.hasBody()) init.body = request.text();
+    Request out("http://" + address + std::string(kForwardPath), init);
+    for (const auto& [name, value] : request.headers().entries()) out.headers().append(name, value);
+    out.headers().set(kSecretHeader, slots.secret);
+    out.headers().set(kNamespaceHeader, std::to_string(ns.nsId));
+    out.headers().set(kObjectHeader, id.toString());
+    out.headers().set(kEpochHeader, std::to_string(epoch));
+    out.headers().set(kUrlHeader, request.urlString());
+    return out;
+  };
+  auto sent = toOwner(via, id, make);
+  std::optional<Response> response = co_await std::move(sent);
+  if (!response) {
+    // Claimed here meanwhile: the event runs on this node after all.
+    Promise<Result<Response>> local;
+    auto answer = local.future();
+    dispatchFetch(ns, id, std::move(request), tag, [local](Result<Response> r) mutable { local.setValue(std::move(r)); });
+    auto r = co_await answer;
+    co_return std::move(r).value();
+  }
+  if (auto error = response->headers().get(kErrorHeader)) throw decodeError(*error);
+  co_return std::move(*response);
+}
+
+void Runtime::forwardCall(const NamespaceImpl& ns, const ObjectId& id, bool (*isClass)(DurableObject&),
+                          std::function<Task<void>(DurableObject&)> body, RpcRemote remote, const RequestTag& tag,
+                          std::function<void(std::exception_ptr)> done) {
+  Shard* caller = Shard::current();
+  Shard& via = caller ? *caller : shardOf(id);
+  auto start = [this, &via, &ns, id, isClass, body = std::move(body), remote = std::move(remote), tag,
+                done = std::move(done)]() mutable {
+    ContextScope scope({nullptr, 0, tag});
+    spawn(forwardedCall(via, ns, id, isClass, std::move(body), std::move(remote), tag),
+          std::function<void(Result<void>)>([done = std::move(done)](Result<void> r) { done(r.error()); }));
+  };
+  if (caller == &via) {
+    start();
+  } else {
+    postTo(via, std::move(start));
+  }
+}
+
+Task<void> Runtime::forwardedCall(Shard& via, const NamespaceImpl& ns, ObjectId id, bool (*isClass)(DurableObject&),
+                                  std::function<Task<void>(DurableObject&)> body, RpcRemote remote, RequestTag tag) {
+  if (remote.method < 0 || !remote.className) {
+    throw Error(ErrorCode::kInternal, "RPC: this call cannot be sent to the node that holds the object");
+  }
+  const SlotTable& slots = *options_.slots;
+  const std::string arguments = encodeArguments(remote.args());
+  auto make = [&](const std::string& address, std::int64_t epoch) {
+    Request out("http://" + address + std::string(kForwardPath), RequestInit{.method = "POST", .body = arguments});
+    out.headers().set(kSecretHeader, slots.secret);
+    out.headers().set(kNamespaceHeader, std::to_string(ns.nsId));
+    out.headers().set(kObjectHeader, id.toString());
+    out.headers().set(kEpochHeader, std::to_string(epoch));
+    out.headers().set(kRpcClassHeader, remote.className);
+    out.headers().set(kRpcMethodHeader, std::to_string(remote.method));
+    out.headers().set("content-type", "application/octet-stream");
+    return out;
+  };
+  auto sent = toOwner(via, id, make);
+  std::optional<Response> response = co_await std::move(sent);
+  if (!response) {
+    // Claimed here meanwhile: the call runs on this node after all.
+    Promise<void> local;
+    auto answer = local.future();
+    dispatchCall(ns, id, isClass, std::move(body), RpcRemote{}, tag, [local](std::exception_ptr e) mutable {
+      if (e) {
+        local.setError(std::move(e));
+      } else {
+        local.setValue();
+      }
+    });
+    co_await answer;
+    co_return;
+  }
+  if (auto error = response->headers().get(kErrorHeader)) throw decodeError(*error);
+  if (response->status() != 200) {
+    throw Error(ErrorCode::kUnavailable, "RPC: the node holding the object answered " +
+                                             std::to_string(response->status()) + ": " + response->text().substr(0, 200));
+  }
+  if (remote.result) remote.result(Value::decode(response->text()));
+}
+
+Task<std::optional<Response>> Runtime::toOwner(Shard& via, ObjectId id,
+                                               std::function<Request(const std::string&, std::int64_t)> make) {
+  const SlotTable& slots = *options_.slots;
+  const int slot = slots.slotOf(id.raw());
   for (int attempt = 0;; ++attempt) {
-    if (slots.epoch(slot) != 0) {
-      // Claimed here meanwhile: the event runs on this node after all.
-      Promise<Result<Response>> local;
-      auto answer = local.future();
-      dispatchFetch(ns, id, std::move(request), tag, [local](Result<Response> r) mutable { local.setValue(std::move(r)); });
-      auto r = co_await answer;
-      co_return std::move(r).value();
-    }
+    if (slots.epoch(slot) != 0) co_return std::nullopt;
     const auto route = slots.route(slot);
     if (!route || route->epoch == 0 || route->address.empty()) {
       if (attempt == 0) {
@@ -234,15 +349,7 @@ Task<Response> Runtime::forwarded(Shard& via, const NamespaceImpl& ns, ObjectId 
       throw Error(ErrorCode::kUnavailable, "no live node holds the object's slot " + std::to_string(slot) + " now",
                   {.retryable = true});
     }
-    RequestInit init{.method = request.method(), .redirect = "manual"};
-    if (request.hasBody()) init.body = request.text();
-    Request out("http://" + route->address + std::string(kForwardPath), init);
-    for (const auto& [name, value] : request.headers().entries()) out.headers().append(name, value);
-    out.headers().set(kSecretHeader, slots.secret);
-    out.headers().set(kNamespaceHeader, std::to_string(ns.nsId));
-    out.headers().set(kObjectHeader, id.toString());
-    out.headers().set(kEpochHeader, std::to_string(route->epoch));
-    out.headers().set(kUrlHeader, request.urlString());
+    Request out = make(route->address, route->epoch);
     std::optional<Response> response;
     std::exception_ptr lost;
     try {
@@ -265,8 +372,7 @@ Task<Response> Runtime::forwarded(Shard& via, const NamespaceImpl& ns, ObjectId 
       throw Error(ErrorCode::kUnavailable, "the object's slot " + std::to_string(slot) + " is moving; retry",
                   {.retryable = true});
     }
-    if (auto error = response->headers().get(kErrorHeader)) throw decodeError(*error);
-    co_return std::move(*response);
+    co_return std::move(response);
   }
 }
 
@@ -298,6 +404,10 @@ Task<Response> Runtime::acceptForwarded(Request request) {
   if (epoch == 0 || slots->epoch(slot) != epoch) {
     co_return refusal(421, "this node does not hold slot " + std::to_string(slot) + " at epoch " + epochText, true);
   }
+  if (request.headers().has(kRpcMethodHeader)) {
+    auto call = acceptForwardedCall(*ns, *id, request);
+    co_return co_await std::move(call);
+  }
   RequestInit init{.method = request.method()};
   if (request.hasBody()) init.body = request.text();
   std::optional<Request> original;
@@ -318,6 +428,63 @@ Task<Response> Runtime::acceptForwarded(Request request) {
   if (result.ok()) co_return std::move(result).value();
   Response failed = errorResponse(result.error());
   failed.headers().set(kErrorHeader, encodeError(result.error()));
+  co_return failed;
+}
+
+Task<Response> Runtime::acceptForwardedCall(const NamespaceImpl& ns, const ObjectId& id, const Request& request) {
+  std::exception_ptr error;
+  std::shared_ptr<const RpcTable> table;
+  RpcInvoke invoke = nullptr;
+  std::vector<Value> args;
+  try {
+    table = findRpcTable(request.headers().get(kRpcClassHeader).value_or(""));
+    if (!table) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "RPC: this node's program has no class of that name; every node must run the same program");
+    }
+    const std::string methodText = request.headers().get(kRpcMethodHeader).value_or("");
+    std::size_t method = 0;
+    try {
+      method = std::stoul(methodText);
+    } catch (const std::exception&) {
+      method = table->methods.size();
+    }
+    if (method >= table->methods.size() || !table->methods[method]) {
+      throw Error(ErrorCode::kInvalidArgument, "RPC: the class has no callable method " + methodText);
+    }
+    invoke = table->methods[method];
+    args = decodeArguments(request.text());
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (!error) {
+    auto result = std::make_shared<Value>();
+    std::function<Task<void>(DurableObject&)> body = [invoke, args = std::move(args), result](DurableObject& o) {
+      return runCallOf(invoke, o, args, result);
+    };
+    Promise<void> answer;
+    auto done = answer.future();
+    dispatchCall(ns, id, table->isClass, std::move(body), RpcRemote{}, currentContext().request,
+                 [answer](std::exception_ptr e) mutable {
+                   if (e) {
+                     answer.setError(std::move(e));
+                   } else {
+                     answer.setValue();
+                   }
+                 });
+    try {
+      co_await done;
+    } catch (...) {
+      error = std::current_exception();
+    }
+    if (!error) {
+      Response r(result->encode(), {.status = 200});
+      r.headers().set("content-type", "application/octet-stream");
+      co_return r;
+    }
+  }
+  Response failed = errorResponse(error);
+  failed.headers().set(kErrorHeader, encodeError(error));
   co_return failed;
 }
 

@@ -5,6 +5,8 @@
 #include <durable/error.h>
 #include <durable/namespace.h>
 
+#include <map>
+
 #include <optional>
 #include <unordered_map>
 
@@ -89,6 +91,7 @@ struct CallAwaiter {
   ObjectId id;
   bool (*isClass)(DurableObject&);
   std::function<Task<void>(DurableObject&)> body;
+  detail::RpcRemote remote;
   std::exception_ptr error;
   std::coroutine_handle<> handle;
   ExecContext ctx;
@@ -97,7 +100,7 @@ struct CallAwaiter {
   void await_suspend(std::coroutine_handle<> h) {
     handle = h;
     ctx = currentContext();
-    ns->runtime->dispatchCall(*ns, id, isClass, std::move(body), ctx.request, [this](std::exception_ptr e) {
+    ns->runtime->dispatchCall(*ns, id, isClass, std::move(body), std::move(remote), ctx.request, [this](std::exception_ptr e) {
       error = std::move(e);
       detail::resumeNow(handle, ctx);
     });
@@ -116,9 +119,28 @@ Task<Response> stubFetch(const detail::NamespaceImpl* ns, ObjectId id, Request r
 
 namespace detail {
 Task<void> rpcDispatch(const NamespaceImpl* ns, ObjectId id, bool (*isClass)(DurableObject&),
-                       std::function<Task<void>(DurableObject&)> body) {
-  CallAwaiter awaiter{ns, std::move(id), isClass, std::move(body), nullptr, {}, {}};
+                       std::function<Task<void>(DurableObject&)> body, RpcRemote remote) {
+  CallAwaiter awaiter{ns, std::move(id), isClass, std::move(body), std::move(remote), nullptr, {}, {}};
   co_await awaiter;
+}
+
+namespace {
+// Filled while the program starts (RpcRegistered's initializers), read-only after.
+std::map<std::string, std::shared_ptr<const RpcTable>, std::less<>>& rpcTables() {
+  static std::map<std::string, std::shared_ptr<const RpcTable>, std::less<>> tables;
+  return tables;
+}
+}  // namespace
+
+bool registerRpcTable(const char* className, std::shared_ptr<const RpcTable> table) {
+  rpcTables().try_emplace(className, std::move(table));
+  return true;
+}
+
+std::shared_ptr<const RpcTable> findRpcTable(std::string_view className) {
+  const auto& tables = rpcTables();
+  auto it = tables.find(className);
+  return it == tables.end() ? nullptr : it->second;
 }
 }  // namespace detail
 

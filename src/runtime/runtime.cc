@@ -626,20 +626,10 @@ void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request
 }
 
 void Runtime::dispatchCall(const NamespaceImpl& ns, const ObjectId& id, bool (*isClass)(DurableObject&),
-                           std::function<Task<void>(DurableObject&)> body, const RequestTag& tag,
+                           std::function<Task<void>(DurableObject&)> body, RpcRemote remote, const RequestTag& tag,
                            std::function<void(std::exception_ptr)> done) {
   if (heldElsewhere(id)) {
-    // A method call is C++ code bound to this process: it cannot cross to another node.
-    auto refused = std::make_exception_ptr(
-        Error(ErrorCode::kUnavailable,
-              "RPC to an object held by another node is not supported in cluster mode yet; use stub.fetch()",
-              {.retryable = false}));
-    Shard* caller = Shard::current();
-    if (caller) {
-      postTo(*caller, [done = std::move(done), refused] { done(refused); });
-    } else {
-      done(refused);
-    }
+    forwardCall(ns, id, isClass, std::move(body), std::move(remote), tag, std::move(done));
     return;
   }
   Shard* caller = Shard::current();

@@ -29,6 +29,7 @@
 
 #include <durable/namespace.h>
 #include <durable/object.h>
+#include <durable/rpc.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -398,19 +399,30 @@ class Runtime final : public HttpHost {
   // called from outside any shard, on the object's shard).
   void dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request, const RequestTag& tag,
                      std::function<void(Result<Response>)> reply);
-  // An RPC call (ObjectHost::call); `done` runs where dispatchFetch's `reply` does.
+  // An RPC call (ObjectHost::call), or `remote` sent to the node that holds the object; `done`
+  // runs where dispatchFetch's `reply` does.
   void dispatchCall(const NamespaceImpl& ns, const ObjectId& id, bool (*isClass)(DurableObject&),
-                    std::function<Task<void>(DurableObject&)> body, const RequestTag& tag,
+                    std::function<Task<void>(DurableObject&)> body, RpcRemote remote, const RequestTag& tag,
                     std::function<void(std::exception_ptr)> done);
   // Runs fn inside the object as an event; `done` runs on the object's shard.
   void dispatchRun(const NamespaceImpl& ns, const ObjectId& id, std::function<Task<void>(DurableObject&, State&)> fn,
                    std::function<void(std::exception_ptr)> done);
 
  private:
-  // Runs `deliver` on `owner`: now when the caller is on that shard, else posted there.
   void forwardFetch(const NamespaceImpl& ns, const ObjectId& id, Request request, const RequestTag& tag,
                     std::function<void(Result<Response>)> reply);
   Task<Response> forwarded(Shard& via, const NamespaceImpl& ns, ObjectId id, Request request, RequestTag tag);
+  void forwardCall(const NamespaceImpl& ns, const ObjectId& id, bool (*isClass)(DurableObject&),
+                   std::function<Task<void>(DurableObject&)> body, RpcRemote remote, const RequestTag& tag,
+                   std::function<void(std::exception_ptr)> done);
+  Task<void> forwardedCall(Shard& via, const NamespaceImpl& ns, ObjectId id, bool (*isClass)(DurableObject&),
+                           std::function<Task<void>(DurableObject&)> body, RpcRemote remote, RequestTag tag);
+  // Sends make(owner's address, slot epoch) to the node holding the object's slot, reading the
+  // routes again and trying once more on a 421; nullopt when this node holds the slot now.
+  Task<std::optional<Response>> toOwner(Shard& via, ObjectId id,
+                                        std::function<Request(const std::string&, std::int64_t)> make);
+  Task<Response> acceptForwardedCall(const NamespaceImpl& ns, const ObjectId& id, const Request& request);
+  // Runs `deliver` on `owner`: now when the caller is on that shard, else posted there.
   template <class Deliver>
   void deliverOn(Shard& owner, Shard* caller, Deliver deliver);
 
