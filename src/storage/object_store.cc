@@ -219,6 +219,7 @@ void ObjectStore::write(std::string_view key, std::optional<std::string> encoded
     ObjectSqlDb& db = sqlForStatement();
     if (db.inSavepoint()) {
       // Into the object's database at once, so that the savepoint's rollback undoes it.
+      kvWrittenInSavepoint_ = true;
       if (encoded) {
         db.kvPut(key, *encoded);
       } else {
@@ -256,6 +257,7 @@ void ObjectStore::writeAll(std::vector<std::pair<std::string, std::optional<std:
   std::vector<ObjectSqlDb::KvWrite> rows;
   rows.reserve(writes.size());
   for (const auto& [k, v] : writes) rows.push_back({k, v ? &*v : nullptr});
+  kvWrittenInSavepoint_ = true;
   sqlForStatement().kvWriteAll(deleteAll, rows);
   if (deleteAll) cacheRemoveAll();
   for (auto& [k, v] : writes) cacheWrite(k, std::move(v), nullptr, false);
@@ -301,7 +303,11 @@ void ObjectStore::removeAll(TxnOverlay* txn) {
     txn->alarm.reset();
     return;
   }
-  if (sqlConfig_) sqlForStatement().kvDeleteAll();
+  if (sqlConfig_) {
+    ObjectSqlDb& db = sqlForStatement();
+    kvWrittenInSavepoint_ = kvWrittenInSavepoint_ || db.inSavepoint();
+    db.kvDeleteAll();
+  }
   cacheRemoveAll();
 }
 
@@ -510,21 +516,19 @@ Future<void> ObjectStore::waitDurable() {
 
 void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
   if (sqlKvPending_) {
-    try {
-      if (!sql_ || !sqlReady()) {
-        throw Error(ErrorCode::kUnavailable, "its SQL database was reset before the writes could reach it",
-                    {.retryable = true});
-      }
-      flushSqlKv();
-    } catch (const std::exception& e) {
-      // flushSqlKv() dropped them; the batch carries the rest.
-      logError("storage: object ", id_.toString(), ": key-value writes lost before their commit: ", e.what());
-      if (sqlKvPending_) {
-        dropSqlKv(std::make_exception_ptr(
-            Error(ErrorCode::kUnavailable, std::string("storage: the object's writes failed: ") + e.what(),
-                  {.retryable = true})));
+    emitting_ = true;
+    if (!sql_ || !sqlReady()) {
+      abandonOpenBatch(std::make_exception_ptr(Error(
+          ErrorCode::kUnavailable, "storage: the object's SQL database was reset before its writes could reach it",
+          {.retryable = true})));
+    } else {
+      try {
+        flushSqlKv();
+      } catch (const std::exception&) {
+        // flushSqlKv() abandoned the open batch: what is left of it is empty.
       }
     }
+    emitting_ = false;
   }
   out.ns = ns_;
   out.id = id_.raw();
@@ -569,6 +573,10 @@ void ObjectStore::emit(std::uint64_t seq, ObjectBatch& out) {
   inFlightHolds_.push_back(std::move(openHold_));
   dirty_ = false;
   ++inFlight_;
+}
+
+void ObjectStore::emitted() {
+  if (std::exchange(resetAfterEmit_, false) && onReset_) onReset_();
 }
 
 void ObjectStore::committed(std::uint64_t seq) {

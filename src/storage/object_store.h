@@ -214,6 +214,7 @@ class ObjectStore final : private BatchWriter {
  private:
   // BatchWriter, for the partition.
   void emit(std::uint64_t seq, ObjectBatch& out) override;
+  void emitted() override;
   void committed(std::uint64_t seq) override;
   // The cache cannot be trusted (a commit failed): forget everything, break the output gate
   // with `why` and tell the owner.
@@ -252,17 +253,21 @@ class ObjectStore final : private BatchWriter {
   // A SQLite-backed object's key-value writes reach its database once per batch, not once per
   // put (a ChatRoom puts its whole history on every message): the open batch's writes go in
   // when it leaves (emit), or before anything that must see them there: a savepoint, a cut for
-  // a bookmark, the size. Throws what the database threw, after dropSqlKv().
+  // a bookmark, the size. Throws what the database threw, after abandonOpenBatch().
   void flushSqlKv();
   ObjectSqlDb& sqlWithKv() {
     ObjectSqlDb& db = sqlForStatement();
     flushSqlKv();
     return db;
   }
-  // The writes the database refused: out of the cache (a read goes to the database, which holds
-  // the last value that is), their turns' output fails with `why`, and the instance that saw
-  // them starts again.
-  void dropSqlKv(std::exception_ptr why);
+  // The key-value writes could not go into the database: the object's open batch fails whole,
+  // as a failed commit does. Its writes (SQL and key-value) and its alarm change leave the cache
+  // and the file, which catches up from the log; its turns' output fails with `why`; and the
+  // instance that saw them starts again (at once, or in emitted() during a flush).
+  void abandonOpenBatch(std::exception_ptr why);
+  // transactionSync() and transaction(): the savepoint ends. A rollback of one that took
+  // key-value writes at once leaves the cache, which held them, for the database to answer.
+  void endSqlSavepointOf(bool keep);
   // Brings a stale file up to the log once nothing is in flight: at once over an engine that
   // answers now, else with the input gate held until it has (resync_).
   void resyncSql();
@@ -312,6 +317,9 @@ class ObjectStore final : private BatchWriter {
   std::unique_ptr<ObjectSqlDb> sql_;
   bool sqlStale_ = false;
   bool sqlKvPending_ = false;  // some open entry is sqlPending
+  bool kvWrittenInSavepoint_ = false;  // a key-value write went into an open savepoint
+  bool emitting_ = false;
+  bool resetAfterEmit_ = false;
   // The SQL log entry each batch in flight carries (0: none), oldest first.
   std::deque<std::uint64_t> inFlightSqlLsn_;
   // Held while a hot object's file waits for a moment to commit (ObjectSqlDb::mustQuiesce).

@@ -105,6 +105,8 @@ void Partition::flush() {
   dirty_.clear();
   dirtySet_.clear();
   engine_->submit(std::move(batch));
+  const std::vector<BatchWriter*> stores = inFlight_.back().stores;
+  for (BatchWriter* store : stores) store->emitted();
 }
 
 void Partition::engineCommitted(std::uint64_t seq) {

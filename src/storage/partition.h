@@ -50,6 +50,9 @@ class BatchWriter {
   virtual void committed(std::uint64_t seq) = 0;
   // A batch it wrote into failed: what it holds in memory is ahead of storage.
   virtual void reset(std::exception_ptr why) = 0;
+  // After the batch that emit() filled was submitted: what must wait until the partition no
+  // longer walks its writers (an object may end, and its instance's destructor may write).
+  virtual void emitted() {}
 
  protected:
   ~BatchWriter() = default;

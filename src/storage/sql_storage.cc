@@ -336,14 +336,38 @@ void ObjectStore::endSyncTxn(bool keep) {
   if (syncFrames_.empty()) return;
   SyncFrame frame = std::move(syncFrames_.back());
   syncFrames_.pop_back();
-  if (sql_ && !sqlStale_) sql_->endSavepoint(keep);
   if (frame.snapshot) {
+    endSqlSavepointOf(keep);
     if (!keep) *frame.target = std::move(*frame.snapshot);
     return;
   }
   auto own = std::move(syncOwn_);
   syncTxn_ = nullptr;
-  if (keep) apply(std::move(*own));
+  if (keep) {
+    // Inside the savepoint: the key-value writes (a deleteAll among them) and the SQL commit
+    // together or not at all.
+    try {
+      apply(std::move(*own));
+    } catch (...) {
+      endSqlSavepointOf(false);
+      throw;
+    }
+  }
+  endSqlSavepointOf(keep);
+}
+
+void ObjectStore::endSqlSavepointOf(bool keep) {
+  if (!sql_ || sqlStale_) return;
+  sql_->endSavepoint(keep);
+  if (!keep && kvWrittenInSavepoint_) {
+    // Everything but what was just undone is in the database (nothing waits while a savepoint
+    // is open): the database answers from here.
+    cache_.clear();
+    complete_ = false;
+    openKeys_.clear();
+    sqlKvPending_ = false;
+  }
+  if (!sql_->inSavepoint()) kvWrittenInSavepoint_ = false;
 }
 
 void ObjectStore::beginSqlSavepoint() {
@@ -363,8 +387,12 @@ void ObjectStore::flushSqlKv() {
   }
   try {
     if (!rows.empty()) sql_->kvWriteAll(false, rows);
-  } catch (...) {
-    dropSqlKv(std::current_exception());
+  } catch (const std::exception& e) {
+    logError("storage: object ", id_.toString(), ": its key-value writes could not go into its SQL database: ", e.what());
+    abandonOpenBatch(std::make_exception_ptr(Error(
+        ErrorCode::kUnavailable, std::string("storage: the object's writes failed, and none of its last ones were kept: ") +
+                                     e.what(),
+        {.retryable = true})));
     throw;
   }
   for (const auto& key : openKeys_) {
@@ -373,22 +401,31 @@ void ObjectStore::flushSqlKv() {
   sqlKvPending_ = false;
 }
 
-void ObjectStore::dropSqlKv(std::exception_ptr why) {
-  std::erase_if(openKeys_, [this](const std::string& key) {
-    auto it = cache_.find(key);
-    if (it == cache_.end() || !it->second.sqlPending) return false;
-    cache_.erase(it);
-    return true;
-  });
+void ObjectStore::abandonOpenBatch(std::exception_ptr why) {
+  for (const auto& key : openKeys_) {
+    if (auto it = cache_.find(key); it != cache_.end() && it->second.seq == kOpen) cache_.erase(it);
+  }
+  openKeys_.clear();
   complete_ = false;
   sqlKvPending_ = false;
+  openDeleteAll_ = false;
+  if (alarmSeq_ == kOpen) {
+    alarmSeq_ = 0;
+    alarmLoaded_ = false;
+    alarm_.reset();
+  }
+  // The file rolls back to what it committed and drops what the batch recorded; it replays the
+  // log's entries above that once nothing is in flight.
+  if (sql_) sqlLost();
   openHold_.release(why);
-  if (onReset_) onReset_();
+  if (emitting_) {
+    resetAfterEmit_ = true;
+  } else if (onReset_) {
+    onReset_();
+  }
 }
 
-void ObjectStore::endSqlSavepoint(bool keep) {
-  if (sql_ && !sqlStale_) sql_->endSavepoint(keep);
-}
+void ObjectStore::endSqlSavepoint(bool keep) { endSqlSavepointOf(keep); }
 
 }  // namespace detail
 
