@@ -5,14 +5,20 @@
 
 #include <durable/error.h>
 
+#include <poll.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 
 namespace durable::detail {
 
 namespace {
+
+constexpr const char* kRoutesChannel = "durable_routes";
 
 // Rendezvous hashing: every node computes the same owner for a slot from the same live set,
 // and a node joining or leaving moves only the slots it wins or held.
@@ -76,6 +82,8 @@ std::chrono::milliseconds ClusterMembership::trustedFor() const {
 
 void ClusterMembership::start(std::function<void(const std::vector<int>&)> claimed) {
   claimed_ = std::move(claimed);
+  wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_ >= 0) listener_ = std::thread([this] { listen(); });
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "cluster-lease");
     // A round at once: the server took a while to start since the constructor's renewal.
@@ -87,6 +95,42 @@ void ClusterMembership::start(std::function<void(const std::vector<int>&)> claim
       }
     } while (slots_->awaitRefresh(options_.lease / 4));
   });
+}
+
+void ClusterMembership::listen() {
+  pthread_setname_np(pthread_self(), "cluster-notify");
+  for (int failures = 0;; ++failures) {
+    PGconn* conn = PQconnectdb(options_.url.c_str());
+    const bool listening = PQstatus(conn) == CONNECTION_OK && [&] {
+      PGresult* r = PQexec(conn, (std::string("LISTEN ") + kRoutesChannel).c_str());
+      const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+      PQclear(r);
+      return ok;
+    }();
+    if (listening) {
+      failures = 0;
+      // Announcements sent while this node did not listen: the round reads them all.
+      slots_->requestRefresh();
+    }
+    while (listening && PQstatus(conn) == CONNECTION_OK) {
+      pollfd fds[2] = {{PQsocket(conn), POLLIN, 0}, {wake_, POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0 && errno != EINTR) break;
+      if (fds[1].revents) break;
+      if (!fds[0].revents) continue;
+      if (!PQconsumeInput(conn)) break;
+      bool other = false;
+      while (PGnotify* n = PQnotifies(conn)) {
+        other = other || options_.node != n->extra;
+        PQfreemem(n);
+      }
+      if (other) slots_->requestRefresh();
+    }
+    PQfinish(conn);
+    // Stopped, or the connection failed: try again after a pause that stop() can cut short.
+    pollfd stop = {wake_, POLLIN, 0};
+    const int pause = std::min(100 << std::min(failures, 5), 2000);
+    if (::poll(&stop, 1, pause) > 0) return;
+  }
 }
 
 void ClusterMembership::advertise(const std::string& address) {
@@ -125,6 +169,7 @@ void ClusterMembership::handOff() {
       throw;  // kept in releasing_: tried again next round
     }
     logInfo("cluster: node ", options_.node, " handed ", releasing_.size(), " slots to the nodes that joined");
+    announce();
     releasing_.clear();
     slots_->requestRefresh();  // the new owners' claims show in the next read of the routes
   }
@@ -246,6 +291,7 @@ std::vector<int> ClusterMembership::claim() {
         "AND n.lease_until > clock_timestamp())) RETURNING s.slot::int8, s.epoch",
         PgParams().text(list).bytes(options_.node));
     db_->script("COMMIT");
+    if (PQntuples(r.get()) > 0) announce();
     for (int i = 0; i < PQntuples(r.get()); ++i) {
       const int slot = static_cast<int>(pgInt8(r.get(), i, 0));
       slots_->hold(slot, pgInt8(r.get(), i, 1));
@@ -260,9 +306,24 @@ std::vector<int> ClusterMembership::claim() {
   return claimed;
 }
 
+void ClusterMembership::announce() {
+  try {
+    db_->run("SELECT pg_notify($1::text, $2::text)", PgParams().bytes(kRoutesChannel).bytes(options_.node));
+  } catch (const std::exception& e) {
+    logWarn("cluster: could not announce a change of slots (others see it at their next round): ", e.what());
+  }
+}
+
 void ClusterMembership::stop() {
   slots_->stopWaiting();
   if (thread_.joinable()) thread_.join();
+  if (wake_ >= 0) {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto n = ::write(wake_, &one, sizeof one);
+    if (listener_.joinable()) listener_.join();
+    ::close(wake_);
+    wake_ = -1;
+  }
   if (std::exchange(released_, true)) return;
   try {
     if (!db_ || !db_->ok()) db_ = std::make_unique<PgBlocking>(options_.url);
@@ -273,6 +334,7 @@ void ClusterMembership::stop() {
     db_->run("UPDATE durable_nodes SET lease_until = clock_timestamp() WHERE name = $1::text AND incarnation = $2::int8",
              PgParams().bytes(options_.node).int8(incarnation_));
     for (int s = 0; s < slots_->count(); ++s) slots_->drop(s);
+    announce();
   } catch (const std::exception& e) {
     logWarn("cluster: could not release the slots of ", options_.node, ": ", e.what(),
             "; other nodes claim them when its lease expires");

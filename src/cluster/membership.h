@@ -11,6 +11,10 @@
 //   Every commit of the old owner is fenced by that epoch (storage/postgres_engine.h).
 // - A restart of the same node name bumps its incarnation and claims its slots again with new
 //   epochs: the old process, if it still runs, is fenced like any other node.
+// - A claim or a release is announced (NOTIFY durable_routes, sent with its commit): the other
+//   nodes LISTEN and run a round at once, so a released slot is claimed, and a moved slot's
+//   route is known, without waiting for the next round. The table stays the authority: a lost
+//   notification only costs that wait.
 #pragma once
 
 #include "storage/pg_connection.h"
@@ -68,6 +72,8 @@ class ClusterMembership {
   // dropped here in one round (new events for them are refused or forwarded), released in
   // PostgreSQL in the next, once the commits already made under them had a round to land.
   void handOff();
+  // NOTIFY durable_routes: this node claimed or released slots (after the commit).
+  void announce();
   // The slot's owner by rendezvous hashing over liveNodes_ (not empty).
   const std::string& targetOf(int slot) const;
   std::chrono::milliseconds trustedFor() const;
@@ -81,6 +87,10 @@ class ClusterMembership {
   std::function<void(const std::vector<int>&)> claimed_;
   bool released_ = false;
   std::thread thread_;
+  // Waits for other nodes' announcements on a connection of its own and asks for a round.
+  void listen();
+  std::thread listener_;
+  int wake_ = -1;  // an eventfd that ends listen()
 };
 
 }  // namespace durable::detail

@@ -221,6 +221,26 @@ TEST(ClusterMembership, StopReleasesTheSlotsForAnotherNodeAtOnce) {
   EXPECT_EQ(one(url, "SELECT min(epoch) FROM durable_slots"), 2);
 }
 
+// A release is announced (NOTIFY): a node whose thread runs claims the slots at once, not at
+// its next round (a quarter of the lease, 2.5 s here).
+TEST(ClusterMembership, ReleasedSlotsAreClaimedOnTheAnnouncementNotAtTheNextRound) {
+  const auto url = PostgresServer::shared().createDatabase();
+  ClusterMembership a(node(url, "a", 10s));
+  ClusterMembership b(node(url, "b", 10s));
+  b.start();
+  std::this_thread::sleep_for(300ms);  // b's first round ran, and it listens
+  EXPECT_EQ(b.slots()->held(), 0);
+  const auto released = std::chrono::steady_clock::now();
+  a.stop();
+  while (b.slots()->held() < 4096 && std::chrono::steady_clock::now() - released < 5s) {
+    std::this_thread::sleep_for(5ms);
+  }
+  const auto took = std::chrono::steady_clock::now() - released;
+  EXPECT_EQ(b.slots()->held(), 4096);
+  EXPECT_LT(took, 1500ms) << "claimed only at the next round";
+  b.stop();
+}
+
 TEST(ClusterMembership, ASecondProcessUnderTheSameNameFencesTheFirst) {
   const auto url = PostgresServer::shared().createDatabase();
   ClusterMembership first(node(url, "a"));
