@@ -445,6 +445,14 @@ TEST_F(ClusterTest, RpcToAnObjectHeldByAnotherNodeRunsThereAndAnswers) {
   }
   // Rendezvous hashing spreads twelve objects over three nodes: some are held elsewhere.
   EXPECT_GT(remote, 0);
+  // What the method throws reaches the Worker as the same error: a 400 with its message, from
+  // whichever node the call ran on.
+  for (int i = 0; i < 12; ++i) {
+    const auto r = httpRequest(nodes_[0]->host(), nodes_[0]->port(), "GET",
+                               "/probe/p" + std::to_string(i) + "/rpc?text=fail:no-such-note-" + std::to_string(i));
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_NE(r.body.find("no-such-note-" + std::to_string(i)), std::string::npos) << r.body;
+  }
 }
 
 TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) {

@@ -11,7 +11,8 @@
 //   GET /probe/:id/trace?port=P -> what GET /echo/trace on port P, called with durable::fetch
 //                                from the object, saw: {"traceparent", "requestId"}
 //   GET /probe/:id/whoami-as?as=ID -> whoami, called with its own x-request-id: ID
-//   GET /probe/:id/rpc?text=T -> the RPC note(T), which logs "probe note T" and returns T
+//   GET /probe/:id/rpc?text=T -> the RPC note(T), which logs "probe note T" and returns T (or,
+//                                for T = "fail:M", throws Error(kInvalidArgument, M))
 //
 // Config: tests/support/test_server.toml.
 #include "seed/app.h"
@@ -89,6 +90,7 @@ class AlarmProbe : public durable::DurableObject {
 
   durable::Task<std::string> note(std::string text) {
     durable::console::log("probe note ", text);
+    if (text.rfind("fail:", 0) == 0) throw durable::Error(durable::ErrorCode::kInvalidArgument, text.substr(5));
     co_return text;
   }
   using Rpc = durable::Rpc<&AlarmProbe::note>;
