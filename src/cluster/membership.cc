@@ -100,19 +100,20 @@ void ClusterMembership::start(std::function<void(const std::vector<int>&)> claim
 void ClusterMembership::listen() {
   pthread_setname_np(pthread_self(), "cluster-notify");
   for (int failures = 0;; ++failures) {
-    PGconn* conn = PQconnectdb(options_.url.c_str());
-    const bool listening = PQstatus(conn) == CONNECTION_OK && [&] {
-      PGresult* r = PQexec(conn, (std::string("LISTEN ") + kRoutesChannel).c_str());
-      const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-      PQclear(r);
-      return ok;
-    }();
-    if (listening) {
+    // PgBlocking: a connect that cannot finish gives up after its timeout (2 s), so stop()
+    // waits at most that long.
+    std::unique_ptr<PgBlocking> db;
+    try {
+      db = std::make_unique<PgBlocking>(options_.url);
+      db->script(std::string("LISTEN ") + kRoutesChannel);
       failures = 0;
       // Announcements sent while this node did not listen: the round reads them all.
       slots_->requestRefresh();
+    } catch (const std::exception&) {
+      db.reset();
     }
-    while (listening && PQstatus(conn) == CONNECTION_OK) {
+    PGconn* conn = db ? db->raw() : nullptr;
+    while (conn && PQstatus(conn) == CONNECTION_OK) {
       pollfd fds[2] = {{PQsocket(conn), POLLIN, 0}, {wake_, POLLIN, 0}};
       if (::poll(fds, 2, -1) < 0 && errno != EINTR) break;
       if (fds[1].revents) break;
@@ -125,7 +126,7 @@ void ClusterMembership::listen() {
       }
       if (other) slots_->requestRefresh();
     }
-    PQfinish(conn);
+    db.reset();
     // Stopped, or the connection failed: try again after a pause that stop() can cut short.
     pollfd stop = {wake_, POLLIN, 0};
     const int pause = std::min(100 << std::min(failures, 5), 2000);
