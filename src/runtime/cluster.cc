@@ -10,6 +10,7 @@
 #include "runtime/runtime.h"
 
 #include "base/log.h"
+#include "base/request_tag.h"
 #include "base/exec_context.h"
 #include "net/error_response.h"
 
@@ -107,6 +108,24 @@ Error decodeError(std::string_view text) {
   } catch (const std::exception&) {
     return Error(ErrorCode::kInternal, "the node holding the object answered with an unreadable error");
   }
+}
+
+// The request this one serves (its id and trace context), beside the request rather than in its
+// headers, as a local stub call carries it: the owner's logs and the services it calls see it.
+constexpr std::string_view kTagIdHeader = "x-durable-request-id";
+constexpr std::string_view kTagTraceHeader = "x-durable-traceparent";
+
+void carryTag(Request& out, const RequestTag& tag) {
+  if (const auto id = requestIdOf(tag); !id.empty()) out.headers().set(kTagIdHeader, id);
+  if (tag.hasTraceparent) out.headers().set(kTagTraceHeader, traceparentOf(tag));
+}
+
+RequestTag tagOf(const Request& request) {
+  const auto id = request.headers().get(kTagIdHeader);
+  const auto trace = request.headers().get(kTagTraceHeader);
+  if (!id && !trace) return currentContext().request;
+  return makeRequestTag(id ? std::optional<std::string_view>(*id) : std::nullopt,
+                        trace ? std::optional<std::string_view>(*trace) : std::nullopt);
 }
 
 Response refusal(int status, const std::string& message, bool misdirected = false) {
@@ -258,6 +277,7 @@ Task<Response> Runtime::forwarded(Shard& via, const NamespaceImpl& ns, ObjectId 
     out.headers().set(kObjectHeader, id.toString());
     out.headers().set(kEpochHeader, std::to_string(epoch));
     out.headers().set(kUrlHeader, request.urlString());
+    carryTag(out, tag);
     return out;
   };
   auto sent = toOwner(via, id, make);
@@ -308,6 +328,7 @@ Task<void> Runtime::forwardedCall(Shard& via, const NamespaceImpl& ns, ObjectId 
     out.headers().set(kRpcClassHeader, remote.className);
     out.headers().set(kRpcMethodHeader, std::to_string(remote.method));
     out.headers().set("content-type", "application/octet-stream");
+    carryTag(out, tag);
     return out;
   };
   auto sent = toOwner(via, id, make);
@@ -422,7 +443,7 @@ Task<Response> Runtime::acceptForwarded(Request request) {
   }
   Promise<Result<Response>> answer;
   auto done = answer.future();
-  const RequestTag tag = currentContext().request;
+  const RequestTag tag = tagOf(request);
   dispatchFetch(*ns, *id, std::move(*original), tag, [answer](Result<Response> r) mutable { answer.setValue(std::move(r)); });
   auto result = co_await done;
   if (result.ok()) co_return std::move(result).value();
@@ -464,7 +485,7 @@ Task<Response> Runtime::acceptForwardedCall(const NamespaceImpl& ns, const Objec
     };
     Promise<void> answer;
     auto done = answer.future();
-    dispatchCall(ns, id, table->isClass, std::move(body), RpcRemote{}, currentContext().request,
+    dispatchCall(ns, id, table->isClass, std::move(body), RpcRemote{}, tagOf(request),
                  [answer](std::exception_ptr e) mutable {
                    if (e) {
                      answer.setError(std::move(e));

@@ -428,14 +428,16 @@ TEST_F(ClusterTest, TheAlarmsOfAKilledNodeFireOnTheNodesThatTakeItsSlots) {
 // caller's does not) and its result comes back; what the method throws reaches the caller as
 // the local call would have it.
 TEST_F(ClusterTest, RpcToAnObjectHeldByAnotherNodeRunsThereAndAnswers) {
+  // The owner logs the note under the id of the request that node 0 took.
   auto notesIn = [&](std::size_t node, const std::string& text) {
     const std::string log = nodes_[node]->stderrText();
-    return log.find("probe note " + text) != std::string::npos;
+    return log.find("request=id-" + text + "] probe note " + text) != std::string::npos;
   };
   int remote = 0;
   for (int i = 0; i < 12; ++i) {
     const std::string text = "rpc-" + std::to_string(i);
-    const auto r = httpRequest(nodes_[0]->host(), nodes_[0]->port(), "GET", "/probe/p" + std::to_string(i) + "/rpc?text=" + text);
+    HttpConnection http(nodes_[0]->host(), nodes_[0]->port());
+    const auto r = http.request("GET", "/probe/p" + std::to_string(i) + "/rpc?text=" + text, "", {{"x-request-id", "id-" + text}});
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.body, text);
     std::this_thread::sleep_for(20ms);  // the note reaches the owner's log
