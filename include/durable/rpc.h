@@ -109,6 +109,7 @@ bool isInstanceOf(DurableObject& o) {
 struct RpcRemote {
   const char* className = nullptr;  // typeid(C).name(): every node runs the same binary
   int method = -1;
+  const char* signature = nullptr;  // typeid(decltype(&C::m)).name()
   std::function<std::vector<Value>()> args;
   std::function<void(Value)> result;  // empty for a method that returns void
 };
@@ -119,6 +120,9 @@ using RpcInvoke = Task<Value> (*)(DurableObject&, std::vector<Value>&);
 struct RpcTable {
   bool (*isClass)(DurableObject&) = nullptr;
   std::vector<RpcInvoke> methods;
+  // typeid of each method's pointer type: a caller built from another program is refused
+  // rather than run the method that happens to sit at the same place.
+  std::vector<const char*> signatures;
 };
 // Every class that some stub.call<> names is registered when the program starts (RpcRegistered).
 bool registerRpcTable(const char* className, std::shared_ptr<const RpcTable> table);
@@ -135,7 +139,7 @@ constexpr bool rpcCarriesCall() {
   if constexpr (!Traits::value) {
     return false;
   } else {
-    return RpcValue<typename Traits::Result> &&
+    return !RpcOutParameter<decltype(Method)>::value && RpcValue<typename Traits::Result> &&
            []<class... P>(std::tuple<P...>*) { return (RpcValue<P> && ...); }(static_cast<typename Traits::Params*>(nullptr));
   }
 }
@@ -174,6 +178,7 @@ std::shared_ptr<const RpcTable> rpcTableFor(Rpc<Ms...>*, bool (*isClass)(Durable
     }
   }()),
    ...);
+  (table->signatures.push_back(typeid(decltype(Ms)).name()), ...);
   return table;
 }
 
@@ -212,10 +217,11 @@ Task<typename RpcMethod<decltype(Method)>::Result> rpcCall(const NamespaceImpl* 
   using Params = typename Traits::Params;
   // Odr-used here, so that every program that calls a method of C can also run calls to C
   // that other nodes send it.
-  (void)RpcRegistered<C>::done;
+  (void)&RpcRegistered<C>::done;
   RpcRemote remote;
   remote.className = typeid(C).name();
   remote.method = rpcIndexIn<Method>(static_cast<typename C::Rpc*>(nullptr));
+  remote.signature = typeid(decltype(Method)).name();
   remote.args = [p = &params] {
     return [p]<std::size_t... I>(std::index_sequence<I...>) {
       std::vector<Value> values;

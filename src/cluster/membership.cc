@@ -109,7 +109,8 @@ void ClusterMembership::listen() {
       failures = 0;
       // Announcements sent while this node did not listen: the round reads them all.
       slots_->requestRefresh();
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
+      if (failures == 0) logWarn("cluster: cannot listen for other nodes' slot changes (trying again): ", e.what());
       db.reset();
     }
     PGconn* conn = db ? db->raw() : nullptr;

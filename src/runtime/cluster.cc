@@ -41,6 +41,7 @@ constexpr std::string_view kErrorHeader = "x-durable-error";
 // An RPC call rather than a fetch: the class (typeid name) and the method's place in its list.
 constexpr std::string_view kRpcClassHeader = "x-durable-rpc-class";
 constexpr std::string_view kRpcMethodHeader = "x-durable-rpc-method";
+constexpr std::string_view kRpcSignatureHeader = "x-durable-rpc-signature";
 
 // A call's arguments on the wire: each Value's encoding after its length (4 bytes, little endian).
 std::string encodeArguments(const std::vector<Value>& args) {
@@ -252,11 +253,8 @@ void Runtime::forwardFetch(const NamespaceImpl& ns, const ObjectId& id, Request 
     ContextScope scope({nullptr, 0, tag});
     spawn(forwarded(via, ns, id, std::move(request), tag), std::move(reply));
   };
-  if (caller == &via) {
-    start();
-  } else {
-    postTo(via, std::move(start));
-  }
+  // Posted even on the caller's own shard: `reply` must not run inside the caller's suspension.
+  postTo(via, std::move(start));
 }
 
 Task<Response> Runtime::forwarded(Shard& via, const NamespaceImpl& ns, ObjectId id, Request request, RequestTag tag) {
@@ -271,7 +269,10 @@ Task<Response> Runtime::forwarded(Shard& via, const NamespaceImpl& ns, ObjectId 
     RequestInit init{.method = request.method(), .redirect = "manual"};
     if (request.hasBody()) init.body = request.text();
     Request out("http://" + address + std::string(kForwardPath), init);
-    for (const auto& [name, value] : request.headers().entries()) out.headers().append(name, value);
+    // The node-to-node headers are ours alone: a client's own never cross.
+    for (const auto& [name, value] : request.headers().entries()) {
+      if (name.rfind("x-durable-", 0) != 0) out.headers().append(name, value);
+    }
     out.headers().set(kSecretHeader, slots.secret);
     out.headers().set(kNamespaceHeader, std::to_string(ns.nsId));
     out.headers().set(kObjectHeader, id.toString());
@@ -305,28 +306,28 @@ void Runtime::forwardCall(const NamespaceImpl& ns, const ObjectId& id, bool (*is
     spawn(forwardedCall(via, ns, id, isClass, std::move(body), std::move(remote), tag),
           std::function<void(Result<void>)>([done = std::move(done)](Result<void> r) { done(r.error()); }));
   };
-  if (caller == &via) {
-    start();
-  } else {
-    postTo(via, std::move(start));
-  }
+  // Posted even on the caller's own shard: `done` must not run inside the caller's suspension.
+  postTo(via, std::move(start));
 }
 
 Task<void> Runtime::forwardedCall(Shard& via, const NamespaceImpl& ns, ObjectId id, bool (*isClass)(DurableObject&),
                                   std::function<Task<void>(DurableObject&)> body, RpcRemote remote, RequestTag tag) {
   if (remote.method < 0 || !remote.className) {
-    throw Error(ErrorCode::kInternal, "RPC: this call cannot be sent to the node that holds the object");
+    // A call that arrived from another node for a slot this node has just lost.
+    throw Error(ErrorCode::kUnavailable, "the object's slot moved while the call was on its way; retry",
+                {.retryable = true});
   }
   const SlotTable& slots = *options_.slots;
   const std::string arguments = encodeArguments(remote.args());
   auto make = [&](const std::string& address, std::int64_t epoch) {
-    Request out("http://" + address + std::string(kForwardPath), RequestInit{.method = "POST", .body = arguments});
+    Request out("http://" + address + std::string(kCallPath), RequestInit{.method = "POST", .body = arguments});
     out.headers().set(kSecretHeader, slots.secret);
     out.headers().set(kNamespaceHeader, std::to_string(ns.nsId));
     out.headers().set(kObjectHeader, id.toString());
     out.headers().set(kEpochHeader, std::to_string(epoch));
     out.headers().set(kRpcClassHeader, remote.className);
     out.headers().set(kRpcMethodHeader, std::to_string(remote.method));
+    out.headers().set(kRpcSignatureHeader, remote.signature ? remote.signature : "");
     out.headers().set("content-type", "application/octet-stream");
     carryTag(out, tag);
     return out;
@@ -425,7 +426,7 @@ Task<Response> Runtime::acceptForwarded(Request request) {
   if (epoch == 0 || slots->epoch(slot) != epoch) {
     co_return refusal(421, "this node does not hold slot " + std::to_string(slot) + " at epoch " + epochText, true);
   }
-  if (request.headers().has(kRpcMethodHeader)) {
+  if (request.url().pathname() == kCallPath) {
     auto call = acceptForwardedCall(*ns, *id, request);
     co_return co_await std::move(call);
   }
@@ -470,8 +471,10 @@ Task<Response> Runtime::acceptForwardedCall(const NamespaceImpl& ns, const Objec
     } catch (const std::exception&) {
       method = table->methods.size();
     }
-    if (method >= table->methods.size() || !table->methods[method]) {
-      throw Error(ErrorCode::kInvalidArgument, "RPC: the class has no callable method " + methodText);
+    if (method >= table->methods.size() || !table->methods[method] ||
+        request.headers().get(kRpcSignatureHeader).value_or("") != table->signatures[method]) {
+      throw Error(ErrorCode::kInvalidArgument, "RPC: the class has no callable method " + methodText +
+                                                   " of that type here; every node must run the same program");
     }
     invoke = table->methods[method];
     args = decodeArguments(request.text());
@@ -499,9 +502,13 @@ Task<Response> Runtime::acceptForwardedCall(const NamespaceImpl& ns, const Objec
       error = std::current_exception();
     }
     if (!error) {
-      Response r(result->encode(), {.status = 200});
-      r.headers().set("content-type", "application/octet-stream");
-      co_return r;
+      try {
+        Response r(result->encode(), {.status = 200});
+        r.headers().set("content-type", "application/octet-stream");
+        co_return r;
+      } catch (...) {
+        error = std::current_exception();
+      }
     }
   }
   Response failed = errorResponse(error);

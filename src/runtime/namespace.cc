@@ -133,7 +133,10 @@ std::map<std::string, std::shared_ptr<const RpcTable>, std::less<>>& rpcTables()
 }  // namespace
 
 bool registerRpcTable(const char* className, std::shared_ptr<const RpcTable> table) {
-  rpcTables().try_emplace(className, std::move(table));
+  auto [it, inserted] = rpcTables().try_emplace(className, std::move(table));
+  // Two classes of one name (anonymous namespaces give the same typeid name): neither can be
+  // called from another node (findRpcTable answers nothing), rather than the wrong one run.
+  if (!inserted && it->second && table && it->second->isClass != table->isClass) it->second = nullptr;
   return true;
 }
 

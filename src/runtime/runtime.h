@@ -392,6 +392,7 @@ class Runtime final : public HttpHost {
   // Cluster mode (runtime/cluster.cc): the path other nodes send an object's requests to,
   // and what answers there (the front HTTP server routes it here before the Worker).
   static constexpr std::string_view kForwardPath = "/.durable/cluster/fetch";
+  static constexpr std::string_view kCallPath = "/.durable/cluster/call";
   // Cluster mode: the object's slot is not this node's (runtime/cluster.cc).
   bool heldElsewhere(const ObjectId& id) const;
   Task<Response> acceptForwarded(Request request);

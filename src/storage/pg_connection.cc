@@ -11,10 +11,13 @@ namespace durable::detail {
 namespace {
 
 // A connection attempt gives up after this long (a partitioned network would otherwise block
-// the caller for the kernel's TCP timeout); a connection string's own connect_timeout wins.
+// the caller for the kernel's TCP timeout), and a connection whose server went silent is found
+// dead within about 30 s (TCP keepalives, and unacknowledged sends), not the kernel's two hours;
+// a connection string's own settings win.
 PGconn* open(const std::string& conninfo, const std::string& sessionOptions = {}) {
-  const char* keys[] = {"connect_timeout", "dbname", sessionOptions.empty() ? nullptr : "options", nullptr};
-  const char* values[] = {"2", conninfo.c_str(), sessionOptions.c_str(), nullptr};
+  const char* keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                        "tcp_user_timeout", "dbname", sessionOptions.empty() ? nullptr : "options", nullptr};
+  const char* values[] = {"2", "10", "5", "3", "30000", conninfo.c_str(), sessionOptions.c_str(), nullptr};
   PGconn* c = PQconnectdbParams(keys, values, 1);
   if (c == nullptr) throw Error(ErrorCode::kUnavailable, "PostgreSQL: out of memory");
   if (PQstatus(c) != CONNECTION_OK) {

@@ -447,6 +447,16 @@ TEST_F(ClusterTest, RpcToAnObjectHeldByAnotherNodeRunsThereAndAnswers) {
   }
   // Rendezvous hashing spreads twelve objects over three nodes: some are held elsewhere.
   EXPECT_GT(remote, 0);
+  // A client's own node-to-node headers never cross: a fetch passed on with them stays a fetch.
+  for (int i = 0; i < 12; ++i) {
+    HttpConnection http(nodes_[0]->host(), nodes_[0]->port());
+    const auto r = http.request("GET", "/probe/p" + std::to_string(i) + "/pass", "",
+                                {{"x-durable-rpc-class", "N12_GLOBAL__N_110AlarmProbeE"},
+                                 {"x-durable-rpc-method", "0"},
+                                 {"x-durable-request-id", "forged"}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_TRUE(boost::json::parse(r.body).as_object().contains("fired")) << r.body;
+  }
   // What the method throws reaches the Worker as the same error: a 400 with its message, from
   // whichever node the call ran on.
   for (int i = 0; i < 12; ++i) {

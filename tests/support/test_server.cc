@@ -11,6 +11,7 @@
 //   GET /probe/:id/trace?port=P -> what GET /echo/trace on port P, called with durable::fetch
 //                                from the object, saw: {"traceparent", "requestId"}
 //   GET /probe/:id/whoami-as?as=ID -> whoami, called with its own x-request-id: ID
+//   GET /probe/:id/pass       -> /get, with the client's headers passed on to the object
 //   GET /probe/:id/rpc?text=T -> the RPC note(T), which logs "probe note T" and returns T (or,
 //                                for T = "fail:M", throws Error(kInvalidArgument, M))
 //
@@ -135,6 +136,14 @@ int main(int argc, char** argv) {
     co_return durable::Response::json(body);
   });
   app.get("/probe/:id/trace", toProbe("/trace"));
+  // GET /probe/:id/get with the client's own headers passed on, as a Worker that proxies does.
+  app.get("/probe/:id/pass", [](durable::Context& c) -> durable::Task<durable::Response> {
+    const auto& ns = c.env().ns("PROBE");
+    const auto stub = ns.get(ns.idFromName(c.param("id")));
+    durable::Request request("http://do/get");
+    for (const auto& [name, value] : c.req().headers().entries()) request.headers().append(name, value);
+    co_return co_await stub.fetch(std::move(request));
+  });
   app.get("/echo/trace", [](durable::Context& c) -> durable::Task<durable::Response> {
     co_return c.json(boost::json::object{{"traceparent", c.req().headers().get("traceparent").value_or("")},
                                          {"requestId", durable::requestId()}});
