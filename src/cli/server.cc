@@ -64,7 +64,8 @@ Options:
   --advertise HOST:PORT where the other nodes reach this one (default: the --listen address)
 
 SIGTERM, SIGINT or SIGHUP drains in-flight requests, closes WebSockets with 1001
-(going away), commits, and exits 0.
+(going away; 1012, service restart, on a cluster node, whose objects move to the
+others), commits, and exits 0.
 )";
 
 // Cluster mode: the front answers other nodes' forwarded requests (runtime/cluster.cc) before
@@ -384,7 +385,12 @@ int Server::serve(const ServeOptions& options) {
     }
     // After the HTTP requests, so no upgrade lands after it: clients learn that the server
     // went away (1001) rather than seeing a dropped connection, and may reconnect at once.
-    runtime.closeWebSockets(1001, "server shutting down", std::chrono::seconds(2));
+    // In a cluster the objects live on at other nodes: 1012 (service restart) says to reconnect.
+    if (state.cluster) {
+      runtime.closeWebSockets(1012, "node leaving the cluster; reconnect", std::chrono::seconds(2));
+    } else {
+      runtime.closeWebSockets(1001, "server shutting down", std::chrono::seconds(2));
+    }
     runtime.stop();
     // After every commit landed: the slots go back at once, not when the lease runs out.
     if (state.cluster) state.cluster->stop();

@@ -1,6 +1,6 @@
 #include "net/http_client.h"
 
-#include "base/exec_context.h"
+#include "net/asio_await.h"
 
 #include <durable/error.h>
 
@@ -39,29 +39,6 @@ struct HttpClient::Connection {
 };
 
 namespace {
-
-// Awaits one Asio operation: `start` begins it with a handler taking (error_code, T); the
-// coroutine resumes through the runtime (scheduleResume), inside its object's gate.
-template <class T>
-struct AsioOp {
-  std::function<void(std::function<void(beast::error_code, T)>)> start;
-  beast::error_code ec;
-  std::optional<T> value;
-  std::coroutine_handle<> handle;
-  ExecContext ctx;
-
-  bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) {
-    handle = h;
-    ctx = currentContext();
-    start([this](beast::error_code e, T v) {
-      ec = e;
-      value.emplace(std::move(v));
-      scheduleResume(handle, ctx);
-    });
-  }
-  std::pair<beast::error_code, T> await_resume() { return {ec, std::move(*value)}; }
-};
 
 Error unavailable(const std::string& what) { return Error(ErrorCode::kUnavailable, what); }
 

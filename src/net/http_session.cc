@@ -5,6 +5,7 @@
 #include "net/error_response.h"
 
 #include "net/websocket.h"
+#include "net/websocket_relay.h"
 #include "base/exec_context.h"
 #include "base/log.h"
 #include "base/request_tag.h"
@@ -370,6 +371,15 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
   void upgrade(const Response& response) {
     const auto& client = response.webSocket();
     const auto& clientImpl = WebSocketAccess::impl(client);
+    if (clientImpl && clientImpl->relayed && websocket::is_upgrade(parser_->get())) {
+      // An object another node holds: that node ran the handshake; this one passes bytes.
+      server_.requestEnded();
+      requestDone(101, 0);
+      deadline_ = Clock::time_point::max();
+      releaseBody();
+      startRelay(std::move(socket_), response, std::move(slot_));
+      return;
+    }
     auto server = clientImpl ? clientImpl->partner.lock() : nullptr;
     if (!websocket::is_upgrade(parser_->get()) || !server || !server->accepted || !server->shard) {
       keepAlive_ = false;

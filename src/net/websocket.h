@@ -278,6 +278,7 @@ void teardown(boost::beast::role_type role, FrameAlignedSocket& s, boost::system
 struct NamespaceImpl;
 struct WebSocketImpl;
 struct ObjectSockets;
+struct RelayedUpgrade;
 class OutputGate;
 
 // The runtime's way into a WebSocket handle, whose constructor and impl() are private.
@@ -322,6 +323,9 @@ struct WebSocketImpl {
   std::vector<std::string> tags;
   std::optional<std::string> attachment;  // Value::encode()
   std::optional<std::int64_t> autoResponseAt;
+  // Client end of a WebSocket another node holds (cluster mode): the connection to that node,
+  // upgraded, for the HTTP session to relay the client's connection to (net/websocket_relay.h).
+  std::shared_ptr<RelayedUpgrade> relayed;
   // Weak: the connection lives while it has an operation pending (a read always is, while it
   // is open); a strong pointer both ways would keep a socket alive past its io_context.
   std::weak_ptr<NetSocket> conn;

@@ -10,9 +10,11 @@
 #include "runtime/runtime.h"
 
 #include "base/log.h"
+#include "ids/id_codec.h"
 #include "base/request_tag.h"
 #include "base/exec_context.h"
 #include "net/error_response.h"
+#include "net/websocket_relay.h"
 
 #include <durable/error.h>
 #include <durable/json.h>
@@ -33,6 +35,9 @@ namespace {
 constexpr std::string_view kSecretHeader = "x-durable-cluster-secret";
 constexpr std::string_view kNamespaceHeader = "x-durable-ns";
 constexpr std::string_view kObjectHeader = "x-durable-object";
+// The name the ID was made from (idFromName), in hex, so that the owner records it as a local
+// stub's first batch would (the admin API shows it).
+constexpr std::string_view kObjectNameHeader = "x-durable-object-name";
 constexpr std::string_view kEpochHeader = "x-durable-slot-epoch";
 constexpr std::string_view kUrlHeader = "x-durable-url";
 constexpr std::string_view kMisdirectedHeader = "x-durable-misdirected";
@@ -71,6 +76,34 @@ std::vector<Value> decodeArguments(std::string_view in) {
 
 Task<void> runCallOf(RpcInvoke invoke, DurableObject& object, std::vector<Value> args, std::shared_ptr<Value> out) {
   *out = co_await invoke(object, args);
+}
+
+void carryName(Request& out, const ObjectId& id) {
+  if (!id.name()) return;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(id.name()->size() * 2);
+  for (const unsigned char c : *id.name()) {
+    hex.push_back(kHex[c >> 4]);
+    hex.push_back(kHex[c & 15]);
+  }
+  out.headers().set(kObjectNameHeader, hex);
+}
+
+// The ID with the name the sender gave it, when that name is well formed hex and makes the ID.
+ObjectId withName(const NamespaceKey& key, const ObjectId& id, std::string_view hex) {
+  if (hex.empty() || hex.size() % 2 != 0) return id;
+  auto nibble = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  std::string name;
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0) return id;
+    name.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  ObjectId named = makeNamedId(key, id.jurisdiction(), name);
+  return named == id ? named : id;
 }
 
 bool sameSecret(std::string_view given, const std::string& secret) {
@@ -222,6 +255,8 @@ void Shard::watchLease() {
       for (auto& p : partitions) p->abandonInFlight();
       const auto why = leaseLapsed();
       for (auto& [key, host] : objects_) host->fenceOff(why);
+      // Its slots may be claimed elsewhere by now: clients reconnect and find the owner.
+      closeMovedSockets(true, "this node lost its cluster lease; reconnect");
     } else if (trusted) {
       leaseLapsed_ = false;
     }
@@ -235,6 +270,7 @@ void Shard::watchLease() {
       for (auto& [key, host] : objects_) {
         if (host->runningEvents() && runtime_.heldElsewhere(host->id())) host->fenceOff(why);
       }
+      closeMovedSockets(false, "the object moved to another node; reconnect");
     }
     watchLease();
   });
@@ -258,12 +294,10 @@ void Runtime::forwardFetch(const NamespaceImpl& ns, const ObjectId& id, Request 
 }
 
 Task<Response> Runtime::forwarded(Shard& via, const NamespaceImpl& ns, ObjectId id, Request request, RequestTag tag) {
-  if (auto upgrade = request.headers().get("upgrade"); upgrade && !upgrade->empty()) {
-    throw Error(ErrorCode::kUnavailable,
-                "a WebSocket to an object held by another node is not relayed yet (cluster mode): connect to the node "
-                "that holds it",
-                {.retryable = true});
-  }
+  // A WebSocket goes on a connection of its own, which is relayed once the owner accepts it
+  // (net/websocket_relay.h).
+  const auto upgradeHeader = request.headers().get("upgrade");
+  const bool upgrade = upgradeHeader && !upgradeHeader->empty();
   const SlotTable& slots = *options_.slots;
   auto make = [&](const std::string& address, std::int64_t epoch) {
     RequestInit init{.method = request.method(), .redirect = "manual"};
@@ -278,10 +312,11 @@ Task<Response> Runtime::forwarded(Shard& via, const NamespaceImpl& ns, ObjectId 
     out.headers().set(kObjectHeader, id.toString());
     out.headers().set(kEpochHeader, std::to_string(epoch));
     out.headers().set(kUrlHeader, request.urlString());
+    carryName(out, id);
     carryTag(out, tag);
     return out;
   };
-  auto sent = toOwner(via, id, make);
+  auto sent = toOwner(via, id, make, upgrade);
   std::optional<Response> response = co_await std::move(sent);
   if (!response) {
     // Claimed here meanwhile: the event runs on this node after all.
@@ -329,6 +364,7 @@ Task<void> Runtime::forwardedCall(Shard& via, const NamespaceImpl& ns, ObjectId 
     out.headers().set(kRpcMethodHeader, std::to_string(remote.method));
     out.headers().set(kRpcSignatureHeader, remote.signature ? remote.signature : "");
     out.headers().set("content-type", "application/octet-stream");
+    carryName(out, id);
     carryTag(out, tag);
     return out;
   };
@@ -357,7 +393,8 @@ Task<void> Runtime::forwardedCall(Shard& via, const NamespaceImpl& ns, ObjectId 
 }
 
 Task<std::optional<Response>> Runtime::toOwner(Shard& via, ObjectId id,
-                                               std::function<Request(const std::string&, std::int64_t)> make) {
+                                               std::function<Request(const std::string&, std::int64_t)> make,
+                                               bool upgrade) {
   const SlotTable& slots = *options_.slots;
   const int slot = slots.slotOf(id.raw());
   for (int attempt = 0;; ++attempt) {
@@ -375,7 +412,12 @@ Task<std::optional<Response>> Runtime::toOwner(Shard& via, ObjectId id,
     std::optional<Response> response;
     std::exception_ptr lost;
     try {
-      response = co_await via.peerClient().fetch(std::move(out));
+      if (upgrade) {
+        response = co_await sendUpgrade(via.context(), route->address, out,
+                                        std::chrono::milliseconds(via.settings().requestTimeoutMs));
+      } else {
+        response = co_await via.peerClient().fetch(std::move(out));
+      }
     } catch (...) {
       lost = std::current_exception();
     }
@@ -422,6 +464,7 @@ Task<Response> Runtime::acceptForwarded(Request request) {
   } catch (const std::exception& e) {
     co_return refusal(400, std::string("bad object ID in a forwarded request: ") + e.what());
   }
+  id = withName(ns->key, *id, request.headers().get(kObjectNameHeader).value_or(""));
   const int slot = slots->slotOf(id->raw());
   if (epoch == 0 || slots->epoch(slot) != epoch) {
     co_return refusal(421, "this node does not hold slot " + std::to_string(slot) + " at epoch " + epochText, true);

@@ -1,4 +1,6 @@
 #include "runtime/runtime.h"
+
+#include "net/websocket_relay.h"
 #include "storage/sqlite_engine.h"
 
 #include "base/exec_context.h"
@@ -16,6 +18,7 @@
 #include <cstdlib>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include <unistd.h>
 #include <optional>
@@ -596,8 +599,15 @@ void Runtime::closeWebSockets(int code, const std::string& reason, std::chrono::
       });
     });
   }
+  // Relays (cluster mode) to objects other nodes hold: their clients get the same close.
+  closeRelays(code, reason);
+  const auto deadline = std::chrono::steady_clock::now() + wait;
   std::unique_lock lock(waiter->mutex);
-  waiter->done.wait_for(lock, wait, [&] { return waiter->open == 0; });
+  waiter->done.wait_until(lock, deadline, [&] { return waiter->open == 0; });
+  lock.unlock();
+  while (openRelays() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 template <class Deliver>

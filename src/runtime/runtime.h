@@ -238,6 +238,9 @@ class Shard final : public SocketShard {
   // Starts the closing handshake on every WebSocket of this shard (shutdown: 1001); `closed`
   // runs on this thread once none is left open (at once when none is).
   void closeSockets(int code, const std::string& reason, std::function<void()> closed);
+  // Cluster mode: closes the sockets of this shard's objects whose slot this node no longer
+  // holds (all of them when `all`), with 1012, so their clients reconnect to the new owner.
+  void closeMovedSockets(bool all, const std::string& reason);
   std::size_t liveObjects() const { return objects_.size(); }
   // Written on this shard's thread, read from any (metrics.h).
   metrics::ShardMetrics& metrics() override { return metrics_; }
@@ -420,8 +423,10 @@ class Runtime final : public HttpHost {
                            std::function<Task<void>(DurableObject&)> body, RpcRemote remote, RequestTag tag);
   // Sends make(owner's address, slot epoch) to the node holding the object's slot, reading the
   // routes again and trying once more on a 421; nullopt when this node holds the slot now.
+  // An upgrade goes on a connection of its own (sendUpgrade), which a 101 carries back.
   Task<std::optional<Response>> toOwner(Shard& via, ObjectId id,
-                                        std::function<Request(const std::string&, std::int64_t)> make);
+                                        std::function<Request(const std::string&, std::int64_t)> make,
+                                        bool upgrade = false);
   Task<Response> acceptForwardedCall(const NamespaceImpl& ns, const ObjectId& id, const Request& request);
   // Runs `deliver` on `owner`: now when the caller is on that shard, else posted there.
   template <class Deliver>

@@ -345,6 +345,18 @@ void Shard::closeSockets(int code, const std::string& reason, std::function<void
   notifyIfSocketsClosed();
 }
 
+void Shard::closeMovedSockets(bool all, const std::string& reason) {
+  std::vector<std::shared_ptr<WebSocketImpl>> moved;
+  for (auto& [key, os] : sockets_) {
+    if (all || runtime_.heldElsewhere(ObjectId(key.id, std::nullopt))) {
+      moved.insert(moved.end(), os.sockets.begin(), os.sockets.end());
+    }
+  }
+  for (auto& ws : moved) {
+    if (ws->readyState == WebSocket::kOpen) ws->close(1012, reason);
+  }
+}
+
 void Shard::notifyIfSocketsClosed() {
   if (socketsClosed_ && openSockets() == 0) std::exchange(socketsClosed_, nullptr)();
 }

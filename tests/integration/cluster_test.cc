@@ -5,6 +5,7 @@
 // every object answers again within the lease plus 2 s, and no two nodes ever run events of
 // one object at the same time (docs/cluster.md).
 #include "integration/server_process.h"
+#include "integration/websocket_client.h"
 #include "storage/pg_connection.h"
 #include "support/postgres_server.h"
 
@@ -552,6 +553,134 @@ TEST_F(ClusterDemoTest, NotesWrittenThroughOneNodeAreReadThroughAnyAndOutliveThe
   const auto last = httpRequest(nodes_[static_cast<std::size_t>(survivor)]->host(),
                                 nodes_[static_cast<std::size_t>(survivor)]->port(), "GET", "/notes/book");
   EXPECT_EQ(boost::json::parse(last.body).as_array().size(), 6u) << last.body;
+}
+
+// The ChatRoom's next frame of `type` on `ws`, skipping the others.
+boost::json::object nextOfType(WsClient& ws, const std::string& type) {
+  const auto deadline = Clock::now() + 10s;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) throw std::runtime_error("no " + type + " frame in time");
+    auto f = boost::json::parse(ws.readText(left)).as_object();
+    if (const auto* t = f.if_contains("type"); t && t->is_string() && t->as_string() == type) return f;
+  }
+}
+
+std::string chatMessage(const std::string& content) {
+  return boost::json::serialize(boost::json::object{{"type", "message"}, {"content", content}});
+}
+
+// Whether the history frame `f` holds a message with `content`.
+bool historyHas(const boost::json::object& f, const std::string& content) {
+  for (const auto& m : f.at("messages").as_array()) {
+    if (m.as_object().at("content") == content.c_str()) return true;
+  }
+  return false;
+}
+
+// A WebSocket's TCP connection stays on the node that accepted it, which relays it to the node
+// holding the object: one room serves clients of every node, and when the room's slot moves
+// (SIGTERM of its node, or kill -9) its clients get 1012 and find it again on the new owner.
+TEST_F(ClusterDemoTest, WebSocketsReachTheirRoomThroughAnyNodeAndCloseWith1012WhenItMoves) {
+  auto node = [&](int i) -> ServerProcess& { return *nodes_[static_cast<std::size_t>(i)]; };
+  auto join = [&](int i, const std::string& room, const std::string& user) {
+    auto ws = WsClient::connect(node(i).host(), node(i).port(), "/rooms/" + room + "/websocket?user=" + user);
+    nextOfType(*ws, "history");
+    return ws;
+  };
+  auto ownerOf = [&](const std::string& room) {
+    PgBlocking db(pg().connectionString());
+    auto r = db.run("SELECT s.owner FROM durable_names n JOIN durable_slots s ON s.slot = n.slot WHERE n.name = '" +
+                    room + "'");
+    if (PQntuples(r.get()) != 1 || PQgetisnull(r.get(), 0, 0)) return -1;
+    return std::string(durable::detail::pgBytes(r.get(), 0, 0)).back() - '0';
+  };
+
+  // Six rooms, each with one client through every node: whoever holds a room, at least two of
+  // its clients are relayed, and all three hear each message once.
+  std::map<std::string, std::vector<std::unique_ptr<WsClient>>> rooms;
+  for (int r = 0; r < 6; ++r) {
+    const std::string room = "room-" + std::to_string(r);
+    for (int i = 0; i < 3; ++i) rooms[room].push_back(join(i, room, "u" + std::to_string(i)));
+    rooms[room][static_cast<std::size_t>(r % 3)]->send(chatMessage("hello " + room));
+    for (auto& ws : rooms[room]) {
+      const auto m = nextOfType(*ws, "message");
+      EXPECT_EQ(m.at("content"), ("hello " + room).c_str());
+      EXPECT_EQ(m.at("user"), ("u" + std::to_string(r % 3)).c_str());
+    }
+  }
+  // The hibernation API (tags, getWebSockets) of a room held on one node, from clients of two.
+  {
+    auto a = WsClient::connect(node(0).host(), node(0).port(), "/hibernating/h1/websocket");
+    auto b = WsClient::connect(node(2).host(), node(2).port(), "/hibernating/h1/websocket");
+    a->sendBinary(std::string("\x00\xff relayed", 10));
+    for (auto* ws : {a.get(), b.get()}) {
+      const auto m = ws->read(10s);
+      ASSERT_TRUE(m);
+      EXPECT_TRUE(m->binary);
+      EXPECT_EQ(m->data, std::string("\x00\xff relayed", 10));
+    }
+  }
+
+  // SIGTERM of room-0's node: every client of the room, relayed or not, hears 1012.
+  const int first = ownerOf("room-0");
+  ASSERT_GE(first, 0);
+  // Stopped beside the clients, which answer the close frames as they come (as a browser would).
+  ExitStatus status;
+  std::thread stopper([&] { status = node(first).stop(); });
+  for (int i = 0; i < 3; ++i) {
+    const auto closed = rooms["room-0"][static_cast<std::size_t>(i)]->waitClosed(5s);
+    EXPECT_TRUE(closed.clean) << "through n" << i << " (the owner was n" << first << "): " << closed.error;
+    EXPECT_EQ(closed.code, 1012) << closed.reason;
+  }
+  stopper.join();
+  EXPECT_TRUE(status.exited && status.code == 0) << status.describe();
+  const int a = (first + 1) % 3, b = (first + 2) % 3;
+  // The room answers again through a survivor once its slot is claimed, its history moved with it.
+  auto reconnect = [&](int i, const std::string& room, Clock::duration within) {
+    const auto deadline = Clock::now() + within;
+    for (;;) {
+      try {
+        auto ws = WsClient::connect(node(i).host(), node(i).port(), "/rooms/" + room + "/websocket?user=back");
+        return historyHas(nextOfType(*ws, "history"), room == "room-0" ? "hello room-0" : "before the kill");
+      } catch (const WsError& e) {
+        if (Clock::now() > deadline) {
+          ADD_FAILURE() << room << " did not answer through n" << i << ": " << e.what() << " " << e.body;
+          return false;
+        }
+        std::this_thread::sleep_for(50ms);
+      }
+    }
+  };
+  EXPECT_TRUE(reconnect(a, "room-0", kLease + 2s));
+
+  // kill -9 of a node that holds a room: a client relayed to it through the other survivor
+  // hears 1012 from its own node, which saw the connection to the owner end.
+  std::string victimRoom;
+  int victim = -1;
+  for (int r = 1; r < 6 && victim < 0; ++r) {
+    const std::string room = "room-" + std::to_string(r);
+    for (int tries = 0; tries < 50; ++tries) {
+      const int owner = ownerOf(room);
+      if (owner == a || owner == b) {
+        victimRoom = room;
+        victim = owner;
+        break;
+      }
+      std::this_thread::sleep_for(100ms);  // room-0's node's slots are being claimed
+    }
+  }
+  ASSERT_GE(victim, 0) << "no room is held by a survivor";
+  const int entry = victim == a ? b : a;
+  auto relayed = join(entry, victimRoom, "relayed");
+  relayed->send(chatMessage("before the kill"));
+  EXPECT_EQ(nextOfType(*relayed, "message").at("content"), "before the kill");
+  node(victim).kill9();
+  const auto closed = relayed->waitClosed(5s);
+  EXPECT_TRUE(closed.clean) << closed.error;
+  EXPECT_EQ(closed.code, 1012) << closed.reason;
+  // The survivor claims the slot once the lease runs out, and serves the room with its history.
+  EXPECT_TRUE(reconnect(entry, victimRoom, kLease + 2s));
 }
 
 // One node in a network namespace of the test's own, joined to the others and to PostgreSQL by a

@@ -1,0 +1,335 @@
+#include "net/websocket_relay.h"
+
+#include "net/asio_await.h"
+
+#include <durable/error.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <array>
+#include <atomic>
+#include <list>
+#include <mutex>
+
+#include <unistd.h>
+
+namespace durable::detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+Error unreachable(const std::string& what) { return Error(ErrorCode::kUnavailable, what, {.retryable = false}); }
+
+// Where the owner's stream is between frames (RFC 6455 5.2): the relay reads every header
+// and counts payloads, nothing more.
+class FrameBoundary {
+ public:
+  void feed(const char* p, std::size_t n) {
+    while (n > 0) {
+      if (payloadLeft_ > 0) {
+        const auto take = static_cast<std::size_t>(std::min<std::uint64_t>(payloadLeft_, n));
+        payloadLeft_ -= take;
+        p += take;
+        n -= take;
+        continue;
+      }
+      header_[have_++] = static_cast<std::uint8_t>(*p++);
+      --n;
+      if (have_ < 2) continue;
+      const unsigned len7 = header_[1] & 0x7f;
+      const unsigned need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((header_[1] & 0x80) ? 4 : 0);
+      if (have_ < need) continue;
+      std::uint64_t len = len7;
+      if (len7 == 126) len = (std::uint64_t{header_[2]} << 8) | header_[3];
+      if (len7 == 127) {
+        len = 0;
+        for (int i = 2; i < 10; ++i) len = (len << 8) | header_[i];
+      }
+      if ((header_[0] & 0x0f) == 0x8) closeSeen_ = true;
+      payloadLeft_ = len;
+      have_ = 0;
+    }
+  }
+  bool between() const { return payloadLeft_ == 0 && have_ == 0; }
+  bool closeSeen() const { return closeSeen_; }
+
+ private:
+  std::uint64_t payloadLeft_ = 0;
+  std::uint8_t header_[14] = {};
+  unsigned have_ = 0;
+  bool closeSeen_ = false;
+};
+
+// An unmasked close frame, as a server sends it.
+std::string closeFrame(int code, const std::string& reason) {
+  const std::string text = reason.substr(0, 123);
+  std::string f;
+  f.push_back(static_cast<char>(0x88));
+  f.push_back(static_cast<char>(2 + text.size()));
+  f.push_back(static_cast<char>((code >> 8) & 0xff));
+  f.push_back(static_cast<char>(code & 0xff));
+  return f + text;
+}
+
+class Relay;
+
+// Every open relay, for closeRelays(): each is ended on its own thread.
+struct Registry {
+  std::mutex mutex;
+  std::list<std::weak_ptr<Relay>> relays;
+  std::atomic<std::size_t> open{0};
+};
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+class Relay : public std::enable_shared_from_this<Relay> {
+ public:
+  Relay(tcp::socket client, tcp::socket peer, ConnectionSlot slot)
+      : client_(std::move(client)), peer_(std::move(peer)), slot_(std::move(slot)), linger_(client_.get_executor()) {
+    ++registry().open;
+  }
+  ~Relay() {
+    finish();
+    --registry().open;
+  }
+
+  asio::any_io_executor executor() { return client_.get_executor(); }
+
+  void start(std::string head, const std::string& early) {
+    {
+      auto& r = registry();
+      std::lock_guard lock(r.mutex);
+      r.relays.push_front(weak_from_this());
+      place_ = r.relays.begin();
+      registered_ = true;
+    }
+    beast::error_code ignored;
+    peer_.set_option(tcp::no_delay(true), ignored);
+    // The 101 and the owner's first bytes, then both directions.
+    frames_.feed(early.data(), early.size());
+    toClient_ = std::move(head) + early;
+    asio::async_write(client_, asio::buffer(toClient_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->clientGone();
+      self->readPeer();
+      self->readClient();
+    });
+  }
+
+  // closeRelays(): ends the relay as if the owner had gone, with this code.
+  void end(int code, std::string reason) {
+    code_ = code;
+    reason_ = std::move(reason);
+    beast::error_code ignored;
+    peer_.shutdown(tcp::socket::shutdown_both, ignored);
+    peer_.close(ignored);
+  }
+
+ private:
+  void readPeer() {
+    peer_.async_read_some(asio::buffer(down_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+      if (ec) return self->peerGone();
+      self->frames_.feed(self->down_.data(), n);
+      asio::async_write(self->client_, asio::buffer(self->down_.data(), n),
+                        [self](beast::error_code wec, std::size_t) {
+                          if (wec) return self->clientGone();
+                          self->readPeer();
+                        });
+    });
+  }
+
+  void readClient() {
+    client_.async_read_some(asio::buffer(up_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+      if (ec) return self->clientGone();
+      if (self->peerDown_) return self->readClient();  // its close reply, or late frames: nowhere to go
+      asio::async_write(self->peer_, asio::buffer(self->up_.data(), n), [self](beast::error_code wec, std::size_t) {
+        // A failed write to the owner shows as a failed read there too (peerGone).
+        if (wec) return;
+        self->readClient();
+      });
+    });
+  }
+
+  // The owner closed, failed or was ended: the client hears a close frame if the stream is
+  // between frames and the owner sent none, then its connection is closed.
+  void peerGone() {
+    if (std::exchange(peerDown_, true)) return;
+    beast::error_code ignored;
+    peer_.close(ignored);
+    if (clientDown_) return finish();
+    if (!frames_.closeSeen() && frames_.between()) {
+      toClient_ = closeFrame(code_, reason_);
+      asio::async_write(client_, asio::buffer(toClient_), [self = shared_from_this()](beast::error_code, std::size_t) {
+        self->lingerThenClose();
+      });
+      return;
+    }
+    lingerThenClose();
+  }
+
+  // Half-closes the client's connection and reads on (readClient) until the client closes it
+  // or a moment passes: closing at once with its close reply unread would reset the
+  // connection, and a reset can discard the close frame before the client reads it.
+  void lingerThenClose() {
+    beast::error_code ignored;
+    client_.shutdown(tcp::socket::shutdown_send, ignored);
+    linger_.expires_after(std::chrono::seconds(2));
+    linger_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->clientGone();
+    });
+  }
+
+  void clientGone() {
+    if (std::exchange(clientDown_, true)) return;
+    beast::error_code ignored;
+    client_.close(ignored);
+    linger_.cancel();
+    if (!peerDown_) {
+      peerDown_ = true;
+      peer_.shutdown(tcp::socket::shutdown_both, ignored);
+      peer_.close(ignored);
+    }
+    finish();
+  }
+
+  void finish() {
+    if (std::exchange(finished_, true)) return;
+    slot_.release();
+    if (!registered_) return;
+    auto& r = registry();
+    std::lock_guard lock(r.mutex);
+    r.relays.erase(place_);
+  }
+
+  tcp::socket client_;
+  tcp::socket peer_;
+  ConnectionSlot slot_;
+  asio::steady_timer linger_;
+  std::array<char, 16 * 1024> down_{};
+  std::array<char, 16 * 1024> up_{};
+  std::string toClient_;
+  FrameBoundary frames_;
+  std::list<std::weak_ptr<Relay>>::iterator place_;
+  int code_ = 1012;
+  std::string reason_ = "the node holding the object went away; reconnect";
+  bool peerDown_ = false;
+  bool clientDown_ = false;
+  bool finished_ = false;
+  bool registered_ = false;
+};
+
+}  // namespace
+
+Task<Response> sendUpgrade(asio::io_context& context, const std::string& address, const Request& request,
+                           std::chrono::milliseconds timeout) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos) throw unreachable("cluster: a node's address has no port: " + address);
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::string port = address.substr(colon + 1);
+
+  auto resolver = std::make_shared<tcp::resolver>(context);
+  AsioOp<tcp::resolver::results_type> resolve{[&](auto done) {
+    resolver->async_resolve(host, port, [done](beast::error_code ec, tcp::resolver::results_type r) { done(ec, r); });
+  }};
+  auto [rec, endpoints] = co_await resolve;
+  if (rec) throw unreachable("cluster: cannot resolve the node " + address + ": " + rec.message());
+
+  auto stream = std::make_unique<beast::tcp_stream>(context);
+  stream->expires_after(timeout);
+  AsioOp<tcp::endpoint> connect{[&](auto done) {
+    stream->async_connect(endpoints, [done](beast::error_code ec, tcp::endpoint e) { done(ec, e); });
+  }};
+  auto [cec, endpoint] = co_await connect;
+  if (cec) throw unreachable("cluster: cannot connect to the node " + address + ": " + cec.message());
+
+  const URL url(request.urlString());
+  http::request<http::string_body> req{http::verb::get, url.pathname() + url.search(), 11};
+  for (const auto& [name, value] : request.headers().entries()) {
+    if (name == "host" || name == "content-length" || name == "transfer-encoding") continue;
+    req.insert(name, value);
+  }
+  req.set(http::field::host, address);
+  AsioOp<std::size_t> write{[&](auto done) {
+    http::async_write(*stream, req, [done](beast::error_code ec, std::size_t n) { done(ec, n); });
+  }};
+  auto [wec, written] = co_await write;
+  if (wec) throw unreachable("cluster: sending a WebSocket upgrade to " + address + " failed: " + wec.message());
+
+  // A 101 has no body: the read stops after its head, and what follows it in `buffer` is the
+  // owner's first frames.
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(16 * 1024 * 1024);
+  AsioOp<std::size_t> read{[&](auto done) {
+    http::async_read(*stream, buffer, parser, [done](beast::error_code ec, std::size_t n) { done(ec, n); });
+  }};
+  auto [rdec, got] = co_await read;
+  if (rdec) throw unreachable("cluster: the node " + address + " did not answer the WebSocket upgrade: " + rdec.message());
+
+  auto res = parser.release();
+  const int status = static_cast<int>(res.result_int());
+  if (status != 101) {
+    const std::string reason(res.reason());
+    Response out(std::move(res.body()), {.status = status, .statusText = reason});
+    for (const auto& field : res) out.headers().append(field.name_string(), field.value());
+    co_return out;
+  }
+  stream->expires_never();
+  auto relayed = std::make_shared<RelayedUpgrade>(RelayedUpgrade{stream->release_socket(), {}});
+  const auto early = buffer.data();
+  relayed->early.assign(static_cast<const char*>(early.data()), early.size());
+  auto client = std::make_shared<WebSocketImpl>();
+  client->relayed = std::move(relayed);
+  const WebSocket end = WebSocketAccess::wrap(client);
+  Response out(nullptr, {.status = 101, .webSocket = end});
+  for (const auto& field : res) out.headers().append(field.name_string(), field.value());
+  co_return out;
+}
+
+void startRelay(tcp::socket client, const Response& response, ConnectionSlot slot) {
+  auto relayed = std::exchange(WebSocketAccess::impl(response.webSocket())->relayed, nullptr);
+  tcp::socket peer = std::move(relayed->peer);
+  if (&peer.get_executor().context() != &client.get_executor().context()) {
+    // Same descriptor, the client's io_context: both ends on one thread.
+    const auto protocol = peer.local_endpoint().protocol();
+    const int fd = peer.release();
+    peer = tcp::socket(static_cast<asio::io_context&>(client.get_executor().context()));
+    beast::error_code ec;
+    peer.assign(protocol, fd, ec);
+    if (ec) ::close(fd);
+  }
+  std::string first = "HTTP/1.1 101 Switching Protocols\r\n";
+  for (const auto& [name, value] : response.headers().entries()) {
+    if (name.rfind("x-durable-", 0) == 0 || name == "content-length") continue;
+    first += name + ": " + value + "\r\n";
+  }
+  first += "\r\n";
+  auto relay = std::make_shared<Relay>(std::move(client), std::move(peer), std::move(slot));
+  relay->start(std::move(first), relayed->early);
+}
+
+void closeRelays(int code, const std::string& reason) {
+  auto& r = registry();
+  std::lock_guard lock(r.mutex);
+  for (auto& weak : r.relays) {
+    auto relay = weak.lock();
+    if (!relay) continue;
+    // Its own thread: a relay's sockets are used there only.
+    asio::post(relay->executor(), [relay, code, reason] { relay->end(code, reason); });
+  }
+}
+
+std::size_t openRelays() { return registry().open.load(); }
+
+}  // namespace durable::detail
