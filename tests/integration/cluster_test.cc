@@ -555,6 +555,79 @@ TEST_F(ClusterDemoTest, NotesWrittenThroughOneNodeAreReadThroughAnyAndOutliveThe
   EXPECT_EQ(boost::json::parse(last.body).as_array().size(), 6u) << last.body;
 }
 
+// The demo app's routes through every node, each object in one place: counters count on
+// whichever node takes each request, a rate limit is one budget over all nodes, a task's alarm is
+// set through one node and cancelled through another, a room's history reads the same anywhere.
+TEST_F(ClusterDemoTest, TheDemoAppAnswersTheSameThroughEveryNode) {
+  auto call = [&](int i, const std::string& method, const std::string& target,
+                  const std::map<std::string, std::string>& headers = {}) {
+    const auto& n = *nodes_[static_cast<std::size_t>(i % 3)];
+    HttpConnection http(n.host(), n.port());
+    return http.request(method, target, "", headers);
+  };
+  for (int c = 0; c < 6; ++c) {
+    const std::string counter = "/counters/demo-" + std::to_string(c);
+    for (int k = 1; k <= 9; ++k) {
+      const auto r = call(k + c, "POST", counter + "/increment");
+      ASSERT_EQ(r.status, 200) << r.body;
+      EXPECT_EQ(countOf(r), k) << counter << " through n" << (k + c) % 3;
+    }
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(countOf(call(i, "GET", counter)), 9) << counter << " through n" << i;
+    EXPECT_EQ(call(c + 1, "POST", counter + "/reset").status, 200);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(countOf(call(i, "GET", counter)), 0) << counter << " through n" << i;
+  }
+
+  // /api-small/* allows 5 requests per 10 s per client address: the budget is one object's.
+  for (int k = 0; k < 8; ++k) {
+    const auto r = call(k, "GET", "/api-small/ping", {{"cf-connecting-ip", "203.0.113.9"}});
+    EXPECT_EQ(r.status, k < 5 ? 200 : 429) << "request " << k << " through n" << k % 3 << ": " << r.body;
+  }
+
+  auto alarmOf = [&](const std::string& name) -> std::optional<long long> {
+    PgBlocking db(pg().connectionString());
+    auto r = db.run("SELECT a.time FROM durable_alarms a JOIN durable_names n ON n.ns = a.ns AND n.obj = a.obj "
+                    "WHERE n.name = '" + name + "'");
+    if (PQntuples(r.get()) == 0) return std::nullopt;
+    return durable::detail::pgInt8(r.get(), 0, 0);
+  };
+  for (int t = 0; t < 3; ++t) {
+    const std::string task = "demo-task-" + std::to_string(t);
+    const auto scheduled = call(t, "POST", "/tasks/" + task + "/schedule");
+    ASSERT_EQ(scheduled.status, 200) << scheduled.body;
+    const auto when = boost::json::parse(scheduled.body).as_object().at("scheduledTime").as_int64();
+    EXPECT_EQ(alarmOf(task), when) << task;
+    const auto cancelled = call(t + 1, "GET", "/tasks/" + task + "/cancel");
+    ASSERT_EQ(cancelled.status, 200) << cancelled.body;
+    EXPECT_EQ(cancelled.body, R"({"cancelled":true})");
+    EXPECT_EQ(alarmOf(task), std::nullopt) << task;
+  }
+
+  // A room's history, written through clients of two nodes, read through all three.
+  {
+    auto a = WsClient::connect(nodes_[0]->host(), nodes_[0]->port(), "/rooms/demo-room/websocket?user=ann");
+    auto b = WsClient::connect(nodes_[1]->host(), nodes_[1]->port(), "/rooms/demo-room/websocket?user=bob");
+    a->send(R"({"type":"message","content":"one"})");
+    b->send(R"({"type":"message","content":"two"})");
+    int seen = 0;
+    for (auto* ws : {a.get(), b.get()}) {
+      for (int m = 0; m < 2;) {
+        const auto f = boost::json::parse(ws->readText(10s)).as_object();
+        if (f.at("type") == "message") ++m, ++seen;
+      }
+    }
+    EXPECT_EQ(seen, 4);
+  }
+  std::string first;
+  for (int i = 0; i < 3; ++i) {
+    const auto h = call(i, "GET", "/rooms/demo-room/history");
+    ASSERT_EQ(h.status, 200) << h.body;
+    const auto messages = boost::json::parse(h.body).as_array();
+    ASSERT_EQ(messages.size(), 2u) << h.body;
+    if (i == 0) first = h.body;
+    EXPECT_EQ(h.body, first) << "n" << i << " reads another history";
+  }
+}
+
 // The ChatRoom's next frame of `type` on `ws`, skipping the others.
 boost::json::object nextOfType(WsClient& ws, const std::string& type) {
   const auto deadline = Clock::now() + 10s;
