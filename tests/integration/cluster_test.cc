@@ -33,6 +33,7 @@ using durable::detail::PgBlocking;
 
 constexpr auto kLease = 1000ms;
 constexpr int kCounters = 40;
+constexpr int kRooms = 6;
 
 // One acknowledged increment: when its request began and its response ended, and the count.
 struct Ack {
@@ -48,6 +49,40 @@ std::optional<long long> countOf(const HttpResponse& r) {
   return v.as_object().at("count").as_int64();
 }
 
+// The ChatRoom's next frame of `type` on `ws`, skipping the others.
+boost::json::object nextOfType(WsClient& ws, const std::string& type) {
+  const auto deadline = Clock::now() + 10s;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) throw std::runtime_error("no " + type + " frame in time");
+    auto f = boost::json::parse(ws.readText(left)).as_object();
+    if (const auto* t = f.if_contains("type"); t && t->is_string() && t->as_string() == type) return f;
+  }
+}
+
+// Whether a message with `content` comes on `ws` within 10 s (other messages are skipped).
+bool messageComes(WsClient& ws, const std::string& content) {
+  try {
+    while (nextOfType(ws, "message").at("content") != content.c_str()) {
+    }
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+std::string chatMessage(const std::string& content) {
+  return boost::json::serialize(boost::json::object{{"type", "message"}, {"content", content}});
+}
+
+// Whether the history frame `f` holds a message with `content`.
+bool historyHas(const boost::json::object& f, const std::string& content) {
+  for (const auto& m : f.at("messages").as_array()) {
+    if (m.as_object().at("content") == content.c_str()) return true;
+  }
+  return false;
+}
+
 class ClusterTest : public ::testing::Test {
  protected:
   // Where the nodes listen (and PostgreSQL, besides loopback); the partition test puts them
@@ -56,6 +91,11 @@ class ClusterTest : public ::testing::Test {
   virtual std::vector<std::string> postgresSettings() const { return {}; }
   virtual fs::path nodeBinary(int i) const { return testServerPath(); }
   virtual fs::path baseConfig() const { return testServerConfig(); }
+  // The tests' server has no chat rooms of its own: the load puts some beside the counters.
+  virtual std::string extraConfig() const {
+    return "\n[[durable_objects.bindings]]\nname = \"ROOM\"\nclass_name = \"ChatRoom\"\n"
+           "\n[[migrations]]\ntag = \"v2-rooms\"\nnew_classes = [\"ChatRoom\"]\n";
+  }
   // Before PostgreSQL starts (the addresses it listens on must exist), and after.
   virtual void prepareNetwork() {}
   virtual void afterPostgres() {}
@@ -72,7 +112,8 @@ class ClusterTest : public ::testing::Test {
     afterPostgres();
     config_ = dir_ / "wrangler.toml";
     // The tests' server: the seed's app and AlarmProbe (tests/support/test_server.cc).
-    writeFile(config_, readFile(baseConfig()) + "\n[cluster]\nlease_ms = " + std::to_string(kLease.count()) + "\n");
+    writeFile(config_, readFile(baseConfig()) + extraConfig() + "\n[cluster]\nlease_ms = " +
+                           std::to_string(kLease.count()) + "\n");
     for (int i = 0; i < 3; ++i) nodes_.push_back(startNode(i));
     // Until the first node handed the others their share.
     const auto deadline = Clock::now() + 15s;
@@ -172,6 +213,104 @@ class ClusterTest : public ::testing::Test {
       std::lock_guard lock(mu_);
       acks_[c].push_back({began, Clock::now(), *count});
     }
+  }
+
+  // Posts messages to rooms lr0..lr5 through node `i` until `stop`, a new WebSocket each time,
+  // recording each message whose broadcast came back to its sender: the output gate released
+  // it, so it is durable.
+  void chatLoad(int i, std::atomic<bool>& stop) {
+    const auto& n = *nodes_[static_cast<std::size_t>(i)];
+    WsClient::Options options;
+    options.timeout = 3s;
+    for (int k = 0; !stop; ++k) {
+      const std::string room = "lr" + std::to_string((k + i) % kRooms);
+      const std::string content = "n" + std::to_string(i) + "-" + std::to_string(k);
+      try {
+        auto ws = WsClient::connect(n.host(), n.port(), "/rooms/" + room + "/websocket?user=n" + std::to_string(i), options);
+        ws->send(chatMessage(content), 3s);
+        const auto deadline = Clock::now() + 3s;
+        while (Clock::now() < deadline) {
+          const auto f = boost::json::parse(ws->readText(3s)).as_object();
+          if (f.at("type") == "message" && f.at("content") == content.c_str()) {
+            std::lock_guard lock(mu_);
+            chatAcks_[room].push_back(content);
+            break;
+          }
+        }
+        ws->close(1000, "", 1s);
+      } catch (const std::exception& e) {
+        if (std::getenv("CHAT_DEBUG")) std::fprintf(stderr, "chat: %s\n", e.what());
+        std::this_thread::sleep_for(20ms);
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+
+  // Every room's history read through node `i` (retrying until `within`): each acknowledged
+  // message is there, and one sender's messages are in the order it sent them.
+  void checkChatHistories(int i, Clock::duration within) {
+    std::lock_guard lock(mu_);
+    std::size_t total = 0;
+    for (auto& [room, acked] : chatAcks_) {
+      total += acked.size();
+      const auto deadline = Clock::now() + within;
+      HttpResponse h;
+      for (;;) {
+        try {
+          h = httpRequest(nodes_[static_cast<std::size_t>(i)]->host(), nodes_[static_cast<std::size_t>(i)]->port(), "GET",
+                          "/rooms/" + room + "/history");
+        } catch (const HttpError&) {
+          h.status = 0;
+        }
+        if (h.status == 200) break;
+        ASSERT_LT(Clock::now(), deadline) << room << " did not answer through n" << i;
+        std::this_thread::sleep_for(50ms);
+      }
+      std::vector<std::string> history;
+      const auto parsed = boost::json::parse(h.body);
+      for (const auto& m : parsed.as_array()) {
+        history.emplace_back(m.as_object().at("content").as_string());
+      }
+      ASSERT_LT(history.size(), 100u) << "the history is cut at 100: fewer messages are needed";
+      for (const auto& content : acked) {
+        EXPECT_NE(std::find(history.begin(), history.end(), content), history.end())
+            << room << " lost the acknowledged message " << content;
+      }
+      std::map<std::string, int> lastOfSender;  // sender -> its last message's number
+      for (const auto& content : history) {
+        const auto dash = content.find('-');
+        if (content.front() != 'n' || dash == std::string::npos) continue;  // another client's ("watching")
+        const int k = std::stoi(content.substr(dash + 1));
+        auto [it, fresh] = lastOfSender.try_emplace(content.substr(0, dash), k);
+        if (!fresh) {
+          EXPECT_GT(k, it->second) << room << ": " << content << " after a later message of its sender";
+          it->second = k;
+        }
+      }
+    }
+    EXPECT_GT(total, 10u) << "too few acknowledged chat messages to prove anything";
+  }
+
+  // The node (0..9) whose name holds the slot of the object made from `name`, or -1 when none
+  // does or the object never committed a write.
+  int ownerOfName(const std::string& name) {
+    PgBlocking db(pg().connectionString());
+    auto r = db.run("SELECT s.owner FROM durable_names n JOIN durable_slots s ON s.slot = n.slot WHERE n.name = '" +
+                    name + "'");
+    if (PQntuples(r.get()) != 1 || PQgetisnull(r.get(), 0, 0)) return -1;
+    return std::string(durable::detail::pgBytes(r.get(), 0, 0)).back() - '0';
+  }
+
+  // A client of each room lr0..lr5 through node `i`, each room with a message committed.
+  std::vector<std::unique_ptr<WsClient>> watchRooms(int i) {
+    std::vector<std::unique_ptr<WsClient>> out;
+    const auto& n = *nodes_[static_cast<std::size_t>(i)];
+    for (int r = 0; r < kRooms; ++r) {
+      out.push_back(WsClient::connect(n.host(), n.port(), "/rooms/lr" + std::to_string(r) + "/websocket?user=watch"));
+      out.back()->send(chatMessage("watching"));
+      EXPECT_TRUE(messageComes(*out.back(), "watching"));
+    }
+    return out;
   }
 
   // Every counter read through node `i`, until each answers or `within` passes: how long it took.
@@ -277,6 +416,7 @@ class ClusterTest : public ::testing::Test {
   int starts_ = 0;
   std::mutex mu_;
   std::map<int, std::vector<Ack>> acks_;
+  std::map<std::string, std::vector<std::string>> chatAcks_;  // room -> acknowledged messages
   std::thread epochWatch_;
   std::atomic<bool> epochStop_{false};
   std::atomic<int> epochReads_{0};
@@ -287,6 +427,8 @@ TEST_F(ClusterTest, KillNineOfANodeUnderLoadLosesNothingAndEveryObjectAnswersWit
   std::atomic<bool> stop{false};
   std::vector<std::thread> clients;
   for (int i = 0; i < 3; ++i) clients.emplace_back([this, i, &stop] { load(i, stop); });
+  // Chat rooms too, through the two nodes that survive (a client of the killed node fails with it).
+  for (int i : {0, 2}) clients.emplace_back([this, i, &stop] { chatLoad(i, stop); });
   std::this_thread::sleep_for(1500ms);
   const pid_t victim = nodes_[1]->pid();
   nodes_[1]->kill9();
@@ -303,6 +445,7 @@ TEST_F(ClusterTest, KillNineOfANodeUnderLoadLosesNothingAndEveryObjectAnswersWit
   untilEveryCounterAnswers(2, 5s, again);
   EXPECT_EQ(finals, again);
   checkInvariants(finals);
+  checkChatHistories(2, kLease + 2s);
   checkSingleActivation({{victim, killedAt}});
 
   PgBlocking db(pg().connectionString());
@@ -319,6 +462,10 @@ TEST_F(ClusterTest, ANodePausedPastItsLeaseServesNothingStaleWhenItWakes) {
     ASSERT_EQ(r.status, 200) << r.body;
     before[c] = *countOf(r);
   }
+  // Clients of six rooms through n1; the rooms n0 holds are relayed to it.
+  auto watchers = watchRooms(1);
+  std::vector<int> ownerBefore;
+  for (int r = 0; r < kRooms; ++r) ownerBefore.push_back(ownerOfName("lr" + std::to_string(r)));
   ASSERT_EQ(::kill(nodes_[0]->pid(), SIGSTOP), 0);
   std::this_thread::sleep_for(2 * kLease);
   // The others take n0's slots and move every counter on.
@@ -367,6 +514,19 @@ TEST_F(ClusterTest, ANodePausedPastItsLeaseServesNothingStaleWhenItWakes) {
   std::map<int, long long> finals;
   untilEveryCounterAnswers(0, kLease + 2s, finals);
   EXPECT_EQ(finals, after);
+  // The woken node found its lease lapsed and closed its rooms' sockets with 1012 (the rooms
+  // live on elsewhere now); the other rooms' clients never noticed.
+  for (int r = 0; r < kRooms; ++r) {
+    auto& ws = *watchers[static_cast<std::size_t>(r)];
+    if (ownerBefore[static_cast<std::size_t>(r)] == 0) {
+      const auto closed = ws.waitClosed(kLease + 2s);
+      EXPECT_EQ(closed.code, 1012) << "lr" << r << ": " << closed.reason << closed.error;
+    } else {
+      EXPECT_TRUE(ws.isOpen()) << "lr" << r;
+      ws.send(chatMessage("still here"));
+      EXPECT_TRUE(messageComes(ws, "still here")) << "lr" << r;
+    }
+  }
   checkSingleActivation();
 }
 
@@ -472,6 +632,7 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
   std::atomic<bool> stop{false};
   std::vector<std::thread> clients;
   for (int i : {0, 2}) clients.emplace_back([this, i, &stop] { load(i, stop); });
+  for (int i : {0, 2}) clients.emplace_back([this, i, &stop] { chatLoad(i, stop); });
   std::this_thread::sleep_for(1s);
   const auto status = nodes_[1]->stop();
   EXPECT_TRUE(status.exited && status.code == 0) << status.describe();
@@ -484,6 +645,11 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
     EXPECT_EQ(durable::detail::pgInt8(r.get(), 0, 1), 0) << "a stopped node kept its lease";
   }
   std::this_thread::sleep_for(1s);
+  // Clients of six rooms through n0, before the join; the rooms the joining node is given
+  // close with 1012 and answer again through it.
+  auto watchers = watchRooms(0);
+  std::vector<int> ownerBefore;
+  for (int r = 0; r < kRooms; ++r) ownerBefore.push_back(ownerOfName("lr" + std::to_string(r)));
   nodes_.push_back(startNode(3));
   const auto deadline = Clock::now() + 10s;
   for (;;) {
@@ -499,6 +665,22 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
   std::map<int, long long> finals;
   untilEveryCounterAnswers(3, kLease + 2s, finals);
   checkInvariants(finals);
+  checkChatHistories(3, kLease + 2s);
+  int moved = 0;
+  for (int r = 0; r < kRooms; ++r) {
+    auto& ws = *watchers[static_cast<std::size_t>(r)];
+    const int now = ownerOfName("lr" + std::to_string(r));
+    if (now != ownerBefore[static_cast<std::size_t>(r)]) {
+      ++moved;
+      const auto closed = ws.waitClosed(2s);
+      EXPECT_EQ(closed.code, 1012) << "lr" << r << " moved from n" << ownerBefore[static_cast<std::size_t>(r)]
+                                   << " to n" << now << ": " << closed.reason << closed.error;
+    } else {
+      ws.send(chatMessage("still here"));
+      EXPECT_TRUE(messageComes(ws, "still here")) << "lr" << r;
+    }
+  }
+  std::printf("rooms moved to the joining node: %d of %d\n", moved, kRooms);
   checkSingleActivation();
 }
 
@@ -507,6 +689,7 @@ class ClusterDemoTest : public ClusterTest {
  protected:
   fs::path nodeBinary(int) const override { return binaryPath(); }
   fs::path baseConfig() const override { return seedConfig(); }
+  std::string extraConfig() const override { return ""; }
 };
 
 // A SQLite-backed object in cluster mode: its database is rebuilt on whichever node holds it
@@ -628,29 +811,6 @@ TEST_F(ClusterDemoTest, TheDemoAppAnswersTheSameThroughEveryNode) {
   }
 }
 
-// The ChatRoom's next frame of `type` on `ws`, skipping the others.
-boost::json::object nextOfType(WsClient& ws, const std::string& type) {
-  const auto deadline = Clock::now() + 10s;
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) throw std::runtime_error("no " + type + " frame in time");
-    auto f = boost::json::parse(ws.readText(left)).as_object();
-    if (const auto* t = f.if_contains("type"); t && t->is_string() && t->as_string() == type) return f;
-  }
-}
-
-std::string chatMessage(const std::string& content) {
-  return boost::json::serialize(boost::json::object{{"type", "message"}, {"content", content}});
-}
-
-// Whether the history frame `f` holds a message with `content`.
-bool historyHas(const boost::json::object& f, const std::string& content) {
-  for (const auto& m : f.at("messages").as_array()) {
-    if (m.as_object().at("content") == content.c_str()) return true;
-  }
-  return false;
-}
-
 // A WebSocket's TCP connection stays on the node that accepted it, which relays it to the node
 // holding the object: one room serves clients of every node, and when the room's slot moves
 // (SIGTERM of its node, or kill -9) its clients get 1012 and find it again on the new owner.
@@ -661,13 +821,7 @@ TEST_F(ClusterDemoTest, WebSocketsReachTheirRoomThroughAnyNodeAndCloseWith1012Wh
     nextOfType(*ws, "history");
     return ws;
   };
-  auto ownerOf = [&](const std::string& room) {
-    PgBlocking db(pg().connectionString());
-    auto r = db.run("SELECT s.owner FROM durable_names n JOIN durable_slots s ON s.slot = n.slot WHERE n.name = '" +
-                    room + "'");
-    if (PQntuples(r.get()) != 1 || PQgetisnull(r.get(), 0, 0)) return -1;
-    return std::string(durable::detail::pgBytes(r.get(), 0, 0)).back() - '0';
-  };
+  auto ownerOf = [&](const std::string& room) { return ownerOfName(room); };
 
   // Six rooms, each with one client through every node: whoever holds a room, at least two of
   // its clients are relayed, and all three hear each message once.
@@ -826,6 +980,7 @@ TEST_F(ClusterPartitionTest, ANodeCutOffFromPostgresAndItsPeersLosesNothingAndSe
   std::atomic<bool> stop{false};
   std::vector<std::thread> clients;
   for (int i = 0; i < 3; ++i) clients.emplace_back([this, i, &stop] { load(i, stop); });
+  for (int i : {0, 1}) clients.emplace_back([this, i, &stop] { chatLoad(i, stop); });
   std::this_thread::sleep_for(1500ms);
   ip({"link", "set", hostIf_, "down"}, dir_.path());
   std::this_thread::sleep_for(kLease + 2s);
@@ -847,6 +1002,7 @@ TEST_F(ClusterPartitionTest, ANodeCutOffFromPostgresAndItsPeersLosesNothingAndSe
   untilEveryCounterAnswers(0, 5s, again);
   EXPECT_EQ(finals, again);
   checkInvariants(finals);
+  checkChatHistories(2, kLease + 5s);
   checkSingleActivation();
 }
 
