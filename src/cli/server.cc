@@ -74,6 +74,8 @@ Worker clusterFront(detail::Runtime& runtime, const Worker& user) {
   Worker front;
   front.all(std::string(detail::Runtime::kForwardPath),
             [&runtime](Context& c) -> Task<Response> { return runtime.acceptForwarded(std::move(c.req())); });
+  front.all(std::string(detail::PeerChannels::kPath),
+            [&runtime](Context& c) -> Task<Response> { co_return runtime.acceptChannel(c.req()); });
   front.all(std::string(detail::Runtime::kCallPath),
             [&runtime](Context& c) -> Task<Response> { return runtime.acceptForwarded(std::move(c.req())); });
   front.notFound([&user](Context& c) -> Task<Response> { return user.fetch(std::move(c.req()), c.env()); });

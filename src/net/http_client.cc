@@ -267,6 +267,8 @@ Task<Response> HttpClient::exchange(const std::string& method, const URL& url, c
     const bool keepAlive = res.keep_alive();
     const std::string reason(res.reason());
     Response out(std::move(res.body()), {.status = static_cast<int>(res.result_int()), .statusText = reason});
+    // The server's headers as it sent them: not the text/plain a Response's body gets by default.
+    out.headers().remove("content-type");
     for (const auto& field : res) out.headers().append(field.name_string(), field.value());
     if (keepAlive) {
       c->tcp().expires_never();

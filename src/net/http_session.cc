@@ -371,6 +371,17 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
   void upgrade(const Response& response) {
     const auto& client = response.webSocket();
     const auto& clientImpl = WebSocketAccess::impl(client);
+    if (clientImpl && clientImpl->adopt) {
+      server_.requestEnded();
+      requestDone(101, 0);
+      deadline_ = Clock::time_point::max();
+      releaseBody();
+      auto adopt = std::move(clientImpl->adopt);
+      // What the peer sent after its request's head is the new protocol's already.
+      const auto rest = buffer_.data();
+      adopt(std::move(socket_), std::move(slot_), std::string(static_cast<const char*>(rest.data()), rest.size()));
+      return;
+    }
     if (clientImpl && clientImpl->relayed && websocket::is_upgrade(parser_->get())) {
       // An object another node holds: that node ran the handshake; this one passes bytes.
       server_.requestEnded();

@@ -323,6 +323,10 @@ struct WebSocketImpl {
   std::vector<std::string> tags;
   std::optional<std::string> attachment;  // Value::encode()
   std::optional<std::int64_t> autoResponseAt;
+  // A connection that stops being HTTP but is no WebSocket (cluster mode's node-to-node
+  // channels, net/peer_channel.h): the HTTP session hands its socket and place over to this.
+  // The string: what the peer sent after the request's head (read into the session's buffer).
+  std::function<void(boost::asio::ip::tcp::socket, ConnectionSlot, std::string)> adopt;
   // Client end of a WebSocket another node holds (cluster mode): the connection to that node,
   // upgraded, for the HTTP session to relay the client's connection to (net/websocket_relay.h).
   std::shared_ptr<RelayedUpgrade> relayed;

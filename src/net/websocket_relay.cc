@@ -282,6 +282,7 @@ Task<Response> sendUpgrade(asio::io_context& context, const std::string& address
   if (status != 101) {
     const std::string reason(res.reason());
     Response out(std::move(res.body()), {.status = status, .statusText = reason});
+    out.headers().remove("content-type");
     for (const auto& field : res) out.headers().append(field.name_string(), field.value());
     co_return out;
   }

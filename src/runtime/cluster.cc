@@ -416,7 +416,7 @@ Task<std::optional<Response>> Runtime::toOwner(Shard& via, ObjectId id,
         response = co_await sendUpgrade(via.context(), route->address, out,
                                         std::chrono::milliseconds(via.settings().requestTimeoutMs));
       } else {
-        response = co_await via.peerClient().fetch(std::move(out));
+        response = co_await via.peerChannels().send(route->address, out);
       }
     } catch (...) {
       lost = std::current_exception();
@@ -494,6 +494,25 @@ Task<Response> Runtime::acceptForwarded(Request request) {
   Response failed = errorResponse(result.error());
   failed.headers().set(kErrorHeader, encodeError(result.error()));
   co_return failed;
+}
+
+Response Runtime::acceptChannel(const Request& request) {
+  const SlotTable* slots = options_.slots.get();
+  if (!slots) return refusal(404, "not a cluster node");
+  if (!sameSecret(request.headers().get(kSecretHeader).value_or(""), slots->secret)) {
+    return refusal(403, "a node-to-node request without the cluster's secret is refused");
+  }
+  if (request.headers().get("upgrade").value_or("") != PeerChannels::kProtocol) {
+    return refusal(400, "a channel is opened with Upgrade: " + std::string(PeerChannels::kProtocol));
+  }
+  auto taker = std::make_shared<WebSocketImpl>();
+  const std::size_t maxFrame = options_.settings.maxBodyBytes + 1024 * 1024;
+  taker->adopt = [this, maxFrame](boost::asio::ip::tcp::socket socket, ConnectionSlot slot, std::string early) {
+    servePeerChannel(std::move(socket), std::move(slot), std::move(early), maxFrame,
+                     [this](Request forwarded) { return acceptForwarded(std::move(forwarded)); });
+  };
+  const WebSocket end = WebSocketAccess::wrap(taker);
+  return Response(nullptr, {.status = 101, .webSocket = end});
 }
 
 Task<Response> Runtime::acceptForwardedCall(const NamespaceImpl& ns, const ObjectId& id, const Request& request) {

@@ -19,6 +19,7 @@
 #include "runtime/alarm_scheduler.h"
 #include "runtime/timers.h"
 #include "net/http_client.h"
+#include "net/peer_channel.h"
 #include "config/config.h"
 #include "ids/id_codec.h"
 #include "net/http_host.h"
@@ -275,8 +276,9 @@ class Shard final : public SocketShard {
   ShardTimers& timers() { return *timers_; }
   // This shard's outbound HTTP (durable::fetch), made on first use; from its own thread.
   HttpClient& httpClient();
-  // Cluster mode: requests forwarded to the nodes that hold their objects (runtime/cluster.cc).
-  HttpClient& peerClient();
+  // Cluster mode: the channels to the other nodes, for requests to objects they hold
+  // (runtime/cluster.cc); made on first use; from its own thread.
+  PeerChannels& peerChannels();
   std::uint64_t nextFlow() { return ++flows_; }
 
  private:
@@ -330,7 +332,7 @@ class Shard final : public SocketShard {
   std::unique_ptr<AlarmScheduler> alarms_;
   std::unique_ptr<ShardTimers> timers_;
   std::unique_ptr<HttpClient> httpClient_;
-  std::unique_ptr<HttpClient> peerClient_;
+  std::unique_ptr<PeerChannels> peerChannels_;
   std::function<void()> socketsClosed_;  // closeSockets()'s callback, until it has run
   std::vector<std::function<void()>> settledWaiters_;
   metrics::ShardMetrics metrics_;
@@ -399,6 +401,8 @@ class Runtime final : public HttpHost {
   // Cluster mode: the object's slot is not this node's (runtime/cluster.cc).
   bool heldElsewhere(const ObjectId& id) const;
   Task<Response> acceptForwarded(Request request);
+  // A node's request for a channel (net/peer_channel.h): 101, and the connection is served.
+  Response acceptChannel(const Request& request);
   // Sends a request to an object from any thread; `reply` runs on the caller's shard (or, when
   // called from outside any shard, on the object's shard).
   void dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request, const RequestTag& tag,

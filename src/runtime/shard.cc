@@ -57,22 +57,15 @@ HttpClient& Shard::httpClient() {
   return *httpClient_;
 }
 
-HttpClient& Shard::peerClient() {
-  if (!peerClient_) {
+PeerChannels& Shard::peerChannels() {
+  if (!peerChannels_) {
     const auto& s = settings();
-    HttpClientLimits limits;
-    limits.timeout = std::chrono::milliseconds(s.requestTimeoutMs);
-    limits.maxResponseBytes = s.maxBodyBytes;
-    limits.maxRedirects = 0;
-    // As many kept-alive connections to a peer as requests go to it at once: a connection
-    // opened per request would cost more than the hop itself.
-    limits.maxIdlePerOrigin = 1024;
-    limits.maxIdle = 4096;
-    // A forwarded request is never sent twice once it may have been delivered (runtime/cluster.cc).
-    limits.replayUnanswered = false;
-    peerClient_ = std::make_unique<HttpClient>(ctx_, limits);
+    // A frame carries a whole request or response: their bodies' limit, and room for the head.
+    peerChannels_ = std::make_unique<PeerChannels>(ctx_, runtime_.options().slots->secret,
+                                                   std::chrono::milliseconds(s.requestTimeoutMs),
+                                                   s.maxBodyBytes + 1024 * 1024);
   }
-  return *peerClient_;
+  return *peerChannels_;
 }
 
 void Shard::start() {
@@ -123,7 +116,7 @@ void Shard::start() {
     settledWaiters_.clear();
     alarms_.reset();
     httpClient_.reset();
-    peerClient_.reset();
+    peerChannels_.reset();
     timers_.reset();
     t_shard = nullptr;
   });

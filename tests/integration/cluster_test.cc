@@ -628,6 +628,30 @@ TEST_F(ClusterTest, RpcToAnObjectHeldByAnotherNodeRunsThereAndAnswers) {
   }
 }
 
+// The node-to-node channel (net/peer_channel.h) opens only with the cluster's secret; a peer
+// that sends garbage on it loses its connection, and the node serves on.
+TEST_F(ClusterTest, ThePeerChannelWantsTheSecretAndDropsAPeerThatSendsGarbage) {
+  const std::string open = "GET /.durable/cluster/channel HTTP/1.1\r\nHost: n0\r\nConnection: Upgrade\r\n"
+                           "Upgrade: durable-channel\r\n";
+  const auto refused = rawExchange(nodes_[0]->host(), nodes_[0]->port(), open + "\r\n", 5s);
+  EXPECT_EQ(refused.received.rfind("HTTP/1.1 403", 0), 0u) << refused.received;
+  std::string secret;
+  {
+    PgBlocking db(pg().connectionString());
+    auto r = db.run("SELECT secret FROM durable_cluster WHERE id = 1");
+    secret = std::string(durable::detail::pgBytes(r.get(), 0, 0));
+  }
+  // A frame whose length says 4 GiB: the node closes the connection rather than wait for it.
+  const auto garbage = rawExchange(nodes_[0]->host(), nodes_[0]->port(),
+                                   open + "x-durable-cluster-secret: " + secret + "\r\n\r\n" + std::string("\xff\xff\xff\xff", 4) +
+                                       std::string(64, 'x'),
+                                   5s);
+  EXPECT_EQ(garbage.received.rfind("HTTP/1.1 101", 0), 0u) << garbage.received;
+  EXPECT_TRUE(garbage.peerClosed) << "the node kept a channel that sent garbage";
+  const auto r = httpRequest(nodes_[0]->host(), nodes_[0]->port(), "POST", "/counters/after-garbage/increment");
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
 TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) {
   std::atomic<bool> stop{false};
   std::vector<std::thread> clients;

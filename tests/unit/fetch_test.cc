@@ -231,6 +231,8 @@ TEST(Fetch, AnswersWithStatusHeadersAndBodyAndSendsMethodHeadersAndBody) {
   EXPECT_EQ(r.status(), 200);
   EXPECT_EQ(r.text(), "hello");
   EXPECT_EQ(r.headers().get("x-test"), "yes");
+  // The server's content-type as it sent it, alone (not beside a default of our own).
+  EXPECT_EQ(r.headers().get("content-type"), "text/plain");
   // Any status is a response, not an error.
   r = onRuntime<Response>(env, [&] { return durable::fetch(base(server) + "/nothing"); });
   EXPECT_EQ(r.status(), 404);
