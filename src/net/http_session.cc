@@ -388,7 +388,7 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
       requestDone(101, 0);
       deadline_ = Clock::time_point::max();
       releaseBody();
-      startRelay(std::move(socket_), response, std::move(slot_));
+      startRelay(std::move(socket_), response, parser_->get()[http::field::sec_websocket_key], std::move(slot_));
       return;
     }
     auto server = clientImpl ? clientImpl->partner.lock() : nullptr;

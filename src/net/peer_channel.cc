@@ -166,6 +166,9 @@ struct PeerChannels::Connection : std::enable_shared_from_this<Connection> {
         if (self->dead) return;
         error_code ignored;
         self->socket.set_option(tcp::no_delay(true), ignored);
+        // A silent peer (its machine lost) is found dead in about 25 s; every request waiting
+        // on it has its own deadline meanwhile.
+        self->socket.set_option(asio::socket_base::keep_alive(true), ignored);
         self->wire = std::move(head);
         asio::async_write(self->socket, asio::buffer(self->wire), [self](error_code wec, std::size_t) {
           if (wec) return self->fail("the node " + self->address + " refused the channel: " + wec.message());
@@ -262,7 +265,10 @@ struct PeerChannels::Connection : std::enable_shared_from_this<Connection> {
     sweep.cancel();
     auto failed = std::move(waiting);
     waiting.clear();
-    for (auto& [id, w] : failed) w.answer.setError(std::make_exception_ptr(unavailable(why)));
+    // Before the channel opened nothing was written: those requests never reached the node.
+    for (auto& [id, w] : failed) {
+      w.answer.setError(open ? std::make_exception_ptr(unavailable(why)) : std::make_exception_ptr(NotDelivered(why)));
+    }
   }
 };
 

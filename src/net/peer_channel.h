@@ -19,6 +19,7 @@
 
 #include "net/websocket.h"
 
+#include <durable/error.h>
 #include <durable/http.h>
 #include <durable/task.h>
 
@@ -33,6 +34,12 @@
 
 namespace durable::detail {
 
+// Thrown when nothing reached the node (it refused or never answered the connection): the
+// request may be sent again, to whichever node the routes name next.
+struct NotDelivered : Error {
+  explicit NotDelivered(const std::string& why) : Error(ErrorCode::kUnavailable, why, {.retryable = true}) {}
+};
+
 class PeerChannels {
  public:
   static constexpr std::string_view kPath = "/.durable/cluster/channel";
@@ -45,8 +52,9 @@ class PeerChannels {
   PeerChannels& operator=(const PeerChannels&) = delete;
 
   // Sends `request` to the node at `address` (host:port) and waits for its answer. Throws
-  // Error(kUnavailable) when the node cannot be reached, the connection ends before the answer
-  // (the request may have run there) or no answer comes within the timeout.
+  // NotDelivered when the node cannot be reached (the channel never opened), Error(kUnavailable)
+  // when the connection ends before the answer (the request may have run there) or no answer
+  // comes within the timeout.
   Task<Response> send(const std::string& address, const Request& request);
 
   struct Connection;

@@ -15,7 +15,14 @@
 #include <atomic>
 #include <list>
 #include <mutex>
+#include <optional>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace durable::detail {
@@ -80,6 +87,41 @@ std::string closeFrame(int code, const std::string& reason) {
   return f + text;
 }
 
+// A connection between nodes that goes silent (a machine lost, a partition) is found dead in
+// about 25 s instead of the kernel's two hours.
+void keepAlive(tcp::socket& s) {
+  const int fd = s.native_handle();
+  const int on = 1, idle = 10, interval = 5, count = 3;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+}
+
+std::string base64(const unsigned char* data, std::size_t n) {
+  std::string out(4 * ((n + 2) / 3), '\0');
+  const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
+  out.resize(static_cast<std::size_t>(written));
+  return out;
+}
+
+// RFC 6455 4.2.2: the Sec-WebSocket-Accept that answers `key`.
+std::string acceptFor(std::string_view key) {
+  const std::string text = std::string(key) + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  return base64(digest, sizeof digest);
+}
+
+// A fresh Sec-WebSocket-Key: 16 random bytes.
+std::string freshKey() {
+  unsigned char nonce[16];
+  RAND_bytes(nonce, sizeof nonce);
+  return base64(nonce, sizeof nonce);
+}
+
+bool fitsInAHeader(std::string_view s) { return s.find_first_of("\r\n") == std::string_view::npos; }
+
 class Relay;
 
 // Every open relay, for closeRelays(): each is ended on its own thread.
@@ -95,8 +137,10 @@ Registry& registry() {
 
 class Relay : public std::enable_shared_from_this<Relay> {
  public:
-  Relay(tcp::socket client, tcp::socket peer, ConnectionSlot slot)
-      : client_(std::move(client)), peer_(std::move(peer)), slot_(std::move(slot)), linger_(client_.get_executor()) {
+  Relay(tcp::socket client, tcp::socket peer, ConnectionSlot slot, std::function<bool()> stillRouted,
+        std::chrono::milliseconds writeTimeout)
+      : client_(std::move(client)), peer_(std::move(peer)), slot_(std::move(slot)), linger_(client_.get_executor()),
+        watch_(client_.get_executor()), stillRouted_(std::move(stillRouted)), writeTimeout_(writeTimeout) {
     ++registry().open;
   }
   ~Relay() {
@@ -119,11 +163,14 @@ class Relay : public std::enable_shared_from_this<Relay> {
     // The 101 and the owner's first bytes, then both directions.
     frames_.feed(early.data(), early.size());
     toClient_ = std::move(head) + early;
+    downSince_ = Clock::now();
     asio::async_write(client_, asio::buffer(toClient_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->downSince_.reset();
       if (ec) return self->clientGone();
       self->readPeer();
       self->readClient();
     });
+    watch();
   }
 
   // closeRelays(): ends the relay as if the owner had gone, with this code.
@@ -136,12 +183,16 @@ class Relay : public std::enable_shared_from_this<Relay> {
   }
 
  private:
+  using Clock = std::chrono::steady_clock;
+
   void readPeer() {
     peer_.async_read_some(asio::buffer(down_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
       if (ec) return self->peerGone();
       self->frames_.feed(self->down_.data(), n);
+      self->downSince_ = Clock::now();
       asio::async_write(self->client_, asio::buffer(self->down_.data(), n),
                         [self](beast::error_code wec, std::size_t) {
+                          self->downSince_.reset();
                           if (wec) return self->clientGone();
                           self->readPeer();
                         });
@@ -152,11 +203,29 @@ class Relay : public std::enable_shared_from_this<Relay> {
     client_.async_read_some(asio::buffer(up_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
       if (ec) return self->clientGone();
       if (self->peerDown_) return self->readClient();  // its close reply, or late frames: nowhere to go
+      self->upSince_ = Clock::now();
       asio::async_write(self->peer_, asio::buffer(self->up_.data(), n), [self](beast::error_code wec, std::size_t) {
+        self->upSince_.reset();
         // A failed write to the owner shows as a failed read there too (peerGone).
         if (wec) return;
         self->readClient();
       });
+    });
+  }
+
+  // Once a second: the object still where the routes say, and neither side stuck on a write.
+  void watch() {
+    watch_.expires_after(std::chrono::seconds(1));
+    watch_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || self->finished_) return;
+      const auto now = Clock::now();
+      if (self->downSince_ && now - *self->downSince_ > self->writeTimeout_) return self->clientGone();
+      if (self->upSince_ && now - *self->upSince_ > self->writeTimeout_) {
+        self->end(1011, "the node holding the object stopped reading");
+      } else if (!self->peerDown_ && self->stillRouted_ && !self->stillRouted_()) {
+        self->end(1012, "the object moved to another node; reconnect");
+      }
+      self->watch();
     });
   }
 
@@ -194,6 +263,7 @@ class Relay : public std::enable_shared_from_this<Relay> {
     beast::error_code ignored;
     client_.close(ignored);
     linger_.cancel();
+    watch_.cancel();
     if (!peerDown_) {
       peerDown_ = true;
       peer_.shutdown(tcp::socket::shutdown_both, ignored);
@@ -215,8 +285,14 @@ class Relay : public std::enable_shared_from_this<Relay> {
   tcp::socket peer_;
   ConnectionSlot slot_;
   asio::steady_timer linger_;
-  std::array<char, 16 * 1024> down_{};
-  std::array<char, 16 * 1024> up_{};
+  asio::steady_timer watch_;
+  std::function<bool()> stillRouted_;
+  const std::chrono::milliseconds writeTimeout_;
+  std::optional<Clock::time_point> downSince_;  // a write to the client started then, unfinished
+  std::optional<Clock::time_point> upSince_;    // the same toward the owner
+  // Small: a relay lives as long as its socket, and most sockets are idle.
+  std::array<char, 4 * 1024> down_{};
+  std::array<char, 4 * 1024> up_{};
   std::string toClient_;
   FrameBoundary frames_;
   std::list<std::weak_ptr<Relay>>::iterator place_;
@@ -243,7 +319,7 @@ Task<Response> sendUpgrade(asio::io_context& context, const std::string& address
     resolver->async_resolve(host, port, [done](beast::error_code ec, tcp::resolver::results_type r) { done(ec, r); });
   }};
   auto [rec, endpoints] = co_await resolve;
-  if (rec) throw unreachable("cluster: cannot resolve the node " + address + ": " + rec.message());
+  if (rec) throw NotDelivered("cluster: cannot resolve the node " + address + ": " + rec.message());
 
   auto stream = std::make_unique<beast::tcp_stream>(context);
   stream->expires_after(timeout);
@@ -251,15 +327,27 @@ Task<Response> sendUpgrade(asio::io_context& context, const std::string& address
     stream->async_connect(endpoints, [done](beast::error_code ec, tcp::endpoint e) { done(ec, e); });
   }};
   auto [cec, endpoint] = co_await connect;
-  if (cec) throw unreachable("cluster: cannot connect to the node " + address + ": " + cec.message());
+  if (cec) throw NotDelivered("cluster: cannot connect to the node " + address + ": " + cec.message());
 
   const URL url(request.urlString());
   http::request<http::string_body> req{http::verb::get, url.pathname() + url.search(), 11};
   for (const auto& [name, value] : request.headers().entries()) {
-    if (name == "host" || name == "content-length" || name == "transfer-encoding") continue;
+    if (name == "host" || name == "content-length" || name == "transfer-encoding" || name == "connection" ||
+        name == "upgrade" || name.rfind("sec-websocket-", 0) == 0) {
+      continue;
+    }
     req.insert(name, value);
   }
   req.set(http::field::host, address);
+  // This connection's own handshake, whatever the stub's request held: no extensions, so that
+  // frames cross unchanged; the subprotocols the client offered.
+  req.set(http::field::connection, "Upgrade");
+  req.set(http::field::upgrade, "websocket");
+  req.set(http::field::sec_websocket_version, "13");
+  req.set(http::field::sec_websocket_key, freshKey());
+  if (const auto protocol = request.headers().get("sec-websocket-protocol")) {
+    req.set(http::field::sec_websocket_protocol, *protocol);
+  }
   AsioOp<std::size_t> write{[&](auto done) {
     http::async_write(*stream, req, [done](beast::error_code ec, std::size_t n) { done(ec, n); });
   }};
@@ -287,7 +375,8 @@ Task<Response> sendUpgrade(asio::io_context& context, const std::string& address
     co_return out;
   }
   stream->expires_never();
-  auto relayed = std::make_shared<RelayedUpgrade>(RelayedUpgrade{stream->release_socket(), {}});
+  auto relayed = std::make_shared<RelayedUpgrade>(RelayedUpgrade{stream->release_socket(), {}, {}, timeout});
+  keepAlive(relayed->peer);
   const auto early = buffer.data();
   relayed->early.assign(static_cast<const char*>(early.data()), early.size());
   auto client = std::make_shared<WebSocketImpl>();
@@ -298,7 +387,7 @@ Task<Response> sendUpgrade(asio::io_context& context, const std::string& address
   co_return out;
 }
 
-void startRelay(tcp::socket client, const Response& response, ConnectionSlot slot) {
+void startRelay(tcp::socket client, const Response& response, std::string_view clientKey, ConnectionSlot slot) {
   auto relayed = std::exchange(WebSocketAccess::impl(response.webSocket())->relayed, nullptr);
   tcp::socket peer = std::move(relayed->peer);
   if (&peer.get_executor().context() != &client.get_executor().context()) {
@@ -310,13 +399,19 @@ void startRelay(tcp::socket client, const Response& response, ConnectionSlot slo
     peer.assign(protocol, fd, ec);
     if (ec) ::close(fd);
   }
-  std::string first = "HTTP/1.1 101 Switching Protocols\r\n";
+  std::string first = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Accept: " + acceptFor(clientKey) + "\r\n";
   for (const auto& [name, value] : response.headers().entries()) {
-    if (name.rfind("x-durable-", 0) == 0 || name == "content-length") continue;
+    if (name.rfind("x-durable-", 0) == 0 || name == "content-length" || name == "transfer-encoding" ||
+        name == "connection" || name == "upgrade" || name == "sec-websocket-accept" ||
+        name == "sec-websocket-extensions" || !fitsInAHeader(name) || !fitsInAHeader(value)) {
+      continue;
+    }
     first += name + ": " + value + "\r\n";
   }
   first += "\r\n";
-  auto relay = std::make_shared<Relay>(std::move(client), std::move(peer), std::move(slot));
+  auto relay = std::make_shared<Relay>(std::move(client), std::move(peer), std::move(slot), std::move(relayed->stillRouted),
+                                       relayed->writeTimeout);
   relay->start(std::move(first), relayed->early);
 }
 

@@ -10,8 +10,10 @@
 // (1012, "service restart": reconnect, and a new owner answers).
 #pragma once
 
+#include "net/peer_channel.h"
 #include "net/websocket.h"
 
+#include <durable/error.h>
 #include <durable/http.h>
 #include <durable/task.h>
 
@@ -19,8 +21,10 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
+#include <functional>
 #include <cstddef>
 #include <string>
+#include <string_view>
 
 namespace durable::detail {
 
@@ -29,20 +33,31 @@ namespace durable::detail {
 struct RelayedUpgrade {
   boost::asio::ip::tcp::socket peer;
   std::string early;
+  // Whether the owner still holds the object by this node's routes. A relay to an owner that
+  // went silent (its machine lost, a partition) would never see its connection end: it checks
+  // this every second and ends with 1012 once the object has moved.
+  std::function<bool()> stillRouted;
+  // How long either side may take to accept a write before the relay ends (a client that
+  // stopped reading, as for a WebSocket this node holds: [durable] websocket_write_timeout_ms).
+  std::chrono::milliseconds writeTimeout{30000};
 };
 
+
 // Sends `request` (an upgrade) to `address` (host:port) on a new connection and reads the
-// answer. A 101 comes back with a client-end WebSocket that carries the connection
-// (WebSocketImpl::relayed), for the HTTP session to relay; anything else is an ordinary
-// response and the connection is closed. Throws Error(kUnavailable) when the owner cannot be
-// reached or answers nothing within `timeout`.
+// answer. The handshake on that connection is this node's own (its key, no extensions): the
+// client's is answered by startRelay. A 101 comes back with a client-end WebSocket that carries
+// the connection (WebSocketImpl::relayed), for the HTTP session to relay; anything else is an
+// ordinary response and the connection is closed. Throws NotDelivered when the owner cannot be
+// reached, Error(kUnavailable) when it answers nothing within `timeout`.
 Task<Response> sendUpgrade(boost::asio::io_context& context, const std::string& address, const Request& request,
                            std::chrono::milliseconds timeout);
 
-// Relays `client` (whose upgrade request was answered by `response`, a 101 from sendUpgrade)
-// to the owner's connection, on the client socket's own io_context. `slot` is the client
-// connection's place in max_connections, held until both ends are closed.
-void startRelay(boost::asio::ip::tcp::socket client, const Response& response, ConnectionSlot slot);
+// Relays `client` to the owner's connection that `response` (a 101 from sendUpgrade, through
+// the Worker) carries, on the client socket's own io_context. The client's 101 answers its own
+// key (`clientKey`), with the owner's subprotocol and the response's other headers. `slot` is
+// the client connection's place in max_connections, held until both ends are closed.
+void startRelay(boost::asio::ip::tcp::socket client, const Response& response, std::string_view clientKey,
+                ConnectionSlot slot);
 
 // Ends every relay of this process: the client gets a close frame with `code` and `reason`
 // (when the owner's stream is between frames) and the owner a closed connection. For a node

@@ -24,6 +24,7 @@
 
 #include <openssl/crypto.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <mutex>
@@ -79,7 +80,8 @@ Task<void> runCallOf(RpcInvoke invoke, DurableObject& object, std::vector<Value>
 }
 
 void carryName(Request& out, const ObjectId& id) {
-  if (!id.name()) return;
+  // A long name would push the request past the owner's header limit; it is only shown.
+  if (!id.name() || id.name()->size() > 1024) return;
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
   hex.reserve(id.name()->size() * 2);
@@ -296,8 +298,9 @@ void Runtime::forwardFetch(const NamespaceImpl& ns, const ObjectId& id, Request 
 Task<Response> Runtime::forwarded(Shard& via, const NamespaceImpl& ns, ObjectId id, Request request, RequestTag tag) {
   // A WebSocket goes on a connection of its own, which is relayed once the owner accepts it
   // (net/websocket_relay.h).
-  const auto upgradeHeader = request.headers().get("upgrade");
-  const bool upgrade = upgradeHeader && !upgradeHeader->empty();
+  std::string upgradeTo = request.headers().get("upgrade").value_or("");
+  for (auto& c : upgradeTo) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const bool upgrade = request.method() == "GET" && upgradeTo == "websocket";
   const SlotTable& slots = *options_.slots;
   auto make = [&](const std::string& address, std::int64_t epoch) {
     RequestInit init{.method = request.method(), .redirect = "manual"};
@@ -411,6 +414,7 @@ Task<std::optional<Response>> Runtime::toOwner(Shard& via, ObjectId id,
     Request out = make(route->address, route->epoch);
     std::optional<Response> response;
     std::exception_ptr lost;
+    bool undelivered = false;
     try {
       if (upgrade) {
         response = co_await sendUpgrade(via.context(), route->address, out,
@@ -418,8 +422,17 @@ Task<std::optional<Response>> Runtime::toOwner(Shard& via, ObjectId id,
       } else {
         response = co_await via.peerChannels().send(route->address, out);
       }
+    } catch (const NotDelivered&) {
+      // The node is gone or going (a SIGTERM closes its listener before it gives its slots
+      // up): the routes will name another, and the request never left.
+      undelivered = true;
+      lost = std::current_exception();
     } catch (...) {
       lost = std::current_exception();
+    }
+    if (undelivered && attempt == 0) {
+      co_await routesRefreshed(slots);
+      continue;
     }
     if (lost) {
       // Sent or not, nobody can tell: the object may have run it, so it is not sent again.
@@ -435,6 +448,15 @@ Task<std::optional<Response>> Runtime::toOwner(Shard& via, ObjectId id,
       }
       throw Error(ErrorCode::kUnavailable, "the object's slot " + std::to_string(slot) + " is moving; retry",
                   {.retryable = true});
+    }
+    if (upgrade && response->status() == 101) {
+      // The relay ends its connection with 1012 once the routes name another owner.
+      auto& relayed = WebSocketAccess::impl(response->webSocket())->relayed;
+      relayed->stillRouted = [&slots, slot, address = route->address, epoch = route->epoch] {
+        const auto now = slots.route(slot);
+        return now && now->address == address && now->epoch == epoch;
+      };
+      relayed->writeTimeout = std::chrono::milliseconds(via.settings().webSocketWriteTimeoutMs);
     }
     co_return std::move(response);
   }

@@ -346,7 +346,7 @@ void Shard::closeMovedSockets(bool all, const std::string& reason) {
     }
   }
   for (auto& ws : moved) {
-    if (ws->readyState == WebSocket::kOpen) ws->close(1012, reason);
+    if (ws->readyState < WebSocket::kClosing) ws->close(1012, reason);
   }
 }
 

@@ -170,6 +170,16 @@ int main(int argc, char** argv) {
     co_return c.json(boost::json::object{{"host", url.host()}, {"pathname", std::string(url.pathnameView())},
                                          {"headerHost", c.req().headers().get("host").value_or("")}});
   });
+  // A Worker that asks its object for a WebSocket with a request of its own, holding none of
+  // the client's handshake headers (as Cloudflare's examples may): the runtime answers the
+  // client's handshake, on one node or relayed from another.
+  app.get("/fresh-upgrade/:id", [](durable::Context& c) -> durable::Task<durable::Response> {
+    const auto& rooms = c.env().ns("HIBERNATING_ROOM");
+    const auto stub = rooms.get(rooms.idFromName(c.param("id")));
+    durable::Request own("http://do/websocket");
+    own.headers().set("Upgrade", "websocket");
+    co_return co_await stub.fetch(std::move(own));
+  });
   seed::addRoutes(app);
   server.setWorker(std::move(app));
   return server.run(argc, argv);
