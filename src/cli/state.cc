@@ -1,4 +1,5 @@
 #include "cli/state.h"
+#include "cli/options.h"
 
 #include "base/log.h"
 #include "cluster/membership.h"
@@ -6,6 +7,7 @@
 #include "config/migrations.h"
 #include "storage/postgres_engine.h"
 
+#include <cstdlib>
 #include <unistd.h>
 
 #include <set>
@@ -86,6 +88,11 @@ OpenState openClusterNode(const config::Config& cfg, const std::filesystem::path
   co.address = cs.advertise;
   co.lease = std::chrono::milliseconds(cs.leaseMs);
   co.slots = cs.slots;
+  co.secret = cs.secret;
+  if (const char* env = std::getenv("DURABLE_CLUSTER_SECRET"); env && *env) {
+    co.secret = env;
+    if (co.secret.size() < 16) throw cli::UsageError("DURABLE_CLUSTER_SECRET must be at least 16 characters");
+  }
   out.cluster = std::make_unique<detail::ClusterMembership>(co);
 
   auto bindings = bindClasses(cfg, state, classes, out);

@@ -37,6 +37,15 @@ std::uint64_t score(const std::string& node, int slot) {
   return h;
 }
 
+// The membership's connection. A claim round cut off mid-transaction must not hold slot rows
+// locked past the lease.
+std::unique_ptr<PgBlocking> connectFor(const ClusterOptions& options) {
+  auto db = std::make_unique<PgBlocking>(options.url);
+  db->run("SET idle_in_transaction_session_timeout = " +
+          std::to_string(std::max<std::int64_t>(options.lease.count() / 2, 100)));
+  return db;
+}
+
 }  // namespace
 
 bool validNodeName(const std::string& name) {
@@ -52,11 +61,13 @@ ClusterMembership::ClusterMembership(ClusterOptions options) : options_(std::mov
     throw Error(ErrorCode::kInvalidArgument,
                 "cluster node name \"" + options_.node + "\" is not 1-64 of the characters A-Z a-z 0-9 . _ -");
   }
-  db_ = std::make_unique<PgBlocking>(options_.url);
+  db_ = connectFor(options_);
   const auto record = ensurePostgresSchema(*db_, options_.slots);
   const int slots = record.slots;
   slots_ = std::make_shared<SlotTable>(slots);
-  slots_->secret = record.secret;
+  // A secret from the config (every node's the same) keeps node-to-node requests out of reach of
+  // whoever can only read the database; without one, the cluster's own.
+  slots_->secret = options_.secret.empty() ? record.secret : options_.secret;
   slots_->lease = options_.lease;
 
   const auto sentAt = std::chrono::steady_clock::now();
@@ -142,7 +153,7 @@ void ClusterMembership::advertise(const std::string& address) {
 }
 
 void ClusterMembership::tick() {
-  if (!db_ || !db_->ok()) db_ = std::make_unique<PgBlocking>(options_.url);
+  if (!db_ || !db_->ok()) db_ = connectFor(options_);
   renew();
   auto claimed = claim();
   if (!claimed.empty() && claimed_) claimed_(claimed);
@@ -328,7 +339,7 @@ void ClusterMembership::stop() {
   }
   if (std::exchange(released_, true)) return;
   try {
-    if (!db_ || !db_->ok()) db_ = std::make_unique<PgBlocking>(options_.url);
+    if (!db_ || !db_->ok()) db_ = connectFor(options_);
     db_->run(
         "UPDATE durable_slots SET owner = NULL WHERE owner = $1::text AND EXISTS (SELECT 1 FROM durable_nodes WHERE "
         "name = $1::text AND incarnation = $2::int8)",

@@ -37,6 +37,7 @@ struct ClusterOptions {
   std::string address;  // where other nodes reach it (host:port)
   std::chrono::milliseconds lease{5000};
   int slots = 4096;     // used when the cluster is created; an existing one keeps its count
+  std::string secret;   // node-to-node requests' secret; empty: the one stored in PostgreSQL
 };
 
 // Accepted node names: 1-64 of [A-Za-z0-9._-].

@@ -262,8 +262,12 @@ class Parser {
         c.leaseMs = integerIn(value, key, 200, 600'000, "cluster.");
       } else if (key == "slots") {
         c.slots = static_cast<int>(integerIn(value, key, 1, 65'536, "cluster."));
+      } else if (key == "secret") {
+        c.secret = text(value, key);
+        if (c.secret.size() < 16) fail(lineOf(value), "cluster.secret must be at least 16 characters");
       } else {
-        fail(lineOf(value), "unknown setting cluster." + std::string(key) + " (known: url, node, advertise, lease_ms, slots)");
+        fail(lineOf(value),
+             "unknown setting cluster." + std::string(key) + " (known: url, node, advertise, lease_ms, slots, secret)");
       }
     }
   }

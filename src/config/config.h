@@ -104,6 +104,9 @@ struct ClusterSettings {
   std::string advertise;          // [cluster] advertise: HOST:PORT other nodes reach it at (default: --listen)
   std::int64_t leaseMs = 5000;    // [cluster] lease_ms (200 .. 600,000)
   int slots = 4096;               // [cluster] slots: fixed when the cluster is created (1 .. 65,536)
+  // [cluster] secret (or DURABLE_CLUSTER_SECRET): what node-to-node requests carry, at least 16
+  // characters, the same on every node. Empty: the one the cluster made when it was created.
+  std::string secret;
   bool enabled() const { return !url.empty(); }
   bool operator==(const ClusterSettings&) const = default;
 };

@@ -180,7 +180,9 @@ namespace {
 // claim for long.
 std::string writerOptions(const SlotTable& slots, bool relaxed) {
   std::string o = "-c idle_in_transaction_session_timeout=" + std::to_string(std::max<std::int64_t>(slots.lease.count() / 2, 100));
-  if (relaxed) o += " -c synchronous_commit=off";
+  // Full durability is PostgreSQL's synchronous commit whatever the server, role or database
+  // default to; relaxed answers before the WAL is flushed.
+  o += relaxed ? " -c synchronous_commit=off" : " -c synchronous_commit=on";
   return o;
 }
 }  // namespace

@@ -34,6 +34,8 @@ using durable::detail::PgBlocking;
 constexpr auto kLease = 1000ms;
 constexpr int kCounters = 40;
 constexpr int kRooms = 6;
+// The nodes' secret, from their config: the one the cluster stored in PostgreSQL is not used.
+constexpr const char* kSecret = "a-secret-of-the-test-config";
 
 // One acknowledged increment: when its request began and its response ended, and the count.
 struct Ack {
@@ -114,7 +116,7 @@ class ClusterTest : public ::testing::Test {
     config_ = dir_ / "wrangler.toml";
     // The tests' server: the seed's app and AlarmProbe (tests/support/test_server.cc).
     writeFile(config_, readFile(baseConfig()) + extraConfig() + "\n[cluster]\nlease_ms = " +
-                           std::to_string(kLease.count()) + "\n");
+                           std::to_string(kLease.count()) + "\nsecret = \"" + kSecret + "\"\n");
     for (int i = 0; i < 3; ++i) nodes_.push_back(startNode(i));
     // Until the first node handed the others their share.
     const auto deadline = Clock::now() + 15s;
@@ -639,23 +641,27 @@ TEST_F(ClusterTest, RpcToAnObjectHeldByAnotherNodeRunsThereAndAnswers) {
   }
 }
 
-// The node-to-node channel (net/peer_channel.h) opens only with the cluster's secret; a peer
+// The node-to-node channel (net/peer_channel.h) opens only with the secret of the nodes' config; a peer
 // that sends garbage on it loses its connection, and the node serves on.
-TEST_F(ClusterTest, ThePeerChannelWantsTheSecretAndDropsAPeerThatSendsGarbage) {
-  const std::string open = "GET /.durable/cluster/channel HTTP/1.1\r\nHost: n0\r\nConnection: Upgrade\r\n"
+TEST_F(ClusterTest, ThePeerChannelWantsTheConfiguredSecretAndDropsAPeerThatSendsGarbage) {
+  const std::string open = "GET /.durable/cluster/channel HTTP/1.1\r\nHost: n0\r\nConnection: Upgrade, close\r\n"
                            "Upgrade: durable-channel\r\n";
   const auto refused = rawExchange(nodes_[0]->host(), nodes_[0]->port(), open + "\r\n", 5s);
   EXPECT_EQ(refused.received.rfind("HTTP/1.1 403", 0), 0u) << refused.received;
-  std::string secret;
+  // The secret the cluster made is not the one its nodes were configured with.
+  std::string stored;
   {
     PgBlocking db(pg().connectionString());
     auto r = db.run("SELECT secret FROM durable_cluster WHERE id = 1");
-    secret = std::string(durable::detail::pgBytes(r.get(), 0, 0));
+    stored = std::string(durable::detail::pgBytes(r.get(), 0, 0));
   }
+  const auto wrong = rawExchange(nodes_[0]->host(), nodes_[0]->port(),
+                                 open + "x-durable-cluster-secret: " + stored + "\r\n\r\n", 5s);
+  EXPECT_EQ(wrong.received.rfind("HTTP/1.1 403", 0), 0u) << wrong.received;
   // A frame whose length says 4 GiB: the node closes the connection rather than wait for it.
   const auto garbage = rawExchange(nodes_[0]->host(), nodes_[0]->port(),
-                                   open + "x-durable-cluster-secret: " + secret + "\r\n\r\n" + std::string("\xff\xff\xff\xff", 4) +
-                                       std::string(64, 'x'),
+                                   open + "x-durable-cluster-secret: " + kSecret + "\r\n\r\n" +
+                                       std::string("\xff\xff\xff\xff", 4) + std::string(64, 'x'),
                                    5s);
   EXPECT_EQ(garbage.received.rfind("HTTP/1.1 101", 0), 0u) << garbage.received;
   EXPECT_TRUE(garbage.peerClosed) << "the node kept a channel that sent garbage";
@@ -730,6 +736,42 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
   }
   std::printf("rooms moved to the joining node: %d of %d\n", moved, kRooms);
   checkSingleActivation();
+
+  // `durable cluster status`: the three live nodes hold every slot, the stopped one none.
+  const auto listed = runCommand({binaryPath().string(), "cluster", "status", "--cluster", url()}, dir_.path());
+  ASSERT_TRUE(listed.status.exited && listed.status.code == 0) << listed.err;
+  const auto parsed = boost::json::parse(listed.out).as_object();
+  EXPECT_EQ(parsed.at("unowned").as_int64(), 0) << listed.out;
+  std::int64_t held = 0;
+  std::set<std::string> live;
+  for (const auto& n : parsed.at("nodes").as_array()) {
+    const auto& node = n.as_object();
+    const std::string name(node.at("name").as_string());
+    if (node.at("live").as_bool()) live.insert(name);
+    if (name == "n1") EXPECT_EQ(node.at("slots").as_int64(), 0) << listed.out;
+    held += node.at("slots").as_int64();
+  }
+  EXPECT_EQ(live, (std::set<std::string>{"n0", "n2", "n3"})) << listed.out;
+  EXPECT_EQ(held, parsed.at("slots").as_int64()) << listed.out;
+}
+
+// A node whose config's migrations are not the cluster's history refuses to join, and says why.
+TEST_F(ClusterTest, ANodeWhoseMigrationsDifferRefusesToJoin) {
+  std::string altered = readFile(config_);
+  const auto at = altered.find("v2-rooms");
+  ASSERT_NE(at, std::string::npos);
+  altered.replace(at, 8, "v2-other");
+  const auto other = dir_ / "other.toml";
+  writeFile(other, altered);
+  const auto r = runCommand({nodeBinary(0).string(), "serve", "--config", other.string(), "--listen", "127.0.0.1:0",
+                             "--admin", "off", "--persist-to", (dir_ / "n9").string(), "--cluster", url(), "--node", "n9"},
+                            dir_.path());
+  EXPECT_FALSE(r.status.exited && r.status.code == 0) << r.out;
+  EXPECT_NE(r.err.find("migration"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("v2-rooms"), std::string::npos) << r.err;
+  PgBlocking db(pg().connectionString());
+  auto rows = db.run("SELECT count(*)::int8 FROM durable_nodes WHERE name = 'n9'");
+  EXPECT_EQ(durable::detail::pgInt8(rows.get(), 0, 0), 0) << "the refused node registered";
 }
 
 // The demo app itself (its SQLite-backed Notes included) on three nodes.

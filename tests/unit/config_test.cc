@@ -245,6 +245,7 @@ node = "n1"
 advertise = "10.0.0.5:8787"
 lease_ms = 2000
 slots = 1024
+secret = "0123456789abcdef-node-secret"
 )",
                                "wrangler.toml");
   EXPECT_TRUE(c.cluster.enabled());
@@ -253,7 +254,9 @@ slots = 1024
   EXPECT_EQ(c.cluster.advertise, "10.0.0.5:8787");
   EXPECT_EQ(c.cluster.leaseMs, 2000);
   EXPECT_EQ(c.cluster.slots, 1024);
+  EXPECT_EQ(c.cluster.secret, "0123456789abcdef-node-secret");
   EXPECT_FALSE(parseConfig("", "wrangler.toml").cluster.enabled());
+  EXPECT_EQ(parseConfig("", "wrangler.toml").cluster.secret, "");
   EXPECT_EQ(parseConfig("", "wrangler.toml").cluster.leaseMs, 5000);
   EXPECT_EQ(parseConfig("", "wrangler.toml").cluster.slots, 4096);
 }
@@ -272,7 +275,8 @@ TEST(Config, ClusterSectionErrorsSayWhatIsAccepted) {
   EXPECT_EQ(error("[cluster]\nurl = 5\n"), "wrangler.toml:2: cluster.url must be a string, not an integer");
   EXPECT_EQ(error("[cluster]\nnode = \"\"\n"), "wrangler.toml:2: cluster.node must not be empty");
   EXPECT_EQ(error("[cluster]\nleases = 1\n"),
-            "wrangler.toml:2: unknown setting cluster.leases (known: url, node, advertise, lease_ms, slots)");
+            "wrangler.toml:2: unknown setting cluster.leases (known: url, node, advertise, lease_ms, slots, secret)");
+  EXPECT_EQ(error("[cluster]\nsecret = \"short\"\n"), "wrangler.toml:2: cluster.secret must be at least 16 characters");
   EXPECT_EQ(error("cluster = 1\n"), "wrangler.toml:1: cluster must be a table, not an integer");
 }
 
