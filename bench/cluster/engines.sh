@@ -49,8 +49,11 @@ for round in $(seq "$ROUNDS"); do
     SERVER=$!
     for _ in $(seq 200); do grep -q listening "$WORK/out" 2>/dev/null && break; sleep 0.05; done
     wrk -t1 -c"$CONNS" -d2s "${ARGS[@]}" > /dev/null
-    line=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${ARGS[@]}" |
-      awk '/Requests\/sec/ {r=$2} $1=="99%" {p=$2} END {printf "%d@%s", r, p}')
+    out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${ARGS[@]}")
+    # An error answer is not throughput: a round with any is reported and the run fails.
+    bad=$(awk '/Non-2xx/ {n=$NF} /Socket errors/ {n=n "+" $0} END {print n}' <<<"$out")
+    if [ -n "$bad" ]; then echo "engines: $engine had errors: $bad" >&2; exit 1; fi
+    line=$(awk '/Requests\/sec/ {r=$2} $1=="99%" {p=$2} END {printf "%d@%s", r, p}' <<<"$out")
     RESULTS[$engine]="${RESULTS[$engine]:-} $line"
     kill -TERM $SERVER; wait $SERVER 2>/dev/null || true
     SERVER=

@@ -54,8 +54,11 @@ for round in $(seq "$ROUNDS"); do
     url_="http://127.0.0.1:$port/counters/hot/increment"
     wrk -t1 -c"$CONNS" -d2s -s bench/post.lua "$url_" > /dev/null
     b0=$(busy)
-    line=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s bench/post.lua "$url_" |
-      awk '/Requests\/sec/ {r=$2} $1=="99%" {p=$2} END {printf "%d@%s", r, p}')
+    out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s bench/post.lua "$url_")
+    # An error answer is not throughput: a round with any is reported and the run fails.
+    bad=$(awk '/Non-2xx/ {n=$NF} /Socket errors/ {n=n "+" $0} END {print n}' <<<"$out")
+    if [ -n "$bad" ]; then echo "forward: $which round $round had errors: $bad" >&2; exit 1; fi
+    line=$(awk '/Requests\/sec/ {r=$2} $1=="99%" {p=$2} END {printf "%d@%s", r, p}' <<<"$out")
     b1=$(busy)
     # Machine CPU per request (all processes: wrk, the nodes, PostgreSQL), in microseconds.
     CPU[$which]="${CPU[$which]:-} $(awk -v t=$((b1 - b0)) -v hz="$TICK" -v r="${line%@*}" -v s="$SECS" 'BEGIN {printf "%.0f", t / hz * 1e6 / (r * s)}')"
