@@ -443,13 +443,19 @@ TEST_F(ClusterTest, KillNineOfANodeUnderLoadLosesNothingAndEveryObjectAnswersWit
   const pid_t victim = nodes_[1]->pid();
   nodes_[1]->kill9();
   const auto killedAt = Clock::now();
-  std::this_thread::sleep_for(kLease + 1500ms);
+  // Under the load still running: every counter answers within L + 2 s of the kill.
+  {
+    std::map<int, long long> early;
+    const auto took = untilEveryCounterAnswers(0, kLease + 2s, early);
+    std::printf("every counter answered %lld ms after the kill\n",
+                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  }
+  std::this_thread::sleep_for(500ms);
   stop = true;
   for (auto& t : clients) t.join();
 
   std::map<int, long long> finals;
   untilEveryCounterAnswers(0, 10s, finals);
-  EXPECT_LT(Clock::now() - killedAt, kLease + 2s + 1500ms + 2s);
   // The same answers through the other survivor: one object, one count, wherever it is asked.
   std::map<int, long long> again;
   untilEveryCounterAnswers(2, 5s, again);
@@ -555,13 +561,18 @@ TEST_F(ClusterTest, APostgresCrashMidCommitLosesNothingAcknowledged) {
   pg().kill();
   std::this_thread::sleep_for(500ms);
   pg().start();
-  const auto backAt = Clock::now();
-  std::this_thread::sleep_for(kLease + 1500ms);
+  // Under the load still running: every counter answers within L + 2 s of PostgreSQL's return.
+  {
+    std::map<int, long long> early;
+    const auto took = untilEveryCounterAnswers(1, kLease + 2s, early);
+    std::printf("every counter answered %lld ms after PostgreSQL came back\n",
+                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  }
+  std::this_thread::sleep_for(500ms);
   stop = true;
   for (auto& t : clients) t.join();
   std::map<int, long long> finals;
   untilEveryCounterAnswers(1, 10s, finals);
-  EXPECT_LT(Clock::now() - backAt, kLease + 1500ms + kLease + 2s);
   checkInvariants(finals);
   checkSingleActivation();
 }
@@ -1088,14 +1099,19 @@ TEST_F(ClusterPartitionTest, ANodeCutOffFromPostgresAndItsPeersLosesNothingAndSe
     EXPECT_EQ(durable::detail::pgInt8(r.get(), 0, 0), 0) << "the others did not take the cut-off node's slots";
   }
   ip({"link", "set", hostIf_, "up"}, dir_.path());
-  const auto healedAt = Clock::now();
-  std::this_thread::sleep_for(1s);
+  // Through the node that was cut off, under the load still running: it serves every counter
+  // again within L + 2 s of the healing, the others' writes included.
+  {
+    std::map<int, long long> early;
+    const auto took = untilEveryCounterAnswers(2, kLease + 2s, early);
+    std::printf("every counter answered through the healed node %lld ms after the healing\n",
+                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  }
+  std::this_thread::sleep_for(500ms);
   stop = true;
   for (auto& t : clients) t.join();
   std::map<int, long long> finals;
-  // Through the node that was cut off: it serves again, the others' writes included.
-  untilEveryCounterAnswers(2, kLease + 5s, finals);
-  EXPECT_LT(Clock::now() - healedAt, 1s + kLease + 5s);
+  untilEveryCounterAnswers(2, 5s, finals);
   std::map<int, long long> again;
   untilEveryCounterAnswers(0, 5s, again);
   EXPECT_EQ(finals, again);
