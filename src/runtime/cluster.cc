@@ -229,6 +229,20 @@ std::exception_ptr ObjectHost::fencedOut() {
   return nullptr;
 }
 
+std::exception_ptr ObjectHost::outputFenced(std::uint64_t startMark) const {
+  const SlotTable* slots = shard_.runtime().options().slots.get();
+  if (!slots) return nullptr;
+  if (slots->leaseTrusted() && slots->epoch(slots->slotOf(id_.raw())) == store_.fenceEpoch()) return nullptr;
+  // A read could be stale by now; a write committed under the fence is not, but its answer is
+  // withheld all the same, and the caller cannot know whether it landed.
+  const bool wrote = outputGate_.mark() != startMark;
+  return std::make_exception_ptr(Error(
+      ErrorCode::kUnavailable,
+      wrote ? "this node's cluster lease may have lapsed before the answer left; its writes may have landed"
+            : "this node's cluster lease may have lapsed; it serves again once renewed",
+      {.retryable = !wrote}));
+}
+
 void Runtime::slotsClaimed() {
   if (!started_) return;
   for (auto& sp : shards_) {

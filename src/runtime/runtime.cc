@@ -323,6 +323,7 @@ void ObjectHost::run(std::function<Task<void>(DurableObject&, State&)> fn, std::
 }
 
 Task<void> ObjectHost::runInside(std::function<Task<void>(DurableObject&, State&)> fn, bool rpc) {
+  const std::uint64_t startMark = outputGate_.mark();
   std::exception_ptr error;
   try {
     co_await fn(*instance_, state_);
@@ -335,6 +336,7 @@ Task<void> ObjectHost::runInside(std::function<Task<void>(DurableObject&, State&
   // failure of the writes is the caller's error (retryable), not the method's.
   auto gate = outputGate_.wait();
   co_await gate;
+  if (auto fenced = outputFenced(startMark)) std::rethrow_exception(fenced);
   if (error) std::rethrow_exception(rpc ? asRemote(error) : error);
 }
 
@@ -411,6 +413,7 @@ Task<std::optional<std::int64_t>> ObjectHost::currentAlarm() {
 }
 
 Task<Response> ObjectHost::runFetch(Request request) {
+  const std::uint64_t startMark = outputGate_.mark();
   std::optional<Response> response;
   std::exception_ptr thrown;
   try {
@@ -424,6 +427,8 @@ Task<Response> ObjectHost::runFetch(Request request) {
   // they had landed.
   auto gate = outputGate_.wait();
   co_await gate;
+  // Self-fencing (docs/cluster.md): no answer leaves once this node may have lost the object.
+  if (auto fenced = outputFenced(startMark)) std::rethrow_exception(fenced);
   if (thrown) std::rethrow_exception(asRemote(thrown));
   co_return std::move(*response);
 }

@@ -172,6 +172,10 @@ class ObjectHost {
   // lapsed; it does not hold the object's slot; the object is still settling writes of an
   // older epoch of its slot), or null. State loaded under an older epoch is dropped first.
   std::exception_ptr fencedOut();
+  // Cluster mode, as an answer is about to leave: why it must not (the lease may have lapsed or
+  // the slot moved since the event began), or null. `startMark`: the output gate's mark when
+  // the event began; writes since make the refusal non-retryable (they may have landed).
+  std::exception_ptr outputFenced(std::uint64_t startMark) const;
   void beginEvent() {
     ++running_;
     if (eventLog) logEvent('B');
