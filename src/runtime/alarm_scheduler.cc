@@ -12,6 +12,7 @@ namespace durable::detail {
 AlarmScheduler::AlarmScheduler(Shard& shard) : shard_(shard), rng_(std::random_device{}()) {}
 
 AlarmScheduler::~AlarmScheduler() {
+  *alive_ = false;
   if (armedTimer_) shard_.timers().cancel(armedTimer_);
 }
 
@@ -146,19 +147,46 @@ void AlarmScheduler::fireDue() {
     }
     e.running = true;
     ++running_;
-    AlarmInfo info;
-    info.retryCount = e.retry;
-    info.isRetry = e.retry > 0;
-    info.scheduledTime = e.scheduledTime;
     const std::uint64_t generation = e.generation;
-    ObjectId id(key.id, std::nullopt);
-    shard_.host(*ns, id).alarm(info, [this, key, generation](std::exception_ptr error) {
-      finished(key, generation, std::move(error));
-    });
+    Deferred<std::optional<int>> counted;
+    try {
+      counted = shard_.runtime().partitionOf(ObjectId(key.id, std::nullopt)).countAlarmRun(key.ns, key.id, e.scheduledTime);
+    } catch (...) {
+      finished(key, generation, std::current_exception());
+      continue;
+    }
+    if (auto* now = std::get_if<std::optional<int>>(&counted)) {
+      run(key, generation, *now);
+      continue;
+    }
+    auto later = std::move(std::get<Future<std::optional<int>>>(counted));
+    spawn([](Future<std::optional<int>> f) -> Task<std::optional<int>> { co_return co_await std::move(f); }(std::move(later)),
+          std::function<void(Result<std::optional<int>>)>(
+              [this, alive = alive_, key, generation](Result<std::optional<int>> r) {
+                if (!*alive) return;
+                if (!r.ok()) return finished(key, generation, r.error());
+                run(key, generation, r.value());
+              }));
   }
 }
 
-void AlarmScheduler::finished(const Key& key, std::uint64_t generation, std::exception_ptr error) {
+void AlarmScheduler::run(const Key& key, std::uint64_t generation, std::optional<int> previous) {
+  auto it = byKey_.find(key);
+  const NamespaceImpl* ns = shard_.runtime().namespaceById(key.ns);
+  if (it == byKey_.end() || !previous || !ns) return finished(key, generation, nullptr, false);
+  Entry& e = it->second;
+  // Runs counted elsewhere (a node that died while it ran) are retries here too.
+  e.retry = std::max(e.retry, *previous);
+  AlarmInfo info;
+  info.retryCount = e.retry;
+  info.isRetry = e.retry > 0;
+  info.scheduledTime = e.scheduledTime;
+  shard_.host(*ns, ObjectId(key.id, std::nullopt)).alarm(info, [this, key, generation](std::exception_ptr error) {
+    finished(key, generation, std::move(error));
+  });
+}
+
+void AlarmScheduler::finished(const Key& key, std::uint64_t generation, std::exception_ptr error, bool ran) {
   --running_;
   // Last, once this run's outcome is in the schedule: whoever waits for the shard to settle.
   struct Settle {
@@ -166,7 +194,7 @@ void AlarmScheduler::finished(const Key& key, std::uint64_t generation, std::exc
     ~Settle() { shard.checkSettled(); }
   } settle{shard_};
   auto& counters = shard_.metrics();
-  (error ? counters.alarmsFailed : counters.alarmsSucceeded).add();
+  if (ran) (error ? counters.alarmsFailed : counters.alarmsSucceeded).add();
   auto it = byKey_.find(key);
   if (it == byKey_.end()) return;
   Entry& e = it->second;

@@ -9,7 +9,10 @@
 //
 // Retries: when alarm() throws, the alarm runs again after 2 s, 4 s, 8 s ... (each plus up to
 // 25 % jitter), at most 6 retries; then it is abandoned, logged, and its row deleted. Retry
-// state lives only here: after a restart a failing alarm starts again at retry 0.
+// state lives here, and, where alarms can move between nodes (cluster mode), beside the alarm in
+// storage too: each run is counted there before it starts (StorageEngine::countAlarmRun), so an
+// alarm that runs again on the node that took its slot after its node died is a retry. On one
+// node, after a restart a failing alarm starts again at retry 0.
 #pragma once
 
 #include <durable/id.h>
@@ -18,6 +21,7 @@
 #include <cstdint>
 #include <exception>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -76,7 +80,11 @@ class AlarmScheduler {
   void unschedule(const Key& key, const Entry& e);
   void arm();
   void fireDue();
-  void finished(const Key& key, std::uint64_t generation, std::exception_ptr error);
+  // Runs the alarm once its run is counted: `previous` runs before it, or nullopt when the
+  // alarm is no longer stored as it was.
+  void run(const Key& key, std::uint64_t generation, std::optional<int> previous);
+  // `ran`: false when the alarm did not run after all (it changed while its run was counted).
+  void finished(const Key& key, std::uint64_t generation, std::exception_ptr error, bool ran = true);
 
   Shard& shard_;
   std::map<Key, Entry> byKey_;
@@ -86,6 +94,8 @@ class AlarmScheduler {
   std::mt19937_64 rng_;
   std::size_t running_ = 0;
   bool paused_ = false;
+  // A count answered after the scheduler is gone (its shard stopping) finds this false.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace durable::detail

@@ -155,6 +155,14 @@ class StorageEngine {
   virtual Deferred<Rows> scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
                               const std::optional<std::string>& upper, bool reverse, std::size_t limit) = 0;
   virtual Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id) = 0;
+  // Counts a run of the object's alarm due at `time`, before it starts: the runs counted before
+  // this one, or nullopt when that alarm is no longer stored. An engine whose alarms can move to
+  // another node (cluster mode) keeps the count beside the alarm, so that an alarm that runs
+  // again after its node died is a retry there too; the others count nothing here (0), the
+  // scheduler's memory has their retries.
+  virtual Deferred<std::optional<int>> countAlarmRun(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
+    return std::optional<int>(0);
+  }
   // The object's SQL log entries in (afterLsn, throughLsn], in order.
   virtual Deferred<std::vector<SqlLogEntry>> readSqlLog(std::int64_t ns, const ObjectId::Raw& id,
                                                         std::uint64_t afterLsn, std::uint64_t throughLsn) = 0;

@@ -33,6 +33,11 @@ Deferred<std::optional<std::int64_t>> Partition::readAlarm(std::int64_t ns, cons
   return engine_->readAlarm(ns, id);
 }
 
+Deferred<std::optional<int>> Partition::countAlarmRun(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
+  checkUsable();
+  return engine_->countAlarmRun(ns, id, time);
+}
+
 Deferred<std::vector<SqlLogEntry>> Partition::readSqlLog(std::int64_t ns, const ObjectId::Raw& id,
                                                          std::uint64_t afterLsn, std::uint64_t throughLsn) {
   checkUsable();

@@ -75,6 +75,7 @@ class Partition final : private CommitSink {
   Deferred<Rows> scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
                       const std::optional<std::string>& upper, bool reverse, std::size_t limit);
   Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id);
+  Deferred<std::optional<int>> countAlarmRun(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time);
   Deferred<std::vector<SqlLogEntry>> readSqlLog(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t afterLsn,
                                                 std::uint64_t throughLsn = UINT64_MAX);
   Deferred<SqlLogPosition> sqlLogPosition(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time);

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS durable_alarms(
   ns bigint NOT NULL, obj bytea NOT NULL, time bigint NOT NULL, slot int NOT NULL,
   PRIMARY KEY (ns, obj));
 CREATE INDEX IF NOT EXISTS durable_alarms_by_slot ON durable_alarms(slot);
+ALTER TABLE durable_alarms ADD COLUMN IF NOT EXISTS runs int NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS durable_names(
   ns bigint NOT NULL, obj bytea NOT NULL, name bytea NOT NULL, slot int NOT NULL,
   PRIMARY KEY (ns, obj));
@@ -75,7 +76,7 @@ const PgStatement kDelete{"delete", "DELETE FROM durable_kv WHERE ns = $1::int8 
 const PgStatement kDeleteAll{"delete_all", "DELETE FROM durable_kv WHERE ns = $1::int8 AND obj = $2::bytea"};
 const PgStatement kSetAlarm{"set_alarm",
                             "INSERT INTO durable_alarms(ns, obj, time, slot) VALUES($1::int8, $2::bytea, $3::int8, "
-                            "$4::int8) ON CONFLICT (ns, obj) DO UPDATE SET time = excluded.time"};
+                            "$4::int8) ON CONFLICT (ns, obj) DO UPDATE SET time = excluded.time, runs = 0"};
 const PgStatement kDeleteAlarm{"delete_alarm", "DELETE FROM durable_alarms WHERE ns = $1::int8 AND obj = $2::bytea"};
 const PgStatement kName{"name",
                         "INSERT INTO durable_names(ns, obj, name, slot) VALUES($1::int8, $2::bytea, $3::bytea, "
@@ -88,6 +89,9 @@ const PgStatement kPruneLog{"prune_log",
                             "DELETE FROM durable_sqllog WHERE ns = $1::int8 AND obj = $2::bytea AND lsn <= $3::int8"};
 const PgStatement kRead{"read", "SELECT value FROM durable_kv WHERE ns = $1::int8 AND obj = $2::bytea AND key = $3::bytea"};
 const PgStatement kReadAlarm{"read_alarm", "SELECT time FROM durable_alarms WHERE ns = $1::int8 AND obj = $2::bytea"};
+const PgStatement kCountAlarmRun{"count_alarm_run",
+                                 "UPDATE durable_alarms SET runs = runs + 1 WHERE ns = $1::int8 AND obj = $2::bytea AND "
+                                 "time = $3::int8 RETURNING (runs - 1)::int8"};
 const PgStatement kReadLog{"read_log",
                            "SELECT lsn, records, at FROM durable_sqllog WHERE ns = $1::int8 AND obj = $2::bytea AND "
                            "lsn > $3::int8 AND lsn <= $4::int8 ORDER BY lsn"};
@@ -239,6 +243,15 @@ Deferred<std::optional<std::int64_t>> PostgresEngine::readAlarm(std::int64_t ns,
                                                if (PQntuples(r[0].get()) == 0) return std::optional<std::int64_t>();
                                                return std::optional<std::int64_t>(pgInt8(r[0].get(), 0, 0));
                                              });
+}
+
+Deferred<std::optional<int>> PostgresEngine::countAlarmRun(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
+  auto p = objectParams(ns, id);
+  p.int8(time);
+  return answer<std::optional<int>>(reader_, one(kCountAlarmRun, std::move(p)), [](std::vector<PgResult>& r) {
+    if (PQntuples(r[0].get()) == 0) return std::optional<int>();
+    return std::optional<int>(static_cast<int>(pgInt8(r[0].get(), 0, 0)));
+  });
 }
 
 Deferred<std::vector<SqlLogEntry>> PostgresEngine::readSqlLog(std::int64_t ns, const ObjectId::Raw& id,

@@ -58,6 +58,7 @@ class PostgresEngine final : public StorageEngine {
   Deferred<Rows> scan(std::int64_t ns, const ObjectId::Raw& id, std::string_view lower, bool lowerInclusive,
                       const std::optional<std::string>& upper, bool reverse, std::size_t limit) override;
   Deferred<std::optional<std::int64_t>> readAlarm(std::int64_t ns, const ObjectId::Raw& id) override;
+  Deferred<std::optional<int>> countAlarmRun(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) override;
   Deferred<std::vector<SqlLogEntry>> readSqlLog(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t afterLsn,
                                                 std::uint64_t throughLsn) override;
   Deferred<SqlLogPosition> sqlLogPosition(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) override;

@@ -612,6 +612,39 @@ TEST_F(ClusterTest, TheAlarmsOfAKilledNodeFireOnTheNodesThatTakeItsSlots) {
 // stub.call<> to an object another node holds runs on that node (its log has the call, the
 // caller's does not) and its result comes back; what the method throws reaches the caller as
 // the local call would have it.
+// An alarm whose node died while it ran (its deletion never committed) runs again on the node
+// that takes its slot, and knows it is a retry: each run is counted beside the alarm first.
+TEST_F(ClusterTest, AnAlarmWhoseNodeDiedWhileItRanRunsAgainAsARetry) {
+  auto r = httpRequest("127.0.0.1", nodes_[0]->port(), "GET", "/probe/hang/set?in=200&hang=1");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const int owner = ownerOfName("hang");
+  ASSERT_GE(owner, 0);
+  const int entry = (owner + 1) % 3;
+  auto state = [&] {
+    const auto got = httpRequest("127.0.0.1", nodes_[static_cast<std::size_t>(entry)]->port(), "GET", "/probe/hang/get");
+    return got.status == 200 ? boost::json::parse(got.body).as_object() : boost::json::object{};
+  };
+  auto deadline = Clock::now() + 5s;
+  while (!state().contains("hungAt") || state().at("hungAt").is_null()) {
+    ASSERT_LT(Clock::now(), deadline) << "the alarm never started";
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(state().at("fired").as_int64(), 0);
+  nodes_[static_cast<std::size_t>(owner)]->kill9();
+  deadline = Clock::now() + kLease + 5s;
+  boost::json::object after;
+  for (;;) {
+    after = state();
+    if (after.contains("fired") && after.at("fired").as_int64() >= 1) break;
+    ASSERT_LT(Clock::now(), deadline) << "the alarm did not run again on a survivor";
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(after.at("fired").as_int64(), 1);
+  EXPECT_EQ(after.at("retryCount").as_int64(), 1) << boost::json::serialize(after);
+  EXPECT_TRUE(after.at("isRetry").as_bool()) << boost::json::serialize(after);
+  EXPECT_TRUE(after.at("alarm").is_null()) << boost::json::serialize(after);
+}
+
 TEST_F(ClusterTest, RpcToAnObjectHeldByAnotherNodeRunsThereAndAnswers) {
   // The owner logs the note under the id of the request that node 0 took.
   auto notesIn = [&](std::size_t node, const std::string& text) {

@@ -36,6 +36,8 @@ class AlarmProbe : public durable::DurableObject {
     if (path == "/set") {
       const auto in = std::stoll(url.searchParams().get("in").value_or("0"));
       const std::int64_t scheduledTime = durable::now() + in;
+      // hang=1: the alarm's first run stops in the middle (until its node is killed).
+      if (url.searchParams().get("hang") == "1") co_await storage().put("hang", true);
       co_await storage().setAlarm(scheduledTime);
       boost::json::object body;
       body["scheduledTime"] = scheduledTime;
@@ -51,6 +53,10 @@ class AlarmProbe : public durable::DurableObject {
       body["alarm"] = alarm ? boost::json::value(*alarm) : boost::json::value(nullptr);
       body["last"] = last ? boost::json::value(*last) : boost::json::value(nullptr);
       body["firedAt"] = firedAt ? boost::json::value(*firedAt) : boost::json::value(nullptr);
+      const auto hungAt = co_await storage().get<std::int64_t>("hungAt");
+      body["hungAt"] = hungAt ? boost::json::value(*hungAt) : boost::json::value(nullptr);
+      body["retryCount"] = (co_await storage().get<std::int64_t>("retryCount")).value_or(-1);
+      body["isRetry"] = (co_await storage().get<bool>("isRetry")).value_or(false);
       co_return durable::Response::json(body);
     }
     if (path == "/whoami") {
@@ -97,6 +103,13 @@ class AlarmProbe : public durable::DurableObject {
   using Rpc = durable::Rpc<&AlarmProbe::note>;
 
   durable::Task<void> alarm(durable::AlarmInfo info) override {
+    if ((co_await storage().get<bool>("hang")).value_or(false) && !(co_await storage().get<std::int64_t>("hungAt"))) {
+      // Committed while it sleeps (the turn ends there); its alarm's deletion never is.
+      co_await storage().put("hungAt", durable::now());
+      co_await durable::sleep(60000);
+    }
+    co_await storage().put("retryCount", static_cast<std::int64_t>(info.retryCount));
+    co_await storage().put("isRetry", info.isRetry);
     const auto fired = (co_await storage().get<std::int64_t>("fired")).value_or(0);
     co_await storage().put("fired", fired + 1);
     co_await storage().put("last", info.scheduledTime);
