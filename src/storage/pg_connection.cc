@@ -90,6 +90,7 @@ void PgConnection::connect() {
   }
   socket_ = std::make_unique<boost::asio::posix::stream_descriptor>(loop_, PQsocket(conn_));
   prepared_.clear();
+  backendPid_ = PQbackendPID(conn_);
 }
 
 void PgConnection::close() { fail("the connection to PostgreSQL was closed"); }

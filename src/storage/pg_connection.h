@@ -91,6 +91,9 @@ class PgConnection {
 
   // Closes the connection and fails what is in flight; used on shutdown.
   void close();
+  // The server process of the last connection made (0: none yet), which outlives a connection
+  // that failed on this side: a transaction it was running may still be finishing there.
+  int lastBackendPid() const { return backendPid_; }
 
  private:
   struct Pending {
@@ -116,6 +119,7 @@ class PgConnection {
   boost::asio::io_context& loop_;
   const std::string sessionOptions_;
   PGconn* conn_ = nullptr;
+  int backendPid_ = 0;
   std::unique_ptr<boost::asio::posix::stream_descriptor> socket_;
   std::set<std::string> prepared_;
   std::deque<Pending> pending_;

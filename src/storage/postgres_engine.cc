@@ -88,6 +88,11 @@ const PgStatement kAppendLog{"append_log",
 const PgStatement kPruneLog{"prune_log",
                             "DELETE FROM durable_sqllog WHERE ns = $1::int8 AND obj = $2::bytea AND lsn <= $3::int8"};
 const PgStatement kRead{"read", "SELECT value FROM durable_kv WHERE ns = $1::int8 AND obj = $2::bytea AND key = $3::bytea"};
+// Ends the server process of a writer connection that failed on this side, waiting up to 2 s
+// for it to exit: its transaction is then committed or rolled back, not still running.
+const PgStatement kEndWriter{"end_writer",
+                             "SELECT pg_terminate_backend(pid, 2000) FROM pg_stat_activity WHERE pid = $1::int8 AND "
+                             "application_name = $2::text"};
 const PgStatement kReadAlarm{"read_alarm", "SELECT time FROM durable_alarms WHERE ns = $1::int8 AND obj = $2::bytea"};
 const PgStatement kCountAlarmRun{"count_alarm_run",
                                  "UPDATE durable_alarms SET runs = runs + 1 WHERE ns = $1::int8 AND obj = $2::bytea AND "
@@ -182,8 +187,9 @@ namespace {
 // A commit never sits idle inside a transaction (its statements and sync go out together), so
 // a session that does was cut off mid-send: it must not keep its slot rows locked against a
 // claim for long.
-std::string writerOptions(const SlotTable& slots, bool relaxed) {
+std::string writerOptions(const SlotTable& slots, bool relaxed, const std::string& name) {
   std::string o = "-c idle_in_transaction_session_timeout=" + std::to_string(std::max<std::int64_t>(slots.lease.count() / 2, 100));
+  o += " -c application_name=" + name;
   // Full durability is PostgreSQL's synchronous commit whatever the server, role or database
   // default to; relaxed answers before the WAL is flushed.
   o += relaxed ? " -c synchronous_commit=off" : " -c synchronous_commit=on";
@@ -199,7 +205,8 @@ PostgresEngine::PostgresEngine(int index, int partitions, std::string conninfo, 
       node_(std::move(node)),
       slots_(std::move(slots)),
       shard_(shard),
-      writer_(conninfo_, shard, writerOptions(*slots_, relaxed)),
+      writerName_("durable-" + node_ + "-writer-" + std::to_string(index)),
+      writer_(conninfo_, shard, writerOptions(*slots_, relaxed, writerName_)),
       reader_(conninfo_, shard) {}
 
 PostgresEngine::~PostgresEngine() { *alive_ = false; }
@@ -394,29 +401,48 @@ void PostgresEngine::startCommit() {
   committing_ = true;
   writer_.exchange(std::move(queries), [this, alive = alive_, seq, epoch, fence = std::move(fence),
                                         batches = std::make_shared<std::vector<CommitBatch>>(std::move(batches))](
-                                           PgOutcome o) {
+                                           PgOutcome o) mutable {
     if (!*alive) return;
-    committing_ = false;
     // The batches (and the decoded values they retire) are released here, on the shard.
     batches->clear();
-    if (o.error) {
-      failedEpoch_ = epoch;
-      std::exception_ptr why = o.error;
-      if (o.sqlState == kFenceSqlState) {
-        // One of these slots is another node's now. Until the next lease round tells which,
-        // none of them serves: a reset object must not reload and answer from rows that the
-        // new owner is writing. Those still ours are claimed back at new epochs.
-        for (const auto& [slot, held] : fence) slots_->dropIfAt(slot, held);
-        why = std::make_exception_ptr(
-            Error(ErrorCode::kUnavailable, "this node no longer holds the object's slot; the write was not made"));
-      }
-      sink_->engineFailed(seq, why, false);
-    } else {
-      sink_->engineCommitted(seq);
+    const int pid = writer_.lastBackendPid();
+    if (o.error && o.sqlState.empty() && pid != 0) {
+      // The connection failed with the commit's outcome unknown, and its transaction may still
+      // be finishing on the server. The objects reload once this commit has failed: first the
+      // transaction is ended, so that what they read includes it or never will.
+      PgParams p;
+      p.int8(pid).bytes(writerName_);
+      std::vector<PgQuery> end;
+      end.push_back({&kEndWriter, std::move(p)});
+      reader_.exchange(std::move(end), [this, alive, seq, epoch, fence = std::move(fence), error = o.error](PgOutcome) {
+        if (*alive) commitEnded(seq, epoch, fence, error, "");
+      });
+      return;
     }
-    if (std::exchange(readyWhenDone_, false)) sink_->engineReady();
-    if (!queued_.empty() && !committing_) startCommit();
+    commitEnded(seq, epoch, fence, o.error, o.sqlState);
   });
+}
+
+void PostgresEngine::commitEnded(std::uint64_t seq, std::uint64_t epoch, const std::map<int, std::int64_t>& fence,
+                                 std::exception_ptr error, const std::string& sqlState) {
+  committing_ = false;
+  if (error) {
+    failedEpoch_ = epoch;
+    std::exception_ptr why = error;
+    if (sqlState == kFenceSqlState) {
+      // One of these slots is another node's now. Until the next lease round tells which,
+      // none of them serves: a reset object must not reload and answer from rows that the
+      // new owner is writing. Those still ours are claimed back at new epochs.
+      for (const auto& [slot, held] : fence) slots_->dropIfAt(slot, held);
+      why = std::make_exception_ptr(
+          Error(ErrorCode::kUnavailable, "this node no longer holds the object's slot; the write was not made"));
+    }
+    sink_->engineFailed(seq, why, false);
+  } else {
+    sink_->engineCommitted(seq);
+  }
+  if (std::exchange(readyWhenDone_, false)) sink_->engineReady();
+  if (!queued_.empty() && !committing_) startCommit();
 }
 
 void PostgresEngine::abandonInFlight() {

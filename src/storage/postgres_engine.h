@@ -24,6 +24,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -80,7 +81,12 @@ class PostgresEngine final : public StorageEngine {
   const std::string conninfo_, node_;
   const std::shared_ptr<SlotTable> slots_;
   boost::asio::io_context& shard_;
+  // Names the writer's server process among the others (pg_stat_activity's application_name).
+  const std::string writerName_;
   PgConnection writer_, reader_;
+  // A commit's outcome, once it is settled on the server: the sink learns it, the next starts.
+  void commitEnded(std::uint64_t seq, std::uint64_t epoch, const std::map<int, std::int64_t>& fence,
+                   std::exception_ptr error, const std::string& sqlState);
   std::unique_ptr<PgBlocking> admin_;
   std::deque<CommitBatch> queued_;
   bool committing_ = false;

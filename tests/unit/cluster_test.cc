@@ -265,6 +265,33 @@ TEST(ClusterMembership, ABadNodeNameIsRefusedWithWhatIsAccepted) {
 
 // The fence and a claim are ordered by the slot row's lock: a claim waits for a commit that
 // checked the old epoch, and the old owner's next commit is refused with SQLSTATE DU001.
+// A commit cut off on this side (the lease lapsed while it waited on the server) has an
+// unknown outcome, and its transaction may still be running there. It is ended on the server
+// before the object reloads, so it can never land after a newer write.
+TEST(ClusterFence, ACommitCutOffMidwayIsEndedOnTheServerBeforeTheObjectReloads) {
+  const auto url = PostgresServer::shared().createDatabase();
+  durable::testing::Env env(onPostgres(url, 800));
+  const auto& ns = env.exportClass<Tally>("TALLY");
+  const auto a = ns.getByName("a");
+  EXPECT_EQ(env.fetch(a, "http://do/add").text(), "1");
+
+  // The next commit waits on a's row, and the node cannot renew its lease meanwhile.
+  PgBlocking blocker(url);
+  blocker.script("BEGIN");
+  blocker.run("SELECT 1 FROM durable_kv WHERE key = 'n'::bytea FOR UPDATE");
+  blocker.run("SELECT 1 FROM durable_nodes FOR UPDATE");
+  auto refused = failure(env, a, "http://do/add");
+  ASSERT_TRUE(refused.has_value()) << "a commit that could not finish was acknowledged";
+  EXPECT_EQ(refused->code(), durable::ErrorCode::kUnavailable) << refused->what();
+  EXPECT_EQ(one(url, "SELECT count(*)::int8 FROM pg_stat_activity WHERE application_name LIKE 'durable-%-writer-%' "
+                     "AND wait_event_type = 'Lock'"),
+            0)
+      << "the cut-off commit is still waiting on the server";
+  blocker.script("ROLLBACK");
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(stored(url, a.id(), "n"), 1) << "the cut-off commit landed after all";
+}
+
 TEST(ClusterFence, AClaimWaitsForTheCommitThatCheckedTheOldEpoch) {
   const auto url = PostgresServer::shared().createDatabase();
   ClusterMembership a(node(url, "a"));
