@@ -713,6 +713,46 @@ TEST_F(ClusterTest, ThePeerChannelWantsTheConfiguredSecretAndDropsAPeerThatSends
   EXPECT_EQ(r.status, 200) << r.body;
 }
 
+// A forwarded request names the slot epoch the sender's routes give: a node that does not hold
+// the slot at that epoch answers 421 before the object sees anything (the sender then reads the
+// routes again and tries once more), and the same request at the right epoch runs.
+TEST_F(ClusterTest, AForwardedRequestAtAStaleEpochIsMisdirectedAndRunsNothing) {
+  auto count = [&] { return countOf(httpRequest("127.0.0.1", nodes_[0]->port(), "GET", "/counters/misdirected")); };
+  ASSERT_EQ(countOf(httpRequest("127.0.0.1", nodes_[0]->port(), "POST", "/counters/misdirected/increment")), 1);
+  std::string nsText, hex;
+  int owner = -1;
+  std::int64_t epoch = 0;
+  {
+    PgBlocking db(pg().connectionString());
+    auto r = db.run(
+        "SELECT n.ns, encode(n.obj, 'hex'), s.owner, s.epoch FROM durable_names n JOIN durable_slots s ON s.slot = n.slot "
+        "WHERE n.name = 'misdirected'");
+    ASSERT_EQ(PQntuples(r.get()), 1);
+    nsText = std::to_string(durable::detail::pgInt8(r.get(), 0, 0));
+    hex = std::string(durable::detail::pgBytes(r.get(), 0, 1));
+    owner = std::string(durable::detail::pgBytes(r.get(), 0, 2)).back() - '0';
+    epoch = durable::detail::pgInt8(r.get(), 0, 3);
+  }
+  auto forward = [&](int node, std::int64_t atEpoch) {
+    HttpConnection http("127.0.0.1", nodes_[static_cast<std::size_t>(node)]->port());
+    return http.request("POST", "/.durable/cluster/fetch", "",
+                        {{"x-durable-cluster-secret", kSecret},
+                         {"x-durable-ns", nsText},
+                         {"x-durable-object", hex},
+                         {"x-durable-slot-epoch", std::to_string(atEpoch)},
+                         {"x-durable-url", "http://do/increment"}});
+  };
+  const auto stale = forward(owner, epoch + 1000);
+  EXPECT_EQ(stale.status, 421) << stale.body;
+  EXPECT_EQ(stale.headers.count("x-durable-misdirected"), 1u);
+  const auto elsewhere = forward((owner + 1) % 3, epoch);
+  EXPECT_EQ(elsewhere.status, 421) << elsewhere.body;
+  EXPECT_EQ(count(), 1) << "a misdirected request ran";
+  const auto right = forward(owner, epoch);
+  EXPECT_EQ(right.status, 200) << right.body;
+  EXPECT_EQ(count(), 2);
+}
+
 // A Worker may ask its object for a WebSocket with a request of its own (no client handshake
 // headers in it): every node answers the client's handshake, whichever node holds the object.
 TEST_F(ClusterTest, AWebSocketMadeFromTheWorkersOwnRequestWorksThroughEveryNode) {
