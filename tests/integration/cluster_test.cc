@@ -201,20 +201,23 @@ class ClusterTest : public ::testing::Test {
 
   // Increments counters c0..c39 in turn through node `i` until `stop`, recording every
   // acknowledged count; failed requests (a node that died, a slot that moves) are not.
-  void load(int i, std::atomic<bool>& stop) {
+  // Counters named `prefix` + number; those of another prefix than "c" are recorded from 1000 on.
+  static int keyOf(const std::string& prefix, int c) { return prefix == "c" ? c : 1000 + c; }
+
+  void load(int i, std::atomic<bool>& stop, const std::string& prefix = "c") {
     HttpConnection conn(nodes_[static_cast<std::size_t>(i)]->host(), nodes_[static_cast<std::size_t>(i)]->port(), 3s);
     for (int n = 0; !stop; ++n) {
       const int c = (n * 7 + i * 13) % kCounters;
       const auto began = Clock::now();
       std::optional<long long> count;
       try {
-        count = countOf(conn.post("/counters/c" + std::to_string(c) + "/increment"));
+        count = countOf(conn.post("/counters/" + prefix + std::to_string(c) + "/increment"));
       } catch (const HttpError&) {
         std::this_thread::sleep_for(20ms);
       }
       if (!count) continue;
       std::lock_guard lock(mu_);
-      acks_[c].push_back({began, Clock::now(), *count});
+      acks_[keyOf(prefix, c)].push_back({began, Clock::now(), *count});
     }
   }
 
@@ -324,22 +327,23 @@ class ClusterTest : public ::testing::Test {
   }
 
   // Every counter read through node `i`, until each answers or `within` passes: how long it took.
-  Clock::duration untilEveryCounterAnswers(int i, Clock::duration within, std::map<int, long long>& finals) {
+  Clock::duration untilEveryCounterAnswers(int i, Clock::duration within, std::map<int, long long>& finals,
+                                           const std::string& prefix = "c") {
     const auto start = Clock::now();
     HttpConnection conn(nodes_[static_cast<std::size_t>(i)]->host(), nodes_[static_cast<std::size_t>(i)]->port(), 3s);
     for (int c = 0; c < kCounters; ++c) {
       for (;;) {
         std::optional<long long> count;
         try {
-          count = countOf(conn.get("/counters/c" + std::to_string(c)));
+          count = countOf(conn.get("/counters/" + prefix + std::to_string(c)));
         } catch (const HttpError&) {
         }
         if (count) {
-          finals[c] = *count;
+          finals[keyOf(prefix, c)] = *count;
           break;
         }
         if (Clock::now() - start > within) {
-          ADD_FAILURE() << "counter c" << c << " did not answer through n" << i;
+          ADD_FAILURE() << "counter " << prefix << c << " did not answer through n" << i;
           return Clock::now() - start;
         }
         std::this_thread::sleep_for(20ms);
@@ -483,6 +487,13 @@ TEST_F(ClusterTest, ANodePausedPastItsLeaseServesNothingStaleWhenItWakes) {
   std::vector<int> ownerBefore;
   for (std::size_t r = 0; r < watchers.size(); ++r) ownerBefore.push_back(ownerOfName("lr" + std::to_string(r)));
   ASSERT_NE(std::find(ownerBefore.begin(), ownerBefore.end(), 0), ownerBefore.end()) << "no room on n0";
+  // Load on other counters (s0..s39) through every node, n0 included: the stop lands with
+  // n0's requests and commits in flight, and whatever it answers after must keep the counts
+  // whole and in order.
+  std::atomic<bool> stopLoad{false};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 3; ++i) clients.emplace_back([this, i, &stopLoad] { load(i, stopLoad, "s"); });
+  std::this_thread::sleep_for(500ms);
   ASSERT_EQ(::kill(nodes_[0]->pid(), SIGSTOP), 0);
   std::this_thread::sleep_for(2 * kLease);
   // The others take n0's slots and move every counter on.
@@ -538,6 +549,12 @@ TEST_F(ClusterTest, ANodePausedPastItsLeaseServesNothingStaleWhenItWakes) {
   std::map<int, long long> finals;
   untilEveryCounterAnswers(0, kLease + 2s, finals);
   EXPECT_EQ(finals, after);
+  std::this_thread::sleep_for(500ms);
+  stopLoad = true;
+  for (auto& t : clients) t.join();
+  std::map<int, long long> loaded;
+  untilEveryCounterAnswers(1, kLease + 2s, loaded, "s");
+  checkInvariants(loaded);
   // The other rooms' clients never noticed.
   for (std::size_t r = 0; r < watchers.size(); ++r) {
     if (ownerBefore[r] == 0) continue;
