@@ -507,8 +507,16 @@ StoredObject PostgresEngine::describeObject(std::int64_t ns, const ObjectId::Raw
 }
 
 void PostgresEngine::loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) {
-  auto r = admin().run("SELECT ns, obj, time, slot::int8 FROM durable_alarms WHERE slot % $1::int8 = $2::int8",
-                       PgParams().int8(partitions_).int8(index_));
+  const std::string sql = "SELECT ns, obj, time, slot::int8 FROM durable_alarms WHERE slot % $1::int8 = $2::int8";
+  PgResult r;
+  try {
+    r = admin().run(sql, PgParams().int8(partitions_).int8(index_));
+  } catch (const std::exception&) {
+    // The admin connection may be one the server dropped (it restarted: that is when slots are
+    // claimed back), and it looks alive until used: once more on a new one.
+    admin_.reset();
+    r = admin().run(sql, PgParams().int8(partitions_).int8(index_));
+  }
   for (int i = 0; i < PQntuples(r.get()); ++i) {
     ObjectId::Raw id;
     if (!rawId(pgBytes(r.get(), i, 1), id)) continue;

@@ -93,6 +93,7 @@ class ClusterTest : public ::testing::Test {
   virtual std::vector<std::string> postgresSettings() const { return {}; }
   virtual fs::path nodeBinary(int i) const { return testServerPath(); }
   virtual fs::path baseConfig() const { return testServerConfig(); }
+  virtual std::vector<std::string> nodeArgs() const { return {}; }
   // The tests' server has no chat rooms of its own: the load puts some beside the counters.
   virtual std::string extraConfig() const {
     return "\n[[durable_objects.bindings]]\nname = \"ROOM\"\nclass_name = \"ChatRoom\"\n"
@@ -180,6 +181,7 @@ class ClusterTest : public ::testing::Test {
     o.stderrLog = dir_ / ("n" + std::to_string(i) + "-" + std::to_string(++starts_) + ".log");
     o.extraArgs = {"--listen", nodeHost(i) + ":0", "--admin", "off", "--cluster", url(), "--node",
                    "n" + std::to_string(i)};
+    for (const auto& a : nodeArgs()) o.extraArgs.push_back(a);
     return ServerProcess::start(o);
   }
 
@@ -295,6 +297,49 @@ class ClusterTest : public ::testing::Test {
       }
     }
     EXPECT_GT(total, 10u) << "too few acknowledged chat messages to prove anything";
+  }
+
+  // Sets the alarms of probes `prefix`0..9 through node `i`, `in` ms from now, and remembers
+  // when each was set for: checkAlarms() then finds each fired once its time came, never early.
+  void setAlarms(int i, const std::string& prefix, int in) {
+    for (int p = 0; p < 10; ++p) {
+      const std::string name = prefix + std::to_string(p);
+      auto r = httpRequest(nodes_[static_cast<std::size_t>(i)]->host(), nodes_[static_cast<std::size_t>(i)]->port(), "GET",
+                           "/probe/" + name + "/set?in=" + std::to_string(in));
+      ASSERT_EQ(r.status, 200) << r.body;
+      alarmsSet_[name] = boost::json::parse(r.body).at("scheduledTime").as_int64();
+    }
+  }
+
+  // Every alarm setAlarms() acknowledged fired at least once (through node `i`, within `within`),
+  // not before its time, and is gone.
+  void checkAlarms(int i, Clock::duration within) {
+    const auto deadline = Clock::now() + within;
+    for (const auto& [name, scheduled] : alarmsSet_) {
+      for (;;) {
+        HttpResponse r;
+        try {
+          r = httpRequest(nodes_[static_cast<std::size_t>(i)]->host(), nodes_[static_cast<std::size_t>(i)]->port(), "GET",
+                          "/probe/" + name + "/get");
+        } catch (const HttpError&) {
+          r.status = 0;
+        }
+        if (r.status == 200) {
+          const auto body = boost::json::parse(r.body).as_object();
+          if (body.at("fired").as_int64() >= 1) {
+            EXPECT_EQ(body.at("last").as_int64(), scheduled) << name;
+            EXPECT_GE(body.at("firedAt").as_int64(), scheduled) << "the alarm of " << name << " fired early";
+            EXPECT_TRUE(body.at("alarm").is_null()) << r.body;
+            break;
+          }
+        }
+        if (Clock::now() > deadline) {
+          ADD_FAILURE() << "the alarm of " << name << " never fired: " << r.status << " " << r.body;
+          break;
+        }
+        std::this_thread::sleep_for(50ms);
+      }
+    }
   }
 
   // The node (0..9) whose name holds the slot of the object made from `name`, or -1 when none
@@ -431,6 +476,7 @@ class ClusterTest : public ::testing::Test {
   std::mutex mu_;
   std::map<int, std::vector<Ack>> acks_;
   std::map<std::string, std::vector<std::string>> chatAcks_;  // room -> acknowledged messages
+  std::map<std::string, std::int64_t> alarmsSet_;             // probe -> when its alarm is due
   std::thread epochWatch_;
   std::atomic<bool> epochStop_{false};
   std::atomic<int> epochReads_{0};
@@ -443,6 +489,7 @@ TEST_F(ClusterTest, KillNineOfANodeUnderLoadLosesNothingAndEveryObjectAnswersWit
   for (int i = 0; i < 3; ++i) clients.emplace_back([this, i, &stop] { load(i, stop); });
   // Chat rooms too, through the two nodes that survive (a client of the killed node fails with it).
   for (int i : {0, 2}) clients.emplace_back([this, i, &stop] { chatLoad(i, stop); });
+  setAlarms(0, "k", 800);
   std::this_thread::sleep_for(1500ms);
   const pid_t victim = nodes_[1]->pid();
   nodes_[1]->kill9();
@@ -466,6 +513,7 @@ TEST_F(ClusterTest, KillNineOfANodeUnderLoadLosesNothingAndEveryObjectAnswersWit
   EXPECT_EQ(finals, again);
   checkInvariants(finals);
   checkChatHistories(2, kLease + 2s);
+  checkAlarms(2, kLease + 2s);
   checkSingleActivation({{victim, killedAt}});
 
   PgBlocking db(pg().connectionString());
@@ -493,6 +541,7 @@ TEST_F(ClusterTest, ANodePausedPastItsLeaseServesNothingStaleWhenItWakes) {
   std::atomic<bool> stopLoad{false};
   std::vector<std::thread> clients;
   for (int i = 0; i < 3; ++i) clients.emplace_back([this, i, &stopLoad] { load(i, stopLoad, "s"); });
+  setAlarms(0, "z", 1000);  // due while n0 is stopped
   std::this_thread::sleep_for(500ms);
   ASSERT_EQ(::kill(nodes_[0]->pid(), SIGSTOP), 0);
   std::this_thread::sleep_for(2 * kLease);
@@ -555,6 +604,7 @@ TEST_F(ClusterTest, ANodePausedPastItsLeaseServesNothingStaleWhenItWakes) {
   std::map<int, long long> loaded;
   untilEveryCounterAnswers(1, kLease + 2s, loaded, "s");
   checkInvariants(loaded);
+  checkAlarms(1, kLease + 2s);
   // The other rooms' clients never noticed.
   for (std::size_t r = 0; r < watchers.size(); ++r) {
     if (ownerBefore[r] == 0) continue;
@@ -574,6 +624,7 @@ TEST_F(ClusterTest, APostgresCrashMidCommitLosesNothingAcknowledged) {
   std::atomic<bool> stop{false};
   std::vector<std::thread> clients;
   for (int i = 0; i < 3; ++i) clients.emplace_back([this, i, &stop] { load(i, stop); });
+  setAlarms(1, "g", 1600);  // due while PostgreSQL is down
   std::this_thread::sleep_for(1500ms);
   pg().kill();
   std::this_thread::sleep_for(500ms);
@@ -591,6 +642,9 @@ TEST_F(ClusterTest, APostgresCrashMidCommitLosesNothingAcknowledged) {
   std::map<int, long long> finals;
   untilEveryCounterAnswers(1, 10s, finals);
   checkInvariants(finals);
+  // An alarm due while PostgreSQL was down failed its run there and is retried with backoff
+  // (2 s, then 4 s, each plus up to 25 %): at least once, a little later.
+  checkAlarms(0, 10s);
   checkSingleActivation();
 }
 
@@ -788,6 +842,7 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
   std::vector<std::thread> clients;
   for (int i : {0, 2}) clients.emplace_back([this, i, &stop] { load(i, stop); });
   for (int i : {0, 2}) clients.emplace_back([this, i, &stop] { chatLoad(i, stop); });
+  setAlarms(0, "t", 1200);  // due during the hand-off
   std::this_thread::sleep_for(1s);
   const auto status = nodes_[1]->stop();
   EXPECT_TRUE(status.exited && status.code == 0) << status.describe();
@@ -821,6 +876,7 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
   untilEveryCounterAnswers(3, kLease + 2s, finals);
   checkInvariants(finals);
   checkChatHistories(3, kLease + 2s);
+  checkAlarms(3, kLease + 2s);
   int moved = 0;
   for (int r = 0; r < kRooms; ++r) {
     auto& ws = *watchers[static_cast<std::size_t>(r)];
@@ -881,6 +937,8 @@ class ClusterDemoTest : public ClusterTest {
   fs::path nodeBinary(int) const override { return binaryPath(); }
   fs::path baseConfig() const override { return seedConfig(); }
   std::string extraConfig() const override { return ""; }
+  // Objects leave memory after 300 ms without events: WebSockets hibernate within a test.
+  std::vector<std::string> nodeArgs() const override { return {"--idle-timeout-ms", "300"}; }
 };
 
 // A SQLite-backed object in cluster mode: its database is rebuilt on whichever node holds it
@@ -1045,6 +1103,18 @@ TEST_F(ClusterDemoTest, WebSocketsReachTheirRoomThroughAnyNodeAndCloseWith1012Wh
     }
   }
 
+  // Hibernation through a relay: the room's instance is evicted (idle 300 ms) while its
+  // sockets stay open on its node, and the next message, from a relayed client, wakes it.
+  {
+    auto a = WsClient::connect(node(0).host(), node(0).port(), "/hibernating/h2/websocket");
+    auto b = WsClient::connect(node(1).host(), node(1).port(), "/hibernating/h2/websocket");
+    auto c = WsClient::connect(node(2).host(), node(2).port(), "/hibernating/h2/websocket");
+    std::this_thread::sleep_for(1500ms);
+    for (auto* from : {a.get(), b.get(), c.get()}) {
+      from->send("after a sleep");
+      for (auto* ws : {a.get(), b.get(), c.get()}) EXPECT_EQ(ws->readText(10s), "after a sleep");
+    }
+  }
   // SIGTERM of room-0's node: every client of the room, relayed or not, hears 1012.
   const int first = ownerOf("room-0");
   ASSERT_GE(first, 0);
@@ -1180,6 +1250,7 @@ TEST_F(ClusterPartitionTest, ANodeCutOffFromPostgresAndItsPeersLosesNothingAndSe
   std::vector<std::thread> clients;
   for (int i = 0; i < 3; ++i) clients.emplace_back([this, i, &stop] { load(i, stop); });
   for (int i : {0, 1}) clients.emplace_back([this, i, &stop] { chatLoad(i, stop); });
+  setAlarms(0, "x", 2000);  // due while n2 is cut off
   std::this_thread::sleep_for(1500ms);
   ip({"link", "set", hostIf_, "down"}, dir_.path());
   std::this_thread::sleep_for(kLease + 2s);
@@ -1207,6 +1278,7 @@ TEST_F(ClusterPartitionTest, ANodeCutOffFromPostgresAndItsPeersLosesNothingAndSe
   EXPECT_EQ(finals, again);
   checkInvariants(finals);
   checkChatHistories(2, kLease + 5s);
+  checkAlarms(2, kLease + 2s);
   checkSingleActivation();
 }
 
