@@ -5,12 +5,14 @@
 #include "cluster/membership.h"
 #include "cluster/shared_meta.h"
 #include "config/migrations.h"
+#include "storage/pg_connection.h"
 #include "storage/postgres_engine.h"
 
 #include <cstdlib>
 #include <unistd.h>
 
 #include <set>
+#include <vector>
 
 namespace durable::cli {
 
@@ -76,8 +78,27 @@ OpenState openClusterNode(const config::Config& cfg, const std::filesystem::path
   std::set<std::string> exported;
   for (const auto& [name, _] : classes) exported.insert(name);
   const auto& cs = cfg.cluster;
+  // Nodes that serve now (this name aside): a migration must not change the classes under them.
+  std::vector<std::string> live;
+  {
+    detail::PgBlocking db(cs.url);
+    detail::ensurePostgresSchema(db, cs.slots);
+    auto r = db.run("SELECT name FROM durable_nodes WHERE lease_until > clock_timestamp() AND name <> $1::text ORDER BY name",
+                    detail::PgParams().bytes(cs.node));
+    for (int i = 0; i < PQntuples(r.get()); ++i) live.emplace_back(detail::pgBytes(r.get(), i, 0));
+  }
   config::MigrationState state;
   detail::withSharedMeta(cs.url, cs.slots, dir / "cluster", [&](config::MetaStore& meta) {
+    const auto applied = meta.appliedTags();
+    if (!applied.empty() && cfg.migrations.size() > applied.size() && !live.empty()) {
+      std::string names;
+      for (const auto& n : live) names += (names.empty() ? "" : ", ") + n;
+      throw config::ConfigError(cfg.source + ":" + std::to_string(cfg.migrations[applied.size()].line) + ": migration " +
+                                cfg.migrations[applied.size()].tag + " is not applied in the cluster, and nodes " + names +
+                                " serve its classes as they are (through migration " + applied.back() +
+                                "): start this node with the cluster's migrations, or stop every node and start "
+                                "them all with this config (the first one applies it)");
+    }
     state = meta.apply(cfg);
     config::validateBindings(cfg, state, exported);
   });

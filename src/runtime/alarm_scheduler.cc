@@ -7,6 +7,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <vector>
+
 namespace durable::detail {
 
 AlarmScheduler::AlarmScheduler(Shard& shard) : shard_(shard), rng_(std::random_device{}()) {}
@@ -29,6 +31,17 @@ void AlarmScheduler::load() {
 }
 
 void AlarmScheduler::loadNew() {
+  // Read first: on a failure (thrown) the schedule stays as it was, and the caller tries again.
+  struct Found {
+    Key key;
+    std::int64_t time;
+  };
+  std::vector<Found> found;
+  for (auto& p : shard_.partitions) {
+    p->loadAlarms([&found](std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
+      found.push_back({Key{ns, id}, time});
+    });
+  }
   // What this shard knows of the alarms of slots held here is replaced by what storage has: a
   // slot lost and claimed back may have had its alarms changed by another node meanwhile.
   for (auto it = byKey_.begin(); it != byKey_.end();) {
@@ -39,14 +52,11 @@ void AlarmScheduler::loadNew() {
       ++it;
     }
   }
-  for (auto& p : shard_.partitions) {
-    p->loadAlarms([this](std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
-      Key key{ns, id};
-      if (byKey_.count(key)) return;
-      Entry& e = byKey_[key];
-      e.time = e.scheduledTime = time;
-      schedule(key, e);
-    });
+  for (const auto& f : found) {
+    if (byKey_.count(f.key)) continue;
+    Entry& e = byKey_[f.key];
+    e.time = e.scheduledTime = f.time;
+    schedule(f.key, e);
   }
   arm();
 }

@@ -45,6 +45,7 @@ class AlarmScheduler {
   void load();
   // Cluster mode: reads the alarms of the shard's partitions again after this node claimed
   // slots, and schedules those it did not know (alarms/slot ownership: docs/cluster.md).
+  // Throws when storage cannot be read, the schedule unchanged: the caller tries again.
   void loadNew();
   // A committed change: the object's alarm is now `time`, or gone.
   void onDurable(std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time);

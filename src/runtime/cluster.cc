@@ -16,6 +16,7 @@
 #include "net/error_response.h"
 #include "net/websocket_relay.h"
 
+#include <durable/clock.h>
 #include <durable/error.h>
 #include <durable/json.h>
 #include <durable/timer.h>
@@ -247,13 +248,17 @@ void Runtime::slotsClaimed() {
   if (!started_) return;
   for (auto& sp : shards_) {
     Shard* s = sp.get();
-    postTo(*s, [s] {
-      try {
-        s->alarms().loadNew();
-      } catch (const std::exception& e) {
-        logWarn("shard ", s->index(), ": cannot load the alarms of claimed slots: ", e.what());
-      }
-    });
+    postTo(*s, [s] { s->loadClaimedAlarms(); });
+  }
+}
+
+void Shard::loadClaimedAlarms() {
+  try {
+    alarms().loadNew();
+  } catch (const std::exception& e) {
+    // Until they are read, the claimed slots' alarms would not fire: again in a second.
+    logWarn("shard ", index_, ": cannot load the alarms of claimed slots (trying again in 1 s): ", e.what());
+    timers().at(durable::now() + 1000, [this] { loadClaimedAlarms(); });
   }
 }
 

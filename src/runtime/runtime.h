@@ -246,6 +246,9 @@ class Shard final : public SocketShard {
   // Cluster mode: closes the sockets of this shard's objects whose slot this node no longer
   // holds (all of them when `all`), with 1012, so their clients reconnect to the new owner.
   void closeMovedSockets(bool all, const std::string& reason);
+  // Cluster mode, after this node claimed slots: their alarms are scheduled (retried each second
+  // until storage answers).
+  void loadClaimedAlarms();
   std::size_t liveObjects() const { return objects_.size(); }
   // Written on this shard's thread, read from any (metrics.h).
   metrics::ShardMetrics& metrics() override { return metrics_; }

@@ -929,6 +929,21 @@ TEST_F(ClusterTest, ANodeWhoseMigrationsDifferRefusesToJoin) {
   PgBlocking db(pg().connectionString());
   auto rows = db.run("SELECT count(*)::int8 FROM durable_nodes WHERE name = 'n9'");
   EXPECT_EQ(durable::detail::pgInt8(rows.get(), 0, 0), 0) << "the refused node registered";
+
+  // One migration more than the cluster's, while other nodes serve: refused too, and the
+  // cluster's classes stay as they were (a node started with the cluster's config still joins).
+  const auto ahead = dir_ / "ahead.toml";
+  writeFile(ahead, readFile(config_) + "\n[[migrations]]\ntag = \"v3-ahead\"\nnew_classes = []\n");
+  const auto refused = runCommand({nodeBinary(0).string(), "serve", "--config", ahead.string(), "--listen", "127.0.0.1:0",
+                                   "--admin", "off", "--persist-to", (dir_ / "n8").string(), "--cluster", url(), "--node",
+                                   "n8"},
+                                  dir_.path());
+  EXPECT_FALSE(refused.status.exited && refused.status.code == 0) << refused.out;
+  EXPECT_NE(refused.err.find("v3-ahead is not applied in the cluster"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("n0, n1, n2"), std::string::npos) << refused.err;
+  nodes_.push_back(startNode(3));
+  const auto r2 = httpRequest(nodes_[3]->host(), nodes_[3]->port(), "POST", "/counters/after-ahead/increment");
+  EXPECT_EQ(r2.status, 200) << r2.body;
 }
 
 // The demo app itself (its SQLite-backed Notes included) on three nodes.
