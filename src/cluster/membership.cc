@@ -38,11 +38,13 @@ std::uint64_t score(const std::string& node, int slot) {
 }
 
 // The membership's connection. A claim round cut off mid-transaction must not hold slot rows
-// locked past the lease.
+// locked past the lease, and a claim acknowledged must survive a crash of PostgreSQL (an epoch
+// that went back would let a stale owner's commit pass the fence).
 std::unique_ptr<PgBlocking> connectFor(const ClusterOptions& options) {
   auto db = std::make_unique<PgBlocking>(options.url);
   db->run("SET idle_in_transaction_session_timeout = " +
           std::to_string(std::max<std::int64_t>(options.lease.count() / 2, 100)));
+  db->run("SET synchronous_commit = on");
   return db;
 }
 
