@@ -104,7 +104,7 @@ bool isInstanceOf(DurableObject& o) {
   return dynamic_cast<C*>(&o) != nullptr;
 }
 
-// The same call in a form that crosses nodes (cluster mode, src/runtime/cluster.cc): the
+// The same call in a form that crosses nodes (cluster mode, src/runtime/forward.cc): the
 // method's place in its class's Rpc list, the arguments as Values, and where the result goes.
 struct RpcRemote {
   const char* className = nullptr;  // typeid(C).name(): every node runs the same binary

@@ -68,7 +68,7 @@ SIGTERM, SIGINT or SIGHUP drains in-flight requests, closes WebSockets with 1001
 others), commits, and exits 0.
 )";
 
-// Cluster mode: the front answers other nodes' forwarded requests (runtime/cluster.cc) before
+// Cluster mode: the front answers other nodes' forwarded requests (runtime/forward.cc) before
 // the author's Worker sees anything; everything else is the Worker's.
 Worker clusterFront(detail::Runtime& runtime, const Worker& user) {
   Worker front;

@@ -8,6 +8,7 @@
 #include "storage/pg_connection.h"
 #include "storage/postgres_engine.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <unistd.h>
 
@@ -78,19 +79,21 @@ OpenState openClusterNode(const config::Config& cfg, const std::filesystem::path
   std::set<std::string> exported;
   for (const auto& [name, _] : classes) exported.insert(name);
   const auto& cs = cfg.cluster;
-  // Nodes that serve now (this name aside): a migration must not change the classes under them.
-  std::vector<std::string> live;
-  {
-    detail::PgBlocking db(cs.url);
-    detail::ensurePostgresSchema(db, cs.slots);
-    auto r = db.run("SELECT name FROM durable_nodes WHERE lease_until > clock_timestamp() AND name <> $1::text ORDER BY name",
-                    detail::PgParams().bytes(cs.node));
-    for (int i = 0; i < PQntuples(r.get()); ++i) live.emplace_back(detail::pgBytes(r.get(), i, 0));
-  }
   config::MigrationState state;
-  detail::withSharedMeta(cs.url, cs.slots, dir / "cluster", [&](config::MetaStore& meta) {
+  detail::withSharedMeta(cs.url, cs.slots, dir / "cluster", [&](config::MetaStore& meta, detail::PgBlocking& db) {
     const auto applied = meta.appliedTags();
-    if (!applied.empty() && cfg.migrations.size() > applied.size() && !live.empty()) {
+    // Nodes that serve now (this name aside): a migration must not change the classes under them.
+    std::vector<std::string> live;
+    const bool extends = !applied.empty() && cfg.migrations.size() > applied.size() &&
+                         std::equal(applied.begin(), applied.end(), cfg.migrations.begin(),
+                                    [](const std::string& tag, const auto& m) { return tag == m.tag; });
+    if (extends) {
+      auto r = db.run(
+          "SELECT name FROM durable_nodes WHERE lease_until > clock_timestamp() AND name <> $1::text ORDER BY name",
+          detail::PgParams().bytes(cs.node));
+      for (int i = 0; i < PQntuples(r.get()); ++i) live.emplace_back(detail::pgBytes(r.get(), i, 0));
+    }
+    if (!live.empty()) {
       std::string names;
       for (const auto& n : live) names += (names.empty() ? "" : ", ") + n;
       throw config::ConfigError(cfg.source + ":" + std::to_string(cfg.migrations[applied.size()].line) + ": migration " +
@@ -131,7 +134,7 @@ OpenState openClusterNode(const config::Config& cfg, const std::filesystem::path
   out.runtime = std::make_unique<detail::Runtime>(runtimeOptions, bindings, std::move(vars), state.namespacesToPurge,
                                                   partitions);
   if (!state.namespacesToPurge.empty()) {
-    detail::withSharedMeta(cs.url, cs.slots, dir / "cluster", [&](config::MetaStore& meta) {
+    detail::withSharedMeta(cs.url, cs.slots, dir / "cluster", [&](config::MetaStore& meta, detail::PgBlocking&) {
       for (auto ns : state.namespacesToPurge) meta.markPurged(ns);
     });
   }

@@ -28,7 +28,7 @@ void writeFile(const std::filesystem::path& p, std::string_view bytes) {
 }  // namespace
 
 void withSharedMeta(const std::string& url, int slots, const std::filesystem::path& workDir,
-                    const std::function<void(config::MetaStore&)>& change) {
+                    const std::function<void(config::MetaStore&, PgBlocking&)>& change) {
   PgBlocking db(url);
   ensurePostgresSchema(db, slots);
   std::filesystem::create_directories(workDir);
@@ -44,7 +44,7 @@ void withSharedMeta(const std::string& url, int slots, const std::filesystem::pa
     if (PQntuples(current.get()) > 0) writeFile(file, pgBytes(current.get(), 0, 0));
     {
       config::MetaStore meta(workDir);
-      change(meta);
+      change(meta, db);
     }  // closed: its WAL is checkpointed into the file
     db.run("INSERT INTO durable_meta(id, meta) VALUES(1, $1::bytea) ON CONFLICT (id) DO UPDATE SET meta = excluded.meta",
            PgParams().bytes(readFile(file)));

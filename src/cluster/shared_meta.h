@@ -15,10 +15,13 @@
 
 namespace durable::detail {
 
+class PgBlocking;
+
 // Runs `change` on the cluster's meta database, checked out into `workDir`/meta.sqlite, and
-// stores the result back; one node at a time. Throws what `change` throws (nothing is stored
-// then) or Error(kUnavailable) when PostgreSQL cannot be reached.
+// stores the result back; one node at a time. `change` also gets the connection whose
+// transaction holds the meta's lock, for reads that must agree with it. Throws what `change`
+// throws (nothing is stored then) or Error(kUnavailable) when PostgreSQL cannot be reached.
 void withSharedMeta(const std::string& url, int slots, const std::filesystem::path& workDir,
-                    const std::function<void(config::MetaStore&)>& change);
+                    const std::function<void(config::MetaStore&, PgBlocking&)>& change);
 
 }  // namespace durable::detail

@@ -15,6 +15,10 @@
 #include <optional>
 #include <unordered_map>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 namespace durable::detail {
 
 namespace asio = boost::asio;
@@ -118,6 +122,15 @@ Error unavailable(const std::string& why) { return Error(ErrorCode::kUnavailable
 
 }  // namespace
 
+void keepAliveBetweenNodes(tcp::socket& socket) {
+  const int fd = socket.native_handle();
+  const int on = 1, idle = 10, interval = 5, count = 3;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The sender's side.
 
@@ -166,9 +179,8 @@ struct PeerChannels::Connection : std::enable_shared_from_this<Connection> {
         if (self->dead) return;
         error_code ignored;
         self->socket.set_option(tcp::no_delay(true), ignored);
-        // A silent peer (its machine lost) is found dead in about 25 s; every request waiting
-        // on it has its own deadline meanwhile.
-        self->socket.set_option(asio::socket_base::keep_alive(true), ignored);
+        // Every request waiting on a silent peer has its own deadline meanwhile.
+        keepAliveBetweenNodes(self->socket);
         self->wire = std::move(head);
         asio::async_write(self->socket, asio::buffer(self->wire), [self](error_code wec, std::size_t) {
           if (wec) return self->fail("the node " + self->address + " refused the channel: " + wec.message());

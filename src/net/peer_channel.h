@@ -67,6 +67,10 @@ class PeerChannels {
   std::map<std::string, std::shared_ptr<Connection>> connections_;  // by address
 };
 
+// A connection between nodes that goes silent (a machine lost, a partition) is found dead in
+// about 25 s (TCP keepalives after 10 s idle, 3 probes 5 s apart), not the kernel's two hours.
+void keepAliveBetweenNodes(boost::asio::ip::tcp::socket& socket);
+
 // The owner's side: serves the frames of an upgraded channel connection with `handle`, each
 // request as it comes, its answer written when ready. The first bytes written are the 101;
 // `early` is what the peer sent after its upgrade request, read already.

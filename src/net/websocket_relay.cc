@@ -1,5 +1,6 @@
 #include "net/websocket_relay.h"
 
+#include "base/encoding.h"
 #include "net/asio_await.h"
 
 #include <durable/error.h>
@@ -17,12 +18,8 @@
 #include <mutex>
 #include <optional>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 namespace durable::detail {
@@ -87,37 +84,19 @@ std::string closeFrame(int code, const std::string& reason) {
   return f + text;
 }
 
-// A connection between nodes that goes silent (a machine lost, a partition) is found dead in
-// about 25 s instead of the kernel's two hours.
-void keepAlive(tcp::socket& s) {
-  const int fd = s.native_handle();
-  const int on = 1, idle = 10, interval = 5, count = 3;
-  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
-  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
-  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
-}
-
-std::string base64(const unsigned char* data, std::size_t n) {
-  std::string out(4 * ((n + 2) / 3), '\0');
-  const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
-  out.resize(static_cast<std::size_t>(written));
-  return out;
-}
-
 // RFC 6455 4.2.2: the Sec-WebSocket-Accept that answers `key`.
 std::string acceptFor(std::string_view key) {
   const std::string text = std::string(key) + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
   unsigned char digest[SHA_DIGEST_LENGTH];
   SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  return base64(digest, sizeof digest);
+  return base64(std::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
 }
 
 // A fresh Sec-WebSocket-Key: 16 random bytes.
 std::string freshKey() {
   unsigned char nonce[16];
   RAND_bytes(nonce, sizeof nonce);
-  return base64(nonce, sizeof nonce);
+  return base64(std::string_view(reinterpret_cast<const char*>(nonce), sizeof nonce));
 }
 
 bool fitsInAHeader(std::string_view s) { return s.find_first_of("\r\n") == std::string_view::npos; }
@@ -376,7 +355,7 @@ Task<Response> sendUpgrade(asio::io_context& context, const std::string& address
   }
   stream->expires_never();
   auto relayed = std::make_shared<RelayedUpgrade>(RelayedUpgrade{stream->release_socket(), {}, {}, timeout});
-  keepAlive(relayed->peer);
+  keepAliveBetweenNodes(relayed->peer);
   const auto early = buffer.data();
   relayed->early.assign(static_cast<const char*>(early.data()), early.size());
   auto client = std::make_shared<WebSocketImpl>();

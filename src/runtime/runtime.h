@@ -284,7 +284,7 @@ class Shard final : public SocketShard {
   // This shard's outbound HTTP (durable::fetch), made on first use; from its own thread.
   HttpClient& httpClient();
   // Cluster mode: the channels to the other nodes, for requests to objects they hold
-  // (runtime/cluster.cc); made on first use; from its own thread.
+  // (runtime/forward.cc); made on first use; from its own thread.
   PeerChannels& peerChannels();
   std::uint64_t nextFlow() { return ++flows_; }
 
@@ -401,7 +401,7 @@ class Runtime final : public HttpHost {
     return static_cast<int>(id.hash() % static_cast<std::size_t>(partitionCount_));
   }
 
-  // Cluster mode (runtime/cluster.cc): the path other nodes send an object's requests to,
+  // Cluster mode (runtime/forward.cc): the path other nodes send an object's requests to,
   // and what answers there (the front HTTP server routes it here before the Worker).
   static constexpr std::string_view kForwardPath = "/.durable/cluster/fetch";
   static constexpr std::string_view kCallPath = "/.durable/cluster/call";
