@@ -13,12 +13,25 @@ namespace {
 // A connection attempt gives up after this long (a partitioned network would otherwise block
 // the caller for the kernel's TCP timeout), and a connection whose server went silent is found
 // dead within about 30 s (TCP keepalives, and unacknowledged sends), not the kernel's two hours;
-// a connection string's own settings win.
+// a connection string's own settings win. (PQconnectPoll ignores connect_timeout: PgConnection
+// keeps its own deadline.)
+struct ConnectParams {
+  ConnectParams(const std::string& conninfo, const std::string& sessionOptions)
+      : keys{"connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
+             "tcp_user_timeout", "dbname", sessionOptions.empty() ? nullptr : "options", nullptr},
+        values{"2", "10", "5", "3", "30000", conninfo.c_str(), sessionOptions.c_str(), nullptr} {}
+  const char* keys[8];
+  const char* values[8];
+};
+
+void quiet(PGconn* c) {
+  // NOTICEs (CREATE ... IF NOT EXISTS on a schema already there) are not ours to print.
+  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+}
+
 PGconn* open(const std::string& conninfo, const std::string& sessionOptions = {}) {
-  const char* keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
-                        "tcp_user_timeout", "dbname", sessionOptions.empty() ? nullptr : "options", nullptr};
-  const char* values[] = {"2", "10", "5", "3", "30000", conninfo.c_str(), sessionOptions.c_str(), nullptr};
-  PGconn* c = PQconnectdbParams(keys, values, 1);
+  const ConnectParams params(conninfo, sessionOptions);
+  PGconn* c = PQconnectdbParams(params.keys, params.values, 1);
   if (c == nullptr) throw Error(ErrorCode::kUnavailable, "PostgreSQL: out of memory");
   if (PQstatus(c) != CONNECTION_OK) {
     std::string why = PQerrorMessage(c);
@@ -26,8 +39,7 @@ PGconn* open(const std::string& conninfo, const std::string& sessionOptions = {}
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
     throw Error(ErrorCode::kUnavailable, "cannot connect to PostgreSQL: " + why);
   }
-  // NOTICEs (CREATE ... IF NOT EXISTS on a schema already there) are not ours to print.
-  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+  quiet(c);
   return c;
 }
 
@@ -66,9 +78,13 @@ PgParams& PgParams::text(std::string_view t) {
   return *this;
 }
 
-PgConnection::PgConnection(std::string conninfo, boost::asio::io_context& loop, std::string sessionOptions)
-    : conninfo_(std::move(conninfo)), loop_(loop), sessionOptions_(std::move(sessionOptions)) {
-  connect();
+PgConnection::PgConnection(std::string conninfo, boost::asio::io_context& loop, std::string sessionOptions,
+                           Connect when)
+    : conninfo_(std::move(conninfo)), loop_(loop), sessionOptions_(std::move(sessionOptions)), connectDeadline_(loop) {
+  if (when == Connect::kNow) {
+    conn_ = open(conninfo_, sessionOptions_);
+    setUp();
+  }
 }
 
 PgConnection::~PgConnection() {
@@ -80,35 +96,121 @@ PgConnection::~PgConnection() {
   if (conn_) PQfinish(conn_);
 }
 
-void PgConnection::connect() {
-  conn_ = open(conninfo_, sessionOptions_);
+void PgConnection::watch() {
+  if (socket_) {
+    socket_->cancel();
+    socket_->release();
+  }
+  socket_ = std::make_unique<boost::asio::posix::stream_descriptor>(loop_, PQsocket(conn_));
+}
+
+void PgConnection::setUp() {
   if (PQsetnonblocking(conn_, 1) != 0 || PQenterPipelineMode(conn_) != 1) {
     const std::string why = trimmed(PQerrorMessage(conn_));
     PQfinish(conn_);
     conn_ = nullptr;
     throw Error(ErrorCode::kUnavailable, "PostgreSQL: cannot enter pipeline mode: " + why);
   }
-  socket_ = std::make_unique<boost::asio::posix::stream_descriptor>(loop_, PQsocket(conn_));
+  quiet(conn_);
+  ++generation_;
+  reading_ = writing_ = false;
+  watch();
   prepared_.clear();
   backendPid_ = PQbackendPID(conn_);
 }
 
-void PgConnection::close() { fail("the connection to PostgreSQL was closed"); }
+void PgConnection::startConnect() {
+  const ConnectParams params(conninfo_, sessionOptions_);
+  conn_ = PQconnectStartParams(params.keys, params.values, 1);
+  if (conn_ == nullptr) return connectFailed("out of memory");
+  if (PQstatus(conn_) == CONNECTION_BAD || PQsocket(conn_) < 0) return connectFailed(trimmed(PQerrorMessage(conn_)));
+  connecting_ = true;
+  const std::uint64_t attempt = ++generation_;
+  connectDeadline_.expires_after(kConnectTimeout);
+  connectDeadline_.async_wait([this, alive = alive_, attempt](const boost::system::error_code& ec) {
+    if (!*alive || ec || !connecting_ || attempt != generation_) return;
+    connectFailed("no answer within " + std::to_string(kConnectTimeout.count()) + " ms");
+  });
+  // libpq has begun (a non-blocking connect): it wants the socket writable first.
+  pollConnect(PGRES_POLLING_WRITING);
+}
+
+void PgConnection::pollConnect(PostgresPollingStatusType last) {
+  // The socket may change between polls (libpq tries each address in turn): a descriptor is
+  // made for each wait, never reused for a closed one whose number came back.
+  if (PQsocket(conn_) < 0) return connectFailed(trimmed(PQerrorMessage(conn_)));
+  watch();
+  const auto what = last == PGRES_POLLING_READING ? boost::asio::posix::stream_descriptor::wait_read
+                                                  : boost::asio::posix::stream_descriptor::wait_write;
+  socket_->async_wait(what, [this, alive = alive_, attempt = generation_](const boost::system::error_code& ec) {
+    if (!*alive || ec || !connecting_ || attempt != generation_) return;
+    switch (const auto status = PQconnectPoll(conn_)) {
+      case PGRES_POLLING_OK:
+        return connected();
+      case PGRES_POLLING_FAILED:
+        return connectFailed(trimmed(PQerrorMessage(conn_)));
+      default:
+        return pollConnect(status);
+    }
+  });
+}
+
+void PgConnection::connected() {
+  connecting_ = false;
+  connectDeadline_.cancel();
+  try {
+    setUp();
+  } catch (const std::exception& e) {
+    return connectFailed(e.what());
+  }
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  for (auto& w : waiting) sendNow(std::move(w.queries), std::move(w.pending));
+}
+
+void PgConnection::connectFailed(const std::string& why) {
+  connecting_ = false;
+  ++generation_;
+  connectDeadline_.cancel();
+  if (socket_) {
+    socket_->cancel();
+    socket_->release();
+    socket_.reset();
+  }
+  if (conn_) PQfinish(conn_);
+  conn_ = nullptr;
+  auto error = std::make_exception_ptr(Error(ErrorCode::kUnavailable, "cannot connect to PostgreSQL: " + why));
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  for (auto& w : waiting) {
+    w.pending.outcome.error = error;
+    complete(std::move(w.pending));
+  }
+}
+
+void PgConnection::close() {
+  if (connecting_) return connectFailed("the connection was closed before it was made");
+  fail("the connection to PostgreSQL was closed");
+}
 
 void PgConnection::exchange(std::vector<PgQuery> queries, std::function<void(PgOutcome)> done) {
   Pending p;
   p.done = std::move(done);
-  if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) {
+  if (!connecting_ && (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK)) {
     if (conn_) fail("the connection to PostgreSQL was lost");
-    try {
-      connect();
-    } catch (...) {
-      p.outcome.error = std::current_exception();
-      complete(std::move(p));
-      return;
-    }
+    waiting_.push_back({std::move(queries), std::move(p)});
+    startConnect();
+    return;
   }
-  send(queries, p);
+  if (connecting_) {
+    waiting_.push_back({std::move(queries), std::move(p)});
+    return;
+  }
+  sendNow(std::move(queries), std::move(p));
+}
+
+void PgConnection::sendNow(std::vector<PgQuery> queries, Pending p) {
+  if (conn_ != nullptr) send(queries, p);
   if (conn_ == nullptr) {  // sending failed: fail() took what was in flight; this one too
     p.outcome.error = std::make_exception_ptr(Error(ErrorCode::kUnavailable, "the connection to PostgreSQL was lost"));
     complete(std::move(p));
@@ -163,8 +265,8 @@ void PgConnection::flush() {
   if (rc == 0) return;
   writing_ = true;
   socket_->async_wait(boost::asio::posix::stream_descriptor::wait_write,
-                      [this, alive = alive_](const boost::system::error_code& ec) {
-                        if (!*alive) return;
+                      [this, alive = alive_, connection = generation_](const boost::system::error_code& ec) {
+                        if (!*alive || connection != generation_) return;  // a connection since closed
                         writing_ = false;
                         if (!ec) flush();
                       });
@@ -174,8 +276,8 @@ void PgConnection::waitRead() {
   if (conn_ == nullptr || reading_ || pending_.empty()) return;
   reading_ = true;
   socket_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                      [this, alive = alive_](const boost::system::error_code& ec) {
-                        if (!*alive) return;
+                      [this, alive = alive_, connection = generation_](const boost::system::error_code& ec) {
+                        if (!*alive || connection != generation_) return;
                         reading_ = false;
                         if (!ec) onReadable();
                       });
@@ -259,6 +361,7 @@ void PgConnection::fail(const std::string& why) {
     socket_.reset();
   }
   reading_ = writing_ = false;
+  ++generation_;
   if (conn_) PQfinish(conn_);
   conn_ = nullptr;
 }

@@ -9,14 +9,19 @@
 //
 // A lost connection fails every exchange in flight with kUnavailable: for a commit its outcome
 // is unknown, which the engine's caller treats as a failed commit (the objects are reset and
-// reload what PostgreSQL has). The next exchange connects again.
+// reload what PostgreSQL has). The next exchange connects again, without blocking the loop
+// (PQconnectStartParams/PQconnectPoll): exchanges made meanwhile wait for the connection and
+// fail together if it cannot be made within kConnectTimeout. A shard thread stuck in a
+// connect would stall every object of the shard, those that need no storage too.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <libpq-fe.h>
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <exception>
@@ -76,9 +81,15 @@ struct PgOutcome {
 
 class PgConnection {
  public:
-  // Connects at once (blocking: start-up); throws Error(kUnavailable) with libpq's message.
+  // How long a connection attempt may take before the exchanges waiting for it fail.
+  static constexpr std::chrono::milliseconds kConnectTimeout{2000};
+  enum class Connect { kNow, kOnFirstUse };
+
+  // kNow connects at once (blocking: start-up) and throws Error(kUnavailable) with libpq's
+  // message; kOnFirstUse connects, without blocking, when the first exchange is made.
   // `sessionOptions`: libpq's `options` keyword ("-c name=value ..."), for every connection.
-  PgConnection(std::string conninfo, boost::asio::io_context& loop, std::string sessionOptions = {});
+  PgConnection(std::string conninfo, boost::asio::io_context& loop, std::string sessionOptions = {},
+               Connect when = Connect::kNow);
   ~PgConnection();
   PgConnection(const PgConnection&) = delete;
   PgConnection& operator=(const PgConnection&) = delete;
@@ -86,8 +97,8 @@ class PgConnection {
   // Sends `queries` followed by a sync; `done` runs on the loop once the sync's answer is in
   // (the transaction is committed: with synchronous_commit on, durable), never inside this call.
   void exchange(std::vector<PgQuery> queries, std::function<void(PgOutcome)> done);
-  // Exchanges sent and not yet answered.
-  std::size_t inFlight() const { return pending_.size(); }
+  // Exchanges made and not yet answered (sent, or waiting for the connection).
+  std::size_t inFlight() const { return pending_.size() + waiting_.size(); }
 
   // Closes the connection and fails what is in flight; used on shutdown.
   void close();
@@ -106,7 +117,18 @@ class PgConnection {
     std::function<void(PgOutcome)> done;
   };
 
-  void connect();
+  struct Waiting {
+    std::vector<PgQuery> queries;
+    Pending pending;
+  };
+
+  void startConnect();
+  void pollConnect(PostgresPollingStatusType last);
+  void connected();
+  void connectFailed(const std::string& why);
+  void watch();  // a descriptor for the connection's current socket
+  void setUp();  // pipeline mode and the session's bookkeeping, once connected
+  void sendNow(std::vector<PgQuery> queries, Pending p);
   void send(std::vector<PgQuery>& queries, Pending& p);
   void flush();
   void waitRead();
@@ -123,6 +145,11 @@ class PgConnection {
   std::unique_ptr<boost::asio::posix::stream_descriptor> socket_;
   std::set<std::string> prepared_;
   std::deque<Pending> pending_;
+  std::deque<Waiting> waiting_;  // made while connecting
+  bool connecting_ = false;
+  boost::asio::steady_timer connectDeadline_;
+  // Bumped by every connection made, attempted or closed: a wait of an earlier one is ignored.
+  std::uint64_t generation_ = 0;
   bool reading_ = false, writing_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

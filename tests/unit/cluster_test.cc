@@ -10,6 +10,9 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
 #include "cluster/membership.h"
 #include "storage/pg_connection.h"
 #include "support/postgres_server.h"
@@ -320,6 +323,93 @@ TEST(ClusterFence, AClaimWaitsForTheCommitThatCheckedTheOldEpoch) {
   EXPECT_STREQ(PQresultErrorField(refused, PG_DIAG_SQLSTATE), "DU001");
   PQclear(refused);
   PQfinish(stale);
+}
+
+
+// A shard's connection that has to connect again does so without blocking its loop: a stopped
+// server (its TCP port still accepts) makes the exchanges waiting for it fail after the
+// connect deadline while the loop's timers keep running; exchanges made while connecting all
+// go out, in order, once it is made.
+TEST(PgConnection, ConnectingAgainLeavesTheLoopFreeAndGivesUpAtItsDeadline) {
+  using durable::detail::PgConnection;
+  using durable::detail::PgOutcome;
+  using durable::detail::PgQuery;
+  using durable::detail::PgStatement;
+  PostgresServer pg;
+  const auto url = pg.connectionString();
+  boost::asio::io_context loop;
+  PgConnection conn(url, loop);
+  static const PgStatement kPid{"pid", "SELECT pg_backend_pid()::int8"};
+  auto ask = [&] {
+    std::vector<PgQuery> q;
+    q.push_back({&kPid, PgParams()});
+    return q;
+  };
+  auto answerNow = [&]() -> PgOutcome {
+    std::optional<PgOutcome> got;
+    conn.exchange(ask(), [&](PgOutcome o) { got = std::move(o); });
+    while (!got) loop.run_one_for(5s);
+    loop.restart();
+    return std::move(*got);
+  };
+
+  PgOutcome first = answerNow();
+  ASSERT_FALSE(first.error);
+  const auto pid = durable::detail::pgInt8(first.results[0].get(), 0, 0);
+  PgBlocking(url).run("SELECT pg_terminate_backend($1::int8::int)", PgParams().int8(pid));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(answerNow().error) << "the ended session still answered";
+
+  pg.pause();
+  int ticks = 0;
+  bool ticking = true;
+  boost::asio::steady_timer tick(loop);
+  std::function<void()> arm = [&] {
+    tick.expires_after(10ms);
+    tick.async_wait([&](const boost::system::error_code& ec) {
+      if (ec || !ticking) return;
+      ++ticks;
+      arm();
+    });
+  };
+  arm();
+  const auto started = std::chrono::steady_clock::now();
+  std::optional<PgOutcome> stalled;
+  conn.exchange(ask(), [&](PgOutcome o) { stalled = std::move(o); });
+  while (!stalled && std::chrono::steady_clock::now() - started < 10s) loop.run_one_for(1s);
+  const auto waited = std::chrono::steady_clock::now() - started;
+  ticking = false;
+  tick.cancel();
+  loop.run();  // nothing is left waiting: the failed attempt let go of its socket and deadline
+  loop.restart();
+  pg.resume();
+  ASSERT_TRUE(stalled.has_value());
+  ASSERT_TRUE(stalled->error);
+  try {
+    std::rethrow_exception(stalled->error);
+  } catch (const durable::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot connect to PostgreSQL"), std::string::npos) << e.what();
+  }
+  EXPECT_GE(waited, PgConnection::kConnectTimeout - 50ms);
+  EXPECT_LT(waited, PgConnection::kConnectTimeout + 2s);
+  // Every 10 ms over about 2 s: a loop blocked in a connect would have ticked a few times at most.
+  EXPECT_GT(ticks, 100) << "the loop stalled while connecting";
+
+  std::vector<std::int64_t> order;
+  std::vector<std::int64_t> pids;
+  for (int i = 0; i < 3; ++i) {
+    conn.exchange(ask(), [&, i](PgOutcome o) {
+      order.push_back(i);
+      EXPECT_FALSE(o.error);
+      if (!o.error) pids.push_back(durable::detail::pgInt8(o.results[0].get(), 0, 0));
+    });
+  }
+  const auto again = std::chrono::steady_clock::now();
+  while (order.size() < 3 && std::chrono::steady_clock::now() - again < 10s) loop.run_one_for(1s);
+  EXPECT_EQ(order, (std::vector<std::int64_t>{0, 1, 2}));
+  ASSERT_EQ(pids.size(), 3u);
+  EXPECT_NE(pids[0], pid);
+  EXPECT_EQ(pids[0], pids[2]) << "the three went out over one new connection";
 }
 
 }  // namespace
