@@ -342,7 +342,10 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
         const std::function<Task<std::vector<std::size_t>>()> count = [&shard, &namespaces]() -> Task<std::vector<std::size_t>> {
           std::vector<std::size_t> n(namespaces.size());
           for (auto& p : shard.partitions) {
-            for (std::size_t i = 0; i < namespaces.size(); ++i) n[i] += p->countObjects(namespaces[i]->nsId);
+            for (std::size_t i = 0; i < namespaces.size(); ++i) {
+              auto counted = p->countObjects(namespaces[i]->nsId);
+              n[i] += co_await settle(counted);
+            }
           }
           co_return n;
         };
@@ -374,7 +377,9 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
                                                                limit]() -> Task<std::vector<Listed>> {
         std::vector<Listed> out;
         for (auto& p : shard.partitions) {
-          for (auto& o : p->listObjects(ns.nsId, after, limit + 1)) {
+          auto listed = p->listObjects(ns.nsId, after, limit + 1);
+          std::vector<StoredObject> stored = co_await settle(listed);
+          for (auto& o : stored) {
             addSqlFacts(runtime, ns, o);
             ObjectHost* host = shard.findHost(ns, ObjectId(o.id, std::nullopt));
             out.push_back({std::move(o), host != nullptr, host ? host->id().name() : std::nullopt});
@@ -404,7 +409,8 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     const ObjectId id = parseId(ns, c.param("id"), "id");
     Shard& shard = runtime.shardOf(id);
     const std::function<Task<boost::json::object>()> look = [&runtime, &shard, &ns, id]() -> Task<boost::json::object> {
-      StoredObject stored = runtime.partitionOf(id).describeObject(ns.nsId, id.raw());
+      auto described = runtime.partitionOf(id).describeObject(ns.nsId, id.raw());
+      StoredObject stored = co_await settle(described);
       ObjectHost* host = shard.findHost(ns, id);
       if (host) host->commitSql();
       addSqlFacts(runtime, ns, stored);

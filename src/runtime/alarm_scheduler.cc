@@ -30,22 +30,59 @@ void AlarmScheduler::load() {
   arm();
 }
 
-void AlarmScheduler::loadNew() {
-  // Read first: on a failure (thrown) the schedule stays as it was, and the caller tries again.
-  struct Found {
-    Key key;
-    std::int64_t time;
-  };
-  std::vector<Found> found;
-  for (auto& p : shard_.partitions) {
-    p->loadAlarms([&found](std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
-      found.push_back({Key{ns, id}, time});
-    });
+namespace {
+Task<std::vector<StoredAlarm>> readAllAlarms(Shard& shard) {
+  std::vector<StoredAlarm> all;
+  for (auto& p : shard.partitions) {
+    auto read = p->readAlarms();
+    std::vector<StoredAlarm> some;
+    if (auto* now = std::get_if<std::vector<StoredAlarm>>(&read)) {
+      some = std::move(*now);
+    } else {
+      some = co_await std::get<Future<std::vector<StoredAlarm>>>(std::move(read));
+    }
+    all.insert(all.end(), some.begin(), some.end());
   }
+  co_return all;
+}
+}  // namespace
+
+void AlarmScheduler::loadNew(std::function<void(std::exception_ptr)> done) {
+  if (loading_) {
+    // What is in flight may have been read before the slots that asked for this were claimed.
+    nextLoadWaiters_.push_back(std::move(done));
+    return;
+  }
+  loadWaiters_.push_back(std::move(done));
+  startLoad();
+}
+
+void AlarmScheduler::startLoad() {
+  loading_ = true;
+  changedWhileLoading_.clear();
+  spawn(readAllAlarms(shard_),
+        std::function<void(Result<std::vector<StoredAlarm>>)>([this, alive = alive_](Result<std::vector<StoredAlarm>> r) {
+          if (!*alive) return;
+          loading_ = false;
+          std::exception_ptr error = r.error();
+          if (!error) loaded(r.value());
+          changedWhileLoading_.clear();
+          auto waiters = std::exchange(loadWaiters_, {});
+          if (!nextLoadWaiters_.empty()) {
+            loadWaiters_ = std::exchange(nextLoadWaiters_, {});
+            startLoad();
+          }
+          for (auto& w : waiters) w(error);
+        }));
+}
+
+void AlarmScheduler::loaded(const std::vector<StoredAlarm>& found) {
   // What this shard knows of the alarms of slots held here is replaced by what storage has: a
-  // slot lost and claimed back may have had its alarms changed by another node meanwhile.
+  // slot lost and claimed back may have had its alarms changed by another node meanwhile. An
+  // alarm that changed here while the read was in flight is known better here.
   for (auto it = byKey_.begin(); it != byKey_.end();) {
-    if (!it->second.running && !shard_.runtime().heldElsewhere(ObjectId(it->first.id, std::nullopt))) {
+    if (!it->second.running && !changedWhileLoading_.count(it->first) &&
+        !shard_.runtime().heldElsewhere(ObjectId(it->first.id, std::nullopt))) {
       unschedule(it->first, it->second);
       it = byKey_.erase(it);
     } else {
@@ -53,10 +90,11 @@ void AlarmScheduler::loadNew() {
     }
   }
   for (const auto& f : found) {
-    if (byKey_.count(f.key)) continue;
-    Entry& e = byKey_[f.key];
+    const Key key{f.ns, f.id};
+    if (byKey_.count(key) || changedWhileLoading_.count(key)) continue;
+    Entry& e = byKey_[key];
     e.time = e.scheduledTime = f.time;
-    schedule(f.key, e);
+    schedule(key, e);
   }
   arm();
 }
@@ -67,6 +105,7 @@ void AlarmScheduler::unschedule(const Key& key, const Entry& e) { byTime_.erase(
 
 void AlarmScheduler::onDurable(std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time) {
   Key key{ns, id};
+  if (loading_) changedWhileLoading_.insert(key);
   auto it = byKey_.find(key);
   if (it == byKey_.end()) {
     if (time) {

@@ -18,14 +18,18 @@
 #include <durable/id.h>
 
 
+#include "storage/engine.h"
+
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <random>
 #include <set>
 #include <utility>
+#include <vector>
 
 namespace durable::detail {
 
@@ -44,9 +48,10 @@ class AlarmScheduler {
   // Reads every alarm of the shard's partitions. Called once, before the first event.
   void load();
   // Cluster mode: reads the alarms of the shard's partitions again after this node claimed
-  // slots, and schedules those it did not know (alarms/slot ownership: docs/cluster.md).
-  // Throws when storage cannot be read, the schedule unchanged: the caller tries again.
-  void loadNew();
+  // slots, and schedules those it did not know (alarms/slot ownership: docs/cluster.md). The
+  // read does not block the shard; `done` learns its error, if any (the schedule is then
+  // unchanged: the caller tries again). Asked while a load is in flight, another follows it.
+  void loadNew(std::function<void(std::exception_ptr)> done);
   // A committed change: the object's alarm is now `time`, or gone.
   void onDurable(std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time);
   // The clock may have moved (a manual clock was advanced): fire what is due, re-arm.
@@ -78,6 +83,8 @@ class AlarmScheduler {
   };
 
   void schedule(const Key& key, Entry& e);
+  void startLoad();
+  void loaded(const std::vector<StoredAlarm>& found);
   void unschedule(const Key& key, const Entry& e);
   void arm();
   void fireDue();
@@ -95,6 +102,11 @@ class AlarmScheduler {
   std::mt19937_64 rng_;
   std::size_t running_ = 0;
   bool paused_ = false;
+  // loadNew(): whether a read is in flight, who waits for it and for the one after it, and
+  // the alarms changed while it was in flight (what it read of them may be stale).
+  bool loading_ = false;
+  std::vector<std::function<void(std::exception_ptr)>> loadWaiters_, nextLoadWaiters_;
+  std::set<Key> changedWhileLoading_;
   // A count answered after the scheduler is gone (its shard stopping) finds this false.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

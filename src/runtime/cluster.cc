@@ -89,13 +89,18 @@ void Runtime::slotsClaimed() {
 }
 
 void Shard::loadClaimedAlarms() {
-  try {
-    alarms().loadNew();
-  } catch (const std::exception& e) {
+  alarms().loadNew([this](std::exception_ptr error) {
+    if (!error) return;
     // Until they are read, the claimed slots' alarms would not fire: again in a second.
-    logWarn("shard ", index_, ": cannot load the alarms of claimed slots (trying again in 1 s): ", e.what());
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      logWarn("shard ", index_, ": cannot load the alarms of claimed slots (trying again in 1 s): ", e.what());
+    } catch (...) {
+      logWarn("shard ", index_, ": cannot load the alarms of claimed slots (trying again in 1 s)");
+    }
     timers().at(durable::now() + 1000, [this] { loadClaimedAlarms(); });
-  }
+  });
 }
 
 void Shard::watchLease() {

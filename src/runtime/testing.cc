@@ -235,14 +235,30 @@ std::vector<ObjectId> Env::listDurableObjectIds(const Namespace& ns) {
   for (unsigned i = 0; i < rt.shardCount(); ++i) {
     std::promise<std::vector<ObjectId::Raw>> p;
     auto f = p.get_future();
-    detail::postTo(rt.shard(i), [&] {
-      std::vector<ObjectId::Raw> all;
-      for (auto& part : rt.shard(i).partitions) {
-        for (const auto& o : part->listObjects(nsId, std::nullopt, std::numeric_limits<std::size_t>::max())) {
-          all.push_back(o.id);
+    detail::postTo(rt.shard(i), [&rt, &p, i, nsId] {
+      // On the shard: an engine over the network answers later.
+      auto list = [](detail::Shard& shard, std::int64_t nsId) -> Task<std::vector<ObjectId::Raw>> {
+        std::vector<ObjectId::Raw> all;
+        for (auto& part : shard.partitions) {
+          auto listed = part->listObjects(nsId, std::nullopt, std::numeric_limits<std::size_t>::max());
+          std::vector<detail::StoredObject> objects;
+          if (auto* now = std::get_if<std::vector<detail::StoredObject>>(&listed)) {
+            objects = std::move(*now);
+          } else {
+            objects = co_await std::get<Future<std::vector<detail::StoredObject>>>(std::move(listed));
+          }
+          for (const auto& o : objects) all.push_back(o.id);
         }
-      }
-      p.set_value(std::move(all));
+        co_return all;
+      };
+      spawn(list(rt.shard(i), nsId), std::function<void(Result<std::vector<ObjectId::Raw>>)>(
+                                         [&p](Result<std::vector<ObjectId::Raw>> r) {
+                                           if (r.ok()) {
+                                             p.set_value(std::move(r).value());
+                                           } else {
+                                             p.set_exception(r.error());
+                                           }
+                                         }));
     });
     for (auto& raw : waitFor(f)) out.emplace_back(raw, std::nullopt);
   }

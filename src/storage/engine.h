@@ -121,6 +121,12 @@ struct StoredObject {
   std::optional<std::string> name;  // ObjectBatch::name, once recorded
 };
 
+struct StoredAlarm {
+  std::int64_t ns = 0;
+  ObjectId::Raw id{};
+  std::int64_t time = 0;
+};
+
 struct CommitBatch {
   std::uint64_t seq = 0;
   std::uint64_t epoch = 0;
@@ -173,22 +179,32 @@ class StorageEngine {
   virtual bool accepting() = 0;
   virtual void submit(CommitBatch batch) = 0;
 
-  // The calls below answer before they return, blocking the shard thread: they are made where
-  // nothing else runs on it yet (start-up: purge, alarms), from tests, or by the admin API,
-  // whose pages are bounded (`limit`) so that one call costs what a large list() does.
+  // The two calls below answer before they return, blocking the shard thread: they are made
+  // where nothing else runs on it yet (start-up).
   //
   // The rows of a deleted class go, durably.
   virtual void purgeNamespace(std::int64_t ns) = 0;
-  // Up to `limit` objects of a namespace with stored keys or an alarm, in ascending ID order,
-  // each with an ID above `after` when given.
-  virtual std::vector<StoredObject> listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
-                                                std::size_t limit) = 0;
-  // How many objects listObjects() would list in all.
-  virtual std::size_t countObjects(std::int64_t ns) = 0;
-  // One object; its keys and bytes are 0 and its alarm nullopt when it has nothing stored.
-  virtual StoredObject describeObject(std::int64_t ns, const ObjectId::Raw& id) = 0;
   // Calls fn(ns, id, time) for every stored alarm.
   virtual void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) = 0;
+
+  // The calls below are the admin API's and the cluster's, made while objects run: an engine
+  // over the network answers later (a Future), so that the shard keeps serving meanwhile. The
+  // admin API's pages are bounded (`limit`) so that one call costs what a large list() does.
+  //
+  // Up to `limit` objects of a namespace with stored keys or an alarm, in ascending ID order,
+  // each with an ID above `after` when given.
+  virtual Deferred<std::vector<StoredObject>> listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+                                                          std::size_t limit) = 0;
+  // How many objects listObjects() would list in all.
+  virtual Deferred<std::size_t> countObjects(std::int64_t ns) = 0;
+  // One object; its keys and bytes are 0 and its alarm nullopt when it has nothing stored.
+  virtual Deferred<StoredObject> describeObject(std::int64_t ns, const ObjectId::Raw& id) = 0;
+  // Every stored alarm, as loadAlarms() gives them; read again after a node claimed slots.
+  virtual Deferred<std::vector<StoredAlarm>> readAlarms() {
+    std::vector<StoredAlarm> all;
+    loadAlarms([&all](std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) { all.push_back({ns, id, time}); });
+    return all;
+  }
 
   // Cluster mode, when the node's lease may have lapsed: fails what is in flight now (its
   // outcome is unknown to the caller) instead of waiting for a store that another node may be

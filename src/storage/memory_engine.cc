@@ -172,7 +172,7 @@ StoredObject MemoryEngine::describeLocked(std::int64_t ns, const ObjectId::Raw& 
   return o;
 }
 
-std::vector<StoredObject> MemoryEngine::listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+Deferred<std::vector<StoredObject>> MemoryEngine::listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
                                                    std::size_t limit) {
   std::lock_guard lock(rows_->mu);
   std::set<ObjectId::Raw> ids;
@@ -193,11 +193,11 @@ std::vector<StoredObject> MemoryEngine::listObjects(std::int64_t ns, const std::
   return out;
 }
 
-std::size_t MemoryEngine::countObjects(std::int64_t ns) {
-  return listObjects(ns, std::nullopt, std::numeric_limits<std::size_t>::max()).size();
+Deferred<std::size_t> MemoryEngine::countObjects(std::int64_t ns) {
+  return std::get<std::vector<StoredObject>>(listObjects(ns, std::nullopt, std::numeric_limits<std::size_t>::max())).size();
 }
 
-StoredObject MemoryEngine::describeObject(std::int64_t ns, const ObjectId::Raw& id) {
+Deferred<StoredObject> MemoryEngine::describeObject(std::int64_t ns, const ObjectId::Raw& id) {
   std::lock_guard lock(rows_->mu);
   return describeLocked(ns, id);
 }

@@ -57,18 +57,18 @@ Deferred<Rows> Partition::scan(std::int64_t ns, const ObjectId::Raw& id, std::st
 
 void Partition::purgeNamespace(std::int64_t ns) { engine_->purgeNamespace(ns); }
 
-std::vector<StoredObject> Partition::listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+Deferred<std::vector<StoredObject>> Partition::listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
                                                 std::size_t limit) {
   checkUsable();
   return engine_->listObjects(ns, after, limit);
 }
 
-std::size_t Partition::countObjects(std::int64_t ns) {
+Deferred<std::size_t> Partition::countObjects(std::int64_t ns) {
   checkUsable();
   return engine_->countObjects(ns);
 }
 
-StoredObject Partition::describeObject(std::int64_t ns, const ObjectId::Raw& id) {
+Deferred<StoredObject> Partition::describeObject(std::int64_t ns, const ObjectId::Raw& id) {
   checkUsable();
   return engine_->describeObject(ns, id);
 }

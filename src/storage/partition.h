@@ -93,12 +93,14 @@ class Partition final : private CommitSink {
   bool quiescent() const { return dirty_.empty() && inFlight_.empty(); }
   // Deletes all rows of a namespace (a deleted class), synchronously, at start-up.
   void purgeNamespace(std::int64_t ns);
-  // The engine's listings (storage/engine.h), blocking.
-  std::vector<StoredObject> listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after, std::size_t limit);
-  std::size_t countObjects(std::int64_t ns);
-  StoredObject describeObject(std::int64_t ns, const ObjectId::Raw& id);
-  // Calls fn(ns, id, time) for every stored alarm.
+  // The engine's listings (storage/engine.h): now, or later.
+  Deferred<std::vector<StoredObject>> listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+                                                  std::size_t limit);
+  Deferred<std::size_t> countObjects(std::int64_t ns);
+  Deferred<StoredObject> describeObject(std::int64_t ns, const ObjectId::Raw& id);
+  // Calls fn(ns, id, time) for every stored alarm, blocking (start-up).
   void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn);
+  Deferred<std::vector<StoredAlarm>> readAlarms() { return engine_->readAlarms(); }
 
   // Called on the shard thread for each alarm change once its commit is durable.
   std::function<void(std::int64_t ns, const ObjectId::Raw& id, std::optional<std::int64_t> time)> onAlarmDurable;

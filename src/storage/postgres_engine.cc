@@ -207,7 +207,8 @@ PostgresEngine::PostgresEngine(int index, int partitions, std::string conninfo, 
       shard_(shard),
       writerName_("durable-" + node_ + "-writer-" + std::to_string(index)),
       writer_(conninfo_, shard, writerOptions(*slots_, relaxed, writerName_)),
-      reader_(conninfo_, shard) {}
+      reader_(conninfo_, shard),
+      bulk_(conninfo_, shard, {}, PgConnection::Connect::kOnFirstUse) {}
 
 PostgresEngine::~PostgresEngine() { *alive_ = false; }
 
@@ -450,6 +451,7 @@ void PostgresEngine::abandonInFlight() {
   // exchange connects again.
   if (writer_.inFlight()) writer_.close();
   if (reader_.inFlight()) reader_.close();
+  if (bulk_.inFlight()) bulk_.close();
 }
 
 void PostgresEngine::purgeNamespace(std::int64_t ns) {
@@ -461,69 +463,100 @@ void PostgresEngine::purgeNamespace(std::int64_t ns) {
 
 namespace {
 // The objects of one namespace with anything stored, and their slots.
-constexpr const char* kObjectsOf =
-    "(SELECT obj, slot FROM durable_kv WHERE ns = $1::int8 UNION SELECT obj, slot FROM durable_alarms WHERE ns = $1::int8 "
-    "UNION SELECT obj, slot FROM durable_sqllog WHERE ns = $1::int8) AS o WHERE slot % $2::int8 = $3::int8";
-}  // namespace
+#define DURABLE_OBJECTS_OF                                                                                        \
+  "(SELECT obj, slot FROM durable_kv WHERE ns = $1::int8 UNION SELECT obj, slot FROM durable_alarms WHERE ns = "  \
+  "$1::int8 UNION SELECT obj, slot FROM durable_sqllog WHERE ns = $1::int8) AS o WHERE slot % $2::int8 = $3::int8"
+// What the admin API shows of one object ($1: its namespace, `obj`: it), as four columns.
+#define DURABLE_DESCRIBE(obj)                                                                                        \
+  "(SELECT count(*) FROM durable_kv WHERE ns = $1::int8 AND obj = " obj "), (SELECT coalesce(sum(length(key) + "    \
+  "length(value)), 0)::int8 FROM durable_kv WHERE ns = $1::int8 AND obj = " obj "), (SELECT time FROM "             \
+  "durable_alarms WHERE ns = $1::int8 AND obj = " obj "), (SELECT name FROM durable_names WHERE ns = $1::int8 AND " \
+  "obj = " obj ")"
 
-std::vector<StoredObject> PostgresEngine::listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
-                                                      std::size_t limit) {
-  auto r = admin().run(std::string("SELECT obj FROM ") + kObjectsOf + " AND obj > $4::bytea ORDER BY obj LIMIT $5::int8",
-                       PgParams()
-                           .int8(ns)
-                           .int8(partitions_)
-                           .int8(index_)
-                           .bytes(after ? rawBytes(*after) : std::string_view())
-                           .int8(static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX))));
-  std::vector<StoredObject> out;
-  for (int i = 0; i < PQntuples(r.get()); ++i) {
-    ObjectId::Raw id;
-    if (rawId(pgBytes(r.get(), i, 0), id)) out.push_back(describeObject(ns, id));
-  }
-  return out;
-}
+const PgStatement kListObjects{"list_objects", "SELECT l.obj, " DURABLE_DESCRIBE("l.obj") " FROM (SELECT obj FROM " DURABLE_OBJECTS_OF
+                                               " AND obj > $4::bytea ORDER BY obj LIMIT $5::int8) AS l ORDER BY l.obj"};
+const PgStatement kCountObjects{"count_objects", "SELECT count(*) FROM " DURABLE_OBJECTS_OF};
+const PgStatement kDescribeObject{"describe_object", "SELECT " DURABLE_DESCRIBE("$2::bytea")};
+const PgStatement kAlarmsOfPartition{"alarms_of_partition",
+                                     "SELECT ns, obj, time, slot::int8 FROM durable_alarms WHERE slot % $1::int8 = $2::int8"};
+#undef DURABLE_OBJECTS_OF
+#undef DURABLE_DESCRIBE
 
-std::size_t PostgresEngine::countObjects(std::int64_t ns) {
-  auto r = admin().run(std::string("SELECT count(*) FROM ") + kObjectsOf,
-                       PgParams().int8(ns).int8(partitions_).int8(index_));
-  return static_cast<std::size_t>(pgInt8(r.get(), 0, 0));
-}
-
-StoredObject PostgresEngine::describeObject(std::int64_t ns, const ObjectId::Raw& id) {
-  auto& db = admin();
+// One object as the four columns of DURABLE_DESCRIBE from `col` on describe it.
+StoredObject described(const PGresult* r, int row, int col, const ObjectId::Raw& id) {
   StoredObject o;
   o.id = id;
-  auto size = db.run(
-      "SELECT count(*), coalesce(sum(length(key) + length(value)), 0)::int8 FROM durable_kv WHERE ns = $1::int8 AND "
-      "obj = $2::bytea",
-      objectParams(ns, id));
-  o.keys = static_cast<std::size_t>(pgInt8(size.get(), 0, 0));
-  o.bytes = static_cast<std::uint64_t>(pgInt8(size.get(), 0, 1));
-  auto alarm = db.run(kReadAlarm.sql, objectParams(ns, id));
-  if (PQntuples(alarm.get()) > 0) o.alarm = pgInt8(alarm.get(), 0, 0);
-  auto name = db.run("SELECT name FROM durable_names WHERE ns = $1::int8 AND obj = $2::bytea", objectParams(ns, id));
-  if (PQntuples(name.get()) > 0) o.name = std::string(pgBytes(name.get(), 0, 0));
+  o.keys = static_cast<std::size_t>(pgInt8(r, row, col));
+  o.bytes = static_cast<std::uint64_t>(pgInt8(r, row, col + 1));
+  if (!pgNull(r, row, col + 2)) o.alarm = pgInt8(r, row, col + 2);
+  if (!pgNull(r, row, col + 3)) o.name = std::string(pgBytes(r, row, col + 3));
   return o;
+}
+}  // namespace
+
+Deferred<std::vector<StoredObject>> PostgresEngine::listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+                                                                std::size_t limit) {
+  auto p = PgParams()
+               .int8(ns)
+               .int8(partitions_)
+               .int8(index_)
+               .bytes(after ? rawBytes(*after) : std::string_view())
+               .int8(static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+  return answer<std::vector<StoredObject>>(bulk_, one(kListObjects, std::move(p)), [](std::vector<PgResult>& r) {
+    std::vector<StoredObject> out;
+    for (int i = 0; i < PQntuples(r[0].get()); ++i) {
+      ObjectId::Raw id;
+      if (rawId(pgBytes(r[0].get(), i, 0), id)) out.push_back(described(r[0].get(), i, 1, id));
+    }
+    return out;
+  });
+}
+
+Deferred<std::size_t> PostgresEngine::countObjects(std::int64_t ns) {
+  return answer<std::size_t>(bulk_, one(kCountObjects, PgParams().int8(ns).int8(partitions_).int8(index_)),
+                             [](std::vector<PgResult>& r) { return static_cast<std::size_t>(pgInt8(r[0].get(), 0, 0)); });
+}
+
+Deferred<StoredObject> PostgresEngine::describeObject(std::int64_t ns, const ObjectId::Raw& id) {
+  return answer<StoredObject>(bulk_, one(kDescribeObject, objectParams(ns, id)),
+                              [id](std::vector<PgResult>& r) { return described(r[0].get(), 0, 0, id); });
 }
 
 void PostgresEngine::loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) {
-  const std::string sql = "SELECT ns, obj, time, slot::int8 FROM durable_alarms WHERE slot % $1::int8 = $2::int8";
   PgResult r;
   try {
-    r = admin().run(sql, PgParams().int8(partitions_).int8(index_));
+    r = admin().run(kAlarmsOfPartition.sql, PgParams().int8(partitions_).int8(index_));
   } catch (const std::exception&) {
-    // The admin connection may be one the server dropped (it restarted: that is when slots are
-    // claimed back), and it looks alive until used: once more on a new one.
+    // The admin connection may be one the server dropped, and it looks alive until used: once
+    // more on a new one.
     admin_.reset();
-    r = admin().run(sql, PgParams().int8(partitions_).int8(index_));
+    r = admin().run(kAlarmsOfPartition.sql, PgParams().int8(partitions_).int8(index_));
   }
-  for (int i = 0; i < PQntuples(r.get()); ++i) {
-    ObjectId::Raw id;
-    if (!rawId(pgBytes(r.get(), i, 1), id)) continue;
+  // Once, at shard start: later reads go through bulk_, so this connection is not kept.
+  admin_.reset();
+  for (const auto& a : heldAlarms(r.get())) fn(a.ns, a.id, a.time);
+}
+
+Deferred<std::vector<StoredAlarm>> PostgresEngine::readAlarms() {
+  return answer<std::vector<StoredAlarm>>(bulk_, one(kAlarmsOfPartition, PgParams().int8(partitions_).int8(index_)),
+                                          [this, alive = alive_](std::vector<PgResult>& r) {
+                                            if (!*alive) return std::vector<StoredAlarm>();
+                                            return heldAlarms(r[0].get());
+                                          });
+}
+
+std::vector<StoredAlarm> PostgresEngine::heldAlarms(const PGresult* r) const {
+  std::vector<StoredAlarm> out;
+  for (int i = 0; i < PQntuples(r); ++i) {
+    StoredAlarm a;
+    if (!rawId(pgBytes(r, i, 1), a.id)) continue;
     // Only the slots this node holds: another node fires the rest.
-    if (slots_->epoch(static_cast<int>(pgInt8(r.get(), i, 3))) == 0) continue;
-    fn(pgInt8(r.get(), i, 0), id, pgInt8(r.get(), i, 2));
+    if (slots_->epoch(static_cast<int>(pgInt8(r, i, 3))) == 0) continue;
+    a.ns = pgInt8(r, i, 0);
+    a.time = pgInt8(r, i, 2);
+    out.push_back(a);
   }
+  return out;
 }
 
 }  // namespace durable::detail

@@ -7,7 +7,9 @@
 // before the claim or fails. Temporal's shard row (`range_id`) is the model.
 //
 // I/O runs on the shard's event loop (storage/pg_connection.h): one connection for commits,
-// one for reads, and a blocking one for the admin API's calls. A batch is durable when the
+// one for objects' reads, one for the admin API's reads and the alarms of claimed slots (made
+// on first use; their scans do not queue in front of an object's read), and a blocking one
+// for start-up (purge, the first alarm load). A batch is durable when the
 // server answers its sync (synchronous_commit, as the server or the connection string sets
 // it). One commit is in flight at a time; batches submitted meanwhile wait and go out together
 // (accepting()), which is what gives group commit across the shard's objects.
@@ -66,16 +68,19 @@ class PostgresEngine final : public StorageEngine {
   bool accepting() override;
   void submit(CommitBatch batch) override;
   void purgeNamespace(std::int64_t ns) override;
-  std::vector<StoredObject> listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+  Deferred<std::vector<StoredObject>> listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
                                        std::size_t limit) override;
-  std::size_t countObjects(std::int64_t ns) override;
-  StoredObject describeObject(std::int64_t ns, const ObjectId::Raw& id) override;
+  Deferred<std::size_t> countObjects(std::int64_t ns) override;
+  Deferred<StoredObject> describeObject(std::int64_t ns, const ObjectId::Raw& id) override;
   void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) override;
+  Deferred<std::vector<StoredAlarm>> readAlarms() override;
   void abandonInFlight() override;
 
  private:
   void startCommit();
   PgBlocking& admin();
+  // The rows of a scan of this partition's alarms whose slots this node holds.
+  std::vector<StoredAlarm> heldAlarms(const PGresult* r) const;
 
   const int index_, partitions_;
   const std::string conninfo_, node_;
@@ -83,7 +88,7 @@ class PostgresEngine final : public StorageEngine {
   boost::asio::io_context& shard_;
   // Names the writer's server process among the others (pg_stat_activity's application_name).
   const std::string writerName_;
-  PgConnection writer_, reader_;
+  PgConnection writer_, reader_, bulk_;
   // A commit's outcome, once it is settled on the server: the sink learns it, the next starts.
   void commitEnded(std::uint64_t seq, std::uint64_t epoch, const std::map<int, std::int64_t>& fence,
                    std::exception_ptr error, const std::string& sqlState);

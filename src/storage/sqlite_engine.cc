@@ -329,7 +329,7 @@ struct SqliteEngine::DescribeStatements {
         name(db, "SELECT name FROM names WHERE ns = ?1 AND obj = ?2") {}
 };
 
-std::vector<StoredObject> SqliteEngine::listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+Deferred<std::vector<StoredObject>> SqliteEngine::listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
                                                    std::size_t limit) {
   // One indexed seek per object and table, rather than a DISTINCT over every row: a page
   // costs its own objects' keys, whatever the namespace holds.
@@ -365,14 +365,14 @@ std::vector<StoredObject> SqliteEngine::listObjects(std::int64_t ns, const std::
   return out;
 }
 
-std::size_t SqliteEngine::countObjects(std::int64_t ns) {
+Deferred<std::size_t> SqliteEngine::countObjects(std::int64_t ns) {
   Statement q(reader_, kCountObjectsSql);
   sqlite3_bind_int64(q.get(), 1, ns);
   if (sqlite3_step(q.get()) != SQLITE_ROW) fail(reader_, "count objects");
   return static_cast<std::size_t>(sqlite3_column_int64(q.get(), 0));
 }
 
-StoredObject SqliteEngine::describeObject(std::int64_t ns, const ObjectId::Raw& id) {
+Deferred<StoredObject> SqliteEngine::describeObject(std::int64_t ns, const ObjectId::Raw& id) {
   DescribeStatements q(reader_);
   return describeWith(q, ns, id);
 }

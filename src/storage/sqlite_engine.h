@@ -86,10 +86,10 @@ class SqliteEngine final : public StorageEngine {
   bool accepting() override;
   void submit(CommitBatch batch) override;
   void purgeNamespace(std::int64_t ns) override;
-  std::vector<StoredObject> listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
+  Deferred<std::vector<StoredObject>> listObjects(std::int64_t ns, const std::optional<ObjectId::Raw>& after,
                                        std::size_t limit) override;
-  std::size_t countObjects(std::int64_t ns) override;
-  StoredObject describeObject(std::int64_t ns, const ObjectId::Raw& id) override;
+  Deferred<std::size_t> countObjects(std::int64_t ns) override;
+  Deferred<StoredObject> describeObject(std::int64_t ns, const ObjectId::Raw& id) override;
   void loadAlarms(const std::function<void(std::int64_t, const ObjectId::Raw&, std::int64_t)>& fn) override;
   const metrics::Histogram* syncDurations() const override { return &syncDurations_; }
 

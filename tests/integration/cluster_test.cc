@@ -94,6 +94,8 @@ class ClusterTest : public ::testing::Test {
   virtual fs::path nodeBinary(int i) const { return testServerPath(); }
   virtual fs::path baseConfig() const { return testServerConfig(); }
   virtual std::vector<std::string> nodeArgs() const { return {}; }
+  // Whether the nodes serve the admin API (on loopback, a port of their own).
+  virtual bool adminApi() const { return false; }
   // The tests' server has no chat rooms of its own: the load puts some beside the counters.
   virtual std::string extraConfig() const {
     return "\n[[durable_objects.bindings]]\nname = \"ROOM\"\nclass_name = \"ChatRoom\"\n"
@@ -179,8 +181,8 @@ class ClusterTest : public ::testing::Test {
     o.config = config_;
     o.persistDir = dir_ / ("n" + std::to_string(i));
     o.stderrLog = dir_ / ("n" + std::to_string(i) + "-" + std::to_string(++starts_) + ".log");
-    o.extraArgs = {"--listen", nodeHost(i) + ":0", "--admin", "off", "--cluster", url(), "--node",
-                   "n" + std::to_string(i)};
+    o.extraArgs = {"--listen", nodeHost(i) + ":0", "--admin", adminApi() ? "127.0.0.1:0" : "off", "--cluster", url(),
+                   "--node", "n" + std::to_string(i)};
     for (const auto& a : nodeArgs()) o.extraArgs.push_back(a);
     return ServerProcess::start(o);
   }
@@ -944,6 +946,82 @@ TEST_F(ClusterTest, ANodeWhoseMigrationsDifferRefusesToJoin) {
   nodes_.push_back(startNode(3));
   const auto r2 = httpRequest(nodes_[3]->host(), nodes_[3]->port(), "POST", "/counters/after-ahead/increment");
   EXPECT_EQ(r2.status, 200) << r2.body;
+}
+
+// The admin API of a cluster node reads PostgreSQL without holding up the shard that asks: a
+// description that waits on a lock in PostgreSQL leaves the object it describes serving.
+class ClusterAdminTest : public ClusterTest {
+ protected:
+  bool adminApi() const override { return true; }
+};
+
+TEST_F(ClusterAdminTest, AdminReadsComeFromPostgresWithoutHoldingUpTheShard) {
+  const auto& n0 = *nodes_[0];
+  ASSERT_NE(n0.adminPort(), 0);
+  auto admin = [&](const std::string& target) {
+    const auto r = httpRequest("127.0.0.1", n0.adminPort(), "GET", target);
+    EXPECT_EQ(r.status, 200) << target << ": " << r.body;
+    return boost::json::parse(r.body);
+  };
+  for (int c = 0; c < 20; ++c) {
+    const auto r = httpRequest(n0.host(), n0.port(), "POST", "/counters/adm-" + std::to_string(c) + "/increment");
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  long long counted = -1;
+  const auto namespaces = admin("/admin/namespaces");
+  for (const auto& ns : namespaces.as_array()) {
+    if (ns.at("binding") == "COUNTER") counted = ns.at("objects").as_int64();
+  }
+  EXPECT_EQ(counted, 20) << "every node counts the cluster's objects, wherever they live";
+
+  // Pages of 7 through the cluster's objects; those held by this node are live here.
+  std::set<std::string> names;
+  std::string liveId, liveName;
+  std::string cursor;
+  for (int page = 0; page < 5; ++page) {
+    auto j = admin("/admin/namespaces/COUNTER/objects?limit=7" + (cursor.empty() ? "" : "&cursor=" + cursor)).as_object();
+    for (const auto& o : j.at("objects").as_array()) {
+      const auto& obj = o.as_object();
+      names.insert(std::string(obj.at("name").as_string()));
+      EXPECT_GE(obj.at("keys").as_int64(), 1) << boost::json::serialize(obj);
+      if (obj.at("live").as_bool() && liveId.empty()) {
+        liveId = obj.at("id").as_string();
+        liveName = obj.at("name").as_string();
+      }
+    }
+    if (j.at("cursor").is_null()) break;
+    cursor = j.at("cursor").as_string();
+  }
+  EXPECT_EQ(names.size(), 20u);
+  ASSERT_FALSE(liveId.empty()) << "none of 20 objects is held by n0";
+  const auto described = admin("/admin/namespaces/COUNTER/objects/" + liveId).as_object();
+  EXPECT_EQ(described.at("name").as_string(), liveName);
+  EXPECT_GE(described.at("keys").as_int64(), 1);
+
+  // The description reads durable_names, which a transaction here holds locked.
+  PgBlocking locker(pg().connectionString());
+  locker.script("BEGIN");
+  locker.run("LOCK TABLE durable_names IN ACCESS EXCLUSIVE MODE");
+  std::atomic<bool> answered{false};
+  HttpResponse late;
+  std::thread describing([&] {
+    late = httpRequest("127.0.0.1", n0.adminPort(), "GET", "/admin/namespaces/COUNTER/objects/" + liveId);
+    answered = true;
+  });
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(answered) << "the description did not wait for the lock: the test shows nothing";
+  const auto started = Clock::now();
+  HttpConnection conn(n0.host(), n0.port(), 5s);
+  const auto r = conn.post("/counters/" + liveName + "/increment");
+  const auto took = Clock::now() - started;
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(countOf(r), 2);
+  EXPECT_LT(took, 2s) << "the object waited for the admin API's read";
+  EXPECT_FALSE(answered);
+  locker.script("COMMIT");
+  describing.join();
+  EXPECT_EQ(late.status, 200) << late.body;
+  EXPECT_EQ(boost::json::parse(late.body).at("name").as_string(), liveName);
 }
 
 // The demo app itself (its SQLite-backed Notes included) on three nodes.
