@@ -372,7 +372,11 @@ int Server::serve(const ServeOptions& options) {
     }
     if (state.cluster) {
       if (advertiseListen) state.cluster->advertise(host + ":" + std::to_string(http.port()));
-      state.cluster->start([&runtime](const std::vector<int>&) { runtime.slotsClaimed(); });
+      // A hand-off asks the shards whether the slots' objects are quiet; a shard that does
+      // not answer within a fraction of a lease round counts as busy.
+      const auto askFor = std::min<std::chrono::milliseconds>(state.cluster->options().lease / 8, std::chrono::milliseconds(100));
+      state.cluster->start([&runtime](const std::vector<int>&) { runtime.slotsClaimed(); },
+                           [&runtime, askFor](const std::vector<int>& slots) { return runtime.slotsQuiet(slots, askFor); });
     }
     std::cout << kListeningBanner << host << ":" << http.port() << std::endl;
 

@@ -93,8 +93,10 @@ std::chrono::milliseconds ClusterMembership::trustedFor() const {
   return options_.lease - margin;
 }
 
-void ClusterMembership::start(std::function<void(const std::vector<int>&)> claimed) {
+void ClusterMembership::start(std::function<void(const std::vector<int>&)> claimed,
+                              std::function<bool(const std::vector<int>&)> quiet) {
   claimed_ = std::move(claimed);
+  quiet_ = std::move(quiet);
   wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_ >= 0) listener_ = std::thread([this] { listen(); });
   thread_ = std::thread([this] {
@@ -162,6 +164,10 @@ void ClusterMembership::tick() {
   handOff();
 }
 
+std::chrono::milliseconds ClusterMembership::drainLimit() const {
+  return std::max<std::chrono::milliseconds>(options_.lease, std::chrono::milliseconds(5000));
+}
+
 void ClusterMembership::handOff() {
   if (!releasing_.empty()) {
     std::vector<int> slots;
@@ -170,6 +176,16 @@ void ClusterMembership::handOff() {
       slots.push_back(slot);
       epochs.push_back(epoch);
     }
+    const bool quiet = !quiet_ || quiet_(slots);
+    if (!quiet && std::chrono::steady_clock::now() < drainUntil_) {
+      ++busyRounds_;
+      return;  // next round; the lease is renewed meanwhile
+    }
+    if (!quiet) {
+      logWarn("cluster: node ", options_.node, " hands slots over with events still running after ",
+              drainLimit().count(), " ms: they are ended");
+    }
+    for (const auto& [slot, epoch] : releasing_) slots_->dropIfAt(slot, epoch);
     db_->script("BEGIN");
     try {
       db_->run("SELECT set_config('lock_timeout', $1::text, true)",
@@ -183,7 +199,9 @@ void ClusterMembership::handOff() {
       PQclear(PQexec(db_->raw(), "ROLLBACK"));
       throw;  // kept in releasing_: tried again next round
     }
-    logInfo("cluster: node ", options_.node, " handed ", releasing_.size(), " slots to the nodes that joined");
+    logInfo("cluster: node ", options_.node, " handed ", releasing_.size(), " slots to the nodes that joined (",
+            busyRounds_, " rounds waiting for the events running there)");
+    busyRounds_ = 0;
     announce();
     releasing_.clear();
     slots_->requestRefresh();  // the new owners' claims show in the next read of the routes
@@ -193,8 +211,9 @@ void ClusterMembership::handOff() {
     const auto epoch = slots_->epoch(s);
     if (epoch == 0 || targetOf(s) == options_.node) continue;
     releasing_.emplace_back(s, epoch);
-    slots_->drop(s);
+    slots_->drain(s);
   }
+  if (!releasing_.empty()) drainUntil_ = std::chrono::steady_clock::now() + drainLimit();
 }
 
 const std::string& ClusterMembership::targetOf(int slot) const {

@@ -54,8 +54,11 @@ class ClusterMembership {
   const ClusterOptions& options() const { return options_; }
 
   // Renews the lease and claims slots on a thread of its own; `claimed` runs there with the
-  // slots newly claimed after start-up (their alarms must be loaded).
-  void start(std::function<void(const std::vector<int>&)> claimed = {});
+  // slots newly claimed after start-up (their alarms must be loaded). `quiet` answers there
+  // whether no object of the given slots runs an event or has writes in flight (hand-off
+  // waits for that, up to kDrainLimit; none given: it does not wait).
+  void start(std::function<void(const std::vector<int>&)> claimed = {},
+             std::function<bool(const std::vector<int>&)> quiet = {});
   // Releases every slot this node holds and ends its lease now, so that others claim at once.
   void stop();
 
@@ -69,10 +72,14 @@ class ClusterMembership {
  private:
   void renew();
   std::vector<int> claim();
-  // Slots held here whose rendezvous target is another live node (one that joined) go to it:
-  // dropped here in one round (new events for them are refused or forwarded), released in
-  // PostgreSQL in the next, once the commits already made under them had a round to land.
+  // Slots held here whose rendezvous target is another live node (one that joined) go to it.
+  // In one round they are set draining: they admit no new event, but the events already
+  // running finish, commit and answer under the slot's epoch. In a later round, once their
+  // objects are quiet (or after the drain limit: what still runs then is ended and fenced),
+  // they are dropped here and released in PostgreSQL for the new owner to claim.
   void handOff();
+  // How long a hand-off waits for the events of the slots it gives away: L, at least 5 s.
+  std::chrono::milliseconds drainLimit() const;
   // NOTIFY durable_routes: this node claimed or released slots (after the commit).
   void announce();
   // The slot's owner by rendezvous hashing over liveNodes_ (not empty).
@@ -84,8 +91,11 @@ class ClusterMembership {
   std::unique_ptr<PgBlocking> db_;
   std::int64_t incarnation_ = 0;
   std::vector<std::string> liveNodes_;             // as the last claim() read them
-  std::vector<std::pair<int, std::int64_t>> releasing_;  // dropped here, to release next round
+  std::vector<std::pair<int, std::int64_t>> releasing_;  // draining here, to release
+  std::chrono::steady_clock::time_point drainUntil_;
+  int busyRounds_ = 0;
   std::function<void(const std::vector<int>&)> claimed_;
+  std::function<bool(const std::vector<int>&)> quiet_;
   bool released_ = false;
   std::thread thread_;
   // Waits for other nodes' announcements on a connection of its own and asks for a round.

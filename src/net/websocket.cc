@@ -129,6 +129,7 @@ void WebSocketImpl::send(Payload data, bool binary) {
     // Nothing waits ahead of it and its writes are durable: straight to the connection. A
     // broadcast to thousands of sockets takes this path for each of them.
     if (auto connection = conn.lock(); connection && (!gate || gate->clearFor(mark))) {
+      if (!shard->outputAllowed(*ns, id)) return fencedOut();
       connection->write(binary, std::move(data));
       return;
     }
@@ -176,9 +177,19 @@ void WebSocketImpl::release() {
       connection->close(pending.code, std::move(pending.reason));
       return;
     }
+    if (!shard->outputAllowed(*ns, id)) return fencedOut();
     connection->write(held.front().binary, std::move(held.front().data));
     held.pop_front();
   }
+}
+
+void WebSocketImpl::fencedOut() {
+  held.clear();
+  if (readyState < WebSocket::kClosing) readyState = WebSocket::kClosing;
+  // A close the object asked for goes as it asked: it reveals no state.
+  if (!closeAfterHeld) closeAfterHeld.emplace(PendingClose{0, 1012, "the object may have moved to another node; reconnect"});
+  closeAfterHeld->gateMark = 0;
+  release();
 }
 
 // ---------------------------------------------------------------- FrameAlignedSocket

@@ -301,6 +301,10 @@ class SocketShard {
   // The output gate of the object while it is in memory, else nullptr: an evicted object
   // holds no gate, so nothing it sent is waiting.
   virtual OutputGate* liveOutputGate(const NamespaceImpl& ns, const ObjectId& id) = 0;
+  // Cluster mode: false once this node may have lost the object's slot (its lease may have
+  // lapsed, or the slot moved since the object was loaded): nothing of the object may leave,
+  // it may be stale. Always true on a single node.
+  virtual bool outputAllowed(const NamespaceImpl& ns, const ObjectId& id) = 0;
   // Runs `fn` in the object as an event, constructing it again if it hibernated.
   virtual void runInObject(const NamespaceImpl& ns, const ObjectId& id,
                            std::function<Task<void>(DurableObject&, State&)> fn,
@@ -355,6 +359,9 @@ struct WebSocketImpl {
   void close(int code, std::string reason);
   // Writes the held frames that may leave now.
   void release();
+  // The object may no longer speak here (SocketShard::outputAllowed): what it sent and has not
+  // left is dropped, and the client is told to reconnect (1012, as when an object moves).
+  void fencedOut();
 };
 
 // Per object on a shard: its sockets and the object-level WebSocket settings, which outlive

@@ -291,8 +291,12 @@ void NetSocket::onRead(beast::error_code ec, std::size_t) {
   ws.shard->metrics().websocketMessagesIn.add();
   ObjectSockets& owner = ws.shard->socketsOf(*ws.ns, ws.id);
   if (!message.binary && owner.autoResponse && message.data == owner.autoResponse->first) {
-    ws.autoResponseAt = durable::now();
-    write(false, std::make_shared<const std::string>(owner.autoResponse->second));
+    if (ws.shard->outputAllowed(*ws.ns, ws.id)) {
+      ws.autoResponseAt = durable::now();
+      write(false, std::make_shared<const std::string>(owner.autoResponse->second));
+    } else {
+      ws.fencedOut();
+    }
   } else if (!closing_) {
     auto handle = impl_;
     ws.shard->runInObject(

@@ -10,6 +10,7 @@
 #include <durable/error.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <mutex>
 
@@ -49,6 +50,9 @@ std::exception_ptr ObjectHost::fencedOut() {
   const int slot = slots->slotOf(id_.raw());
   const std::int64_t epoch = slots->epoch(slot);
   if (epoch == 0) return refuse("this node does not hold the object's slot " + std::to_string(slot));
+  if (slots->draining(slot)) {
+    return refuse("the object's slot " + std::to_string(slot) + " is moving to another node; try again");
+  }
   const std::int64_t loadedUnder = store_.fenceEpoch();
   if (loadedUnder == epoch) return nullptr;
   if (loadedUnder != 0) {
@@ -66,10 +70,21 @@ std::exception_ptr ObjectHost::fencedOut() {
   return nullptr;
 }
 
-std::exception_ptr ObjectHost::outputFenced(std::uint64_t startMark) const {
+bool ObjectHost::mayRelease() const {
   const SlotTable* slots = shard_.runtime().options().slots.get();
-  if (!slots) return nullptr;
-  if (slots->leaseTrusted() && slots->epoch(slots->slotOf(id_.raw())) == store_.fenceEpoch()) return nullptr;
+  return !slots || (slots->leaseTrusted() && slots->epoch(slots->slotOf(id_.raw())) == store_.fenceEpoch());
+}
+
+bool Shard::outputAllowed(const NamespaceImpl& ns, const ObjectId& id) {
+  const SlotTable* slots = runtime_.options().slots.get();
+  if (!slots) return true;
+  if (const ObjectHost* host = findHost(ns, id)) return host->mayRelease();
+  // Hibernated: the automatic response answers for it, which is output of the slot's too.
+  return slots->leaseTrusted() && slots->epoch(slots->slotOf(id.raw())) != 0;
+}
+
+std::exception_ptr ObjectHost::outputFenced(std::uint64_t startMark) const {
+  if (mayRelease()) return nullptr;
   // A read could be stale by now; a write committed under the fence is not, but its answer is
   // withheld all the same, and the caller cannot know whether it landed.
   const bool wrote = outputGate_.mark() != startMark;
@@ -141,5 +156,50 @@ void Shard::watchLease() {
 bool Runtime::heldElsewhere(const ObjectId& id) const {
   const SlotTable* slots = options_.slots.get();
   return slots && slots->epoch(slots->slotOf(id.raw())) == 0;
+}
+
+bool Runtime::leaving(const ObjectId& id) const {
+  const SlotTable* slots = options_.slots.get();
+  if (!slots) return false;
+  const int slot = slots->slotOf(id.raw());
+  return slots->epoch(slot) == 0 || slots->draining(slot);
+}
+
+bool Runtime::slotsQuiet(const std::vector<int>& slotList, std::chrono::milliseconds wait) {
+  const SlotTable* slots = options_.slots.get();
+  if (!slots || !started_) return true;
+  struct Answers {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::size_t left = 0;
+    bool busy = false;
+  };
+  auto answers = std::make_shared<Answers>();
+  answers->left = shards_.size();
+  auto wanted = std::make_shared<std::vector<bool>>(static_cast<std::size_t>(slots->count()));
+  for (int s : slotList) (*wanted)[static_cast<std::size_t>(s)] = true;
+  for (auto& sp : shards_) {
+    Shard* shard = sp.get();
+    postTo(*shard, [shard, slots, answers, wanted] {
+      const bool busy = shard->anyBusy([&](const ObjectHost& host) {
+        return (*wanted)[static_cast<std::size_t>(slots->slotOf(host.id().raw()))];
+      });
+      std::lock_guard lock(answers->mu);
+      answers->busy = answers->busy || busy;
+      --answers->left;
+      answers->cv.notify_all();
+    });
+  }
+  std::unique_lock lock(answers->mu);
+  // A shard that does not answer in time is busy (it runs something long).
+  if (!answers->cv.wait_for(lock, wait, [&] { return answers->left == 0; })) return false;
+  return !answers->busy;
+}
+
+bool Shard::anyBusy(const std::function<bool(const ObjectHost&)>& which) const {
+  for (const auto& [key, host] : objects_) {
+    if (which(*host) && !host->quiet()) return true;
+  }
+  return false;
 }
 }  // namespace durable::detail

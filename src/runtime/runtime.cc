@@ -492,6 +492,8 @@ void ObjectHost::waitUntil(Task<void> task) {
         }));
 }
 
+bool ObjectHost::quiet() const { return running_ == 0 && gate_.idle() && store_.idle(); }
+
 bool ObjectHost::evictable(std::chrono::steady_clock::time_point now, std::chrono::milliseconds idle) const {
   return running_ == 0 && gate_.idle() && store_.idle() && now - lastActive_ >= idle;
 }

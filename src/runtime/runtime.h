@@ -130,6 +130,8 @@ class ObjectHost {
   // Cluster mode: the node's lease may have lapsed: what runs now fails and the instance goes.
   void fenceOff(std::exception_ptr why) { resetInstance(std::move(why), false); }
   bool runningEvents() const { return running_ > 0; }
+  // No event runs or waits to, and no write of it is open or in flight.
+  bool quiet() const;
   void waitUntil(Task<void> task);
 
   bool evictable(std::chrono::steady_clock::time_point now, std::chrono::milliseconds idle) const;
@@ -147,6 +149,10 @@ class ObjectHost {
   void commitSql() { store_.commitSql(); }
   const NamespaceImpl& ns() const { return ns_; }
   Shard& shard() { return shard_; }
+
+  // Whether output may leave now: the lease is trusted and the slot held at the epoch the
+  // object's state was loaded under (always, on a single node).
+  bool mayRelease() const;
 
  private:
   void startFetch(Request request, const RequestTag& tag, Shard* replyTo,
@@ -238,6 +244,7 @@ class Shard final : public SocketShard {
   ObjectSockets* findSockets(const NamespaceImpl& ns, const ObjectId& id);
   void dropSocket(const std::shared_ptr<WebSocketImpl>& ws) override;
   OutputGate* liveOutputGate(const NamespaceImpl& ns, const ObjectId& id) override;
+  bool outputAllowed(const NamespaceImpl& ns, const ObjectId& id) override;
   void runInObject(const NamespaceImpl& ns, const ObjectId& id, std::function<Task<void>(DurableObject&, State&)> fn,
                    std::function<void(std::exception_ptr)> done) override;
   // Starts the closing handshake on every WebSocket of this shard (shutdown: 1001); `closed`
@@ -246,6 +253,8 @@ class Shard final : public SocketShard {
   // Cluster mode: closes the sockets of this shard's objects whose slot this node no longer
   // holds (all of them when `all`), with 1012, so their clients reconnect to the new owner.
   void closeMovedSockets(bool all, const std::string& reason);
+  // Cluster mode: whether an object `which` picks runs an event or has writes open or in flight.
+  bool anyBusy(const std::function<bool(const ObjectHost&)>& which) const;
   // Cluster mode, after this node claimed slots: their alarms are scheduled (retried each second
   // until storage answers).
   void loadClaimedAlarms();
@@ -407,6 +416,11 @@ class Runtime final : public HttpHost {
   static constexpr std::string_view kCallPath = "/.durable/cluster/call";
   // Cluster mode: the object's slot is not this node's (runtime/cluster.cc).
   bool heldElsewhere(const ObjectId& id) const;
+  // The object's slot is not held here, or is being handed to another node (draining).
+  bool leaving(const ObjectId& id) const;
+  // Hand-off (the membership thread): whether no object of these slots, on any shard, runs an
+  // event or has writes open or in flight. Waits up to `wait` for the shards to answer.
+  bool slotsQuiet(const std::vector<int>& slots, std::chrono::milliseconds wait);
   Task<Response> acceptForwarded(Request request);
   // A node's request for a channel (net/peer_channel.h): 101, and the connection is served.
   Response acceptChannel(const Request& request);

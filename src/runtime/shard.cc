@@ -341,7 +341,7 @@ void Shard::closeSockets(int code, const std::string& reason, std::function<void
 void Shard::closeMovedSockets(bool all, const std::string& reason) {
   std::vector<std::shared_ptr<WebSocketImpl>> moved;
   for (auto& [key, os] : sockets_) {
-    if (all || runtime_.heldElsewhere(ObjectId(key.id, std::nullopt))) {
+    if (all || runtime_.leaving(ObjectId(key.id, std::nullopt))) {
       moved.insert(moved.end(), os.sockets.begin(), os.sockets.end());
     }
   }

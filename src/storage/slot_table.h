@@ -24,7 +24,7 @@ namespace durable::detail {
 
 class SlotTable {
  public:
-  explicit SlotTable(int slots) : epochs_(static_cast<std::size_t>(slots)) {}
+  explicit SlotTable(int slots) : epochs_(static_cast<std::size_t>(slots)), draining_(static_cast<std::size_t>(slots)) {}
 
   int count() const { return static_cast<int>(epochs_.size()); }
 
@@ -36,20 +36,31 @@ class SlotTable {
   }
 
   std::int64_t epoch(int slot) const { return epochs_[static_cast<std::size_t>(slot)].load(std::memory_order_acquire); }
-  void hold(int slot, std::int64_t epoch) { epochs_[static_cast<std::size_t>(slot)].store(epoch, std::memory_order_release); }
+  void hold(int slot, std::int64_t epoch) {
+    draining_[static_cast<std::size_t>(slot)].store(false, std::memory_order_release);
+    epochs_[static_cast<std::size_t>(slot)].store(epoch, std::memory_order_release);
+  }
   void drop(int slot) {
+    draining_[static_cast<std::size_t>(slot)].store(false, std::memory_order_release);
     if (epochs_[static_cast<std::size_t>(slot)].exchange(0, std::memory_order_acq_rel) != 0) {
       drops_.fetch_add(1, std::memory_order_release);
     }
   }
+  // Hand-off: the slot stays held (the events already running commit and answer under its
+  // epoch) but admits no new event, until its objects are quiet and it is dropped and released.
+  void drain(int slot) {
+    draining_[static_cast<std::size_t>(slot)].store(true, std::memory_order_release);
+    drops_.fetch_add(1, std::memory_order_release);  // the shards close its WebSockets
+  }
+  bool draining(int slot) const { return draining_[static_cast<std::size_t>(slot)].load(std::memory_order_acquire); }
   // Drops the slot if it is still held at `epoch` (not if it was claimed again since).
   void dropIfAt(int slot, std::int64_t epoch) {
     if (epochs_[static_cast<std::size_t>(slot)].compare_exchange_strong(epoch, 0, std::memory_order_acq_rel)) {
       drops_.fetch_add(1, std::memory_order_release);
     }
   }
-  // Counts the slots dropped so far: a shard that sees it move ends the events of objects whose
-  // slot is gone (Shard::watchLease).
+  // Counts the slots dropped or set draining so far: a shard that sees it move ends the events
+  // of objects whose slot is gone and closes the WebSockets of those leaving (Shard::watchLease).
   std::uint64_t drops() const { return drops_.load(std::memory_order_acquire); }
   int held() const {
     int n = 0;
@@ -116,6 +127,7 @@ class SlotTable {
 
  private:
   std::vector<std::atomic<std::int64_t>> epochs_;
+  std::vector<std::atomic<bool>> draining_;
   std::atomic<std::chrono::steady_clock::rep> trustedUntil_{0};
   std::atomic<std::uint64_t> drops_{0};
   mutable std::mutex routesMu_;

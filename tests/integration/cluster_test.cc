@@ -915,6 +915,55 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
 }
 
 // A node whose config's migrations are not the cluster's history refuses to join, and says why.
+// A joining node takes its share of the slots by hand-off: the events already running on the
+// slots that move finish, commit and answer where they run (the drain), and only then are the
+// slots released to the new node.
+TEST_F(ClusterTest, AHandOffToAJoiningNodeLetsTheEventsRunningThereFinish) {
+  constexpr int kSlow = 40;
+  std::vector<HttpResponse> answers(kSlow);
+  std::vector<std::thread> requests;
+  for (int k = 0; k < kSlow; ++k) {
+    requests.emplace_back([&, k] {
+      const auto& n = *nodes_[static_cast<std::size_t>(k % 3)];
+      try {
+        answers[static_cast<std::size_t>(k)] =
+            httpRequest(n.host(), n.port(), "GET", "/probe/slow-" + std::to_string(k) + "/slow?ms=1500");
+      } catch (const std::exception& e) {
+        answers[static_cast<std::size_t>(k)].body = e.what();
+      }
+    });
+  }
+  std::this_thread::sleep_for(200ms);
+  nodes_.push_back(startNode(3));
+  for (auto& t : requests) t.join();
+  for (int k = 0; k < kSlow; ++k) {
+    EXPECT_EQ(answers[static_cast<std::size_t>(k)].status, 200) << "slow-" << k << ": " << answers[static_cast<std::size_t>(k)].body;
+  }
+  PgBlocking db(pg().connectionString());
+  const auto deadline = Clock::now() + 10s;
+  std::int64_t taken = 0;
+  while (taken == 0 && Clock::now() < deadline) {
+    auto n3 = db.run("SELECT count(*)::int8 FROM durable_slots WHERE owner = 'n3'");
+    taken = durable::detail::pgInt8(n3.get(), 0, 0);
+    if (taken == 0) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GT(taken, 0) << "the joining node took no slot";
+  // The hand-off began while the slow events ran: some node waited for them before releasing.
+  int waited = 0;
+  for (int i = 0; i < 3; ++i) {
+    const std::string log = nodes_[static_cast<std::size_t>(i)]->stderrText();
+    for (auto at = log.find(" rounds waiting"); at != std::string::npos; at = log.find(" rounds waiting", at + 1)) {
+      const auto start = log.rfind('(', at);
+      waited = std::max(waited, std::stoi(log.substr(start + 1, at - start - 1)));
+    }
+  }
+  EXPECT_GT(waited, 0) << "no hand-off overlapped the slow events: the test shows nothing";
+  // Each object's second write landed: the slow event ran to its end on one node.
+  auto done = db.run("SELECT count(*)::int8 FROM durable_kv k JOIN durable_names n ON n.ns = k.ns AND n.obj = k.obj "
+                     "WHERE n.name LIKE 'slow-%' AND k.key = 'slowDone'");
+  EXPECT_EQ(durable::detail::pgInt8(done.get(), 0, 0), kSlow);
+}
+
 TEST_F(ClusterTest, ANodeWhoseMigrationsDifferRefusesToJoin) {
   std::string altered = readFile(config_);
   const auto at = altered.find("v2-rooms");
@@ -1022,6 +1071,44 @@ TEST_F(ClusterAdminTest, AdminReadsComeFromPostgresWithoutHoldingUpTheShard) {
   describing.join();
   EXPECT_EQ(late.status, 200) << late.body;
   EXPECT_EQ(boost::json::parse(late.body).at("name").as_string(), liveName);
+}
+
+// A frame an object sends after its node's lease may have lapsed never leaves: the client is
+// told to reconnect (1012) instead. The object's shard thread is held busy past the lapse, so
+// that the lease watch (which would close the socket first) cannot run before the send.
+TEST_F(ClusterAdminTest, AWebSocketFrameSentAfterTheLeaseMayHaveLapsedNeverLeaves) {
+  const auto put = httpRequest(nodes_[0]->host(), nodes_[0]->port(), "GET", "/probe/stall-1/put?key=k&value=v");
+  ASSERT_EQ(put.status, 204) << put.body;
+  int owner = -1;
+  for (int i = 0; i < 3 && owner < 0; ++i) {
+    const auto r = httpRequest("127.0.0.1", nodes_[static_cast<std::size_t>(i)]->adminPort(), "GET",
+                               "/admin/namespaces/PROBE/objects");
+    ASSERT_EQ(r.status, 200) << r.body;
+    const auto page = boost::json::parse(r.body);
+    for (const auto& o : page.at("objects").as_array()) {
+      if (o.at("name") == "stall-1" && o.at("live").as_bool()) owner = i;
+    }
+  }
+  ASSERT_GE(owner, 0) << "no node holds the probe";
+  const auto& n = *nodes_[static_cast<std::size_t>(owner)];
+  auto ws = WsClient::connect(n.host(), n.port(), "/probe/stall-1/ws");
+  ws->send("hello");
+  EXPECT_EQ(ws->readText(5s), "echo:hello");
+
+  ws->send("stall:2500");
+  std::this_thread::sleep_for(100ms);
+  pg().pause();  // no renewal reaches it: the lease lapses 0.9 L after the last one
+  WsClosed closed;
+  try {
+    closed = ws->waitClosed(10s);
+  } catch (const std::exception& e) {
+    pg().resume();
+    FAIL() << e.what();
+  }
+  pg().resume();
+  EXPECT_EQ(closed.code, 1012) << closed.reason << closed.error;
+  const auto left = ws->read(50ms);
+  EXPECT_FALSE(left.has_value()) << "the frame left: " << (left ? left->data : "");
 }
 
 // The demo app itself (its SQLite-backed Notes included) on three nodes.

@@ -22,7 +22,9 @@
 
 #include <durable/durable.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 
 namespace {
 
@@ -59,6 +61,20 @@ class AlarmProbe : public durable::DurableObject {
       body["isRetry"] = (co_await storage().get<bool>("isRetry")).value_or(false);
       co_return durable::Response::json(body);
     }
+    if (path == "/slow") {
+      // Writes, waits `ms` (an event that takes a while), writes again and answers.
+      const auto ms = std::stoll(url.searchParams().get("ms").value_or("0"));
+      const auto n = (co_await storage().get<std::int64_t>("slow")).value_or(0) + 1;
+      co_await storage().put("slow", n);
+      co_await durable::sleep(ms);
+      co_await storage().put("slowDone", n);
+      co_return durable::Response(std::to_string(n));
+    }
+    if (path == "/ws") {
+      auto [client, server] = durable::WebSocketPair();
+      state().acceptWebSocket(server);
+      co_return durable::Response(nullptr, {.status = 101, .webSocket = client});
+    }
     if (path == "/whoami") {
       durable::console::log("probe whoami");
       boost::json::object body;
@@ -93,6 +109,17 @@ class AlarmProbe : public durable::DurableObject {
     durable::ResponseInit notFound;
     notFound.status = 404;
     co_return durable::Response("Not found", std::move(notFound));
+  }
+
+  // "stall:MS" holds the shard thread that long (a stand-in for a thread that stalls: no
+  // timer of its runs meanwhile), then answers; anything else is echoed.
+  durable::Task<void> webSocketMessage(durable::WebSocket ws, durable::WebSocketMessage message) override {
+    if (message.data.rfind("stall:", 0) == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::stoll(message.data.substr(6))));
+      ws.send("after-stall");
+      co_return;
+    }
+    ws.send("echo:" + message.data);
   }
 
   durable::Task<std::string> note(std::string text) {
@@ -149,6 +176,8 @@ int main(int argc, char** argv) {
     co_return durable::Response::json(body);
   });
   app.get("/probe/:id/trace", toProbe("/trace"));
+  app.get("/probe/:id/ws", toProbe("/ws"));
+  app.get("/probe/:id/slow", toProbe("/slow"));
   // GET /probe/:id/get with the client's own headers passed on, as a Worker that proxies does.
   app.get("/probe/:id/pass", [](durable::Context& c) -> durable::Task<durable::Response> {
     const auto& ns = c.env().ns("PROBE");
