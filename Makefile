@@ -28,7 +28,7 @@ build: deps-test
 
 run: build-server
 	./$(BUILD)/durable serve --config $(CONFIG) --listen $(LISTEN) $(if $(PERSIST),--persist-to $(PERSIST)) \
-	  $(if $(CLUSTER),--cluster "$(CLUSTER)" --node $(NODE))
+	  $(if $(CLUSTER),--cluster "$(CLUSTER)" $(if $(NODE),--node $(NODE)))
 
 # A local PostgreSQL (.durable/pg) and three nodes on 127.0.0.1:8787-8789 serving the demo app.
 cluster: build-server

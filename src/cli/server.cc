@@ -326,7 +326,16 @@ int Server::serve(const ServeOptions& options) {
                               cfg.cluster.node + "'");
       }
       advertiseListen = cfg.cluster.advertise.empty();
-      if (advertiseListen) cfg.cluster.advertise = options.listen;
+      if (advertiseListen) {
+        // Other nodes connect to the advertised address: "any address" is no address to them.
+        const auto wildcard = cli::splitListen(options.listen).host;
+        if (wildcard == "0.0.0.0" || wildcard == "::" || wildcard == "[::]") {
+          throw cli::UsageError("--listen " + options.listen +
+                                " listens on every address, which other nodes cannot connect to: pass --advertise "
+                                "HOST:PORT (or [cluster] advertise) with an address they reach this node at");
+        }
+        cfg.cluster.advertise = options.listen;
+      }
     } else if (options.node || options.advertise) {
       throw cli::UsageError("--node and --advertise are for cluster mode: pass --cluster POSTGRES_URL too");
     }

@@ -8,6 +8,7 @@
 
 #include <durable/clock.h>
 #include <durable/error.h>
+#include <durable/timer.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -156,6 +157,28 @@ void Shard::watchLease() {
 bool Runtime::heldElsewhere(const ObjectId& id) const {
   const SlotTable* slots = options_.slots.get();
   return slots && slots->epoch(slots->slotOf(id.raw())) == 0;
+}
+
+namespace {
+Task<void> whileDraining(const SlotTable* slots, int slot, std::chrono::steady_clock::time_point giveUpAt) {
+  while (slots->draining(slot) && std::chrono::steady_clock::now() < giveUpAt) co_await durable::sleep(10);
+}
+}  // namespace
+
+std::chrono::milliseconds Runtime::handOffLimit() const {
+  const SlotTable* slots = options_.slots.get();
+  return std::max<std::chrono::milliseconds>(slots ? slots->lease : std::chrono::milliseconds(0),
+                                             std::chrono::milliseconds(5000));
+}
+
+bool Runtime::afterHandOff(const ObjectId& id, std::function<void()> then) {
+  const SlotTable* slots = options_.slots.get();
+  if (!slots || !Shard::current()) return false;
+  const int slot = slots->slotOf(id.raw());
+  if (slots->epoch(slot) == 0 || !slots->draining(slot)) return false;
+  spawn(whileDraining(slots, slot, std::chrono::steady_clock::now() + handOffLimit()),
+        std::function<void(Result<void>)>([then = std::move(then)](Result<void>) { then(); }));
+  return true;
 }
 
 bool Runtime::leaving(const ObjectId& id) const {

@@ -629,7 +629,18 @@ void Runtime::deliverOn(Shard& owner, Shard* caller, Deliver deliver) {
 }
 
 void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request, const RequestTag& tag,
-                            std::function<void(Result<Response>)> reply) {
+                            std::function<void(Result<Response>)> reply, bool waitedForHandOff) {
+  if (!waitedForHandOff && options_.slots) {
+    auto held = std::make_shared<std::pair<Request, std::function<void(Result<Response>)>>>(std::move(request),
+                                                                                           std::move(reply));
+    if (afterHandOff(id, [this, &ns, id, tag, held] {
+          dispatchFetch(ns, id, std::move(held->first), tag, std::move(held->second), true);
+        })) {
+      return;
+    }
+    request = std::move(held->first);
+    reply = std::move(held->second);
+  }
   if (heldElsewhere(id)) {
     forwardFetch(ns, id, std::move(request), tag, std::move(reply));
     return;
@@ -644,7 +655,21 @@ void Runtime::dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request
 
 void Runtime::dispatchCall(const NamespaceImpl& ns, const ObjectId& id, bool (*isClass)(DurableObject&),
                            std::function<Task<void>(DurableObject&)> body, RpcRemote remote, const RequestTag& tag,
-                           std::function<void(std::exception_ptr)> done) {
+                           std::function<void(std::exception_ptr)> done, bool waitedForHandOff) {
+  if (!waitedForHandOff && options_.slots) {
+    auto held = std::make_shared<std::tuple<std::function<Task<void>(DurableObject&)>, RpcRemote,
+                                            std::function<void(std::exception_ptr)>>>(std::move(body), std::move(remote),
+                                                                                       std::move(done));
+    if (afterHandOff(id, [this, &ns, id, isClass, tag, held] {
+          dispatchCall(ns, id, isClass, std::move(std::get<0>(*held)), std::move(std::get<1>(*held)), tag,
+                       std::move(std::get<2>(*held)), true);
+        })) {
+      return;
+    }
+    body = std::move(std::get<0>(*held));
+    remote = std::move(std::get<1>(*held));
+    done = std::move(std::get<2>(*held));
+  }
   if (heldElsewhere(id)) {
     forwardCall(ns, id, isClass, std::move(body), std::move(remote), tag, std::move(done));
     return;

@@ -427,12 +427,20 @@ class Runtime final : public HttpHost {
   // Sends a request to an object from any thread; `reply` runs on the caller's shard (or, when
   // called from outside any shard, on the object's shard).
   void dispatchFetch(const NamespaceImpl& ns, const ObjectId& id, Request request, const RequestTag& tag,
-                     std::function<void(Result<Response>)> reply);
+                     std::function<void(Result<Response>)> reply, bool waitedForHandOff = false);
   // An RPC call (ObjectHost::call), or `remote` sent to the node that holds the object; `done`
   // runs where dispatchFetch's `reply` does.
   void dispatchCall(const NamespaceImpl& ns, const ObjectId& id, bool (*isClass)(DurableObject&),
                     std::function<Task<void>(DurableObject&)> body, RpcRemote remote, const RequestTag& tag,
-                    std::function<void(std::exception_ptr)> done);
+                    std::function<void(std::exception_ptr)> done, bool waitedForHandOff = false);
+  // Cluster mode: when the object's slot is being handed to another node (draining), runs
+  // `then` on this shard once the hand-off is over (or after the drain limit) and answers true;
+  // false when there is nothing to wait for. A request then goes to the new owner instead of
+  // failing while the slot moves.
+  bool afterHandOff(const ObjectId& id, std::function<void()> then);
+  // How long a hand-off waits for the events of the slots it gives away (and requests for
+  // them wait for the hand-off): L, at least 5 s.
+  std::chrono::milliseconds handOffLimit() const;
   // Runs fn inside the object as an event; `done` runs on the object's shard.
   void dispatchRun(const NamespaceImpl& ns, const ObjectId& id, std::function<Task<void>(DurableObject&, State&)> fn,
                    std::function<void(std::exception_ptr)> done);

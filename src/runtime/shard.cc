@@ -89,12 +89,18 @@ void Shard::start() {
       };
       p->onQuiet = [this] { checkSettled(); };
     }
-    try {
-      alarms_->load();
-    } catch (const std::exception& e) {
-      // The shard still serves requests: better than a server that will not start. Alarms it
-      // could not read stay unscheduled until the next start or the object's next setAlarm.
-      log("shard ", index_, ": cannot load alarms: ", e.what());
+    if (runtime_.options().slots) {
+      // Cluster mode: the node may already be serving, so the alarms are read without blocking
+      // the shard (and read again each second until that works).
+      loadClaimedAlarms();
+    } else {
+      try {
+        alarms_->load();
+      } catch (const std::exception& e) {
+        // The shard still serves requests: better than a server that will not start. Alarms it
+        // could not read stay unscheduled until the next start or the object's next setAlarm.
+        log("shard ", index_, ": cannot load alarms: ", e.what());
+      }
     }
     for (;;) {
       try {

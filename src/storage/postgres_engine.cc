@@ -459,6 +459,7 @@ void PostgresEngine::purgeNamespace(std::int64_t ns) {
   for (const char* table : {"durable_kv", "durable_alarms", "durable_names", "durable_sqllog"}) {
     db.run(std::string("DELETE FROM ") + table + " WHERE ns = $1::int8", PgParams().int8(ns));
   }
+  admin_.reset();  // start-up only: not a connection to keep
 }
 
 namespace {
@@ -532,7 +533,7 @@ void PostgresEngine::loadAlarms(const std::function<void(std::int64_t, const Obj
     admin_.reset();
     r = admin().run(kAlarmsOfPartition.sql, PgParams().int8(partitions_).int8(index_));
   }
-  // Once, at shard start: later reads go through bulk_, so this connection is not kept.
+  // Not a serving node's path (its alarms are read through bulk_): this connection is not kept.
   admin_.reset();
   for (const auto& a : heldAlarms(r.get())) fn(a.ns, a.id, a.time);
 }

@@ -9,7 +9,7 @@
 // I/O runs on the shard's event loop (storage/pg_connection.h): one connection for commits,
 // one for objects' reads, one for the admin API's reads and the alarms of claimed slots (made
 // on first use; their scans do not queue in front of an object's read), and a blocking one
-// for start-up (purge, the first alarm load). A batch is durable when the
+// for the start-up's purge of deleted classes, closed after it. A batch is durable when the
 // server answers its sync (synchronous_commit, as the server or the connection string sets
 // it). One commit is in flight at a time; batches submitted meanwhile wait and go out together
 // (accepting()), which is what gives group commit across the shard's objects.

@@ -56,6 +56,7 @@ class SlotTable {
   // Drops the slot if it is still held at `epoch` (not if it was claimed again since).
   void dropIfAt(int slot, std::int64_t epoch) {
     if (epochs_[static_cast<std::size_t>(slot)].compare_exchange_strong(epoch, 0, std::memory_order_acq_rel)) {
+      draining_[static_cast<std::size_t>(slot)].store(false, std::memory_order_release);
       drops_.fetch_add(1, std::memory_order_release);
     }
   }

@@ -215,7 +215,9 @@ class ClusterTest : public ::testing::Test {
       const auto began = Clock::now();
       std::optional<long long> count;
       try {
-        count = countOf(conn.post("/counters/" + prefix + std::to_string(c) + "/increment"));
+        const auto r = conn.post("/counters/" + prefix + std::to_string(c) + "/increment");
+        if (r.status == 503) ++unavailable_;
+        count = countOf(r);
       } catch (const HttpError&) {
         std::this_thread::sleep_for(20ms);
       }
@@ -400,8 +402,12 @@ class ClusterTest : public ::testing::Test {
   }
 
   // No two processes ever ran events of one object at the same time. An event still open in a
-  // killed process's log ended when it was killed (`killed`: pid -> when).
-  void checkSingleActivation(const std::map<pid_t, Clock::time_point>& killed = {}) {
+  // killed process's log ended when it was killed (`killed`: pid -> when). An event of a
+  // SIGSTOPped process that was open across the stop (`paused`: pid -> stopped, continued) ran
+  // nothing while stopped, and must end within 500 ms of SIGCONT (the lease watch ends it: its
+  // commit and answer are fenced); it counts as having ended when the process was stopped.
+  void checkSingleActivation(const std::map<pid_t, Clock::time_point>& killed = {},
+                             const std::map<pid_t, std::pair<Clock::time_point, Clock::time_point>>& paused = {}) {
     struct Interval {
       std::int64_t from, to;
       pid_t pid;
@@ -428,6 +434,18 @@ class ClusterTest : public ::testing::Test {
       const std::int64_t end = k == killed.end() ? now : k->second.time_since_epoch().count();
       for (const auto& [object, state] : open) {
         if (state.first > 0) byObject[object].push_back({state.second, end, pid});
+      }
+      if (const auto p = paused.find(pid); p != paused.end()) {
+        const auto stoppedAt = p->second.first.time_since_epoch().count();
+        const auto endBy = (p->second.second + 500ms).time_since_epoch().count();
+        for (auto& [object, intervals] : byObject) {
+          for (auto& i : intervals) {
+            if (i.pid != pid || i.from >= stoppedAt || i.to <= stoppedAt) continue;
+            EXPECT_LE(i.to, endBy) << "object " << object << ": an event open across the stop ran on "
+                                   << (i.to - endBy) / 1000000 << " ms past SIGCONT + 500 ms";
+            i.to = stoppedAt;
+          }
+        }
       }
     }
     EXPECT_GT(events, 100u) << "the nodes logged no events";
@@ -482,6 +500,7 @@ class ClusterTest : public ::testing::Test {
   std::thread epochWatch_;
   std::atomic<bool> epochStop_{false};
   std::atomic<int> epochReads_{0};
+  std::atomic<int> unavailable_{0};  // 503 answers the counter load got
   std::string epochRegression_;  // under mu_
 };
 
@@ -543,8 +562,12 @@ TEST_F(ClusterTest, ANodePausedPastItsLeaseServesNothingStaleWhenItWakes) {
   std::atomic<bool> stopLoad{false};
   std::vector<std::thread> clients;
   for (int i = 0; i < 3; ++i) clients.emplace_back([this, i, &stopLoad] { load(i, stopLoad, "s"); });
+  // Chat rooms under load too, through the nodes that stay awake.
+  for (int i : {1, 2}) clients.emplace_back([this, i, &stopLoad] { chatLoad(i, stopLoad); });
   setAlarms(0, "z", 1000);  // due while n0 is stopped
   std::this_thread::sleep_for(500ms);
+  const pid_t paused = nodes_[0]->pid();
+  const auto stoppedAt = Clock::now();
   ASSERT_EQ(::kill(nodes_[0]->pid(), SIGSTOP), 0);
   std::this_thread::sleep_for(2 * kLease);
   // The others take n0's slots and move every counter on.
@@ -579,6 +602,7 @@ TEST_F(ClusterTest, ANodePausedPastItsLeaseServesNothingStaleWhenItWakes) {
   RawExchange woke;
   std::thread reader([&] { woke = rawExchange("127.0.0.1", nodes_[0]->port(), pipelined, 10s); });
   std::this_thread::sleep_for(300ms);
+  const auto continuedAt = Clock::now();
   ASSERT_EQ(::kill(nodes_[0]->pid(), SIGCONT), 0);
   reader.join();
   std::vector<HttpResponse> answers;
@@ -606,6 +630,7 @@ TEST_F(ClusterTest, ANodePausedPastItsLeaseServesNothingStaleWhenItWakes) {
   std::map<int, long long> loaded;
   untilEveryCounterAnswers(1, kLease + 2s, loaded, "s");
   checkInvariants(loaded);
+  checkChatHistories(1, kLease + 2s);
   checkAlarms(1, kLease + 2s);
   // The other rooms' clients never noticed.
   for (std::size_t r = 0; r < watchers.size(); ++r) {
@@ -615,7 +640,7 @@ TEST_F(ClusterTest, ANodePausedPastItsLeaseServesNothingStaleWhenItWakes) {
     ws.send(chatMessage("still here"));
     EXPECT_TRUE(messageComes(ws, "still here")) << "lr" << r;
   }
-  checkSingleActivation();
+  checkSingleActivation({}, {{paused, {stoppedAt, continuedAt}}});
 }
 
 // PostgreSQL itself crashes mid-commit (kill -9 of every server process, as
@@ -626,8 +651,10 @@ TEST_F(ClusterTest, APostgresCrashMidCommitLosesNothingAcknowledged) {
   std::atomic<bool> stop{false};
   std::vector<std::thread> clients;
   for (int i = 0; i < 3; ++i) clients.emplace_back([this, i, &stop] { load(i, stop); });
+  for (int i : {0, 2}) clients.emplace_back([this, i, &stop] { chatLoad(i, stop); });
   setAlarms(1, "g", 1600);  // due while PostgreSQL is down
   std::this_thread::sleep_for(1500ms);
+  const int unavailableBefore = unavailable_;
   pg().kill();
   std::this_thread::sleep_for(500ms);
   pg().start();
@@ -641,9 +668,13 @@ TEST_F(ClusterTest, APostgresCrashMidCommitLosesNothingAcknowledged) {
   std::this_thread::sleep_for(500ms);
   stop = true;
   for (auto& t : clients) t.join();
+  // The load met the crash: commits in flight then (their outcome unknown) and requests made
+  // while it was down answered 503.
+  EXPECT_GT(unavailable_ - unavailableBefore, 0) << "no request met the crash";
   std::map<int, long long> finals;
   untilEveryCounterAnswers(1, 10s, finals);
   checkInvariants(finals);
+  checkChatHistories(1, kLease + 2s);
   // An alarm due while PostgreSQL was down failed its run there and is retried with backoff
   // (2 s, then 4 s, each plus up to 25 %): at least once, a little later.
   checkAlarms(0, 10s);
@@ -846,8 +877,18 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
   for (int i : {0, 2}) clients.emplace_back([this, i, &stop] { chatLoad(i, stop); });
   setAlarms(0, "t", 1200);  // due during the hand-off
   std::this_thread::sleep_for(1s);
+  const auto sigtermAt = Clock::now();
   const auto status = nodes_[1]->stop();
   EXPECT_TRUE(status.exited && status.code == 0) << status.describe();
+  {
+    // Under the load still running: every counter answers within L + 2 s of the SIGTERM.
+    std::map<int, long long> early;
+    untilEveryCounterAnswers(0, kLease + 2s, early);
+    const auto since = Clock::now() - sigtermAt;
+    EXPECT_LT(since, kLease + 2s);
+    std::printf("every counter answered %lld ms after the SIGTERM\n",
+                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(since).count()));
+  }
   {
     PgBlocking db(pg().connectionString());
     auto r = db.run(
@@ -862,6 +903,7 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
   auto watchers = watchRooms(0);
   std::vector<int> ownerBefore;
   for (int r = 0; r < kRooms; ++r) ownerBefore.push_back(ownerOfName("lr" + std::to_string(r)));
+  const auto joinedAt = Clock::now();
   nodes_.push_back(startNode(3));
   const auto deadline = Clock::now() + 10s;
   for (;;) {
@@ -870,6 +912,15 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
     if (durable::detail::pgInt8(r.get(), 0, 0) > 0) break;
     ASSERT_LT(Clock::now(), deadline) << "the joining node was given no slot";
     std::this_thread::sleep_for(100ms);
+  }
+  {
+    // Under load, through the joining node: every counter answers within L + 2 s of its start.
+    std::map<int, long long> early;
+    untilEveryCounterAnswers(3, kLease + 2s, early);
+    const auto since = Clock::now() - joinedAt;
+    EXPECT_LT(since, kLease + 2s);
+    std::printf("every counter answered through the joining node %lld ms after it started\n",
+                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(since).count()));
   }
   std::this_thread::sleep_for(1s);
   stop = true;
@@ -927,13 +978,13 @@ TEST_F(ClusterTest, AHandOffToAJoiningNodeLetsTheEventsRunningThereFinish) {
       const auto& n = *nodes_[static_cast<std::size_t>(k % 3)];
       try {
         answers[static_cast<std::size_t>(k)] =
-            httpRequest(n.host(), n.port(), "GET", "/probe/slow-" + std::to_string(k) + "/slow?ms=1500");
+            httpRequest(n.host(), n.port(), "GET", "/probe/slow-" + std::to_string(k) + "/slow?ms=3000");
       } catch (const std::exception& e) {
         answers[static_cast<std::size_t>(k)].body = e.what();
       }
     });
   }
-  std::this_thread::sleep_for(200ms);
+  std::this_thread::sleep_for(100ms);
   nodes_.push_back(startNode(3));
   for (auto& t : requests) t.join();
   for (int k = 0; k < kSlow; ++k) {
@@ -1109,6 +1160,20 @@ TEST_F(ClusterAdminTest, AWebSocketFrameSentAfterTheLeaseMayHaveLapsedNeverLeave
   EXPECT_EQ(closed.code, 1012) << closed.reason << closed.error;
   const auto left = ws->read(50ms);
   EXPECT_FALSE(left.has_value()) << "the frame left: " << (left ? left->data : "");
+}
+
+// A node that listens on every address and advertises none would give the others an address
+// they cannot connect to: refused before anything starts, saying what to pass.
+TEST(ClusterCli, ListeningOnEveryAddressWithoutAnAdvertisedOneIsRefused) {
+  TempDir dir;
+  for (const char* listen : {"0.0.0.0:0", "[::]:0"}) {
+    const auto r = runCommand({binaryPath().string(), "serve", "--config", seedConfig().string(), "--listen", listen,
+                               "--persist-to", (dir.path() / "state").string(), "--cluster",
+                               "postgresql://127.0.0.1:1/none", "--node", "n1"},
+                              dir.path());
+    EXPECT_TRUE(r.status.exited && r.status.code == 2) << listen << ": " << r.err;
+    EXPECT_NE(r.err.find("--advertise"), std::string::npos) << r.err;
+  }
 }
 
 // The demo app itself (its SQLite-backed Notes included) on three nodes.

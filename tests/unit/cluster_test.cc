@@ -15,6 +15,7 @@
 
 #include "cluster/membership.h"
 #include "storage/pg_connection.h"
+#include "storage/slot_table.h"
 #include "support/postgres_server.h"
 
 #include <chrono>
@@ -410,6 +411,33 @@ TEST(PgConnection, ConnectingAgainLeavesTheLoopFreeAndGivesUpAtItsDeadline) {
   ASSERT_EQ(pids.size(), 3u);
   EXPECT_NE(pids[0], pid);
   EXPECT_EQ(pids[0], pids[2]) << "the three went out over one new connection";
+}
+
+
+// A slot being handed off stays held (its running events commit under its epoch) while it
+// admits nothing new; once dropped, at its epoch or otherwise, it is neither held nor
+// draining, so that nothing waits for a hand-off that is over.
+TEST(SlotTable, ADrainingSlotStaysHeldUntilDroppedAndThenNothingWaitsForIt) {
+  durable::detail::SlotTable t(8);
+  t.hold(3, 7);
+  const auto drops = t.drops();
+  t.drain(3);
+  EXPECT_TRUE(t.draining(3));
+  EXPECT_EQ(t.epoch(3), 7);
+  EXPECT_GT(t.drops(), drops) << "the shards are not told to close the slot's WebSockets";
+  t.dropIfAt(3, 6);  // claimed again since: not this epoch
+  EXPECT_EQ(t.epoch(3), 7);
+  EXPECT_TRUE(t.draining(3));
+  t.dropIfAt(3, 7);
+  EXPECT_EQ(t.epoch(3), 0);
+  EXPECT_FALSE(t.draining(3));
+  t.hold(4, 2);
+  t.drain(4);
+  t.drop(4);
+  EXPECT_FALSE(t.draining(4));
+  t.drain(5);
+  t.hold(5, 9);
+  EXPECT_FALSE(t.draining(5)) << "a slot claimed again is not being handed off";
 }
 
 }  // namespace
