@@ -13,10 +13,13 @@
 #include "storage/postgres_engine.h"
 #include "support/postgres_server.h"
 
+#include <durable/task.h>
+
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -51,8 +54,21 @@ int main(int argc, char** argv) {
   const auto t1 = steady_clock::now();
   boost::asio::io_context shard;
   durable::detail::PostgresEngine engine(0, 1, url, "heir", claimer.slots(), shard);
+  // As a serving node reads them after a claim: pipelined on the shard's loop (readAlarms).
   std::size_t loaded = 0;
-  engine.loadAlarms([&loaded](std::int64_t, const durable::ObjectId::Raw&, std::int64_t) { ++loaded; });
+  bool done = false;
+  auto read = engine.readAlarms();
+  if (auto* now = std::get_if<std::vector<durable::detail::StoredAlarm>>(&read)) {
+    loaded = now->size();
+    done = true;
+  } else {
+    durable::spawn(
+        [](durable::Future<std::vector<durable::detail::StoredAlarm>> f, std::size_t* out) -> durable::Task<void> {
+          *out = (co_await std::move(f)).size();
+        }(std::get<durable::Future<std::vector<durable::detail::StoredAlarm>>>(std::move(read)), &loaded),
+        std::function<void(durable::Result<void>)>([&done](durable::Result<void>) { done = true; }));
+  }
+  while (!done) shard.run_one();
   const auto t2 = steady_clock::now();
   std::printf("slots %d, alarms %d: claimed %d slots in %.1f ms; loaded %zu alarms in %.1f ms; total %.1f ms\n",
               slots, alarms, claimer.slots()->held(), duration<double, std::milli>(t1 - t0).count(), loaded,

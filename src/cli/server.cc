@@ -25,6 +25,7 @@
 #include <iostream>
 #include <limits>
 #include <set>
+#include <thread>
 
 namespace durable {
 
@@ -392,9 +393,18 @@ int Server::serve(const ServeOptions& options) {
     int sig = 0;
     sigwait(&signals, &sig);
     detail::logInfo(sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP" : "SIGTERM", ", draining");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    if (state.cluster) {
+      // First the slots, while the node still takes requests: their running events finish,
+      // new ones wait for the hand-off and then go to the new owners, and so do the requests
+      // other nodes forward here meanwhile.
+      state.cluster->leave();
+      while (state.cluster->slots()->held() > 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
     http.stopAccepting();
     if (adminHttp) adminHttp->stopAccepting();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     if (!http.waitIdle(deadline) || (adminHttp && !adminHttp->waitIdle(deadline))) {
       detail::logWarn("requests still running after 10 s: stopping anyway");
     }

@@ -76,7 +76,8 @@ ClusterMembership::ClusterMembership(ClusterOptions options) : options_(std::mov
   auto r = db_->run(
       "INSERT INTO durable_nodes(name, address, lease_until) VALUES($1::text, $2::text, clock_timestamp() + "
       "$3::int8 * interval '1 millisecond') ON CONFLICT (name) DO UPDATE SET address = excluded.address, "
-      "lease_until = excluded.lease_until, incarnation = durable_nodes.incarnation + 1 RETURNING incarnation",
+      "lease_until = excluded.lease_until, incarnation = durable_nodes.incarnation + 1, leaving = false "
+      "RETURNING incarnation",
       PgParams().bytes(options_.node).bytes(options_.address).int8(options_.lease.count()));
   incarnation_ = pgInt8(r.get(), 0, 0);
   slots_->renewed(sentAt, trustedFor());
@@ -159,6 +160,12 @@ void ClusterMembership::advertise(const std::string& address) {
 void ClusterMembership::tick() {
   if (!db_ || !db_->ok()) db_ = connectFor(options_);
   renew();
+  if (leaving_ && !leavingRecorded_) {
+    db_->run("UPDATE durable_nodes SET leaving = true WHERE name = $1::text AND incarnation = $2::int8",
+             PgParams().bytes(options_.node).int8(incarnation_));
+    leavingRecorded_ = true;
+    announce();  // the others stop targeting this node at once
+  }
   auto claimed = claim();
   if (!claimed.empty() && claimed_) claimed_(claimed);
   handOff();
@@ -181,11 +188,15 @@ void ClusterMembership::handOff() {
       ++busyRounds_;
       return;  // next round; the lease is renewed meanwhile
     }
-    if (!quiet) {
+    if (!quiet && !endedLate_) {
+      // Dropped here first: the shards end what still runs, and the release waits a round for
+      // that, so that no event here overlaps the new owner's.
       logWarn("cluster: node ", options_.node, " hands slots over with events still running after ",
               drainLimit().count(), " ms: they are ended");
+      for (const auto& [slot, epoch] : releasing_) slots_->dropIfAt(slot, epoch);
+      endedLate_ = true;
+      return;
     }
-    for (const auto& [slot, epoch] : releasing_) slots_->dropIfAt(slot, epoch);
     db_->script("BEGIN");
     try {
       db_->run("SELECT set_config('lock_timeout', $1::text, true)",
@@ -199,17 +210,23 @@ void ClusterMembership::handOff() {
       PQclear(PQexec(db_->raw(), "ROLLBACK"));
       throw;  // kept in releasing_: tried again next round
     }
-    logInfo("cluster: node ", options_.node, " handed ", releasing_.size(), " slots to the nodes that joined (",
-            busyRounds_, " rounds waiting for the events running there)");
+    // Dropped here once released: until then the slots stay draining, and a request waiting for
+    // the hand-off goes on only when another node can claim them.
+    for (const auto& [slot, epoch] : releasing_) slots_->dropIfAt(slot, epoch);
+    endedLate_ = false;
+    logInfo("cluster: node ", options_.node, " handed ", releasing_.size(), " slots to ",
+            leaving_ ? "the other nodes, leaving (" : "the nodes that joined (", busyRounds_,
+            " rounds waiting for the events running there)");
     busyRounds_ = 0;
     announce();
     releasing_.clear();
     slots_->requestRefresh();  // the new owners' claims show in the next read of the routes
   }
-  if (std::find(liveNodes_.begin(), liveNodes_.end(), options_.node) == liveNodes_.end()) return;
+  const bool leaving = leavingRecorded_;
+  if (!leaving && std::find(liveNodes_.begin(), liveNodes_.end(), options_.node) == liveNodes_.end()) return;
   for (int s = 0; s < slots_->count(); ++s) {
     const auto epoch = slots_->epoch(s);
-    if (epoch == 0 || targetOf(s) == options_.node) continue;
+    if (epoch == 0 || (!leaving && targetOf(s) == options_.node)) continue;
     releasing_.emplace_back(s, epoch);
     slots_->drain(s);
   }
@@ -286,7 +303,9 @@ std::vector<int> ClusterMembership::claim() {
     if (held != 0 && held != mine[static_cast<std::size_t>(s)]) slots_->drop(s);
   }
 
-  auto live = db_->run("SELECT name FROM durable_nodes WHERE lease_until > clock_timestamp() ORDER BY name");
+  // The nodes slots may go to: live, and not leaving.
+  auto live = db_->run(
+      "SELECT name FROM durable_nodes WHERE lease_until > clock_timestamp() AND NOT leaving ORDER BY name");
   liveNodes_.clear();
   for (int i = 0; i < PQntuples(live.get()); ++i) liveNodes_.emplace_back(pgBytes(live.get(), i, 0));
   if (std::find(liveNodes_.begin(), liveNodes_.end(), options_.node) == liveNodes_.end()) {
@@ -346,6 +365,11 @@ void ClusterMembership::announce() {
   } catch (const std::exception& e) {
     logWarn("cluster: could not announce a change of slots (others see it at their next round): ", e.what());
   }
+}
+
+void ClusterMembership::leave() {
+  leaving_ = true;
+  slots_->requestRefresh();  // a round now: the lease thread records it and starts the hand-off
 }
 
 void ClusterMembership::stop() {

@@ -20,6 +20,7 @@
 #include "storage/pg_connection.h"
 #include "storage/slot_table.h"
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -59,6 +60,10 @@ class ClusterMembership {
   // waits for that, up to kDrainLimit; none given: it does not wait).
   void start(std::function<void(const std::vector<int>&)> claimed = {},
              std::function<bool(const std::vector<int>&)> quiet = {});
+  // Starts leaving the cluster (SIGTERM): the node is marked leaving, so no node targets it any
+  // more, and it hands every slot off as to a joining node (drain, then release); it keeps its
+  // lease meanwhile. Any thread; slots()->held() reaches 0 once every slot is released.
+  void leave();
   // Releases every slot this node holds and ends its lease now, so that others claim at once.
   void stop();
 
@@ -94,6 +99,9 @@ class ClusterMembership {
   std::vector<std::pair<int, std::int64_t>> releasing_;  // draining here, to release
   std::chrono::steady_clock::time_point drainUntil_;
   int busyRounds_ = 0;
+  bool endedLate_ = false;  // past the drain limit, dropped here; released next round
+  std::atomic<bool> leaving_{false};
+  bool leavingRecorded_ = false;  // lease thread
   std::function<void(const std::vector<int>&)> claimed_;
   std::function<bool(const std::vector<int>&)> quiet_;
   bool released_ = false;

@@ -282,11 +282,15 @@ Task<std::optional<Response>> Runtime::toOwner(Shard& via, ObjectId id,
                                                bool upgrade) {
   const SlotTable& slots = *options_.slots;
   const int slot = slots.slotOf(id.raw());
+  // A slot no live node holds is usually being claimed (a hand-off just released it): its
+  // routes are read again for a while. Nothing was sent, so waiting is safe.
+  const auto unroutedUntil = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   for (int attempt = 0;; ++attempt) {
     if (slots.epoch(slot) != 0) co_return std::nullopt;
     const auto route = slots.route(slot);
     if (!route || route->epoch == 0 || route->address.empty()) {
-      if (attempt == 0) {
+      if (attempt == 0 || std::chrono::steady_clock::now() < unroutedUntil) {
+        if (attempt > 0) co_await durable::sleep(50);
         co_await routesRefreshed(slots);
         continue;
       }

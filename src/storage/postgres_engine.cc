@@ -33,6 +33,9 @@ CREATE TABLE IF NOT EXISTS durable_nodes(
   address text NOT NULL DEFAULT '',
   lease_until timestamptz NOT NULL,
   incarnation bigint NOT NULL DEFAULT 1);
+-- A node that is stopping (SIGTERM) hands its slots off: no node targets it any more, while its
+-- slots stay its own until it releases them.
+ALTER TABLE durable_nodes ADD COLUMN IF NOT EXISTS leaving boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS durable_slots(
   slot int PRIMARY KEY,
   owner text,

@@ -877,6 +877,7 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
   for (int i : {0, 2}) clients.emplace_back([this, i, &stop] { chatLoad(i, stop); });
   setAlarms(0, "t", 1200);  // due during the hand-off
   std::this_thread::sleep_for(1s);
+  const int unavailableBefore = unavailable_;
   const auto sigtermAt = Clock::now();
   const auto status = nodes_[1]->stop();
   EXPECT_TRUE(status.exited && status.code == 0) << status.describe();
@@ -889,6 +890,9 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
     std::printf("every counter answered %lld ms after the SIGTERM\n",
                 static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(since).count()));
   }
+  // The leaving node handed its slots off before it stopped listening: the requests the other
+  // nodes forwarded to it meanwhile waited for the hand-off and went to the new owners.
+  EXPECT_EQ(unavailable_ - unavailableBefore, 0) << "requests answered 503 while a node left";
   {
     PgBlocking db(pg().connectionString());
     auto r = db.run(
@@ -978,13 +982,23 @@ TEST_F(ClusterTest, AHandOffToAJoiningNodeLetsTheEventsRunningThereFinish) {
       const auto& n = *nodes_[static_cast<std::size_t>(k % 3)];
       try {
         answers[static_cast<std::size_t>(k)] =
-            httpRequest(n.host(), n.port(), "GET", "/probe/slow-" + std::to_string(k) + "/slow?ms=3000");
+            httpRequest(n.host(), n.port(), "GET", "/probe/slow-" + std::to_string(k) + "/slow?ms=4000");
       } catch (const std::exception& e) {
         answers[static_cast<std::size_t>(k)].body = e.what();
       }
     });
   }
-  std::this_thread::sleep_for(100ms);
+  // Once every slow event runs (its first write landed), the fourth node joins.
+  {
+    PgBlocking db(pg().connectionString());
+    const auto until = Clock::now() + 3s;
+    for (;;) {
+      auto r = db.run("SELECT count(*)::int8 FROM durable_kv WHERE key = 'slow'");
+      if (durable::detail::pgInt8(r.get(), 0, 0) == kSlow) break;
+      ASSERT_LT(Clock::now(), until) << "the slow events did not start";
+      std::this_thread::sleep_for(20ms);
+    }
+  }
   nodes_.push_back(startNode(3));
   for (auto& t : requests) t.join();
   for (int k = 0; k < kSlow; ++k) {
@@ -999,16 +1013,25 @@ TEST_F(ClusterTest, AHandOffToAJoiningNodeLetsTheEventsRunningThereFinish) {
     if (taken == 0) std::this_thread::sleep_for(50ms);
   }
   EXPECT_GT(taken, 0) << "the joining node took no slot";
-  // The hand-off began while the slow events ran: some node waited for them before releasing.
+  // The hand-off began while the slow events ran: some node waited for them before releasing
+  // (its log says so once it released, a round after they ended).
   int waited = 0;
-  for (int i = 0; i < 3; ++i) {
-    const std::string log = nodes_[static_cast<std::size_t>(i)]->stderrText();
-    for (auto at = log.find(" rounds waiting"); at != std::string::npos; at = log.find(" rounds waiting", at + 1)) {
-      const auto start = log.rfind('(', at);
-      waited = std::max(waited, std::stoi(log.substr(start + 1, at - start - 1)));
+  std::string handed;
+  for (const auto logged = Clock::now() + 5s; waited == 0 && Clock::now() < logged;) {
+    handed.clear();
+    for (int i = 0; i < 3; ++i) {
+      std::istringstream lines(nodes_[static_cast<std::size_t>(i)]->stderrText());
+      for (std::string line; std::getline(lines, line);) {
+        const auto at = line.find(" rounds waiting");
+        if (at == std::string::npos) continue;
+        handed += line + "\n";
+        const auto start = line.rfind('(', at);
+        waited = std::max(waited, std::stoi(line.substr(start + 1, at - start - 1)));
+      }
     }
+    if (waited == 0) std::this_thread::sleep_for(50ms);
   }
-  EXPECT_GT(waited, 0) << "no hand-off overlapped the slow events: the test shows nothing";
+  EXPECT_GT(waited, 0) << "no hand-off overlapped the slow events: the test shows nothing\n" << handed;
   // Each object's second write landed: the slow event ran to its end on one node.
   auto done = db.run("SELECT count(*)::int8 FROM durable_kv k JOIN durable_names n ON n.ns = k.ns AND n.obj = k.obj "
                      "WHERE n.name LIKE 'slow-%' AND k.key = 'slowDone'");
