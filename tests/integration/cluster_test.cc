@@ -1117,6 +1117,20 @@ TEST_F(ClusterAdminTest, AdminReadsComeFromPostgresWithoutHoldingUpTheShard) {
   }
   EXPECT_EQ(names.size(), 20u);
   ASSERT_FALSE(liveId.empty()) << "none of 20 objects is held by n0";
+
+  // GET /cluster: what `durable cluster status` prints, from any node's admin listener.
+  const auto status = admin("/cluster").as_object();
+  EXPECT_EQ(status.at("slots").as_int64(), 4096);
+  EXPECT_EQ(status.at("unowned").as_int64(), 0);
+  std::int64_t held = 0;
+  std::set<std::string> live;
+  for (const auto& n : status.at("nodes").as_array()) {
+    if (n.at("live").as_bool()) live.insert(std::string(n.at("name").as_string()));
+    EXPECT_GT(n.at("leaseRemainingMs").as_int64(), 0) << boost::json::serialize(n);
+    held += n.at("slots").as_int64();
+  }
+  EXPECT_EQ(live, (std::set<std::string>{"n0", "n1", "n2"}));
+  EXPECT_EQ(held, 4096);
   const auto described = admin("/admin/namespaces/COUNTER/objects/" + liveId).as_object();
   EXPECT_EQ(described.at("name").as_string(), liveName);
   EXPECT_GE(described.at("keys").as_int64(), 1);
