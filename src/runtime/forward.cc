@@ -328,6 +328,9 @@ Task<std::optional<Response>> Runtime::toOwner(Shard& via, ObjectId id,
     }
     if (response->status() == 421 && response->headers().has(kMisdirectedHeader)) {
       if (attempt == 0) {
+        // Only around a move: worth a line, and the tests read it.
+        logInfo("cluster: ", route->address, " no longer holds slot ", slot, " at epoch ", route->epoch,
+                " (421): routes read again, the request sent once more");
         co_await routesRefreshed(slots);
         // The request was not consumed: `out` was a copy.
         continue;

@@ -891,8 +891,18 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
                 static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(since).count()));
   }
   // The leaving node handed its slots off before it stopped listening: the requests the other
-  // nodes forwarded to it meanwhile waited for the hand-off and went to the new owners.
+  // nodes forwarded to it meanwhile waited for the hand-off, heard 421, and went again to the
+  // new owners, once.
   EXPECT_EQ(unavailable_ - unavailableBefore, 0) << "requests answered 503 while a node left";
+  std::size_t resent = 0;
+  for (int i : {0, 2}) {
+    const auto log = nodes_[static_cast<std::size_t>(i)]->stderrText();
+    for (auto at = log.find("the request sent once more"); at != std::string::npos;
+         at = log.find("the request sent once more", at + 1)) {
+      ++resent;
+    }
+  }
+  std::printf("requests sent again after a 421 while n1 left: %zu\n", resent);
   {
     PgBlocking db(pg().connectionString());
     auto r = db.run(
