@@ -402,6 +402,11 @@ int Server::serve(const ServeOptions& options) {
       while (state.cluster->slots()->held() > 0 && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
+      // A peer reads the new routes at the release's announcement, and at its next round at
+      // the latest (L/4): until then it may still send here, and hears 421 rather than a
+      // connection closing under its request.
+      std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(state.cluster->options().lease / 4,
+                                                                        std::chrono::seconds(2)));
     }
     http.stopAccepting();
     if (adminHttp) adminHttp->stopAccepting();
