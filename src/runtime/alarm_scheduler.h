@@ -63,6 +63,9 @@ class AlarmScheduler {
   // (durable objects list ...) reads it without running anyone's code.
   void pause() { paused_ = true; }
   std::size_t pending() const { return byKey_.size(); }
+  // A loadNew() read is in flight: a stopping shard waits for it (a read left unanswered would
+  // leave its coroutine suspended for good).
+  bool loading() const { return loading_; }
   // Alarms whose handler runs now, and whether any is due and not yet started.
   std::size_t running() const { return running_; }
   bool due() const;

@@ -147,7 +147,7 @@ void Shard::drain() {
       log("shard ", index_, ": unhandled exception: ", e.what());
       continue;
     }
-    bool quiet = true;
+    bool quiet = !(alarms_ && alarms_->loading());
     for (auto& p : partitions) {
       p->flush();
       quiet = quiet && p->quiescent();
