@@ -183,8 +183,9 @@ void AlarmScheduler::fireDue() {
     Key key = byTime_.begin()->second;
     byTime_.erase(byTime_.begin());
     Entry& e = byKey_.at(key);
-    if (shard_.runtime().heldElsewhere(ObjectId(key.id, std::nullopt))) {
-      // Cluster mode: the slot moved; the node holding it loaded this alarm when it claimed it.
+    if (shard_.runtime().leaving(ObjectId(key.id, std::nullopt))) {
+      // Cluster mode: the slot moved, or is being handed off; the node that claims it loads
+      // this alarm then (and this one, if it claims the slot back).
       byKey_.erase(key);
       continue;
     }
