@@ -57,17 +57,12 @@ int main(int argc, char** argv) {
   // As a serving node reads them after a claim: pipelined on the shard's loop (readAlarms).
   std::size_t loaded = 0;
   bool done = false;
-  auto read = engine.readAlarms();
-  if (auto* now = std::get_if<std::vector<durable::detail::StoredAlarm>>(&read)) {
-    loaded = now->size();
-    done = true;
-  } else {
-    durable::spawn(
-        [](durable::Future<std::vector<durable::detail::StoredAlarm>> f, std::size_t* out) -> durable::Task<void> {
-          *out = (co_await std::move(f)).size();
-        }(std::get<durable::Future<std::vector<durable::detail::StoredAlarm>>>(std::move(read)), &loaded),
-        std::function<void(durable::Result<void>)>([&done](durable::Result<void>) { done = true; }));
-  }
+  durable::spawn(durable::detail::answerOf(engine.readAlarms()),
+                 std::function<void(durable::Result<std::vector<durable::detail::StoredAlarm>>)>(
+                     [&](durable::Result<std::vector<durable::detail::StoredAlarm>> r) {
+                       if (r.ok()) loaded = r.value().size();
+                       done = true;
+                     }));
   while (!done) shard.run_one();
   const auto t2 = steady_clock::now();
   std::printf("slots %d, alarms %d: claimed %d slots in %.1f ms; loaded %zu alarms in %.1f ms; total %.1f ms\n",

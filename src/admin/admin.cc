@@ -45,12 +45,6 @@ Future<T> onShard(Shard& target, const std::function<Task<T>()>& work) {
   return promise.future();
 }
 
-template <class T>
-Task<T> settle(Deferred<T>& answer) {
-  if (auto* now = std::get_if<T>(&answer)) co_return std::move(*now);
-  co_return co_await std::get<Future<T>>(std::move(answer));
-}
-
 // Compares without stopping at the first difference: how long it takes says nothing of where
 // a guessed token went wrong.
 bool sameSecret(std::string_view a, std::string_view b) {
@@ -344,7 +338,7 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
           for (auto& p : shard.partitions) {
             for (std::size_t i = 0; i < namespaces.size(); ++i) {
               auto counted = p->countObjects(namespaces[i]->nsId);
-              n[i] += co_await settle(counted);
+              n[i] += co_await answerOf(std::move(counted));
             }
           }
           co_return n;
@@ -378,7 +372,7 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
         std::vector<Listed> out;
         for (auto& p : shard.partitions) {
           auto listed = p->listObjects(ns.nsId, after, limit + 1);
-          std::vector<StoredObject> stored = co_await settle(listed);
+          std::vector<StoredObject> stored = co_await answerOf(std::move(listed));
           for (auto& o : stored) {
             addSqlFacts(runtime, ns, o);
             ObjectHost* host = shard.findHost(ns, ObjectId(o.id, std::nullopt));
@@ -410,7 +404,7 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
     Shard& shard = runtime.shardOf(id);
     const std::function<Task<boost::json::object>()> look = [&runtime, &shard, &ns, id]() -> Task<boost::json::object> {
       auto described = runtime.partitionOf(id).describeObject(ns.nsId, id.raw());
-      StoredObject stored = co_await settle(described);
+      StoredObject stored = co_await answerOf(std::move(described));
       ObjectHost* host = shard.findHost(ns, id);
       if (host) host->commitSql();
       addSqlFacts(runtime, ns, stored);
@@ -464,7 +458,7 @@ Worker makeAdminWorker(Runtime& runtime, AdminOptions options) {
       }
       Deferred<Rows> answer =
           runtime.partitionOf(id).scan(ns.nsId, id.raw(), lower, lowerInclusive, upper, false, limit + 1);
-      co_return co_await settle(answer);
+      co_return co_await answerOf(std::move(answer));
     };
     Rows rows = co_await onShard(runtime.shardOf(id), read);
     if (key && rows.empty()) throw AdminError{404, "object " + id.toString() + " has no key '" + *key + "'"};

@@ -171,10 +171,6 @@ void ClusterMembership::tick() {
   handOff();
 }
 
-std::chrono::milliseconds ClusterMembership::drainLimit() const {
-  return std::max<std::chrono::milliseconds>(options_.lease, std::chrono::milliseconds(5000));
-}
-
 void ClusterMembership::handOff() {
   if (!releasing_.empty()) {
     std::vector<int> slots;
@@ -192,7 +188,7 @@ void ClusterMembership::handOff() {
       // Dropped here first: the shards end what still runs, and the release waits a round for
       // that, so that no event here overlaps the new owner's.
       logWarn("cluster: node ", options_.node, " hands slots over with events still running after ",
-              drainLimit().count(), " ms: they are ended");
+              slots_->handOffLimit().count(), " ms: they are ended");
       for (const auto& [slot, epoch] : releasing_) slots_->dropIfAt(slot, epoch);
       endedLate_ = true;
       return;
@@ -230,7 +226,7 @@ void ClusterMembership::handOff() {
     releasing_.emplace_back(s, epoch);
     slots_->drain(s);
   }
-  if (!releasing_.empty()) drainUntil_ = std::chrono::steady_clock::now() + drainLimit();
+  if (!releasing_.empty()) drainUntil_ = std::chrono::steady_clock::now() + slots_->handOffLimit();
 }
 
 const std::string& ClusterMembership::targetOf(int slot) const {

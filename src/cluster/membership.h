@@ -83,8 +83,6 @@ class ClusterMembership {
   // objects are quiet (or after the drain limit: what still runs then is ended and fenced),
   // they are dropped here and released in PostgreSQL for the new owner to claim.
   void handOff();
-  // How long a hand-off waits for the events of the slots it gives away: L, at least 5 s.
-  std::chrono::milliseconds drainLimit() const;
   // NOTIFY durable_routes: this node claimed or released slots (after the commit).
   void announce();
   // The slot's owner by rendezvous hashing over liveNodes_ (not empty).

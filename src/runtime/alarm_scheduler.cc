@@ -34,13 +34,8 @@ namespace {
 Task<std::vector<StoredAlarm>> readAllAlarms(Shard& shard) {
   std::vector<StoredAlarm> all;
   for (auto& p : shard.partitions) {
-    auto read = p->readAlarms();
-    std::vector<StoredAlarm> some;
-    if (auto* now = std::get_if<std::vector<StoredAlarm>>(&read)) {
-      some = std::move(*now);
-    } else {
-      some = co_await std::get<Future<std::vector<StoredAlarm>>>(std::move(read));
-    }
+    auto pending = answerOf(p->readAlarms());
+    std::vector<StoredAlarm> some = co_await std::move(pending);
     all.insert(all.end(), some.begin(), some.end());
   }
   co_return all;

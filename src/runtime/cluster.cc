@@ -159,16 +159,10 @@ bool Runtime::heldElsewhere(const ObjectId& id) const {
   return slots && slots->epoch(slots->slotOf(id.raw())) == 0;
 }
 
-namespace {
-Task<void> whileDraining(const SlotTable* slots, int slot, std::chrono::steady_clock::time_point giveUpAt) {
-  while (slots->draining(slot) && std::chrono::steady_clock::now() < giveUpAt) co_await durable::sleep(10);
-}
-}  // namespace
-
-std::chrono::milliseconds Runtime::handOffLimit() const {
-  const SlotTable* slots = options_.slots.get();
-  return std::max<std::chrono::milliseconds>(slots ? slots->lease : std::chrono::milliseconds(0),
-                                             std::chrono::milliseconds(5000));
+Task<void> Runtime::handedOff(int slot) const {
+  const SlotTable& slots = *options_.slots;
+  const auto giveUpAt = std::chrono::steady_clock::now() + slots.handOffLimit();
+  while (slots.draining(slot) && std::chrono::steady_clock::now() < giveUpAt) co_await durable::sleep(10);
 }
 
 bool Runtime::afterHandOff(const ObjectId& id, std::function<void()> then) {
@@ -176,8 +170,7 @@ bool Runtime::afterHandOff(const ObjectId& id, std::function<void()> then) {
   if (!slots || !Shard::current()) return false;
   const int slot = slots->slotOf(id.raw());
   if (slots->epoch(slot) == 0 || !slots->draining(slot)) return false;
-  spawn(whileDraining(slots, slot, std::chrono::steady_clock::now() + handOffLimit()),
-        std::function<void(Result<void>)>([then = std::move(then)](Result<void>) { then(); }));
+  spawn(handedOff(slot), std::function<void(Result<void>)>([then = std::move(then)](Result<void>) { then(); }));
   return true;
 }
 

@@ -378,8 +378,7 @@ Task<Response> Runtime::acceptForwarded(Request request) {
   id = withName(ns->key, *id, request.headers().get(kObjectNameHeader).value_or(""));
   const int slot = slots->slotOf(id->raw());
   // A slot being handed off: once it is released, the sender hears 421 and asks the new owner.
-  const auto giveUpAt = std::chrono::steady_clock::now() + handOffLimit();
-  while (slots->draining(slot) && std::chrono::steady_clock::now() < giveUpAt) co_await durable::sleep(10);
+  if (slots->draining(slot)) co_await handedOff(slot);
   if (epoch == 0 || slots->epoch(slot) != epoch) {
     co_return refusal(421, "this node does not hold slot " + std::to_string(slot) + " at epoch " + epochText, true);
   }

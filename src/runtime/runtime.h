@@ -438,9 +438,8 @@ class Runtime final : public HttpHost {
   // false when there is nothing to wait for. A request then goes to the new owner instead of
   // failing while the slot moves.
   bool afterHandOff(const ObjectId& id, std::function<void()> then);
-  // How long a hand-off waits for the events of the slots it gives away (and requests for
-  // them wait for the hand-off): L, at least 5 s.
-  std::chrono::milliseconds handOffLimit() const;
+  // Cluster mode: done once `slot` is no longer draining, or after SlotTable::handOffLimit().
+  Task<void> handedOff(int slot) const;
   // Runs fn inside the object as an event; `done` runs on the object's shard.
   void dispatchRun(const NamespaceImpl& ns, const ObjectId& id, std::function<Task<void>(DurableObject&, State&)> fn,
                    std::function<void(std::exception_ptr)> done);

@@ -240,13 +240,8 @@ std::vector<ObjectId> Env::listDurableObjectIds(const Namespace& ns) {
       auto list = [](detail::Shard& shard, std::int64_t nsId) -> Task<std::vector<ObjectId::Raw>> {
         std::vector<ObjectId::Raw> all;
         for (auto& part : shard.partitions) {
-          auto listed = part->listObjects(nsId, std::nullopt, std::numeric_limits<std::size_t>::max());
-          std::vector<detail::StoredObject> objects;
-          if (auto* now = std::get_if<std::vector<detail::StoredObject>>(&listed)) {
-            objects = std::move(*now);
-          } else {
-            objects = co_await std::get<Future<std::vector<detail::StoredObject>>>(std::move(listed));
-          }
+          auto pending = detail::answerOf(part->listObjects(nsId, std::nullopt, std::numeric_limits<std::size_t>::max()));
+          std::vector<detail::StoredObject> objects = co_await std::move(pending);
           for (const auto& o : objects) all.push_back(o.id);
         }
         co_return all;

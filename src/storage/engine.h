@@ -106,6 +106,14 @@ struct ObjectBatch {
 template <class T>
 using Deferred = std::variant<T, Future<T>>;
 
+// A read's answer as a task: done at once when the engine had it, else when its Future is.
+template <class T>
+Task<T> answerOf(Deferred<T> deferred) {
+  if (deferred.index() == 0) co_return std::move(std::get<0>(deferred));
+  Future<T> later = std::move(std::get<1>(deferred));
+  co_return co_await later;
+}
+
 struct Row {
   std::string key;
   std::string value;

@@ -9,6 +9,7 @@
 
 #include <durable/id.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -53,6 +54,9 @@ class SlotTable {
     drops_.fetch_add(1, std::memory_order_release);  // the shards close its WebSockets
   }
   bool draining(int slot) const { return draining_[static_cast<std::size_t>(slot)].load(std::memory_order_acquire); }
+  // How long a hand-off waits for the events of the slots it gives away, and requests for
+  // them wait for the hand-off: L, at least 5 s.
+  std::chrono::milliseconds handOffLimit() const { return std::max(lease, std::chrono::milliseconds(5000)); }
   // Drops the slot if it is still held at `epoch` (not if it was claimed again since).
   void dropIfAt(int slot, std::int64_t epoch) {
     if (epochs_[static_cast<std::size_t>(slot)].compare_exchange_strong(epoch, 0, std::memory_order_acq_rel)) {

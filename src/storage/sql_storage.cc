@@ -21,13 +21,6 @@ namespace detail {
 
 namespace {
 
-template <class T>
-Task<T> answerOf(Deferred<T> deferred) {
-  if (deferred.index() == 0) co_return std::move(std::get<0>(deferred));
-  Future<T> later = std::move(std::get<1>(deferred));
-  co_return co_await later;
-}
-
 std::string encodeBookmark(std::int64_t at, std::uint64_t lsn) {
   char text[40];
   std::snprintf(text, sizeof text, "%016llx-%016llx", static_cast<unsigned long long>(at),
