@@ -47,7 +47,16 @@ struct Env::Impl {
   // storageEngine "memory": each partition's rows, kept across restart().
   std::vector<std::shared_ptr<detail::MemoryEngine::Data>> memoryRows;
   // storageEngine "postgres": this Env as a node of a cluster, kept across restart().
+  // The cluster's lease thread tells the runtime of the current incarnation (it changes at
+  // restart()) what it claims and asks it whether slots are quiet, as the server's does.
+  // Declared before `cluster`: that thread ends before the mutex goes.
+  std::mutex runtimeSwap;
   std::unique_ptr<detail::ClusterMembership> cluster;
+
+  void setRuntime(std::unique_ptr<detail::Runtime> next) {
+    std::lock_guard lock(runtimeSwap);
+    runtime = std::move(next);
+  }
 
   detail::Runtime& started() {
     if (!runtime) {
@@ -81,7 +90,16 @@ struct Env::Impl {
           co.node = options.clusterNode;
           co.lease = std::chrono::milliseconds(options.clusterLeaseMs);
           cluster = std::make_unique<detail::ClusterMembership>(co);
-          cluster->start();
+          const auto askFor = std::min<std::chrono::milliseconds>(co.lease / 8, std::chrono::milliseconds(100));
+          cluster->start(
+              [this](const std::vector<int>&) {
+                std::lock_guard lock(runtimeSwap);
+                if (runtime) runtime->slotsClaimed();
+              },
+              [this, askFor](const std::vector<int>& slots) {
+                std::lock_guard lock(runtimeSwap);
+                return !runtime || runtime->slotsQuiet(slots, askFor);
+              });
         }
         ro.slots = cluster->slots();
         ro.engine = [this, partitions](int p, boost::asio::io_context& shard) -> std::unique_ptr<detail::StorageEngine> {
@@ -93,7 +111,7 @@ struct Env::Impl {
       ro.settings.maxWebSocketMessageBytes = options.maxWebSocketMessageBytes;
       std::vector<detail::NamespaceImpl*> ns;
       for (auto& n : namespaces) ns.push_back(n.get());
-      runtime = std::make_unique<detail::Runtime>(ro, ns, vars, std::vector<std::int64_t>{}, partitions);
+      setRuntime(std::make_unique<detail::Runtime>(ro, ns, vars, std::vector<std::int64_t>{}, partitions));
       runtime->start();
     }
     return *runtime;
@@ -135,7 +153,7 @@ Env::~Env() {
   // Threads stop first, then the acceptors go while their io_contexts still exist.
   if (impl_->runtime) impl_->runtime->stop();
   impl_->http.reset();
-  impl_->runtime.reset();
+  impl_->setRuntime(nullptr);
   if (impl_->clock) setClock(nullptr);
   if (impl_->ownsDir) {
     std::error_code ec;
@@ -339,7 +357,7 @@ void Env::restart() {
   releaseCommits();
   if (impl_->runtime) impl_->runtime->stop();
   impl_->http.reset();
-  impl_->runtime.reset();
+  impl_->setRuntime(nullptr);
   impl_->started();
 }
 

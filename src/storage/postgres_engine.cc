@@ -17,6 +17,8 @@ namespace {
 
 // Ours alone among the sessions of the database: it serializes schema creation across nodes.
 constexpr std::int64_t kSchemaLockKey = 0x6475726162;  // "durab"
+// Raised whenever kSchema changes: a node that finds this version recorded runs no DDL.
+constexpr std::int64_t kSchemaVersion = 3;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS durable_cluster(
@@ -51,6 +53,8 @@ ALTER TABLE durable_alarms ADD COLUMN IF NOT EXISTS runs int NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS durable_names(
   ns bigint NOT NULL, obj bytea NOT NULL, name bytea NOT NULL, slot int NOT NULL,
   PRIMARY KEY (ns, obj));
+-- The version of this schema a node last installed (kSchemaVersion).
+CREATE TABLE IF NOT EXISTS durable_schema(version bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS durable_sqllog(
   ns bigint NOT NULL, obj bytea NOT NULL, lsn bigint NOT NULL, records bytea NOT NULL, at bigint NOT NULL,
   slot int NOT NULL, PRIMARY KEY (ns, obj, lsn));
@@ -97,9 +101,12 @@ const PgStatement kEndWriter{"end_writer",
                              "SELECT pg_terminate_backend(pid, 2000) FROM pg_stat_activity WHERE pid = $1::int8 AND "
                              "application_name = $2::text"};
 const PgStatement kReadAlarm{"read_alarm", "SELECT time FROM durable_alarms WHERE ns = $1::int8 AND obj = $2::bytea"};
+// Fenced like a commit: a node that no longer holds the slot at this epoch counts nothing, and
+// the alarm is not run there (the slot's owner runs it).
 const PgStatement kCountAlarmRun{"count_alarm_run",
-                                 "UPDATE durable_alarms SET runs = runs + 1 WHERE ns = $1::int8 AND obj = $2::bytea AND "
-                                 "time = $3::int8 RETURNING (runs - 1)::int8"};
+                                 "UPDATE durable_alarms a SET runs = runs + 1 WHERE a.ns = $1::int8 AND a.obj = $2::bytea "
+                                 "AND a.time = $3::int8 AND EXISTS (SELECT 1 FROM durable_slots s WHERE s.slot = a.slot "
+                                 "AND s.owner = $4::text AND s.epoch = $5::int8 FOR SHARE) RETURNING (a.runs - 1)::int8"};
 const PgStatement kReadLog{"read_log",
                            "SELECT lsn, records, at FROM durable_sqllog WHERE ns = $1::int8 AND obj = $2::bytea AND "
                            "lsn > $3::int8 AND lsn <= $4::int8 ORDER BY lsn"};
@@ -168,18 +175,30 @@ ClusterRecord ensurePostgresSchema(PgBlocking& db, int slots) {
     secret += "0123456789abcdef"[b >> 4];
     secret += "0123456789abcdef"[b & 15];
   }
+  auto recorded = [&db] {
+    auto r = db.run("SELECT slots::int8, secret FROM durable_cluster WHERE id = 1");
+    return ClusterRecord{static_cast<int>(pgInt8(r.get(), 0, 0)), std::string(pgBytes(r.get(), 0, 1))};
+  };
+  // DDL locks its tables (ALTER TABLE even when there is nothing to add), and a node joining a
+  // running cluster would queue every node's renewals and commits behind it: when the schema
+  // is current, it is only read.
+  if (pgBytes(db.run("SELECT to_regclass('durable_schema') IS NOT NULL").get(), 0, 0)[0] != 0) {
+    auto v = db.run("SELECT coalesce(max(version), 0)::int8 FROM durable_schema");
+    if (pgInt8(v.get(), 0, 0) >= kSchemaVersion) return recorded();
+  }
   db.script("BEGIN");
   try {
     db.run("SELECT pg_advisory_xact_lock($1::int8)", PgParams().int8(kSchemaLockKey));
     db.script(kSchema);
     db.run("INSERT INTO durable_cluster(id, slots, secret) VALUES(1, $1::int8, $2::text) ON CONFLICT (id) DO NOTHING",
            PgParams().int8(slots).bytes(secret));
-    auto r = db.run("SELECT slots::int8, secret FROM durable_cluster WHERE id = 1");
-    ClusterRecord recorded{static_cast<int>(pgInt8(r.get(), 0, 0)), std::string(pgBytes(r.get(), 0, 1))};
+    const auto record = recorded();
     db.run("INSERT INTO durable_slots(slot) SELECT generate_series(0, $1::int8 - 1) ON CONFLICT (slot) DO NOTHING",
-           PgParams().int8(recorded.slots));
+           PgParams().int8(record.slots));
+    db.script("DELETE FROM durable_schema");
+    db.run("INSERT INTO durable_schema(version) VALUES($1::int8)", PgParams().int8(kSchemaVersion));
     db.script("COMMIT");
-    return recorded;
+    return record;
   } catch (...) {
     PQclear(PQexec(db.raw(), "ROLLBACK"));
     throw;
@@ -258,7 +277,7 @@ Deferred<std::optional<std::int64_t>> PostgresEngine::readAlarm(std::int64_t ns,
 
 Deferred<std::optional<int>> PostgresEngine::countAlarmRun(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
   auto p = objectParams(ns, id);
-  p.int8(time);
+  p.int8(time).bytes(node_).int8(slots_->epoch(slots_->slotOf(id)));
   return answer<std::optional<int>>(reader_, one(kCountAlarmRun, std::move(p)), [](std::vector<PgResult>& r) {
     if (PQntuples(r[0].get()) == 0) return std::optional<int>();
     return std::optional<int>(static_cast<int>(pgInt8(r[0].get(), 0, 0)));

@@ -47,6 +47,26 @@ class Tally : public durable::DurableObject {
   }
 };
 
+// Sets its alarm `ms` ahead on /set?ms=; its alarm keeps the run's retryCount.
+class Waker : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  durable::Task<durable::Response> fetch(durable::Request request) override {
+    if (request.url().pathname() == "/set") {
+      co_await storage().setAlarm(durable::now() + std::stoll(request.url().searchParams().get("ms").value_or("0")));
+      co_return durable::Response("set");
+    }
+    auto fired = (co_await storage().get<std::int64_t>("fired")).value_or(0);
+    auto retry = (co_await storage().get<std::int64_t>("retry")).value_or(-1);
+    co_return durable::Response(std::to_string(fired) + "/" + std::to_string(retry));
+  }
+  durable::Task<void> alarm(durable::AlarmInfo info) override {
+    auto fired = (co_await storage().get<std::int64_t>("fired")).value_or(0);
+    co_await storage().put("fired", fired + 1);
+    co_await storage().put("retry", static_cast<std::int64_t>(info.retryCount));
+  }
+};
+
 // One row of durable_kv, read by a connection of its own: what PostgreSQL holds.
 std::optional<std::int64_t> stored(const std::string& url, const durable::ObjectId& id, const std::string& key) {
   PgBlocking db(url);
@@ -126,6 +146,54 @@ TEST(ClusterFence, ABatchForASlotClaimedElsewhereWritesNothingAndTheSlotIsTakenB
   EXPECT_GT(one(url, "SELECT epoch FROM durable_slots WHERE slot = " + std::to_string(slot)), claimedAt);
   EXPECT_EQ(env.fetch(a, "http://do/add").text(), "3");
   EXPECT_EQ(stored(url, a.id(), "n"), 3);
+}
+
+// An alarm that comes due on a node that still believes it holds the slot (another node
+// claimed it since this one's last lease round) is neither counted nor run there: the count
+// is fenced like a commit. When the slot comes back, its first run here is not a retry.
+TEST(ClusterFence, AnAlarmDueUnderALostSlotIsNotCountedAsARun) {
+  const auto url = PostgresServer::shared().createDatabase();
+  durable::testing::Env env(onPostgres(url, 5000));
+  const auto& ns = env.exportClass<Waker>("WAKER");
+  const auto w = ns.getByName("w");
+  ASSERT_EQ(env.fetch(w, "http://do/set?ms=800").text(), "set");
+  const std::string me(durable::detail::pgBytes(PgBlocking(url).run("SELECT name FROM durable_nodes").get(), 0, 0));
+  // This node's lease rounds wait on its own row, held here, so it does not learn of the claim.
+  PgBlocking hold(url);
+  hold.script("BEGIN");
+  hold.run("SELECT 1 FROM durable_nodes WHERE name = $1::text FOR UPDATE", PgParams().bytes(me));
+  const auto holder = durable::detail::pgInt8(hold.run("SELECT pg_backend_pid()::int8").get(), 0, 0);
+  PgBlocking db(url);
+  for (const auto until = std::chrono::steady_clock::now() + 3s;;) {
+    db.run("SELECT pg_notify('durable_routes', 'the test')");  // a round at once
+    auto r = db.run("SELECT count(*)::int8 FROM pg_stat_activity WHERE " + std::to_string(holder) +
+                    " = ANY(pg_blocking_pids(pid))");
+    if (durable::detail::pgInt8(r.get(), 0, 0) > 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "the lease round did not wait on the node's row";
+    std::this_thread::sleep_for(20ms);
+  }
+  const int slot = slotOf(w.id());
+  db.run("INSERT INTO durable_nodes(name, lease_until) VALUES('other', clock_timestamp() + interval '1 hour')");
+  db.run("UPDATE durable_slots SET owner = 'other', epoch = epoch + 1 WHERE slot = $1::int8", PgParams().int8(slot));
+  // Past the alarm's time.
+  std::this_thread::sleep_for(1200ms);
+  EXPECT_EQ(one(url, "SELECT count(*)::int8 FROM durable_alarms"), 1) << "the alarm was deleted by a node without its slot";
+  EXPECT_EQ(one(url, "SELECT runs::int8 FROM durable_alarms"), 0) << "a node without the slot counted a run";
+  EXPECT_EQ(stored(url, w.id(), "fired"), std::nullopt);
+
+  hold.script("ROLLBACK");
+  db.run("UPDATE durable_nodes SET lease_until = clock_timestamp() WHERE name = 'other'");
+  std::string seen;
+  for (const auto deadline = std::chrono::steady_clock::now() + 8s; std::chrono::steady_clock::now() < deadline;) {
+    try {
+      seen = env.fetch(w, "http://do/").text();
+    } catch (const durable::Error&) {
+    }
+    if (seen == "1/0") break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(seen, "1/0") << "fired/retryCount once the slot came back";
+  EXPECT_EQ(one(url, "SELECT count(*)::int8 FROM durable_alarms"), 0);
 }
 
 // Self-fencing: while PostgreSQL does not answer (SIGSTOP), the node cannot renew its lease,
