@@ -323,6 +323,8 @@ void PgConnection::drain() {
         if (!p.outcome.error) {
           const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
           p.outcome.sqlState = state ? state : "";
+          const char* detail = PQresultErrorField(r.get(), PG_DIAG_MESSAGE_DETAIL);
+          p.outcome.detail = detail ? detail : "";
           p.outcome.error = std::make_exception_ptr(
               Error(ErrorCode::kUnavailable, "PostgreSQL: " + trimmed(PQresultErrorMessage(r.get()))));
         }
@@ -353,6 +355,7 @@ void PgConnection::fail(const std::string& why) {
     p.outcome.results.clear();
     p.outcome.error = error;
     p.outcome.sqlState.clear();
+    p.outcome.detail.clear();
     complete(std::move(p));
   }
   if (socket_) {

@@ -72,11 +72,13 @@ struct PgQuery {
 };
 
 // What an exchange answers: one result per query, in order (binary format), or the first
-// error. `sqlState` is the error's SQLSTATE ("" when the connection failed).
+// error. `sqlState` is the error's SQLSTATE ("" when the connection failed), `detail` its
+// DETAIL field.
 struct PgOutcome {
   std::vector<PgResult> results;
   std::exception_ptr error;
   std::string sqlState;
+  std::string detail;
 };
 
 class PgConnection {

@@ -7,9 +7,11 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <charconv>
 #include <climits>
 #include <cstring>
 #include <map>
+#include <set>
 
 namespace durable::detail {
 
@@ -18,7 +20,7 @@ namespace {
 // Ours alone among the sessions of the database: it serializes schema creation across nodes.
 constexpr std::int64_t kSchemaLockKey = 0x6475726162;  // "durab"
 // Raised whenever kSchema changes: a node that finds this version recorded runs no DDL.
-constexpr std::int64_t kSchemaVersion = 3;
+constexpr std::int64_t kSchemaVersion = 4;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS durable_cluster(
@@ -63,14 +65,16 @@ CREATE TABLE IF NOT EXISTS durable_sqllog(
 -- so a claim waits for the commits that checked the old epoch, and no two wait on each other.
 CREATE OR REPLACE FUNCTION durable_fence(want_slots int[], want_epochs bigint[], me text) RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE held int;
+DECLARE held int[];
 BEGIN
-  SELECT count(*) INTO held FROM (
+  SELECT coalesce(array_agg(locked.slot), '{}') INTO held FROM (
     SELECT s.slot FROM durable_slots s JOIN unnest(want_slots, want_epochs) AS w(slot, epoch)
       ON s.slot = w.slot AND s.epoch = w.epoch AND s.owner = me
     ORDER BY s.slot FOR SHARE OF s) AS locked;
-  IF held <> cardinality(want_slots) THEN
-    RAISE EXCEPTION 'this node no longer holds every slot this commit writes to' USING ERRCODE = 'DU001';
+  IF cardinality(held) <> cardinality(want_slots) THEN
+    -- The detail names the slots lost, so that the node forgets only those.
+    RAISE EXCEPTION 'this node no longer holds every slot this commit writes to' USING ERRCODE = 'DU001',
+      DETAIL = array_to_string(ARRAY(SELECT unnest(want_slots) EXCEPT SELECT unnest(held) ORDER BY 1), ',');
   END IF;
 END $$;
 )sql";
@@ -163,6 +167,20 @@ bool rawId(std::string_view bytes, ObjectId::Raw& id) {
   if (bytes.size() != ObjectId::kBytes) return false;
   std::memcpy(id.data(), bytes.data(), id.size());
   return true;
+}
+
+// The slots a refused fence names ("3,17"); empty when it names none or is not understood.
+std::set<int> lostSlots(const std::string& detail) {
+  std::set<int> out;
+  for (std::size_t at = 0; at < detail.size();) {
+    const auto comma = std::min(detail.find(',', at), detail.size());
+    int slot = 0;
+    const auto [end, ec] = std::from_chars(detail.data() + at, detail.data() + comma, slot);
+    if (ec != std::errc() || end != detail.data() + comma) return {};
+    out.insert(slot);
+    at = comma + 1;
+  }
+  return out;
 }
 
 }  // namespace
@@ -438,25 +456,29 @@ void PostgresEngine::startCommit() {
       std::vector<PgQuery> end;
       end.push_back({&kEndWriter, std::move(p)});
       reader_.exchange(std::move(end), [this, alive, seq, epoch, fence = std::move(fence), error = o.error](PgOutcome) {
-        if (*alive) commitEnded(seq, epoch, fence, error, "");
+        if (*alive) commitEnded(seq, epoch, fence, error, "", "");
       });
       return;
     }
-    commitEnded(seq, epoch, fence, o.error, o.sqlState);
+    commitEnded(seq, epoch, fence, o.error, o.sqlState, o.detail);
   });
 }
 
 void PostgresEngine::commitEnded(std::uint64_t seq, std::uint64_t epoch, const std::map<int, std::int64_t>& fence,
-                                 std::exception_ptr error, const std::string& sqlState) {
+                                 std::exception_ptr error, const std::string& sqlState, const std::string& detail) {
   committing_ = false;
   if (error) {
     failedEpoch_ = epoch;
     std::exception_ptr why = error;
     if (sqlState == kFenceSqlState) {
-      // One of these slots is another node's now. Until the next lease round tells which,
-      // none of them serves: a reset object must not reload and answer from rows that the
-      // new owner is writing. Those still ours are claimed back at new epochs.
-      for (const auto& [slot, held] : fence) slots_->dropIfAt(slot, held);
+      // The slots another node holds now (the fence names them) serve no more here: a reset
+      // object must not reload and answer from rows the new owner is writing. The batch's
+      // other slots stay held; their objects reload. Without the names, none stays held, and
+      // those still ours are claimed back at the next round.
+      const auto lost = lostSlots(detail);
+      for (const auto& [slot, held] : fence) {
+        if (lost.empty() || lost.count(slot)) slots_->dropIfAt(slot, held);
+      }
       why = std::make_exception_ptr(
           Error(ErrorCode::kUnavailable, "this node no longer holds the object's slot; the write was not made"));
     }

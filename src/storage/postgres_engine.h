@@ -91,7 +91,7 @@ class PostgresEngine final : public StorageEngine {
   PgConnection writer_, reader_, bulk_;
   // A commit's outcome, once it is settled on the server: the sink learns it, the next starts.
   void commitEnded(std::uint64_t seq, std::uint64_t epoch, const std::map<int, std::int64_t>& fence,
-                   std::exception_ptr error, const std::string& sqlState);
+                   std::exception_ptr error, const std::string& sqlState, const std::string& detail);
   std::unique_ptr<PgBlocking> admin_;
   std::deque<CommitBatch> queued_;
   bool committing_ = false;

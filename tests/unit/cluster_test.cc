@@ -196,6 +196,56 @@ TEST(ClusterFence, AnAlarmDueUnderALostSlotIsNotCountedAsARun) {
   EXPECT_EQ(one(url, "SELECT count(*)::int8 FROM durable_alarms"), 0);
 }
 
+// A batch the fence refuses loses only the slot another node took: the other objects of the
+// batch fail with it (one transaction), but their slots stay held and they answer again at
+// once, without waiting for a lease round to claim them back.
+TEST(ClusterFence, AFenceRefusalForgetsOnlyTheSlotThatMoved) {
+  const auto url = PostgresServer::shared().createDatabase();
+  durable::testing::Env env(onPostgres(url, 5000));
+  const auto& ns = env.exportClass<Tally>("TALLY");
+  const auto a = ns.getByName("a");
+  const auto b = ns.getByName("b");
+  const auto c = ns.getByName("c");
+  ASSERT_EQ(std::set<int>({slotOf(a.id()), slotOf(b.id()), slotOf(c.id())}).size(), 3u);
+  for (const auto* s : {&a, &b, &c}) ASSERT_EQ(env.fetch(*s, "http://do/add").text(), "1");
+  // c's commit waits on its row, held here; a's and b's, made meanwhile, queue behind it and
+  // go to PostgreSQL as one batch.
+  PgBlocking hold(url);
+  hold.script("BEGIN");
+  hold.run("SELECT 1 FROM durable_kv WHERE obj = $1::bytea FOR UPDATE",
+           PgParams().bytes(std::string_view(reinterpret_cast<const char*>(c.id().raw().data()), c.id().raw().size())));
+  const auto holder = durable::detail::pgInt8(hold.run("SELECT pg_backend_pid()::int8").get(), 0, 0);
+  std::thread first([&] { EXPECT_EQ(env.fetch(c, "http://do/add").text(), "2"); });
+  PgBlocking db(url);
+  for (const auto until = std::chrono::steady_clock::now() + 3s;;) {
+    auto r = db.run("SELECT count(*)::int8 FROM pg_stat_activity WHERE " + std::to_string(holder) +
+                    " = ANY(pg_blocking_pids(pid))");
+    if (durable::detail::pgInt8(r.get(), 0, 0) > 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "c's commit did not wait on its row";
+    std::this_thread::sleep_for(20ms);
+  }
+  std::optional<durable::Error> failedA, failedB;
+  std::thread second([&] { failedA = failure(env, a, "http://do/add"); });
+  std::thread third([&] { failedB = failure(env, b, "http://do/add"); });
+  std::this_thread::sleep_for(300ms);
+  const int slotA = slotOf(a.id());
+  const auto epochB = one(url, "SELECT epoch FROM durable_slots WHERE slot = " + std::to_string(slotOf(b.id())));
+  db.run("UPDATE durable_slots SET owner = 'other', epoch = epoch + 1 WHERE slot = $1::int8", PgParams().int8(slotA));
+  hold.script("ROLLBACK");
+  first.join();
+  second.join();
+  third.join();
+  ASSERT_TRUE(failedA.has_value()) << "a write under a lost slot's epoch was acknowledged";
+  ASSERT_TRUE(failedB.has_value()) << "b's write went in a batch of its own: the test shows nothing";
+  EXPECT_NE(std::string(failedB->what()).find("no longer holds"), std::string::npos) << failedB->what();
+  // b answers at once, from what PostgreSQL holds (its write was not made), at the same epoch.
+  const auto again = failure(env, b, "http://do/");
+  EXPECT_FALSE(again.has_value()) << "b's slot was forgotten with a's: " << again->what();
+  EXPECT_EQ(env.fetch(b, "http://do/add").text(), "2");
+  EXPECT_EQ(one(url, "SELECT epoch FROM durable_slots WHERE slot = " + std::to_string(slotOf(b.id()))), epochB);
+  EXPECT_EQ(stored(url, a.id(), "n"), 1);
+}
+
 // Self-fencing: while PostgreSQL does not answer (SIGSTOP), the node cannot renew its lease,
 // and once the lease may have lapsed it answers 503 instead of serving what it cached.
 TEST(ClusterFence, ANodeThatCannotRenewItsLeaseStopsServingAndComesBack) {
@@ -387,9 +437,11 @@ TEST(ClusterFence, AClaimWaitsForTheCommitThatCheckedTheOldEpoch) {
   PQfinish(claimer);
 
   PGconn* stale = PQconnectdb(url.c_str());
-  PGresult* refused = PQexec(stale, "SELECT durable_fence('{7}', '{1}', 'a')");
+  PGresult* refused = PQexec(stale, "SELECT durable_fence('{7,9}', '{1,1}', 'a')");
   EXPECT_EQ(PQresultStatus(refused), PGRES_FATAL_ERROR);
   EXPECT_STREQ(PQresultErrorField(refused, PG_DIAG_SQLSTATE), "DU001");
+  // It names the slot lost, not the one still held.
+  EXPECT_STREQ(PQresultErrorField(refused, PG_DIAG_MESSAGE_DETAIL), "7");
   PQclear(refused);
   PQfinish(stale);
 }
