@@ -73,15 +73,22 @@ class FrameBoundary {
   bool closeSeen_ = false;
 };
 
-// An unmasked close frame, as a server sends it.
-std::string closeFrame(int code, const std::string& reason) {
-  const std::string text = reason.substr(0, 123);
+// A close frame: unmasked as a server sends it, masked as a client must (RFC 6455 5.3).
+std::string closeFrame(int code, const std::string& reason, bool masked = false) {
+  std::string payload;
+  payload.push_back(static_cast<char>((code >> 8) & 0xff));
+  payload.push_back(static_cast<char>(code & 0xff));
+  payload += reason.substr(0, 123);
   std::string f;
   f.push_back(static_cast<char>(0x88));
-  f.push_back(static_cast<char>(2 + text.size()));
-  f.push_back(static_cast<char>((code >> 8) & 0xff));
-  f.push_back(static_cast<char>(code & 0xff));
-  return f + text;
+  f.push_back(static_cast<char>(payload.size() | (masked ? 0x80 : 0)));
+  if (masked) {
+    unsigned char key[4];
+    RAND_bytes(key, sizeof key);
+    f.append(reinterpret_cast<const char*>(key), sizeof key);
+    for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(payload[i] ^ key[i % 4]);
+  }
+  return f + payload;
 }
 
 // RFC 6455 4.2.2: the Sec-WebSocket-Accept that answers `key`.
@@ -119,7 +126,7 @@ class Relay : public std::enable_shared_from_this<Relay> {
   Relay(tcp::socket client, tcp::socket peer, ConnectionSlot slot, std::function<bool()> stillRouted,
         std::chrono::milliseconds writeTimeout)
       : client_(std::move(client)), peer_(std::move(peer)), slot_(std::move(slot)), linger_(client_.get_executor()),
-        watch_(client_.get_executor()), stillRouted_(std::move(stillRouted)), writeTimeout_(writeTimeout) {
+        watch_(client_.get_executor()), peerClose_(client_.get_executor()), stillRouted_(std::move(stillRouted)), writeTimeout_(writeTimeout) {
     ++registry().open;
   }
   ~Relay() {
@@ -152,13 +159,29 @@ class Relay : public std::enable_shared_from_this<Relay> {
     watch();
   }
 
-  // closeRelays(): ends the relay as if the owner had gone, with this code.
+  // closeRelays() and the watch: ends the relay as if the owner had gone, with this code. The
+  // owner hears the same code when the client's stream toward it is between frames (the
+  // object's webSocketClose sees it, not an abnormal 1006); the client hears it from peerGone.
   void end(int code, std::string reason) {
     code_ = code;
     reason_ = std::move(reason);
-    beast::error_code ignored;
-    peer_.shutdown(tcp::socket::shutdown_both, ignored);
-    peer_.close(ignored);
+    if (peerDown_) return;
+    if (!upSince_ && upFrames_.between() && !upFrames_.closeSeen()) {
+      toPeer_ = closeFrame(code_, reason_, true);
+      upSince_ = Clock::now();
+      asio::async_write(peer_, asio::buffer(toPeer_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+        self->upSince_.reset();
+        if (ec) return self->dropPeer();
+        // The owner answers with its close frame, which goes on to the client, and closes the
+        // connection (peerGone); cut off first, its close would be an abnormal one.
+        self->peerClose_.expires_after(std::chrono::seconds(1));
+        self->peerClose_.async_wait([self](beast::error_code wec) {
+          if (!wec) self->dropPeer();
+        });
+      });
+      return;
+    }
+    dropPeer();
   }
 
  private:
@@ -178,10 +201,18 @@ class Relay : public std::enable_shared_from_this<Relay> {
     });
   }
 
+  void dropPeer() {
+    beast::error_code ignored;
+    peer_.shutdown(tcp::socket::shutdown_both, ignored);
+    peer_.close(ignored);
+  }
+
   void readClient() {
     client_.async_read_some(asio::buffer(up_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
       if (ec) return self->clientGone();
-      if (self->peerDown_) return self->readClient();  // its close reply, or late frames: nowhere to go
+      // Its close reply, or late frames: nowhere to go (or the owner was sent a close already).
+      if (self->peerDown_ || self->toPeer_.size() > 0) return self->readClient();
+      self->upFrames_.feed(self->up_.data(), n);
       self->upSince_ = Clock::now();
       asio::async_write(self->peer_, asio::buffer(self->up_.data(), n), [self](beast::error_code wec, std::size_t) {
         self->upSince_.reset();
@@ -212,6 +243,7 @@ class Relay : public std::enable_shared_from_this<Relay> {
   // between frames and the owner sent none, then its connection is closed.
   void peerGone() {
     if (std::exchange(peerDown_, true)) return;
+    peerClose_.cancel();
     beast::error_code ignored;
     peer_.close(ignored);
     if (clientDown_) return finish();
@@ -243,6 +275,7 @@ class Relay : public std::enable_shared_from_this<Relay> {
     client_.close(ignored);
     linger_.cancel();
     watch_.cancel();
+    peerClose_.cancel();
     if (!peerDown_) {
       peerDown_ = true;
       peer_.shutdown(tcp::socket::shutdown_both, ignored);
@@ -265,6 +298,7 @@ class Relay : public std::enable_shared_from_this<Relay> {
   ConnectionSlot slot_;
   asio::steady_timer linger_;
   asio::steady_timer watch_;
+  asio::steady_timer peerClose_;  // how long the owner has to answer end()'s close frame
   std::function<bool()> stillRouted_;
   const std::chrono::milliseconds writeTimeout_;
   std::optional<Clock::time_point> downSince_;  // a write to the client started then, unfinished
@@ -273,7 +307,9 @@ class Relay : public std::enable_shared_from_this<Relay> {
   std::array<char, 4 * 1024> down_{};
   std::array<char, 4 * 1024> up_{};
   std::string toClient_;
-  FrameBoundary frames_;
+  std::string toPeer_;       // the close frame end() sends the owner
+  FrameBoundary frames_;     // the owner's stream toward the client
+  FrameBoundary upFrames_;   // the client's toward the owner
   std::list<std::weak_ptr<Relay>>::iterator place_;
   int code_ = 1012;
   std::string reason_ = "the node holding the object went away; reconnect";

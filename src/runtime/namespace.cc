@@ -110,10 +110,25 @@ struct CallAwaiter {
   }
 };
 
+bool asksForWebSocket(const Request& request) {
+  std::string upgrade = request.headers().get("upgrade").value_or("");
+  for (auto& c : upgrade) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return upgrade == "websocket";
+}
+
 Task<Response> stubFetch(const detail::NamespaceImpl* ns, ObjectId id, Request request) {
+  const bool upgrade = asksForWebSocket(request);
   // A named awaiter, not a braced temporary: see RequestInit in durable/http.h.
   FetchAwaiter awaiter{ns, std::move(id), std::move(request), std::nullopt, {}, {}};
-  co_return co_await awaiter;
+  Response response = co_await awaiter;
+  // As on Cloudflare, and the same on every node: a cluster node relays an object's WebSocket
+  // only for a request that asked for one.
+  if (response.webSocket() && !upgrade) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "the object answered with a WebSocket a request without the header \"Upgrade: websocket\"; pass "
+                "the client's request on to the object, or set that header on the request made for it");
+  }
+  co_return response;
 }
 }  // namespace
 

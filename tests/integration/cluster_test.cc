@@ -1090,6 +1090,38 @@ TEST_F(ClusterTest, SigtermHandsSlotsOverAndAJoiningNodeTakesItsShareUnderLoad) 
   EXPECT_EQ(held, parsed.at("slots").as_int64()) << listed.out;
 }
 
+// A node that relays a client's WebSocket to the object's owner and stops (SIGTERM) ends
+// both sides with 1012: the client is told to reconnect, and the object's webSocketClose sees
+// 1012 too, not an abnormal 1006.
+TEST_F(ClusterTest, ARelayingNodeThatStopsClosesBothSidesWith1012) {
+  std::string name;
+  for (int k = 0; k < 40 && name.empty(); ++k) {
+    const std::string candidate = "relayed-" + std::to_string(k);
+    ASSERT_EQ(httpRequest("127.0.0.1", nodes_[0]->port(), "GET", "/probe/" + candidate + "/put?key=x&value=1").status, 204);
+    if (ownerOfName(candidate) != 1) name = candidate;
+  }
+  ASSERT_FALSE(name.empty()) << "n1 held every probe";
+  std::unique_ptr<WsClient> ws;
+  try {
+    ws = WsClient::connect("127.0.0.1", nodes_[1]->port(), "/probe/" + name + "/ws");
+  } catch (const std::exception& e) {
+    FAIL() << e.what() << "\n" << nodes_[1]->stderrText() << "\n" << nodes_[ownerOfName(name)]->stderrText();
+  }
+  ws->send("hi");
+  EXPECT_EQ(ws->readText(3s), "echo:hi");
+  const auto status = nodes_[1]->stop();
+  EXPECT_TRUE(status.exited && status.code == 0) << status.describe();
+  const auto closed = ws->waitClosed(3s);
+  EXPECT_EQ(closed.code, 1012) << closed.reason << closed.error;
+  std::int64_t seen = 0;
+  for (const auto until = Clock::now() + 3s; seen == 0 && Clock::now() < until;) {
+    const auto r = httpRequest("127.0.0.1", nodes_[0]->port(), "GET", "/probe/" + name + "/get");
+    if (r.status == 200) seen = boost::json::parse(r.body).at("closedWith").as_int64();
+    if (seen == 0) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(seen, 1012) << "the code the object's webSocketClose was given" << nodes_[1]->stderrText();
+}
+
 // A node whose config's migrations are not the cluster's history refuses to join, and says why.
 // A joining node takes its share of the slots by hand-off: the events already running on the
 // slots that move finish, commit and answer where they run (the drain), and only then are the

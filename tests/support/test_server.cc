@@ -59,6 +59,7 @@ class AlarmProbe : public durable::DurableObject {
       body["hungAt"] = hungAt ? boost::json::value(*hungAt) : boost::json::value(nullptr);
       body["retryCount"] = (co_await storage().get<std::int64_t>("retryCount")).value_or(-1);
       body["isRetry"] = (co_await storage().get<bool>("isRetry")).value_or(false);
+      body["closedWith"] = (co_await storage().get<std::int64_t>("closedWith")).value_or(0);
       co_return durable::Response::json(body);
     }
     if (path == "/slow") {
@@ -122,6 +123,11 @@ class AlarmProbe : public durable::DurableObject {
     ws.send("echo:" + message.data);
   }
 
+  // The code its last WebSocket closed with, for /get.
+  durable::Task<void> webSocketClose(durable::WebSocket, int code, std::string, bool) override {
+    co_await storage().put("closedWith", static_cast<std::int64_t>(code));
+  }
+
   durable::Task<std::string> note(std::string text) {
     durable::console::log("probe note ", text);
     if (text.rfind("fail:", 0) == 0) throw durable::Error(durable::ErrorCode::kInvalidArgument, text.substr(5));
@@ -176,7 +182,15 @@ int main(int argc, char** argv) {
     co_return durable::Response::json(body);
   });
   app.get("/probe/:id/trace", toProbe("/trace"));
-  app.get("/probe/:id/ws", toProbe("/ws"));
+  // As a Worker must for a WebSocket from its object (Cloudflare refuses a WebSocket answered
+  // to a request without "Upgrade: websocket"; so does a cluster node relaying it).
+  app.get("/probe/:id/ws", [](durable::Context& c) -> durable::Task<durable::Response> {
+    const auto& ns = c.env().ns("PROBE");
+    const auto stub = ns.get(ns.idFromName(c.param("id")));
+    durable::Request request("http://do/ws");
+    request.headers().set("Upgrade", "websocket");
+    co_return co_await stub.fetch(std::move(request));
+  });
   app.get("/probe/:id/slow", toProbe("/slow"));
   // GET /probe/:id/get with the client's own headers passed on, as a Worker that proxies does.
   app.get("/probe/:id/pass", [](durable::Context& c) -> durable::Task<durable::Response> {
