@@ -187,8 +187,25 @@ class Probe : public durable::DurableObject {
   }
 };
 
+// Answers every request with a WebSocket, whatever it asked for.
+class Eager : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  Task<Response> fetch(Request) override {
+    durable::WebSocketPair pair;
+    state().acceptWebSocket(pair.server);
+    co_return Response(nullptr, {.status = 101, .webSocket = pair.client});
+  }
+};
+
 durable::Worker probeApp() {
   durable::Worker app;
+  // A request of the Worker's own, without "Upgrade: websocket", to an object that answers a
+  // WebSocket all the same.
+  app.get("/eager/:id", [](durable::Context& c) -> Task<Response> {
+    const auto& ns = c.env().ns("EAGER");
+    co_return co_await ns.get(ns.idFromName(c.param("id"))).fetch(durable::Request("http://do/"));
+  });
   app.get("/probe/:id/websocket", [](durable::Context& c) -> Task<Response> {
     const auto& ns = c.env().ns("PROBE");
     const auto stub = ns.get(ns.idFromName(c.param("id")));
@@ -222,6 +239,7 @@ struct ProbeServer {
   std::uint16_t port = 0;
   explicit ProbeServer(dt::EnvOptions options = {}) : env(std::move(options)) {
     env.exportClass<Probe>("PROBE");
+    env.exportClass<Eager>("EAGER");
     port = env.serve(app);
   }
   std::unique_ptr<WsClient> connect(const std::string& id, const std::string& name, const std::string& tags = "") {
@@ -528,6 +546,20 @@ TEST_F(WebSocketTest, UpgradeIsRequired) {
   EXPECT_EQ(page.status, 200);
   EXPECT_NE(page.headers["content-type"].find("text/html"), std::string::npos);
   EXPECT_NE(page.body.find("new WebSocket("), std::string::npos);
+}
+
+// As on Cloudflare: an object's WebSocket reaches the client only when the request made to
+// the object asked for one. Otherwise the Worker's stub.fetch fails and says why (a cluster
+// node could not relay it either, so every node answers the same).
+TEST_F(WebSocketTest, AWebSocketAnsweredToARequestThatDidNotAskForOneIsRefused) {
+  ProbeServer s;
+  try {
+    WsClient::connect(kHost, s.port, "/eager/e");
+    ADD_FAILURE() << "connected";
+  } catch (const WsError& e) {
+    EXPECT_NE(e.status, 101) << e.what();
+    EXPECT_NE(e.body.find("Upgrade: websocket"), std::string::npos) << e.status << " " << e.body;
+  }
 }
 
 TEST_F(WebSocketTest, HibernatingRoomBroadcastsToEverySocket) {
