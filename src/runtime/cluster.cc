@@ -26,6 +26,14 @@ std::exception_ptr leaseLapsed() {
                                        {.retryable = true}));
 }
 
+// The same, for an event whose writes were on their way: they may have landed.
+std::exception_ptr outcomeUnknown(const std::string& what) {
+  return std::make_exception_ptr(Error(ErrorCode::kUnavailable,
+                                       what + " while the object's writes were on their way: their outcome is unknown "
+                                              "(they may have landed)",
+                                       {.retryable = false}));
+}
+
 }  // namespace
 
 std::FILE* eventLog = nullptr;
@@ -132,7 +140,8 @@ void Shard::watchLease() {
       logWarn("shard ", index_, ": the cluster lease may have lapsed: failing what is in flight");
       for (auto& p : partitions) p->abandonInFlight();
       const auto why = leaseLapsed();
-      for (auto& [key, host] : objects_) host->fenceOff(why);
+      const auto whileWriting = outcomeUnknown("this node's cluster lease may have lapsed");
+      for (auto& [key, host] : objects_) host->fenceOff(why, whileWriting);
       // Its slots may be claimed elsewhere by now: clients reconnect and find the owner.
       closeMovedSockets(true, "this node lost its cluster lease; reconnect");
     } else if (trusted) {
@@ -145,8 +154,9 @@ void Shard::watchLease() {
       slotDropsSeen_ = drops;
       auto why = std::make_exception_ptr(
           Error(ErrorCode::kUnavailable, "the object's slot moved to another node", {.retryable = true}));
+      const auto whileWriting = outcomeUnknown("the object's slot moved to another node");
       for (auto& [key, host] : objects_) {
-        if (host->runningEvents() && runtime_.heldElsewhere(host->id())) host->fenceOff(why);
+        if (host->runningEvents() && runtime_.heldElsewhere(host->id())) host->fenceOff(why, whileWriting);
       }
       closeMovedSockets(false, "the object moved to another node; reconnect");
     }

@@ -127,8 +127,12 @@ class ObjectHost {
   // state().abort(): every event running now fails (its caller gets a retryable error) and the
   // instance is replaced once they have ended. Throws that error, to end the calling event.
   [[noreturn]] void abort(const std::string& reason);
-  // Cluster mode: the node's lease may have lapsed: what runs now fails and the instance goes.
-  void fenceOff(std::exception_ptr why) { resetInstance(std::move(why), false); }
+  // Cluster mode: the node's lease may have lapsed, or the slot moved: what runs now fails and
+  // the instance goes. `why` when nothing of it was being written; otherwise `whileWriting`:
+  // writes on their way may have landed, and a caller must not take the failure as "not done".
+  void fenceOff(std::exception_ptr why, std::exception_ptr whileWriting) {
+    resetInstance(store_.idle() ? std::move(why) : std::move(whileWriting), false);
+  }
   bool runningEvents() const { return running_ > 0; }
   // No event runs or waits to, and no write of it is open or in flight.
   bool quiet() const;

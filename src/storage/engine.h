@@ -21,8 +21,10 @@
 // - A batch that fails is reported with its error, and so is every later batch of the same
 //   epoch without being applied: they were built on its writes. The partition starts a new
 //   epoch once it has reset the objects involved.
-// - A fatal report means the engine cannot know what is durable any more (a failed fsync):
-//   the partition stops serving until the server restarts.
+// - A report says how the batch failed (CommitFailure): unwritten, with an unknown outcome
+//   (a connection lost during the commit: its writes may have landed), or fatally: the engine
+//   cannot know what is durable any more (a failed fsync), and the partition stops serving
+//   until the server restarts.
 #pragma once
 
 #include <durable/id.h>
@@ -135,6 +137,12 @@ struct StoredAlarm {
   std::int64_t time = 0;
 };
 
+enum class CommitFailure {
+  kNotWritten,      // nothing of it landed: the callers may retry
+  kOutcomeUnknown,  // it may have landed: a retry could apply it twice
+  kFatal,           // the partition stops (see above)
+};
+
 struct CommitBatch {
   std::uint64_t seq = 0;
   std::uint64_t epoch = 0;
@@ -146,8 +154,8 @@ class CommitSink {
  public:
   // Every batch up to `seq` is durable.
   virtual void engineCommitted(std::uint64_t seq) = 0;
-  // Every batch up to `seq` not yet reported failed, and why (`fatal`: see above).
-  virtual void engineFailed(std::uint64_t seq, std::exception_ptr why, bool fatal) = 0;
+  // Every batch up to `seq` not yet reported failed, why, and how.
+  virtual void engineFailed(std::uint64_t seq, std::exception_ptr why, CommitFailure how) = 0;
   // The engine took the batch that made accepting() answer false: submit the next one.
   virtual void engineReady() = 0;
 

@@ -131,8 +131,9 @@ void Partition::engineCommitted(std::uint64_t seq) {
   if (onQuiet && quiescent()) onQuiet();
 }
 
-void Partition::engineFailed(std::uint64_t seq, std::exception_ptr why, bool fatal) {
+void Partition::engineFailed(std::uint64_t seq, std::exception_ptr why, CommitFailure how) {
   const std::string error = describeException(why);
+  const bool fatal = how == CommitFailure::kFatal;
   if (fatal && !stoppedBy_) {
     stoppedBy_ = why;
     log("storage: partition ", index_, " is stopped until the server restarts: ", error);
@@ -153,11 +154,14 @@ void Partition::engineFailed(std::uint64_t seq, std::exception_ptr why, bool fat
   // A store in several batches is reset once: reset() may end its object.
   std::sort(stores.begin(), stores.end());
   stores.erase(std::unique(stores.begin(), stores.end()), stores.end());
-  // Retryable only when the storage still works: after a fatal failure a retry fails too.
-  auto err = std::make_exception_ptr(
-      Error(ErrorCode::kUnavailable,
-            std::string(fatal ? "storage failed" : "storage commit failed") + "; the object was reset: " + error,
-            {.retryable = !fatal}));
+  // Retryable only when nothing landed and the storage still works: after a fatal failure a
+  // retry fails too, and a commit whose outcome is unknown may have applied the writes.
+  const char* what = fatal ? "storage failed"
+                     : how == CommitFailure::kOutcomeUnknown
+                         ? "the storage commit's outcome is unknown (its writes may have landed)"
+                         : "storage commit failed";
+  auto err = std::make_exception_ptr(Error(ErrorCode::kUnavailable, std::string(what) + "; the object was reset: " + error,
+                                           {.retryable = how == CommitFailure::kNotWritten}));
   for (BatchWriter* store : stores) store->reset(err);
   if (onQuiet && quiescent()) onQuiet();
 }

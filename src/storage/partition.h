@@ -121,7 +121,7 @@ class Partition final : private CommitSink {
   };
 
   void engineCommitted(std::uint64_t seq) override;
-  void engineFailed(std::uint64_t seq, std::exception_ptr why, bool fatal) override;
+  void engineFailed(std::uint64_t seq, std::exception_ptr why, CommitFailure how) override;
   void engineReady() override { flush(); }
   void checkUsable() const;  // throws once the partition is stopped
 

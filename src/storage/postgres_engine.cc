@@ -357,7 +357,7 @@ void PostgresEngine::startCommit() {
     boost::asio::post(shard_, [this, alive = alive_, seq = *refusedThrough] {
       if (*alive) {
         sink_->engineFailed(seq, std::make_exception_ptr(Error(ErrorCode::kUnavailable, "an earlier commit failed")),
-                            false);
+                            CommitFailure::kNotWritten);
       }
     });
   }
@@ -426,7 +426,7 @@ void PostgresEngine::startCommit() {
       sink_->engineFailed(seq,
                           std::make_exception_ptr(Error(ErrorCode::kUnavailable,
                                                         "this node does not hold slot " + unheld + " (cluster mode)")),
-                          false);
+                          CommitFailure::kNotWritten);
       if (std::exchange(readyWhenDone_, false)) sink_->engineReady();
     });
     return;
@@ -482,7 +482,9 @@ void PostgresEngine::commitEnded(std::uint64_t seq, std::uint64_t epoch, const s
       why = std::make_exception_ptr(
           Error(ErrorCode::kUnavailable, "this node no longer holds the object's slot; the write was not made"));
     }
-    sink_->engineFailed(seq, why, false);
+    // An error the server reported rolled the transaction back; a connection lost on the way
+    // leaves it unknown whether the COMMIT landed (the transaction was ended before this).
+    sink_->engineFailed(seq, why, sqlState.empty() ? CommitFailure::kOutcomeUnknown : CommitFailure::kNotWritten);
   } else {
     sink_->engineCommitted(seq);
   }

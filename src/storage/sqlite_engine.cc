@@ -590,7 +590,9 @@ void SqliteEngine::reportCommitted(std::uint64_t seq) {
 }
 
 void SqliteEngine::reportFailed(std::uint64_t seq, std::exception_ptr why, bool fatal) {
-  boost::asio::post(shard_, [this, seq, why = std::move(why), fatal] { sink_->engineFailed(seq, why, fatal); });
+  boost::asio::post(shard_, [this, seq, why = std::move(why), fatal] {
+    sink_->engineFailed(seq, why, fatal ? CommitFailure::kFatal : CommitFailure::kNotWritten);
+  });
 }
 
 }  // namespace durable::detail

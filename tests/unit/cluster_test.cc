@@ -405,6 +405,9 @@ TEST(ClusterFence, ACommitCutOffMidwayIsEndedOnTheServerBeforeTheObjectReloads) 
   auto refused = failure(env, a, "http://do/add");
   ASSERT_TRUE(refused.has_value()) << "a commit that could not finish was acknowledged";
   EXPECT_EQ(refused->code(), durable::ErrorCode::kUnavailable) << refused->what();
+  // Cut off on this side, it might have landed: not to be retried blindly.
+  EXPECT_FALSE(refused->retryable()) << refused->what();
+  EXPECT_NE(std::string(refused->what()).find("outcome is unknown"), std::string::npos) << refused->what();
   EXPECT_EQ(one(url, "SELECT count(*)::int8 FROM pg_stat_activity WHERE application_name LIKE 'durable-%-writer-%' "
                      "AND wait_event_type = 'Lock'"),
             0)
