@@ -73,13 +73,24 @@ ClusterMembership::ClusterMembership(ClusterOptions options) : options_(std::mov
   slots_->lease = options_.lease;
 
   const auto sentAt = std::chrono::steady_clock::now();
+  // A previous process under this name may still run (a restart that did not wait for its
+  // end): what is left of its lease, by PostgreSQL's clock, is read in the same statement
+  // (from its snapshot: FOR UPDATE there would skip the row this statement updates).
   auto r = db_->run(
+      "WITH old AS (SELECT greatest(0, ceil(extract(epoch FROM lease_until - clock_timestamp()) * 1000))::int8 AS left_ms "
+      "FROM durable_nodes WHERE name = $1::text) "
       "INSERT INTO durable_nodes(name, address, lease_until) VALUES($1::text, $2::text, clock_timestamp() + "
       "$3::int8 * interval '1 millisecond') ON CONFLICT (name) DO UPDATE SET address = excluded.address, "
       "lease_until = excluded.lease_until, incarnation = durable_nodes.incarnation + 1, leaving = false "
-      "RETURNING incarnation",
+      "RETURNING incarnation, coalesce((SELECT left_ms FROM old), 0)",
       PgParams().bytes(options_.node).bytes(options_.address).int8(options_.lease.count()));
   incarnation_ = pgInt8(r.get(), 0, 0);
+  const auto previousLeft = std::chrono::milliseconds(pgInt8(r.get(), 0, 1));
+  ownNameFrom_ = sentAt + previousLeft;
+  if (previousLeft.count() > 0) {
+    logWarn("cluster: node ", options_.node, " was still registered by a process whose lease runs ",
+            previousLeft.count(), " ms more: its slots are claimed once it has run out");
+  }
   slots_->renewed(sentAt, trustedFor());
   const auto claimed = claim();
   logInfo("cluster: node ", options_.node, " (incarnation ", incarnation_, ") holds ", claimed.size(), " of ", slots,
@@ -282,14 +293,22 @@ std::vector<int> ClusterMembership::claim() {
       PgParams().bytes(options_.node));
   std::vector<std::int64_t> mine(static_cast<std::size_t>(slots_->count()), 0);
   std::vector<bool> free(static_cast<std::size_t>(slots_->count()), false);
+  std::vector<bool> leftByName(static_cast<std::size_t>(slots_->count()), false);
   std::vector<std::optional<SlotTable::Route>> routes(static_cast<std::size_t>(slots_->count()));
   for (int i = 0; i < PQntuples(all.get()); ++i) {
     const auto slot = pgInt8(all.get(), i, 0);
     if (slot < 0 || slot >= slots_->count()) continue;
     const auto at = static_cast<std::size_t>(slot);
     // Binary booleans are one byte; a NULL owner makes the comparison NULL.
-    if (!pgNull(all.get(), i, 2) && pgBytes(all.get(), i, 2)[0]) mine[at] = pgInt8(all.get(), i, 1);
+    const bool ownName = !pgNull(all.get(), i, 2) && pgBytes(all.get(), i, 2)[0];
+    if (ownName) mine[at] = pgInt8(all.get(), i, 1);
     free[at] = pgBytes(all.get(), i, 3)[0] != 0;
+    // Owned by this name but not held here: a previous process's, left alone while its lease
+    // may still run (it serves reads from its caches until it learns otherwise).
+    if (ownName && slots_->epoch(static_cast<int>(slot)) == 0) {
+      if (std::chrono::steady_clock::now() < ownNameFrom_) free[at] = false;
+      leftByName[at] = true;
+    }
     if (!pgNull(all.get(), i, 4)) {
       routes[at] = SlotTable::Route{std::string(pgBytes(all.get(), i, 4)), pgInt8(all.get(), i, 1)};
     }
@@ -311,7 +330,9 @@ std::vector<int> ClusterMembership::claim() {
   std::vector<int> wanted;
   for (int s = 0; s < slots_->count(); ++s) {
     if (slots_->epoch(s) != 0 || !free[static_cast<std::size_t>(s)]) continue;
-    if (targetOf(s) == options_.node) wanted.push_back(s);
+    // A slot this name was left holding is taken whatever its target: the other nodes see it
+    // owned by a live node and would never claim it. The next hand-off passes it on.
+    if (targetOf(s) == options_.node || leftByName[static_cast<std::size_t>(s)]) wanted.push_back(s);
   }
   if (wanted.empty()) {
     slots_->setRoutes(std::move(routes));

@@ -93,6 +93,9 @@ class ClusterMembership {
   std::shared_ptr<SlotTable> slots_;
   std::unique_ptr<PgBlocking> db_;
   std::int64_t incarnation_ = 0;
+  // Slots still owned by this name (a previous process's) are claimed from then on: once the
+  // previous incarnation's lease has run out, so that it has stopped serving them.
+  std::chrono::steady_clock::time_point ownNameFrom_;
   std::vector<std::string> liveNodes_;             // as the last claim() read them
   std::vector<std::pair<int, std::int64_t>> releasing_;  // draining here, to release
   std::chrono::steady_clock::time_point drainUntil_;

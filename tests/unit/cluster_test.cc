@@ -363,15 +363,60 @@ TEST(ClusterMembership, ReleasedSlotsAreClaimedOnTheAnnouncementNotAtTheNextRoun
   b.stop();
 }
 
-TEST(ClusterMembership, ASecondProcessUnderTheSameNameFencesTheFirst) {
+// A second process under a name in use (a restart that did not wait for the old process's
+// end) fences the first at once, but claims its slots only once the first's lease has run
+// out: until its next round the first may still answer reads from its caches.
+TEST(ClusterMembership, ASecondProcessUnderTheSameNameFencesTheFirstAndWaitsOutItsLease) {
   const auto url = PostgresServer::shared().createDatabase();
-  ClusterMembership first(node(url, "a"));
-  ClusterMembership second(node(url, "a"));
-  EXPECT_EQ(second.slots()->held(), 4096);
-  EXPECT_EQ(one(url, "SELECT min(epoch) FROM durable_slots"), 2);
+  ClusterMembership first(node(url, "a", 1000ms));
+  const auto registered = std::chrono::steady_clock::now();
+  ClusterMembership second(node(url, "a", 1000ms));
+  EXPECT_EQ(second.slots()->held(), 0) << "claimed while the first process's lease still ran";
   EXPECT_THROW(first.tick(), durable::Error);
   EXPECT_EQ(first.slots()->held(), 0);
+  while (second.slots()->held() == 0 && std::chrono::steady_clock::now() - registered < 3s) {
+    second.tick();
+    if (second.slots()->held() == 0) std::this_thread::sleep_for(50ms);
+  }
+  const auto took = std::chrono::steady_clock::now() - registered;
   EXPECT_EQ(second.slots()->held(), 4096);
+  EXPECT_GE(took, 900ms) << "claimed before the first lease ran out";
+  EXPECT_EQ(one(url, "SELECT min(epoch) FROM durable_slots"), 2);
+}
+
+// A process that stopped (stop(): its lease ended) leaves nothing to wait out.
+TEST(ClusterMembership, ARestartAfterAStopClaimsAtOnce) {
+  const auto url = PostgresServer::shared().createDatabase();
+  {
+    ClusterMembership first(node(url, "a"));
+    first.stop();
+  }
+  ClusterMembership second(node(url, "a"));
+  EXPECT_EQ(second.slots()->held(), 4096);
+}
+
+// Slots left to this name by a previous process whose targets are other nodes now (one joined
+// meanwhile): they are claimed, then handed on, not left owned by nobody that serves them.
+TEST(ClusterMembership, SlotsLeftByAPreviousProcessReachTheirTargets) {
+  const auto url = PostgresServer::shared().createDatabase();
+  auto first = std::make_unique<ClusterMembership>(node(url, "a", 600ms));
+  ASSERT_EQ(first->slots()->held(), 4096);
+  ClusterMembership b(node(url, "b", 600ms));
+  ClusterMembership a(node(url, "a", 600ms));
+  // Registered again under its name: the first's stop() in its destructor finds its
+  // incarnation gone and releases nothing, as if it had been killed.
+  first.reset();
+  EXPECT_EQ(one(url, "SELECT count(*) FROM durable_slots WHERE owner = 'a'"), 4096);
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         (a.slots()->held() + b.slots()->held() != 4096 || b.slots()->held() == 0)) {
+    a.tick();
+    b.tick();
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(a.slots()->held() + b.slots()->held(), 4096);
+  EXPECT_GT(b.slots()->held(), 1500);
+  EXPECT_GT(a.slots()->held(), 1500);
 }
 
 TEST(ClusterMembership, ABadNodeNameIsRefusedWithWhatIsAccepted) {
