@@ -308,10 +308,11 @@ class ClusterTest : public ::testing::Test {
     EXPECT_GT(total, 10u) << "too few acknowledged chat messages to prove anything";
   }
 
-  // Sets the alarms of probes `prefix`0..9 through node `i`, `in` ms from now, and remembers
-  // when each was set for: checkAlarms() then finds each fired once its time came, never early.
-  void setAlarms(int i, const std::string& prefix, int in) {
-    for (int p = 0; p < 10; ++p) {
+  // Sets the alarms of probes `prefix`0..count-1 through node `i`, `in` ms from now, and
+  // remembers when each was set for: checkAlarms() then finds each fired once its time came,
+  // never early.
+  void setAlarms(int i, const std::string& prefix, int in, int count = 10) {
+    for (int p = 0; p < count; ++p) {
       const std::string name = prefix + std::to_string(p);
       auto r = httpRequest(nodes_[static_cast<std::size_t>(i)]->host(), nodes_[static_cast<std::size_t>(i)]->port(), "GET",
                            "/probe/" + name + "/set?in=" + std::to_string(in));
@@ -522,6 +523,8 @@ class ClusterTest : public ::testing::Test {
       }
       ASSERT_TRUE(finals.count(c));
       EXPECT_GE(finals.at(c), highest) << "counter c" << c << " lost an acknowledged increment";
+      // Each acknowledged increment added one: the count holds at least that many.
+      EXPECT_GE(finals.at(c), static_cast<long long>(acks.size())) << "counter c" << c;
       // Real-time order: a response that ended before a request began has the lower count.
       for (const auto& a : acks) {
         for (const auto& b : acks) {
@@ -555,7 +558,11 @@ TEST_F(ClusterTest, KillNineOfANodeUnderLoadLosesNothingAndEveryObjectAnswersWit
   for (int i = 0; i < 3; ++i) clients.emplace_back([this, i, &stop] { load(i, stop); });
   // Chat rooms too, through the two nodes that survive (a client of the killed node fails with it).
   for (int i : {0, 2}) clients.emplace_back([this, i, &stop] { chatLoad(i, stop); });
-  setAlarms(0, "k", 800);
+  // Due after the kill: those of the killed node's slots fire where its slots go.
+  setAlarms(0, "k", 2500, 20);
+  int onVictim = 0;
+  for (const auto& [probe, due] : alarmsSet_) onVictim += ownerOfName(probe) == 1 ? 1 : 0;
+  EXPECT_GT(onVictim, 0) << "no alarm was held by the node to be killed";
   std::this_thread::sleep_for(1500ms);
   const pid_t victim = nodes_[1]->pid();
   nodes_[1]->kill9();
@@ -1120,6 +1127,55 @@ TEST_F(ClusterTest, ARelayingNodeThatStopsClosesBothSidesWith1012) {
     if (seen == 0) std::this_thread::sleep_for(50ms);
   }
   EXPECT_EQ(seen, 1012) << "the code the object's webSocketClose was given" << nodes_[1]->stderrText();
+}
+
+// A request that reached the object's node is never sent again, even when that node dies
+// before it answers: the object may have run it (here it did, in part), so the caller gets
+// 503 and the new owner never sees the request.
+TEST_F(ClusterTest, ARequestDeliveredToANodeThatDiesIsNotSentAgain) {
+  std::string name;
+  for (int k = 0; k < 40 && name.empty(); ++k) {
+    const std::string candidate = "delivered-" + std::to_string(k);
+    ASSERT_EQ(httpRequest("127.0.0.1", nodes_[0]->port(), "GET", "/probe/" + candidate + "/put?key=x&value=1").status, 204);
+    if (ownerOfName(candidate) == 1) name = candidate;
+  }
+  ASSERT_FALSE(name.empty()) << "n1 held none of the probes";
+  HttpResponse answer;
+  std::thread request([&] {
+    try {
+      answer = httpRequest("127.0.0.1", nodes_[0]->port(), "GET", "/probe/" + name + "/slow?ms=4000");
+    } catch (const std::exception& e) {
+      answer.body = e.what();
+    }
+  });
+  // Its first write committed: the event runs on n1, in its sleep.
+  {
+    PgBlocking db(pg().connectionString());
+    const auto until = Clock::now() + 3s;
+    for (;;) {
+      auto r = db.run("SELECT count(*)::int8 FROM durable_kv k JOIN durable_names n ON n.ns = k.ns AND n.obj = k.obj "
+                      "WHERE n.name = '" + name + "' AND k.key = 'slow'");
+      if (durable::detail::pgInt8(r.get(), 0, 0) == 1) break;
+      ASSERT_LT(Clock::now(), until) << "the slow event did not start";
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  nodes_[1]->kill9();
+  const auto killedAt = Clock::now();
+  request.join();
+  EXPECT_EQ(answer.status, 503) << answer.body;
+  EXPECT_LT(Clock::now() - killedAt, 2s) << "the caller waited for the dead node past its connection's end";
+  // On the node that took the slot: the first write, and nothing of a second run.
+  for (const auto until = Clock::now() + kLease + 2s;;) {
+    const auto r = httpRequest("127.0.0.1", nodes_[0]->port(), "GET", "/probe/" + name + "/get");
+    if (r.status == 200) break;
+    ASSERT_LT(Clock::now(), until) << "the probe did not answer after the kill: " << r.status << " " << r.body;
+    std::this_thread::sleep_for(50ms);
+  }
+  std::this_thread::sleep_for(500ms);  // a resent request would have written again by now
+  const auto again = boost::json::parse(httpRequest("127.0.0.1", nodes_[0]->port(), "GET", "/probe/" + name + "/get").body);
+  EXPECT_EQ(again.at("slow").as_int64(), 1) << "the request ran again elsewhere";
+  EXPECT_EQ(again.at("slowDone").as_int64(), 0);
 }
 
 // A node whose config's migrations are not the cluster's history refuses to join, and says why.

@@ -60,6 +60,8 @@ class AlarmProbe : public durable::DurableObject {
       body["retryCount"] = (co_await storage().get<std::int64_t>("retryCount")).value_or(-1);
       body["isRetry"] = (co_await storage().get<bool>("isRetry")).value_or(false);
       body["closedWith"] = (co_await storage().get<std::int64_t>("closedWith")).value_or(0);
+      body["slow"] = (co_await storage().get<std::int64_t>("slow")).value_or(0);
+      body["slowDone"] = (co_await storage().get<std::int64_t>("slowDone")).value_or(0);
       co_return durable::Response::json(body);
     }
     if (path == "/slow") {
