@@ -353,8 +353,14 @@ std::vector<int> ClusterMembership::claim() {
       db_->script("ROLLBACK");
       return {};
     }
-    const auto list = pgArray(wanted);
-    db_->run("SELECT slot FROM durable_slots WHERE slot = ANY($1::int[]) ORDER BY slot FOR UPDATE", PgParams().text(list));
+    // A slot whose row a commit still holds (a transaction that passed its fence and is stuck
+    // on the server: its node paused, or cut off) is skipped, not waited for: it is claimed at a
+    // later round, and the others now.
+    auto lockedRows = db_->run("SELECT slot::int8 FROM durable_slots WHERE slot = ANY($1::int[]) ORDER BY slot FOR UPDATE SKIP LOCKED",
+                         PgParams().text(pgArray(wanted)));
+    std::vector<int> lockable;
+    for (int i = 0; i < PQntuples(lockedRows.get()); ++i) lockable.push_back(static_cast<int>(pgInt8(lockedRows.get(), i, 0)));
+    const auto list = pgArray(lockable);
     auto r = db_->run(
         "UPDATE durable_slots s SET owner = $2::text, epoch = s.epoch + 1 WHERE s.slot = ANY($1::int[]) AND "
         "(s.owner IS NULL OR s.owner = $2::text OR NOT EXISTS (SELECT 1 FROM durable_nodes n WHERE n.name = s.owner "

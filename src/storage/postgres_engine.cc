@@ -100,10 +100,11 @@ const PgStatement kPruneLog{"prune_log",
                             "DELETE FROM durable_sqllog WHERE ns = $1::int8 AND obj = $2::bytea AND lsn <= $3::int8"};
 const PgStatement kRead{"read", "SELECT value FROM durable_kv WHERE ns = $1::int8 AND obj = $2::bytea AND key = $3::bytea"};
 // Ends the server process of a writer connection that failed on this side, waiting up to 2 s
-// for it to exit: its transaction is then committed or rolled back, not still running.
+// for it to exit: its transaction is then committed or rolled back, not still running. Answers
+// how many such processes are left (0: ended, or gone already).
 const PgStatement kEndWriter{"end_writer",
-                             "SELECT pg_terminate_backend(pid, 2000) FROM pg_stat_activity WHERE pid = $1::int8 AND "
-                             "application_name = $2::text"};
+                             "SELECT count(*) FILTER (WHERE NOT ended)::int8 FROM (SELECT pg_terminate_backend(pid, 2000) "
+                             "AS ended FROM pg_stat_activity WHERE pid = $1::int8 AND application_name = $2::text) t"};
 const PgStatement kReadAlarm{"read_alarm", "SELECT time FROM durable_alarms WHERE ns = $1::int8 AND obj = $2::bytea"};
 // Fenced like a commit: a node that no longer holds the slot at this epoch counts nothing, and
 // the alarm is not run there (the slot's owner runs it).
@@ -152,7 +153,11 @@ Future<T> answer(PgConnection& conn, std::vector<PgQuery> queries,
       promise.setError(o.error);
       return;
     }
-    promise.setValue(decode(o.results));
+    try {
+      promise.setValue(decode(o.results));
+    } catch (...) {
+      promise.setError(std::current_exception());
+    }
   });
   return future;
 }
@@ -261,7 +266,7 @@ Deferred<std::optional<std::string>> PostgresEngine::read(std::int64_t ns, const
                                                           std::string_view key) {
   auto p = objectParams(ns, id);
   p.bytes(key);
-  return answer<std::optional<std::string>>(reader_, one(kRead, std::move(p)), [](std::vector<PgResult>& r) {
+  return readAfterEnds<std::optional<std::string>>(one(kRead, std::move(p)), [](std::vector<PgResult>& r) {
     if (PQntuples(r[0].get()) == 0) return std::optional<std::string>();
     return std::optional<std::string>(std::string(pgBytes(r[0].get(), 0, 0)));
   });
@@ -274,7 +279,7 @@ Deferred<Rows> PostgresEngine::scan(std::int64_t ns, const ObjectId::Raw& id, st
   p.bytes(lower).int8(static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
   if (upper) p.bytes(*upper);
   const auto& s = kScans[(lowerInclusive ? 1 : 0) | (upper ? 2 : 0) | (reverse ? 4 : 0)];
-  return answer<Rows>(reader_, one(s, std::move(p)), [](std::vector<PgResult>& r) {
+  return readAfterEnds<Rows>(one(s, std::move(p)), [](std::vector<PgResult>& r) {
     Rows rows;
     const int n = PQntuples(r[0].get());
     rows.reserve(static_cast<std::size_t>(n));
@@ -286,7 +291,7 @@ Deferred<Rows> PostgresEngine::scan(std::int64_t ns, const ObjectId::Raw& id, st
 }
 
 Deferred<std::optional<std::int64_t>> PostgresEngine::readAlarm(std::int64_t ns, const ObjectId::Raw& id) {
-  return answer<std::optional<std::int64_t>>(reader_, one(kReadAlarm, objectParams(ns, id)),
+  return readAfterEnds<std::optional<std::int64_t>>(one(kReadAlarm, objectParams(ns, id)),
                                              [](std::vector<PgResult>& r) {
                                                if (PQntuples(r[0].get()) == 0) return std::optional<std::int64_t>();
                                                return std::optional<std::int64_t>(pgInt8(r[0].get(), 0, 0));
@@ -296,7 +301,7 @@ Deferred<std::optional<std::int64_t>> PostgresEngine::readAlarm(std::int64_t ns,
 Deferred<std::optional<int>> PostgresEngine::countAlarmRun(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
   auto p = objectParams(ns, id);
   p.int8(time).bytes(node_).int8(slots_->epoch(slots_->slotOf(id)));
-  return answer<std::optional<int>>(reader_, one(kCountAlarmRun, std::move(p)), [](std::vector<PgResult>& r) {
+  return readAfterEnds<std::optional<int>>(one(kCountAlarmRun, std::move(p)), [](std::vector<PgResult>& r) {
     if (PQntuples(r[0].get()) == 0) return std::optional<int>();
     return std::optional<int>(static_cast<int>(pgInt8(r[0].get(), 0, 0)));
   });
@@ -307,7 +312,7 @@ Deferred<std::vector<SqlLogEntry>> PostgresEngine::readSqlLog(std::int64_t ns, c
   auto p = objectParams(ns, id);
   p.int8(static_cast<std::int64_t>(std::min<std::uint64_t>(afterLsn, INT64_MAX)))
       .int8(static_cast<std::int64_t>(std::min<std::uint64_t>(throughLsn, INT64_MAX)));
-  return answer<std::vector<SqlLogEntry>>(reader_, one(kReadLog, std::move(p)), [](std::vector<PgResult>& r) {
+  return readAfterEnds<std::vector<SqlLogEntry>>(one(kReadLog, std::move(p)), [](std::vector<PgResult>& r) {
     std::vector<SqlLogEntry> out;
     const int n = PQntuples(r[0].get());
     for (int i = 0; i < n; ++i) {
@@ -324,7 +329,7 @@ Deferred<SqlLogPosition> PostgresEngine::sqlLogPosition(std::int64_t ns, const O
   at.int8(time);
   q.push_back({&kLogAt, std::move(at)});
   q.push_back({&kLogOldest, objectParams(ns, id)});
-  return answer<SqlLogPosition>(reader_, std::move(q), [](std::vector<PgResult>& r) {
+  return readAfterEnds<SqlLogPosition>(std::move(q), [](std::vector<PgResult>& r) {
     SqlLogPosition position;
     if (PQntuples(r[0].get()) > 0) {
       position.lsn = static_cast<std::uint64_t>(pgInt8(r[0].get(), 0, 0));
@@ -451,16 +456,40 @@ void PostgresEngine::startCommit() {
       // The connection failed with the commit's outcome unknown, and its transaction may still
       // be finishing on the server. The objects reload once this commit has failed: first the
       // transaction is ended, so that what they read includes it or never will.
+      // If it cannot be ended now, the reads that follow end it first (readAfterEnds).
+      writerToEnd_ = pid;
       PgParams p;
       p.int8(pid).bytes(writerName_);
       std::vector<PgQuery> end;
       end.push_back({&kEndWriter, std::move(p)});
-      reader_.exchange(std::move(end), [this, alive, seq, epoch, fence = std::move(fence), error = o.error](PgOutcome) {
-        if (*alive) commitEnded(seq, epoch, fence, error, "", "");
+      reader_.exchange(std::move(end), [this, alive, seq, epoch, fence = std::move(fence), error = o.error, pid](PgOutcome e) {
+        if (!*alive) return;
+        if (!e.error && pgInt8(e.results[0].get(), 0, 0) == 0 && writerToEnd_ == pid) writerToEnd_.reset();
+        commitEnded(seq, epoch, fence, error, "", "");
       });
       return;
     }
     commitEnded(seq, epoch, fence, o.error, o.sqlState, o.detail);
+  });
+}
+
+template <class T>
+Future<T> PostgresEngine::readAfterEnds(std::vector<PgQuery> queries, std::function<T(std::vector<PgResult>&)> decode) {
+  if (!writerToEnd_) return answer<T>(reader_, std::move(queries), std::move(decode));
+  const int pid = *writerToEnd_;
+  PgParams p;
+  p.int8(pid).bytes(writerName_);
+  queries.insert(queries.begin(), PgQuery{&kEndWriter, std::move(p)});
+  return answer<T>(reader_, std::move(queries), [this, alive = alive_, pid, decode = std::move(decode)](std::vector<PgResult>& r) {
+    if (pgInt8(r[0].get(), 0, 0) != 0) {
+      throw Error(ErrorCode::kUnavailable,
+                  "a commit cut off earlier is still running on PostgreSQL (its server process did not end in time); "
+                  "the object loads once it has ended",
+                  {.retryable = true});
+    }
+    if (*alive && writerToEnd_ == pid) writerToEnd_.reset();
+    r.erase(r.begin());
+    return decode(r);
   });
 }
 

@@ -97,6 +97,13 @@ class PostgresEngine final : public StorageEngine {
   bool committing_ = false;
   bool readyWhenDone_ = false;  // accepting() said no: report engineReady() when this commit ends
   std::optional<std::uint64_t> failedEpoch_;
+  // The server process of a commit cut off on this side that could not be ended yet
+  // (PostgreSQL unreachable, or the process did not exit in time): until it is, every read
+  // first ends it, and fails while it cannot, so that nothing reloads from rows its
+  // transaction may still change.
+  std::optional<int> writerToEnd_;
+  template <class T>
+  Future<T> readAfterEnds(std::vector<PgQuery> queries, std::function<T(std::vector<PgResult>&)> decode);
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

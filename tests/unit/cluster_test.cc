@@ -18,11 +18,20 @@
 #include "storage/slot_table.h"
 #include "support/postgres_server.h"
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
+
+#include <signal.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <poll.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 namespace {
 
@@ -419,6 +428,25 @@ TEST(ClusterMembership, SlotsLeftByAPreviousProcessReachTheirTargets) {
   EXPECT_GT(a.slots()->held(), 1500);
 }
 
+// A slot whose row a stuck transaction holds (a commit that passed its fence and hangs on the
+// server) is skipped by a claim, not waited for: the other slots are claimed at once, and that
+// one once the transaction has ended.
+TEST(ClusterMembership, AClaimSkipsASlotAStuckCommitHoldsAndTakesTheRest) {
+  const auto url = PostgresServer::shared().createDatabase();
+  { ClusterMembership schema(node(url, "setup")); }  // creates the tables, then releases every slot
+  PgBlocking stuck(url);
+  stuck.script("BEGIN");
+  stuck.run("SELECT 1 FROM durable_slots WHERE slot = 7 FOR SHARE");
+  const auto started = std::chrono::steady_clock::now();
+  ClusterMembership a(node(url, "a"));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1s) << "the claim waited for the held row";
+  EXPECT_EQ(a.slots()->held(), 4095);
+  EXPECT_EQ(a.slots()->epoch(7), 0);
+  stuck.script("ROLLBACK");
+  a.tick();
+  EXPECT_EQ(a.slots()->held(), 4096);
+}
+
 TEST(ClusterMembership, ABadNodeNameIsRefusedWithWhatIsAccepted) {
   const auto url = PostgresServer::shared().createDatabase();
   try {
@@ -460,6 +488,155 @@ TEST(ClusterFence, ACommitCutOffMidwayIsEndedOnTheServerBeforeTheObjectReloads) 
   blocker.script("ROLLBACK");
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(stored(url, a.id(), "n"), 1) << "the cut-off commit landed after all";
+}
+
+// A TCP relay to PostgreSQL whose cut() ends the node's side of every connection open then and
+// leaves PostgreSQL's side open: the server processes live on, as when a connection is lost
+// between a node and its database. Connections made after a cut are relayed as before.
+class CuttableRelay {
+ public:
+  explicit CuttableRelay(std::uint16_t target) : target_(target) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&a), len) != 0 || ::listen(listener_, 64) != 0 ||
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      throw std::runtime_error("relay: cannot listen");
+    }
+    port_ = ntohs(a.sin_port);
+    acceptor_ = std::thread([this] { acceptLoop(); });
+  }
+  ~CuttableRelay() {
+    stop_ = true;
+    ::shutdown(listener_, SHUT_RDWR);
+    ::close(listener_);
+    acceptor_.join();
+    std::lock_guard lock(mu_);
+    for (auto& t : pumps_) t.join();
+    for (int fd : leftOpen_) ::close(fd);
+  }
+  std::uint16_t port() const { return port_; }
+  void cut() { ++cuts_; }
+
+ private:
+  void acceptLoop() {
+    while (!stop_) {
+      const int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) return;
+      const int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(target_);
+      if (::connect(server, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(client);
+        ::close(server);
+        continue;
+      }
+      std::lock_guard lock(mu_);
+      pumps_.emplace_back([this, client, server, cuts = cuts_.load()] { pump(client, server, cuts); });
+    }
+  }
+  void pump(int client, int server, int cutsAtStart) {
+    char buf[16384];
+    for (;;) {
+      if (stop_ || cuts_ != cutsAtStart) break;
+      pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+      if (::poll(fds, 2, 20) < 0) break;
+      bool done = false;
+      for (int i = 0; i < 2 && !done; ++i) {
+        if (!fds[i].revents) continue;
+        const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+        done = n <= 0 || ::send(fds[1 - i].fd, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) != n;
+      }
+      if (done) {
+        ::close(client);
+        ::close(server);
+        return;
+      }
+    }
+    ::close(client);
+    std::lock_guard lock(mu_);
+    leftOpen_.push_back(server);
+  }
+
+  const std::uint16_t target_;
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> cuts_{0};
+  std::thread acceptor_;
+  std::mutex mu_;
+  std::vector<std::thread> pumps_;
+  std::vector<int> leftOpen_;
+};
+
+// A commit whose connection is lost on this side while its server process lives on, and that
+// process cannot be ended in time (here it is SIGSTOPped, so it cannot exit): its transaction
+// may still land, so no read reloads the object meanwhile; each fails, retryable, until the
+// process is gone, and then the object loads what PostgreSQL holds.
+TEST(ClusterFence, NoReadReloadsAnObjectWhileItsCutOffCommitMayStillLand) {
+  const auto direct = PostgresServer::shared().createDatabase();
+  CuttableRelay relay(PostgresServer::shared().port());
+  const std::string portField = "port=" + std::to_string(PostgresServer::shared().port());
+  std::string url = direct;
+  url.replace(url.find(portField), portField.size(), "port=" + std::to_string(relay.port()));
+  durable::testing::Env env(onPostgres(url, 5000));
+  const auto& ns = env.exportClass<Tally>("TALLY");
+  const auto a = ns.getByName("a");
+  EXPECT_EQ(env.fetch(a, "http://do/add").text(), "1");
+
+  PgBlocking rowHolder(direct);
+  rowHolder.script("BEGIN");
+  rowHolder.run("SELECT 1 FROM durable_kv WHERE key = 'n'::bytea FOR UPDATE");
+  std::optional<durable::Error> cutOff;
+  std::thread add([&] { cutOff = failure(env, a, "http://do/add"); });
+  // The commit waits on the row; its server process is stopped there.
+  PgBlocking db(direct);
+  std::int64_t writer = 0;
+  for (const auto until = std::chrono::steady_clock::now() + 3s; writer == 0;) {
+    auto r = db.run("SELECT pid::int8 FROM pg_stat_activity WHERE application_name LIKE 'durable-%-writer-%' AND "
+                    "wait_event_type = 'Lock'");
+    if (PQntuples(r.get()) == 1) writer = durable::detail::pgInt8(r.get(), 0, 0);
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "the commit did not wait on its row";
+    if (writer == 0) std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(::kill(static_cast<pid_t>(writer), SIGSTOP), 0);
+  struct Continue {
+    pid_t pid;
+    ~Continue() { ::kill(pid, SIGCONT); }
+  } resume{static_cast<pid_t>(writer)};
+  relay.cut();
+  add.join();
+  ASSERT_TRUE(cutOff.has_value()) << "a commit cut off was acknowledged";
+  EXPECT_FALSE(cutOff->retryable()) << cutOff->what();
+
+  // The slot is still held, but the object's reload waits for the stopped transaction's end.
+  const auto refused = failure(env, a, "http://do/");
+  ASSERT_TRUE(refused.has_value()) << "the object reloaded while its cut-off commit could still land";
+  EXPECT_NE(std::string(refused->what()).find("still running"), std::string::npos) << refused->what();
+  EXPECT_TRUE(refused->retryable());
+
+  ASSERT_EQ(::kill(static_cast<pid_t>(writer), SIGCONT), 0);  // it ends (terminated), its row still locked
+  for (const auto until = std::chrono::steady_clock::now() + 5s;;) {
+    auto r = db.run("SELECT count(*)::int8 FROM pg_stat_activity WHERE pid = " + std::to_string(writer));
+    if (durable::detail::pgInt8(r.get(), 0, 0) == 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "the stopped writer did not end";
+    std::this_thread::sleep_for(20ms);
+  }
+  rowHolder.script("ROLLBACK");
+  std::string answer;
+  for (const auto until = std::chrono::steady_clock::now() + 5s; answer.empty() && std::chrono::steady_clock::now() < until;) {
+    try {
+      answer = env.fetch(a, "http://do/").text();
+    } catch (const durable::Error&) {
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  EXPECT_EQ(answer, "1");
+  EXPECT_EQ(stored(direct, a.id(), "n"), 1) << "the cut-off commit landed after all";
 }
 
 TEST(ClusterFence, AClaimWaitsForTheCommitThatCheckedTheOldEpoch) {
