@@ -140,7 +140,7 @@ fi
 BYTES=$(du_state)
 echo "state directory: $BYTES bytes (du -sb): $(awk -v b="$BYTES" -v n="$OBJECTS" 'BEGIN { printf "%.0f bytes", b / n }') per object"
 find "$STATE" -type f -printf '%s %P\n' | sort -k2 | awk '{t[$2 ~ /-wal$/ ? "wal" : ($2 ~ /-shm$/ ? "shm" : "db")] += $1; n++}
-  END {printf "  %d files: databases %d bytes, WAL %d bytes, shm %d bytes\n", n, t["db"], t["wal"], t["shm"]}'
+  END {printf "  %d files: databases %.0f bytes, WAL %.0f bytes, shm %.0f bytes\n", n, t["db"], t["wal"], t["shm"]}'
 
 # Stop (SIGTERM commits and exits 0), then the files at rest and the key count.
 kill -TERM "$SERVER"

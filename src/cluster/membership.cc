@@ -356,10 +356,13 @@ std::vector<int> ClusterMembership::claim() {
     // A slot whose row a commit still holds (a transaction that passed its fence and is stuck
     // on the server: its node paused, or cut off) is skipped, not waited for: it is claimed at a
     // later round, and the others now.
-    auto lockedRows = db_->run("SELECT slot::int8 FROM durable_slots WHERE slot = ANY($1::int[]) ORDER BY slot FOR UPDATE SKIP LOCKED",
-                         PgParams().text(pgArray(wanted)));
+    auto lockedRows = db_->run(
+        "SELECT slot::int8 FROM durable_slots WHERE slot = ANY($1::int[]) ORDER BY slot FOR UPDATE SKIP LOCKED",
+        PgParams().text(pgArray(wanted)));
     std::vector<int> lockable;
-    for (int i = 0; i < PQntuples(lockedRows.get()); ++i) lockable.push_back(static_cast<int>(pgInt8(lockedRows.get(), i, 0)));
+    for (int i = 0; i < PQntuples(lockedRows.get()); ++i) {
+      lockable.push_back(static_cast<int>(pgInt8(lockedRows.get(), i, 0)));
+    }
     const auto list = pgArray(lockable);
     auto r = db_->run(
         "UPDATE durable_slots s SET owner = $2::text, epoch = s.epoch + 1 WHERE s.slot = ANY($1::int[]) AND "

@@ -163,9 +163,10 @@ class Relay : public std::enable_shared_from_this<Relay> {
   // owner hears the same code when the client's stream toward it is between frames (the
   // object's webSocketClose sees it, not an abnormal 1006); the client hears it from peerGone.
   void end(int code, std::string reason) {
+    // Once: a close frame already went to the owner (the watch may call again while it answers).
+    if (peerDown_ || !toPeer_.empty()) return;
     code_ = code;
     reason_ = std::move(reason);
-    if (peerDown_) return;
     if (!upSince_ && upFrames_.between() && !upFrames_.closeSeen()) {
       toPeer_ = closeFrame(code_, reason_, true);
       upSince_ = Clock::now();
