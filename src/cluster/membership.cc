@@ -294,6 +294,10 @@ std::vector<int> ClusterMembership::claim() {
   std::vector<std::int64_t> mine(static_cast<std::size_t>(slots_->count()), 0);
   std::vector<bool> free(static_cast<std::size_t>(slots_->count()), false);
   std::vector<bool> leftByName(static_cast<std::size_t>(slots_->count()), false);
+  // Slots this node is handing off (dropped already when their events outran the drain): not
+  // to be taken back.
+  std::vector<bool> releasing(static_cast<std::size_t>(slots_->count()), false);
+  for (const auto& [slot, epoch] : releasing_) releasing[static_cast<std::size_t>(slot)] = true;
   std::vector<std::optional<SlotTable::Route>> routes(static_cast<std::size_t>(slots_->count()));
   for (int i = 0; i < PQntuples(all.get()); ++i) {
     const auto slot = pgInt8(all.get(), i, 0);
@@ -306,8 +310,8 @@ std::vector<int> ClusterMembership::claim() {
     // Owned by this name but not held here: a previous process's, left alone while its lease
     // may still run (it serves reads from its caches until it learns otherwise).
     if (ownName && slots_->epoch(static_cast<int>(slot)) == 0) {
-      if (std::chrono::steady_clock::now() < ownNameFrom_) free[at] = false;
-      leftByName[at] = true;
+      if (std::chrono::steady_clock::now() < ownNameFrom_ || releasing[at]) free[at] = false;
+      leftByName[at] = !releasing[at];
     }
     if (!pgNull(all.get(), i, 4)) {
       routes[at] = SlotTable::Route{std::string(pgBytes(all.get(), i, 4)), pgInt8(all.get(), i, 1)};

@@ -170,15 +170,16 @@ class Relay : public std::enable_shared_from_this<Relay> {
     if (!upSince_ && upFrames_.between() && !upFrames_.closeSeen()) {
       toPeer_ = closeFrame(code_, reason_, true);
       upSince_ = Clock::now();
+      // The owner answers with its close frame, which goes on to the client, and closes the
+      // connection (peerGone); cut off first, its close would be an abnormal one. A second at
+      // most, the write included: an owner that stopped reading is dropped all the same.
+      peerClose_.expires_after(std::chrono::seconds(1));
+      peerClose_.async_wait([self = shared_from_this()](beast::error_code ec) {
+        if (!ec) self->dropPeer();
+      });
       asio::async_write(peer_, asio::buffer(toPeer_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
         self->upSince_.reset();
-        if (ec) return self->dropPeer();
-        // The owner answers with its close frame, which goes on to the client, and closes the
-        // connection (peerGone); cut off first, its close would be an abnormal one.
-        self->peerClose_.expires_after(std::chrono::seconds(1));
-        self->peerClose_.async_wait([self](beast::error_code wec) {
-          if (!wec) self->dropPeer();
-        });
+        if (ec) self->dropPeer();
       });
       return;
     }
