@@ -74,18 +74,29 @@ ClusterMembership::ClusterMembership(ClusterOptions options) : options_(std::mov
 
   const auto sentAt = std::chrono::steady_clock::now();
   // A previous process under this name may still run (a restart that did not wait for its
-  // end): what is left of its lease, by PostgreSQL's clock, is read in the same statement
-  // (from its snapshot: FOR UPDATE there would skip the row this statement updates).
-  auto r = db_->run(
-      "WITH old AS (SELECT greatest(0, ceil(extract(epoch FROM lease_until - clock_timestamp()) * 1000))::int8 AS left_ms "
-      "FROM durable_nodes WHERE name = $1::text) "
-      "INSERT INTO durable_nodes(name, address, lease_until) VALUES($1::text, $2::text, clock_timestamp() + "
-      "$3::int8 * interval '1 millisecond') ON CONFLICT (name) DO UPDATE SET address = excluded.address, "
-      "lease_until = excluded.lease_until, incarnation = durable_nodes.incarnation + 1, leaving = false "
-      "RETURNING incarnation, coalesce((SELECT left_ms FROM old), 0)",
-      PgParams().bytes(options_.node).bytes(options_.address).int8(options_.lease.count()));
+  // end): what is left of its lease, by PostgreSQL's clock, is read under the row's lock, so
+  // that a renewal of it in flight is waited for and counted.
+  std::chrono::milliseconds previousLeft{0};
+  PgResult r;
+  db_->script("BEGIN");
+  try {
+    auto old = db_->run(
+        "SELECT greatest(0, ceil(extract(epoch FROM lease_until - clock_timestamp()) * 1000))::int8 FROM durable_nodes "
+        "WHERE name = $1::text FOR UPDATE",
+        PgParams().bytes(options_.node));
+    if (PQntuples(old.get()) == 1) previousLeft = std::chrono::milliseconds(pgInt8(old.get(), 0, 0));
+    r = db_->run(
+        "INSERT INTO durable_nodes(name, address, lease_until) VALUES($1::text, $2::text, clock_timestamp() + "
+        "$3::int8 * interval '1 millisecond') ON CONFLICT (name) DO UPDATE SET address = excluded.address, "
+        "lease_until = excluded.lease_until, incarnation = durable_nodes.incarnation + 1, leaving = false "
+        "RETURNING incarnation",
+        PgParams().bytes(options_.node).bytes(options_.address).int8(options_.lease.count()));
+    db_->script("COMMIT");
+  } catch (...) {
+    PQclear(PQexec(db_->raw(), "ROLLBACK"));
+    throw;
+  }
   incarnation_ = pgInt8(r.get(), 0, 0);
-  const auto previousLeft = std::chrono::milliseconds(pgInt8(r.get(), 0, 1));
   ownNameFrom_ = sentAt + previousLeft;
   if (previousLeft.count() > 0) {
     logWarn("cluster: node ", options_.node, " was still registered by a process whose lease runs ",

@@ -216,6 +216,7 @@ void PgConnection::sendNow(std::vector<PgQuery> queries, Pending p) {
     complete(std::move(p));
     return;
   }
+  p.outcome.sent = true;
   pending_.push_back(std::move(p));
   flush();
   waitRead();

@@ -79,6 +79,9 @@ struct PgOutcome {
   std::exception_ptr error;
   std::string sqlState;
   std::string detail;
+  // Whether the exchange reached libpq's connection (it may have run on the server); false when
+  // it failed before: no connection could be made, or sending failed at once.
+  bool sent = false;
 };
 
 class PgConnection {

@@ -104,7 +104,7 @@ const PgStatement kRead{"read", "SELECT value FROM durable_kv WHERE ns = $1::int
 // how many such processes are left (0: ended, or gone already).
 const PgStatement kEndWriter{"end_writer",
                              "SELECT count(*) FILTER (WHERE NOT ended)::int8 FROM (SELECT pg_terminate_backend(pid, 2000) "
-                             "AS ended FROM pg_stat_activity WHERE pid = $1::int8 AND application_name = $2::text) t"};
+                             "AS ended FROM pg_stat_activity WHERE pid = ANY($1::int[]) AND application_name = $2::text) t"};
 const PgStatement kReadAlarm{"read_alarm", "SELECT time FROM durable_alarms WHERE ns = $1::int8 AND obj = $2::bytea"};
 // Fenced like a commit: a node that no longer holds the slot at this epoch counts nothing, and
 // the alarm is not run there (the slot's owner runs it).
@@ -452,49 +452,58 @@ void PostgresEngine::startCommit() {
     // The batches (and the decoded values they retire) are released here, on the shard.
     batches->clear();
     const int pid = writer_.lastBackendPid();
-    if (o.error && o.sqlState.empty() && pid != 0) {
+    if (o.error && o.sqlState.empty() && o.sent && pid != 0) {
       // The connection failed with the commit's outcome unknown, and its transaction may still
       // be finishing on the server. The objects reload once this commit has failed: first the
       // transaction is ended, so that what they read includes it or never will.
-      // If it cannot be ended now, the reads that follow end it first (readAfterEnds).
-      writerToEnd_ = pid;
+      // If it cannot be ended now, the reads that follow end it first (readAfterEnds), with
+      // any earlier one that could not be ended either.
+      writersToEnd_.insert(pid);
+      const std::vector<int> pids(writersToEnd_.begin(), writersToEnd_.end());
       PgParams p;
-      p.int8(pid).bytes(writerName_);
+      p.text(pgArray(pids)).bytes(writerName_);
       std::vector<PgQuery> end;
       end.push_back({&kEndWriter, std::move(p)});
-      reader_.exchange(std::move(end), [this, alive, seq, epoch, fence = std::move(fence), error = o.error, pid](PgOutcome e) {
+      reader_.exchange(std::move(end), [this, alive, seq, epoch, fence = std::move(fence), error = o.error, pids](PgOutcome e) {
         if (!*alive) return;
-        if (!e.error && pgInt8(e.results[0].get(), 0, 0) == 0 && writerToEnd_ == pid) writerToEnd_.reset();
-        commitEnded(seq, epoch, fence, error, "", "");
+        if (!e.error && pgInt8(e.results[0].get(), 0, 0) == 0) {
+          for (int ended : pids) writersToEnd_.erase(ended);
+        }
+        commitEnded(seq, epoch, fence, error, "", "", true);
       });
       return;
     }
-    commitEnded(seq, epoch, fence, o.error, o.sqlState, o.detail);
+    // An error the server reported rolled the transaction back; a connection lost after the
+    // commit went out leaves it unknown whether it landed.
+    commitEnded(seq, epoch, fence, o.error, o.sqlState, o.detail, o.sqlState.empty() && o.sent);
   });
 }
 
 template <class T>
 Future<T> PostgresEngine::readAfterEnds(std::vector<PgQuery> queries, std::function<T(std::vector<PgResult>&)> decode) {
-  if (!writerToEnd_) return answer<T>(reader_, std::move(queries), std::move(decode));
-  const int pid = *writerToEnd_;
+  if (writersToEnd_.empty()) return answer<T>(reader_, std::move(queries), std::move(decode));
+  const std::vector<int> pids(writersToEnd_.begin(), writersToEnd_.end());
   PgParams p;
-  p.int8(pid).bytes(writerName_);
+  p.text(pgArray(pids)).bytes(writerName_);
   queries.insert(queries.begin(), PgQuery{&kEndWriter, std::move(p)});
-  return answer<T>(reader_, std::move(queries), [this, alive = alive_, pid, decode = std::move(decode)](std::vector<PgResult>& r) {
+  return answer<T>(reader_, std::move(queries), [this, alive = alive_, pids, decode = std::move(decode)](std::vector<PgResult>& r) {
     if (pgInt8(r[0].get(), 0, 0) != 0) {
       throw Error(ErrorCode::kUnavailable,
                   "a commit cut off earlier is still running on PostgreSQL (its server process did not end in time); "
                   "the object loads once it has ended",
                   {.retryable = true});
     }
-    if (*alive && writerToEnd_ == pid) writerToEnd_.reset();
+    if (*alive) {
+      for (int ended : pids) writersToEnd_.erase(ended);
+    }
     r.erase(r.begin());
     return decode(r);
   });
 }
 
 void PostgresEngine::commitEnded(std::uint64_t seq, std::uint64_t epoch, const std::map<int, std::int64_t>& fence,
-                                 std::exception_ptr error, const std::string& sqlState, const std::string& detail) {
+                                 std::exception_ptr error, const std::string& sqlState, const std::string& detail,
+                                 bool outcomeUnknown) {
   committing_ = false;
   if (error) {
     failedEpoch_ = epoch;
@@ -511,9 +520,7 @@ void PostgresEngine::commitEnded(std::uint64_t seq, std::uint64_t epoch, const s
       why = std::make_exception_ptr(
           Error(ErrorCode::kUnavailable, "this node no longer holds the object's slot; the write was not made"));
     }
-    // An error the server reported rolled the transaction back; a connection lost on the way
-    // leaves it unknown whether the COMMIT landed (the transaction was ended before this).
-    sink_->engineFailed(seq, why, sqlState.empty() ? CommitFailure::kOutcomeUnknown : CommitFailure::kNotWritten);
+    sink_->engineFailed(seq, why, outcomeUnknown ? CommitFailure::kOutcomeUnknown : CommitFailure::kNotWritten);
   } else {
     sink_->engineCommitted(seq);
   }

@@ -26,6 +26,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <deque>
+#include <set>
 #include <map>
 #include <memory>
 #include <optional>
@@ -91,7 +92,8 @@ class PostgresEngine final : public StorageEngine {
   PgConnection writer_, reader_, bulk_;
   // A commit's outcome, once it is settled on the server: the sink learns it, the next starts.
   void commitEnded(std::uint64_t seq, std::uint64_t epoch, const std::map<int, std::int64_t>& fence,
-                   std::exception_ptr error, const std::string& sqlState, const std::string& detail);
+                   std::exception_ptr error, const std::string& sqlState, const std::string& detail,
+                   bool outcomeUnknown);
   std::unique_ptr<PgBlocking> admin_;
   std::deque<CommitBatch> queued_;
   bool committing_ = false;
@@ -101,7 +103,7 @@ class PostgresEngine final : public StorageEngine {
   // (PostgreSQL unreachable, or the process did not exit in time): until it is, every read
   // first ends it, and fails while it cannot, so that nothing reloads from rows its
   // transaction may still change.
-  std::optional<int> writerToEnd_;
+  std::set<int> writersToEnd_;
   template <class T>
   Future<T> readAfterEnds(std::vector<PgQuery> queries, std::function<T(std::vector<PgResult>&)> decode);
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

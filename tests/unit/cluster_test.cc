@@ -656,6 +656,42 @@ TEST(ClusterFence, NoReadReloadsAnObjectWhileItsCutOffCommitMayStillLand) {
   EXPECT_EQ(stored(direct, a.id(), "n"), 1) << "the cut-off commit landed after all";
 }
 
+// Writes without a read first: a commit is the object's only exchange with PostgreSQL.
+class Blind : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  durable::Task<durable::Response> fetch(durable::Request) override {
+    co_await storage().put("k", std::int64_t{1});
+    co_return durable::Response("ok");
+  }
+};
+
+// A commit that never reached PostgreSQL (no connection could be made) wrote nothing: its
+// caller may retry. One sent on a connection that then broke may have landed: it may not.
+TEST(ClusterFence, ACommitThatNeverReachedPostgresIsRetryableAndOneCutOffIsNot) {
+  PostgresServer pg;
+  const auto url = pg.createDatabase();
+  durable::testing::Env env(onPostgres(url, 5000));
+  const auto& ns = env.exportClass<Blind>("BLIND");
+  const auto b = ns.getByName("b");
+  ASSERT_EQ(env.fetch(b, "http://do/").text(), "ok");
+  pg.kill();
+  std::vector<durable::Error> errors;
+  for (const auto until = std::chrono::steady_clock::now() + 5s;
+       std::chrono::steady_clock::now() < until && (errors.empty() || !errors.back().retryable());) {
+    if (auto e = failure(env, b, "http://do/")) errors.push_back(*e);
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_FALSE(errors.empty());
+  std::string seen;
+  for (const auto& e : errors) seen += std::string(e.retryable() ? "retryable: " : "not retryable: ") + e.what() + "\n";
+  EXPECT_TRUE(errors.back().retryable()) << seen;
+  EXPECT_NE(std::string(errors.back().what()).find("cannot connect"), std::string::npos) << seen;
+  for (const auto& e : errors) {
+    if (!e.retryable()) EXPECT_NE(std::string(e.what()).find("outcome is unknown"), std::string::npos) << seen;
+  }
+}
+
 TEST(ClusterFence, AClaimWaitsForTheCommitThatCheckedTheOldEpoch) {
   const auto url = PostgresServer::shared().createDatabase();
   ClusterMembership a(node(url, "a"));
