@@ -167,6 +167,7 @@ void ObjectHost::resetInstance(std::exception_ptr why, bool stuck) {
   // The old instance's flows may go on running; what they write from now on throws.
   store_.retireFlowsBelow(shard_.nextFlow(), why);
   resetError_ = std::move(why);
+  resetWhileWriting_ = nullptr;
   failBelow_ = ++generation_;
   stuck_ = stuck_ || stuck;
   breakInstance();
@@ -245,9 +246,10 @@ void ObjectHost::startFetch(Request request, const RequestTag& tag, Shard* reply
   ContextScope scope({this, shard_.nextFlow(), requestTagFor(request.headers(), tag)});
   spawn(runFetch(std::move(request)),
         std::function<void(Result<Response>)>(
-            [this, generation = generation_, replyTo, reply = std::move(reply)](Result<Response> r) mutable {
+            [this, generation = generation_, startMark = outputGate_.mark(), replyTo,
+             reply = std::move(reply)](Result<Response> r) mutable {
               --pendingCalls_;
-              if (auto reset = resetFailure(generation)) r = Result<Response>(reset);
+              if (auto reset = resetFailure(generation, startMark)) r = Result<Response>(reset);
               endEvent();
               sendReply(replyTo, std::move(reply), std::move(r));
             }));
@@ -286,9 +288,10 @@ void ObjectHost::call(bool (*isClass)(DurableObject&), std::function<Task<void>(
     beginEvent();
     ContextScope scope({this, shard_.nextFlow(), tag});
     spawn(runInside([body = std::move(body)](DurableObject& o, State&) { return body(o); }, true),
-          std::function<void(Result<void>)>([this, generation = generation_, replyTo, done = std::move(done)](Result<void> r) {
+          std::function<void(Result<void>)>([this, generation = generation_, startMark = outputGate_.mark(), replyTo,
+                                             done = std::move(done)](Result<void> r) {
             --pendingCalls_;
-            auto reset = resetFailure(generation);
+            auto reset = resetFailure(generation, startMark);
             endEvent();
             sendReply(replyTo, std::move(done), reset ? reset : r.error());
           }));
@@ -306,8 +309,9 @@ void ObjectHost::run(std::function<Task<void>(DurableObject&, State&)> fn, std::
     beginEvent();
     ContextScope scope({this, shard_.nextFlow()});
     spawn(runInside(std::move(fn)),
-          std::function<void(Result<void>)>([this, generation = generation_, done = std::move(done)](Result<void> r) {
-            auto reset = resetFailure(generation);
+          std::function<void(Result<void>)>([this, generation = generation_, startMark = outputGate_.mark(),
+                                             done = std::move(done)](Result<void> r) {
+            auto reset = resetFailure(generation, startMark);
             endEvent();
             done(reset ? reset : r.error());
           }));
@@ -344,8 +348,9 @@ void ObjectHost::alarm(AlarmInfo info, std::function<void(std::exception_ptr)> d
     ContextScope scope({this, shard_.nextFlow()});
     store_.beginAlarm(info.scheduledTime);
     spawn(runAlarm(info),
-          std::function<void(Result<void>)>([this, generation = generation_, done = std::move(done)](Result<void> r) {
-            auto reset = resetFailure(generation);
+          std::function<void(Result<void>)>([this, generation = generation_, startMark = outputGate_.mark(),
+                                             done = std::move(done)](Result<void> r) {
+            auto reset = resetFailure(generation, startMark);
             endEvent();
             done(reset ? reset : r.error());
           }));

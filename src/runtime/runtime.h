@@ -128,10 +128,13 @@ class ObjectHost {
   // instance is replaced once they have ended. Throws that error, to end the calling event.
   [[noreturn]] void abort(const std::string& reason);
   // Cluster mode: the node's lease may have lapsed, or the slot moved: what runs now fails and
-  // the instance goes. `why` when nothing of it was being written; otherwise `whileWriting`:
-  // writes on their way may have landed, and a caller must not take the failure as "not done".
+  // the instance goes. An event that wrote nothing fails with `why`; one that wrote may have
+  // had its writes land, and fails with `whileWriting`: its caller must not take the failure
+  // as "not done" (resetFailure).
   void fenceOff(std::exception_ptr why, std::exception_ptr whileWriting) {
-    resetInstance(store_.idle() ? std::move(why) : std::move(whileWriting), false);
+    resetInstance(std::move(why), false);
+    resetWhileWriting_ = std::move(whileWriting);
+    resetMark_ = outputGate_.mark();
   }
   bool runningEvents() const { return running_ > 0; }
   // No event runs or waits to, and no write of it is open or in flight.
@@ -197,9 +200,12 @@ class ObjectHost {
   // have. `stuck`: their code may never end (blockConcurrencyWhile timed out): until it does,
   // every event waiting or arriving fails at once with `why` instead of waiting.
   void resetInstance(std::exception_ptr why, bool stuck);
-  // What an event that started in generation `generation` answers instead of its own result.
-  std::exception_ptr resetFailure(std::uint64_t generation) const {
-    return generation < failBelow_ ? resetError_ : nullptr;
+  // What an event that started in generation `generation`, when the output gate's mark was
+  // `startMark`, answers instead of its own result.
+  std::exception_ptr resetFailure(std::uint64_t generation, std::uint64_t startMark) const {
+    if (generation >= failBelow_) return nullptr;
+    // The mark moved: writes were made since the event began (its own, or others' beside it).
+    return resetWhileWriting_ && startMark != resetMark_ ? resetWhileWriting_ : resetError_;
   }
 
   Shard& shard_;
@@ -222,6 +228,9 @@ class ObjectHost {
   std::uint64_t generation_ = 0;
   std::uint64_t failBelow_ = 0;
   std::exception_ptr resetError_;
+  // fenceOff(): what an event that wrote answers instead, and the output gate's mark then.
+  std::exception_ptr resetWhileWriting_;
+  std::uint64_t resetMark_ = 0;
   bool stuck_ = false;
   std::chrono::steady_clock::time_point lastActive_;
 };

@@ -6,6 +6,7 @@
 #include <durable/namespace.h>
 #include <durable/object.h>
 #include <durable/testing.h>
+#include <durable/timer.h>
 #include <durable/value.h>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
@@ -690,6 +691,44 @@ TEST(ClusterFence, ACommitThatNeverReachedPostgresIsRetryableAndOneCutOffIsNot) 
   for (const auto& e : errors) {
     if (!e.retryable()) EXPECT_NE(std::string(e.what()).find("outcome is unknown"), std::string::npos) << seen;
   }
+}
+
+// Writes, then waits: its write commits while it still runs.
+class WriteThenWait : public durable::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  durable::Task<durable::Response> fetch(durable::Request request) override {
+    if (request.url().pathname() == "/slow") {
+      co_await storage().put("k", std::int64_t{1});
+      co_await durable::sleep(3000);
+    }
+    co_return durable::Response("ok");
+  }
+};
+
+// When the lease lapses under an event that had already written (its commit landed before),
+// the caller is told the outcome is unknown, not to retry: a retry would write twice. (An
+// event that wrote nothing hears a retryable error: ANodeThatCannotRenewItsLease… above.)
+TEST(ClusterFence, AnEventEndedByALapsedLeaseAfterItsWriteLandedIsNotRetryable) {
+  const auto url = PostgresServer::shared().createDatabase();
+  durable::testing::Env env(onPostgres(url, 800));
+  const auto& ns = env.exportClass<WriteThenWait>("WTW");
+  const auto writer = ns.getByName("writer");
+  ASSERT_EQ(env.fetch(writer, "http://do/").text(), "ok");
+  std::optional<durable::Error> wrote;
+  std::thread slow([&] { wrote = failure(env, writer, "http://do/slow"); });
+  for (const auto until = std::chrono::steady_clock::now() + 3s; !stored(url, writer.id(), "k");) {
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "the write did not land";
+    std::this_thread::sleep_for(20ms);
+  }
+  PgBlocking holder(url);
+  holder.script("BEGIN");
+  holder.run("SELECT 1 FROM durable_nodes FOR UPDATE");  // no renewal: the lease lapses
+  slow.join();
+  holder.script("ROLLBACK");
+  ASSERT_TRUE(wrote.has_value()) << "the event outlived the lease";
+  EXPECT_FALSE(wrote->retryable()) << wrote->what();
+  EXPECT_NE(std::string(wrote->what()).find("outcome is unknown"), std::string::npos) << wrote->what();
 }
 
 TEST(ClusterFence, AClaimWaitsForTheCommitThatCheckedTheOldEpoch) {
