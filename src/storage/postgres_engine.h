@@ -21,6 +21,7 @@
 
 #include "storage/engine.h"
 #include "storage/pg_connection.h"
+#include "storage/postgres_schema.h"
 #include "storage/slot_table.h"
 
 #include <boost/asio/io_context.hpp>
@@ -34,18 +35,6 @@
 
 namespace durable::detail {
 
-// What a cluster records when it is created: its slot count, and the secret its nodes' calls
-// to each other carry (a node reads it when it joins; whoever can read PostgreSQL's tables
-// can write the data anyway).
-struct ClusterRecord {
-  int slots = 0;
-  std::string secret;
-};
-
-// Creates what is missing of the schema (under an advisory lock, so nodes starting together
-// do not race) and records the slot count and a new secret on first use. Returns what the
-// cluster recorded: a later `slots` that differs changes nothing.
-ClusterRecord ensurePostgresSchema(PgBlocking& db, int slots);
 
 class PostgresEngine final : public StorageEngine {
  public:
