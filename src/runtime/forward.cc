@@ -180,9 +180,7 @@ void Runtime::forwardFetch(const NamespaceImpl& ns, const ObjectId& id, Request 
 Task<Response> Runtime::forwarded(Shard& via, const NamespaceImpl& ns, ObjectId id, Request request, RequestTag tag) {
   // A WebSocket goes on a connection of its own, which is relayed once the owner accepts it
   // (net/websocket_relay.h).
-  std::string upgradeTo = request.headers().get("upgrade").value_or("");
-  for (auto& c : upgradeTo) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  const bool upgrade = request.method() == "GET" && upgradeTo == "websocket";
+  const bool upgrade = request.method() == "GET" && asksForWebSocket(request);
   const SlotTable& slots = *options_.slots;
   auto make = [&](const std::string& address, std::int64_t epoch) {
     RequestInit init{.method = request.method(), .redirect = "manual"};

@@ -19,6 +19,12 @@ using detail::ObjectHost;
 
 namespace detail {
 Namespace makeNamespace(const NamespaceImpl* impl) { return Namespace(impl); }
+
+bool asksForWebSocket(const Request& request) {
+  std::string upgrade = request.headers().get("upgrade").value_or("");
+  for (auto& c : upgrade) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return upgrade == "websocket";
+}
 }  // namespace detail
 
 ObjectId Namespace::idFromName(std::string_view name) const {
@@ -110,14 +116,8 @@ struct CallAwaiter {
   }
 };
 
-bool asksForWebSocket(const Request& request) {
-  std::string upgrade = request.headers().get("upgrade").value_or("");
-  for (auto& c : upgrade) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return upgrade == "websocket";
-}
-
 Task<Response> stubFetch(const detail::NamespaceImpl* ns, ObjectId id, Request request) {
-  const bool upgrade = asksForWebSocket(request);
+  const bool upgrade = detail::asksForWebSocket(request);
   // A named awaiter, not a braced temporary: see RequestInit in durable/http.h.
   FetchAwaiter awaiter{ns, std::move(id), std::move(request), std::nullopt, {}, {}};
   Response response = co_await awaiter;

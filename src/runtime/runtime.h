@@ -388,6 +388,10 @@ struct RuntimeOptions {
 // (bench/results/2026-11-27.md).
 unsigned defaultShardCount();
 
+// Whether a request asks for a WebSocket ("Upgrade: websocket", in any case): only then may an
+// object's WebSocket answer it, and only then is it relayed to another node.
+bool asksForWebSocket(const Request& request);
+
 // final: calls through Runtime& to what HttpHost declares are not virtual.
 class Runtime final : public HttpHost {
  public:
