@@ -272,7 +272,7 @@ sqlite3_stmt* ObjectSqlDb::prepareUser(std::string_view sql, std::string_view* t
 }
 
 sqlite3_stmt* ObjectSqlDb::cachedUser(std::string_view sql) {
-  if (auto it = userStatements_.find(std::string(sql)); it != userStatements_.end()) {
+  if (auto it = userStatements_.find(sql); it != userStatements_.end()) {
     useAuthorsLimit(true);
     sqlite3_reset(it->second);
     sqlite3_clear_bindings(it->second);

@@ -20,6 +20,47 @@ namespace durable::detail {
 
 namespace {
 
+// A run of one object's log entries as one row of sqlhistory: each entry its LSN and time
+// (8 bytes each, little-endian), the length of its records (4 bytes) and the records.
+void putLittleEndian(std::string& out, std::uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+std::uint64_t getLittleEndian(const unsigned char* p, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= static_cast<std::uint64_t>(p[i]) << (8 * i);
+  return v;
+}
+
+void appendChunkEntry(std::string& out, std::uint64_t lsn, std::int64_t at, std::string_view records) {
+  putLittleEndian(out, lsn, 8);
+  putLittleEndian(out, static_cast<std::uint64_t>(at), 8);
+  putLittleEndian(out, records.size(), 4);
+  out.append(records);
+}
+
+template <class OnEntry>
+void forEachChunkEntry(std::string_view chunk, OnEntry&& onEntry) {
+  const auto* p = reinterpret_cast<const unsigned char*>(chunk.data());
+  std::size_t left = chunk.size();
+  while (left > 0) {
+    if (left < 20) throw Error(ErrorCode::kInternal, "storage: a run of the SQL log is cut short");
+    const std::uint64_t lsn = getLittleEndian(p, 8);
+    const auto at = static_cast<std::int64_t>(getLittleEndian(p + 8, 8));
+    const std::uint64_t size = getLittleEndian(p + 16, 4);
+    if (left - 20 < size) throw Error(ErrorCode::kInternal, "storage: a run of the SQL log is cut short");
+    onEntry(lsn, at, std::string_view(reinterpret_cast<const char*>(p + 20), size));
+    p += 20 + size;
+    left -= 20 + size;
+  }
+}
+
+// SQLite counts every allocation under a global mutex unless told so before it initializes;
+// nothing here reads the count, and a SQLite-backed object's statement allocates several times
+// (7 % of the SQL counter's rate over 1,000 objects). Before main(): the server opens other
+// databases before its engines.
+const int kMemoryStatusOff = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+
 [[noreturn]] void fail(sqlite3* db, std::string_view what) {
   throw Error(ErrorCode::kUnavailable, std::string(what) + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
 }
@@ -110,9 +151,16 @@ sqlite3* openDatabase(const std::filesystem::path& path, config::Durability dura
 
 }  // namespace
 
+std::size_t SqliteEngine::JournalKeyHash::operator()(const JournalKey& k) const noexcept {
+  std::uint64_t h;
+  std::memcpy(&h, k.id.data(), sizeof h);  // an ID's bytes are a hash already
+  return static_cast<std::size_t>(h ^ static_cast<std::uint64_t>(k.ns) * 0x9e3779b97f4a7c15ull);
+}
+
 SqliteEngine::SqliteEngine(int index, std::filesystem::path file, config::Durability durability,
-                           boost::asio::io_context& shard, bool faultInjection)
-    : index_(index), file_(std::move(file)), shard_(shard), faultInjection_(faultInjection) {
+                           boost::asio::io_context& shard, bool faultInjection, std::uint64_t journalWindow)
+    : index_(index), file_(std::move(file)), shard_(shard), faultInjection_(faultInjection),
+      journalWindow_(journalWindow) {
   const bool syncThread = durability == config::Durability::kFull;
   // Under "full" the sync thread flushes the WAL; SQLite itself runs as under "relaxed".
   writer_ = openDatabase(file_, config::Durability::kRelaxed, false, faultInjection ? faultVfsName() : nullptr);
@@ -125,7 +173,11 @@ SqliteEngine::SqliteEngine(int index, std::filesystem::path file, config::Durabi
           "CREATE TABLE IF NOT EXISTS names(ns INTEGER NOT NULL, obj BLOB NOT NULL, name BLOB NOT NULL, "
           "PRIMARY KEY(ns, obj)) WITHOUT ROWID;"
           "CREATE TABLE IF NOT EXISTS sqllog(ns INTEGER NOT NULL, obj BLOB NOT NULL, lsn INTEGER NOT NULL, "
-          "records BLOB NOT NULL, at INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(ns, obj, lsn)) WITHOUT ROWID;");
+          "records BLOB NOT NULL, at INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(ns, obj, lsn)) WITHOUT ROWID;"
+          "CREATE TABLE IF NOT EXISTS sqljournal(seq INTEGER PRIMARY KEY, ns INTEGER NOT NULL, obj BLOB NOT NULL, "
+          "lsn INTEGER NOT NULL, records BLOB NOT NULL, at INTEGER NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS sqlhistory(ns INTEGER NOT NULL, obj BLOB NOT NULL, lsn INTEGER NOT NULL, "
+          "last INTEGER NOT NULL, at INTEGER NOT NULL, entries BLOB NOT NULL, PRIMARY KEY(ns, obj, lsn)) WITHOUT ROWID;");
   // A state made between 2026-12-06 and -07 has the log without its times.
   if (sqlite3_exec(writer_, "SELECT at FROM sqllog LIMIT 0", nullptr, nullptr, nullptr) != SQLITE_OK) {
     execSql(writer_, "ALTER TABLE sqllog ADD COLUMN at INTEGER NOT NULL DEFAULT 0");
@@ -136,8 +188,20 @@ SqliteEngine::SqliteEngine(int index, std::filesystem::path file, config::Durabi
   setAlarmStmt_ = Statement(writer_, "INSERT OR REPLACE INTO alarms(ns, obj, time) VALUES(?1, ?2, ?3)");
   deleteAlarmStmt_ = Statement(writer_, "DELETE FROM alarms WHERE ns = ?1 AND obj = ?2");
   nameStmt_ = Statement(writer_, "INSERT OR IGNORE INTO names(ns, obj, name) VALUES(?1, ?2, ?3)");
-  appendSqlLogStmt_ = Statement(writer_, "INSERT OR REPLACE INTO sqllog(ns, obj, lsn, records, at) VALUES(?1, ?2, ?3, ?4, ?5)");
+  appendSqlLogStmt_ =
+      Statement(writer_, "INSERT INTO sqljournal(ns, obj, lsn, records, at, seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
   pruneSqlLogStmt_ = Statement(writer_, "DELETE FROM sqllog WHERE ns = ?1 AND obj = ?2 AND lsn <= ?3");
+  pruneSqlJournalStmt_ = Statement(writer_, "DELETE FROM sqljournal WHERE ns = ?1 AND obj = ?2 AND lsn <= ?3");
+  foldReadStmt_ = Statement(writer_, "SELECT lsn, at, records FROM sqljournal WHERE seq = ?1");
+  insertChunkStmt_ = Statement(writer_,
+                               "INSERT OR REPLACE INTO sqlhistory(ns, obj, lsn, last, at, entries) "
+                               "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+  pruneChunksStmt_ = Statement(writer_, "DELETE FROM sqlhistory WHERE ns = ?1 AND obj = ?2 AND last <= ?3");
+  straddlingChunksStmt_ =
+      Statement(writer_, "SELECT lsn, entries FROM sqlhistory WHERE ns = ?1 AND obj = ?2 AND lsn <= ?3");
+  deleteChunkStmt_ = Statement(writer_, "DELETE FROM sqlhistory WHERE ns = ?1 AND obj = ?2 AND lsn = ?3");
+  truncateJournalStmt_ = Statement(writer_, "DELETE FROM sqljournal WHERE seq < ?1");
+  loadJournal();
   beginStmt_ = Statement(writer_, "BEGIN IMMEDIATE");
   commitStmt_ = Statement(writer_, "COMMIT");
   rollbackStmt_ = Statement(writer_, "ROLLBACK");
@@ -147,11 +211,25 @@ SqliteEngine::SqliteEngine(int index, std::filesystem::path file, config::Durabi
   readAlarmStmt_ = Statement(reader_, "SELECT time FROM alarms WHERE ns = ?1 AND obj = ?2");
   readSqlLogStmt_ = Statement(
       reader_, "SELECT lsn, records, at FROM sqllog WHERE ns = ?1 AND obj = ?2 AND lsn > ?3 AND lsn <= ?4 ORDER BY lsn");
+  readChunksStmt_ = Statement(
+      reader_, "SELECT entries FROM sqlhistory WHERE ns = ?1 AND obj = ?2 AND last > ?3 AND lsn <= ?4 ORDER BY lsn");
+  chunkAtStmt_ = Statement(
+      reader_, "SELECT entries FROM sqlhistory WHERE ns = ?1 AND obj = ?2 AND at <= ?3 ORDER BY lsn DESC LIMIT 1");
+  readJournalRowStmt_ =
+      Statement(reader_, "SELECT lsn, records, at FROM sqljournal WHERE seq = ?1 AND ns = ?2 AND obj = ?3 AND lsn = ?4");
+  readJournalTailStmt_ = Statement(reader_,
+                                   "SELECT lsn, records, at FROM sqljournal WHERE seq > ?1 AND ns = ?2 AND obj = ?3");
   // Times grow with LSNs (ObjectSqlDb keeps them so): the last entry at or before a time is
-  // the one with the highest LSN among them.
-  sqlLogAtStmt_ = Statement(
-      reader_, "SELECT lsn, at FROM sqllog WHERE ns = ?1 AND obj = ?2 AND at <= ?3 ORDER BY lsn DESC LIMIT 1");
-  sqlLogOldestStmt_ = Statement(reader_, "SELECT lsn FROM sqllog WHERE ns = ?1 AND obj = ?2 ORDER BY lsn LIMIT 1");
+  // the one with the highest LSN among them. A bookmark's lookup is rare: the journal's part
+  // is a scan of its rows.
+  sqlLogAtStmt_ = Statement(reader_,
+                            "SELECT * FROM (SELECT lsn, at FROM sqllog WHERE ns = ?1 AND obj = ?2 AND at <= ?3 "
+                            "ORDER BY lsn DESC LIMIT 1) UNION ALL SELECT * FROM (SELECT lsn, at FROM sqljournal "
+                            "WHERE ns = ?1 AND obj = ?2 AND at <= ?3 ORDER BY lsn DESC LIMIT 1) ORDER BY 1 DESC LIMIT 1");
+  sqlLogOldestStmt_ = Statement(reader_,
+                                "SELECT min(lsn) FROM (SELECT min(lsn) AS lsn FROM sqllog WHERE ns = ?1 AND obj = ?2 "
+                                "UNION ALL SELECT min(lsn) FROM sqljournal WHERE ns = ?1 AND obj = ?2 "
+                                "UNION ALL SELECT min(lsn) FROM sqlhistory WHERE ns = ?1 AND obj = ?2)");
 
   if (syncThread) {
     // The WAL exists from the schema statements on and SQLite only deletes it when the last
@@ -192,6 +270,8 @@ SqliteEngine::~SqliteEngine() {
   readStmt_ = {};
   readAlarmStmt_ = {};
   readSqlLogStmt_ = {};
+  readJournalRowStmt_ = {};
+  readJournalTailStmt_ = {};
   sqlLogAtStmt_ = {};
   sqlLogOldestStmt_ = {};
   for (auto& s : listStmts_) s = {};
@@ -203,6 +283,15 @@ SqliteEngine::~SqliteEngine() {
   nameStmt_ = {};
   appendSqlLogStmt_ = {};
   pruneSqlLogStmt_ = {};
+  pruneSqlJournalStmt_ = {};
+  foldReadStmt_ = {};
+  insertChunkStmt_ = {};
+  pruneChunksStmt_ = {};
+  straddlingChunksStmt_ = {};
+  deleteChunkStmt_ = {};
+  readChunksStmt_ = {};
+  chunkAtStmt_ = {};
+  truncateJournalStmt_ = {};
   beginStmt_ = {};
   commitStmt_ = {};
   rollbackStmt_ = {};
@@ -232,20 +321,91 @@ Deferred<std::optional<std::int64_t>> SqliteEngine::readAlarm(std::int64_t ns, c
   return std::optional<std::int64_t>();
 }
 
+std::vector<SqliteEngine::JournalRow> SqliteEngine::journalRowsOf(std::int64_t ns, const ObjectId::Raw& id,
+                                                                  std::uint64_t* lastSeq) {
+  std::lock_guard lock(journalMu_);
+  *lastSeq = journal_.lastSeq;
+  auto it = journal_.objects.find(JournalKey{ns, id});
+  if (it == journal_.objects.end()) return {};
+  const JournalObject& o = it->second;
+  return {o.rows.begin() + static_cast<std::ptrdiff_t>(o.dropped), o.rows.end()};
+}
+
 Deferred<std::vector<SqlLogEntry>> SqliteEngine::readSqlLog(std::int64_t ns, const ObjectId::Raw& id,
                                                             std::uint64_t afterLsn, std::uint64_t throughLsn) {
-  sqlite3_stmt* s = readSqlLogStmt_.get();
-  ResetGuard guard{s};
-  bindObject(s, ns, id);
-  sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(afterLsn));
-  sqlite3_bind_int64(s, 4, static_cast<sqlite3_int64>(std::min<std::uint64_t>(throughLsn, INT64_MAX)));
+  // The rows are copied before the snapshot begins: each is then in the journal in that
+  // snapshot or was folded into the log before it was deleted (journal_'s comment).
+  std::uint64_t lastSeq = 0;
+  const std::vector<JournalRow> journalRows = journalRowsOf(ns, id, &lastSeq);
   std::vector<SqlLogEntry> out;
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    out.push_back({static_cast<std::uint64_t>(sqlite3_column_int64(s, 0)), std::string(columnBlob(s, 1)),
-                   sqlite3_column_int64(s, 2)});
+  auto take = [&](sqlite3_stmt* s) {
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      const auto lsn = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+      if (lsn <= afterLsn || lsn > throughLsn) continue;
+      out.push_back({lsn, std::string(columnBlob(s, 1)), sqlite3_column_int64(s, 2)});
+    }
+    check(reader_, rc, "read SQL log");
+  };
+  check(reader_, sqlite3_exec(reader_, "BEGIN", nullptr, nullptr, nullptr), "read SQL log");
+  try {
+    {
+      sqlite3_stmt* s = readSqlLogStmt_.get();
+      ResetGuard guard{s};
+      bindObject(s, ns, id);
+      sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(afterLsn));
+      sqlite3_bind_int64(s, 4, static_cast<sqlite3_int64>(std::min<std::uint64_t>(throughLsn, INT64_MAX)));
+      take(s);
+    }
+    {
+      sqlite3_stmt* s = readChunksStmt_.get();
+      ResetGuard guard{s};
+      bindObject(s, ns, id);
+      sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(afterLsn));
+      sqlite3_bind_int64(s, 4, static_cast<sqlite3_int64>(std::min<std::uint64_t>(throughLsn, INT64_MAX)));
+      int rc;
+      while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        forEachChunkEntry(columnBlob(s, 0), [&](std::uint64_t lsn, std::int64_t at, std::string_view records) {
+          if (lsn > afterLsn && lsn <= throughLsn) out.push_back({lsn, std::string(records), at});
+        });
+      }
+      check(reader_, rc, "read SQL log");
+    }
+    for (const JournalRow& row : journalRows) {
+      if (row.lsn <= afterLsn || row.lsn > throughLsn) continue;
+      sqlite3_stmt* s = readJournalRowStmt_.get();
+      ResetGuard guard{s};
+      sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(row.seq));
+      sqlite3_bind_int64(s, 2, ns);
+      bindBlob(s, 3, id.data(), id.size());
+      sqlite3_bind_int64(s, 4, static_cast<sqlite3_int64>(row.lsn));
+      take(s);
+    }
+    {
+      // Rows committed after the copy: a batch of this object's that was in flight.
+      sqlite3_stmt* s = readJournalTailStmt_.get();
+      ResetGuard guard{s};
+      sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(lastSeq));
+      sqlite3_bind_int64(s, 2, ns);
+      bindBlob(s, 3, id.data(), id.size());
+      take(s);
+    }
+    sqlite3_exec(reader_, "COMMIT", nullptr, nullptr, nullptr);
+    {
+      // A row both folded and still in the journal comes twice: the journal's is the later one.
+      std::stable_sort(out.begin(), out.end(), [](const SqlLogEntry& a, const SqlLogEntry& b) { return a.lsn < b.lsn; });
+      std::vector<SqlLogEntry> unique;
+      unique.reserve(out.size());
+      for (auto& e : out) {
+        if (!unique.empty() && unique.back().lsn == e.lsn) unique.back() = std::move(e);
+        else unique.push_back(std::move(e));
+      }
+      out = std::move(unique);
+    }
+  } catch (...) {
+    sqlite3_exec(reader_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
   }
-  check(reader_, rc, "read SQL log");
   return out;
 }
 
@@ -264,12 +424,29 @@ Deferred<SqlLogPosition> SqliteEngine::sqlLogPosition(std::int64_t ns, const Obj
       check(reader_, rc, "read SQL log");
     }
   }
+  {
+    sqlite3_stmt* s = chunkAtStmt_.get();
+    ResetGuard guard{s};
+    bindObject(s, ns, id);
+    sqlite3_bind_int64(s, 3, time);
+    const int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      forEachChunkEntry(columnBlob(s, 0), [&](std::uint64_t lsn, std::int64_t at, std::string_view) {
+        if (at <= time && lsn > position.lsn) {
+          position.lsn = lsn;
+          position.at = at;
+        }
+      });
+    } else {
+      check(reader_, rc, "read SQL log");
+    }
+  }
   sqlite3_stmt* s = sqlLogOldestStmt_.get();
   ResetGuard guard{s};
   bindObject(s, ns, id);
   const int rc = sqlite3_step(s);
   if (rc == SQLITE_ROW) {
-    position.oldestLsn = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+    if (sqlite3_column_type(s, 0) != SQLITE_NULL) position.oldestLsn = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
   } else {
     check(reader_, rc, "read SQL log");
   }
@@ -311,10 +488,13 @@ void SqliteEngine::purgeNamespace(std::int64_t ns) {
   Statement alarms(writer_, "DELETE FROM alarms WHERE ns = ?1");
   Statement names(writer_, "DELETE FROM names WHERE ns = ?1");
   Statement sqllog(writer_, "DELETE FROM sqllog WHERE ns = ?1");
-  for (Statement* q : {&kv, &alarms, &names, &sqllog}) {
+  Statement sqljournal(writer_, "DELETE FROM sqljournal WHERE ns = ?1");
+  Statement sqlhistory(writer_, "DELETE FROM sqlhistory WHERE ns = ?1");
+  for (Statement* q : {&kv, &alarms, &names, &sqllog, &sqljournal, &sqlhistory}) {
     sqlite3_bind_int64(q->get(), 1, ns);
     check(writer_, sqlite3_step(q->get()), "purge");
   }
+  loadJournal();
   if (walFd_ >= 0) {
     if (int rc = syncDescriptor(walFd_)) throw Error(ErrorCode::kUnavailable, std::string("purge: ") + std::strerror(rc));
   }
@@ -337,12 +517,14 @@ Deferred<std::vector<StoredObject>> SqliteEngine::listObjects(std::int64_t ns, c
   Statement nextAlarm(reader_, "SELECT obj FROM alarms WHERE ns = ?1 AND obj > ?2 ORDER BY obj LIMIT 1");
   // A SQLite-backed object's data is in its own file; its log here says it has some.
   Statement nextSql(reader_, "SELECT obj FROM sqllog WHERE ns = ?1 AND obj > ?2 ORDER BY obj LIMIT 1");
+  Statement nextSqlJournal(reader_, "SELECT min(obj) FROM sqljournal WHERE ns = ?1 AND obj > ?2");
+  Statement nextSqlHistory(reader_, "SELECT obj FROM sqlhistory WHERE ns = ?1 AND obj > ?2 ORDER BY obj LIMIT 1");
   auto next = [this, ns](Statement& q, const std::string& from) -> std::optional<std::string> {
     sqlite3_reset(q.get());
     sqlite3_bind_int64(q.get(), 1, ns);
     sqlite3_bind_blob(q.get(), 2, from.data(), static_cast<int>(from.size()), SQLITE_TRANSIENT);
     int rc = sqlite3_step(q.get());
-    if (rc == SQLITE_DONE) return std::nullopt;
+    if (rc == SQLITE_DONE || (rc == SQLITE_ROW && sqlite3_column_type(q.get(), 0) == SQLITE_NULL)) return std::nullopt;
     if (rc != SQLITE_ROW) fail(reader_, "list objects");
     return std::string(columnBlob(q.get(), 0));
   };
@@ -351,7 +533,7 @@ Deferred<std::vector<StoredObject>> SqliteEngine::listObjects(std::int64_t ns, c
   std::vector<StoredObject> out;
   while (out.size() < limit) {
     std::optional<std::string> first;
-    for (Statement* q : {&nextKv, &nextAlarm, &nextSql}) {
+    for (Statement* q : {&nextKv, &nextAlarm, &nextSql, &nextSqlJournal, &nextSqlHistory}) {
       auto candidate = next(*q, from);
       if (candidate && (!first || *candidate < *first)) first = std::move(candidate);
     }
@@ -512,6 +694,7 @@ void SqliteEngine::commit(const std::vector<CommitBatch>& batches) {
     if (rc != SQLITE_DONE) fail(writer_, "commit");
   };
   step(beginStmt_.get());
+  std::size_t sqlEntries = 0;
     try {
       std::string scratch;  // one buffer for every encoding in the transaction
       for (const CommitBatch& batch : batches) {
@@ -544,23 +727,202 @@ void SqliteEngine::commit(const std::vector<CommitBatch>& batches) {
             sqlite3_bind_int64(appendSqlLogStmt_.get(), 3, static_cast<sqlite3_int64>(entry.lsn));
             bindBlob(appendSqlLogStmt_.get(), 4, entry.records.data(), entry.records.size());
             sqlite3_bind_int64(appendSqlLogStmt_.get(), 5, entry.at);
+            const std::uint64_t seq = nextSeq_++;
+            sqlite3_bind_int64(appendSqlLogStmt_.get(), 6, static_cast<sqlite3_int64>(seq));
             step(appendSqlLogStmt_.get());
+            journalAppended(JournalKey{ob.ns, ob.id}, JournalRow{seq, entry.lsn, entry.at});
           }
+          sqlEntries += ob.sqlLog.size();
           if (ob.sqlLogPruneThrough) {
-            bindObject(pruneSqlLogStmt_.get(), ob.ns, ob.id);
-            sqlite3_bind_int64(pruneSqlLogStmt_.get(), 3, static_cast<sqlite3_int64>(*ob.sqlLogPruneThrough));
-            step(pruneSqlLogStmt_.get());
+            for (sqlite3_stmt* prune : {pruneSqlLogStmt_.get(), pruneSqlJournalStmt_.get(), pruneChunksStmt_.get()}) {
+              bindObject(prune, ob.ns, ob.id);
+              sqlite3_bind_int64(prune, 3, static_cast<sqlite3_int64>(*ob.sqlLogPruneThrough));
+              step(prune);
+            }
+            pruneStraddlingChunks(ob.ns, ob.id, *ob.sqlLogPruneThrough);
+            journalPruned(JournalKey{ob.ns, ob.id}, *ob.sqlLogPruneThrough);
           }
         }
       }
+      if (sqlEntries) foldJournal(sqlEntries);
       step(commitStmt_.get());
     } catch (...) {
       if (!sqlite3_get_autocommit(writer_)) {
         sqlite3_step(rollbackStmt_.get());
         sqlite3_reset(rollbackStmt_.get());
       }
+      // What the journal's rows are is known again only from the table.
+      truncatedBefore_ = 0;
+      try {
+        loadJournal();
+      } catch (...) {
+      }
       throw;
     }
+    if (truncatedBefore_) journalTruncated(std::exchange(truncatedBefore_, 0));
+}
+
+void SqliteEngine::journalAppended(const JournalKey& key, const JournalRow& row) {
+  std::lock_guard lock(journalMu_);
+  JournalObject& o = journal_.objects[key];
+  if (o.folded == o.rows.size()) journal_.byFirstUnfolded.emplace(row.seq, key);
+  o.rows.push_back(row);
+  journal_.bySeq.emplace_back(row.seq, key);
+  journal_.lastSeq = row.seq;
+}
+
+void SqliteEngine::journalPruned(const JournalKey& key, std::uint64_t throughLsn) {
+  std::lock_guard lock(journalMu_);
+  auto it = journal_.objects.find(key);
+  if (it == journal_.objects.end()) return;
+  JournalObject& o = it->second;
+  if (o.folded == o.rows.size() || o.rows[o.folded].lsn > throughLsn) return;
+  // The pruned rows are gone from the table: nothing to fold. They leave journal_ with the
+  // truncation that passes them.
+  journal_.byFirstUnfolded.erase(o.rows[o.folded].seq);
+  while (o.folded < o.rows.size() && o.rows[o.folded].lsn <= throughLsn) ++o.folded;
+  if (o.folded < o.rows.size()) journal_.byFirstUnfolded.emplace(o.rows[o.folded].seq, key);
+}
+
+void SqliteEngine::foldJournal(std::size_t entriesThisBatch) {
+  // Four times what came in: a journal past its window shrinks back while batches go on.
+  std::size_t budget = std::max<std::size_t>(64, 4 * entriesThisBatch);
+  while (budget > 0 && !journal_.byFirstUnfolded.empty()) {
+    const auto [first, key] = *journal_.byFirstUnfolded.begin();
+    if (journal_.lastSeq + 1 - first <= journalWindow_) break;
+    JournalObject& o = journal_.objects.at(key);
+    const std::size_t n = std::min(budget, o.rows.size() - o.folded);
+    // One row of the history for the run: one page written for many entries.
+    chunk_.clear();
+    std::uint64_t firstLsn = 0, lastLsn = 0;
+    std::int64_t firstAt = 0;
+    for (std::size_t i = o.folded; i < o.folded + n; ++i) {
+      sqlite3_stmt* s = foldReadStmt_.get();
+      ResetGuard guard{s};
+      sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(o.rows[i].seq));
+      const int rc = sqlite3_step(s);
+      if (rc == SQLITE_DONE) continue;  // pruned
+      if (rc != SQLITE_ROW) fail(writer_, "fold the SQL journal");
+      const auto lsn = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+      const std::int64_t at = sqlite3_column_int64(s, 1);
+      if (chunk_.empty()) {
+        firstLsn = lsn;
+        firstAt = at;
+      }
+      lastLsn = lsn;
+      appendChunkEntry(chunk_, lsn, at, columnBlob(s, 2));
+    }
+    if (!chunk_.empty()) insertChunk(key.ns, key.id, firstLsn, lastLsn, firstAt, chunk_);
+    budget -= n;
+    std::lock_guard lock(journalMu_);
+    journal_.byFirstUnfolded.erase(journal_.byFirstUnfolded.begin());
+    o.folded += n;
+    if (o.folded < o.rows.size()) journal_.byFirstUnfolded.emplace(o.rows[o.folded].seq, key);
+  }
+  if (journal_.bySeq.empty()) return;
+  const std::uint64_t head =
+      journal_.byFirstUnfolded.empty() ? journal_.lastSeq + 1 : journal_.byFirstUnfolded.begin()->first;
+  if (head <= journal_.bySeq.front().first) return;
+  sqlite3_stmt* s = truncateJournalStmt_.get();
+  sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(head));
+  const int rc = sqlite3_step(s);
+  sqlite3_reset(s);
+  if (rc != SQLITE_DONE) fail(writer_, "truncate the SQL journal");
+  truncatedBefore_ = head;
+}
+
+void SqliteEngine::insertChunk(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t firstLsn,
+                               std::uint64_t lastLsn, std::int64_t firstAt, std::string_view entries) {
+  sqlite3_stmt* s = insertChunkStmt_.get();
+  ResetGuard guard{s};
+  bindObject(s, ns, id);
+  sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(firstLsn));
+  sqlite3_bind_int64(s, 4, static_cast<sqlite3_int64>(lastLsn));
+  sqlite3_bind_int64(s, 5, firstAt);
+  bindBlob(s, 6, entries.data(), entries.size());
+  if (sqlite3_step(s) != SQLITE_DONE) fail(writer_, "fold the SQL journal");
+}
+
+void SqliteEngine::pruneStraddlingChunks(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t throughLsn) {
+  // The runs that end past the prune point but begin before it: kept from it on.
+  struct Kept {
+    std::uint64_t oldFirst, first = 0, last = 0;
+    std::int64_t at = 0;
+    std::string entries;
+  };
+  std::vector<Kept> kept;
+  {
+    sqlite3_stmt* s = straddlingChunksStmt_.get();
+    ResetGuard guard{s};
+    bindObject(s, ns, id);
+    sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(throughLsn));
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      Kept k{static_cast<std::uint64_t>(sqlite3_column_int64(s, 0))};
+      forEachChunkEntry(columnBlob(s, 1), [&](std::uint64_t lsn, std::int64_t at, std::string_view records) {
+        if (lsn <= throughLsn) return;
+        if (k.entries.empty()) {
+          k.first = lsn;
+          k.at = at;
+        }
+        k.last = lsn;
+        appendChunkEntry(k.entries, lsn, at, records);
+      });
+      kept.push_back(std::move(k));
+    }
+    check(writer_, rc, "prune the SQL log");
+  }
+  for (const Kept& k : kept) {
+    sqlite3_stmt* s = deleteChunkStmt_.get();
+    ResetGuard guard{s};
+    bindObject(s, ns, id);
+    sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(k.oldFirst));
+    if (sqlite3_step(s) != SQLITE_DONE) fail(writer_, "prune the SQL log");
+    if (!k.entries.empty()) insertChunk(ns, id, k.first, k.last, k.at, k.entries);
+  }
+}
+
+void SqliteEngine::journalTruncated(std::uint64_t before) {
+  std::lock_guard lock(journalMu_);
+  while (!journal_.bySeq.empty() && journal_.bySeq.front().first < before) {
+    const JournalKey key = journal_.bySeq.front().second;
+    journal_.bySeq.pop_front();
+    auto it = journal_.objects.find(key);
+    if (it == journal_.objects.end()) continue;
+    JournalObject& o = it->second;
+    ++o.dropped;
+    if (o.dropped >= o.rows.size()) {
+      journal_.objects.erase(it);
+    } else if (o.dropped >= 32 && 2 * o.dropped >= o.rows.size()) {
+      o.rows.erase(o.rows.begin(), o.rows.begin() + static_cast<std::ptrdiff_t>(o.dropped));
+      o.folded -= o.dropped;
+      o.dropped = 0;
+    }
+  }
+}
+
+void SqliteEngine::loadJournal() {
+  Journal loaded;
+  Statement all(writer_, "SELECT seq, ns, obj, lsn, at FROM sqljournal ORDER BY seq");
+  int rc;
+  while ((rc = sqlite3_step(all.get())) == SQLITE_ROW) {
+    const auto blob = columnBlob(all.get(), 2);
+    JournalKey key{sqlite3_column_int64(all.get(), 1), {}};
+    if (blob.size() != key.id.size()) continue;
+    std::memcpy(key.id.data(), blob.data(), key.id.size());
+    const JournalRow row{static_cast<std::uint64_t>(sqlite3_column_int64(all.get(), 0)),
+                         static_cast<std::uint64_t>(sqlite3_column_int64(all.get(), 3)), sqlite3_column_int64(all.get(), 4)};
+    JournalObject& o = loaded.objects[key];
+    // What was folded before is not known: folded again, which changes nothing.
+    if (o.rows.empty()) loaded.byFirstUnfolded.emplace(row.seq, key);
+    o.rows.push_back(row);
+    loaded.bySeq.emplace_back(row.seq, key);
+    loaded.lastSeq = row.seq;
+  }
+  if (rc != SQLITE_DONE) fail(writer_, "read the SQL journal");
+  nextSeq_ = std::max(nextSeq_, loaded.lastSeq + 1);
+  std::lock_guard lock(journalMu_);
+  journal_ = std::move(loaded);
 }
 
 bool SqliteEngine::accepting() {

@@ -1,12 +1,16 @@
 // The SQL log through a real Partition on both engines (storage/engine.h): entries an object
 // emits with its batches are durable with them, read back in LSN order above a given LSN,
 // pruned through an LSN, gone with a purged namespace, and (SQLite) still there after the
-// partition's file is opened again.
+// partition's file is opened again. "sqlite-window4" is the SQLite engine with a journal of 4
+// rows, so that entries move to the history in runs all the time (sqlite_engine.h).
+#include "storage/fault_vfs.h"
 #include "storage/memory_engine.h"
 #include "storage/partition.h"
 #include "storage/sqlite_engine.h"
 
 #include <gtest/gtest.h>
+
+#include <sqlite3.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -67,6 +71,9 @@ class SqlLogEngineTest : public ::testing::TestWithParam<std::string> {
     std::unique_ptr<StorageEngine> engine;
     if (GetParam() == "sqlite") {
       engine = std::make_unique<SqliteEngine>(0, dir_ / "p0.sqlite", durable::config::Durability::kFull, ctx_);
+    } else if (GetParam() == "sqlite-window4") {
+      engine = std::make_unique<SqliteEngine>(0, dir_ / "p0.sqlite", durable::config::Durability::kFull, ctx_,
+                                              /*faultInjection=*/true, /*journalWindow=*/4);
     } else {
       engine = std::make_unique<MemoryEngine>(rows_, ctx_);
     }
@@ -82,10 +89,61 @@ class SqlLogEngineTest : public ::testing::TestWithParam<std::string> {
     }
     ASSERT_GT(writer_.committedSeq, before) << "the batch was not reported durable";
   }
+  // Several objects' parts in one batch; returns once each was reported (or reset).
+  void commitAll(std::vector<Writer*> writers) {
+    std::vector<std::uint64_t> before;
+    for (Writer* w : writers) {
+      before.push_back(w->committedSeq);
+      partition_->markDirty(w);
+    }
+    auto done = [&] {
+      for (std::size_t i = 0; i < writers.size(); ++i) {
+        if (writers[i]->committedSeq == before[i] && !writers[i]->wasReset) return false;
+      }
+      return true;
+    };
+    for (int i = 0; i < 5000 && !done(); ++i) {
+      ctx_.restart();
+      ctx_.run_for(std::chrono::milliseconds(2));
+    }
+    ASSERT_TRUE(done()) << "the batch was not reported";
+  }
   std::vector<SqlLogEntry> read(std::uint64_t after, std::uint64_t through = UINT64_MAX) {
     return answer(partition_->readSqlLog(kNs, writer_.id, after, through));
   }
+  std::vector<SqlLogEntry> readOf(const Writer& w, std::uint64_t after = 0) {
+    return answer(partition_->readSqlLog(kNs, w.id, after, UINT64_MAX));
+  }
   SqlLogPosition position(std::int64_t time) { return answer(partition_->sqlLogPosition(kNs, writer_.id, time)); }
+  SqlLogPosition positionOf(const Writer& w, std::int64_t time) {
+    return answer(partition_->sqlLogPosition(kNs, w.id, time));
+  }
+  // A count straight from the partition's file.
+  std::int64_t countIn(const char* sql) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2((dir_ / "p0.sqlite").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* s = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    std::int64_t n = -1;
+    if (sqlite3_step(s) == SQLITE_ROW) n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+  }
+  static std::string recordsOf(char object, std::uint64_t lsn) {
+    return std::string(1, object) + std::to_string(lsn) + std::string("\0x", 2);
+  }
+  // Every entry of `w`'s from `first` to `last`, with its records and time.
+  void expectEntries(const Writer& w, char object, std::uint64_t first, std::uint64_t last) {
+    const auto entries = readOf(w);
+    ASSERT_EQ(entries.size(), last - first + 1) << object;
+    for (std::uint64_t lsn = first; lsn <= last; ++lsn) {
+      const auto& e = entries[lsn - first];
+      ASSERT_EQ(e.lsn, lsn) << object;
+      EXPECT_EQ(e.records, recordsOf(object, lsn)) << object;
+      EXPECT_EQ(e.at, static_cast<std::int64_t>(lsn) * 10) << object;
+    }
+  }
   template <class T>
   T answer(Deferred<T> deferred) {
     if (auto* now = std::get_if<T>(&deferred)) return std::move(*now);
@@ -153,6 +211,115 @@ TEST_P(SqlLogEngineTest, EntriesAreDurableReadInOrderPrunedAndPurged) {
   EXPECT_TRUE(read(0).empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, SqlLogEngineTest, ::testing::Values("sqlite", "memory"));
+TEST_P(SqlLogEngineTest, ManyObjectsEntriesStayWholeAcrossJournalHistoryPruneAndRestart) {
+  Writer a, b, c;
+  a.id[0] = 0xa;
+  b.id[0] = 0xb;
+  c.id[0] = 0xc;
+  // a writes every batch, b every other, c every third: the journal interleaves them, runs of
+  // each move to the history at different places.
+  std::uint64_t la = 0, lb = 0, lc = 0;
+  auto write = [&](int batches) {
+    for (int i = 0; i < batches; ++i) {
+      std::vector<Writer*> dirty{&a};
+      a.next.push_back({++la, recordsOf('a', la), static_cast<std::int64_t>(la) * 10});
+      if (la % 2 == 0) {
+        b.next.push_back({++lb, recordsOf('b', lb), static_cast<std::int64_t>(lb) * 10});
+        dirty.push_back(&b);
+      }
+      if (la % 3 == 0) {
+        // Two entries in one batch, as an object whose turns were cut twice.
+        c.next.push_back({++lc, recordsOf('c', lc), static_cast<std::int64_t>(lc) * 10});
+        c.next.push_back({++lc, recordsOf('c', lc), static_cast<std::int64_t>(lc) * 10});
+        dirty.push_back(&c);
+      }
+      commitAll(dirty);
+    }
+  };
+  write(30);
+  expectEntries(a, 'a', 1, la);
+  expectEntries(b, 'b', 1, lb);
+  expectEntries(c, 'c', 1, lc);
+  if (GetParam() == "sqlite-window4") {
+    EXPECT_GT(countIn("SELECT count(*) FROM sqlhistory"), 0) << "nothing was folded";
+    EXPECT_GT(countIn("SELECT count(*) FROM sqlhistory WHERE last > lsn"), 0) << "no run of several entries";
+    EXPECT_LE(countIn("SELECT count(*) FROM sqljournal"), 4 + 4) << "the journal outgrew its window";
+  }
+  // The last entry at or before a time, and the oldest, wherever they are.
+  EXPECT_EQ(positionOf(a, 125).lsn, 12u);
+  EXPECT_EQ(positionOf(a, 125).at, 120);
+  EXPECT_EQ(positionOf(a, 125).oldestLsn, 1u);
+  EXPECT_EQ(positionOf(c, 1000).lsn, lc);
+
+  // A prune inside a run of the history: from the next entry on, everything stays.
+  a.prune = 17;
+  commitAll({&a});
+  expectEntries(a, 'a', 18, la);
+  EXPECT_EQ(positionOf(a, 170).lsn, 0u) << "entry 17 was pruned";
+  EXPECT_EQ(positionOf(a, 1000).oldestLsn, 18u);
+  expectEntries(b, 'b', 1, lb);
+
+  if (GetParam() != "memory") {
+    open();  // as after a restart: the journal's rows are read again
+    expectEntries(a, 'a', 18, la);
+    expectEntries(b, 'b', 1, lb);
+    expectEntries(c, 'c', 1, lc);
+  }
+  write(20);
+  expectEntries(a, 'a', 18, la);
+  expectEntries(b, 'b', 1, lb);
+  expectEntries(c, 'c', 1, lc);
+  EXPECT_EQ(positionOf(b, 1000).oldestLsn, 1u);
+  EXPECT_EQ(answer(partition_->countObjects(kNs)), 3u);
+  partition_->purgeNamespace(kNs);
+  EXPECT_TRUE(readOf(a).empty());
+  EXPECT_TRUE(readOf(c).empty());
+  EXPECT_EQ(answer(partition_->countObjects(kNs)), 0u);
+}
+
+TEST_P(SqlLogEngineTest, AFailedBatchLeavesTheJournalAsItWas) {
+  if (GetParam() != "sqlite-window4") GTEST_SKIP() << "faults are injected through the SQLite engine's VFS";
+  Writer a, b;
+  a.id[0] = 0xa;
+  b.id[0] = 0xb;
+  std::uint64_t l = 0;
+  for (; l < 12; ++l) {
+    a.next.push_back({l + 1, recordsOf('a', l + 1), static_cast<std::int64_t>(l + 1) * 10});
+    b.next.push_back({l + 1, recordsOf('b', l + 1), static_cast<std::int64_t>(l + 1) * 10});
+    commitAll({&a, &b});
+  }
+  // A batch (its entries, the runs it folds, the rows it deletes) fails as a whole, then the
+  // same LSNs go again: four times in a row, so that some failed batch folded and truncated
+  // (with a window of 4, every third batch here does).
+  for (; l < 16; ++l) {
+    a.next.push_back({l + 1, "lost", (static_cast<std::int64_t>(l) + 1) * 10});
+    b.next.push_back({l + 1, "lost", (static_cast<std::int64_t>(l) + 1) * 10});
+    armStorageFaults(StorageFault::kIoError);
+    commitAll({&a, &b});
+    disarmStorageFaults();
+    ASSERT_TRUE(a.wasReset);
+    ASSERT_TRUE(b.wasReset);
+    a.wasReset = b.wasReset = false;
+    expectEntries(a, 'a', 1, l);
+    expectEntries(b, 'b', 1, l);
+    a.next.push_back({l + 1, recordsOf('a', l + 1), static_cast<std::int64_t>(l + 1) * 10});
+    b.next.push_back({l + 1, recordsOf('b', l + 1), static_cast<std::int64_t>(l + 1) * 10});
+    commitAll({&a, &b});
+    ASSERT_FALSE(a.wasReset);
+  }
+  for (; l < 20; ++l) {
+    a.next.push_back({l + 1, recordsOf('a', l + 1), static_cast<std::int64_t>(l + 1) * 10});
+    b.next.push_back({l + 1, recordsOf('b', l + 1), static_cast<std::int64_t>(l + 1) * 10});
+    commitAll({&a, &b});
+    ASSERT_FALSE(a.wasReset);
+  }
+  expectEntries(a, 'a', 1, 20);
+  expectEntries(b, 'b', 1, 20);
+  open();
+  expectEntries(a, 'a', 1, 20);
+  expectEntries(b, 'b', 1, 20);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, SqlLogEngineTest, ::testing::Values("sqlite", "sqlite-window4", "memory"));
 
 }  // namespace
