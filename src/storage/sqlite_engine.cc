@@ -192,7 +192,6 @@ SqliteEngine::SqliteEngine(int index, std::filesystem::path file, config::Durabi
       Statement(writer_, "INSERT INTO sqljournal(ns, obj, lsn, records, at, seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
   pruneSqlLogStmt_ = Statement(writer_, "DELETE FROM sqllog WHERE ns = ?1 AND obj = ?2 AND lsn <= ?3");
   pruneSqlJournalStmt_ = Statement(writer_, "DELETE FROM sqljournal WHERE ns = ?1 AND obj = ?2 AND lsn <= ?3");
-  foldReadStmt_ = Statement(writer_, "SELECT lsn, at, records FROM sqljournal WHERE seq = ?1");
   insertChunkStmt_ = Statement(writer_,
                                "INSERT OR REPLACE INTO sqlhistory(ns, obj, lsn, last, at, entries) "
                                "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
@@ -284,7 +283,6 @@ SqliteEngine::~SqliteEngine() {
   appendSqlLogStmt_ = {};
   pruneSqlLogStmt_ = {};
   pruneSqlJournalStmt_ = {};
-  foldReadStmt_ = {};
   insertChunkStmt_ = {};
   pruneChunksStmt_ = {};
   straddlingChunksStmt_ = {};
@@ -730,7 +728,7 @@ void SqliteEngine::commit(const std::vector<CommitBatch>& batches) {
             const std::uint64_t seq = nextSeq_++;
             sqlite3_bind_int64(appendSqlLogStmt_.get(), 6, static_cast<sqlite3_int64>(seq));
             step(appendSqlLogStmt_.get());
-            journalAppended(JournalKey{ob.ns, ob.id}, JournalRow{seq, entry.lsn, entry.at});
+            journalAppended(JournalKey{ob.ns, ob.id}, JournalRow{seq, entry.lsn, entry.at}, entry.records);
           }
           sqlEntries += ob.sqlLog.size();
           if (ob.sqlLogPruneThrough) {
@@ -762,11 +760,12 @@ void SqliteEngine::commit(const std::vector<CommitBatch>& batches) {
     if (truncatedBefore_) journalTruncated(std::exchange(truncatedBefore_, 0));
 }
 
-void SqliteEngine::journalAppended(const JournalKey& key, const JournalRow& row) {
+void SqliteEngine::journalAppended(const JournalKey& key, const JournalRow& row, std::string_view records) {
   std::lock_guard lock(journalMu_);
   JournalObject& o = journal_.objects[key];
   if (o.folded == o.rows.size()) journal_.byFirstUnfolded.emplace(row.seq, key);
   o.rows.push_back(row);
+  o.records.emplace_back(records);
   journal_.bySeq.emplace_back(row.seq, key);
   journal_.lastSeq = row.seq;
 }
@@ -780,7 +779,7 @@ void SqliteEngine::journalPruned(const JournalKey& key, std::uint64_t throughLsn
   // The pruned rows are gone from the table: nothing to fold. They leave journal_ with the
   // truncation that passes them.
   journal_.byFirstUnfolded.erase(o.rows[o.folded].seq);
-  while (o.folded < o.rows.size() && o.rows[o.folded].lsn <= throughLsn) ++o.folded;
+  while (o.folded < o.rows.size() && o.rows[o.folded].lsn <= throughLsn) std::string().swap(o.records[o.folded++]);
   if (o.folded < o.rows.size()) journal_.byFirstUnfolded.emplace(o.rows[o.folded].seq, key);
 }
 
@@ -797,23 +796,18 @@ void SqliteEngine::foldJournal(std::size_t entriesThisBatch) {
     std::uint64_t firstLsn = 0, lastLsn = 0;
     std::int64_t firstAt = 0;
     for (std::size_t i = o.folded; i < o.folded + n; ++i) {
-      sqlite3_stmt* s = foldReadStmt_.get();
-      ResetGuard guard{s};
-      sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(o.rows[i].seq));
-      const int rc = sqlite3_step(s);
-      if (rc == SQLITE_DONE) continue;  // pruned
-      if (rc != SQLITE_ROW) fail(writer_, "fold the SQL journal");
-      const auto lsn = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
-      const std::int64_t at = sqlite3_column_int64(s, 1);
+      const JournalRow& row = o.rows[i];
       if (chunk_.empty()) {
-        firstLsn = lsn;
-        firstAt = at;
+        firstLsn = row.lsn;
+        firstAt = row.at;
       }
-      lastLsn = lsn;
-      appendChunkEntry(chunk_, lsn, at, columnBlob(s, 2));
+      lastLsn = row.lsn;
+      appendChunkEntry(chunk_, row.lsn, row.at, o.records[i]);
     }
     if (!chunk_.empty()) insertChunk(key.ns, key.id, firstLsn, lastLsn, firstAt, chunk_);
     budget -= n;
+    // Freed now: a rolled-back fold reloads the journal (commit()).
+    for (std::size_t i = o.folded; i < o.folded + n; ++i) std::string().swap(o.records[i]);
     std::lock_guard lock(journalMu_);
     journal_.byFirstUnfolded.erase(journal_.byFirstUnfolded.begin());
     o.folded += n;
@@ -895,6 +889,7 @@ void SqliteEngine::journalTruncated(std::uint64_t before) {
       journal_.objects.erase(it);
     } else if (o.dropped >= 32 && 2 * o.dropped >= o.rows.size()) {
       o.rows.erase(o.rows.begin(), o.rows.begin() + static_cast<std::ptrdiff_t>(o.dropped));
+      o.records.erase(o.records.begin(), o.records.begin() + static_cast<std::ptrdiff_t>(o.dropped));
       o.folded -= o.dropped;
       o.dropped = 0;
     }
@@ -903,7 +898,7 @@ void SqliteEngine::journalTruncated(std::uint64_t before) {
 
 void SqliteEngine::loadJournal() {
   Journal loaded;
-  Statement all(writer_, "SELECT seq, ns, obj, lsn, at FROM sqljournal ORDER BY seq");
+  Statement all(writer_, "SELECT seq, ns, obj, lsn, at, records FROM sqljournal ORDER BY seq");
   int rc;
   while ((rc = sqlite3_step(all.get())) == SQLITE_ROW) {
     const auto blob = columnBlob(all.get(), 2);
@@ -916,6 +911,7 @@ void SqliteEngine::loadJournal() {
     // What was folded before is not known: folded again, which changes nothing.
     if (o.rows.empty()) loaded.byFirstUnfolded.emplace(row.seq, key);
     o.rows.push_back(row);
+    o.records.emplace_back(columnBlob(all.get(), 5));
     loaded.bySeq.emplace_back(row.seq, key);
     loaded.lastSeq = row.seq;
   }

@@ -145,7 +145,7 @@ class SqliteEngine final : public StorageEngine {
   // one still not moved.
   void foldJournal(std::size_t entriesThisBatch);
   // Commit thread, changing journal_ under journalMu_ (journal_'s comment says when).
-  void journalAppended(const JournalKey& key, const JournalRow& row);
+  void journalAppended(const JournalKey& key, const JournalRow& row, std::string_view records);
   void journalPruned(const JournalKey& key, std::uint64_t throughLsn);
   void journalTruncated(std::uint64_t before);
   void insertChunk(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t firstLsn, std::uint64_t lastLsn,
@@ -172,7 +172,7 @@ class SqliteEngine final : public StorageEngine {
   sqlite3* writer_ = nullptr;
   Statement upsertStmt_, deleteStmt_, deleteAllStmt_, setAlarmStmt_, deleteAlarmStmt_, nameStmt_;
   Statement appendSqlLogStmt_, pruneSqlLogStmt_, pruneSqlJournalStmt_, truncateJournalStmt_;
-  Statement foldReadStmt_, insertChunkStmt_, pruneChunksStmt_, straddlingChunksStmt_, deleteChunkStmt_;
+  Statement insertChunkStmt_, pruneChunksStmt_, straddlingChunksStmt_, deleteChunkStmt_;
   std::string chunk_;  // commit thread: the run being folded
   Statement readJournalRowStmt_, readJournalTailStmt_, readChunksStmt_, chunkAtStmt_;  // shard thread
 
@@ -182,6 +182,8 @@ class SqliteEngine final : public StorageEngine {
   // rows it copied finds each one in the journal or (folded, then deleted) in the log.
   struct JournalObject {
     std::vector<JournalRow> rows;  // by seq; those before `dropped` are deleted from the table
+    // The records of rows not yet folded (commit thread only): a fold reads no row back.
+    std::vector<std::string> records;
     std::size_t dropped = 0;
     std::size_t folded = 0;  // rows before it are in the log too (or pruned)
   };
