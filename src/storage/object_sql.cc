@@ -445,8 +445,7 @@ void ObjectSqlDb::durable(std::uint64_t lsn, std::int64_t now) {
   // A commit of the file costs a WAL append and its locks whatever it holds: one per
   // commitEvery entries, not one per turn (bench/sql/run.sh). The log has the rest meanwhile.
   // Snapshots are taken at commits: at least one per snapshotEvery entries.
-  const std::uint64_t every = std::min(history_.commitEvery, history_.snapshotEvery);
-  if (!committable() || (appliedLsn_ - committedLsn_ < every && appliedLsn_ != committedLsn_)) return;
+  if (!committable() || (appliedLsn_ - committedLsn_ < commitInterval() && appliedLsn_ != committedLsn_)) return;
   commit(now);
 }
 

@@ -219,6 +219,8 @@ class ObjectSqlDb {
   void lost();
   // Whether the open transaction has held durable entries for `limit` emits without a moment
   // to commit: the owner should stop starting turns until durable() commits.
+  // How many durable entries the file holds open before it commits (History::commitEvery).
+  std::uint64_t commitInterval() const { return std::min(history_.commitEvery, history_.snapshotEvery); }
   bool mustQuiesce(std::uint64_t limit) const { return inTransaction_ && appliedLsn_ - committedLsn_ >= limit; }
 
  private:

@@ -597,7 +597,7 @@ void ObjectStore::committed(std::uint64_t seq) {
         sql_->durable(lsn, durable::now());
         // A hot object's file commits only in a moment when nothing it holds is in flight:
         // after four commits' worth of entries without one, new events wait for it.
-        if (sql_->mustQuiesce(4 * sqlConfig_->history.commitEvery)) {
+        if (sql_->mustQuiesce(4 * sql_->commitInterval())) {
           if (!quiesce_.held()) quiesce_ = inputGate_.lock(kQuiesceFlow);
         } else {
           quiesce_.release();

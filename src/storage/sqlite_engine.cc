@@ -193,8 +193,10 @@ SqliteEngine::SqliteEngine(int index, std::filesystem::path file, config::Durabi
   pruneSqlLogStmt_ = Statement(writer_, "DELETE FROM sqllog WHERE ns = ?1 AND obj = ?2 AND lsn <= ?3");
   pruneSqlJournalStmt_ = Statement(writer_, "DELETE FROM sqljournal WHERE ns = ?1 AND obj = ?2 AND lsn <= ?3");
   insertChunkStmt_ = Statement(writer_,
-                               "INSERT OR REPLACE INTO sqlhistory(ns, obj, lsn, last, at, entries) "
-                               "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+                               "INSERT INTO sqlhistory(ns, obj, lsn, last, at, entries) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
+                               // Two runs from one LSN: the longer holds the other.
+                               "ON CONFLICT(ns, obj, lsn) DO UPDATE SET last = excluded.last, at = excluded.at, "
+                               "entries = excluded.entries WHERE excluded.last > sqlhistory.last");
   pruneChunksStmt_ = Statement(writer_, "DELETE FROM sqlhistory WHERE ns = ?1 AND obj = ?2 AND last <= ?3");
   straddlingChunksStmt_ =
       Statement(writer_, "SELECT lsn, entries FROM sqlhistory WHERE ns = ?1 AND obj = ?2 AND lsn <= ?3");
@@ -408,6 +410,13 @@ Deferred<std::vector<SqlLogEntry>> SqliteEngine::readSqlLog(std::int64_t ns, con
 }
 
 Deferred<SqlLogPosition> SqliteEngine::sqlLogPosition(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
+  // One snapshot for the three reads: a prune committed between them could leave the entry
+  // found older than the oldest one kept.
+  check(reader_, sqlite3_exec(reader_, "BEGIN", nullptr, nullptr, nullptr), "read SQL log");
+  struct EndRead {
+    sqlite3* db;
+    ~EndRead() { sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr); }
+  } endRead{reader_};
   SqlLogPosition position;
   {
     sqlite3_stmt* s = sqlLogAtStmt_.get();
@@ -515,7 +524,17 @@ Deferred<std::vector<StoredObject>> SqliteEngine::listObjects(std::int64_t ns, c
   Statement nextAlarm(reader_, "SELECT obj FROM alarms WHERE ns = ?1 AND obj > ?2 ORDER BY obj LIMIT 1");
   // A SQLite-backed object's data is in its own file; its log here says it has some.
   Statement nextSql(reader_, "SELECT obj FROM sqllog WHERE ns = ?1 AND obj > ?2 ORDER BY obj LIMIT 1");
-  Statement nextSqlJournal(reader_, "SELECT min(obj) FROM sqljournal WHERE ns = ?1 AND obj > ?2");
+  // The journal has no index by object: its objects are taken from journal_.
+  std::vector<std::string> inJournal;
+  {
+    std::lock_guard lock(journalMu_);
+    for (const auto& [key, o] : journal_.objects) {
+      if (key.ns == ns && o.dropped < o.rows.size()) {
+        inJournal.emplace_back(reinterpret_cast<const char*>(key.id.data()), key.id.size());
+      }
+    }
+  }
+  std::sort(inJournal.begin(), inJournal.end());
   Statement nextSqlHistory(reader_, "SELECT obj FROM sqlhistory WHERE ns = ?1 AND obj > ?2 ORDER BY obj LIMIT 1");
   auto next = [this, ns](Statement& q, const std::string& from) -> std::optional<std::string> {
     sqlite3_reset(q.get());
@@ -531,9 +550,13 @@ Deferred<std::vector<StoredObject>> SqliteEngine::listObjects(std::int64_t ns, c
   std::vector<StoredObject> out;
   while (out.size() < limit) {
     std::optional<std::string> first;
-    for (Statement* q : {&nextKv, &nextAlarm, &nextSql, &nextSqlJournal, &nextSqlHistory}) {
+    for (Statement* q : {&nextKv, &nextAlarm, &nextSql, &nextSqlHistory}) {
       auto candidate = next(*q, from);
       if (candidate && (!first || *candidate < *first)) first = std::move(candidate);
+    }
+    if (auto it = std::upper_bound(inJournal.begin(), inJournal.end(), from);
+        it != inJournal.end() && (!first || *it < *first)) {
+      first = *it;
     }
     if (!first) break;
     from = std::move(*first);
@@ -691,6 +714,10 @@ void SqliteEngine::commit(const std::vector<CommitBatch>& batches) {
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) fail(writer_, "commit");
   };
+  if (journalStale_) {
+    loadJournal();
+    journalStale_ = false;
+  }
   step(beginStmt_.get());
   std::size_t sqlEntries = 0;
     try {
@@ -749,10 +776,14 @@ void SqliteEngine::commit(const std::vector<CommitBatch>& batches) {
         sqlite3_step(rollbackStmt_.get());
         sqlite3_reset(rollbackStmt_.get());
       }
-      // What the journal's rows are is known again only from the table.
+      // What the journal's rows are is known again only from the table: until it is read, no
+      // batch is written (commit() reads it first), or one could delete rows whose fold was
+      // rolled back.
       truncatedBefore_ = 0;
+      journalStale_ = true;
       try {
         loadJournal();
+        journalStale_ = false;
       } catch (...) {
       }
       throw;
@@ -766,6 +797,7 @@ void SqliteEngine::journalAppended(const JournalKey& key, const JournalRow& row,
   if (o.folded == o.rows.size()) journal_.byFirstUnfolded.emplace(row.seq, key);
   o.rows.push_back(row);
   o.records.emplace_back(records);
+  unfoldedBytes_ += records.size();
   journal_.bySeq.emplace_back(row.seq, key);
   journal_.lastSeq = row.seq;
 }
@@ -779,7 +811,10 @@ void SqliteEngine::journalPruned(const JournalKey& key, std::uint64_t throughLsn
   // The pruned rows are gone from the table: nothing to fold. They leave journal_ with the
   // truncation that passes them.
   journal_.byFirstUnfolded.erase(o.rows[o.folded].seq);
-  while (o.folded < o.rows.size() && o.rows[o.folded].lsn <= throughLsn) std::string().swap(o.records[o.folded++]);
+  while (o.folded < o.rows.size() && o.rows[o.folded].lsn <= throughLsn) {
+    unfoldedBytes_ -= o.records[o.folded].size();
+    std::string().swap(o.records[o.folded++]);
+  }
   if (o.folded < o.rows.size()) journal_.byFirstUnfolded.emplace(o.rows[o.folded].seq, key);
 }
 
@@ -788,7 +823,7 @@ void SqliteEngine::foldJournal(std::size_t entriesThisBatch) {
   std::size_t budget = std::max<std::size_t>(64, 4 * entriesThisBatch);
   while (budget > 0 && !journal_.byFirstUnfolded.empty()) {
     const auto [first, key] = *journal_.byFirstUnfolded.begin();
-    if (journal_.lastSeq + 1 - first <= journalWindow_) break;
+    if (journal_.lastSeq + 1 - first <= journalWindow_ && unfoldedBytes_ <= kJournalBytes) break;
     JournalObject& o = journal_.objects.at(key);
     const std::size_t n = std::min(budget, o.rows.size() - o.folded);
     // One row of the history for the run: one page written for many entries.
@@ -807,7 +842,10 @@ void SqliteEngine::foldJournal(std::size_t entriesThisBatch) {
     if (!chunk_.empty()) insertChunk(key.ns, key.id, firstLsn, lastLsn, firstAt, chunk_);
     budget -= n;
     // Freed now: a rolled-back fold reloads the journal (commit()).
-    for (std::size_t i = o.folded; i < o.folded + n; ++i) std::string().swap(o.records[i]);
+    for (std::size_t i = o.folded; i < o.folded + n; ++i) {
+      unfoldedBytes_ -= o.records[i].size();
+      std::string().swap(o.records[i]);
+    }
     std::lock_guard lock(journalMu_);
     journal_.byFirstUnfolded.erase(journal_.byFirstUnfolded.begin());
     o.folded += n;
@@ -916,6 +954,30 @@ void SqliteEngine::loadJournal() {
     loaded.lastSeq = row.seq;
   }
   if (rc != SQLITE_DONE) fail(writer_, "read the SQL journal");
+  // Rows a run of the history already holds (folded, not yet deleted) stay folded: folded
+  // again they would make a second run over the same entries, which a prune's rewrite of the
+  // first could then replace.
+  Statement runs(writer_, "SELECT lsn, last FROM sqlhistory WHERE ns = ?1 AND obj = ?2 AND last >= ?3 ORDER BY lsn");
+  std::uint64_t bytes = 0;
+  for (auto& [key, o] : loaded.objects) {
+    sqlite3_reset(runs.get());
+    bindObject(runs.get(), key.ns, key.id);
+    sqlite3_bind_int64(runs.get(), 3, static_cast<sqlite3_int64>(o.rows.front().lsn));
+    while ((rc = sqlite3_step(runs.get())) == SQLITE_ROW) {
+      const auto first = static_cast<std::uint64_t>(sqlite3_column_int64(runs.get(), 0));
+      const auto last = static_cast<std::uint64_t>(sqlite3_column_int64(runs.get(), 1));
+      while (o.folded < o.rows.size() && o.rows[o.folded].lsn >= first && o.rows[o.folded].lsn <= last) {
+        std::string().swap(o.records[o.folded++]);
+      }
+    }
+    if (rc != SQLITE_DONE) fail(writer_, "read the SQL history");
+    if (o.folded > 0) {
+      loaded.byFirstUnfolded.erase(o.rows.front().seq);
+      if (o.folded < o.rows.size()) loaded.byFirstUnfolded.emplace(o.rows[o.folded].seq, key);
+    }
+    for (std::size_t i = o.folded; i < o.records.size(); ++i) bytes += o.records[i].size();
+  }
+  unfoldedBytes_ = bytes;
   nextSeq_ = std::max(nextSeq_, loaded.lastSeq + 1);
   std::lock_guard lock(journalMu_);
   journal_ = std::move(loaded);

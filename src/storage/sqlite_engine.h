@@ -107,6 +107,8 @@ class SqliteEngine final : public StorageEngine {
 
   // How many rows the journal holds before its oldest objects' entries move to the log.
   static constexpr std::uint64_t kJournalWindow = 65'536;
+  // And how many bytes of records not yet moved it holds at most (they are also kept in memory).
+  static constexpr std::uint64_t kJournalBytes = 16ull << 20;
 
   // `faultInjection`: open through the fault-injecting VFS (storage/fault_vfs.h), for tests.
   // `journalWindow`: kJournalWindow but in tests.
@@ -197,6 +199,8 @@ class SqliteEngine final : public StorageEngine {
   std::mutex journalMu_;
   Journal journal_;
   std::uint64_t truncatedBefore_ = 0;  // commit thread: what this transaction deleted up to
+  std::uint64_t unfoldedBytes_ = 0;   // commit thread: records held in JournalObject::records
+  bool journalStale_ = false;         // commit thread: journal_ failed to reload after a rollback
   std::uint64_t nextSeq_ = 1;  // commit thread: never reused while the engine runs
   Statement beginStmt_, commitStmt_, rollbackStmt_;
   int walFd_ = -1;  // durability full: our own descriptor of the WAL, for fdatasync

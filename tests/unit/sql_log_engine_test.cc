@@ -320,6 +320,176 @@ TEST_P(SqlLogEngineTest, AFailedBatchLeavesTheJournalAsItWas) {
   expectEntries(b, 'b', 1, 20);
 }
 
+// Two objects, a written in every batch and b in every other; `withB` says whether b writes.
+struct TwoWriters {
+  Writer a, b;
+  std::uint64_t la = 0, lb = 0;
+  TwoWriters() {
+    a.id[0] = 0xa;
+    b.id[0] = 0xb;
+  }
+};
+
+TEST_P(SqlLogEngineTest, APruneAfterARestartKeepsEntriesThatWereFoldedBefore) {
+  if (GetParam() == "memory") GTEST_SKIP() << "nothing to restart";
+  TwoWriters w;
+  auto batch = [&](bool withB) {
+    std::vector<Writer*> dirty{&w.a};
+    w.a.next.push_back({++w.la, recordsOf('a', w.la), static_cast<std::int64_t>(w.la) * 10});
+    if (withB) {
+      w.b.next.push_back({++w.lb, recordsOf('b', w.lb), static_cast<std::int64_t>(w.lb) * 10});
+      dirty.push_back(&w.b);
+    }
+    commitAll(dirty);
+  };
+  // With a window of 4: a's 1..4 is a run of the history while a3 and a4 are still in the
+  // journal (b1, not folded, holds the deletion back). After the restart they must not be
+  // folded into a second run, which the prune's rewrite of the first would replace.
+  batch(false), batch(true), batch(false), batch(true);
+  open();
+  batch(false), batch(true);
+  expectEntries(w.a, 'a', 1, 6);
+  w.a.prune = 2;
+  commitAll({&w.a});
+  expectEntries(w.a, 'a', 3, 6);
+  open();
+  expectEntries(w.a, 'a', 3, 6);
+  expectEntries(w.b, 'b', 1, w.lb);
+}
+
+TEST_P(SqlLogEngineTest, APruneAfterAFailedBatchKeepsEntriesThatWereFoldedBefore) {
+  if (GetParam() != "sqlite-window4") GTEST_SKIP() << "faults are injected through the SQLite engine's VFS";
+  TwoWriters w;
+  auto batch = [&](bool withB) {
+    std::vector<Writer*> dirty{&w.a};
+    w.a.next.push_back({++w.la, recordsOf('a', w.la), static_cast<std::int64_t>(w.la) * 10});
+    if (withB) {
+      w.b.next.push_back({++w.lb, recordsOf('b', w.lb), static_cast<std::int64_t>(w.lb) * 10});
+      dirty.push_back(&w.b);
+    }
+    commitAll(dirty);
+  };
+  batch(false), batch(true), batch(false), batch(true);
+  // Another object's batch fails: the journal is read again from the table.
+  Writer c;
+  c.id[0] = 0xc;
+  c.next.push_back({1, "lost", 10});
+  armStorageFaults(StorageFault::kIoError);
+  commitAll({&c});
+  disarmStorageFaults();
+  ASSERT_TRUE(c.wasReset);
+  batch(false), batch(true);
+  expectEntries(w.a, 'a', 1, 6);
+  w.a.prune = 2;
+  commitAll({&w.a});
+  expectEntries(w.a, 'a', 3, 6);
+  EXPECT_TRUE(readOf(c).empty());
+}
+
+TEST_P(SqlLogEngineTest, RestartsBetweenBatchesKeepEveryPositionAndTheOldest) {
+  if (GetParam() == "memory") GTEST_SKIP() << "nothing to restart";
+  TwoWriters w;
+  auto batch = [&](bool withB) {
+    std::vector<Writer*> dirty{&w.a};
+    w.a.next.push_back({++w.la, recordsOf('a', w.la), static_cast<std::int64_t>(w.la) * 10});
+    if (withB) {
+      w.b.next.push_back({++w.lb, recordsOf('b', w.lb), static_cast<std::int64_t>(w.lb) * 10});
+      dirty.push_back(&w.b);
+    }
+    commitAll(dirty);
+  };
+  for (int round = 0; round < 6; ++round) {
+    for (int i = 0; i < 7; ++i) batch(i % 2 == 1);
+    open();
+  }
+  for (std::uint64_t l = 1; l <= w.la; ++l) {
+    EXPECT_EQ(positionOf(w.a, static_cast<std::int64_t>(l) * 10 + 5).lsn, l);
+  }
+  expectEntries(w.a, 'a', 1, w.la);
+  for (std::uint64_t p = 1; p + 1 < w.la; p += 3) {
+    w.a.prune = p;
+    commitAll({&w.a});
+    expectEntries(w.a, 'a', p + 1, w.la);
+    EXPECT_EQ(positionOf(w.a, 1 << 30).oldestLsn, p + 1);
+  }
+  expectEntries(w.b, 'b', 1, w.lb);
+}
+
+TEST_P(SqlLogEngineTest, LargeEntriesMoveOnBeforeTheJournalHoldsMoreThanItsBytes) {
+  if (GetParam() != "sqlite") GTEST_SKIP() << "the default window";
+  // 24 entries of 1 MiB: far under the window's rows, over its 16 MiB.
+  for (std::uint64_t lsn = 1; lsn <= 24; ++lsn) {
+    writer_.next.push_back({lsn, std::string(1 << 20, static_cast<char>('a' + lsn % 26)), static_cast<std::int64_t>(lsn)});
+    commit();
+  }
+  EXPECT_LE(countIn("SELECT count(*) FROM sqljournal"), 17);
+  EXPECT_GT(countIn("SELECT count(*) FROM sqlhistory"), 0);
+  const auto entries = read(0);
+  ASSERT_EQ(entries.size(), 24u);
+  for (std::uint64_t lsn = 1; lsn <= 24; ++lsn) {
+    EXPECT_EQ(entries[lsn - 1].lsn, lsn);
+    EXPECT_EQ(entries[lsn - 1].records, std::string(1 << 20, static_cast<char>('a' + lsn % 26)));
+  }
+}
+
+TEST_P(SqlLogEngineTest, ObjectsWhoseEntriesAreOnlyInTheJournalOrOnlyInTheHistoryAreListed) {
+  TwoWriters w;
+  // a's entries reach the history (window 4), b's stay in the journal.
+  for (std::uint64_t l = 1; l <= 8; ++l) {
+    w.a.next.push_back({l, recordsOf('a', l), static_cast<std::int64_t>(l) * 10});
+    commitAll({&w.a});
+  }
+  w.b.next.push_back({1, recordsOf('b', 1), 10});
+  commitAll({&w.b});
+  EXPECT_EQ(answer(partition_->countObjects(kNs)), 2u);
+  const auto listed = answer(partition_->listObjects(kNs, std::nullopt, 10));
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].id, w.a.id);
+  EXPECT_EQ(listed[1].id, w.b.id);
+  const auto after = answer(partition_->listObjects(kNs, w.a.id, 10));
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].id, w.b.id);
+}
+
+TEST_P(SqlLogEngineTest, EntriesOfTheOneRowPerEntryLayoutAreReadPositionedAndPruned) {
+  if (GetParam() == "memory") GTEST_SKIP() << "a layout of the SQLite engine's";
+  partition_.reset();
+  {
+    // A partition as builds before 2026-12-07 wrote it: entries 1..3 in sqllog.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ / "p0.sqlite").c_str(), &db), SQLITE_OK);
+    for (std::uint64_t lsn = 1; lsn <= 3; ++lsn) {
+      sqlite3_stmt* s = nullptr;
+      ASSERT_EQ(sqlite3_prepare_v2(db, "INSERT INTO sqllog(ns, obj, lsn, records, at) VALUES(?1, ?2, ?3, ?4, ?5)", -1,
+                                   &s, nullptr),
+                SQLITE_OK);
+      sqlite3_bind_int64(s, 1, kNs);
+      sqlite3_bind_blob(s, 2, writer_.id.data(), static_cast<int>(writer_.id.size()), SQLITE_TRANSIENT);
+      sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(lsn));
+      const std::string records = recordsOf('w', lsn);
+      sqlite3_bind_blob(s, 4, records.data(), static_cast<int>(records.size()), SQLITE_TRANSIENT);
+      sqlite3_bind_int64(s, 5, static_cast<sqlite3_int64>(lsn) * 10);
+      ASSERT_EQ(sqlite3_step(s), SQLITE_DONE);
+      sqlite3_finalize(s);
+    }
+    sqlite3_close(db);
+  }
+  open();
+  for (std::uint64_t lsn = 4; lsn <= 12; ++lsn) {
+    writer_.next.push_back({lsn, recordsOf('w', lsn), static_cast<std::int64_t>(lsn) * 10});
+    commit();
+  }
+  expectEntries(writer_, 'w', 1, 12);
+  EXPECT_EQ(position(25).lsn, 2u);
+  EXPECT_EQ(position(95).lsn, 9u);
+  EXPECT_EQ(position(1000).oldestLsn, 1u);
+  writer_.prune = 5;
+  commit();
+  expectEntries(writer_, 'w', 6, 12);
+  EXPECT_EQ(position(1000).oldestLsn, 6u);
+  EXPECT_EQ(position(25).lsn, 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, SqlLogEngineTest, ::testing::Values("sqlite", "sqlite-window4", "memory"));
 
 }  // namespace
