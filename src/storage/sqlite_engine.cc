@@ -212,8 +212,12 @@ SqliteEngine::SqliteEngine(int index, std::filesystem::path file, config::Durabi
   readAlarmStmt_ = Statement(reader_, "SELECT time FROM alarms WHERE ns = ?1 AND obj = ?2");
   readSqlLogStmt_ = Statement(
       reader_, "SELECT lsn, records, at FROM sqllog WHERE ns = ?1 AND obj = ?2 AND lsn > ?3 AND lsn <= ?4 ORDER BY lsn");
-  readChunksStmt_ = Statement(
-      reader_, "SELECT entries FROM sqlhistory WHERE ns = ?1 AND obj = ?2 AND last > ?3 AND lsn <= ?4 ORDER BY lsn");
+  // From the run holding the entry after ?3 on: runs of one object do not overlap (but for
+  // two from one LSN, which the upsert in insertChunkStmt_ makes one), so it is an index seek.
+  readChunksStmt_ = Statement(reader_,
+                              "SELECT entries FROM sqlhistory WHERE ns = ?1 AND obj = ?2 AND lsn <= ?4 AND last > ?3 "
+                              "AND lsn >= coalesce((SELECT max(lsn) FROM sqlhistory WHERE ns = ?1 AND obj = ?2 "
+                              "AND lsn <= ?3 + 1), 0) ORDER BY lsn");
   chunkAtStmt_ = Statement(
       reader_, "SELECT entries FROM sqlhistory WHERE ns = ?1 AND obj = ?2 AND at <= ?3 ORDER BY lsn DESC LIMIT 1");
   readJournalRowStmt_ =
@@ -322,13 +326,19 @@ Deferred<std::optional<std::int64_t>> SqliteEngine::readAlarm(std::int64_t ns, c
 }
 
 std::vector<SqliteEngine::JournalRow> SqliteEngine::journalRowsOf(std::int64_t ns, const ObjectId::Raw& id,
+                                                                  std::uint64_t afterLsn, std::uint64_t throughLsn,
                                                                   std::uint64_t* lastSeq) {
   std::lock_guard lock(journalMu_);
   *lastSeq = journal_.lastSeq;
   auto it = journal_.objects.find(JournalKey{ns, id});
   if (it == journal_.objects.end()) return {};
   const JournalObject& o = it->second;
-  return {o.rows.begin() + static_cast<std::ptrdiff_t>(o.dropped), o.rows.end()};
+  // An object's rows are in LSN order (seq order, and LSNs grow).
+  auto byLsn = [](const JournalRow& row, std::uint64_t lsn) { return row.lsn < lsn; };
+  const auto from = std::lower_bound(o.rows.begin() + static_cast<std::ptrdiff_t>(o.dropped), o.rows.end(),
+                                     afterLsn + 1, byLsn);
+  const auto to = throughLsn == UINT64_MAX ? o.rows.end() : std::lower_bound(from, o.rows.end(), throughLsn + 1, byLsn);
+  return {from, to};
 }
 
 Deferred<std::vector<SqlLogEntry>> SqliteEngine::readSqlLog(std::int64_t ns, const ObjectId::Raw& id,
@@ -336,7 +346,7 @@ Deferred<std::vector<SqlLogEntry>> SqliteEngine::readSqlLog(std::int64_t ns, con
   // The rows are copied before the snapshot begins: each is then in the journal in that
   // snapshot or was folded into the log before it was deleted (journal_'s comment).
   std::uint64_t lastSeq = 0;
-  const std::vector<JournalRow> journalRows = journalRowsOf(ns, id, &lastSeq);
+  const std::vector<JournalRow> journalRows = journalRowsOf(ns, id, afterLsn, throughLsn, &lastSeq);
   std::vector<SqlLogEntry> out;
   auto take = [&](sqlite3_stmt* s) {
     int rc;

@@ -155,8 +155,9 @@ class SqliteEngine final : public StorageEngine {
   void pruneStraddlingChunks(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t throughLsn);
   // journal_ from the table: at start, after a purge, after a rolled-back commit.
   void loadJournal();
-  // The journal rows of an object not yet in the log: copied under journalMu_.
-  std::vector<JournalRow> journalRowsOf(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t* lastSeq);
+  // An object's journal rows with LSNs in (afterLsn, throughLsn]: copied under journalMu_.
+  std::vector<JournalRow> journalRowsOf(std::int64_t ns, const ObjectId::Raw& id, std::uint64_t afterLsn,
+                                        std::uint64_t throughLsn, std::uint64_t* lastSeq);
   struct DescribeStatements;
   StoredObject describeWith(DescribeStatements& q, std::int64_t ns, const ObjectId::Raw& id);
 
