@@ -158,9 +158,10 @@ std::size_t SqliteEngine::JournalKeyHash::operator()(const JournalKey& k) const 
 }
 
 SqliteEngine::SqliteEngine(int index, std::filesystem::path file, config::Durability durability,
-                           boost::asio::io_context& shard, bool faultInjection, std::uint64_t journalWindow)
+                           boost::asio::io_context& shard, bool faultInjection, std::uint64_t journalWindow,
+                           std::size_t foldBudget)
     : index_(index), file_(std::move(file)), shard_(shard), faultInjection_(faultInjection),
-      journalWindow_(journalWindow) {
+      journalWindow_(journalWindow), foldBudget_(foldBudget) {
   const bool syncThread = durability == config::Durability::kFull;
   // Under "full" the sync thread flushes the WAL; SQLite itself runs as under "relaxed".
   writer_ = openDatabase(file_, config::Durability::kRelaxed, false, faultInjection ? faultVfsName() : nullptr);
@@ -830,7 +831,7 @@ void SqliteEngine::journalPruned(const JournalKey& key, std::uint64_t throughLsn
 
 void SqliteEngine::foldJournal(std::size_t entriesThisBatch) {
   // Four times what came in: a journal past its window shrinks back while batches go on.
-  std::size_t budget = std::max<std::size_t>(64, 4 * entriesThisBatch);
+  std::size_t budget = foldBudget_ ? foldBudget_ : std::max<std::size_t>(64, 4 * entriesThisBatch);
   while (budget > 0 && !journal_.byFirstUnfolded.empty()) {
     const auto [first, key] = *journal_.byFirstUnfolded.begin();
     if (journal_.lastSeq + 1 - first <= journalWindow_ && unfoldedBytes_ <= kJournalBytes) break;

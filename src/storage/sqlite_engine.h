@@ -111,9 +111,10 @@ class SqliteEngine final : public StorageEngine {
   static constexpr std::uint64_t kJournalBytes = 16ull << 20;
 
   // `faultInjection`: open through the fault-injecting VFS (storage/fault_vfs.h), for tests.
-  // `journalWindow`: kJournalWindow but in tests.
+  // `journalWindow`: kJournalWindow but in tests; `foldBudget`: how many entries a batch may
+  // move at most (0: four times what it brought, at least 64), smaller in tests.
   SqliteEngine(int index, std::filesystem::path file, config::Durability durability, boost::asio::io_context& shard,
-               bool faultInjection = false, std::uint64_t journalWindow = kJournalWindow);
+               bool faultInjection = false, std::uint64_t journalWindow = kJournalWindow, std::size_t foldBudget = 0);
   ~SqliteEngine() override;
 
   bool readsMayWait() const override { return false; }
@@ -197,6 +198,7 @@ class SqliteEngine final : public StorageEngine {
     std::uint64_t lastSeq = 0;
   };
   const std::uint64_t journalWindow_;
+  const std::size_t foldBudget_;
   std::mutex journalMu_;
   Journal journal_;
   std::uint64_t truncatedBefore_ = 0;  // commit thread: what this transaction deleted up to

@@ -2,7 +2,8 @@
 // emits with its batches are durable with them, read back in LSN order above a given LSN,
 // pruned through an LSN, gone with a purged namespace, and (SQLite) still there after the
 // partition's file is opened again. "sqlite-window4" is the SQLite engine with a journal of 4
-// rows, so that entries move to the history in runs all the time (sqlite_engine.h).
+// rows, so that entries move to the history in runs all the time (sqlite_engine.h);
+// "sqlite-window4-fold1" moves one entry per batch, so runs are moved in parts.
 #include "storage/fault_vfs.h"
 #include "storage/memory_engine.h"
 #include "storage/partition.h"
@@ -74,6 +75,10 @@ class SqlLogEngineTest : public ::testing::TestWithParam<std::string> {
     } else if (GetParam() == "sqlite-window4") {
       engine = std::make_unique<SqliteEngine>(0, dir_ / "p0.sqlite", durable::config::Durability::kFull, ctx_,
                                               /*faultInjection=*/true, /*journalWindow=*/4);
+    } else if (GetParam() == "sqlite-window4-fold1") {
+      // One entry moved per batch: objects' runs are moved in parts, the journal lags behind.
+      engine = std::make_unique<SqliteEngine>(0, dir_ / "p0.sqlite", durable::config::Durability::kFull, ctx_,
+                                              /*faultInjection=*/false, /*journalWindow=*/4, /*foldBudget=*/1);
     } else {
       engine = std::make_unique<MemoryEngine>(rows_, ctx_);
     }
@@ -244,6 +249,9 @@ TEST_P(SqlLogEngineTest, ManyObjectsEntriesStayWholeAcrossJournalHistoryPruneAnd
     EXPECT_GT(countIn("SELECT count(*) FROM sqlhistory"), 0) << "nothing was folded";
     EXPECT_GT(countIn("SELECT count(*) FROM sqlhistory WHERE last > lsn"), 0) << "no run of several entries";
     EXPECT_LE(countIn("SELECT count(*) FROM sqljournal"), 4 + 4) << "the journal outgrew its window";
+  }
+  if (GetParam() == "sqlite-window4-fold1") {
+    EXPECT_GT(countIn("SELECT count(*) FROM sqlhistory WHERE lsn = last"), 0) << "no run moved in parts";
   }
   // The last entry at or before a time, and the oldest, wherever they are.
   EXPECT_EQ(positionOf(a, 125).lsn, 12u);
@@ -490,6 +498,7 @@ TEST_P(SqlLogEngineTest, EntriesOfTheOneRowPerEntryLayoutAreReadPositionedAndPru
   EXPECT_EQ(position(25).lsn, 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, SqlLogEngineTest, ::testing::Values("sqlite", "sqlite-window4", "memory"));
+INSTANTIATE_TEST_SUITE_P(Engines, SqlLogEngineTest,
+                         ::testing::Values("sqlite", "sqlite-window4", "sqlite-window4-fold1", "memory"));
 
 }  // namespace
