@@ -52,6 +52,16 @@ class Writer final : public BatchWriter {
   void reset(std::exception_ptr) override { wasReset = true; }
 };
 
+// Two objects' writers, and the LSN each wrote last.
+struct TwoWriters {
+  Writer a, b;
+  std::uint64_t la = 0, lb = 0;
+  TwoWriters() {
+    a.id[0] = 0xa;
+    b.id[0] = 0xb;
+  }
+};
+
 class SqlLogEngineTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -93,6 +103,16 @@ class SqlLogEngineTest : public ::testing::TestWithParam<std::string> {
       ctx_.run_for(std::chrono::milliseconds(2));
     }
     ASSERT_GT(writer_.committedSeq, before) << "the batch was not reported durable";
+  }
+  // A batch with a's next entry, and b's when `withB`.
+  void twoWritersBatch(TwoWriters& w, bool withB) {
+    std::vector<Writer*> dirty{&w.a};
+    w.a.next.push_back({++w.la, recordsOf('a', w.la), static_cast<std::int64_t>(w.la) * 10});
+    if (withB) {
+      w.b.next.push_back({++w.lb, recordsOf('b', w.lb), static_cast<std::int64_t>(w.lb) * 10});
+      dirty.push_back(&w.b);
+    }
+    commitAll(dirty);
   }
   // Several objects' parts in one batch; returns once each was reported (or reset).
   void commitAll(std::vector<Writer*> writers) {
@@ -328,28 +348,11 @@ TEST_P(SqlLogEngineTest, AFailedBatchLeavesTheJournalAsItWas) {
   expectEntries(b, 'b', 1, 20);
 }
 
-// Two objects, a written in every batch and b in every other; `withB` says whether b writes.
-struct TwoWriters {
-  Writer a, b;
-  std::uint64_t la = 0, lb = 0;
-  TwoWriters() {
-    a.id[0] = 0xa;
-    b.id[0] = 0xb;
-  }
-};
 
 TEST_P(SqlLogEngineTest, APruneAfterARestartKeepsEntriesThatWereFoldedBefore) {
   if (GetParam() == "memory") GTEST_SKIP() << "nothing to restart";
   TwoWriters w;
-  auto batch = [&](bool withB) {
-    std::vector<Writer*> dirty{&w.a};
-    w.a.next.push_back({++w.la, recordsOf('a', w.la), static_cast<std::int64_t>(w.la) * 10});
-    if (withB) {
-      w.b.next.push_back({++w.lb, recordsOf('b', w.lb), static_cast<std::int64_t>(w.lb) * 10});
-      dirty.push_back(&w.b);
-    }
-    commitAll(dirty);
-  };
+  auto batch = [&](bool withB) { twoWritersBatch(w, withB); };
   // With a window of 4: a's 1..4 is a run of the history while a3 and a4 are still in the
   // journal (b1, not folded, holds the deletion back). After the restart they must not be
   // folded into a second run, which the prune's rewrite of the first would replace.
@@ -368,15 +371,7 @@ TEST_P(SqlLogEngineTest, APruneAfterARestartKeepsEntriesThatWereFoldedBefore) {
 TEST_P(SqlLogEngineTest, APruneAfterAFailedBatchKeepsEntriesThatWereFoldedBefore) {
   if (GetParam() != "sqlite-window4") GTEST_SKIP() << "faults are injected through the SQLite engine's VFS";
   TwoWriters w;
-  auto batch = [&](bool withB) {
-    std::vector<Writer*> dirty{&w.a};
-    w.a.next.push_back({++w.la, recordsOf('a', w.la), static_cast<std::int64_t>(w.la) * 10});
-    if (withB) {
-      w.b.next.push_back({++w.lb, recordsOf('b', w.lb), static_cast<std::int64_t>(w.lb) * 10});
-      dirty.push_back(&w.b);
-    }
-    commitAll(dirty);
-  };
+  auto batch = [&](bool withB) { twoWritersBatch(w, withB); };
   batch(false), batch(true), batch(false), batch(true);
   // Another object's batch fails: the journal is read again from the table.
   Writer c;
@@ -397,15 +392,7 @@ TEST_P(SqlLogEngineTest, APruneAfterAFailedBatchKeepsEntriesThatWereFoldedBefore
 TEST_P(SqlLogEngineTest, RestartsBetweenBatchesKeepEveryPositionAndTheOldest) {
   if (GetParam() == "memory") GTEST_SKIP() << "nothing to restart";
   TwoWriters w;
-  auto batch = [&](bool withB) {
-    std::vector<Writer*> dirty{&w.a};
-    w.a.next.push_back({++w.la, recordsOf('a', w.la), static_cast<std::int64_t>(w.la) * 10});
-    if (withB) {
-      w.b.next.push_back({++w.lb, recordsOf('b', w.lb), static_cast<std::int64_t>(w.lb) * 10});
-      dirty.push_back(&w.b);
-    }
-    commitAll(dirty);
-  };
+  auto batch = [&](bool withB) { twoWritersBatch(w, withB); };
   for (int round = 0; round < 6; ++round) {
     for (int i = 0; i < 7; ++i) batch(i % 2 == 1);
     open();
