@@ -547,17 +547,7 @@ void SqliteEngine::commit(const std::vector<CommitBatch>& batches) {
             bindBlob(nameStmt_.get(), 3, ob.name->data(), ob.name->size());
             step(nameStmt_.get());
           }
-          for (const SqlLogEntry& entry : ob.sqlLog) {
-            bindObject(appendSqlLogStmt_.get(), ob.ns, ob.id);
-            sqlite3_bind_int64(appendSqlLogStmt_.get(), 3, static_cast<sqlite3_int64>(entry.lsn));
-            bindBlob(appendSqlLogStmt_.get(), 4, entry.records.data(), entry.records.size());
-            sqlite3_bind_int64(appendSqlLogStmt_.get(), 5, entry.at);
-            const std::uint64_t seq = nextSeq_++;
-            sqlite3_bind_int64(appendSqlLogStmt_.get(), 6, static_cast<sqlite3_int64>(seq));
-            step(appendSqlLogStmt_.get());
-            journalAppended(JournalKey{ob.ns, ob.id}, JournalRow{seq, entry.lsn, entry.at}, entry.records);
-          }
-          sqlEntries += ob.sqlLog.size();
+          sqlEntries += appendSqlLog(ob);
           if (ob.sqlLogPruneThrough) {
             for (sqlite3_stmt* prune : {pruneSqlLogStmt_.get(), pruneSqlJournalStmt_.get(), pruneChunksStmt_.get()}) {
               bindObject(prune, ob.ns, ob.id);

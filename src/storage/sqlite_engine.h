@@ -109,6 +109,8 @@ class SqliteEngine final : public StorageEngine {
   static constexpr std::uint64_t kJournalWindow = 65'536;
   // And how many bytes of records not yet moved it holds at most (they are also kept in memory).
   static constexpr std::uint64_t kJournalBytes = 16ull << 20;
+  // An entry this large skips the journal: a run of its own in the history.
+  static constexpr std::size_t kOwnRunBytes = 4096;
 
   // `faultInjection`: open through the fault-injecting VFS (storage/fault_vfs.h), for tests.
   // `journalWindow`: kJournalWindow but in tests; `foldBudget`: how many entries a batch may
@@ -147,6 +149,9 @@ class SqliteEngine final : public StorageEngine {
   // log while the journal holds more than its window, and deletes the rows before the first
   // one still not moved.
   void foldJournal(std::size_t entriesThisBatch);
+  // Commit thread, inside commit()'s transaction: the object's entries into the journal, or
+  // (at least kOwnRunBytes) as runs of their own; returns how many went into the journal.
+  std::size_t appendSqlLog(const ObjectBatch& ob);
   // Commit thread, changing journal_ under journalMu_ (journal_'s comment says when).
   void journalAppended(const JournalKey& key, const JournalRow& row, std::string_view records);
   void journalPruned(const JournalKey& key, std::uint64_t throughLsn);
