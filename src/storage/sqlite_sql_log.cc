@@ -263,12 +263,18 @@ void SqliteEngine::foldJournal(std::size_t entriesThisBatch) {
     if (journal_.lastSeq + 1 - first <= journalWindow_ && unfoldedBytes_ <= kJournalBytes) break;
     JournalObject& o = journal_.objects.at(key);
     const std::size_t n = std::min(budget, o.rows.size() - o.folded);
-    // One row of the history for the run: one page written for many entries.
+    // One row of the history for the run: one page written for many entries. A run holds
+    // consecutive LSNs only: where one is missing, a large entry is a run of its own
+    // (appendSqlLog), and runs must not overlap (readChunksStmt_ seeks by that).
     chunk_.clear();
     std::uint64_t firstLsn = 0, lastLsn = 0;
     std::int64_t firstAt = 0;
     for (std::size_t i = o.folded; i < o.folded + n; ++i) {
       const JournalRow& row = o.rows[i];
+      if (!chunk_.empty() && row.lsn != lastLsn + 1) {
+        insertChunk(key.ns, key.id, firstLsn, lastLsn, firstAt, chunk_);
+        chunk_.clear();
+      }
       if (chunk_.empty()) {
         firstLsn = row.lsn;
         firstAt = row.at;

@@ -443,21 +443,33 @@ TEST_P(SqlLogEngineTest, ALargeEntryIsARunOfItsOwnBetweenJournaledOnes) {
   commit();
   if (GetParam() == "sqlite") EXPECT_EQ(countIn("SELECT count(*) FROM sqljournal"), journaled);
   EXPECT_EQ(countIn("SELECT count(*) FROM sqlhistory WHERE lsn = 3 AND last = 3"), 1);
-  writer_.next.push_back({4, "four", 40});
-  commit();
+  // Then small ones again: with a window of 4 they are folded, around the large one.
+  for (std::uint64_t l = 4; l <= 12; ++l) {
+    writer_.next.push_back({l, "small " + std::to_string(l), static_cast<std::int64_t>(l) * 10});
+    commit();
+  }
   auto check = [&](std::uint64_t first) {
     const auto entries = read(0);
     std::vector<std::uint64_t> expected;
-    for (std::uint64_t l = first; l <= 4; ++l) expected.push_back(l);
+    for (std::uint64_t l = first; l <= 12; ++l) expected.push_back(l);
     ASSERT_EQ(lsns(entries), expected);
     for (const auto& e : entries) {
-      EXPECT_EQ(e.records, e.lsn == 3 ? big : e.lsn == 4 ? "four" : e.lsn == 2 ? "two" : "one");
+      EXPECT_EQ(e.records, e.lsn == 3 ? big : e.lsn == 2 ? "two" : e.lsn == 1 ? "one" : "small " + std::to_string(e.lsn));
+    }
+    // From each place: a read that begins after the large entry finds what follows it.
+    for (std::uint64_t after = first; after <= 12; ++after) {
+      EXPECT_EQ(read(after).size(), 12 - after) << "after " << after;
     }
   };
   check(1);
   EXPECT_EQ(position(35).lsn, 3u);
   EXPECT_EQ(position(25).lsn, 2u);
   EXPECT_EQ(position(45).lsn, 4u);
+  EXPECT_EQ(position(1000).lsn, 12u);
+  if (GetParam() == "sqlite-window4") {
+    EXPECT_EQ(countIn("SELECT count(*) FROM sqlhistory a JOIN sqlhistory b ON a.lsn < b.lsn AND b.lsn <= a.last"), 0)
+        << "runs overlap";
+  }
   open();
   writer_.committedSeq = 0;  // a new partition counts its batches from 1 again
   check(1);
@@ -465,6 +477,7 @@ TEST_P(SqlLogEngineTest, ALargeEntryIsARunOfItsOwnBetweenJournaledOnes) {
   commit();
   check(4);
   EXPECT_EQ(position(1000).oldestLsn, 4u);
+  EXPECT_EQ(position(1000).lsn, 12u);
 }
 
 TEST_P(SqlLogEngineTest, ObjectsWhoseEntriesAreOnlyInTheJournalOrOnlyInTheHistoryAreListed) {
