@@ -1,5 +1,6 @@
-// What the SQLite engine's two source files share: sqlite_engine.cc (the partition's tables,
-// its commit and sync threads) and sqlite_sql_log.cc (the SQL log's journal and history).
+// What the SQLite engine's source files share: sqlite_engine.cc (the partition's tables, its
+// commit and sync threads), sqlite_sql_log.cc (the SQL log's journal and history) and
+// sqlite_listing.cc (the objects the admin API lists).
 #pragma once
 
 #include "storage/sqlite_engine.h"
@@ -47,6 +48,21 @@ struct ResetGuard {
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
   }
+};
+
+// One read transaction: every statement in the scope reads the same snapshot. A read ends the
+// same way whether it committed or failed.
+class ReadSnapshot {
+ public:
+  ReadSnapshot(sqlite3* db, std::string_view what) : db_(db) {
+    check(db, sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr), what);
+  }
+  ~ReadSnapshot() { sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr); }
+  ReadSnapshot(const ReadSnapshot&) = delete;
+  ReadSnapshot& operator=(const ReadSnapshot&) = delete;
+
+ private:
+  sqlite3* db_;
 };
 
 }  // namespace durable::detail::sqlite_engine_internal

@@ -88,8 +88,8 @@ Deferred<std::vector<SqlLogEntry>> SqliteEngine::readSqlLog(std::int64_t ns, con
     }
     check(reader_, rc, "read SQL log");
   };
-  check(reader_, sqlite3_exec(reader_, "BEGIN", nullptr, nullptr, nullptr), "read SQL log");
-  try {
+  {
+    const ReadSnapshot snapshot(reader_, "read SQL log");
     {
       sqlite3_stmt* s = readSqlLogStmt_.get();
       ResetGuard guard{s};
@@ -131,21 +131,17 @@ Deferred<std::vector<SqlLogEntry>> SqliteEngine::readSqlLog(std::int64_t ns, con
       bindBlob(s, 3, id.data(), id.size());
       take(s);
     }
-    sqlite3_exec(reader_, "COMMIT", nullptr, nullptr, nullptr);
-    {
-      // A row both folded and still in the journal comes twice: the journal's is the later one.
-      std::stable_sort(out.begin(), out.end(), [](const SqlLogEntry& a, const SqlLogEntry& b) { return a.lsn < b.lsn; });
-      std::vector<SqlLogEntry> unique;
-      unique.reserve(out.size());
-      for (auto& e : out) {
-        if (!unique.empty() && unique.back().lsn == e.lsn) unique.back() = std::move(e);
-        else unique.push_back(std::move(e));
-      }
-      out = std::move(unique);
+  }
+  {
+    // A row both folded and still in the journal comes twice: the journal's is the later one.
+    std::stable_sort(out.begin(), out.end(), [](const SqlLogEntry& a, const SqlLogEntry& b) { return a.lsn < b.lsn; });
+    std::vector<SqlLogEntry> unique;
+    unique.reserve(out.size());
+    for (auto& e : out) {
+      if (!unique.empty() && unique.back().lsn == e.lsn) unique.back() = std::move(e);
+      else unique.push_back(std::move(e));
     }
-  } catch (...) {
-    sqlite3_exec(reader_, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
+    out = std::move(unique);
   }
   return out;
 }
@@ -153,11 +149,7 @@ Deferred<std::vector<SqlLogEntry>> SqliteEngine::readSqlLog(std::int64_t ns, con
 Deferred<SqlLogPosition> SqliteEngine::sqlLogPosition(std::int64_t ns, const ObjectId::Raw& id, std::int64_t time) {
   // One snapshot for the three reads: a prune committed between them could leave the entry
   // found older than the oldest one kept.
-  check(reader_, sqlite3_exec(reader_, "BEGIN", nullptr, nullptr, nullptr), "read SQL log");
-  struct EndRead {
-    sqlite3* db;
-    ~EndRead() { sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr); }
-  } endRead{reader_};
+  const ReadSnapshot snapshot(reader_, "read SQL log");
   SqlLogPosition position;
   {
     sqlite3_stmt* s = sqlLogAtStmt_.get();
