@@ -182,18 +182,40 @@ void ObjectStore::checkWritable() const {
   if (flow != 0 && flow < retiredFlowsBelow_) std::rethrow_exception(retiredWhy_);
 }
 
-std::shared_ptr<const Value> ObjectStore::decoded(std::string_view key, const TxnOverlay* txn) const {
-  if (txn && (txn->deleteAll || txn->writes.contains(key))) return nullptr;
+std::optional<Value> ObjectStore::takeDecoded(std::string_view key, const TxnOverlay* txn) {
+  if (txn && (txn->deleteAll || txn->writes.contains(key))) return std::nullopt;
   auto it = cache_.find(key);
-  return it == cache_.end() ? nullptr : it->second.decoded;
+  if (it == cache_.end() || !it->second.decoded) return std::nullopt;
+  Entry& e = it->second;
+  e.readSinceWrite = true;
+  // Only a tree nothing else holds (an in-flight batch may, until its engine encodes it) and
+  // whose bytes are here to fall back on. A copy of a large tree is thousands of allocations
+  // on the shard, and its release as many frees.
+  if (e.lendOnGet && !txn && !e.encodePending && e.value && e.decoded.use_count() == 1) {
+    Value taken = std::move(*e.decoded);
+    e.decoded.reset();
+    e.lent = true;
+    return taken;
+  }
+  return Value(*e.decoded);
 }
 
 void ObjectStore::rememberDecoded(std::string_view key, const TxnOverlay* txn, const Value& value) {
   if (value.type() != Value::Type::kJson) return;
   if (txn && (txn->deleteAll || txn->writes.contains(key))) return;
   if (auto it = cache_.find(key); it != cache_.end() && it->second.value) {
-    it->second.decoded = std::make_shared<const Value>(value);
+    Entry& e = it->second;
+    e.decoded = std::make_shared<Value>(value);
+    e.readSinceWrite = true;
+    // A get() took the tree and no put() brought it back: this key is read without being
+    // written, and copies from now on.
+    if (std::exchange(e.lent, false)) e.lendOnGet = false;
   }
+}
+
+bool ObjectStore::readSinceWrite(std::string_view key) const {
+  auto it = cache_.find(key);
+  return it != cache_.end() && it->second.readSinceWrite;
 }
 
 void ObjectStore::markOpen(const std::string& key, Entry& e) {
@@ -210,7 +232,7 @@ void ObjectStore::touch() {
 }
 
 void ObjectStore::write(std::string_view key, std::optional<std::string> encoded, TxnOverlay* txn,
-                        std::shared_ptr<const Value> decoded) {
+                        std::shared_ptr<Value> decoded) {
   if (txn) {
     txn->writes.insert_or_assign(std::string(key), std::move(encoded));
     return;
@@ -233,9 +255,11 @@ void ObjectStore::write(std::string_view key, std::optional<std::string> encoded
 }
 
 void ObjectStore::cacheWrite(std::string_view key, std::optional<std::string> encoded,
-                             std::shared_ptr<const Value> decoded, bool sqlPending) {
+                             std::shared_ptr<Value> decoded, bool sqlPending) {
   auto [it, inserted] = cache_.try_emplace(std::string(key));
   retire(it->second);
+  it->second.lendOnGet = std::exchange(it->second.readSinceWrite, false);
+  it->second.lent = false;
   it->second.value = std::move(encoded);
   it->second.encodePending = false;
   it->second.decoded = decoded && decoded->type() == Value::Type::kJson ? std::move(decoded) : nullptr;
@@ -267,11 +291,14 @@ void ObjectStore::retire(Entry& e) {
   if (e.decoded) retired_.push_back(std::move(e.decoded));
 }
 
-void ObjectStore::writeDecoded(std::string_view key, std::shared_ptr<const Value> decoded) {
+void ObjectStore::writeDecoded(std::string_view key, std::shared_ptr<Value> decoded) {
   // A SQLite-backed object's database must be fresh for a write, as for write().
   if (sqlConfig_) sqlForStatement();
   auto [it, inserted] = cache_.try_emplace(std::string(key));
   retire(it->second);
+  it->second.lendOnGet = false;  // put() leaves encoding for later only for a key not read since
+  it->second.readSinceWrite = false;
+  it->second.lent = false;
   it->second.value.reset();
   it->second.encodePending = true;
   it->second.decoded = std::move(decoded);

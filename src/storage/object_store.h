@@ -95,22 +95,29 @@ class ObjectStore final : private BatchWriter {
   std::optional<std::string> read(std::string_view key, const TxnOverlay* txn);
   // `decoded`: the same value, kept so that the next get() of it copies instead of parsing.
   void write(std::string_view key, std::optional<std::string> encoded, TxnOverlay* txn,
-             std::shared_ptr<const Value> decoded = {});
+             std::shared_ptr<Value> decoded = {});
   // Whether put() may leave encoding to writeDecoded(): not inside a savepoint of the object's
   // SQL database, where keys go to the database at once.
   bool encodesLater() const { return !sqlSavepointOpen(); }
   // A JSON value put outside a transaction whose encoding is known to fit the limits (the
   // caller checked its text and a bound on its size): it is encoded only when something needs
   // the bytes, by the engine as it commits the batch (SQLite's does it on its commit thread,
-  // off the shard), or here if the shard reads them first. A ChatRoom puts its whole history
-  // on every message; of the puts one batch holds for a key, only the last is ever encoded.
-  void writeDecoded(std::string_view key, std::shared_ptr<const Value> decoded);
+  // off the shard), or here if the shard reads them first: of the puts one batch holds for a
+  // key, only the last is ever encoded. Not for a key read since it was written (a ChatRoom's
+  // history on every message): encoded at put(), its next read takes the tree (takeDecoded).
+  void writeDecoded(std::string_view key, std::shared_ptr<Value> decoded);
   // Whether a value of `encodedBytes` (Value::encode()'s size) is within the limits for `key`.
   bool fits(std::string_view key, std::size_t encodedBytes) const;
-  // The decoded value the cache keeps for `key` (JSON only), or null: then read() and decode.
-  std::shared_ptr<const Value> decoded(std::string_view key, const TxnOverlay* txn) const;
+  // The decoded value the cache keeps for `key` (JSON only), for the caller to own, or nullopt:
+  // then read() and decode. A copy, or the cache's own tree when the key is read, changed and
+  // put back (a ChatRoom's history on every message): the tree goes to the caller and the
+  // cache keeps the encoded bytes, so a read that comes before the put parses them.
+  std::optional<Value> takeDecoded(std::string_view key, const TxnOverlay* txn);
   // Keeps `value`, just decoded from what read() returned, with its cache entry.
   void rememberDecoded(std::string_view key, const TxnOverlay* txn, const Value& value);
+  // Whether `key` was read since it was last written: its next put() is then encoded at once,
+  // so that the get() after it can take the tree instead of copying it (takeDecoded).
+  bool readSinceWrite(std::string_view key) const;
   void removeAll(TxnOverlay* txn);
   // Several writes outside a transaction, all or none (after removing every key when
   // `deleteAll`); write() for each, but atomic when they go to a SQL database.
@@ -228,16 +235,19 @@ class ObjectStore final : private BatchWriter {
     std::optional<std::string> value;
     // JSON values only: parsing one costs far more than copying it (a ChatRoom reads its
     // whole history on every message), and other types decode as cheaply as they copy.
-    std::shared_ptr<const Value> decoded;
+    std::shared_ptr<Value> decoded;
     std::uint64_t seq = 0;  // 0 clean, kOpen open, else the in-flight batch
     bool encodePending = false;  // `value` is still to be encoded from `decoded` (writeDecoded)
     bool sqlPending = false;     // a SQLite-backed object's write, not yet in its _cf_KV (flushSqlKv)
+    bool readSinceWrite = false;  // a get() has returned the value since it was written
+    bool lendOnGet = false;       // it was written after a get(): the next get() takes `decoded`
+    bool lent = false;            // a get() took `decoded`, and no put() has replaced it since
   };
   // The entry's encoded value, encoding it first if writeDecoded() left that for later.
   static const std::optional<std::string>& encoded(Entry& e);
   void markOpen(const std::string& key, Entry& e);
   // write() and removeAll() on the cache only; `sqlPending`: the SQL database is still to get it.
-  void cacheWrite(std::string_view key, std::optional<std::string> encoded, std::shared_ptr<const Value> decoded,
+  void cacheWrite(std::string_view key, std::optional<std::string> encoded, std::shared_ptr<Value> decoded,
                   bool sqlPending);
   void cacheRemoveAll();
   void touch();

@@ -68,8 +68,8 @@ Task<void> Storage::load(std::vector<std::string> keys, bool alarm) { return sto
 
 std::optional<Value> Storage::getValue(std::string_view key) {
   store_->checkKey(key);
-  // The caller gets its own copy, which it may change without touching what is stored.
-  if (auto cached = store_->decoded(key, txn())) return Value(*cached);
+  // The caller gets its own value, which it may change without touching what is stored.
+  if (auto cached = store_->takeDecoded(key, txn())) return cached;
   auto v = store_->read(key, txn());
   if (!v) return std::nullopt;
   Value value = decodeAt(*store_, key, *v);
@@ -109,7 +109,9 @@ Entries Storage::getLoaded(std::span<const std::string> keys) {
 StorageOp<void> Storage::put(std::string_view key, Value value) {
   store_->checkWritable();
   store_->checkKey(key);
-  if (!txn() && value.type() == Value::Type::kJson && store_->encodesLater()) {
+  // A key read since it was written is encoded now: the get() after this put() can then take
+  // the value's tree instead of copying it (ObjectStore::takeDecoded).
+  if (!txn() && value.type() == Value::Type::kJson && store_->encodesLater() && !store_->readSinceWrite(key)) {
     std::size_t bound;
     try {
       bound = detail::checkedEncodedBound(value);
@@ -119,14 +121,14 @@ StorageOp<void> Storage::put(std::string_view key, Value value) {
     // Encoded once, when its batch is committed: consecutive puts of one key in a batch cost
     // one encoding. One that may not fit is encoded now, for the limit's exact error.
     if (store_->fits(key, bound)) {
-      store_->writeDecoded(key, std::make_shared<const Value>(std::move(value)));
+      store_->writeDecoded(key, std::make_shared<Value>(std::move(value)));
       return {};
     }
   }
   std::string encoded = encodeFor(key, value);
   store_->checkValue(key, encoded);
-  std::shared_ptr<const Value> decoded;
-  if (!txn() && value.type() == Value::Type::kJson) decoded = std::make_shared<const Value>(std::move(value));
+  std::shared_ptr<Value> decoded;
+  if (!txn() && value.type() == Value::Type::kJson) decoded = std::make_shared<Value>(std::move(value));
   store_->write(key, std::move(encoded), txn(), std::move(decoded));
   return {};
 }

@@ -306,10 +306,16 @@ std::string Value::encode() const {
       break;
     }
     case Type::kJson: {
-      std::string where;
-      checkJsonText(std::get<Json>(v_), where);
+      // The serializer copies a string's bytes as they are between ASCII quotes and escapes,
+      // so the text is UTF-8 exactly when every string and key is: one pass over the output
+      // checks them all, far cheaper than walking the tree. The walk runs only to say where.
       out.push_back(static_cast<char>(kTagJson));
       out += stringify(std::get<Json>(v_));
+      if (!detail::validUtf8(out)) {
+        std::string where;
+        checkJsonText(std::get<Json>(v_), where);
+        throw Error(ErrorCode::kInvalidArgument, "JSON text is not valid UTF-8 (store bytes as durable::Bytes)");
+      }
       break;
     }
   }

@@ -1,9 +1,11 @@
 // The storage cache keeps JSON values decoded (issue 19: the ChatRoom parsed its whole history
-// on every message). What a caller gets is its own copy: changing it must not change what is
+// on every message). What a caller gets is its own: changing it must not change what is
 // stored, in this event, in the next one (served from the cache) or after a restart (read from
 // the partition's SQLite file). A JSON put outside a transaction is encoded only when its batch
 // is committed (or its bytes are read): what is committed and read back is still exactly the
-// last value put, and the limits and the UTF-8 check still refuse at put().
+// last value put, and the limits and the UTF-8 check still refuse at put(). A key that is read,
+// changed and put back is encoded at put() instead, and the next read takes the cache's tree
+// rather than copying it; a read before the next put() then parses the bytes.
 //
 // g++ 12: named values, not braced temporaries, inside co_await expressions.
 #include <durable/object.h>
@@ -250,6 +252,135 @@ TEST(DecodedCacheLimits, AValueOverTheLimitOrNotUtf8IsStillRefusedAtPutAndChange
     EXPECT_EQ((co_await state.storage().get<json::array>("e")).value(), escaped);
   });
 }
+
+// Read, change, put back: the ChatRoom's pattern. From the second round on, a read hands out
+// the tree the last put() stored (no copy: the same element buffer); what the reader does with
+// it is still its own business until it puts it back.
+class TakenTreeTest : public ::testing::TestWithParam<bool> {
+ protected:
+  TakenTreeTest() : env_(dt::EnvOptions{.sqliteBacked = GetParam()}) { ns_ = &env_.exportClass<Box>("BOX"); }
+  void in(const Body& body) {
+    env_.runInDurableObject<Box>(ns_->getByName("box"),
+                                 [&body](Box&, State& state) -> Task<void> { return body(state.storage()); });
+  }
+  dt::Env env_;
+  const durable::Namespace* ns_;
+};
+
+TEST_P(TakenTreeTest, AValueReadChangedAndPutBackIsHandedToTheNextReadWithoutACopy) {
+  auto stored = std::make_shared<const json::value*>(nullptr);
+  in([stored](Storage& s) -> Task<void> {
+    json::array h = history(3);
+    co_await s.put("history", h);
+    for (int round = 0; round < 4; ++round) {
+      auto read = (co_await s.get<json::array>("history")).value();
+      EXPECT_EQ(read.size(), 3u + round);
+      // Rounds 1 on: the put() before this read followed a read, so this read takes its tree.
+      if (round >= 1) EXPECT_EQ(read.data(), *stored) << "round " << round;
+      read.push_back(json::object{{"type", "message"}, {"n", 3 + round}});
+      *stored = read.data();
+      co_await s.put("history", std::move(read));
+    }
+  });
+  in([stored](Storage& s) -> Task<void> {
+    // A new event: still handed over, and still the value of the last put.
+    auto read = (co_await s.get<json::array>("history")).value();
+    EXPECT_EQ(read.data(), *stored);
+    EXPECT_EQ(read, history(7));
+    co_await s.put("history", std::move(read));
+  });
+  env_.restart();
+  in([](Storage& s) -> Task<void> { EXPECT_EQ((co_await s.get<json::array>("history")).value(), history(7)); });
+}
+
+TEST_P(TakenTreeTest, AReadBeforeTheTakenTreeIsPutBackGetsTheStoredValue) {
+  in([](Storage& s) -> Task<void> {
+    json::array h = history(2);
+    co_await s.put("history", h);
+    auto first = (co_await s.get<json::array>("history")).value();
+    first.push_back(json::object{{"type", "message"}, {"n", 2}});
+    co_await s.put("history", std::move(first));  // read, changed, put back
+
+    auto taken = (co_await s.get<json::array>("history")).value();  // the cache's tree
+    taken.clear();
+    taken.push_back(json::string("changed, never put"));
+    // The cache parses its bytes for these: the taken tree is the first reader's.
+    EXPECT_EQ((co_await s.get<json::array>("history")).value(), history(3));
+    EXPECT_EQ((co_await s.get("history")).value().as<json::array>(), history(3));
+    auto page = co_await s.list();
+    EXPECT_EQ(page.size(), 1u);
+    if (!page.empty()) EXPECT_EQ(page.at(0).second.as<json::array>(), history(3));
+  });
+  in([](Storage& s) -> Task<void> {
+    // The loan was not returned: reads copy now, and a copy is the reader's own.
+    auto a = (co_await s.get<json::array>("history")).value();
+    auto b = (co_await s.get<json::array>("history")).value();
+    EXPECT_NE(a.data(), b.data());
+    a.clear();
+    EXPECT_EQ(b, history(3));
+    EXPECT_EQ((co_await s.get<json::array>("history")).value(), history(3));
+    // A put of the changed copy makes it a read-modify-write key again.
+    b.push_back(json::object{{"type", "message"}, {"n", 3}});
+    co_await s.put("history", std::move(b));
+    auto c = (co_await s.get<json::array>("history")).value();
+    EXPECT_EQ(c, history(4));
+    c.push_back(json::object{{"type", "message"}, {"n", 4}});
+    co_await s.put("history", c);
+  });
+  env_.restart();
+  in([](Storage& s) -> Task<void> { EXPECT_EQ((co_await s.get<json::array>("history")).value(), history(5)); });
+}
+
+TEST_P(TakenTreeTest, ATakenTreeNeverReachesATransactionOrOutlivesARemoval) {
+  in([](Storage& s) -> Task<void> {
+    json::array h = history(1);
+    co_await s.put("k", h);
+    auto r = (co_await s.get<json::array>("k")).value();
+    r.push_back(json::object{{"type", "message"}, {"n", 1}});
+    co_await s.put("k", std::move(r));
+    co_await s.transaction([](Storage& txn) -> Task<void> {
+      auto inside = (co_await txn.get<json::array>("k")).value();
+      EXPECT_EQ(inside, history(2));
+      inside.clear();
+      EXPECT_EQ((co_await txn.get<json::array>("k")).value(), history(2));
+    });
+    auto taken = (co_await s.get<json::array>("k")).value();
+    EXPECT_EQ(taken, history(2));
+    EXPECT_TRUE(co_await s.remove("k"));
+    EXPECT_EQ(co_await s.get("k"), std::nullopt);
+    // Put back after the removal: the reader's put wins, as any put after a remove does.
+    co_await s.put("k", std::move(taken));
+    EXPECT_EQ((co_await s.get<json::array>("k")).value(), history(2));
+  });
+  env_.restart();
+  in([](Storage& s) -> Task<void> { EXPECT_EQ((co_await s.get<json::array>("k")).value(), history(2)); });
+}
+
+TEST_P(TakenTreeTest, APutAfterAReadStillRefusesWhatIsNotUtf8OrTooLargeAndChangesNothing) {
+  in([](Storage& s) -> Task<void> {
+    json::array h = history(2);
+    co_await s.put("k", h);
+    auto read = (co_await s.get<json::array>("k")).value();
+    read.push_back(json::object{{"bad \xff key", 1}});
+    read.back().as_object()["\xc3"] = 2;  // a key that is a lone lead byte
+    try {
+      co_await s.put("k", read);
+      ADD_FAILURE() << "a JSON key that is not UTF-8 was accepted";
+    } catch (const durable::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("a JSON object key at /2/ is not valid UTF-8"), std::string::npos)
+          << e.what();
+    }
+    auto again = (co_await s.get<json::array>("k")).value();
+    again.push_back(json::string(3 * 1024 * 1024, 'a'));
+    EXPECT_THROW(co_await s.put("k", again), durable::Error);
+    EXPECT_EQ((co_await s.get<json::array>("k")).value(), history(2));
+  });
+  env_.restart();
+  in([](Storage& s) -> Task<void> { EXPECT_EQ((co_await s.get<json::array>("k")).value(), history(2)); });
+}
+
+INSTANTIATE_TEST_SUITE_P(KeyValueAndSqliteBacked, TakenTreeTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "SqliteBacked" : "KeyValue"; });
 
 // The ChatRoom's pattern under load: each request reads the whole history, appends to it and
 // puts it back, and its reply waits for that write to be durable.
