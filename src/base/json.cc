@@ -2,8 +2,11 @@
 #include <durable/error.h>
 #include <durable/json.h>
 
+#include "base/json_text.h"
+
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/serializer.hpp>
 #include <boost/json/value_stack.hpp>
 
 #include <charconv>
@@ -52,6 +55,23 @@ std::string stringify(const Json& v) {
   Json copy = v;
   nullNonFinite(copy);
   return boost::json::serialize(copy);
+}
+
+void detail::appendJson(const Json& v, std::string& out) {
+  Json copy;
+  const Json* what = &v;
+  if (hasNonFinite(v)) {
+    copy = v;
+    nullNonFinite(copy);
+    what = &copy;
+  }
+  // Through a small buffer into `out`: boost::json::serialize() grows its own string (zeroing
+  // what it adds) and the caller copies it again, which costs as much as the writing for a
+  // large value.
+  char buf[16384];
+  boost::json::serializer sr;
+  sr.reset(what);
+  while (!sr.done()) out.append(sr.read(buf, sizeof buf));
 }
 
 namespace {

@@ -218,6 +218,11 @@ bool ObjectStore::readSinceWrite(std::string_view key) const {
   return it != cache_.end() && it->second.readSinceWrite;
 }
 
+std::size_t ObjectStore::encodedSize(std::string_view key) const {
+  auto it = cache_.find(key);
+  return it != cache_.end() && it->second.value ? it->second.value->size() : 0;
+}
+
 void ObjectStore::markOpen(const std::string& key, Entry& e) {
   if (e.seq != kOpen) {
     e.seq = kOpen;

@@ -118,6 +118,8 @@ class ObjectStore final : private BatchWriter {
   // Whether `key` was read since it was last written: its next put() is then encoded at once,
   // so that the get() after it can take the tree instead of copying it (takeDecoded).
   bool readSinceWrite(std::string_view key) const;
+  // The size of the cached encoding of `key`'s value, or 0.
+  std::size_t encodedSize(std::string_view key) const;
   void removeAll(TxnOverlay* txn);
   // Several writes outside a transaction, all or none (after removing every key when
   // `deleteAll`); write() for each, but atomic when they go to a SQL database.

@@ -25,9 +25,9 @@ std::string quoteKey(std::string_view key) {
   return "\"" + shown + (key.size() > kShown ? "...\"" : "\"");
 }
 
-std::string encodeFor(std::string_view key, const Value& value) {
+std::string encodeFor(std::string_view key, const Value& value, std::size_t sizeHint = 0) {
   try {
-    return value.encode();
+    return detail::encodeSized(value, sizeHint);
   } catch (const Error& e) {
     throw Error(e.code(), "put(): the value for key " + quoteKey(key) + " cannot be stored: " + e.what());
   }
@@ -125,7 +125,7 @@ StorageOp<void> Storage::put(std::string_view key, Value value) {
       return {};
     }
   }
-  std::string encoded = encodeFor(key, value);
+  std::string encoded = encodeFor(key, value, store_->encodedSize(key));
   store_->checkValue(key, encoded);
   std::shared_ptr<Value> decoded;
   if (!txn() && value.type() == Value::Type::kJson) decoded = std::make_shared<Value>(std::move(value));

@@ -1,5 +1,6 @@
 #include <durable/value.h>
 
+#include "base/json_text.h"
 #include "base/utf8.h"
 #include "storage/value_codec.h"
 
@@ -83,6 +84,19 @@ void checkJsonText(const Json& j, std::string& where) {
       break;
     default:
       break;
+  }
+}
+
+// Appends the JSON text of `j` to `out`, which holds only the tag. The serializer copies a
+// string's bytes as they are between ASCII quotes and escapes, so the text is UTF-8 exactly
+// when every string and key is: one pass over the output checks them all, far cheaper than
+// walking the tree. The walk runs only to say where.
+void encodeJsonText(const Json& j, std::string& out) {
+  detail::appendJson(j, out);
+  if (!detail::validUtf8(out)) {
+    std::string where;
+    checkJsonText(j, where);
+    throw Error(ErrorCode::kInvalidArgument, "JSON text is not valid UTF-8 (store bytes as durable::Bytes)");
   }
 }
 
@@ -174,7 +188,17 @@ void detail::encodeChecked(const Value& value, std::string& out) {
   }
   out.clear();
   out.push_back(static_cast<char>(kTagJson));
-  out += stringify(ValueAccess::json(value));
+  detail::appendJson(ValueAccess::json(value), out);
+}
+
+std::string detail::encodeSized(const Value& value, std::size_t sizeHint) {
+  if (value.type() != Value::Type::kJson) return value.encode();
+  std::string out;
+  // A little over the hint: a value put back after a change is usually a little larger.
+  out.reserve(sizeHint + sizeHint / 16 + 64);
+  out.push_back(static_cast<char>(kTagJson));
+  encodeJsonText(ValueAccess::json(value), out);
+  return out;
 }
 
 Value::Value(const Json& j) {
@@ -305,19 +329,10 @@ std::string Value::encode() const {
       out += s;
       break;
     }
-    case Type::kJson: {
-      // The serializer copies a string's bytes as they are between ASCII quotes and escapes,
-      // so the text is UTF-8 exactly when every string and key is: one pass over the output
-      // checks them all, far cheaper than walking the tree. The walk runs only to say where.
+    case Type::kJson:
       out.push_back(static_cast<char>(kTagJson));
-      out += stringify(std::get<Json>(v_));
-      if (!detail::validUtf8(out)) {
-        std::string where;
-        checkJsonText(std::get<Json>(v_), where);
-        throw Error(ErrorCode::kInvalidArgument, "JSON text is not valid UTF-8 (store bytes as durable::Bytes)");
-      }
+      encodeJsonText(std::get<Json>(v_), out);
       break;
-    }
   }
   return out;
 }

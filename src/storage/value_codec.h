@@ -21,4 +21,8 @@ std::size_t checkedEncodedBound(const Value& value);
 // capacity reused): the engine's thread encodes each put once, and need not walk it twice.
 void encodeChecked(const Value& value, std::string& out);
 
+// encode(), written into a string of about `sizeHint` bytes (the key's last encoding), so that a
+// large value is not copied as its text grows.
+std::string encodeSized(const Value& value, std::size_t sizeHint);
+
 }  // namespace durable::detail

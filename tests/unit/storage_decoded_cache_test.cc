@@ -379,6 +379,24 @@ TEST_P(TakenTreeTest, APutAfterAReadStillRefusesWhatIsNotUtf8OrTooLargeAndChange
   in([](Storage& s) -> Task<void> { EXPECT_EQ((co_await s.get<json::array>("k")).value(), history(2)); });
 }
 
+TEST_P(TakenTreeTest, APutAfterAReadWritesANumberJsonCannotHoldAsNullAndEscapesText) {
+  in([](Storage& s) -> Task<void> {
+    json::array h = history(1);
+    co_await s.put("k", h);
+    auto read = (co_await s.get<json::array>("k")).value();
+    read.push_back(std::numeric_limits<double>::infinity());
+    read.push_back(json::string("quote\" back\\ \x01 \xc3\xa9"));
+    co_await s.put("k", std::move(read));
+  });
+  env_.restart();
+  in([](Storage& s) -> Task<void> {
+    json::array want = history(1);
+    want.push_back(nullptr);
+    want.push_back(json::string("quote\" back\\ \x01 \xc3\xa9"));
+    EXPECT_EQ((co_await s.get<json::array>("k")).value(), want);
+  });
+}
+
 INSTANTIATE_TEST_SUITE_P(KeyValueAndSqliteBacked, TakenTreeTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "SqliteBacked" : "KeyValue"; });
 
