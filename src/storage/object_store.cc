@@ -7,6 +7,7 @@
 #include <durable/error.h>
 
 #include <algorithm>
+#include <cassert>
 
 namespace durable::detail {
 
@@ -188,10 +189,11 @@ std::optional<Value> ObjectStore::takeDecoded(std::string_view key, const TxnOve
   if (it == cache_.end() || !it->second.decoded) return std::nullopt;
   Entry& e = it->second;
   e.readSinceWrite = true;
-  // Only a tree nothing else holds (an in-flight batch may, until its engine encodes it) and
-  // whose bytes are here to fall back on. A copy of a large tree is thousands of allocations
-  // on the shard, and its release as many frees.
-  if (e.lendOnGet && !txn && !e.encodePending && e.value && e.decoded.use_count() == 1) {
+  // A copy of a large tree is thousands of allocations on the shard, and its release as many
+  // frees. lendOnGet is set only by cacheWrite(), whose tree is the put()'s own and whose bytes
+  // are here to fall back on: only writeDecoded()'s trees (encodePending) go to a batch.
+  if (e.lendOnGet && !txn) {
+    assert(!e.encodePending && e.value && e.decoded.use_count() == 1);
     Value taken = std::move(*e.decoded);
     e.decoded.reset();
     e.lent = true;
@@ -207,15 +209,26 @@ void ObjectStore::rememberDecoded(std::string_view key, const TxnOverlay* txn, c
     Entry& e = it->second;
     e.decoded = std::make_shared<Value>(value);
     e.readSinceWrite = true;
-    // A get() took the tree and no put() brought it back: this key is read without being
-    // written, and copies from now on.
-    if (std::exchange(e.lent, false)) e.lendOnGet = false;
+    if (std::exchange(e.lent, false)) {
+      // A get() took the tree and no put() brought it back (a read between writes: a join's
+      // history, a /history request): each miss costs a parse, so the key's next writes leave
+      // the tree in the cache, twice as many after each miss in a row.
+      e.lendOnGet = false;
+      e.lendPenalty = static_cast<std::uint8_t>(std::min(2 * e.lendPenalty + 1, 63));
+      e.lendSkip = e.lendPenalty;
+    }
   }
 }
 
-bool ObjectStore::readSinceWrite(std::string_view key) const {
+bool ObjectStore::lendsAfterPut(std::string_view key) const {
   auto it = cache_.find(key);
-  return it != cache_.end() && it->second.readSinceWrite;
+  return it != cache_.end() && it->second.readSinceWrite && it->second.lendSkip == 0;
+}
+
+bool ObjectStore::takenAndNotReturned(std::string_view key, const TxnOverlay* txn) const {
+  if (txn && (txn->deleteAll || txn->writes.contains(key))) return false;
+  auto it = cache_.find(key);
+  return it != cache_.end() && it->second.lent && it->second.value;
 }
 
 std::size_t ObjectStore::encodedSize(std::string_view key) const {
@@ -263,8 +276,7 @@ void ObjectStore::cacheWrite(std::string_view key, std::optional<std::string> en
                              std::shared_ptr<Value> decoded, bool sqlPending) {
   auto [it, inserted] = cache_.try_emplace(std::string(key));
   retire(it->second);
-  it->second.lendOnGet = std::exchange(it->second.readSinceWrite, false);
-  it->second.lent = false;
+  noteWrite(it->second, decoded != nullptr);
   it->second.value = std::move(encoded);
   it->second.encodePending = false;
   it->second.decoded = decoded && decoded->type() == Value::Type::kJson ? std::move(decoded) : nullptr;
@@ -296,14 +308,20 @@ void ObjectStore::retire(Entry& e) {
   if (e.decoded) retired_.push_back(std::move(e.decoded));
 }
 
+void ObjectStore::noteWrite(Entry& e, bool canLend) {
+  if (e.lent) e.lendPenalty /= 2;  // written since its tree was taken: most likely brought back
+  const bool read = std::exchange(e.readSinceWrite, false);
+  e.lendOnGet = canLend && read && e.lendSkip == 0;
+  if (read && e.lendSkip > 0) --e.lendSkip;
+  e.lent = false;
+}
+
 void ObjectStore::writeDecoded(std::string_view key, std::shared_ptr<Value> decoded) {
   // A SQLite-backed object's database must be fresh for a write, as for write().
   if (sqlConfig_) sqlForStatement();
   auto [it, inserted] = cache_.try_emplace(std::string(key));
   retire(it->second);
-  it->second.lendOnGet = false;  // put() leaves encoding for later only for a key not read since
-  it->second.readSinceWrite = false;
-  it->second.lent = false;
+  noteWrite(it->second, false);
   it->second.value.reset();
   it->second.encodePending = true;
   it->second.decoded = std::move(decoded);

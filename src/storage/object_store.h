@@ -115,9 +115,13 @@ class ObjectStore final : private BatchWriter {
   std::optional<Value> takeDecoded(std::string_view key, const TxnOverlay* txn);
   // Keeps `value`, just decoded from what read() returned, with its cache entry.
   void rememberDecoded(std::string_view key, const TxnOverlay* txn, const Value& value);
-  // Whether `key` was read since it was last written: its next put() is then encoded at once,
-  // so that the get() after it can take the tree instead of copying it (takeDecoded).
-  bool readSinceWrite(std::string_view key) const;
+  // Whether the next put() of `key` should be encoded at once, so that the get() after it can
+  // take the tree instead of copying it (takeDecoded): the key was read since it was written,
+  // and its taken trees have come back often enough.
+  bool lendsAfterPut(std::string_view key) const;
+  // Whether a get() took `key`'s tree and no put() has replaced it since: its bytes are then
+  // this process's own encoding, which needs no check that it reads back as it was written.
+  bool takenAndNotReturned(std::string_view key, const TxnOverlay* txn) const;
   // The size of the cached encoding of `key`'s value, or 0.
   std::size_t encodedSize(std::string_view key) const;
   void removeAll(TxnOverlay* txn);
@@ -244,6 +248,8 @@ class ObjectStore final : private BatchWriter {
     bool readSinceWrite = false;  // a get() has returned the value since it was written
     bool lendOnGet = false;       // it was written after a get(): the next get() takes `decoded`
     bool lent = false;            // a get() took `decoded`, and no put() has replaced it since
+    std::uint8_t lendSkip = 0;     // writes after a get() still to leave `decoded` in place
+    std::uint8_t lendPenalty = 0;  // lendSkip after the next taken tree that does not come back
   };
   // The entry's encoded value, encoding it first if writeDecoded() left that for later.
   static const std::optional<std::string>& encoded(Entry& e);
@@ -253,6 +259,9 @@ class ObjectStore final : private BatchWriter {
                   bool sqlPending);
   void cacheRemoveAll();
   void touch();
+  // The lending state of an entry being written (takeDecoded): `canLend` when the write keeps
+  // its tree beside its bytes.
+  static void noteWrite(Entry& e, bool canLend);
   // Keeps an entry's decoded value for the open batch to carry away (ObjectBatch::retired).
   void retire(Entry& e);
 

@@ -74,7 +74,9 @@ std::optional<Value> Storage::getValue(std::string_view key) {
   if (!v) return std::nullopt;
   Value value = decodeAt(*store_, key, *v);
   // Only a value that decoded as it is: a repaired one is logged on every read.
-  if (value.type() == Value::Type::kJson && value.encode() == *v) store_->rememberDecoded(key, txn(), value);
+  if (value.type() == Value::Type::kJson && (store_->takenAndNotReturned(key, txn()) || value.encode() == *v)) {
+    store_->rememberDecoded(key, txn(), value);
+  }
   return value;
 }
 
@@ -111,7 +113,7 @@ StorageOp<void> Storage::put(std::string_view key, Value value) {
   store_->checkKey(key);
   // A key read since it was written is encoded now: the get() after this put() can then take
   // the value's tree instead of copying it (ObjectStore::takeDecoded).
-  if (!txn() && value.type() == Value::Type::kJson && store_->encodesLater() && !store_->readSinceWrite(key)) {
+  if (!txn() && value.type() == Value::Type::kJson && store_->encodesLater() && !store_->lendsAfterPut(key)) {
     std::size_t bound;
     try {
       bound = detail::checkedEncodedBound(value);

@@ -198,6 +198,9 @@ std::string detail::encodeSized(const Value& value, std::size_t sizeHint) {
   out.reserve(sizeHint + sizeHint / 16 + 64);
   out.push_back(static_cast<char>(kTagJson));
   encodeJsonText(ValueAccess::json(value), out);
+  // The cache keeps it: a poor hint (a first put, a value that shrank) must not leave it holding
+  // up to twice its size.
+  if (out.capacity() > out.size() + out.size() / 8 + 64) out.shrink_to_fit();
   return out;
 }
 

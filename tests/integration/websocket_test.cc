@@ -10,6 +10,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <iostream>
 #include <optional>
 #include <regex>
@@ -208,17 +209,28 @@ TEST_F(WebSocketServerTest, SqliteBackedChatRoomKeepsEveryBroadcastMessageInOrde
   auto cid = join(*server, "sq", "cid");
   constexpr int kEach = 150;
   std::vector<std::string> seen;
+  json::array mid;
   for (int i = 0; i < kEach; ++i) {
     sendChat(*ann, "a" + std::to_string(i));
     sendChat(*cid, "c" + std::to_string(i));
     if (i == kEach / 2) {
-      auto mid = httpRequest(server->host(), server->port(), "GET", "/rooms/sq/history");
-      EXPECT_EQ(mid.status, 200);
+      auto r = httpRequest(server->host(), server->port(), "GET", "/rooms/sq/history");
+      EXPECT_EQ(r.status, 200);
+      if (r.status == 200) mid = json::parse(r.body).as_array();
     }
   }
   for (int i = 0; i < 2 * kEach; ++i) {
     auto f = next(*bob, "message");
     seen.push_back(str(f, "user") + ":" + str(f, "content"));
+  }
+  // The history read mid-way is a run of what was broadcast, in the same order.
+  ASSERT_FALSE(mid.empty());
+  const auto first = std::find(seen.begin(), seen.end(),
+                               str(mid.front().as_object(), "user") + ":" + str(mid.front().as_object(), "content"));
+  ASSERT_NE(first, seen.end());
+  ASSERT_LE(mid.size(), static_cast<std::size_t>(seen.end() - first));
+  for (std::size_t i = 0; i < mid.size(); ++i) {
+    EXPECT_EQ(str(mid[i].as_object(), "user") + ":" + str(mid[i].as_object(), "content"), first[i]);
   }
   // Each sender's messages in the order sent, both senders' all there.
   std::vector<std::string> fromAnn, fromCid;

@@ -397,6 +397,67 @@ TEST_P(TakenTreeTest, APutAfterAReadWritesANumberJsonCannotHoldAsNullAndEscapesT
   });
 }
 
+// A read between writes that keeps what it took (a join reading the history, a /history
+// request) costs the next read a parse: a key whose trees keep not coming back is handed out
+// less and less often, and as often as before once they come back again.
+TEST_P(TakenTreeTest, AKeyWhoseTakenTreesDoNotComeBackIsHandedOutLessOften) {
+  in([](Storage& s) -> Task<void> {
+    json::array h = history(1);
+    co_await s.put("history", h);
+    int n = 1;
+    int taken = 0;
+    for (int round = 0; round < 20; ++round) {
+      auto read = (co_await s.get<json::array>("history")).value();
+      EXPECT_EQ(read, history(n));
+      read.push_back(json::object{{"type", "message"}, {"n", n++}});
+      const json::value* put = read.data();
+      co_await s.put("history", std::move(read));
+      auto peek = (co_await s.get<json::array>("history")).value();  // kept, never put back
+      EXPECT_EQ(peek, history(n));
+      if (peek.data() == put) ++taken;
+    }
+    // Rounds 0, 2, 6 and 14: the skips after each miss are 1, 3, 7 (and 15) writes.
+    EXPECT_EQ(taken, 4);
+    // Read, change, put back only: handed out again within the last penalty's writes, and on
+    // every read once the trees come back.
+    const json::value* last = nullptr;
+    int inARow = 0;
+    for (int round = 0; round < 40; ++round) {
+      auto read = (co_await s.get<json::array>("history")).value();
+      inARow = read.data() == last ? inARow + 1 : 0;
+      read.push_back(json::object{{"type", "message"}, {"n", n++}});
+      last = read.data();
+      co_await s.put("history", std::move(read));
+    }
+    EXPECT_GE(inARow, 20);
+    EXPECT_EQ((co_await s.get<json::array>("history")).value(), history(n));
+  });
+  env_.restart();
+  in([](Storage& s) -> Task<void> { EXPECT_EQ((co_await s.get<json::array>("history")).value().size(), 61u); });
+}
+
+TEST_P(TakenTreeTest, AFailedPutOfATakenTreeLeavesTheStoredValueForTheNextRead) {
+  in([](Storage& s) -> Task<void> {
+    json::array h = history(1);
+    co_await s.put("k", h);
+    for (int n = 1; n <= 2; ++n) {
+      auto read = (co_await s.get<json::array>("k")).value();
+      read.push_back(json::object{{"type", "message"}, {"n", n}});
+      co_await s.put("k", std::move(read));
+    }
+    auto taken = (co_await s.get<json::array>("k")).value();  // the cache's own tree
+    taken.push_back(json::string("\xff"));
+    EXPECT_THROW(co_await s.put("k", taken), durable::Error);
+    EXPECT_EQ((co_await s.get<json::array>("k")).value(), history(3));
+    const std::vector<std::string> keys{"k"};
+    auto entries = co_await s.get(keys);
+    EXPECT_EQ(entries.size(), 1u);
+    if (!entries.empty()) EXPECT_EQ(entries.at(0).second.as<json::array>(), history(3));
+  });
+  env_.restart();
+  in([](Storage& s) -> Task<void> { EXPECT_EQ((co_await s.get<json::array>("k")).value(), history(3)); });
+}
+
 INSTANTIATE_TEST_SUITE_P(KeyValueAndSqliteBacked, TakenTreeTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "SqliteBacked" : "KeyValue"; });
 
