@@ -62,7 +62,15 @@ class HttpServer {
   const Worker& worker() const { return worker_; }
   HttpHost& host() { return host_; }
   const HttpOptions& options() const { return options_; }
-  void requestStarted() { inFlight_.fetch_add(1, std::memory_order_relaxed); }
+  // Counts a request in, unless the server is stopping: then waitIdle() may already have found
+  // none in flight and returned, and a request started now would outlive the io_contexts.
+  // Sequentially consistent with stopAccepting() and waitIdle(): one of the two sees the other.
+  bool requestStarted() {
+    inFlight_.fetch_add(1);
+    if (!stopping_.load()) return true;
+    requestEnded();
+    return false;
+  }
   void requestEnded();
   // Shared with the sessions: a session may outlive the server (its io_context ends later).
   const std::shared_ptr<std::atomic<std::int64_t>>& connectionCounter() { return connections_; }

@@ -330,7 +330,7 @@ class Session final : public HttpSession, public std::enable_shared_from_this<Se
     std::string().swap(req.body());
 
     deadline_ = Clock::time_point::max();
-    server_.requestStarted();
+    if (!server_.requestStarted()) return close();  // arrived after the drain began: not run
     auto self = shared_from_this();
     // The Worker's code runs as part of this request: its log lines and stub calls carry the tag.
     ContextScope scope({nullptr, 0, tag_});
