@@ -5,7 +5,6 @@
 #include "base/json_text.h"
 
 #include <boost/json/basic_parser_impl.hpp>
-#include <boost/json/serialize.hpp>
 #include <boost/json/serializer.hpp>
 #include <boost/json/value_stack.hpp>
 
@@ -51,10 +50,9 @@ void nullNonFinite(Json& v) {
 // own included) reads back: a stored value holding one could never be read again. JSON.stringify
 // writes null for them, and so do we. (Numbers such as 1e400 parse as Infinity.)
 std::string stringify(const Json& v) {
-  if (!hasNonFinite(v)) return boost::json::serialize(v);
-  Json copy = v;
-  nullNonFinite(copy);
-  return boost::json::serialize(copy);
+  std::string out;
+  detail::appendJson(v, out);
+  return out;
 }
 
 void detail::appendJson(const Json& v, std::string& out) {
